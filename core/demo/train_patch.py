@@ -1,0 +1,104 @@
+"""Training the demo's patch CNN and its gated-attention MIL head on slide patches."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from core.demo.patch_dataset import PATCH_CLASSES, SlidePatches
+from core.models.mil import GatedAttentionMIL
+from core.models.patch_cnn import PatchResNet
+
+Progress = Callable[[str], None]
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def _augment(x: torch.Tensor) -> torch.Tensor:
+    if torch.rand(()) < 0.5:
+        x = x.flip(3)
+    return torch.rot90(x, int(torch.randint(0, 4, ())), dims=(2, 3))
+
+
+def training_patches(slides: list[SlidePatches], rng: np.random.Generator, per_class: int, min_purity: float = 0.75):
+    images = np.concatenate([s.images for s in slides])
+    labels = np.concatenate([s.label for s in slides])
+    pure = np.concatenate([(s.purity >= min_purity) & (s.tissue >= 0.5) for s in slides])
+    keep = []
+    for k in range(len(PATCH_CLASSES)):
+        idx = np.flatnonzero(pure & (labels == k))
+        keep.append(rng.choice(idx, size=min(per_class, len(idx)), replace=False))
+    keep = np.concatenate(keep)
+    return images[keep], labels[keep]
+
+
+def train_patch_cnn(images: np.ndarray, labels: np.ndarray, epochs: int, seed: int, progress: Progress) -> PatchResNet:
+    torch.manual_seed(seed)
+    x_all, y_all = to_tensor(images), torch.from_numpy(labels).long()
+    mean = x_all.mean((0, 2, 3)).tolist()
+    std = x_all.std((0, 2, 3)).clamp_min(1e-3).tolist()
+    model = PatchResNet(len(PATCH_CLASSES), channel_mean=tuple(mean), channel_std=tuple(std))
+    optimiser = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
+    steps = epochs * -(-len(x_all) // 64)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=3e-3, total_steps=steps)
+    loss_fn = nn.CrossEntropyLoss()
+    model.train()
+    for epoch in range(epochs):
+        order = torch.randperm(len(x_all))
+        total = 0.0
+        for start in range(0, len(order), 64):
+            batch = order[start : start + 64]
+            loss = loss_fn(model(_augment(x_all[batch])), y_all[batch])
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+            total += loss.item() * len(batch)
+        progress(f"patch CNN epoch {epoch + 1}/{epochs}: loss {total / len(x_all):.3f}")
+    return model.eval()
+
+
+@torch.no_grad()
+def predict_patches(model: PatchResNet, images: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """(class probabilities, embeddings) for every patch."""
+    probs, feats = [], []
+    for start in range(0, len(images), batch_size):
+        x = to_tensor(images[start : start + batch_size])
+        f = model.features(x)
+        feats.append(f)
+        probs.append(torch.softmax(model.fc(f), 1))
+    if not probs:
+        return np.zeros((0, model.fc.out_features)), np.zeros((0, model.embedding_dim))
+    return torch.cat(probs).numpy(), torch.cat(feats).numpy()
+
+
+def train_attention_mil(bags: list[np.ndarray], labels: np.ndarray, epochs: int, seed: int, progress: Progress) -> GatedAttentionMIL:
+    torch.manual_seed(seed)
+    model = GatedAttentionMIL(bags[0].shape[1], num_classes=2)
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-4)
+    tensors = [torch.from_numpy(b).float() for b in bags]
+    targets = torch.from_numpy(labels).long()
+    loss_fn = nn.CrossEntropyLoss()
+    model.train()
+    for epoch in range(epochs):
+        total = 0.0
+        for i in torch.randperm(len(tensors)).tolist():
+            logits, _ = model(tensors[i])
+            loss = loss_fn(logits[None], targets[i : i + 1])
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            total += loss.item()
+        if (epoch + 1) % 10 == 0:
+            progress(f"attention MIL epoch {epoch + 1}/{epochs}: loss {total / len(tensors):.3f}")
+    return model.eval()
+
+
+@torch.no_grad()
+def mil_scores(model: GatedAttentionMIL, bags: list[np.ndarray]) -> np.ndarray:
+    return np.array([float(torch.softmax(model(torch.from_numpy(b).float())[0], 0)[1]) for b in bags])

@@ -1,0 +1,71 @@
+"""Synthetic ALS-style visit histories with a trajectory-dependent "NIV within 90 days" label."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+DAYS_PER_MONTH = 30.44
+NIV_HORIZON_DAYS = 90.0
+ONSET_TYPES = ("spinal", "bulbar", "mixed")
+DYNAMIC_FEATURES = (
+    "alsfrs_respiratory", "alsfrs_bulbar", "alsfrs_fine_motor", "alsfrs_gross_motor", "fvc_percent", "weight_kg",
+)
+STATIC_FEATURES = ("age", "sex_male")
+NUMERIC_FEATURES = DYNAMIC_FEATURES + STATIC_FEATURES
+
+
+@dataclass(frozen=True)
+class PatientProfile:
+    age: float
+    sex: str
+    onset_type: str
+
+
+@dataclass(frozen=True)
+class SyntheticVisit:
+    day: float
+    features: dict[str, float | str]
+    label: int
+
+
+def synthesise_visits(rng: np.random.Generator) -> tuple[PatientProfile, list[SyntheticVisit]]:
+    """One patient's visits (3 to 15, irregular gaps) until non-invasive ventilation starts."""
+    profile = PatientProfile(
+        age=float(np.clip(rng.normal(62, 10), 30, 88).round()),
+        sex=str(rng.choice(["M", "F"], p=[0.6, 0.4])),
+        onset_type=str(rng.choice(ONSET_TYPES, p=[0.6, 0.3, 0.1])),
+    )
+    rate = rng.lognormal(np.log(0.8), 0.45)  # ALSFRS-R points lost per month
+    bulbar = profile.onset_type != "spinal"
+    fvc0 = rng.normal(92, 8)
+    fvc_slope = rate * (2.6 if bulbar else 1.8) * rng.uniform(0.8, 1.2)  # % predicted per month
+    niv_day = (fvc0 - 50) / fvc_slope * DAYS_PER_MONTH
+    weight0 = rng.normal(78 if profile.sex == "M" else 64, 8)
+    n_visits = int(rng.integers(3, 16))
+    gaps = rng.uniform(35, 140, n_visits - 1)
+    days = np.concatenate([[0.0], np.cumsum(gaps)])
+    if days[-1] > niv_day:  # no visits once ventilation has begun
+        days = days[days <= niv_day]
+        if len(days) < 3:
+            days = np.sort(rng.uniform(0, niv_day, 3)).round()
+            days -= days[0]
+    visits = []
+    for day in days:
+        months = day / DAYS_PER_MONTH
+        features: dict[str, float | str] = {
+            "alsfrs_respiratory": 12 - rate * (0.55 if bulbar else 0.35) * months + rng.normal(0, 0.4),
+            "alsfrs_bulbar": 12 - rate * (0.9 if bulbar else 0.25) * months + rng.normal(0, 0.5),
+            "alsfrs_fine_motor": 12 - rate * (0.3 if bulbar else 0.8) * months + rng.normal(0, 0.5),
+            "alsfrs_gross_motor": 12 - rate * (0.3 if bulbar else 0.9) * months + rng.normal(0, 0.5),
+            "fvc_percent": fvc0 - fvc_slope * months + rng.normal(0, 3),
+            "weight_kg": weight0 - 0.35 * rate * months + rng.normal(0, 0.8),
+        }
+        for name in DYNAMIC_FEATURES[:4]:
+            features[name] = float(np.clip(features[name], 0, 12))
+        features = {k: round(float(v), 2) for k, v in features.items()}
+        features.update({"age": profile.age, "sex_male": float(profile.sex == "M"), "onset_type": profile.onset_type})
+        label = int(0 <= niv_day - day <= NIV_HORIZON_DAYS)
+        visits.append(SyntheticVisit(day=float(round(day)), features=features, label=label))
+    return profile, visits

@@ -1,0 +1,85 @@
+"""``models/<id>/model.toml``: what a model is, what it reads and how well it did on held-out data."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from core.errors import ModelLoadError
+
+MANIFEST_NAME = "model.toml"
+
+
+class InputSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    patch_size_px: int | None = Field(default=None, gt=0)
+    mpp: float | None = Field(default=None, gt=0)
+    stain_normalisation: str = "none"
+    features: list[str] = []
+    feature_means: list[float] = []
+    feature_stds: list[float] = []
+    categorical: dict[str, list[str]] = {}
+    elapsed_time: bool = False
+    vocabulary: str | None = None  # file in the model folder, JSON {"ngram": column}
+    max_ngram: int = 2
+
+
+class Metrics(BaseModel):
+    """Held-out test metrics recorded at training time."""
+
+    model_config = ConfigDict(extra="forbid")
+    auc: float | None = None
+    f1: float | None = None
+    accuracy: float | None = None
+    n_test: int | None = None
+    split: str = ""
+    roc_fpr: list[float] = []
+    roc_tpr: list[float] = []
+    confusion: list[list[int]] = []
+
+
+class ModelManifest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    name: str
+    description: str = ""
+    task: Literal["patch", "mil", "sequence", "report"]
+    architecture: str  # built-in name or "package.module:factory"
+    params: dict[str, Any] = {}
+    weights: str
+    weights_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    class_names: list[str]
+    positive_class: str | None = None  # for binary tasks: the class whose probability is the score
+    feature_model: str | None = None  # MIL: id of the patch model that embeds patches
+    cam_target_layer: str | None = None
+    input: InputSpec = InputSpec()
+    metrics: Metrics = Metrics()
+
+
+def read_manifest(model_dir: Path) -> ModelManifest:
+    path = model_dir / MANIFEST_NAME
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ModelLoadError(f"model folder {model_dir} has no {MANIFEST_NAME}") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ModelLoadError(f"{path} is not valid TOML: {exc}") from exc
+    try:
+        return ModelManifest.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}" for e in exc.errors())
+        raise ModelLoadError(f"{path} is invalid: {problems}") from exc
+
+
+def write_manifest(model_dir: Path, manifest: ModelManifest) -> Path:
+    """Write atomically: a reader never sees half a manifest."""
+    path = model_dir / MANIFEST_NAME
+    tmp = path.with_suffix(".toml.part")
+    tmp.write_text(tomli_w.dumps(manifest.model_dump(exclude_none=True)), encoding="utf-8")
+    os.replace(tmp, path)
+    return path

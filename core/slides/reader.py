@@ -1,0 +1,41 @@
+"""Opening whole-slide images with OpenSlide and reading them at a chosen resolution."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import openslide
+
+from core.errors import DashboardError
+
+
+class SlideReadError(DashboardError):
+    """A slide file is missing or OpenSlide cannot read it."""
+
+
+def open_slide(path: Path) -> openslide.OpenSlide:
+    if not path.is_file():
+        raise SlideReadError(f"slide file {path.name} is missing from the workspace")
+    try:
+        return openslide.OpenSlide(str(path))
+    except (openslide.OpenSlideError, OSError) as exc:
+        raise SlideReadError(f"slide file {path.name} cannot be read by OpenSlide: {exc}") from exc
+
+
+def level_for_downsample(slide: openslide.OpenSlide, downsample: float) -> int:
+    """The coarsest pyramid level that is still at least as fine as ``downsample``."""
+    fits = [i for i, d in enumerate(slide.level_downsamples) if d <= downsample * 1.01]
+    return max(fits) if fits else 0
+
+
+def read_level_rgb(slide: openslide.OpenSlide, level: int, strip_rows: int = 2048) -> np.ndarray:
+    """A whole pyramid level as an RGB array, read in strips to bound OpenSlide's buffers."""
+    width, height = slide.level_dimensions[level]
+    scale = slide.level_downsamples[level]
+    out = np.empty((height, width, 3), np.uint8)
+    for y in range(0, height, strip_rows):
+        rows = min(strip_rows, height - y)
+        region = slide.read_region((0, int(round(y * scale))), level, (width, rows))
+        out[y : y + rows] = np.asarray(region)[..., :3]
+    return out

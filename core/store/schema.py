@@ -1,0 +1,118 @@
+"""Case-store tables (SQLAlchemy 2 ORM). Portable types only: runs on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class SchemaVersion(Base):
+    __tablename__ = "schema_version"
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    applied_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+
+class Patient(Base):
+    __tablename__ = "patients"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    age: Mapped[float | None] = mapped_column(Float)
+    sex: Mapped[str | None] = mapped_column(String(16))
+    onset_type: Mapped[str | None] = mapped_column(String(32))
+    slides: Mapped[list[Slide]] = relationship(back_populates="patient", order_by="Slide.id")
+    visits: Mapped[list[Visit]] = relationship(back_populates="patient", order_by="Visit.day")
+    reports: Mapped[list[Report]] = relationship(back_populates="patient", order_by="Report.id")
+
+
+class Slide(Base):
+    __tablename__ = "slides"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), index=True)
+    file: Mapped[str] = mapped_column(String(512))  # relative to the workspace's slides/ folder
+    mpp: Mapped[float] = mapped_column(Float)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    mask_file: Mapped[str | None] = mapped_column(String(512))  # ground-truth label image, optional
+    mask_mpp: Mapped[float | None] = mapped_column(Float)
+    label: Mapped[int | None] = mapped_column(Integer)  # slide-level label, when known
+    patient: Mapped[Patient] = relationship(back_populates="slides")
+
+
+class Visit(Base):
+    __tablename__ = "visits"
+    __table_args__ = (UniqueConstraint("patient_id", "day"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), index=True)
+    day: Mapped[float] = mapped_column(Float)  # days since the patient's first visit
+    features: Mapped[dict] = mapped_column(JSON)
+    label: Mapped[int | None] = mapped_column(Integer)
+    patient: Mapped[Patient] = relationship(back_populates="visits")
+
+
+class Report(Base):
+    __tablename__ = "reports"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), index=True)
+    text: Mapped[str] = mapped_column(Text)
+    label: Mapped[int | None] = mapped_column(Integer)
+    patient: Mapped[Patient] = relationship(back_populates="reports")
+
+
+class ModelRecord(Base):
+    __tablename__ = "models"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    task: Mapped[str] = mapped_column(String(16))
+    architecture: Mapped[str] = mapped_column(String(128))
+    weights_sha256: Mapped[str] = mapped_column(String(64))
+    metrics: Mapped[dict] = mapped_column(JSON, default=dict)
+    registered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+
+class Prediction(Base):
+    """A model output for one subject, tied to the exact weights that produced it."""
+
+    __tablename__ = "predictions"
+    __table_args__ = (UniqueConstraint("model_id", "subject_kind", "subject_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_id: Mapped[str] = mapped_column(ForeignKey("models.id"), index=True)
+    weights_sha256: Mapped[str] = mapped_column(String(64))
+    subject_kind: Mapped[str] = mapped_column(String(16))  # patient | slide | visit | report
+    subject_id: Mapped[str] = mapped_column(String(64), index=True)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), index=True)
+    score: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+
+class Review(Base):
+    __tablename__ = "reviews"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), index=True)
+    modality: Mapped[str] = mapped_column(String(16))  # slide | patient | report
+    verdict: Mapped[str] = mapped_column(String(16))  # agree | disagree | uncertain
+    comment: Mapped[str] = mapped_column(Text, default="")
+    flags: Mapped[list] = mapped_column(JSON, default=list)
+    signed_off: Mapped[bool] = mapped_column(Boolean, default=False)
+    user: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+
+class AuditEvent(Base):
+    """Append-only log of who did what."""
+
+    __tablename__ = "audit_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now, index=True)
+    user: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))
+    target: Mapped[str] = mapped_column(String(128), default="")
+    detail: Mapped[dict] = mapped_column(JSON, default=dict)

@@ -1,0 +1,116 @@
+"""A lab's workspace folder: ``workspace.toml``, the case store, slides, models and a cache."""
+
+from __future__ import annotations
+
+import os
+import threading
+import tomllib
+from pathlib import Path
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from core.errors import ModelLoadError, NotFoundError, WorkspaceError
+from core.models.manifest import ModelManifest, read_manifest
+from core.models.registry import LoadedModel, load_model
+from core.store.database import CaseStore, open_store
+
+WORKSPACE_FILE = "workspace.toml"
+
+
+class WorkspaceConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1)
+    description: str = ""
+    database_url: str = "sqlite:///cases.db"  # a relative SQLite path is relative to the workspace
+    models: list[str] = []
+    broker_url: str | None = None
+
+
+class Workspace:
+    """An opened workspace. Models are loaded once, on first use, and kept."""
+
+    def __init__(self, root: Path, config: WorkspaceConfig, store: CaseStore, manifests: dict[str, ModelManifest]) -> None:
+        self.root = root
+        self.config = config
+        self.store = store
+        self.manifests = manifests
+        self._models: dict[str, LoadedModel] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def slides_dir(self) -> Path:
+        return self.root / "slides"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.root / "cache"
+
+    def manifest(self, model_id: str) -> ModelManifest:
+        try:
+            return self.manifests[model_id]
+        except KeyError:
+            raise NotFoundError(f"no model {model_id!r} in workspace {self.name!r}") from None
+
+    def model(self, model_id: str) -> LoadedModel:
+        self.manifest(model_id)
+        with self._lock:
+            if model_id not in self._models:
+                self._models[model_id] = load_model(self.models_dir / model_id)
+            return self._models[model_id]
+
+
+def resolve_database_url(url: str, root: Path) -> str:
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and url != "sqlite:///:memory:" and not url.startswith(prefix + "/"):
+        return prefix + str((root / url[len(prefix) :]).resolve())
+    return url
+
+
+def read_workspace_config(root: Path) -> WorkspaceConfig:
+    path = root / WORKSPACE_FILE
+    if not root.is_dir():
+        raise WorkspaceError(f"workspace folder {root} does not exist (build the demo with --demo, or see docs/workspace.md)")
+    if not path.is_file():
+        raise WorkspaceError(f"{root} is not a workspace: it has no {WORKSPACE_FILE} (see docs/workspace.md)")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise WorkspaceError(f"{path} is not valid TOML: {exc}") from exc
+    try:
+        return WorkspaceConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}" for e in exc.errors())
+        raise WorkspaceError(f"{path} is invalid: {problems}") from exc
+
+
+def write_workspace_config(root: Path, config: WorkspaceConfig) -> None:
+    path = root / WORKSPACE_FILE
+    tmp = path.with_suffix(".toml.part")
+    tmp.write_text(tomli_w.dumps(config.model_dump(exclude_none=True)), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def open_workspace(root: Path, database_url: str | None = None) -> Workspace:
+    """Validate and open a workspace; every problem is a ``WorkspaceError`` with one clear message."""
+    root = Path(root).expanduser().resolve()
+    config = read_workspace_config(root)
+    manifests = {}
+    for model_id in config.models:
+        try:
+            manifests[model_id] = read_manifest(root / "models" / model_id)
+        except ModelLoadError as exc:
+            raise WorkspaceError(f"model {model_id!r} listed in {WORKSPACE_FILE}: {exc}") from exc
+        if manifests[model_id].id != model_id:
+            raise WorkspaceError(f"models/{model_id}/model.toml declares id {manifests[model_id].id!r}; it must match its folder")
+    store = open_store(resolve_database_url(database_url or config.database_url, root))
+    (root / "cache").mkdir(exist_ok=True)
+    return Workspace(root, config, store, manifests)

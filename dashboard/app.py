@@ -1,0 +1,56 @@
+"""The Dash app factory: navigation, page routing and the workspace every page reads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dash_bootstrap_components as dbc
+from dash import Dash, Input, Output, dcc, html
+
+from core.errors import DashboardError
+from core.workspace import Workspace
+from dashboard.pages import case, cohort, models
+from dashboard.routes import register_routes
+
+APP_TITLE = "PathReview"
+ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
+
+
+def _navbar(workspace: Workspace) -> dbc.Navbar:
+    return dbc.Navbar(dbc.Container([
+        dbc.NavbarBrand(APP_TITLE, href="/"),
+        dbc.Nav([cohort.nav_item(), models.nav_item()], navbar=True),
+        html.Span(workspace.name, className="navbar-text ms-auto small"),
+    ], fluid=True), color="dark", dark=True, className="mb-3")
+
+
+def render_page(workspace: Workspace, pathname: str | None):
+    path = (pathname or "/").rstrip("/") or "/"
+    try:
+        if path in ("/", "/cohort"):
+            return cohort.layout(workspace)
+        if path == "/models":
+            return models.layout(workspace)
+        if path.startswith("/case/") and path.count("/") == 2:
+            return case.layout(workspace, path.split("/")[2])
+    except DashboardError as exc:
+        return dbc.Alert(str(exc), color="warning", id="page-error")
+    return dbc.Alert(f"There is no page at {path}.", color="warning", id="page-error")
+
+
+def create_app(workspace: Workspace) -> Dash:
+    app = Dash(__name__, title=APP_TITLE, external_stylesheets=[dbc.themes.FLATLY],
+               assets_folder=str(ASSETS_DIR), suppress_callback_exceptions=True)
+    app.layout = html.Div([
+        dcc.Location(id="url"),
+        _navbar(workspace),
+        dbc.Container(html.Div(id="page-content", children=cohort.layout(workspace)), fluid=True),
+    ])
+
+    @app.callback(Output("page-content", "children"), Input("url", "pathname"))
+    def show_page(pathname):
+        return render_page(workspace, pathname)
+
+    cohort.register_callbacks(app, workspace)
+    register_routes(app.server, workspace)
+    return app

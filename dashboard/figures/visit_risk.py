@@ -1,0 +1,29 @@
+"""A patient's model risk at each visit over time."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import plotly.graph_objects as go
+
+
+def visit_risk_figure(days: Sequence[float], risks: Sequence[float | None], labels: Sequence[int | None], title: str) -> go.Figure:
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(
+        x=list(days), y=list(risks), mode="lines+markers", name="model risk",
+        line={"color": "#b03a2e", "width": 2}, marker={"size": 9},
+        hovertemplate="day %{x:.0f}<br>risk %{y:.2f}<extra></extra>",
+    ))
+    observed = [(d, y) for d, y in zip(days, labels) if y is not None]
+    if observed:
+        fig.add_trace(go.Scatter(
+            x=[d for d, _ in observed], y=[float(y) for _, y in observed], mode="markers", name="recorded label",
+            marker={"symbol": "x", "size": 9, "color": "#333"}, hovertemplate="day %{x:.0f}<br>label %{y:.0f}<extra></extra>",
+        ))
+    fig.add_hline(y=0.5, line={"dash": "dot", "color": "#999"})
+    fig.update_layout(
+        title=title, xaxis_title="Days since first visit", yaxis={"title": "Probability", "range": [-0.05, 1.05]},
+        margin={"l": 50, "r": 10, "t": 40, "b": 45}, height=300, template="plotly_white",
+        legend={"orientation": "h", "y": -0.3},
+    )
+    return fig

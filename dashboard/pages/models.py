@@ -1,0 +1,47 @@
+"""Models page: each model's purpose, provenance and held-out performance."""
+
+from __future__ import annotations
+
+import dash_bootstrap_components as dbc
+from dash import dcc, html
+
+from core.models.manifest import ModelManifest
+from core.workspace import Workspace
+from dashboard.figures.model_performance import confusion_figure, roc_figure
+
+
+def _metric(label: str, value: float | int | None) -> dbc.Col:
+    shown = "n/a" if value is None else (f"{value:.3f}" if isinstance(value, float) else str(value))
+    return dbc.Col(html.Div([html.Div(label, className="text-muted small"), html.Div(shown, className="fs-4 fw-semibold")]), width="auto")
+
+
+def model_card(manifest: ModelManifest) -> dbc.Card:
+    m = manifest.metrics
+    figures = []
+    if m.roc_fpr:
+        figures.append(dbc.Col(dcc.Graph(figure=roc_figure(m.roc_fpr, m.roc_tpr, m.auc), config={"displaylogo": False}), md=6))
+    if m.confusion:
+        names = manifest.class_names if len(m.confusion) == len(manifest.class_names) else [str(i) for i in range(len(m.confusion))]
+        figures.append(dbc.Col(dcc.Graph(figure=confusion_figure(m.confusion, names), config={"displaylogo": False}), md=6))
+    return dbc.Card([
+        dbc.CardHeader([html.H4(manifest.name, className="mb-0"),
+                        html.Code(f"{manifest.id} · {manifest.task} · {manifest.architecture}", className="small")]),
+        dbc.CardBody([
+            html.P(manifest.description),
+            dbc.Row([_metric("AUC", m.auc), _metric("F1", m.f1), _metric("Accuracy", m.accuracy), _metric("Test n", m.n_test)], className="g-4 mb-2"),
+            html.P(f"Test split: {m.split}" if m.split else "", className="text-muted small"),
+            dbc.Row(figures),
+            html.Div([html.Span("Classes: ", className="text-muted"), ", ".join(manifest.class_names),
+                      html.Br(), html.Span("Weights sha256: ", className="text-muted"), html.Code(manifest.weights_sha256[:16] + "…")],
+                     className="small"),
+        ]),
+    ], className="mb-4 model-card", id=f"model-{manifest.id}")
+
+
+def layout(workspace: Workspace) -> html.Div:
+    cards = [model_card(workspace.manifest(mid)) for mid in workspace.config.models]
+    return html.Div([html.H2("Models"), html.P("Held-out test performance recorded when each model was trained.", className="text-muted"), *cards])
+
+
+def nav_item() -> dbc.NavItem:
+    return dbc.NavItem(dbc.NavLink("Models", href="/models", active="exact"))

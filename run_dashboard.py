@@ -1,0 +1,80 @@
+#!/usr/bin/env python
+"""PathReview: serve a workspace (``--workspace DIR``) or the demo (``--demo``)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from core.config import Settings, default_demo_dir
+from core.errors import DashboardError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="run_dashboard.py", description=__doc__)
+    sub = parser.add_subparsers(dest="command")
+    serve = sub.add_parser("serve", help="serve the review dashboard (the default command)")
+    source = serve.add_mutually_exclusive_group(required=True)
+    source.add_argument("--demo", action="store_true", help="build the demo workspace if missing, then serve it")
+    source.add_argument("--workspace", type=Path, help="serve this workspace folder")
+    serve.add_argument("--demo-dir", type=Path, default=None, help=f"where --demo builds (default {default_demo_dir()})")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8050)
+    serve.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
+    serve.add_argument("--database-url", default=None, help="override the workspace's database URL")
+    serve.add_argument("--threads", type=int, default=8, help="request threads")
+    return parser
+
+
+def serve(args: argparse.Namespace) -> None:
+    from core.device import compute_device, set_device_override
+    from core.workspace import open_workspace
+
+    try:
+        set_device_override(args.device)
+    except (ValueError, RuntimeError) as exc:
+        raise DashboardError(f"bad --device: {exc}") from exc
+    root = args.workspace
+    if args.demo:
+        from core.demo.build import build_demo
+
+        root = build_demo(args.demo_dir or default_demo_dir())
+    settings = Settings.from_env(workspace=root, host=args.host, port=args.port, device=args.device, database_url=args.database_url)
+    workspace = open_workspace(settings.workspace, settings.database_url)
+
+    from waitress import create_server
+
+    from dashboard.app import create_app
+
+    app = create_app(workspace)
+    server = create_server(app.server, host=settings.host, port=settings.port, threads=args.threads)
+    print(f"PathReview: workspace {workspace.name!r} ({workspace.root}), models on {compute_device()}", flush=True)
+    print(f"Serving on http://{settings.host}:{settings.port}", flush=True)
+    server.run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
+        argv.insert(0, "serve")  # `run_dashboard.py --demo` means `serve --demo`
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+    try:
+        if args.command in (None, "serve"):
+            serve(args)
+    except DashboardError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # e.g. the port is taken
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

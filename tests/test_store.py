@@ -1,0 +1,105 @@
+"""Case store: round trips of every table on a real SQLite file, migrations and cohort paging."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from core.errors import DashboardError, WorkspaceError
+from core.store.cases import case_summary
+from core.store.cohort import cohort_page
+from core.store.database import SCHEMA_VERSION, open_store
+from core.store.schema import AuditEvent, ModelRecord, Patient, Prediction, Report, Review, SchemaVersion, Slide, Visit
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = open_store(f"sqlite:///{tmp_path / 'cases.db'}")
+    yield s
+    s.dispose()
+
+
+def _fill(store, n=5):
+    with store.session() as s:
+        s.add(ModelRecord(id="m1", task="sequence", architecture="visit_sequence_net", weights_sha256="a" * 64, metrics={"auc": 0.9}))
+        for i in range(n):
+            pid = f"P{i:02d}"
+            s.add(Patient(id=pid, age=40.0 + i, sex="F" if i % 2 else "M", onset_type="spinal"))
+            s.add(Slide(id=f"{pid}-S1", patient_id=pid, file=f"{pid}.tiff", mpp=0.5, width=8192, height=4096,
+                        mask_file=f"{pid}.mask.png", mask_mpp=16.0, label=i % 2))
+            s.add_all(Visit(patient_id=pid, day=float(d), features={"fvc_percent": 90.0 - d, "onset_type": "spinal"}, label=int(d > 100))
+                      for d in (0, 60, 130))
+            s.add(Report(id=f"{pid}-R1", patient_id=pid, text=f"Gleason score 4+{i}", label=1))
+            s.add(Prediction(model_id="m1", weights_sha256="a" * 64, subject_kind="patient", subject_id=pid, patient_id=pid, score=i / 10))
+
+
+def test_every_table_round_trips_on_sqlite(store, tmp_path):
+    _fill(store)
+    with store.session() as s:
+        s.add(Review(patient_id="P01", modality="slide", verdict="agree", comment="clear GG4 focus", flags=["teaching"], user="dr_a"))
+        s.add(AuditEvent(user="dr_a", action="case_open", target="P01", detail={"page": "case"}))
+    store.dispose()
+    reopened = open_store(f"sqlite:///{tmp_path / 'cases.db'}")
+    with reopened.session() as s:
+        p = s.get(Patient, "P01")
+        assert (p.age, p.sex, p.onset_type) == (41.0, "F", "spinal")
+        assert [v.day for v in p.visits] == [0.0, 60.0, 130.0]
+        assert p.visits[1].features == {"fvc_percent": 30.0, "onset_type": "spinal"}
+        assert [v.label for v in p.visits] == [0, 0, 1]
+        assert p.slides[0].mask_mpp == 16.0 and p.slides[0].width == 8192
+        assert p.reports[0].text == "Gleason score 4+1"
+        review = s.scalars(select(Review)).one()
+        assert (review.verdict, review.flags, review.user, review.version) == ("agree", ["teaching"], "dr_a", 1)
+        assert review.created_at is not None
+        event = s.scalars(select(AuditEvent)).one()
+        assert (event.action, event.target, event.detail) == ("case_open", "P01", {"page": "case"})
+        assert s.get(ModelRecord, "m1").metrics == {"auc": 0.9}
+    reopened.dispose()
+
+
+def test_failed_transaction_writes_nothing(store):
+    _fill(store, 1)
+    with pytest.raises(Exception), store.session() as s:
+        s.add(Patient(id="P99"))
+        s.add(Patient(id="P00"))  # duplicate primary key: the whole transaction rolls back
+        s.flush()
+    with store.session() as s:
+        assert s.get(Patient, "P99") is None
+
+
+def test_migrations_are_versioned_and_idempotent(store, tmp_path):
+    assert store.schema_version() == SCHEMA_VERSION
+    assert store.migrate() == SCHEMA_VERSION
+    with store.session() as s:
+        assert len(s.scalars(select(SchemaVersion)).all()) == SCHEMA_VERSION
+        s.add(SchemaVersion(version=SCHEMA_VERSION + 1))
+    with pytest.raises(WorkspaceError, match="newer than this program"):
+        open_store(f"sqlite:///{tmp_path / 'cases.db'}")
+
+
+def test_cohort_page_sorts_and_pages_in_sql(store):
+    _fill(store, 7)
+    first = cohort_page_rows(store, page=0, page_size=3)
+    assert [r["patient_id"] for r in first.rows] == ["P00", "P01", "P02"] and first.total == 7
+    last = cohort_page_rows(store, page=2, page_size=3)
+    assert [r["patient_id"] for r in last.rows] == ["P06"]
+    by_score = cohort_page_rows(store, page=0, page_size=2, sort_by="score:m1", descending=True)
+    assert [r["score:m1"] for r in by_score.rows] == [0.6, 0.5]
+    assert by_score.rows[0]["visits"] == 3 and by_score.rows[0]["slides"] == 1
+    with pytest.raises(DashboardError, match="cannot sort"):
+        cohort_page_rows(store, sort_by="age; DROP TABLE patients")
+
+
+def cohort_page_rows(store, **kwargs):
+    with store.session() as s:
+        return cohort_page(s, ["m1"], **kwargs)
+
+
+def test_case_summary_collects_predictions_and_rejects_unknown_ids(store):
+    _fill(store, 2)
+    with store.session() as s:
+        case = case_summary(s, "P01")
+        assert case.score("m1", "patient", "P01") == pytest.approx(0.1)
+        assert len(case.visits) == 3 and case.slides[0].id == "P01-S1"
+        with pytest.raises(DashboardError, match="no patient"):
+            case_summary(s, "../etc/passwd")
