@@ -26,3 +26,7 @@ def register_routes(server: Flask, workspace: Workspace) -> None:
         response = Response(data, mimetype="image/jpeg")
         response.headers["Cache-Control"] = "private, max-age=3600"
         return response
+
+    @server.route("/slides/<path:anything>")
+    def no_such_slide_resource(anything: str) -> Response:
+        abort(404)  # never fall through to the page router: /slides/ only serves known resources

@@ -14,6 +14,7 @@ DYNAMIC_FEATURES = (
 )
 STATIC_FEATURES = ("age", "sex_male")
 NUMERIC_FEATURES = DYNAMIC_FEATURES + STATIC_FEATURES
+NIV_FVC_THRESHOLD = {"spinal": 50.0, "bulbar": 68.0, "mixed": 60.0}
 
 
 @dataclass(frozen=True)
@@ -39,9 +40,11 @@ def synthesise_visits(rng: np.random.Generator) -> tuple[PatientProfile, list[Sy
     )
     rate = rng.lognormal(np.log(0.8), 0.45)  # ALSFRS-R points lost per month
     bulbar = profile.onset_type != "spinal"
-    fvc0 = rng.normal(92, 8)
+    fvc0 = float(np.clip(rng.normal(95, 12), 70, 125))
     fvc_slope = rate * (2.6 if bulbar else 1.8) * rng.uniform(0.8, 1.2)  # % predicted per month
-    niv_day = (fvc0 - 50) / fvc_slope * DAYS_PER_MONTH
+    # Ventilation starts at a higher FVC when bulbar weakness adds to the respiratory load.
+    niv_fvc = NIV_FVC_THRESHOLD[profile.onset_type]
+    niv_day = (fvc0 - niv_fvc) / fvc_slope * DAYS_PER_MONTH
     weight0 = rng.normal(78 if profile.sex == "M" else 64, 8)
     n_visits = int(rng.integers(3, 16))
     gaps = rng.uniform(35, 140, n_visits - 1)

@@ -1,0 +1,84 @@
+"""Cohort and Models pages in headless Chromium against the real server."""
+
+from __future__ import annotations
+
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import WebDriverWait
+
+
+def _wait(browser, timeout=30):
+    return WebDriverWait(browser, timeout)
+
+
+def _column(browser, column: str) -> list[str]:
+    """Cell texts read in one script call, so a re-render cannot leave stale element handles."""
+    return browser.execute_script(
+        "return [...document.querySelectorAll(`#cohort-table td[data-dash-column='${arguments[0]}']`)].map(c => c.innerText.trim())",
+        column,
+    )
+
+
+def _patient_ids(browser) -> list[str]:
+    return _column(browser, "patient_id")
+
+
+def _wait_for_rows(browser, previous: list[str] | None = None) -> list[str]:
+    _wait(browser).until(lambda b: _patient_ids(b) and _patient_ids(b) != previous)
+    return _patient_ids(browser)
+
+
+def test_cohort_pages_sorts_and_opens_a_case(live_server, browser):
+    browser.get(live_server.url + "/")
+    first = _wait_for_rows(browser)
+    assert first[:3] == ["P001", "P002", "P003"] and len(first) == 15
+    assert "page 1 of 3" in browser.find_element(By.ID, "cohort-status").text
+
+    browser.find_element(By.CSS_SELECTOR, "#cohort-table button.next-page").click()
+    second = _wait_for_rows(browser, first)
+    assert second[0] == "P016" and not set(first) & set(second)
+    assert "page 2 of 3" in browser.find_element(By.ID, "cohort-status").text
+
+    browser.find_element(By.CSS_SELECTOR, "#cohort-table button.last-page").click()
+    last = _wait_for_rows(browser, second)
+    assert last[-1] == "P040" and len(last) == 10
+
+    # Sorting by the report model's score, highest first, is done by the server.
+    browser.find_element(By.CSS_SELECTOR, "#cohort-table button.first-page").click()
+    _wait_for_rows(browser, last)
+    header = browser.find_element(By.CSS_SELECTOR, "#cohort-table th[data-dash-column='score:report-tfidf'] .column-header--sort")
+    before = _patient_ids(browser)
+    header.click()  # ascending
+    ascending = _wait_for_rows(browser, before)
+    header = browser.find_element(By.CSS_SELECTOR, "#cohort-table th[data-dash-column='score:report-tfidf'] .column-header--sort")
+    header.click()  # descending
+    descending = _wait_for_rows(browser, ascending)
+    scores = [float(v) for v in _column(browser, "score:report-tfidf")]
+    assert scores == sorted(scores, reverse=True) and scores[0] > 0.5
+
+    target = descending[0]
+    browser.find_element(By.LINK_TEXT, target).click()
+    _wait(browser).until(EC.url_contains(f"/case/{target}"))
+    _wait(browser).until(EC.text_to_be_present_in_element((By.ID, "case-title"), f"Case {target}"))
+    thumbs = browser.find_elements(By.CSS_SELECTOR, "img.slide-thumb")
+    assert thumbs
+    _wait(browser).until(lambda b: b.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", thumbs[0]))
+    assert browser.find_elements(By.CSS_SELECTOR, ".report-text")
+
+
+def test_unknown_case_shows_a_message(live_server, browser):
+    browser.get(live_server.url + "/case/P999")
+    alert = _wait(browser).until(EC.presence_of_element_located((By.ID, "page-error")))
+    assert "no patient 'P999'" in alert.text
+
+
+def test_models_page_shows_metrics_roc_and_confusion(live_server, browser):
+    browser.get(live_server.url + "/")
+    _wait_for_rows(browser)
+    browser.find_element(By.LINK_TEXT, "Models").click()
+    _wait(browser).until(EC.url_contains("/models"))
+    _wait(browser).until(lambda b: len(b.find_elements(By.CSS_SELECTOR, ".model-card")) == 4)
+    _wait(browser).until(lambda b: len(b.find_elements(By.CSS_SELECTOR, ".model-card .js-plotly-plot")) == 8)
+    text = browser.find_element(By.ID, "model-niv-gru").text
+    assert "AUC" in text and "NIV within 90 days" in text
+    assert browser.find_elements(By.CSS_SELECTOR, "#model-report-tfidf .heatmaplayer, #model-report-tfidf .hm")
