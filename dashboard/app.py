@@ -39,7 +39,8 @@ def render_page(workspace: Workspace, pathname: str | None):
 
 
 def create_app(workspace: Workspace) -> Dash:
-    app = Dash(__name__, title=APP_TITLE, external_stylesheets=[dbc.themes.FLATLY],
+    # Bootstrap (Bootswatch Flatly) is served from assets/: the app must work with no internet access.
+    app = Dash(__name__, title=APP_TITLE,
                assets_folder=str(ASSETS_DIR), suppress_callback_exceptions=True)
     app.layout = html.Div([
         dcc.Location(id="url"),

@@ -23,10 +23,12 @@ def scored_models(workspace: Workspace) -> list[str]:
 def layout(workspace: Workspace) -> html.Div:
     columns = [{"id": "patient_id", "name": "Patient", "presentation": "markdown"}]
     columns += [{"id": c, "name": n} for c, n in _BASE_COLUMNS[1:]]
+    tooltips = {}
     for model_id in scored_models(workspace):
         m = workspace.manifest(model_id)
-        columns.append({"id": f"score:{model_id}", "name": f"{m.positive_class or m.class_names[-1]} ({model_id})",
+        columns.append({"id": f"score:{model_id}", "name": m.positive_class or m.class_names[-1],
                         "type": "numeric", "format": {"specifier": ".2f"}})
+        tooltips[f"score:{model_id}"] = f"{m.name} [{model_id}]"
     return html.Div([
         html.H2("Cohort"),
         html.P(f"{workspace.name}. Open a case to review its slides, visits and reports. Scores are the "
@@ -35,6 +37,7 @@ def layout(workspace: Workspace) -> html.Div:
         dash_table.DataTable(
             id="cohort-table", columns=columns, page_current=0, page_size=PAGE_SIZE, page_action="custom",
             sort_action="custom", sort_mode="single", sort_by=[], markdown_options={"link_target": "_self"},
+            tooltip_header=tooltips, tooltip_delay=0, tooltip_duration=None,
             style_table={"overflowX": "auto"}, style_cell={"fontFamily": "inherit", "padding": "6px"},
             style_header={"fontWeight": "600", "backgroundColor": "#f3f5f8"},
         ),
