@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from core.errors import DashboardError, WorkspaceError
 from core.store.cases import case_summary
@@ -59,7 +60,7 @@ def test_every_table_round_trips_on_sqlite(store, tmp_path):
 
 def test_failed_transaction_writes_nothing(store):
     _fill(store, 1)
-    with pytest.raises(Exception), store.session() as s:
+    with pytest.raises(IntegrityError), store.session() as s:
         s.add(Patient(id="P99"))
         s.add(Patient(id="P00"))  # duplicate primary key: the whole transaction rolls back
         s.flush()

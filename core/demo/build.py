@@ -22,15 +22,16 @@ from core.demo.patch_dataset import PATCH_CLASSES, PATCH_MPP, PATCH_PX, SlidePat
 from core.demo.report_synthesis import synthesise_report
 from core.demo.slide_synthesis import BASE_MPP, GG4, GG5, MAP_UM_PER_PX, SlidePlan, write_slide_job
 from core.demo.visit_synthesis import NUMERIC_FEATURES, ONSET_TYPES, synthesise_visits
+from core.errors import WorkspaceError
 from core.models.metrics import binary_metrics, multiclass_metrics
 from core.models.registry import save_model
-from core.errors import WorkspaceError
 from core.store.database import open_store
 from core.store.schema import ModelRecord, Patient, Prediction, Report, Slide, Visit
 from core.workspace import WorkspaceConfig, write_workspace_config
 
 Progress = Callable[[str], None]
 BUILD_MARKER = ".demo-build.json"
+DEMO_FORMAT = 1  # bump when generators or training change, so older demo builds are rebuilt
 
 # Gleason (primary, secondary) per patient; None is benign tissue only.
 _GLEASON = [None, (3, 3), (3, 4), (4, 3), (4, 4), (4, 5), (5, 4), (5, 5)]
@@ -53,7 +54,8 @@ class DemoSpec:
     seed: int = 7
 
     def fingerprint(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+        content = {"format": DEMO_FORMAT, **asdict(self)}
+        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
 
 REDUCED_SPEC = DemoSpec(slide_px=4096, large_slide_px=None, second_slide_every=0, cnn_epochs=4)
@@ -187,7 +189,7 @@ class _DemoBuild:
     def train_slide_models(self, patients, class_maps, test_ids) -> list[str]:
         slide_owner = {sid: p["id"] for p in patients for sid, _ in p["slides"]}
         patches: dict[str, SlidePatches] = {}
-        for sid, owner in slide_owner.items():
+        for sid in slide_owner:
             patches[sid] = slide_patches(sid, self.root / "slides" / f"{sid}.tiff", class_maps[sid])
         self.say(f"patches read through OpenSlide: {sum(len(p.label) for p in patches.values())}")
         train = [patches[s] for s, o in slide_owner.items() if o not in test_ids]
