@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import threading
-import tomllib
 from pathlib import Path
 
-import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import ModelLoadError, NotFoundError, WorkspaceError
 from core.models.manifest import ModelManifest, read_manifest
 from core.models.registry import LoadedModel, load_model
 from core.store.database import CaseStore, open_store
+from core.tomlfile import read_toml, write_toml
 
 WORKSPACE_FILE = "workspace.toml"
 
@@ -81,22 +79,11 @@ def read_workspace_config(root: Path) -> WorkspaceConfig:
         raise WorkspaceError(f"workspace folder {root} does not exist (build the demo with --demo, or see docs/workspace.md)")
     if not path.is_file():
         raise WorkspaceError(f"{root} is not a workspace: it has no {WORKSPACE_FILE} (see docs/workspace.md)")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise WorkspaceError(f"{path} is not valid TOML: {exc}") from exc
-    try:
-        return WorkspaceConfig.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}" for e in exc.errors())
-        raise WorkspaceError(f"{path} is invalid: {problems}") from exc
+    return read_toml(path, WorkspaceConfig, WorkspaceError)
 
 
 def write_workspace_config(root: Path, config: WorkspaceConfig) -> None:
-    path = root / WORKSPACE_FILE
-    tmp = path.with_suffix(".toml.part")
-    tmp.write_text(tomli_w.dumps(config.model_dump(exclude_none=True)), encoding="utf-8")
-    os.replace(tmp, path)
+    write_toml(root / WORKSPACE_FILE, config)
 
 
 def open_workspace(root: Path, database_url: str | None = None) -> Workspace:

@@ -72,13 +72,16 @@ def test_patch_cnn_and_attention_mil_generalise_to_held_out_slides(workspace, he
     assert (p.argmax(1) == y).mean() >= 0.8
 
 
-def test_sequence_net_generalises_to_held_out_patients(workspace, held_out):
-    model = workspace.model("niv-gru")
-    spec = model.manifest.input
+def _held_out_visits(workspace, held_out, spec):
     with workspace.store.session() as s:
         patients = list(s.scalars(select(Patient).where(Patient.id.in_(held_out)).order_by(Patient.id)))
         seqs = [[(v.day, v.features, v.label) for v in p.visits] for p in patients]
-    data = encode_sequences(seqs, spec.features, spec.feature_means, spec.feature_stds, spec.categorical)
+    return encode_sequences(seqs, spec.features, spec.feature_means, spec.feature_stds, spec.categorical)
+
+
+def test_sequence_net_generalises_to_held_out_patients(workspace, held_out):
+    model = workspace.model("niv-gru")
+    data = _held_out_visits(workspace, held_out, model.manifest.input)
     risks = visit_risks(model.module.cpu(), data)
     mask = data.labels >= 0
     assert 0 < float(data.labels[mask].sum()) < int(mask.sum())
@@ -101,11 +104,7 @@ def test_sequence_net_beats_its_untrained_self_and_the_best_single_feature(works
     from core.models.registry import resolve_architecture
 
     model = workspace.model("niv-gru")
-    spec = model.manifest.input
-    with workspace.store.session() as s:
-        patients = list(s.scalars(select(Patient).where(Patient.id.in_(held_out)).order_by(Patient.id)))
-        seqs = [[(v.day, v.features, v.label) for v in p.visits] for p in patients]
-    data = encode_sequences(seqs, spec.features, spec.feature_means, spec.feature_stds, spec.categorical)
+    data = _held_out_visits(workspace, held_out, model.manifest.input)
     mask = data.labels >= 0
     y = data.labels[mask].numpy()
     trained = roc_auc_score(y, visit_risks(model.module.cpu(), data)[mask].numpy())
@@ -114,6 +113,6 @@ def test_sequence_net_beats_its_untrained_self_and_the_best_single_feature(works
         torch.manual_seed(seed)
         net = resolve_architecture(model.manifest.architecture)(**model.manifest.params).eval()
         untrained_aucs.append(roc_auc_score(y, visit_risks(net, data)[mask].numpy()))
-    fvc = data.numeric[..., spec.features.index("fvc_percent")][mask].numpy()
+    fvc = data.numeric[..., model.manifest.input.features.index("fvc_percent")][mask].numpy()
     assert trained > float(np.mean(untrained_aucs)) + 0.1
     assert trained > roc_auc_score(y, -fvc)

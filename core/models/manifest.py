@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import ModelLoadError
+from core.tomlfile import read_toml, write_toml
 
 MANIFEST_NAME = "model.toml"
 
@@ -63,23 +61,10 @@ class ModelManifest(BaseModel):
 
 def read_manifest(model_dir: Path) -> ModelManifest:
     path = model_dir / MANIFEST_NAME
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ModelLoadError(f"model folder {model_dir} has no {MANIFEST_NAME}") from exc
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ModelLoadError(f"{path} is not valid TOML: {exc}") from exc
-    try:
-        return ModelManifest.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}" for e in exc.errors())
-        raise ModelLoadError(f"{path} is invalid: {problems}") from exc
+    if not path.is_file():
+        raise ModelLoadError(f"model folder {model_dir} has no {MANIFEST_NAME}")
+    return read_toml(path, ModelManifest, ModelLoadError)
 
 
 def write_manifest(model_dir: Path, manifest: ModelManifest) -> Path:
-    """Write atomically: a reader never sees half a manifest."""
-    path = model_dir / MANIFEST_NAME
-    tmp = path.with_suffix(".toml.part")
-    tmp.write_text(tomli_w.dumps(manifest.model_dump(exclude_none=True)), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_toml(model_dir / MANIFEST_NAME, manifest)
