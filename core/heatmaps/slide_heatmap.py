@@ -1,0 +1,203 @@
+"""A slide's patch predictions for one model and its reconstructed maps, cached on disk by content hash."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from core.errors import DashboardError
+from core.heatmaps.inference import ProgressFn, predict_slide
+from core.heatmaps.reconstruct import reconstruct_bilinear, reconstruct_overlap_mean
+from core.slides.grid import CELLS_PER_PATCH, patch_grid
+from core.slides.reader import open_slide
+from core.slides.tissue import detect_tissue
+from core.store.cases import slide_record
+from core.workspace import Workspace
+
+CACHE_FORMAT = 1
+METHODS = ("overlap", "bilinear")
+
+
+@dataclass(frozen=True)
+class HeatmapParams:
+    overlap: float = 0.0
+    min_tissue: float = 0.2
+
+
+@dataclass
+class SlideHeatmap:
+    key: str
+    slide_id: str
+    model_id: str
+    weights_sha256: str
+    params: HeatmapParams
+    class_names: list[str]
+    cell_level0: float  # cell side in level-0 pixels
+    cell_shape: tuple[int, int]
+    stride_cells: int
+    slide_mpp: float
+    slide_size: tuple[int, int]
+    origins: np.ndarray  # (N, 2) level-0 top-left of each patch
+    cell_index: np.ndarray  # (N, 2)
+    probs: np.ndarray  # (N, C)
+    tissue: np.ndarray  # (rows, cols) bool, tissue mask on the cell grid
+
+    @property
+    def cell_um(self) -> float:
+        return self.cell_level0 * self.slide_mpp
+
+    def class_maps(self, method: str) -> np.ndarray:
+        """(C, rows, cols) per-class probability maps by reconstruction ``method``."""
+        return _class_maps(self, method)
+
+    def patch_at(self, x0: float, y0: float) -> int | None:
+        """Index of the patch whose area holds level-0 point (x0, y0), nearest centre first."""
+        size0 = self.cell_level0 * CELLS_PER_PATCH
+        inside = ((self.origins[:, 0] <= x0) & (x0 < self.origins[:, 0] + size0)
+                  & (self.origins[:, 1] <= y0) & (y0 < self.origins[:, 1] + size0))
+        if not inside.any():
+            return None
+        idx = np.flatnonzero(inside)
+        centres = self.origins[idx] + size0 / 2
+        return int(idx[np.argmin(((centres - (x0, y0)) ** 2).sum(1))])
+
+
+_MAPS_LOCK = threading.Lock()
+
+
+def _class_maps(h: SlideHeatmap, method: str) -> np.ndarray:
+    """Reconstructions are computed once per loaded heatmap and method."""
+    if method not in METHODS:
+        raise DashboardError(f"reconstruction method must be one of {', '.join(METHODS)}")
+    with _MAPS_LOCK:
+        cache = h.__dict__.setdefault("_maps", {})
+        if method not in cache:
+            if method == "overlap":
+                cache[method] = reconstruct_overlap_mean(h.probs, h.cell_index, CELLS_PER_PATCH, h.cell_shape)
+            else:
+                cache[method] = reconstruct_bilinear(h.probs, h.cell_index, CELLS_PER_PATCH, h.stride_cells, h.cell_shape)
+        return cache[method]
+
+
+def slide_fingerprint(path: Path) -> str:
+    """Size, modification time and the first and last MiB: cheap, and changes when the file does."""
+    stat = path.stat()
+    digest = hashlib.sha256(f"{stat.st_size}:{stat.st_mtime_ns}".encode())
+    with open(path, "rb") as fh:
+        digest.update(fh.read(1 << 20))
+        fh.seek(max(0, stat.st_size - (1 << 20)))
+        digest.update(fh.read(1 << 20))
+    return digest.hexdigest()
+
+
+def heatmap_key(slide_path: Path, weights_sha256: str, params: HeatmapParams) -> str:
+    content = {"format": CACHE_FORMAT, "slide": slide_fingerprint(slide_path), "weights": weights_sha256, "params": asdict(params)}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _cache_path(workspace: Workspace, key: str) -> Path:
+    return workspace.cache_dir / "heatmaps" / f"{key}.npz"
+
+
+def _save(path: Path, h: SlideHeatmap) -> None:
+    """Atomic: written to a temporary name, then renamed. A killed job leaves no file that loads."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "slide_id": h.slide_id, "model_id": h.model_id, "weights_sha256": h.weights_sha256, "params": asdict(h.params),
+        "class_names": h.class_names, "cell_level0": h.cell_level0, "cell_shape": list(h.cell_shape),
+        "stride_cells": h.stride_cells, "slide_mpp": h.slide_mpp, "slide_size": list(h.slide_size),
+    }
+    tmp = path.with_name(path.name + ".part")
+    with open(tmp, "wb") as fh:
+        np.savez(fh, origins=h.origins, cell_index=h.cell_index, probs=h.probs, tissue=h.tissue, meta=np.array(json.dumps(meta)))
+    os.replace(tmp, path)
+
+
+_LOADED: dict[str, SlideHeatmap] = {}
+_LOADED_LOCK = threading.Lock()
+_MAX_LOADED = 32
+
+
+def _load(path: Path, key: str) -> SlideHeatmap | None:
+    with _LOADED_LOCK:
+        if key in _LOADED:
+            return _LOADED[key]
+    if not path.is_file():
+        return None
+    with np.load(path) as data:
+        meta = json.loads(str(data["meta"]))
+        h = SlideHeatmap(
+            key=key, slide_id=meta["slide_id"], model_id=meta["model_id"], weights_sha256=meta["weights_sha256"],
+            params=HeatmapParams(**meta["params"]), class_names=meta["class_names"], cell_level0=meta["cell_level0"],
+            cell_shape=tuple(meta["cell_shape"]), stride_cells=meta["stride_cells"], slide_mpp=meta["slide_mpp"],
+            slide_size=tuple(meta["slide_size"]), origins=data["origins"], cell_index=data["cell_index"],
+            probs=data["probs"], tissue=data["tissue"],
+        )
+    with _LOADED_LOCK:
+        if len(_LOADED) >= _MAX_LOADED:
+            _LOADED.pop(next(iter(_LOADED)))
+        _LOADED[key] = h
+    return h
+
+
+def _slide_and_model(workspace: Workspace, slide_id: str, model_id: str):
+    with workspace.store.session() as s:
+        record = slide_record(s, slide_id)
+        path, mpp = workspace.slides_dir / record.file, record.mpp
+    manifest = workspace.manifest(model_id)
+    if manifest.task != "patch":
+        raise DashboardError(f"model {model_id} is a {manifest.task} model; heatmaps need a patch model")
+    if not manifest.input.patch_size_px or not manifest.input.mpp:
+        raise DashboardError(f"model {model_id} does not declare its patch size and microns per pixel")
+    return path, mpp, manifest
+
+
+def cached_heatmap(workspace: Workspace, slide_id: str, model_id: str, params: HeatmapParams = HeatmapParams()) -> SlideHeatmap | None:
+    """The stored heatmap for these inputs, or None when it has not been computed."""
+    path, _, manifest = _slide_and_model(workspace, slide_id, model_id)
+    if not path.is_file():
+        return None
+    key = heatmap_key(path, manifest.weights_sha256, params)
+    return _load(_cache_path(workspace, key), key)
+
+
+def compute_heatmap(
+    workspace: Workspace, slide_id: str, model_id: str, params: HeatmapParams = HeatmapParams(),
+    progress: ProgressFn | None = None, cancel: threading.Event | None = None, batch_size: int = 128, workers: int = 2,
+) -> SlideHeatmap:
+    """Patch inference over the slide's tissue and storage of the result; returns the cached one when present."""
+    existing = cached_heatmap(workspace, slide_id, model_id, params)
+    if existing is not None:
+        return existing
+    path, mpp, manifest = _slide_and_model(workspace, slide_id, model_id)
+    key = heatmap_key(path, manifest.weights_sha256, params)
+    slide = open_slide(path)
+    try:
+        width, height = slide.dimensions
+        tissue = detect_tissue(slide, mpp)
+    finally:
+        slide.close()
+    grid = patch_grid(width, height, mpp, manifest.input.patch_size_px, manifest.input.mpp, tissue, params.overlap, params.min_tissue)
+    model = workspace.model(model_id)
+    probs = predict_slide(path, grid, model.module, model.device, batch_size, workers, progress, cancel)
+    if len(grid) == 0:
+        probs = np.zeros((0, len(manifest.class_names)), np.float32)
+    rows, cols = grid.cell_shape
+    cell_um = grid.cell_level0 * mpp
+    # Tissue on the cell grid: the mask sampled at each cell centre.
+    rr = np.minimum(((np.arange(rows) + 0.5) * cell_um / tissue.um_per_px).astype(int), tissue.mask.shape[0] - 1)
+    cc = np.minimum(((np.arange(cols) + 0.5) * cell_um / tissue.um_per_px).astype(int), tissue.mask.shape[1] - 1)
+    heatmap = SlideHeatmap(
+        key=key, slide_id=slide_id, model_id=model_id, weights_sha256=manifest.weights_sha256, params=params,
+        class_names=list(manifest.class_names), cell_level0=grid.cell_level0, cell_shape=(rows, cols),
+        stride_cells=grid.stride_cells, slide_mpp=mpp, slide_size=(width, height), origins=grid.origins,
+        cell_index=grid.cell_index, probs=probs, tissue=tissue.mask[np.ix_(rr, cc)],
+    )
+    _save(_cache_path(workspace, key), heatmap)
+    return _load(_cache_path(workspace, key), key)

@@ -1,0 +1,120 @@
+"""Deep Zoom tiles by slide id: cached OpenSlide handles, ICC profile to sRGB, bounded tile cache."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import openslide
+from cachetools import LRUCache
+from openslide.deepzoom import DeepZoomGenerator
+from PIL import ImageCms
+
+from core.errors import NotFoundError
+from core.slides.reader import open_slide
+from core.store.cases import slide_record
+from core.workspace import Workspace
+
+TILE_SIZE = 256  # Leaflet's tile size; no overlap, so Deep Zoom level z == map zoom z
+_SRGB = ImageCms.createProfile("sRGB")
+
+
+class TileOutOfRange(NotFoundError):
+    """A tile address outside the slide's pyramid."""
+
+
+@dataclass
+class _OpenSlide:
+    slide: openslide.OpenSlide
+    deepzoom: DeepZoomGenerator
+    to_srgb: ImageCms.ImageCmsTransform | None
+    mpp: float
+
+
+@dataclass(frozen=True)
+class SlideGeometry:
+    slide_id: str
+    width: int
+    height: int
+    mpp: float
+    max_zoom: int  # Deep Zoom level of full resolution
+    tile_size: int = TILE_SIZE
+
+
+class TileService:
+    """Serves JPEG tiles of a workspace's slides. Handles and encoded tiles are kept in LRU caches."""
+
+    def __init__(self, workspace: Workspace, max_open_slides: int = 16, max_tile_bytes: int = 256 << 20, quality: int = 85) -> None:
+        self.workspace = workspace
+        self.quality = quality
+        self._handles: LRUCache[str, _OpenSlide] = LRUCache(max_open_slides)
+        self._tiles: LRUCache[tuple, bytes] = LRUCache(max_tile_bytes, getsizeof=len)
+        self._lock = threading.Lock()
+
+    def _open(self, slide_id: str) -> _OpenSlide:
+        with self._lock:
+            handle = self._handles.get(slide_id)
+        if handle is not None:
+            return handle
+        with self.workspace.store.session() as s:
+            record = slide_record(s, slide_id)
+            path, mpp = self.workspace.slides_dir / record.file, record.mpp
+        slide = open_slide(path)
+        to_srgb = None
+        profile = getattr(slide, "color_profile", None)
+        if profile is not None:
+            to_srgb = ImageCms.buildTransform(profile, _SRGB, "RGB", "RGB", ImageCms.Intent.PERCEPTUAL)
+        handle = _OpenSlide(slide, DeepZoomGenerator(slide, tile_size=TILE_SIZE, overlap=0, limit_bounds=False),
+                            to_srgb, mpp)
+        with self._lock:
+            self._handles[slide_id] = handle
+        return handle
+
+    def geometry(self, slide_id: str) -> SlideGeometry:
+        h = self._open(slide_id)
+        width, height = h.slide.dimensions
+        return SlideGeometry(slide_id, width, height, h.mpp, h.deepzoom.level_count - 1)
+
+    def tile_jpeg(self, slide_id: str, z: int, x: int, y: int) -> bytes:
+        key = (slide_id, z, x, y)
+        with self._lock:
+            cached = self._tiles.get(key)
+        if cached is not None:
+            return cached
+        h = self._open(slide_id)
+        dz = h.deepzoom
+        if not 0 <= z < dz.level_count:
+            raise TileOutOfRange(f"zoom level {z} is outside 0..{dz.level_count - 1}")
+        cols, rows = dz.level_tiles[z]
+        if not (0 <= x < cols and 0 <= y < rows):
+            raise TileOutOfRange(f"tile ({x}, {y}) is outside the {cols} x {rows} tiles of level {z}")
+        tile = dz.get_tile(z, (x, y)).convert("RGB")
+        if h.to_srgb is not None:
+            ImageCms.applyTransform(tile, h.to_srgb, inPlace=True)
+        buffer = io.BytesIO()
+        tile.save(buffer, "JPEG", quality=self.quality)
+        data = buffer.getvalue()
+        with self._lock:
+            self._tiles[key] = data
+        return data
+
+    def forget(self, slide_id: str) -> None:
+        """Drop a slide's handle and tiles (its file changed or vanished)."""
+        with self._lock:
+            handle = self._handles.pop(slide_id, None)
+            for key in [k for k in self._tiles if k[0] == slide_id]:
+                del self._tiles[key]
+        if handle is not None:
+            handle.slide.close()
+
+
+def etag_for(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=12).hexdigest()
+
+
+def slide_file_path(workspace: Workspace, slide_id: str) -> Path:
+    with workspace.store.session() as s:
+        return workspace.slides_dir / slide_record(s, slide_id).file
