@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import dash_bootstrap_components as dbc
-from dash import Dash, Input, Output, dcc, html
+import diskcache
+from dash import Dash, DiskcacheManager, Input, Output, dcc, html
 
 from core.errors import DashboardError
+from core.slides.tiles import TileService
 from core.workspace import Workspace
-from dashboard.pages import case, cohort, models
+from dashboard.pages import case, cohort, models, slide
 from dashboard.routes import register_routes
 
 APP_TITLE = "PathReview"
@@ -24,7 +26,7 @@ def _navbar(workspace: Workspace) -> dbc.Navbar:
     ], fluid=True), color="dark", dark=True, className="mb-3")
 
 
-def render_page(workspace: Workspace, pathname: str | None):
+def render_page(workspace: Workspace, tiles: TileService, pathname: str | None):
     path = (pathname or "/").rstrip("/") or "/"
     try:
         if path in ("/", "/cohort"):
@@ -33,15 +35,20 @@ def render_page(workspace: Workspace, pathname: str | None):
             return models.layout(workspace)
         if path.startswith("/case/") and path.count("/") == 2:
             return case.layout(workspace, path.split("/")[2])
+        if path.startswith("/slide/") and path.count("/") == 2:
+            return slide.layout(workspace, tiles, path.split("/")[2])
     except DashboardError as exc:
         return dbc.Alert(str(exc), color="warning", id="page-error")
     return dbc.Alert(f"There is no page at {path}.", color="warning", id="page-error")
 
 
 def create_app(workspace: Workspace) -> Dash:
+    tiles = TileService(workspace)
+    # Long jobs (heatmaps) run as background callbacks; their state lives in the workspace cache.
+    jobs = DiskcacheManager(diskcache.Cache(str(workspace.cache_dir / "jobs")))
     # Bootstrap (Bootswatch Flatly) is served from assets/: the app must work with no internet access.
-    app = Dash(__name__, title=APP_TITLE,
-               assets_folder=str(ASSETS_DIR), suppress_callback_exceptions=True)
+    app = Dash(__name__, title=APP_TITLE, assets_folder=str(ASSETS_DIR), suppress_callback_exceptions=True,
+               background_callback_manager=jobs)
     app.layout = html.Div([
         dcc.Location(id="url"),
         _navbar(workspace),
@@ -50,8 +57,9 @@ def create_app(workspace: Workspace) -> Dash:
 
     @app.callback(Output("page-content", "children"), Input("url", "pathname"))
     def show_page(pathname):
-        return render_page(workspace, pathname)
+        return render_page(workspace, tiles, pathname)
 
     cohort.register_callbacks(app, workspace)
-    register_routes(app.server, workspace)
+    slide.register_callbacks(app, workspace, tiles)
+    register_routes(app.server, workspace, tiles)
     return app

@@ -1,31 +1,89 @@
-"""Flask routes beside the Dash pages: slide images by slide id (never by path)."""
+"""Flask routes beside the Dash pages: slide tiles, heatmap tiles and thumbnails, by id (never by path)."""
 
 from __future__ import annotations
 
-from flask import Flask, Response, abort
+import re
 
-from core.errors import NotFoundError
+from flask import Flask, Response, abort, request
+
+from core.errors import DashboardError, NotFoundError
+from core.heatmaps.overlay import OverlayStyle, render_overlay_tile
+from core.heatmaps.slide_heatmap import loaded_heatmap
 from core.slides.reader import SlideReadError
 from core.slides.thumbnails import slide_thumbnail_jpeg
+from core.slides.tiles import TileService, etag_for
 from core.workspace import Workspace
 
-SLIDE_ID_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.")
+SLIDE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+HEATMAP_KEY = re.compile(r"^[0-9a-f]{32}$")
+MAX_QUERY_CHARS = 512
 
 
-def register_routes(server: Flask, workspace: Workspace) -> None:
+def valid_slide_id(slide_id: str) -> bool:
+    return bool(SLIDE_ID.match(slide_id)) and ".." not in slide_id
+
+
+def _image(data: bytes, mimetype: str, max_age: int) -> Response:
+    etag = etag_for(data)
+    if request.if_none_match.contains(etag):
+        response = Response(status=304)
+    else:
+        response = Response(data, mimetype=mimetype)
+    response.set_etag(etag)
+    response.headers["Cache-Control"] = f"private, max-age={max_age}"
+    return response
+
+
+def _unreadable(exc: SlideReadError) -> Response:
+    return Response(str(exc), status=422, mimetype="text/plain")
+
+
+def register_routes(server: Flask, workspace: Workspace, tiles: TileService) -> None:
     @server.route("/slides/<slide_id>/thumbnail.jpeg")
     def slide_thumbnail(slide_id: str) -> Response:
-        if not slide_id or len(slide_id) > 64 or not set(slide_id) <= SLIDE_ID_CHARS:
+        if not valid_slide_id(slide_id):
             abort(404)
         try:
-            data = slide_thumbnail_jpeg(workspace, slide_id)
+            return _image(slide_thumbnail_jpeg(workspace, slide_id), "image/jpeg", 3600)
         except NotFoundError:
             abort(404)
         except SlideReadError as exc:
-            return Response(str(exc), status=422, mimetype="text/plain")
-        response = Response(data, mimetype="image/jpeg")
-        response.headers["Cache-Control"] = "private, max-age=3600"
-        return response
+            return _unreadable(exc)
+
+    @server.route("/slides/<slide_id>/tiles/<int:z>/<int:x>/<int:y>.jpeg")
+    def slide_tile(slide_id: str, z: int, x: int, y: int) -> Response:
+        if not valid_slide_id(slide_id):
+            abort(404)
+        try:
+            return _image(tiles.tile_jpeg(slide_id, z, x, y), "image/jpeg", 86400)
+        except NotFoundError:  # unknown slide or tile outside the pyramid
+            abort(404)
+        except SlideReadError as exc:
+            tiles.forget(slide_id)
+            return _unreadable(exc)
+
+    @server.route("/slides/<slide_id>/heatmap/<key>/<int:z>/<int:x>/<int:y>.png")
+    def heatmap_tile(slide_id: str, key: str, z: int, x: int, y: int) -> Response:
+        if not valid_slide_id(slide_id) or not HEATMAP_KEY.match(key):
+            abort(404)
+        if len(request.query_string) > MAX_QUERY_CHARS:
+            return Response("query string too long", status=400, mimetype="text/plain")
+        heatmap = loaded_heatmap(workspace, key)
+        if heatmap is None or heatmap.slide_id != slide_id:
+            abort(404)
+        try:
+            geometry = tiles.geometry(slide_id)
+            style = OverlayStyle.from_query(request.args.to_dict(), heatmap.class_names)
+        except SlideReadError as exc:
+            return _unreadable(exc)
+        except DashboardError as exc:
+            return Response(str(exc), status=400, mimetype="text/plain")
+        if not 0 <= z <= geometry.max_zoom:
+            abort(404)
+        span = geometry.tile_size * 2 ** (geometry.max_zoom - z)
+        if x * span >= geometry.width or y * span >= geometry.height:
+            abort(404)
+        return _image(render_overlay_tile(heatmap, style, z, x, y, geometry.max_zoom, geometry.tile_size), "image/png", 86400)
 
     @server.route("/slides/<path:anything>")
     def no_such_slide_resource(anything: str) -> Response:

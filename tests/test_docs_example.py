@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+from core.slides.tiles import TileService
 from core.workspace import open_workspace
 from dashboard.app import create_app, render_page
 from tests.conftest import REPO
@@ -22,6 +23,6 @@ def test_worked_example_workspace_is_served(tmp_path):
     assert client.get("/").status_code == 200
     thumb = client.get("/slides/LAB-0001-A/thumbnail.jpeg")
     assert thumb.status_code == 200 and thumb.data[:3] == b"\xff\xd8\xff"
-    page = str(render_page(ws, "/case/LAB-0001"))
+    page = str(render_page(ws, TileService(ws), "/case/LAB-0001"))
     assert "Case LAB-0001" in page and "Gleason score 4+4=8" in page
     ws.store.dispose()

@@ -46,3 +46,14 @@ def mask_on_cells(labels: np.ndarray, mask_um_per_px: float, cell_um: float, sha
     rr = np.minimum(((np.arange(shape[0]) + 0.5) * cell_um / mask_um_per_px).astype(int), labels.shape[0] - 1)
     cc = np.minimum(((np.arange(shape[1]) + 0.5) * cell_um / mask_um_per_px).astype(int), labels.shape[1] - 1)
     return labels[np.ix_(rr, cc)]
+
+
+TUMOUR_LABEL_MIN = 2  # label images: 0 background, 1 benign tissue, >= 2 tumour (any grade)
+
+
+def tumour_agreement(tumour_probability: np.ndarray, tissue: np.ndarray, labels: np.ndarray, mask_um_per_px: float,
+                     cell_um: float, threshold: float = 0.5) -> SegmentationScores:
+    """Scores of the thresholded tumour map (cells outside tissue count as negative) against the mask."""
+    pred = (np.nan_to_num(tumour_probability, nan=0.0) >= threshold) & tissue
+    true = mask_on_cells(labels, mask_um_per_px, cell_um, tumour_probability.shape) >= TUMOUR_LABEL_MIN
+    return segmentation_scores(pred, true)

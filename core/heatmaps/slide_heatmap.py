@@ -146,6 +146,11 @@ def _load(path: Path, key: str) -> SlideHeatmap | None:
     return h
 
 
+def loaded_heatmap(workspace: Workspace, key: str) -> SlideHeatmap | None:
+    """A stored heatmap by its content key (as used in overlay tile URLs)."""
+    return _load(_cache_path(workspace, key), key)
+
+
 def _slide_and_model(workspace: Workspace, slide_id: str, model_id: str):
     with workspace.store.session() as s:
         record = slide_record(s, slide_id)

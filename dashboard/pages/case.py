@@ -27,9 +27,10 @@ def _slides_section(workspace: Workspace, case: CaseSummary) -> dbc.Card:
     for slide in case.slides:
         badges = [_score_badge(case.score(m, "slide", slide.id), workspace.manifest(m).positive_class or m) for m in mil]
         cards.append(dbc.Col(dbc.Card([
-            html.Img(src=f"/slides/{slide.id}/thumbnail.jpeg", className="card-img-top slide-thumb", alt=f"slide {slide.id}"),
+            html.A(html.Img(src=f"/slides/{slide.id}/thumbnail.jpeg", className="card-img-top slide-thumb", alt=f"slide {slide.id}"),
+                   href=f"/slide/{slide.id}"),
             dbc.CardBody([
-                html.Div(slide.id, className="fw-semibold"),
+                html.A(slide.id, href=f"/slide/{slide.id}", className="fw-semibold slide-link"),
                 html.Div(f"{slide.width:,} x {slide.height:,} px at {slide.mpp} µm/px", className="small text-muted"),
                 html.Div("ground-truth mask available" if slide.mask_file else "", className="small text-muted"),
                 html.Div(badges),

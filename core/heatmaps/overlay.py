@@ -1,0 +1,134 @@
+"""Heatmap overlay tiles rendered on demand from the small cell grids; style comes with the request."""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+from plotly.colors import get_colorscale, sample_colorscale
+
+from core.errors import DashboardError
+from core.heatmaps.reconstruct import NORMALISATIONS, class_area_fractions, normalise_per_slide, smooth, tissue_argmax
+from core.heatmaps.slide_heatmap import METHODS, SlideHeatmap
+
+COLORMAPS = ("Viridis", "Inferno", "Magma", "Plasma", "Jet", "Hot", "YlOrRd", "RdBu_r")
+# Fixed legend colours for the class map (thesis convention); benign is left transparent.
+GRADE_COLOURS = {"GG3": (0, 168, 0), "GG4": (0, 92, 230), "GG5": (220, 0, 0)}
+TUMOUR_LAYER = "tumour"
+ARGMAX_LAYER = "argmax"
+TISSUE_LAYER = "tissue"
+TISSUE_COLOUR = (40, 40, 40)
+
+
+@dataclass(frozen=True)
+class OverlayStyle:
+    method: str = "overlap"
+    layer: str = TUMOUR_LAYER  # "tumour" (1 - P(benign)), a class name, or "argmax"
+    cmap: str = "Viridis"
+    threshold: float = 0.0  # cells below are transparent
+    norm: str = "raw"
+    smooth: float = 0.0  # Gaussian sigma in cells
+
+    @classmethod
+    def from_query(cls, query: dict[str, str], class_names: list[str]) -> OverlayStyle:
+        """Validate untrusted request parameters; every problem is a clear ``DashboardError``."""
+        try:
+            style = cls(
+                method=query.get("method", "overlap"), layer=query.get("layer", TUMOUR_LAYER), cmap=query.get("cmap", "Viridis"),
+                threshold=float(query.get("thr", 0.0)), norm=query.get("norm", "raw"), smooth=float(query.get("smooth", 0.0)),
+            )
+        except ValueError as exc:
+            raise DashboardError(f"bad heatmap style: {exc}") from exc
+        if style.method not in METHODS:
+            raise DashboardError(f"method must be one of {', '.join(METHODS)}")
+        if style.layer not in (TUMOUR_LAYER, ARGMAX_LAYER, TISSUE_LAYER, *class_names):
+            raise DashboardError(f"layer must be tumour, argmax, tissue or one of {', '.join(class_names)}")
+        if style.cmap not in COLORMAPS:
+            raise DashboardError(f"colormap must be one of {', '.join(COLORMAPS)}")
+        if style.norm not in NORMALISATIONS:
+            raise DashboardError(f"normalisation must be one of {', '.join(NORMALISATIONS)}")
+        if not (0.0 <= style.threshold <= 1.0 and 0.0 <= style.smooth <= 20.0):
+            raise DashboardError("threshold must be in [0, 1] and smoothing in [0, 20] cells")
+        return style
+
+
+def _benign_index(h: SlideHeatmap) -> int:
+    return h.class_names.index("benign") if "benign" in h.class_names else 0
+
+
+_LAYER_CACHE: OrderedDict[tuple, np.ndarray] = OrderedDict()
+_LAYER_LOCK = threading.Lock()
+
+
+def layer_grid(h: SlideHeatmap, style: OverlayStyle) -> np.ndarray:
+    """The (rows, cols) grid a style shows: probabilities in [0, 1] (NaN = no data), or class indices for argmax."""
+    key = (h.key, style.method, style.layer, style.norm, style.smooth)
+    with _LAYER_LOCK:
+        if key in _LAYER_CACHE:
+            _LAYER_CACHE.move_to_end(key)
+            return _LAYER_CACHE[key]
+    if style.layer == TISSUE_LAYER:
+        return h.tissue.astype(np.float32)
+    maps = h.class_maps(style.method)
+    if style.smooth > 0:
+        maps = np.stack([smooth(m, style.smooth) for m in maps])
+    if style.layer == ARGMAX_LAYER:
+        grid = tissue_argmax(maps, h.tissue).astype(np.float32)
+    else:
+        grid = 1 - maps[_benign_index(h)] if style.layer == TUMOUR_LAYER else maps[h.class_names.index(style.layer)]
+        grid = normalise_per_slide(np.where(h.tissue, grid, np.nan), style.norm)
+    with _LAYER_LOCK:
+        _LAYER_CACHE[key] = grid
+        while len(_LAYER_CACHE) > 64:
+            _LAYER_CACHE.popitem(last=False)
+    return grid
+
+
+def colour_lut(cmap: str) -> np.ndarray:
+    """(256, 3) uint8 lookup table of a Plotly colour scale."""
+    colours = sample_colorscale(get_colorscale(cmap), list(np.linspace(0, 1, 256)), colortype="tuple")
+    return (np.array(colours) * 255).round().astype(np.uint8)
+
+
+def colorbar_colours(cmap: str, n: int = 9) -> list[str]:
+    return [f"rgb({r},{g},{b})" for r, g, b in colour_lut(cmap)[np.linspace(0, 255, n).astype(int)]]
+
+
+def render_overlay_tile(h: SlideHeatmap, style: OverlayStyle, z: int, x: int, y: int, max_zoom: int, tile_size: int = 256) -> bytes:
+    """RGBA PNG for Deep Zoom tile (z, x, y): transparent outside tissue, where no patch informs the cell,
+    and below the threshold."""
+    grid = layer_grid(h, style)
+    scale = 2.0 ** (max_zoom - z)
+    px = (np.arange(tile_size) + 0.5) * scale
+    cols = ((x * tile_size * scale + px) / h.cell_level0).astype(np.int64)
+    rows = ((y * tile_size * scale + px) / h.cell_level0).astype(np.int64)
+    inside_c, inside_r = cols < grid.shape[1], rows < grid.shape[0]
+    values = np.full((tile_size, tile_size), np.nan, np.float32)
+    values[np.ix_(inside_r, inside_c)] = grid[np.ix_(rows[inside_r], cols[inside_c])]
+    rgba = np.zeros((tile_size, tile_size, 4), np.uint8)
+    if style.layer == TISSUE_LAYER:
+        rgba[values == 1] = (*TISSUE_COLOUR, 110)
+    elif style.layer == ARGMAX_LAYER:
+        for name, colour in GRADE_COLOURS.items():
+            if name in h.class_names:
+                hit = values == h.class_names.index(name)
+                rgba[hit, :3] = colour
+                rgba[hit, 3] = 255
+    else:
+        visible = np.isfinite(values) & (np.nan_to_num(values, nan=-1) >= style.threshold)
+        lut = colour_lut(style.cmap)
+        rgba[visible, :3] = lut[(np.clip(values[visible], 0, 1) * 255).astype(np.uint8)]
+        rgba[visible, 3] = 255
+    buffer = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buffer, "PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def grade_fractions(h: SlideHeatmap, method: str = "overlap") -> dict[str, float]:
+    """Share of tissue area per class from the tissue-masked argmax."""
+    labels = tissue_argmax(h.class_maps(method), h.tissue)
+    return dict(zip(h.class_names, class_area_fractions(labels, len(h.class_names)).round(4).tolist(), strict=True))

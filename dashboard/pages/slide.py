@@ -1,0 +1,235 @@
+"""Slide page (``/slide/<slide_id>``): deep-zoom viewer with heatmap layers, controls and ground-truth agreement."""
+
+from __future__ import annotations
+
+import math
+from urllib.parse import urlencode
+
+import dash_bootstrap_components as dbc
+import dash_leaflet as dl
+from dash import ClientsideFunction, Dash, Input, Output, State, dcc, html, no_update
+
+from core.errors import DashboardError
+from core.heatmaps.groundtruth import read_label_mask, tumour_agreement
+from core.heatmaps.overlay import (
+    ARGMAX_LAYER,
+    COLORMAPS,
+    TISSUE_LAYER,
+    TUMOUR_LAYER,
+    OverlayStyle,
+    colorbar_colours,
+    grade_fractions,
+    layer_grid,
+)
+from core.heatmaps.slide_heatmap import HeatmapParams, cached_heatmap, compute_heatmap, loaded_heatmap
+from core.slides.grid import CELLS_PER_PATCH
+from core.slides.reader import SlideReadError
+from core.slides.tiles import SlideGeometry, TileService
+from core.store.cases import slide_record
+from core.workspace import Workspace
+from dashboard.figures.slide_figures import grade_fraction_figure
+
+VIEWER_PX = 720  # approximate viewer width, for the initial fit-to-slide zoom
+
+
+def _patch_models(workspace: Workspace) -> list[str]:
+    return [m for m, manifest in workspace.manifests.items() if manifest.task == "patch"]
+
+
+def map_bounds(g: SlideGeometry) -> list[list[float]]:
+    """Slide extent in map units (CRS.Simple; a level-0 pixel is 2^-max_zoom units, y downwards is -lat)."""
+    scale = 2.0**g.max_zoom
+    return [[-g.height / scale, 0.0], [0.0, g.width / scale]]
+
+
+def _map(g: SlideGeometry) -> dl.Map:
+    bounds = map_bounds(g)
+    fit_zoom = max(0, g.max_zoom - math.ceil(math.log2(max(g.width, g.height) / VIEWER_PX)))
+    base = f"/slides/{g.slide_id}/tiles/{{z}}/{{x}}/{{y}}.jpeg"
+    return dl.Map(
+        id="slide-map", crs="Simple", center=[bounds[0][0] / 2, bounds[1][1] / 2], zoom=fit_zoom,
+        minZoom=max(0, fit_zoom - 1), maxZoom=g.max_zoom + 1, maxBounds=[[bounds[0][0] * 1.5, -bounds[1][1] * 0.5], [-bounds[0][0] * 0.5, bounds[1][1] * 1.5]],
+        zoomSnap=1, trackViewport=True, style={"height": "640px", "background": "#f4f4f4"},
+        children=[
+            dl.TileLayer(id="base-layer", url=base, tileSize=g.tile_size, noWrap=True, bounds=bounds, maxNativeZoom=g.max_zoom,
+                         minZoom=0, maxZoom=g.max_zoom + 1, attribution=f"{g.slide_id} · {g.mpp} µm/px"),
+            dl.TileLayer(id="heat-layer", url="", tileSize=g.tile_size, noWrap=True, bounds=bounds, maxNativeZoom=g.max_zoom,
+                         maxZoom=g.max_zoom + 1, opacity=0.5, zIndex=10),
+            dl.Colorbar(id="heat-colorbar", colorscale=colorbar_colours("Viridis"), min=0, max=1, nTicks=5, width=16, height=180,
+                        position="topright", style={"display": "none"}),
+            dl.Rectangle(id="selected-patch", bounds=[[0, 0], [0, 0]], pathOptions={"color": "#ff00ff", "weight": 2, "fill": False}),
+        ],
+    )
+
+
+def _overview(g: SlideGeometry) -> html.Div:
+    """The whole slide as a thumbnail, with the main viewer's extent drawn on it (client-side)."""
+    return html.Div([
+        html.Img(src=f"/slides/{g.slide_id}/thumbnail.jpeg", className="overview-image", alt="slide overview"),
+        html.Div(id="overview-box", className="overview-box", style={"top": "0%", "left": "0%", "width": "100%", "height": "100%"}),
+    ], id="overview", className="overview")
+
+
+def _controls(workspace: Workspace, class_names: list[str]) -> list:
+    models = _patch_models(workspace)
+    layers = [{"label": "Tumour probability (1 − benign)", "value": TUMOUR_LAYER},
+              {"label": "Class map (argmax)", "value": ARGMAX_LAYER}]
+    layers += [{"label": f"P({c})", "value": c} for c in class_names]
+    layers += [{"label": "Tissue mask", "value": TISSUE_LAYER}]
+    return [
+        dbc.Label("Patch model"),
+        dcc.Dropdown(id="heat-model", options=models, value=models[0] if models else None, clearable=False),
+        dbc.Label("Patch overlap", className="mt-2"),
+        dbc.RadioItems(id="heat-overlap", options=[{"label": "0 %", "value": 0.0}, {"label": "50 %", "value": 0.5},
+                                                   {"label": "75 %", "value": 0.75}], value=0.0, inline=True),
+        html.Div([dbc.Button("Compute heatmap", id="heat-compute", color="primary", size="sm", className="me-2"),
+                  dbc.Button("Cancel", id="heat-cancel", color="secondary", size="sm", outline=True, disabled=True)], className="mt-2"),
+        dbc.Progress(id="heat-progress", value=0, label="", className="mt-2", style={"height": "18px"}),
+        html.Div(id="heat-status", className="small text-muted mt-1"),
+        html.Hr(),
+        dbc.Label("Layer"),
+        dcc.Dropdown(id="heat-layer-choice", options=layers, value=TUMOUR_LAYER, clearable=False),
+        dbc.Label("Reconstruction", className="mt-2"),
+        dbc.RadioItems(id="heat-method", options=[{"label": "overlap mean", "value": "overlap"}, {"label": "bilinear", "value": "bilinear"}],
+                       value="overlap", inline=True),
+        dbc.Label("Colour map", className="mt-2"),
+        dcc.Dropdown(id="heat-cmap", options=list(COLORMAPS), value="Viridis", clearable=False),
+        dbc.Label("Normalisation (per slide)", className="mt-2"),
+        dbc.RadioItems(id="heat-norm", options=["raw", "minmax", "percentile"], value="raw", inline=True),
+        dbc.Label("Threshold", className="mt-2"),
+        dcc.Slider(id="heat-threshold", min=0, max=1, step=0.05, value=0.5, marks={0: "0", 0.5: "0.5", 1: "1"}),
+        dbc.Label("Smoothing (cells)"),
+        dcc.Slider(id="heat-smooth", min=0, max=4, step=0.5, value=0, marks={0: "0", 2: "2", 4: "4"}),
+        dbc.Label("Opacity"),
+        dcc.Slider(id="heat-opacity", min=0, max=1, step=0.05, value=0.5, marks={0: "0", 0.5: "0.5", 1: "1"}),
+    ]
+
+
+def layout(workspace: Workspace, tiles: TileService, slide_id: str) -> html.Div:
+    with workspace.store.session() as s:
+        record = slide_record(s, slide_id)
+        patient_id, has_mask = record.patient_id, bool(record.mask_file)
+    header = [html.H2(f"Slide {slide_id}", id="slide-title"),
+              html.P([html.A(f"Case {patient_id}", href=f"/case/{patient_id}")], className="mb-2")]
+    try:
+        g = tiles.geometry(slide_id)
+    except SlideReadError as exc:
+        return html.Div([*header, dbc.Alert(str(exc), color="danger", id="slide-error")])
+    models = _patch_models(workspace)
+    heat = cached_heatmap(workspace, slide_id, models[0]) if models else None
+    class_names = list(workspace.manifest(models[0]).class_names) if models else []
+    return html.Div([
+        dcc.Store(id="slide-ctx", data={"slide_id": slide_id, "max_zoom": g.max_zoom, "mpp": g.mpp, "width": g.width, "height": g.height}),
+        dcc.Store(id="heat-key", data=heat.key if heat else None),
+        *header,
+        html.P(f"{g.width:,} x {g.height:,} px at {g.mpp} µm/px · {g.max_zoom + 1} Deep Zoom levels", className="text-muted small"),
+        dbc.Row([
+            dbc.Col([
+                html.Div([_map(g), html.Div([html.Div(id="scale-bar-line", className="scale-bar-line"),
+                                              html.Span(id="scale-bar-text", className="scale-bar-text")],
+                                             id="scale-bar", className="scale-bar")], className="slide-viewer"),
+                html.Div(id="selected-patch-info", className="small mt-2"),
+            ], lg=8),
+            dbc.Col([
+                html.Div(_overview(g), className="mb-3"),
+                *_controls(workspace, class_names),
+            ], lg=4),
+        ]),
+        dbc.Row([
+            dbc.Col(dcc.Graph(id="grade-fractions", config={"displaylogo": False}, style={"display": "none"}), lg=6),
+            dbc.Col(html.Div(id="ground-truth-scores", children="" if has_mask else html.P(
+                "No ground-truth mask for this slide.", className="text-muted small")), lg=6),
+        ], className="mt-3"),
+    ])
+
+
+def heat_tile_url(slide_id: str, key: str, style: OverlayStyle) -> str:
+    query = urlencode({"method": style.method, "layer": style.layer, "cmap": style.cmap, "thr": style.threshold,
+                       "norm": style.norm, "smooth": style.smooth})
+    return f"/slides/{slide_id}/heatmap/{key}/{{z}}/{{x}}/{{y}}.png?{query}"
+
+
+def _scores_table(scores, threshold: float) -> html.Div:
+    rows = [("Dice (tumour)", scores.dice), ("F1+ (foreground)", scores.f1_foreground), ("F1− (background)", scores.f1_background),
+            ("Predicted tumour, % of slide", 100 * scores.predicted_fraction), ("Annotated tumour, % of slide", 100 * scores.true_fraction)]
+    return html.Div([
+        html.H6(f"Against the ground-truth mask (tumour probability ≥ {threshold:.2f})"),
+        dbc.Table([html.Tbody([html.Tr([html.Td(n), html.Td(f"{v:.3f}" if v <= 1 else f"{v:.1f}")]) for n, v in rows])],
+                  size="sm", bordered=False, id="ground-truth-table"),
+    ])
+
+
+def register_callbacks(app: Dash, workspace: Workspace, tiles: TileService) -> None:
+    @app.callback(
+        Output("heat-key", "data"), Output("heat-status", "children"),
+        Input("heat-compute", "n_clicks"),
+        State("slide-ctx", "data"), State("heat-model", "value"), State("heat-overlap", "value"),
+        background=True, prevent_initial_call=True,
+        progress=[Output("heat-progress", "value"), Output("heat-progress", "label")],
+        running=[(Output("heat-compute", "disabled"), True, False), (Output("heat-cancel", "disabled"), False, True)],
+        cancel=[Input("heat-cancel", "n_clicks")],
+    )
+    def compute_slide_heatmap(set_progress, _clicks, ctx, model_id, overlap):
+        workspace.store.engine.dispose(close=False)  # a forked job must not share the parent's connections
+        def report(done, total):
+            set_progress((round(100 * done / max(total, 1)), f"{done}/{total} patches"))
+        try:
+            # Cancel stops the job's process; the cache is written atomically, so nothing partial remains.
+            heat = compute_heatmap(workspace, ctx["slide_id"], model_id, HeatmapParams(overlap=float(overlap)), progress=report)
+        except DashboardError as exc:
+            return no_update, f"Could not compute the heatmap: {exc}"
+        set_progress((100, "done"))
+        return heat.key, f"{len(heat.probs)} tissue patches · model {heat.model_id} · weights {heat.weights_sha256[:10]}…"
+
+    @app.callback(
+        Output("heat-layer", "url"), Output("heat-colorbar", "colorscale"), Output("heat-colorbar", "style"),
+        Output("grade-fractions", "figure"), Output("grade-fractions", "style"), Output("ground-truth-scores", "children"),
+        Input("heat-key", "data"), Input("heat-layer-choice", "value"), Input("heat-method", "value"), Input("heat-cmap", "value"),
+        Input("heat-threshold", "value"), Input("heat-norm", "value"), Input("heat-smooth", "value"), State("slide-ctx", "data"),
+    )
+    def show_heatmap(key, layer, method, cmap, threshold, norm, smooth_cells, ctx):
+        heat = loaded_heatmap(workspace, key) if key else None
+        if heat is None:
+            return "", no_update, {"display": "none"}, no_update, {"display": "none"}, no_update
+        style = OverlayStyle(method=method, layer=layer, cmap=cmap, threshold=float(threshold), norm=norm, smooth=float(smooth_cells))
+        colorbar_style = {"display": "none"} if layer in (ARGMAX_LAYER, TISSUE_LAYER) else {}
+        figure = grade_fraction_figure(grade_fractions(heat, method))
+        with workspace.store.session() as s:
+            record = slide_record(s, ctx["slide_id"])
+            mask_path, mask_mpp = (workspace.slides_dir / record.mask_file, record.mask_mpp) if record.mask_file else (None, None)
+        scores = no_update
+        if mask_path is not None:
+            tumour = layer_grid(heat, OverlayStyle(method=method, smooth=float(smooth_cells)))
+            scores = _scores_table(tumour_agreement(tumour, heat.tissue, read_label_mask(mask_path), mask_mpp, heat.cell_um, float(threshold)),
+                                   float(threshold))
+        return heat_tile_url(ctx["slide_id"], key, style), colorbar_colours(cmap), colorbar_style, figure, {}, scores
+
+    @app.callback(
+        Output("selected-patch", "bounds"), Output("selected-patch-info", "children"),
+        Input("slide-map", "clickData"), State("heat-key", "data"), State("slide-ctx", "data"), prevent_initial_call=True,
+    )
+    def select_patch(click, key, ctx):
+        heat = loaded_heatmap(workspace, key) if key else None
+        scale = 2.0 ** ctx["max_zoom"]
+        lat, lng = click["latlng"]["lat"], click["latlng"]["lng"]
+        x0, y0 = lng * scale, -lat * scale
+        if heat is None:
+            return no_update, f"Clicked at ({x0 * ctx['mpp']:.0f}, {y0 * ctx['mpp']:.0f}) µm. Compute the heatmap to inspect patches."
+        index = heat.patch_at(x0, y0)
+        if index is None:
+            return [[0, 0], [0, 0]], "No tissue patch under the cursor."
+        ox, oy = heat.origins[index]
+        size0 = heat.cell_level0 * CELLS_PER_PATCH
+        bounds = [[-(oy + size0) / scale, ox / scale], [-oy / scale, (ox + size0) / scale]]
+        probs = ", ".join(f"{n} {p:.2f}" for n, p in zip(heat.class_names, heat.probs[index], strict=True))
+        return bounds, [html.B(f"Patch {index}"), f" at ({ox * ctx['mpp']:.0f}, {oy * ctx['mpp']:.0f}) µm: {probs}"]
+
+    app.clientside_callback(
+        ClientsideFunction(namespace="slideViewer", function_name="setOpacity"),
+        Output("heat-layer", "opacity"), Input("heat-opacity", "value"),
+    )
+    app.clientside_callback(
+        ClientsideFunction(namespace="slideViewer", function_name="viewportWidgets"),
+        Output("scale-bar-line", "style"), Output("scale-bar-text", "children"), Output("overview-box", "style"),
+        Input("slide-map", "zoom"), Input("slide-map", "bounds"), State("slide-ctx", "data"),
+    )
