@@ -6,6 +6,7 @@ import io
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from PIL import Image
@@ -88,6 +89,7 @@ def layer_grid(h: SlideHeatmap, style: OverlayStyle) -> np.ndarray:
     return grid
 
 
+@lru_cache(maxsize=len(COLORMAPS))
 def colour_lut(cmap: str) -> np.ndarray:
     """(256, 3) uint8 lookup table of a Plotly colour scale."""
     colours = sample_colorscale(get_colorscale(cmap), list(np.linspace(0, 1, 256)), colortype="tuple")

@@ -1,0 +1,150 @@
+"""Tile latency of the real app server under 8 concurrent clients over loopback, against calling
+OpenSlide's DeepZoomGenerator.get_tile directly in the same run.
+
+    python bench/tiles.py [--workspace DIR] [--seconds 20] [--clients 8]
+
+Without --workspace the reduced demo is built (once) under bench/.cache/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import requests
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from openslide.deepzoom import DeepZoomGenerator  # noqa: E402
+
+from core.heatmaps.slide_heatmap import HeatmapParams, compute_heatmap  # noqa: E402
+from core.slides.reader import open_slide  # noqa: E402
+from core.slides.tiles import TILE_SIZE  # noqa: E402
+from core.store.schema import Slide  # noqa: E402
+from core.workspace import open_workspace  # noqa: E402
+
+
+def tile_addresses(dz: DeepZoomGenerator, rng: random.Random, n: int) -> list[tuple[int, int, int]]:
+    """Random tiles from the five finest levels, weighted by how many tiles each level has (a pan-and-zoom mix)."""
+    levels = list(range(max(0, dz.level_count - 5), dz.level_count))
+    weights = [dz.level_tiles[z][0] * dz.level_tiles[z][1] for z in levels]
+    out = []
+    for _ in range(n):
+        z = rng.choices(levels, weights)[0]
+        cols, rows = dz.level_tiles[z]
+        out.append((z, rng.randrange(cols), rng.randrange(rows)))
+    return out
+
+
+def p95(values: list[float]) -> float:
+    return float(np.percentile(values, 95)) if values else float("nan")
+
+
+def hammer(base: str, urls: list[str], seconds: float, clients: int) -> tuple[list[float], int]:
+    latencies: list[float] = []
+    errors = 0
+    lock = threading.Lock()
+    stop = time.monotonic() + seconds
+
+    def client(seed: int) -> None:
+        nonlocal errors
+        rng = random.Random(seed)
+        session = requests.Session()
+        while time.monotonic() < stop:
+            t = time.perf_counter()
+            response = session.get(base + rng.choice(urls), timeout=30)
+            elapsed = (time.perf_counter() - t) * 1000
+            with lock:
+                latencies.append(elapsed)
+                errors += response.status_code != 200
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return latencies, errors
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--workspace", type=Path)
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--port", type=int, default=8093)
+    args = parser.parse_args()
+    root = args.workspace
+    if root is None:
+        from core.demo.build import REDUCED_SPEC, build_demo
+
+        root = build_demo(REPO / "bench" / ".cache" / "demo-workspace", REDUCED_SPEC)
+    ws = open_workspace(root)
+    with ws.store.session() as s:
+        slide = max(s.query(Slide).all(), key=lambda r: r.width * r.height)
+        slide_id, path = slide.id, ws.slides_dir / slide.file
+    heat = compute_heatmap(ws, slide_id, "patch-cnn", HeatmapParams(overlap=0.5))
+    handle = open_slide(path)
+    dz = DeepZoomGenerator(handle, tile_size=TILE_SIZE, overlap=0)
+    rng = random.Random(0)
+    addresses = tile_addresses(dz, rng, 4000)
+    tile_urls = [f"/slides/{slide_id}/tiles/{z}/{x}/{y}.jpeg" for z, x, y in addresses]
+    heat_urls = [f"/slides/{slide_id}/heatmap/{heat.key}/{z}/{x}/{y}.png?layer=tumour&thr=0.2&cmap=Viridis" for z, x, y in addresses]
+
+    # Direct: the same addresses through DeepZoomGenerator.get_tile in this process, one call at a time.
+    direct = []
+    for z, x, y in addresses[:1500]:
+        t = time.perf_counter()
+        dz.get_tile(z, (x, y))
+        direct.append((time.perf_counter() - t) * 1000)
+    # The same calls from as many threads as there are HTTP clients: what concurrency alone costs on this machine.
+    direct_concurrent: list[float] = []
+    lock = threading.Lock()
+
+    def direct_client(chunk):
+        for z, x, y in chunk:
+            t = time.perf_counter()
+            dz.get_tile(z, (x, y))
+            with lock:
+                direct_concurrent.append((time.perf_counter() - t) * 1000)
+    workers = [threading.Thread(target=direct_client, args=(addresses[i::args.clients][:300],)) for i in range(args.clients)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    handle.close()
+
+    server = subprocess.Popen([sys.executable, str(REPO / "run_dashboard.py"), "--workspace", str(root), "--port", str(args.port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
+    base = f"http://127.0.0.1:{args.port}"
+    try:
+        for _ in range(120):
+            try:
+                if requests.get(base + "/", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.5)
+        tiles, tile_errors = hammer(base, tile_urls, args.seconds, args.clients)
+        heats, heat_errors = hammer(base, heat_urls, args.seconds, args.clients)
+    finally:
+        server.terminate()
+        server.wait(10)
+    print(f"slide {slide_id}: {dz.level_count} levels; {args.clients} clients x {args.seconds:.0f} s each phase")
+    print(f"slide tiles:   {len(tiles)} requests, {tile_errors} errors, p50 {np.median(tiles):.1f} ms, p95 {p95(tiles):.1f} ms")
+    print(f"heatmap tiles: {len(heats)} requests, {heat_errors} errors, p50 {np.median(heats):.1f} ms, p95 {p95(heats):.1f} ms")
+    print(f"direct get_tile (1 thread, no HTTP): p50 {np.median(direct):.2f} ms, p95 {p95(direct):.2f} ms")
+    print(f"direct get_tile ({args.clients} threads): p95 {p95(direct_concurrent):.2f} ms")
+    print(f"RESULT tile_p95_ms={p95(tiles):.1f}")
+    print(f"RESULT heat_tile_p95_ms={p95(heats):.1f}")
+    print(f"RESULT tile_p95_vs_direct={p95(tiles) / p95(direct):.2f}")
+    print(f"RESULT heat_tile_p95_vs_direct={p95(heats) / p95(direct):.2f}")
+    print(f"RESULT tile_p95_vs_direct_concurrent={p95(tiles) / p95(direct_concurrent):.2f}")
+
+
+if __name__ == "__main__":
+    main()
