@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -24,6 +25,24 @@ def demo_workspace(tmp_path_factory) -> Path:
     from core.demo.build import REDUCED_SPEC, build_demo
 
     return build_demo(tmp_path_factory.mktemp("demo") / "workspace", REDUCED_SPEC, progress=lambda m: None)
+
+
+@pytest.fixture(scope="session")
+def workspace(demo_workspace):
+    """The reduced demo, opened."""
+    from core.workspace import open_workspace
+
+    ws = open_workspace(demo_workspace)
+    yield ws
+    ws.store.dispose()
+
+
+@pytest.fixture(scope="session")
+def held_out(demo_workspace) -> set[str]:
+    """Patients the demo's models never saw in training."""
+    from core.demo.build import BUILD_MARKER
+
+    return set(json.loads((demo_workspace / BUILD_MARKER).read_text())["held_out_patients"])
 
 
 def free_port() -> int:

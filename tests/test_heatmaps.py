@@ -2,32 +2,21 @@
 
 from __future__ import annotations
 
-import json
 import threading
 
 import numpy as np
 import pytest
 from sqlalchemy import select
 
-from core.demo.build import BUILD_MARKER
 from core.heatmaps.groundtruth import read_label_mask, tumour_agreement
 from core.heatmaps.inference import InferenceCancelled
 from core.heatmaps.overlay import OverlayStyle, grade_fractions, layer_grid, render_overlay_tile
 from core.heatmaps.slide_heatmap import HeatmapParams, cached_heatmap, compute_heatmap
 from core.store.schema import Slide
-from core.workspace import open_workspace
 
 
 @pytest.fixture(scope="module")
-def workspace(demo_workspace):
-    ws = open_workspace(demo_workspace)
-    yield ws
-    ws.store.dispose()
-
-
-@pytest.fixture(scope="module")
-def held_out_slides(workspace, demo_workspace):
-    held_out = json.loads((demo_workspace / BUILD_MARKER).read_text())["held_out_patients"]
+def held_out_slides(workspace, held_out):
     with workspace.store.session() as s:
         return list(s.scalars(select(Slide).where(Slide.patient_id.in_(held_out)).order_by(Slide.id)))
 
