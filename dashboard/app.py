@@ -11,7 +11,7 @@ from dash import Dash, DiskcacheManager, Input, Output, dcc, html
 from core.errors import DashboardError
 from core.slides.tiles import TileService
 from core.workspace import Workspace
-from dashboard.pages import case, cohort, models, slide
+from dashboard.pages import case, cohort, models, report, slide
 from dashboard.routes import register_routes
 
 APP_TITLE = "PathReview"
@@ -35,6 +35,8 @@ def render_page(workspace: Workspace, tiles: TileService, pathname: str | None):
             return models.layout(workspace)
         if path.startswith("/case/") and path.count("/") == 2:
             return case.layout(workspace, path.split("/")[2])
+        if path.startswith("/report/") and path.count("/") == 2:
+            return report.layout(workspace, path.split("/")[2])
         if path.startswith("/slide/") and path.count("/") == 2:
             return slide.layout(workspace, tiles, path.split("/")[2])
     except DashboardError as exc:
@@ -61,5 +63,6 @@ def create_app(workspace: Workspace) -> Dash:
 
     cohort.register_callbacks(app, workspace)
     slide.register_callbacks(app, workspace, tiles)
+    report.register_callbacks(app, workspace)
     register_routes(app.server, workspace, tiles)
     return app

@@ -10,6 +10,7 @@ coefficients are the word weights and whose weighted R^2 is the local fit.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -349,3 +350,15 @@ def token_spans(text: str) -> list[tuple[int, int, str | None]]:
         spans.append((pos, len(cleaned), None))
     return spans
 
+
+
+def token_diff(original: str, edited: str) -> list[tuple[str, str]]:
+    """What the model reads in the edit versus the original: (op, token) with op in equal | added | removed."""
+    a, b = report_tokens(original), report_tokens(edited)
+    out: list[tuple[str, str]] = []
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
+        if op == "equal":
+            out += [("equal", t) for t in a[i1:i2]]
+        else:
+            out += [("removed", t) for t in a[i1:i2]] + [("added", t) for t in b[j1:j2]]
+    return out

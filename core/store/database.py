@@ -69,7 +69,13 @@ class CaseStore:
         self.engine.dispose()
 
 
+def decode_stored_text(raw: bytes) -> str:
+    """Text columns holding bytes that are not UTF-8 are decoded with U+FFFD replacements instead of failing."""
+    return raw.decode("utf-8", errors="replace")
+
+
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    dbapi_conn.text_factory = decode_stored_text
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=10000")  # another writer: wait, do not fail at once

@@ -65,7 +65,8 @@ def _reports_section(workspace: Workspace, case: CaseSummary) -> dbc.Card:
     items = []
     for report in case.reports:
         badges = [_score_badge(case.score(m, "report", report.id), workspace.manifest(m).positive_class or m) for m in models]
-        items.append(dbc.AccordionItem([html.Div(badges, className="mb-2"), html.Pre(report.text, className="report-text")],
+        explain = html.A("Explain and edit", href=f"/report/{report.id}", className="small ms-2 report-link")
+        items.append(dbc.AccordionItem([html.Div([*badges, explain], className="mb-2"), html.Pre(report.text, className="report-text")],
                                        title=f"{report.id}" + ("" if report.label is None else f" (recorded label {report.label})")))
     content = dbc.Accordion(items, start_collapsed=False, always_open=True) if items else html.P("No reports.")
     return dbc.Card([dbc.CardHeader("Reports"), dbc.CardBody(content)], className="mb-4")

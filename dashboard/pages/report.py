@@ -1,0 +1,147 @@
+"""Report page (``/report/<report_id>``): the text with LIME word weights, both classes, stability, and editing."""
+
+from __future__ import annotations
+
+import dash_bootstrap_components as dbc
+from dash import Dash, Input, Output, State, dcc, html, no_update
+
+from core.errors import DashboardError, NotFoundError
+from core.explain.text import LimeSettings, explain_report, explanation_stability, token_diff
+from core.store.schema import Report
+from core.workspace import Workspace
+from dashboard.components.highlighted_text import highlighted_report, weight_legend
+from dashboard.figures.report_figures import word_weight_figure
+
+
+def _report_model(workspace: Workspace) -> str:
+    models = [m for m, manifest in workspace.manifests.items() if manifest.task == "report"]
+    if not models:
+        raise DashboardError("this workspace has no report model")
+    return models[0]
+
+
+def stored_report(workspace: Workspace, report_id: str) -> Report:
+    with workspace.store.session() as s:
+        report = s.get(Report, report_id)
+        if report is None:
+            raise NotFoundError(f"no report {report_id!r} in this workspace")
+        return report
+
+
+def _settings_form() -> dbc.Row:
+    def field(label, id_, value, **kw):
+        return dbc.Col([dbc.Label(label, html_for=id_, className="small mb-0"),
+                        dbc.Input(id=id_, type="number", value=value, size="sm", **kw)], width=6, md=3)
+    return dbc.Row([
+        field("Features", "lime-num-features", 6, min=1, max=20, step=1),
+        field("Samples", "lime-num-samples", 5000, min=100, max=50000, step=100),
+        field("Seed", "lime-seed", 0, min=0, step=1),
+        field("Kernel width", "lime-kernel-width", 25, min=1, max=1000),
+    ], className="g-2 mb-2")
+
+
+def layout(workspace: Workspace, report_id: str) -> html.Div:
+    report = stored_report(workspace, report_id)
+    model = workspace.manifest(_report_model(workspace))
+    notices = []
+    if "\ufffd" in report.text:
+        notices.append(dbc.Alert("This stored report contains bytes that are not valid UTF-8; they are shown as � and "
+                                 "the explanation is of the decoded text.", color="warning", id="report-encoding-warning"))
+    label = "" if report.label is None else f" · recorded label: {model.class_names[report.label]}"
+    return html.Div([
+        dcc.Store(id="report-id", data=report_id),
+        html.H2(f"Report {report_id}", id="report-title"),
+        html.P([html.A(f"Case {report.patient_id}", href=f"/case/{report.patient_id}"), label], className="text-muted"),
+        *notices,
+        dbc.Row([
+            dbc.Col([
+                html.H5("What the model reads"),
+                html.P("Noise removed (rule lines, patient and sample identifiers, control characters); each word the model "
+                       "reads is shaded by its LIME weight for the chosen class.", className="small text-muted"),
+                dbc.RadioItems(id="lime-class", options=list(model.class_names), value=model.class_names[-1], inline=True),
+                html.Div(id="lime-legend"),
+                dcc.Loading(html.Div(id="report-highlights")),
+            ], lg=7),
+            dbc.Col([
+                html.Div(id="report-prediction", className="fs-5 mb-2"),
+                html.Div(id="lime-stability", className="mb-2"),
+                _settings_form(),
+                dbc.Button("Explain", id="lime-run", color="primary", size="sm"),
+                html.Div(id="lime-error", className="mt-2"),
+            ], lg=5),
+        ]),
+        dcc.Graph(id="lime-weights", config={"displaylogo": False}),
+        html.Hr(),
+        html.H5("Edit report"),
+        html.P("Change the text and re-predict. The stored report is never modified.", className="small text-muted"),
+        dbc.Textarea(id="report-edit", value=report.text, rows=10, className="mb-2 font-monospace small"),
+        dbc.Button("Re-predict and explain", id="report-edit-run", color="secondary", size="sm"),
+        html.Div(id="report-edit-error", className="mt-2"),
+        html.Div(id="report-edit-result", className="mt-2"),
+    ])
+
+
+def _settings(num_features, num_samples, seed, kernel_width) -> LimeSettings:
+    try:
+        return LimeSettings(num_features=int(num_features), num_samples=int(num_samples), seed=int(seed),
+                            kernel_width=float(kernel_width)).validate()
+    except (TypeError, ValueError) as exc:
+        raise DashboardError("fill in every LIME setting with a number") from exc
+
+
+def register_callbacks(app: Dash, workspace: Workspace) -> None:
+    @app.callback(
+        Output("report-highlights", "children"), Output("lime-legend", "children"), Output("lime-weights", "figure"),
+        Output("report-prediction", "children"), Output("lime-stability", "children"), Output("lime-error", "children"),
+        Input("lime-run", "n_clicks"), Input("lime-class", "value"),
+        State("report-id", "data"), State("lime-num-features", "value"), State("lime-num-samples", "value"),
+        State("lime-seed", "value"), State("lime-kernel-width", "value"),
+    )
+    def explain_stored_report(_clicks, class_name, report_id, num_features, num_samples, seed, kernel_width):
+        try:
+            settings = _settings(num_features, num_samples, seed, kernel_width)
+            model = workspace.model(_report_model(workspace))
+            text = stored_report(workspace, report_id).text
+            explanation = explain_report(text, model, settings)
+            stability = explanation_stability(text, model, settings, n_seeds=5)
+        except DashboardError as exc:
+            return no_update, no_update, no_update, no_update, no_update, dbc.Alert(str(exc), color="warning")
+        chosen = next(c for c in explanation.classes if c.class_name == class_name)
+        predicted = explanation.predicted
+        badge = dbc.Badge(f"{stability.label}: top-{settings.num_features} overlap {stability.top_k_overlap:.2f} over "
+                          f"{len(stability.seeds)} seeds", color={"stable": "success", "moderate": "warning"}.get(stability.label, "danger"),
+                          id="lime-stability-badge")
+        prediction = [html.Span("Predicted: "), html.B(predicted.class_name, id="report-predicted-class"),
+                      html.Span(f" (p = {predicted.probability:.3f}", id="report-probability"),
+                      html.Span(f", local fit R² {chosen.r2:.2f})", className="small text-muted")]
+        return (highlighted_report(text, chosen.weights, "report-highlighted"), weight_legend(class_name),
+                word_weight_figure(explanation, settings.num_features), prediction, badge, "")
+
+    @app.callback(
+        Output("report-edit-result", "children"), Output("report-edit-error", "children"),
+        Input("report-edit-run", "n_clicks"),
+        State("report-edit", "value"), State("report-id", "data"), State("lime-class", "value"),
+        State("lime-num-features", "value"), State("lime-num-samples", "value"), State("lime-seed", "value"),
+        State("lime-kernel-width", "value"), prevent_initial_call=True,
+    )
+    def explain_edited_report(_clicks, edited, report_id, class_name, num_features, num_samples, seed, kernel_width):
+        try:
+            settings = _settings(num_features, num_samples, seed, kernel_width)
+            model = workspace.model(_report_model(workspace))
+            original_text = stored_report(workspace, report_id).text
+            original = explain_report(original_text, model, settings)
+            edit = explain_report(edited or "", model, settings)
+        except DashboardError as exc:
+            return no_update, dbc.Alert(str(exc), color="warning", id="report-edit-alert")
+        before = next(c for c in original.classes if c.class_name == class_name)
+        after = next(c for c in edit.classes if c.class_name == class_name)
+        diff = [html.Span(t + " ", className={"added": "word-added", "removed": "word-removed"}.get(op, ""))
+                for op, t in token_diff(original_text, edited) if op != "equal"]
+        return html.Div([
+            html.Div([f"P({class_name}): ", html.B(f"{before.probability:.3f}"), " → ",
+                      html.B(f"{after.probability:.3f}", id="edited-probability"),
+                      html.Span(f" ({after.probability - before.probability:+.3f})", className="text-muted")], className="fs-6"),
+            html.Div([html.Span("Words changed: ", className="small text-muted"), *(diff or [html.Span("none", className="small")])],
+                     id="report-word-diff", className="my-2"),
+            highlighted_report(edited, after.weights, "edited-highlighted"),
+        ]), ""
