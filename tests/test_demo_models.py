@@ -13,7 +13,8 @@ from core.demo.build import _slide_label
 from core.demo.patch_dataset import slide_patches
 from core.demo.train_patch import predict_patches
 from core.demo.train_report import report_probabilities
-from core.demo.train_sequence import encode_sequences, visit_risks
+from core.demo.train_sequence import visit_risks
+from core.models.visit_encoding import encode_sequences
 from core.store.schema import Patient, Report, Slide
 
 MIN_AUC = 0.85

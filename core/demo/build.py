@@ -25,6 +25,7 @@ from core.demo.visit_synthesis import NUMERIC_FEATURES, ONSET_TYPES, synthesise_
 from core.errors import WorkspaceError
 from core.models.metrics import binary_metrics, multiclass_metrics
 from core.models.registry import save_model
+from core.models.visit_encoding import VisitTensors, encode_sequences
 from core.store.database import open_store
 from core.store.schema import ModelRecord, Patient, Prediction, Report, Slide, Visit
 from core.workspace import WorkspaceConfig, write_workspace_config
@@ -245,11 +246,11 @@ class _DemoBuild:
         train_values = np.array([[v[1][k] for k in NUMERIC_FEATURES] for s, t in zip(seqs, is_test) if not t for v in s])
         means, stds = train_sequence.feature_standardisation(train_values)
         categorical = {"onset_type": list(ONSET_TYPES)}
-        data = train_sequence.encode_sequences(seqs, NUMERIC_FEATURES, means, stds, categorical)
+        data = encode_sequences(seqs, NUMERIC_FEATURES, means, stds, categorical)
         params = {"n_numeric": len(NUMERIC_FEATURES), "category_sizes": [len(ONSET_TYPES)], "cell": "gru",
                   "hidden": 32, "bidirectional": False, "elapsed_time": True}
         train_idx = torch.from_numpy(np.flatnonzero(~is_test))
-        sub = train_sequence.VisitTensors(*(getattr(data, f)[train_idx] for f in ("numeric", "categories", "elapsed", "lengths", "labels")))
+        sub = VisitTensors(*(getattr(data, f)[train_idx] for f in ("numeric", "categories", "elapsed", "lengths", "labels")))
         net = train_sequence.train_sequence_net(sub, params, self.spec.sequence_epochs, self.spec.seed, self.say)
         risks = train_sequence.visit_risks(net, data)
         test_mask = (data.labels >= 0) & torch.from_numpy(is_test)[:, None]
