@@ -166,26 +166,15 @@ class SequenceExplainer:
         states[len(seq)] = state
         return states
 
-    def _state_batch(self, states: list, index: torch.Tensor):
-        """Stack per-visit states (None = zeros) into an initial state for a batch of one-step runs."""
-        rnn = self.module.rnn
-        shape = (rnn.num_layers, 1, rnn.hidden_size)
-        def pick(part):
-            cols = [torch.zeros(shape, device=self.device) if s is None else (s[part] if isinstance(s, tuple) else s) for s in states]
-            return torch.cat(cols, 1)[:, index]
-        if isinstance(rnn, torch.nn.LSTM):
-            return (pick(0), pick(1))
-        return pick(None)
-
     @torch.no_grad()
-    def _step_outputs(self, states: list, visit: torch.Tensor, numeric, categories, elapsed) -> torch.Tensor:
+    def _step_outputs(self, states: _PerVisitStates, visit: torch.Tensor, numeric, categories, elapsed) -> torch.Tensor:
         """Probability after one recurrent step from each row's prefix state (unidirectional nets)."""
         outs = []
         for s in range(0, len(visit), self.batch_size):
             sl = slice(s, s + self.batch_size)
             n, c, e = self._to(numeric[sl, None], categories[sl, None], elapsed[sl, None])
             x = self.module.visit_inputs(n, c, e)
-            out, _ = self.module.rnn(x, self._state_batch(states, visit[sl].to(self.device)))
+            out, _ = self.module.rnn(x, states.initial(visit[sl]))
             outs.append(torch.sigmoid(self.module.head(out[:, 0]).squeeze(-1)).double().cpu())
         return torch.cat(outs)
 
@@ -212,7 +201,7 @@ class SequenceExplainer:
         u_cat = unique[:, 1 + fn : 1 + fn + fc].long()
         u_el = unique[:, -1].to(seq.elapsed.dtype)
         if not self.bidirectional:
-            values = self._step_outputs(states, u_visits, u_num, u_cat, u_el)
+            values = self._step_outputs(_PerVisitStates(states, 1, self), u_visits, u_num, u_cat, u_el)
         else:
             values = self._full_sequence_outputs(seq, u_visits, u_num, u_cat, u_el)
         return values[inverse], len(unique)
@@ -236,6 +225,69 @@ class SequenceExplainer:
             outs.append(torch.sigmoid(logits[rows.to(self.device), visits[sl].to(self.device)]).double().cpu())
         return torch.cat(outs)
 
+    def _background_bits(self, numeric: torch.Tensor, categories: torch.Tensor, elapsed: torch.Tensor) -> torch.Tensor:
+        """Per visit, a bit mask of the features already equal to their background value."""
+        bg = self.background
+        same = torch.cat([numeric == bg.numeric.to(numeric.dtype), categories == bg.categories], 1)
+        if self.uses_elapsed:
+            same = torch.cat([same, (elapsed == bg.elapsed)[:, None]], 1)
+        return (same.long() << torch.arange(same.shape[1])).sum(1)
+
+    def _exact_step_values(self, numeric, categories, elapsed, state_index: torch.Tensor, states) -> tuple[torch.Tensor, int]:
+        """All 2^M coalition values of each visit (rows of the inputs), one recurrent step from its prefix state.
+
+        A feature already equal to its background value cannot change the input, so only coalitions that
+        leave it out are evaluated; the others read the same value."""
+        m = len(self.feature_names)
+        z, _ = _coalitions(m)
+        codes = torch.arange(2**m)
+        dup = self._background_bits(numeric, categories, elapsed)
+        valid = (codes[None] & dup[:, None]) == 0
+        row_of = torch.cumsum(valid.flatten().long(), 0).view(valid.shape) - 1
+        visit, code = valid.nonzero(as_tuple=True)
+        zr = z[code].bool()
+        fn, fc, bg = self.n_numeric, self.n_categorical, self.background
+        num = torch.where(zr[:, :fn], numeric[visit], bg.numeric.to(numeric.dtype))
+        cat = torch.where(zr[:, fn : fn + fc], categories[visit], bg.categories)
+        el = torch.where(zr[:, -1], elapsed[visit], torch.tensor(bg.elapsed, dtype=elapsed.dtype)) if self.uses_elapsed else elapsed[visit]
+        values = self._step_outputs(states, state_index[visit], num, cat, el)
+        effective = codes[None] & ~dup[:, None]
+        return values[row_of.gather(1, effective)], len(values)
+
+    def explain_cohort(self, sequences: list[PatientSequence]) -> list[VisitShap]:
+        """Every visit of every patient in as few forward passes as the batch size allows (unidirectional nets,
+        exact enumeration); other cases go patient by patient."""
+        m = len(self.feature_names)
+        if self.bidirectional or m > self.max_exact or not sequences:
+            return [self.explain_visits(s) for s in sequences]
+        lengths = torch.tensor([len(s) for s in sequences])
+        t_max, n_pat = int(lengths.max()), len(sequences)
+        numeric = torch.zeros(n_pat, t_max, self.n_numeric)
+        categories = torch.zeros(n_pat, t_max, self.n_categorical, dtype=torch.long)
+        elapsed = torch.zeros(n_pat, t_max)
+        for i, s in enumerate(sequences):
+            numeric[i, : len(s)], categories[i, : len(s)], elapsed[i, : len(s)] = s.numeric, s.categories, s.elapsed
+        # Prefix states of all patients at once: state before visit t, stored per (t, patient).
+        with torch.no_grad():
+            x = self.module.visit_inputs(*self._to(numeric, categories, elapsed))
+            state, per_step = None, []
+            for t in range(t_max):
+                per_step.append(state)
+                _, state = self.module.rnn(x[:, t : t + 1], state)
+        real = torch.arange(t_max)[None] < lengths[:, None]
+        pat, vis = real.nonzero(as_tuple=True)
+        states = _PerVisitStates(per_step, n_pat, self)
+        v, n_eval = self._exact_step_values(numeric[pat, vis], categories[pat, vis], elapsed[pat, vis], vis * n_pat + pat, states)
+        _, p = _coalitions(m)
+        phi = (v @ p.T).numpy()
+        results, start = [], 0
+        for i, s in enumerate(sequences):
+            rows = slice(start, start + len(s))
+            results.append(VisitShap(phi[rows], v[rows, 0].numpy(), v[rows, -1].numpy(), self.feature_names, True,
+                                     n_eval if i == 0 else 0, []))
+            start += len(s)
+        return results
+
     def explain_visits(self, seq: PatientSequence, from_visit: int = 0, previous: VisitShap | None = None) -> VisitShap:
         """SHAP values of each visit's features for the output at that visit.
 
@@ -256,9 +308,12 @@ class SequenceExplainer:
             phi[:from_visit], base[:from_visit], output[:from_visit] = previous.phi[:from_visit], previous.base[:from_visit], previous.output[:from_visit]
         if exact:
             z, p = _coalitions(m)
-            visits = targets.repeat_interleave(len(z))
-            values, n_eval = self._evaluate(seq, visits, z.repeat(len(targets), 1), states)
-            v = values.view(len(targets), len(z))
+            if self.bidirectional:
+                values, n_eval = self._evaluate(seq, targets.repeat_interleave(len(z)), z.repeat(len(targets), 1), states)
+                v = values.view(len(targets), len(z))
+            else:
+                v, n_eval = self._exact_step_values(seq.numeric[targets], seq.categories[targets], seq.elapsed[targets], targets,
+                                                    _PerVisitStates(states, 1, self))
             phi[from_visit:] = (v @ p.T).numpy()
             base[from_visit:], output[from_visit:] = v[:, 0].numpy(), v[:, -1].numpy()
         else:
@@ -328,6 +383,27 @@ class SequenceExplainer:
             base, fx = float(values[0]), float(values[1])
             phi = kernel_shap_from_samples(z[2:], values[2:], base, fx).numpy()
         return {"phi": phi, "base": base, "output": fx, "exact": exact}
+
+
+class _PerVisitStates:
+    """Recurrent states before each visit, as a table a batch of one-step runs can index.
+
+    ``per_step[t]`` holds the state before step t for ``n_patients`` sequences (None: zeros); row
+    ``t * n_patients + patient`` of the table is that patient's state before visit t."""
+
+    def __init__(self, per_step: list, n_patients: int, explainer: SequenceExplainer) -> None:
+        rnn = explainer.module.rnn
+        zeros = torch.zeros(rnn.num_layers, n_patients, rnn.hidden_size, device=explainer.device)
+        self.lstm = isinstance(rnn, torch.nn.LSTM)
+        parts = range(2) if self.lstm else [None]
+        self.tables = [
+            torch.cat([zeros if st is None else (st[k] if self.lstm else st) for st in per_step], 1) for k in parts
+        ]
+
+    def initial(self, index: torch.Tensor):
+        index = index.to(self.tables[0].device)
+        picked = [table[:, index] for table in self.tables]
+        return tuple(picked) if self.lstm else picked[0]
 
 
 def to_shap_explanation(result: VisitShap, data: np.ndarray | None = None):
