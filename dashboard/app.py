@@ -9,9 +9,10 @@ import diskcache
 from dash import Dash, DiskcacheManager, Input, Output, dcc, html
 
 from core.errors import DashboardError
+from core.explain.patient_view import PatientExplainers
 from core.slides.tiles import TileService
 from core.workspace import Workspace
-from dashboard.pages import case, cohort, models, report, slide
+from dashboard.pages import case, cohort, models, patient, report, slide
 from dashboard.routes import register_routes
 
 APP_TITLE = "PathReview"
@@ -26,7 +27,7 @@ def _navbar(workspace: Workspace) -> dbc.Navbar:
     ], fluid=True), color="dark", dark=True, className="mb-3")
 
 
-def render_page(workspace: Workspace, tiles: TileService, pathname: str | None):
+def render_page(workspace: Workspace, tiles: TileService, pathname: str | None, patients: PatientExplainers | None = None):
     path = (pathname or "/").rstrip("/") or "/"
     try:
         if path in ("/", "/cohort"):
@@ -35,6 +36,8 @@ def render_page(workspace: Workspace, tiles: TileService, pathname: str | None):
             return models.layout(workspace)
         if path.startswith("/case/") and path.count("/") == 2:
             return case.layout(workspace, path.split("/")[2])
+        if path.startswith("/patient/") and path.count("/") == 2:
+            return patient.layout(workspace, patients or PatientExplainers(workspace), path.split("/")[2])
         if path.startswith("/report/") and path.count("/") == 2:
             return report.layout(workspace, path.split("/")[2])
         if path.startswith("/slide/") and path.count("/") == 2:
@@ -46,6 +49,7 @@ def render_page(workspace: Workspace, tiles: TileService, pathname: str | None):
 
 def create_app(workspace: Workspace) -> Dash:
     tiles = TileService(workspace)
+    patients = PatientExplainers(workspace)
     # Long jobs (heatmaps) run as background callbacks; their state lives in the workspace cache.
     jobs = DiskcacheManager(diskcache.Cache(str(workspace.cache_dir / "jobs")))
     # Bootstrap (Bootswatch Flatly) is served from assets/: the app must work with no internet access.
@@ -59,10 +63,11 @@ def create_app(workspace: Workspace) -> Dash:
 
     @app.callback(Output("page-content", "children"), Input("url", "pathname"))
     def show_page(pathname):
-        return render_page(workspace, tiles, pathname)
+        return render_page(workspace, tiles, pathname, patients)
 
     cohort.register_callbacks(app, workspace)
     slide.register_callbacks(app, workspace, tiles)
     report.register_callbacks(app, workspace)
+    patient.register_callbacks(app, workspace, patients)
     register_routes(app.server, workspace, tiles)
     return app

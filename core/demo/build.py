@@ -21,7 +21,7 @@ from core.demo import train_patch, train_report, train_sequence
 from core.demo.patch_dataset import PATCH_CLASSES, PATCH_MPP, PATCH_PX, SlidePatches, slide_patches
 from core.demo.report_synthesis import synthesise_report
 from core.demo.slide_synthesis import BASE_MPP, GG4, GG5, MAP_UM_PER_PX, SlidePlan, write_slide_job
-from core.demo.visit_synthesis import NUMERIC_FEATURES, ONSET_TYPES, synthesise_visits
+from core.demo.visit_synthesis import FEATURE_RANGES, FEATURE_UNITS, NUMERIC_FEATURES, ONSET_TYPES, synthesise_visits
 from core.errors import WorkspaceError
 from core.models.metrics import binary_metrics, multiclass_metrics
 from core.models.registry import save_model
@@ -32,7 +32,7 @@ from core.workspace import WorkspaceConfig, write_workspace_config
 
 Progress = Callable[[str], None]
 BUILD_MARKER = ".demo-build.json"
-DEMO_FORMAT = 1  # bump when generators or training change, so older demo builds are rebuilt
+DEMO_FORMAT = 2  # bump when generators or training change, so older demo builds are rebuilt
 
 # Gleason (primary, secondary) per patient; None is benign tissue only.
 _GLEASON = [None, (3, 3), (3, 4), (4, 3), (4, 4), (4, 5), (5, 4), (5, 5)]
@@ -261,7 +261,8 @@ class _DemoBuild:
             "task": "sequence", "architecture": "visit_sequence_net", "params": params,
             "class_names": ["no NIV within 90 days", "NIV within 90 days"], "positive_class": "NIV within 90 days",
             "input": {"features": list(NUMERIC_FEATURES), "feature_means": means, "feature_stds": stds,
-                      "categorical": categorical, "elapsed_time": True},
+                      "categorical": categorical, "elapsed_time": True, "feature_units": FEATURE_UNITS,
+                      "feature_ranges": FEATURE_RANGES},
             "metrics": binary_metrics(data.labels[test_mask].numpy(), risks[test_mask].numpy(), split="held-out patients' visits"),
         }, net)
         with self.store.session() as s:

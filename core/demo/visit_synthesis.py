@@ -14,6 +14,10 @@ DYNAMIC_FEATURES = (
 )
 STATIC_FEATURES = ("age", "sex_male")
 NUMERIC_FEATURES = DYNAMIC_FEATURES + STATIC_FEATURES
+FEATURE_UNITS = {"alsfrs_respiratory": "points", "alsfrs_bulbar": "points", "alsfrs_fine_motor": "points",
+                 "alsfrs_gross_motor": "points", "fvc_percent": "% predicted", "weight_kg": "kg", "age": "years", "sex_male": "0/1"}
+FEATURE_RANGES = {"alsfrs_respiratory": [0, 12], "alsfrs_bulbar": [0, 12], "alsfrs_fine_motor": [0, 12], "alsfrs_gross_motor": [0, 12],
+                  "fvc_percent": [5, 160], "weight_kg": [25, 250], "age": [18, 110], "sex_male": [0, 1]}
 NIV_FVC_THRESHOLD = {"spinal": 50.0, "bulbar": 68.0, "mixed": 60.0}
 
 

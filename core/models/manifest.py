@@ -22,6 +22,8 @@ class InputSpec(BaseModel):
     feature_means: list[float] = []
     feature_stds: list[float] = []
     categorical: dict[str, list[str]] = {}
+    feature_units: dict[str, str] = {}
+    feature_ranges: dict[str, list[float]] = {}  # plausible [min, max] per numeric feature, for edits
     elapsed_time: bool = False
     vocabulary: str | None = None  # file in the model folder, JSON {"ngram": column}
     max_ngram: int = 2

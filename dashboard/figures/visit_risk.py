@@ -7,7 +7,9 @@ from collections.abc import Sequence
 import plotly.graph_objects as go
 
 
-def visit_risk_figure(days: Sequence[float], risks: Sequence[float | None], labels: Sequence[int | None], title: str) -> go.Figure:
+def visit_risk_figure(days: Sequence[float], risks: Sequence[float | None], labels: Sequence[int | None], title: str,
+                      what_if: tuple[Sequence[float], Sequence[float]] | None = None, selected: int | None = None) -> go.Figure:
+    """Risk at every visit; optionally a what-if trajectory and a highlighted visit."""
     fig = go.Figure()
     fig.add_trace(go.Scatter(
         x=list(days), y=list(risks), mode="lines+markers", name="model risk",
@@ -20,6 +22,12 @@ def visit_risk_figure(days: Sequence[float], risks: Sequence[float | None], labe
             x=[d for d, _ in observed], y=[float(y) for _, y in observed], mode="markers", name="recorded label",
             marker={"symbol": "x", "size": 9, "color": "#333"}, hovertemplate="day %{x:.0f}<br>label %{y:.0f}<extra></extra>",
         ))
+    if what_if is not None:
+        fig.add_trace(go.Scatter(x=list(what_if[0]), y=list(what_if[1]), mode="lines+markers", name="what-if",
+                                 line={"color": "#6f42c1", "width": 2, "dash": "dash"}, marker={"size": 8, "symbol": "diamond"},
+                                 hovertemplate="day %{x:.0f}<br>what-if risk %{y:.2f}<extra></extra>"))
+    if selected is not None and 0 <= selected < len(days):
+        fig.add_vline(x=days[selected], line={"color": "#6c757d", "width": 1})
     fig.add_hline(y=0.5, line={"dash": "dot", "color": "#999"})
     fig.update_layout(
         title=title, xaxis_title="Days since first visit", yaxis={"title": "Probability", "range": [-0.05, 1.05]},

@@ -57,7 +57,9 @@ def _visits_section(workspace: Workspace, case: CaseSummary) -> dbc.Card:
         columns=[{"id": "day", "name": "Day"}, *({"id": n, "name": n} for n in names), {"id": "label", "name": "Label"}],
         data=rows, style_table={"overflowX": "auto"}, style_cell={"fontFamily": "inherit", "fontSize": "0.85rem"},
     ))
-    return dbc.Card([dbc.CardHeader("Visits"), dbc.CardBody(body)], className="mb-4")
+    header = dbc.CardHeader(["Visits", html.A("Explain visits and try what-if edits", href=f"/patient/{case.patient.id}",
+                                              className="small ms-3 patient-link")])
+    return dbc.Card([header, dbc.CardBody(body)], className="mb-4")
 
 
 def _reports_section(workspace: Workspace, case: CaseSummary) -> dbc.Card:

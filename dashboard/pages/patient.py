@@ -1,0 +1,146 @@
+"""Patient page (``/patient/<id>``): risk at each visit, SHAP waterfall, visit importance and what-if edits."""
+
+from __future__ import annotations
+
+import dash_bootstrap_components as dbc
+from dash import Dash, Input, Output, State, dash_table, dcc, html, no_update
+
+from core.errors import DashboardError
+from core.explain.patient_view import ELAPSED_FEATURE, PatientExplainers, PatientExplanation, VisitEditError, salient_features
+from core.workspace import Workspace
+from dashboard.figures.patient_figures import shap_waterfall_figure, visit_importance_figure
+from dashboard.figures.visit_risk import visit_risk_figure
+
+
+def layout(workspace: Workspace, explainers: PatientExplainers, patient_id: str) -> html.Div:
+    expl = explainers.explain(patient_id)
+    return html.Div([
+        dcc.Store(id="patient-id", data=patient_id),
+        dcc.Store(id="selected-visit", data=len(expl.days) - 1),
+        dcc.Store(id="whatif-store", data=None),
+        html.H2(f"Patient {patient_id}", id="patient-title"),
+        html.P([html.A(f"Case {patient_id}", href=f"/case/{patient_id}"),
+                f" · {len(expl.days)} visits · model {expl.model_id} · click a visit to explain it"], className="text-muted"),
+        dbc.Row([
+            dbc.Col(dcc.Graph(id="patient-risk", config={"displaylogo": False}), lg=7),
+            dbc.Col([html.Div(id="visit-outcome"), html.Div(id="visit-salient", className="mt-2")], lg=5),
+        ]),
+        dcc.Graph(id="patient-importance", config={"displaylogo": False}),
+        html.P("Visit importance (Ferreira et al.): tanh(4 (0.7 occlusion + 0.3 output change)); red raises the final "
+               "prediction, blue lowers it. The first visit's output change is measured from the background visit.",
+               className="small text-muted"),
+        dbc.Row([
+            dbc.Col(dcc.Graph(id="visit-waterfall", config={"displaylogo": False}), lg=7),
+            dbc.Col([
+                html.H5("Edit visit (what-if)"),
+                html.P("Values are checked against the model's plausible ranges. The stored visit is never changed.",
+                       className="small text-muted"),
+                dash_table.DataTable(
+                    id="visit-edit-table", columns=[{"id": "feature", "name": "Feature", "editable": False},
+                                                    {"id": "value", "name": "Value", "editable": True},
+                                                    {"id": "unit", "name": "Unit", "editable": False},
+                                                    {"id": "range", "name": "Plausible", "editable": False}],
+                    style_cell={"fontFamily": "inherit", "fontSize": "0.85rem", "padding": "4px"}, style_table={"overflowX": "auto"},
+                    style_data_conditional=[{"if": {"column_id": "value"}, "backgroundColor": "#fffbe6"}],
+                ),
+                html.Div([dbc.Button("Apply what-if", id="visit-edit-apply", color="primary", size="sm", className="me-2"),
+                          dbc.Button("Reset", id="visit-edit-reset", color="secondary", size="sm", outline=True)], className="mt-2"),
+                html.Div(id="visit-edit-errors", className="mt-2"),
+                html.Div(id="visit-edit-comparison", className="mt-2"),
+            ], lg=5),
+        ]),
+    ])
+
+
+def _edit_rows(workspace: Workspace, expl: PatientExplanation, t: int) -> list[dict]:
+    spec = workspace.manifest(expl.model_id).input
+    rows = []
+    for name, value in expl.feature_values(t).items():
+        if name == ELAPSED_FEATURE and t == 0:
+            continue  # the first visit has no gap to edit
+        if name in spec.categorical:
+            plausible, unit = " / ".join(spec.categorical[name]), ""
+        elif name == ELAPSED_FEATURE:
+            plausible, unit = "> 0", "days since previous visit"
+        else:
+            low, high = spec.feature_ranges.get(name, [None, None])
+            plausible = "" if low is None else f"{low:g} – {high:g}"
+            unit = spec.feature_units.get(name, "")
+        rows.append({"feature": name, "value": value, "unit": unit, "range": plausible})
+    return rows
+
+
+def _outcome(expl: PatientExplanation, t: int, positive: str) -> dbc.Card:
+    label = expl.labels[t]
+    return dbc.Card(dbc.CardBody([
+        html.H6(f"Visit {t + 1} · day {expl.days[t]:.0f}", className="card-title"),
+        html.Div([html.Span(f"P({positive}) = "), html.B(f"{expl.shap.output[t]:.3f}", id="visit-output")], className="fs-5"),
+        html.Div(f"Recorded label: {'n/a' if label is None else label}", className="small text-muted"),
+        html.Div(f"Expected value at this visit {expl.shap.base[t]:.3f}; additivity residual {expl.shap.additivity_residual:.1e}",
+                 className="small text-muted"),
+    ]), id="visit-outcome-card")
+
+
+def register_callbacks(app: Dash, workspace: Workspace, explainers: PatientExplainers) -> None:
+    @app.callback(Output("selected-visit", "data"), Input("patient-risk", "clickData"), prevent_initial_call=True)
+    def select_visit(click):
+        points = (click or {}).get("points") or []
+        return points[0]["pointIndex"] if points else no_update
+
+    @app.callback(
+        Output("visit-edit-table", "data"), Output("whatif-store", "data"), Output("visit-edit-errors", "children"),
+        Input("selected-visit", "data"), Input("visit-edit-reset", "n_clicks"), State("patient-id", "data"),
+    )
+    def show_stored_visit(t, _reset, patient_id):
+        return _edit_rows(workspace, explainers.explain(patient_id), t), None, ""
+
+    @app.callback(
+        Output("whatif-store", "data", allow_duplicate=True), Output("visit-edit-errors", "children", allow_duplicate=True),
+        Input("visit-edit-apply", "n_clicks"), State("visit-edit-table", "data"), State("selected-visit", "data"),
+        State("patient-id", "data"), prevent_initial_call=True,
+    )
+    def apply_what_if(_clicks, rows, t, patient_id):
+        values = {r["feature"]: r["value"] for r in rows or []}
+        try:
+            explainers.what_if(patient_id, t, values)
+        except VisitEditError as exc:
+            return None, dbc.Alert([html.Div(f"{name}: {message}", className="cell-error") for name, message in exc.errors.items()],
+                                   color="danger", id="visit-edit-alert")
+        except DashboardError as exc:
+            return None, dbc.Alert(str(exc), color="danger", id="visit-edit-alert")
+        return {"visit": t, "values": values}, ""
+
+    @app.callback(
+        Output("patient-risk", "figure"), Output("patient-importance", "figure"), Output("visit-outcome", "children"),
+        Output("visit-salient", "children"), Output("visit-waterfall", "figure"), Output("visit-edit-comparison", "children"),
+        Input("selected-visit", "data"), Input("whatif-store", "data"), State("patient-id", "data"),
+    )
+    def show_patient(t, what_if, patient_id):
+        stored = explainers.explain(patient_id)
+        manifest = workspace.manifest(stored.model_id)
+        positive = manifest.positive_class or manifest.class_names[-1]
+        edited = explainers.what_if(patient_id, what_if["visit"], what_if["values"]) if what_if else None
+        shown = edited or stored
+        risk = visit_risk_figure(stored.days, stored.shap.output, stored.labels, f"P({positive}) at each visit",
+                                 what_if=(edited.days, edited.shap.output) if edited else None, selected=t)
+        importance = visit_importance_figure(stored.days, stored.importance["score"],
+                                             compare=edited.importance["score"] if edited else None)
+        values = shown.feature_values(t)
+        waterfall = shap_waterfall_figure(shown.shap.base[t], shown.shap.phi[t], shown.feature_names,
+                                          [values.get(n) for n in shown.feature_names], shown.shap.output[t],
+                                          f"Visit {t + 1}: from expected value to output" + (" (what-if)" if edited else ""))
+        salient = html.Div([html.H6("Most influential values at this visit"),
+                            html.Ul([html.Li(f"{name} = {value}: {phi:+.3f}") for name, value, phi in salient_features(shown, t)])],
+                           id="visit-salient-list")
+        comparison = ""
+        if edited:
+            last = len(stored.days) - 1
+            comparison = dbc.Table([html.Tbody([
+                html.Tr([html.Th(""), html.Th("stored"), html.Th("what-if")]),
+                html.Tr([html.Td(f"P at visit {t + 1}"), html.Td(f"{stored.shap.output[t]:.3f}"),
+                         html.Td(f"{edited.shap.output[t]:.3f}", id="whatif-output")]),
+                html.Tr([html.Td("P at last visit"), html.Td(f"{stored.shap.output[last]:.3f}"), html.Td(f"{edited.shap.output[last]:.3f}")]),
+                html.Tr([html.Td(f"importance of visit {t + 1}"), html.Td(f"{stored.importance['score'][t]:+.2f}"),
+                         html.Td(f"{edited.importance['score'][t]:+.2f}")]),
+            ])], size="sm", id="whatif-comparison")
+        return risk, importance, _outcome(shown, t, positive), salient, waterfall, comparison

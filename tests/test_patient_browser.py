@@ -1,0 +1,95 @@
+"""Patient page in headless Chromium: pick a visit, what-if edit, invalid value, reset; stored visits untouched."""
+
+from __future__ import annotations
+
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import WebDriverWait
+
+from core.store.cases import case_summary
+from core.workspace import open_workspace
+
+PATIENT = "P006"
+
+
+def _wait(browser, condition, timeout=60):
+    return WebDriverWait(browser, timeout).until(condition)
+
+
+def _text(browser, element_id: str) -> str:
+    found = browser.find_elements(By.ID, element_id)
+    return found[0].text if found else ""
+
+
+def _waterfall_labels(browser) -> str:
+    return browser.execute_script(
+        "const g = document.querySelector('#visit-waterfall .js-plotly-plot'); return g && g.data ? JSON.stringify([g.data[0].y, g.data[0].x]) : ''")
+
+
+def _edit_cell(browser, feature: str, value: str) -> None:
+    rows = browser.find_elements(By.CSS_SELECTOR, "#visit-edit-table tr")
+    for row in rows:
+        cells = row.find_elements(By.CSS_SELECTOR, "td")
+        if cells and cells[0].text == feature:
+            browser.execute_script("arguments[0].scrollIntoView({block: 'center'}); arguments[0].click()", cells[1])
+            browser.switch_to.active_element.send_keys(Keys.CONTROL, "a")  # typing then replaces the cell's value
+            browser.switch_to.active_element.send_keys(Keys.BACKSPACE, value, Keys.ENTER)
+            return
+    raise AssertionError(f"no row for {feature}")
+
+
+def _click(browser, element_id: str) -> None:
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'}); arguments[0].click()", browser.find_element(By.ID, element_id))
+
+
+def _stored_visits(demo_workspace):
+    ws = open_workspace(demo_workspace)
+    with ws.store.session() as s:
+        visits = [(v.id, v.day, dict(v.features), v.label) for v in case_summary(s, PATIENT).visits]
+    ws.store.dispose()
+    return visits
+
+
+def test_visit_selection_what_if_invalid_value_and_reset(live_server, browser, demo_workspace):
+    stored = _stored_visits(demo_workspace)
+    browser.get(f"{live_server.url}/patient/{PATIENT}")
+    _wait(browser, lambda b: "Visit" in _text(b, "visit-outcome-card"))
+    last_visit_label = _text(browser, "visit-outcome-card").splitlines()[0]
+
+    # Click the third visit on the risk trajectory.
+    point = browser.find_elements(By.CSS_SELECTOR, "#patient-risk .scatterlayer .trace:first-child .points path")[2]
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", point)
+    from selenium.webdriver import ActionChains
+
+    ActionChains(browser).move_to_element(point).click().perform()
+    _wait(browser, lambda b: _text(b, "visit-outcome-card").startswith("Visit 3"))
+    assert _text(browser, "visit-outcome-card").splitlines()[0] != last_visit_label
+    stored_output = float(_text(browser, "visit-output"))
+    waterfall_before = _waterfall_labels(browser)
+
+    # What-if: respiratory failure at this visit (low FVC and respiratory score) raises the predicted risk.
+    _edit_cell(browser, "fvc_percent", "30")
+    _edit_cell(browser, "alsfrs_respiratory", "3")
+    _click(browser, "visit-edit-apply")
+    _wait(browser, lambda b: b.find_elements(By.ID, "whatif-output"))
+    assert float(_text(browser, "whatif-output")) > stored_output
+    _wait(browser, lambda b: _waterfall_labels(b) != waterfall_before)
+    assert "fvc_percent = 30" in _waterfall_labels(browser)
+    assert "what-if" in browser.execute_script("return JSON.stringify(document.querySelector('#patient-risk .js-plotly-plot').data.map(t => t.name))")
+
+    # An invalid value gets a message per cell.
+    _edit_cell(browser, "fvc_percent", "abc")
+    _edit_cell(browser, "alsfrs_bulbar", "40")
+    _click(browser, "visit-edit-apply")
+    _wait(browser, lambda b: b.find_elements(By.ID, "visit-edit-alert"))
+    alert = _text(browser, "visit-edit-alert")
+    assert "fvc_percent: 'abc' is not a number" in alert and "alsfrs_bulbar: must be between 0 and 12" in alert
+
+    # Reset restores the stored values and drops the what-if.
+    _click(browser, "visit-edit-reset")
+    _wait(browser, lambda b: not b.find_elements(By.ID, "whatif-output") and not b.find_elements(By.ID, "visit-edit-alert"))
+    fvc_cell = [r for r in browser.find_elements(By.CSS_SELECTOR, "#visit-edit-table tr") if r.text.startswith("fvc_percent")][0]
+    assert str(stored[2][2]["fvc_percent"]) in fvc_cell.text
+    assert float(_text(browser, "visit-output")) == stored_output
+
+    assert _stored_visits(demo_workspace) == stored  # a what-if never writes
