@@ -13,6 +13,7 @@ from core.explain.patient_view import PatientExplainers
 from core.slides.tiles import TileService
 from core.workspace import Workspace
 from dashboard.pages import case, cohort, models, patient, report, slide
+from dashboard.pages import patients as patients_page
 from dashboard.routes import register_routes
 
 APP_TITLE = "PathReview"
@@ -22,7 +23,7 @@ ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
 def _navbar(workspace: Workspace) -> dbc.Navbar:
     return dbc.Navbar(dbc.Container([
         dbc.NavbarBrand(APP_TITLE, href="/"),
-        dbc.Nav([cohort.nav_item(), models.nav_item()], navbar=True),
+        dbc.Nav([cohort.nav_item(), patients_page.nav_item(), models.nav_item()], navbar=True),
         html.Span(workspace.name, className="navbar-text ms-auto small"),
     ], fluid=True), color="dark", dark=True, className="mb-3")
 
@@ -32,6 +33,8 @@ def render_page(workspace: Workspace, tiles: TileService, pathname: str | None, 
     try:
         if path in ("/", "/cohort"):
             return cohort.layout(workspace)
+        if path == "/patients":
+            return patients_page.layout(workspace)
         if path == "/models":
             return models.layout(workspace)
         if path.startswith("/case/") and path.count("/") == 2:
@@ -69,5 +72,6 @@ def create_app(workspace: Workspace) -> Dash:
     slide.register_callbacks(app, workspace, tiles)
     report.register_callbacks(app, workspace)
     patient.register_callbacks(app, workspace, patients)
+    patients_page.register_callbacks(app, workspace, patients)
     register_routes(app.server, workspace, tiles)
     return app

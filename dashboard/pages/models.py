@@ -7,6 +7,7 @@ from dash import dcc, html
 
 from core.models.manifest import ModelManifest
 from core.workspace import Workspace
+from dashboard.figures.cohort_figures import model_comparison_figure
 from dashboard.figures.model_performance import confusion_figure, roc_figure
 
 
@@ -39,8 +40,12 @@ def model_card(manifest: ModelManifest) -> dbc.Card:
 
 
 def layout(workspace: Workspace) -> html.Div:
-    cards = [model_card(workspace.manifest(mid)) for mid in workspace.config.models]
-    return html.Div([html.H2("Models"), html.P("Held-out test performance recorded when each model was trained.", className="text-muted"), *cards])
+    manifests = [workspace.manifest(mid) for mid in workspace.config.models]
+    comparison = model_comparison_figure([m.id for m in manifests], {
+        "AUC": [m.metrics.auc for m in manifests], "F1": [m.metrics.f1 for m in manifests], "accuracy": [m.metrics.accuracy for m in manifests]})
+    return html.Div([html.H2("Models"), html.P("Held-out test performance recorded when each model was trained.", className="text-muted"),
+                     dcc.Graph(figure=comparison, id="model-comparison", config={"displaylogo": False}),
+                     *[model_card(m) for m in manifests]])
 
 
 def nav_item() -> dbc.NavItem:
