@@ -158,3 +158,16 @@ def test_cohort_batch_equals_patient_by_patient(cell):
         alone = ex.explain_visits(seq)
         assert np.allclose(batched.phi, alone.phi, atol=1e-6) and np.allclose(batched.output, alone.output, atol=1e-6)
         assert batched.additivity_residual <= 1e-4
+
+
+def test_history_mode_attributes_the_final_output_to_all_earlier_visits():
+    from core.explain.timeseries import explain_history
+
+    net = tiny_net("gru")
+    short = sequence(t_len=2, seed=7)
+    exact = explain_history(explainer(net), short)  # 2 visits x 5 features = 10 players: exact
+    assert exact["exact"] and exact["phi"].shape == (2, 5)
+    assert abs(exact["phi"].sum() + exact["base"] - exact["output"]) < 1e-6
+    sampled = explain_history(explainer(net, max_exact=4, n_samples=4000), short)
+    assert not sampled["exact"] and abs(sampled["phi"].sum() + sampled["base"] - sampled["output"]) < 1e-6
+    assert np.abs(sampled["phi"] - exact["phi"]).max() < 0.05

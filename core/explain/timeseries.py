@@ -406,6 +406,37 @@ class _PerVisitStates:
         return tuple(picked) if self.lstm else picked[0]
 
 
+def _history_values(explainer: SequenceExplainer, seq: PatientSequence, z: torch.Tensor) -> torch.Tensor:
+    """Output at the last visit when the (visit, feature) players outside each coalition take background values."""
+    t_len, m = len(seq), len(explainer.feature_names)
+    zz = z.view(-1, t_len, m).bool()
+    fn, fc, bg = explainer.n_numeric, explainer.n_categorical, explainer.background
+    n = torch.where(zz[..., :fn], seq.numeric[None], bg.numeric)
+    c = torch.where(zz[..., fn : fn + fc], seq.categories[None], bg.categories)
+    e = torch.where(zz[..., -1], seq.elapsed[None], torch.tensor(bg.elapsed)) if explainer.uses_elapsed else seq.elapsed[None].expand(len(z), -1)
+    return explainer._final_outputs(n, c, e, torch.full((len(z),), t_len))
+
+
+def explain_history(explainer: SequenceExplainer, seq: PatientSequence) -> dict[str, np.ndarray | float]:
+    """Optional mode: attribution of the final output to every earlier visit's features, phi (T, M).
+
+    The players are all (visit, feature) pairs, so M = T x features: exact when that is <= ``max_exact``,
+    otherwise paired Kernel SHAP sampling with ``explainer.n_samples`` coalitions (whole sequences re-run)."""
+    t_len, m = len(seq), len(explainer.feature_names)
+    players = t_len * m
+    if players <= explainer.max_exact:
+        z, p = _coalitions(players)
+        values = _history_values(explainer, seq, z)
+        phi, base, fx = (p @ values).numpy(), float(values[0]), float(values[-1])
+    else:
+        g = torch.Generator().manual_seed(explainer.seed)
+        z = torch.cat([torch.zeros(1, players), torch.ones(1, players), _sampled_coalitions(players, explainer.n_samples, g)]).double()
+        values = _history_values(explainer, seq, z)
+        base, fx = float(values[0]), float(values[1])
+        phi = kernel_shap_from_samples(z[2:], values[2:], base, fx).numpy()
+    return {"phi": phi.reshape(t_len, m), "base": base, "output": fx, "exact": players <= explainer.max_exact}
+
+
 def to_shap_explanation(result: VisitShap, data: np.ndarray | None = None):
     """The visit SHAP values as a ``shap.Explanation`` (one row per visit), for ``shap.plots``."""
     import shap
