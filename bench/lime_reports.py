@@ -17,6 +17,7 @@ from scipy.stats import spearmanr
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from demo_workspace import bench_workspace_root  # noqa: E402
 from lime.lime_text import LimeTextExplainer  # noqa: E402
 
 from core.explain.text import LimeSettings, explain_report, model_text_predictor  # noqa: E402
@@ -31,11 +32,7 @@ def main() -> None:
     parser.add_argument("--reports", type=int, default=50)
     parser.add_argument("--samples", type=int, default=5000)
     args = parser.parse_args()
-    root = args.workspace
-    if root is None:
-        from core.demo.build import REDUCED_SPEC, build_demo
-
-        root = build_demo(REPO / "bench" / ".cache" / "demo-workspace", REDUCED_SPEC)
+    root = bench_workspace_root(args.workspace)
     ws = open_workspace(root)
     model = ws.model("report-tfidf")
     with ws.store.session() as s:

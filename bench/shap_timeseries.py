@@ -19,6 +19,8 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from demo_workspace import bench_workspace_root  # noqa: E402
+
 from core.demo.visit_synthesis import synthesise_visits  # noqa: E402
 from core.explain.timeseries import BackgroundVisit, PatientSequence, SequenceExplainer  # noqa: E402
 from core.models.visit_encoding import encode_sequences  # noqa: E402
@@ -60,11 +62,7 @@ def main() -> None:
     parser.add_argument("--patients", type=int, default=200)
     parser.add_argument("--peer-patients", type=int, default=40)
     args = parser.parse_args()
-    root = args.workspace
-    if root is None:
-        from core.demo.build import REDUCED_SPEC, build_demo
-
-        root = build_demo(REPO / "bench" / ".cache" / "demo-workspace", REDUCED_SPEC)
+    root = bench_workspace_root(args.workspace)
     model = open_workspace(root).model("niv-gru")
     spec = model.manifest.input
     names = [*spec.features, *spec.categorical, "elapsed_days"]

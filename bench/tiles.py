@@ -22,6 +22,7 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from demo_workspace import bench_workspace_root  # noqa: E402
 from openslide.deepzoom import DeepZoomGenerator  # noqa: E402
 
 from core.heatmaps.slide_heatmap import HeatmapParams, compute_heatmap  # noqa: E402
@@ -79,11 +80,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--port", type=int, default=8093)
     args = parser.parse_args()
-    root = args.workspace
-    if root is None:
-        from core.demo.build import REDUCED_SPEC, build_demo
-
-        root = build_demo(REPO / "bench" / ".cache" / "demo-workspace", REDUCED_SPEC)
+    root = bench_workspace_root(args.workspace)
     ws = open_workspace(root)
     with ws.store.session() as s:
         slide = max(s.query(Slide).all(), key=lambda r: r.width * r.height)
