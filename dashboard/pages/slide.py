@@ -7,6 +7,7 @@ from urllib.parse import urlencode
 
 import dash_bootstrap_components as dbc
 import dash_leaflet as dl
+import torch
 from dash import ClientsideFunction, Dash, Input, Output, State, dcc, html, no_update
 
 from core.errors import DashboardError
@@ -26,7 +27,7 @@ from core.slides.grid import CELLS_PER_PATCH
 from core.slides.reader import SlideReadError
 from core.slides.tiles import SlideGeometry, TileService
 from core.store.cases import slide_record
-from core.workspace import Workspace
+from core.workspace import Workspace, open_workspace
 from dashboard.figures.slide_figures import grade_fraction_figure
 
 VIEWER_PX = 720  # approximate viewer width, for the initial fit-to-slide zoom
@@ -159,6 +160,14 @@ def _scores_table(scores, threshold: float) -> html.Div:
     ])
 
 
+def forked_job_workspace(workspace: Workspace) -> Workspace:
+    """Set up a background job's process (forked from the server): its own workspace handle, so no lock or
+    connection held by a server thread at fork time is inherited, and one torch thread, because the OpenMP
+    thread pool of a parent that already ran torch does not survive fork (work in it can hang)."""
+    torch.set_num_threads(1)
+    return open_workspace(workspace.root, workspace.store.url)
+
+
 def register_callbacks(app: Dash, workspace: Workspace, tiles: TileService) -> None:
     @app.callback(
         Output("heat-key", "data"), Output("heat-status", "children"),
@@ -170,12 +179,13 @@ def register_callbacks(app: Dash, workspace: Workspace, tiles: TileService) -> N
         cancel=[Input("heat-cancel", "n_clicks")],
     )
     def compute_slide_heatmap(set_progress, _clicks, ctx, model_id, overlap):
-        workspace.store.engine.dispose(close=False)  # a forked job must not share the parent's connections
+        job_workspace = forked_job_workspace(workspace)
+
         def report(done, total):
             set_progress((round(100 * done / max(total, 1)), f"{done}/{total} patches"))
         try:
             # Cancel stops the job's process; the cache is written atomically, so nothing partial remains.
-            heat = compute_heatmap(workspace, ctx["slide_id"], model_id, HeatmapParams(overlap=float(overlap)), progress=report)
+            heat = compute_heatmap(job_workspace, ctx["slide_id"], model_id, HeatmapParams(overlap=float(overlap)), progress=report)
         except DashboardError as exc:
             return no_update, f"Could not compute the heatmap: {exc}"
         set_progress((100, "done"))
