@@ -25,7 +25,7 @@ def test_held_out_split_is_a_real_minority(held_out):
 
 
 def test_manifests_record_held_out_metrics(workspace):
-    assert set(workspace.config.models) == {"patch-cnn", "mil-attention", "niv-gru", "report-tfidf"}
+    assert set(workspace.config.models) == {"patch-cnn", "mil-attention", "mil-lse", "niv-gru", "report-tfidf"}
     for model_id in workspace.config.models:
         metrics = workspace.manifest(model_id).metrics
         assert metrics.auc >= MIN_AUC, model_id
@@ -38,8 +38,8 @@ def _held_out_slides(workspace, held_out):
 
 
 def test_patch_cnn_and_attention_mil_generalise_to_held_out_slides(workspace, held_out):
-    cnn, mil = workspace.model("patch-cnn"), workspace.model("mil-attention")
-    labels, scores, patch_true, patch_probs = [], [], [], []
+    cnn, mil, lse = workspace.model("patch-cnn"), workspace.model("mil-attention"), workspace.model("mil-lse")
+    labels, scores, lse_scores, patch_true, patch_probs = [], [], [], [], []
     for slide in _held_out_slides(workspace, held_out):
         class_map = np.asarray(Image.open(workspace.slides_dir / slide.mask_file))
         patches = slide_patches(slide.id, workspace.slides_dir / slide.file, class_map)
@@ -51,10 +51,15 @@ def test_patch_cnn_and_attention_mil_generalise_to_held_out_slides(workspace, he
             logits, attention = mil.module.cpu()(torch.from_numpy(feats).float())
         assert attention.shape == (len(feats),) and float(attention.sum()) == pytest.approx(1.0, abs=1e-5)
         scores.append(float(torch.softmax(logits, 0)[1]))
+        with torch.no_grad():
+            bag_probs, contribution = lse.module.cpu()(torch.from_numpy(feats).float())
+        assert contribution.shape == (len(feats),)
+        lse_scores.append(float(bag_probs[1]))
         labels.append(_slide_label(class_map))
         assert slide.label == labels[-1]
     assert 0 < sum(labels) < len(labels), "held-out slides must hold both classes"
     assert roc_auc_score(labels, scores) >= MIN_AUC
+    assert roc_auc_score(labels, lse_scores) >= MIN_AUC  # the pooling baseline learns too
     y, p = np.concatenate(patch_true), np.concatenate(patch_probs)
     assert roc_auc_score(y, p, multi_class="ovr", labels=[0, 1, 2, 3]) >= MIN_AUC
     assert (p.argmax(1) == y).mean() >= 0.8

@@ -24,6 +24,7 @@ from core.demo.slide_synthesis import BASE_MPP, GG4, GG5, MAP_UM_PER_PX, SlidePl
 from core.demo.visit_synthesis import FEATURE_RANGES, FEATURE_UNITS, NUMERIC_FEATURES, ONSET_TYPES, synthesise_visits
 from core.errors import WorkspaceError
 from core.models.metrics import binary_metrics, multiclass_metrics
+from core.models.mil import GatedAttentionMIL, InstancePoolingMIL
 from core.models.registry import save_model
 from core.models.visit_encoding import VisitTensors, encode_sequences
 from core.store.database import open_store
@@ -32,7 +33,7 @@ from core.workspace import WorkspaceConfig, write_workspace_config
 
 Progress = Callable[[str], None]
 BUILD_MARKER = ".demo-build.json"
-DEMO_FORMAT = 2  # bump when generators or training change, so older demo builds are rebuilt
+DEMO_FORMAT = 3  # bump when generators or training change, so older demo builds are rebuilt
 
 # Gleason (primary, secondary) per patient; None is benign tissue only.
 _GLEASON = [None, (3, 3), (3, 4), (4, 3), (4, 4), (4, 5), (5, 4), (5, 5)]
@@ -220,8 +221,9 @@ class _DemoBuild:
             slide_ids.append(sid)
         labels = np.array(labels)
         is_test = np.array([o in test_ids for o in owners])
-        mil = train_patch.train_attention_mil([b for b, t in zip(bags, is_test) if not t], labels[~is_test],
-                                              self.spec.mil_epochs, self.spec.seed, self.say)
+        train_bags = [b for b, t in zip(bags, is_test) if not t]
+        mil = train_patch.train_mil_head(GatedAttentionMIL(bags[0].shape[1], num_classes=2), train_bags, labels[~is_test],
+                                         self.spec.mil_epochs, self.spec.seed, self.say)
         scores = train_patch.mil_scores(mil, bags)
         mil_id = self._register({
             "id": "mil-attention", "name": "Slide: pattern 4/5 present (gated attention MIL)",
@@ -233,12 +235,31 @@ class _DemoBuild:
             "input": {"patch_size_px": PATCH_PX, "mpp": PATCH_MPP},
             "metrics": binary_metrics(labels[is_test], scores[is_test], split="held-out patients' slides"),
         }, mil)
+        self._slide_predictions(mil_id, slide_ids, owners, scores)
+        # A pooling baseline beside attention: log-sum-exp over instance scores (r = 8).
+        lse = train_patch.train_mil_head(InstancePoolingMIL(bags[0].shape[1], 2, "lse"), train_bags, labels[~is_test],
+                                         self.spec.mil_epochs, self.spec.seed, self.say)
+        lse_scores = train_patch.mil_scores(lse, bags)
+        lse_id = self._register({
+            "id": "mil-lse", "name": "Slide: pattern 4/5 present (log-sum-exp pooling baseline)",
+            "description": "Linear instance classifier over patch-CNN embeddings, pooled by log-sum-exp (r = 8); "
+                           "the pooling baseline to compare attention against.",
+            "task": "mil", "architecture": "instance_pooling_mil", "feature_model": cnn_id,
+            "params": {"in_dim": bags[0].shape[1], "num_classes": 2, "pooling": "lse"},
+            "class_names": ["no pattern 4/5", "pattern 4/5 present"], "positive_class": "pattern 4/5 present",
+            "input": {"patch_size_px": PATCH_PX, "mpp": PATCH_MPP},
+            "metrics": binary_metrics(labels[is_test], lse_scores[is_test], split="held-out patients' slides"),
+        }, lse)
+        self._slide_predictions(lse_id, slide_ids, owners, lse_scores)
+        return [cnn_id, mil_id, lse_id]
+
+    def _slide_predictions(self, model_id: str, slide_ids, owners, scores) -> None:
+        """Per slide, and per patient the highest of their slides."""
         rows = [("slide", sid, o, sc) for sid, o, sc in zip(slide_ids, owners, scores)]
         per_patient: dict[str, float] = {}
         for _, _, o, sc in rows:
             per_patient[o] = max(per_patient.get(o, 0.0), sc)
-        self._predictions(mil_id, rows + [("patient", o, o, sc) for o, sc in per_patient.items()])
-        return [cnn_id, mil_id]
+        self._predictions(model_id, rows + [("patient", o, o, sc) for o, sc in per_patient.items()])
 
     def train_visit_model(self, patients, test_ids) -> str:
         seqs = [[(v.day, v.features, v.label) for v in p["visits"]] for p in patients]

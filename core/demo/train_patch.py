@@ -77,28 +77,32 @@ def predict_patches(model: PatchResNet, images: np.ndarray, batch_size: int = 25
     return torch.cat(probs).numpy(), torch.cat(feats).numpy()
 
 
-def train_attention_mil(bags: list[np.ndarray], labels: np.ndarray, epochs: int, seed: int, progress: Progress) -> GatedAttentionMIL:
+def mil_log_probs(model: nn.Module, bag: torch.Tensor) -> torch.Tensor:
+    """Bag class log-probabilities of either MIL head."""
+    if isinstance(model, GatedAttentionMIL):
+        return torch.log_softmax(model(bag)[0], 0)
+    return torch.log(model(bag)[0].clamp_min(1e-7))
+
+
+def train_mil_head(model: nn.Module, bags: list[np.ndarray], labels: np.ndarray, epochs: int, seed: int, progress: Progress) -> nn.Module:
     torch.manual_seed(seed)
-    model = GatedAttentionMIL(bags[0].shape[1], num_classes=2)
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-4)
     tensors = [torch.from_numpy(b).float() for b in bags]
     targets = torch.from_numpy(labels).long()
-    loss_fn = nn.CrossEntropyLoss()
     model.train()
     for epoch in range(epochs):
         total = 0.0
         for i in torch.randperm(len(tensors)).tolist():
-            logits, _ = model(tensors[i])
-            loss = loss_fn(logits[None], targets[i : i + 1])
+            loss = -mil_log_probs(model, tensors[i])[targets[i]]
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
             total += loss.item()
         if (epoch + 1) % 10 == 0:
-            progress(f"attention MIL epoch {epoch + 1}/{epochs}: loss {total / len(tensors):.3f}")
+            progress(f"{type(model).__name__} epoch {epoch + 1}/{epochs}: loss {total / len(tensors):.3f}")
     return model.eval()
 
 
 @torch.no_grad()
-def mil_scores(model: GatedAttentionMIL, bags: list[np.ndarray]) -> np.ndarray:
-    return np.array([float(torch.softmax(model(torch.from_numpy(b).float())[0], 0)[1]) for b in bags])
+def mil_scores(model: nn.Module, bags: list[np.ndarray]) -> np.ndarray:
+    return np.array([float(mil_log_probs(model, torch.from_numpy(b).float()).exp()[1]) for b in bags])

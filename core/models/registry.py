@@ -19,7 +19,7 @@ from torch import nn
 from core.device import compute_device
 from core.errors import ModelLoadError
 from core.models.manifest import ModelManifest, read_manifest, write_manifest
-from core.models.mil import GatedAttentionMIL
+from core.models.mil import GatedAttentionMIL, InstancePoolingMIL
 from core.models.patch_cnn import PatchResNet
 from core.models.report_classifier import TfidfLogisticRegression
 from core.models.sequence import VisitSequenceNet
@@ -27,6 +27,7 @@ from core.models.sequence import VisitSequenceNet
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "patch_resnet": PatchResNet,
     "gated_attention_mil": GatedAttentionMIL,
+    "instance_pooling_mil": InstancePoolingMIL,
     "visit_sequence_net": VisitSequenceNet,
     "tfidf_logistic_regression": TfidfLogisticRegression,
 }
