@@ -75,10 +75,18 @@ def test_slide_viewer_pans_zooms_and_shows_the_heatmap(live_server, browser):
     browser.find_element(By.XPATH, "//*[@role='option' and contains(., 'Class map')]").click()
     _wait(browser, lambda b: any("layer=argmax" in s for s in _tile_srcs(b, "/heatmap/")))
 
-    # A click on the tissue selects the patch under the cursor.
-    ActionChains(browser).move_to_element(browser.find_element(By.ID, "slide-map")).click().perform()
-    _wait(browser, lambda b: b.find_element(By.ID, "selected-patch-info").text)
-    assert re.search(r"Patch \d+ at|No tissue patch", browser.find_element(By.ID, "selected-patch-info").text)
+    # A click on the tissue selects the patch under the cursor and opens the inspector with CAM overlays.
+    slide_map = browser.find_element(By.ID, "slide-map")
+    for dx, dy in [(0, 0), (-60, 0), (60, 0), (0, -60), (0, 60), (-120, -60), (120, 60), (-60, 120), (60, -120)]:
+        previous = browser.find_element(By.ID, "selected-patch-info").text
+        ActionChains(browser).move_to_element_with_offset(slide_map, dx, dy).click().perform()
+        _wait(browser, lambda b, prev=previous: b.find_element(By.ID, "selected-patch-info").text not in ("", prev) or prev.startswith("No"))
+        if browser.find_element(By.ID, "selected-patch-info").text.startswith("Patch"):
+            break
+    assert re.search(r"Patch \d+ at", browser.find_element(By.ID, "selected-patch-info").text)
+    _wait(browser, lambda b: len(b.find_elements(By.CSS_SELECTOR, "#patch-inspector-panel img.cam-overlay")) == 4, timeout=30)
+    captions = browser.find_element(By.ID, "patch-inspector-panel").text
+    assert all(m in captions for m in ("CAM", "Grad-CAM", "Grad-CAM++", "Score-CAM")) and "±" in captions
 
 
 def test_reopened_slide_shows_the_stored_heatmap_at_once(live_server, browser):

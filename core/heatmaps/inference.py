@@ -48,6 +48,11 @@ def _patch_reader(path: Path, grid: PatchGrid) -> Callable[[np.ndarray], np.ndar
     return read
 
 
+def read_patches(path: Path, grid: PatchGrid, indices: np.ndarray) -> np.ndarray:
+    """Patches ``indices`` of ``grid`` at model resolution, as uint8 (n, px, px, 3)."""
+    return _patch_reader(path, grid)(np.asarray(indices))
+
+
 def read_patch_batches(path: Path, grid: PatchGrid, batch_size: int, workers: int = 2, prefetch: int = 4) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield (indices, patches) in order while up to ``prefetch`` later batches are being read."""
     read = _patch_reader(path, grid)

@@ -11,6 +11,7 @@ import torch
 from dash import ClientsideFunction, Dash, Input, Output, State, dcc, html, no_update
 
 from core.errors import DashboardError
+from core.explain.patch_inspection import inspect_patch
 from core.heatmaps.groundtruth import read_label_mask, tumour_agreement
 from core.heatmaps.overlay import (
     ARGMAX_LAYER,
@@ -28,6 +29,7 @@ from core.slides.reader import SlideReadError
 from core.slides.tiles import SlideGeometry, TileService
 from core.store.cases import slide_record
 from core.workspace import Workspace, open_workspace
+from dashboard.components.patch_inspector import patch_inspector
 from dashboard.figures.slide_figures import grade_fraction_figure
 
 VIEWER_PX = 720  # approximate viewer width, for the initial fit-to-slide zoom
@@ -130,6 +132,11 @@ def layout(workspace: Workspace, tiles: TileService, slide_id: str) -> html.Div:
                                               html.Span(id="scale-bar-text", className="scale-bar-text")],
                                              id="scale-bar", className="scale-bar")], className="slide-viewer"),
                 html.Div(id="selected-patch-info", className="small mt-2"),
+                dcc.Store(id="inspected-patch", data=None),
+                html.Div([dbc.Label("Explain class", className="small me-2"),
+                          dcc.Dropdown(id="inspector-class", options=class_names, value=None, placeholder="predicted class",
+                                       style={"minWidth": "200px"})], className="d-flex align-items-center mt-2"),
+                dcc.Loading(html.Div(id="patch-inspector", className="mt-2")),
             ], lg=8),
             dbc.Col([
                 html.Div(_overview(g), className="mb-3"),
@@ -215,7 +222,7 @@ def register_callbacks(app: Dash, workspace: Workspace, tiles: TileService) -> N
         return heat_tile_url(ctx["slide_id"], key, style), colorbar_colours(cmap), colorbar_style, figure, {}, scores
 
     @app.callback(
-        Output("selected-patch", "bounds"), Output("selected-patch-info", "children"),
+        Output("selected-patch", "bounds"), Output("selected-patch-info", "children"), Output("inspected-patch", "data"),
         Input("slide-map", "clickData"), State("heat-key", "data"), State("slide-ctx", "data"), prevent_initial_call=True,
     )
     def select_patch(click, key, ctx):
@@ -224,15 +231,22 @@ def register_callbacks(app: Dash, workspace: Workspace, tiles: TileService) -> N
         lat, lng = click["latlng"]["lat"], click["latlng"]["lng"]
         x0, y0 = lng * scale, -lat * scale
         if heat is None:
-            return no_update, f"Clicked at ({x0 * ctx['mpp']:.0f}, {y0 * ctx['mpp']:.0f}) µm. Compute the heatmap to inspect patches."
+            return no_update, f"Clicked at ({x0 * ctx['mpp']:.0f}, {y0 * ctx['mpp']:.0f}) µm. Compute the heatmap to inspect patches.", None
         index = heat.patch_at(x0, y0)
         if index is None:
-            return [[0, 0], [0, 0]], "No tissue patch under the cursor."
+            return [[0, 0], [0, 0]], "No tissue patch under the cursor.", None
         ox, oy = heat.origins[index]
         size0 = heat.cell_level0 * CELLS_PER_PATCH
         bounds = [[-(oy + size0) / scale, ox / scale], [-oy / scale, (ox + size0) / scale]]
         probs = ", ".join(f"{n} {p:.2f}" for n, p in zip(heat.class_names, heat.probs[index], strict=True))
-        return bounds, [html.B(f"Patch {index}"), f" at ({ox * ctx['mpp']:.0f}, {oy * ctx['mpp']:.0f}) µm: {probs}"]
+        return bounds, [html.B(f"Patch {index}"), f" at ({ox * ctx['mpp']:.0f}, {oy * ctx['mpp']:.0f}) µm: {probs}"], {"key": key, "index": index}
+
+    @app.callback(Output("patch-inspector", "children"), Input("inspected-patch", "data"), Input("inspector-class", "value"))
+    def show_patch_inspector(selected, class_name):
+        heat = loaded_heatmap(workspace, selected["key"]) if selected else None
+        if heat is None:
+            return ""
+        return patch_inspector(inspect_patch(workspace, heat, int(selected["index"]), class_name))
 
     app.clientside_callback(
         ClientsideFunction(namespace="slideViewer", function_name="setOpacity"),

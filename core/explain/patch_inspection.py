@@ -1,0 +1,59 @@
+"""One patch under the microscope: its pixels at model resolution, class probabilities,
+MC-dropout spread and class activation maps by every method."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from core.explain.cam import METHODS, class_activation_maps
+from core.heatmaps.inference import read_patches
+from core.heatmaps.slide_heatmap import SlideHeatmap
+from core.slides.grid import PatchGrid
+from core.store.cases import slide_record
+from core.workspace import Workspace
+
+
+@dataclass
+class PatchInspection:
+    index: int
+    origin: tuple[int, int]  # level-0 top-left
+    image: np.ndarray  # (px, px, 3) uint8, what the model reads
+    class_names: list[str]
+    probabilities: np.ndarray  # (C,)
+    mc_mean: np.ndarray  # (C,) mean over MC-dropout passes
+    mc_std: np.ndarray  # (C,)
+    target_class: str
+    maps: dict[str, np.ndarray]  # method -> raw (h, w) map for the target class
+
+
+def inspect_patch(workspace: Workspace, heatmap: SlideHeatmap, index: int, target_class: str | None = None,
+                  methods: tuple[str, ...] = METHODS, mc_passes: int = 30, seed: int = 0) -> PatchInspection:
+    model = workspace.model(heatmap.model_id)
+    manifest = model.manifest
+    with workspace.store.session() as s:
+        path = workspace.slides_dir / slide_record(s, heatmap.slide_id).file
+    grid = PatchGrid(heatmap.slide_size[0], heatmap.slide_size[1], heatmap.slide_mpp, manifest.input.patch_size_px,
+                     manifest.input.mpp, heatmap.params.overlap, heatmap.origins, heatmap.cell_index, np.ones(len(heatmap.origins)))
+    image = read_patches(path, grid, np.array([index]))[0]
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].float().div(255).to(model.device)
+    net = model.module
+    with torch.no_grad():
+        probs = torch.softmax(net(x), 1)[0].cpu().numpy()
+        torch.manual_seed(seed)
+        dropouts = [m for m in net.modules() if isinstance(m, torch.nn.Dropout)]
+        for m in dropouts:
+            m.train()  # Monte Carlo dropout
+        try:
+            samples = torch.softmax(net(x.expand(mc_passes, -1, -1, -1)), 1).cpu().numpy()
+        finally:
+            for m in dropouts:
+                m.eval()
+    names = list(manifest.class_names)
+    target = target_class if target_class in names else names[int(probs.argmax())]
+    cls = torch.tensor([names.index(target)], device=model.device)
+    maps = {m: class_activation_maps(net, x, cls, m, manifest.cam_target_layer)[0].detach().cpu().numpy() for m in methods}
+    return PatchInspection(index, tuple(int(v) for v in heatmap.origins[index]), image, names, probs, samples.mean(0),
+                           samples.std(0), target, maps)

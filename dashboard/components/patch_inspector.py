@@ -1,0 +1,53 @@
+"""The patch inspector panel: the patch, its class probabilities with MC-dropout spread, and CAM overlays."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import dash_bootstrap_components as dbc
+import numpy as np
+from dash import html
+from PIL import Image
+
+from core.explain.patch_inspection import PatchInspection
+from core.heatmaps.overlay import colour_lut
+
+DISPLAY_PX = 192
+METHOD_LABELS = {"cam": "CAM", "gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "scorecam": "Score-CAM"}
+
+
+def _data_uri(image: Image.Image) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def cam_overlay_image(patch: np.ndarray, cam: np.ndarray, alpha: float = 0.5, cmap: str = "Jet") -> Image.Image:
+    """The patch with its map on top; the map is scaled to its own maximum for display only."""
+    base = Image.fromarray(patch).resize((DISPLAY_PX, DISPLAY_PX), Image.Resampling.NEAREST)
+    peak = float(np.abs(cam).max())
+    scaled = np.clip(cam / peak, 0, 1) if peak > 0 else np.zeros_like(cam)
+    heat = Image.fromarray((scaled * 255).astype(np.uint8)).resize((DISPLAY_PX, DISPLAY_PX), Image.Resampling.BILINEAR)
+    coloured = Image.fromarray(colour_lut(cmap)[np.asarray(heat)])
+    return Image.blend(base.convert("RGB"), coloured, alpha)
+
+
+def patch_inspector(inspection: PatchInspection) -> html.Div:
+    probs = [html.Tr([html.Td(name), html.Td(f"{p:.3f}"), html.Td(f"{m:.3f} ± {s:.3f}")])
+             for name, p, m, s in zip(inspection.class_names, inspection.probabilities, inspection.mc_mean, inspection.mc_std, strict=True)]
+    images = [html.Figure([html.Img(src=_data_uri(Image.fromarray(inspection.image).resize((DISPLAY_PX, DISPLAY_PX), Image.Resampling.NEAREST)),
+                                    className="inspector-image"), html.Figcaption("patch (model input)")], className="inspector-figure")]
+    for method, cam in inspection.maps.items():
+        images.append(html.Figure([html.Img(src=_data_uri(cam_overlay_image(inspection.image, cam)), className="inspector-image cam-overlay",
+                                            title=f"raw range {cam.min():.3g} to {cam.max():.3g}"),
+                                   html.Figcaption(f"{METHOD_LABELS.get(method, method)}: {inspection.target_class}")],
+                                  className="inspector-figure"))
+    return html.Div([
+        html.H5(f"Patch {inspection.index} at ({inspection.origin[0]}, {inspection.origin[1]}) px"),
+        html.Div(images, className="inspector-images"),
+        html.P("Overlays are scaled to each map's own maximum for display; stitched slide maps are normalised per slide.",
+               className="small text-muted"),
+        dbc.Table([html.Thead(html.Tr([html.Th("class"), html.Th("probability"), html.Th("MC dropout (30 passes)")])), html.Tbody(probs)],
+                  size="sm", id="inspector-probabilities"),
+    ], id="patch-inspector-panel")
