@@ -7,7 +7,8 @@ import re
 from flask import Flask, Response, abort, request
 
 from core.errors import DashboardError, NotFoundError
-from core.heatmaps.overlay import OverlayStyle, render_overlay_tile
+from core.heatmaps.attention import slide_attention
+from core.heatmaps.overlay import ATTENTION_LAYER, OverlayStyle, render_overlay_tile
 from core.heatmaps.slide_heatmap import loaded_heatmap
 from core.slides.reader import SlideReadError
 from core.slides.thumbnails import slide_thumbnail_jpeg
@@ -74,6 +75,8 @@ def register_routes(server: Flask, workspace: Workspace, tiles: TileService) -> 
         try:
             geometry = tiles.geometry(slide_id)
             style = OverlayStyle.from_query(request.args.to_dict(), heatmap.class_names)
+            if style.layer == ATTENTION_LAYER:
+                slide_attention(workspace, heatmap)
         except SlideReadError as exc:
             return _unreadable(exc)
         except DashboardError as exc:

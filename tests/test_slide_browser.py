@@ -88,6 +88,19 @@ def test_slide_viewer_pans_zooms_and_shows_the_heatmap(live_server, browser):
     captions = browser.find_element(By.ID, "patch-inspector-panel").text
     assert all(m in captions for m in ("CAM", "Grad-CAM", "Grad-CAM++", "Score-CAM")) and "±" in captions
 
+    # MIL: the slide prediction, the caveat, an attention layer and a top-k gallery whose tiles pan the viewer.
+    _wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#topk-gallery img"))
+    assert "P(pattern 4/5 present)" in browser.find_element(By.ID, "mil-prediction").text
+    assert "not patch-level predictions" in browser.find_element(By.ID, "attention-caveat").text
+    browser.find_element(By.ID, "heat-layer-choice").click()
+    _wait(browser, lambda b: b.find_elements(By.XPATH, "//*[@role='option' and contains(., 'MIL attention')]"))
+    browser.find_element(By.XPATH, "//*[@role='option' and contains(., 'MIL attention')]").click()
+    _wait(browser, lambda b: any("layer=attention" in s for s in _tile_srcs(b, "/heatmap/")))
+    box_before = browser.find_element(By.ID, "overview-box").get_attribute("style")
+    tile = browser.find_elements(By.CSS_SELECTOR, "#topk-gallery img")[0]
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'}); arguments[0].click()", tile)
+    _wait(browser, lambda b: b.find_element(By.ID, "overview-box").get_attribute("style") != box_before)
+
 
 def test_reopened_slide_shows_the_stored_heatmap_at_once(live_server, browser):
     browser.get(f"{live_server.url}/slide/{SLIDE}")

@@ -29,15 +29,21 @@ class PatchInspection:
     maps: dict[str, np.ndarray]  # method -> raw (h, w) map for the target class
 
 
-def inspect_patch(workspace: Workspace, heatmap: SlideHeatmap, index: int, target_class: str | None = None,
-                  methods: tuple[str, ...] = METHODS, mc_passes: int = 30, seed: int = 0) -> PatchInspection:
-    model = workspace.model(heatmap.model_id)
-    manifest = model.manifest
+def read_heatmap_patches(workspace: Workspace, heatmap: SlideHeatmap, indices: list[int]) -> np.ndarray:
+    """Patches of a heatmap's grid at model resolution, as the model read them: uint8 (n, px, px, 3)."""
+    manifest = workspace.manifest(heatmap.model_id)
     with workspace.store.session() as s:
         path = workspace.slides_dir / slide_record(s, heatmap.slide_id).file
     grid = PatchGrid(heatmap.slide_size[0], heatmap.slide_size[1], heatmap.slide_mpp, manifest.input.patch_size_px,
                      manifest.input.mpp, heatmap.params.overlap, heatmap.origins, heatmap.cell_index, np.ones(len(heatmap.origins)))
-    image = read_patches(path, grid, np.array([index]))[0]
+    return read_patches(path, grid, np.asarray(indices))
+
+
+def inspect_patch(workspace: Workspace, heatmap: SlideHeatmap, index: int, target_class: str | None = None,
+                  methods: tuple[str, ...] = METHODS, mc_passes: int = 30, seed: int = 0) -> PatchInspection:
+    model = workspace.model(heatmap.model_id)
+    manifest = model.manifest
+    image = read_heatmap_patches(workspace, heatmap, [index])[0]
     x = torch.from_numpy(image).permute(2, 0, 1)[None].float().div(255).to(model.device)
     net = model.module
     with torch.no_grad():

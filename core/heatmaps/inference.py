@@ -74,31 +74,51 @@ def read_patch_batches(path: Path, grid: PatchGrid, batch_size: int, workers: in
 
 
 @torch.no_grad()
-def classify_patches(module: torch.nn.Module, device: torch.device, patches: np.ndarray, batch_size: int) -> np.ndarray:
-    """Softmax class probabilities for uint8 patches; the batch halves on device out-of-memory."""
+def classify_and_embed_patches(module: torch.nn.Module, device: torch.device, patches: np.ndarray, batch_size: int,
+                               embed: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """Softmax class probabilities for uint8 patches, and (for nets with ``features`` + ``fc``) their embeddings
+    from the same pass; the batch halves on device out-of-memory."""
+    embed = embed and hasattr(module, "features") and isinstance(getattr(module, "fc", None), torch.nn.Linear)
+
     def run(chunk: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(np.ascontiguousarray(chunk)).to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
         with autocast(device):
+            if embed:
+                features = module.features(x).float()
+                return torch.cat([torch.softmax(module.fc(features).float(), 1), features], 1).cpu()
             return torch.softmax(module(x).float(), 1).cpu()
 
-    return torch.cat(list(map_batches(run, patches, batch_size))).numpy()
+    out = torch.cat(list(map_batches(run, patches, batch_size))).numpy()
+    if not embed:
+        return out, None
+    n_classes = module.fc.out_features
+    return out[:, :n_classes], out[:, n_classes:]
+
+
+def classify_patches(module: torch.nn.Module, device: torch.device, patches: np.ndarray, batch_size: int) -> np.ndarray:
+    return classify_and_embed_patches(module, device, patches, batch_size)[0]
 
 
 def predict_slide(
     path: Path, grid: PatchGrid, module: torch.nn.Module, device: torch.device, batch_size: int = 128, workers: int = 2,
-    progress: ProgressFn | None = None, cancel: threading.Event | None = None,
-) -> np.ndarray:
-    """(N, C) class probabilities for every patch of ``grid``."""
+    progress: ProgressFn | None = None, cancel: threading.Event | None = None, with_embeddings: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray | None]:
+    """(N, C) class probabilities for every patch of ``grid`` (and their embeddings when asked)."""
     module.eval()
     results: list[np.ndarray] = []
+    embeddings: list[np.ndarray] = []
     done = 0
     for _, patches in read_patch_batches(path, grid, batch_size, workers):
         if cancel is not None and cancel.is_set():
             raise InferenceCancelled("heatmap computation cancelled; nothing was stored")
-        results.append(classify_patches(module, device, patches, batch_size))
+        probs, emb = classify_and_embed_patches(module, device, patches, batch_size, embed=with_embeddings)
+        results.append(probs)
+        if emb is not None:
+            embeddings.append(emb)
         done += len(patches)
         if progress:
             progress(done, len(grid))
-    if not results:
-        return np.zeros((0, 0), np.float32)
-    return np.concatenate(results).astype(np.float32)
+    probs = np.concatenate(results).astype(np.float32) if results else np.zeros((0, 0), np.float32)
+    if not with_embeddings:
+        return probs
+    return probs, (np.concatenate(embeddings).astype(np.float32) if embeddings else None)

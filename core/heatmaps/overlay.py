@@ -13,8 +13,16 @@ from PIL import Image
 from plotly.colors import get_colorscale, sample_colorscale
 
 from core.errors import DashboardError
-from core.heatmaps.reconstruct import NORMALISATIONS, class_area_fractions, normalise_per_slide, smooth, tissue_argmax
+from core.heatmaps.reconstruct import (
+    NORMALISATIONS,
+    class_area_fractions,
+    normalise_per_slide,
+    reconstruct_overlap_mean,
+    smooth,
+    tissue_argmax,
+)
 from core.heatmaps.slide_heatmap import METHODS, SlideHeatmap
+from core.slides.grid import CELLS_PER_PATCH
 
 COLORMAPS = ("Viridis", "Inferno", "Magma", "Plasma", "Jet", "Hot", "YlOrRd", "RdBu_r")
 # Fixed legend colours for the class map (thesis convention); benign is left transparent.
@@ -22,6 +30,7 @@ GRADE_COLOURS = {"GG3": (0, 168, 0), "GG4": (0, 92, 230), "GG5": (220, 0, 0)}
 TUMOUR_LAYER = "tumour"
 ARGMAX_LAYER = "argmax"
 TISSUE_LAYER = "tissue"
+ATTENTION_LAYER = "attention"
 TISSUE_COLOUR = (40, 40, 40)
 
 
@@ -46,7 +55,7 @@ class OverlayStyle:
             raise DashboardError(f"bad heatmap style: {exc}") from exc
         if style.method not in METHODS:
             raise DashboardError(f"method must be one of {', '.join(METHODS)}")
-        if style.layer not in (TUMOUR_LAYER, ARGMAX_LAYER, TISSUE_LAYER, *class_names):
+        if style.layer not in (TUMOUR_LAYER, ARGMAX_LAYER, TISSUE_LAYER, ATTENTION_LAYER, *class_names):
             raise DashboardError(f"layer must be tumour, argmax, tissue or one of {', '.join(class_names)}")
         if style.cmap not in COLORMAPS:
             raise DashboardError(f"colormap must be one of {', '.join(COLORMAPS)}")
@@ -74,6 +83,13 @@ def layer_grid(h: SlideHeatmap, style: OverlayStyle) -> np.ndarray:
             return _LAYER_CACHE[key]
     if style.layer == TISSUE_LAYER:
         return h.tissue.astype(np.float32)
+    if style.layer == ATTENTION_LAYER:
+        attention = h.__dict__.get("_attention")
+        if not attention:
+            raise DashboardError("no MIL attention has been computed for this heatmap")
+        weights = next(iter(attention.values())).weights
+        grid = reconstruct_overlap_mean(weights[:, None], h.cell_index, CELLS_PER_PATCH, h.cell_shape)[0]
+        return normalise_per_slide(np.where(h.tissue, grid, np.nan), "minmax")  # attention is relative within a slide
     maps = h.class_maps(style.method)
     if style.smooth > 0:
         maps = np.stack([smooth(m, style.smooth) for m in maps])

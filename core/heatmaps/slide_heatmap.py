@@ -20,7 +20,7 @@ from core.slides.tissue import detect_tissue
 from core.store.cases import slide_record
 from core.workspace import Workspace
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 METHODS = ("overlap", "bilinear")
 
 
@@ -47,6 +47,7 @@ class SlideHeatmap:
     cell_index: np.ndarray  # (N, 2)
     probs: np.ndarray  # (N, C)
     tissue: np.ndarray  # (rows, cols) bool, tissue mask on the cell grid
+    embeddings: np.ndarray | None = None  # (N, D) patch embeddings, the input of MIL heads
 
     @property
     def cell_um(self) -> float:
@@ -115,7 +116,8 @@ def _save(path: Path, h: SlideHeatmap) -> None:
     }
     tmp = path.with_name(path.name + ".part")
     with open(tmp, "wb") as fh:
-        np.savez(fh, origins=h.origins, cell_index=h.cell_index, probs=h.probs, tissue=h.tissue, meta=np.array(json.dumps(meta)))
+        extra = {} if h.embeddings is None else {"embeddings": h.embeddings}
+        np.savez(fh, origins=h.origins, cell_index=h.cell_index, probs=h.probs, tissue=h.tissue, meta=np.array(json.dumps(meta)), **extra)
     os.replace(tmp, path)
 
 
@@ -137,7 +139,7 @@ def _load(path: Path, key: str) -> SlideHeatmap | None:
             params=HeatmapParams(**meta["params"]), class_names=meta["class_names"], cell_level0=meta["cell_level0"],
             cell_shape=tuple(meta["cell_shape"]), stride_cells=meta["stride_cells"], slide_mpp=meta["slide_mpp"],
             slide_size=tuple(meta["slide_size"]), origins=data["origins"], cell_index=data["cell_index"],
-            probs=data["probs"], tissue=data["tissue"],
+            probs=data["probs"], tissue=data["tissue"], embeddings=data["embeddings"] if "embeddings" in data.files else None,
         )
     with _LOADED_LOCK:
         if len(_LOADED) >= _MAX_LOADED:
@@ -190,7 +192,7 @@ def compute_heatmap(
         slide.close()
     grid = patch_grid(width, height, mpp, manifest.input.patch_size_px, manifest.input.mpp, tissue, params.overlap, params.min_tissue)
     model = workspace.model(model_id)
-    probs = predict_slide(path, grid, model.module, model.device, batch_size, workers, progress, cancel)
+    probs, embeddings = predict_slide(path, grid, model.module, model.device, batch_size, workers, progress, cancel, with_embeddings=True)
     if len(grid) == 0:
         probs = np.zeros((0, len(manifest.class_names)), np.float32)
     rows, cols = grid.cell_shape
@@ -202,7 +204,7 @@ def compute_heatmap(
         key=key, slide_id=slide_id, model_id=model_id, weights_sha256=manifest.weights_sha256, params=params,
         class_names=list(manifest.class_names), cell_level0=grid.cell_level0, cell_shape=(rows, cols),
         stride_cells=grid.stride_cells, slide_mpp=mpp, slide_size=(width, height), origins=grid.origins,
-        cell_index=grid.cell_index, probs=probs, tissue=tissue.mask[np.ix_(rr, cc)],
+        cell_index=grid.cell_index, probs=probs, tissue=tissue.mask[np.ix_(rr, cc)], embeddings=embeddings,
     )
     _save(_cache_path(workspace, key), heatmap)
     return _load(_cache_path(workspace, key), key)

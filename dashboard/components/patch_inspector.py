@@ -17,7 +17,10 @@ DISPLAY_PX = 192
 METHOD_LABELS = {"cam": "CAM", "gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "scorecam": "Score-CAM"}
 
 
-def _data_uri(image: Image.Image) -> str:
+def png_data_uri(image: Image.Image | np.ndarray) -> str:
+    """An image (or a uint8 patch, shown at half the inspector size) as a PNG data URI."""
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(image).resize((DISPLAY_PX // 2, DISPLAY_PX // 2), Image.Resampling.NEAREST)
     buffer = io.BytesIO()
     image.save(buffer, "PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
@@ -36,10 +39,10 @@ def cam_overlay_image(patch: np.ndarray, cam: np.ndarray, alpha: float = 0.5, cm
 def patch_inspector(inspection: PatchInspection) -> html.Div:
     probs = [html.Tr([html.Td(name), html.Td(f"{p:.3f}"), html.Td(f"{m:.3f} ± {s:.3f}")])
              for name, p, m, s in zip(inspection.class_names, inspection.probabilities, inspection.mc_mean, inspection.mc_std, strict=True)]
-    images = [html.Figure([html.Img(src=_data_uri(Image.fromarray(inspection.image).resize((DISPLAY_PX, DISPLAY_PX), Image.Resampling.NEAREST)),
+    images = [html.Figure([html.Img(src=png_data_uri(Image.fromarray(inspection.image).resize((DISPLAY_PX, DISPLAY_PX), Image.Resampling.NEAREST)),
                                     className="inspector-image"), html.Figcaption("patch (model input)")], className="inspector-figure")]
     for method, cam in inspection.maps.items():
-        images.append(html.Figure([html.Img(src=_data_uri(cam_overlay_image(inspection.image, cam)), className="inspector-image cam-overlay",
+        images.append(html.Figure([html.Img(src=png_data_uri(cam_overlay_image(inspection.image, cam)), className="inspector-image cam-overlay",
                                             title=f"raw range {cam.min():.3g} to {cam.max():.3g}"),
                                    html.Figcaption(f"{METHOD_LABELS.get(method, method)}: {inspection.target_class}")],
                                   className="inspector-figure"))

@@ -8,13 +8,15 @@ from urllib.parse import urlencode
 import dash_bootstrap_components as dbc
 import dash_leaflet as dl
 import torch
-from dash import ClientsideFunction, Dash, Input, Output, State, dcc, html, no_update
+from dash import ALL, ClientsideFunction, Dash, Input, Output, State, callback_context, dcc, html, no_update
 
 from core.errors import DashboardError
-from core.explain.patch_inspection import inspect_patch
+from core.explain.patch_inspection import inspect_patch, read_heatmap_patches
+from core.heatmaps.attention import ATTENTION_CAVEAT, slide_attention
 from core.heatmaps.groundtruth import read_label_mask, tumour_agreement
 from core.heatmaps.overlay import (
     ARGMAX_LAYER,
+    ATTENTION_LAYER,
     COLORMAPS,
     TISSUE_LAYER,
     TUMOUR_LAYER,
@@ -29,7 +31,7 @@ from core.slides.reader import SlideReadError
 from core.slides.tiles import SlideGeometry, TileService
 from core.store.cases import slide_record
 from core.workspace import Workspace, open_workspace
-from dashboard.components.patch_inspector import patch_inspector
+from dashboard.components.patch_inspector import patch_inspector, png_data_uri
 from dashboard.figures.slide_figures import grade_fraction_figure
 
 VIEWER_PX = 720  # approximate viewer width, for the initial fit-to-slide zoom
@@ -79,6 +81,8 @@ def _controls(workspace: Workspace, class_names: list[str]) -> list:
               {"label": "Class map (argmax)", "value": ARGMAX_LAYER}]
     layers += [{"label": f"P({c})", "value": c} for c in class_names]
     layers += [{"label": "Tissue mask", "value": TISSUE_LAYER}]
+    if any(m.task == "mil" for m in workspace.manifests.values()):
+        layers.append({"label": "MIL attention", "value": ATTENTION_LAYER})
     return [
         dbc.Label("Patch model"),
         dcc.Dropdown(id="heat-model", options=models, value=models[0] if models else None, clearable=False),
@@ -148,6 +152,36 @@ def layout(workspace: Workspace, tiles: TileService, slide_id: str) -> html.Div:
             dbc.Col(html.Div(id="ground-truth-scores", children="" if has_mask else html.P(
                 "No ground-truth mask for this slide.", className="text-muted small")), lg=6),
         ], className="mt-3"),
+        html.Div(id="mil-panel", className="mt-3"),
+    ])
+
+
+def _mil_panel(workspace: Workspace, heat, ctx: dict) -> html.Div:
+    """Slide-level MIL prediction and the top-k attended patches; clicking one pans the viewer to it."""
+    try:
+        attention = slide_attention(workspace, heat)
+    except DashboardError as exc:
+        return html.P(str(exc), className="small text-muted")
+    manifest = workspace.manifest(attention.model_id)
+    top = attention.top_k(8)
+    images = read_heatmap_patches(workspace, heat, top)
+    scale = 2.0 ** ctx["max_zoom"]
+    size0 = heat.cell_level0 * CELLS_PER_PATCH
+    tiles, centres = [], []
+    for rank, (index, image) in enumerate(zip(top, images, strict=True)):
+        ox, oy = heat.origins[index]
+        centres.append([-(oy + size0 / 2) / scale, (ox + size0 / 2) / scale])
+        tiles.append(html.Figure([
+            html.Img(src=png_data_uri(image), className="inspector-image topk-image", id={"type": "topk-tile", "index": rank}, n_clicks=0),
+            html.Figcaption(f"#{rank + 1} · {attention.weights[index]:.3f}"),
+        ], className="inspector-figure"))
+    return html.Div([
+        html.H5(f"{manifest.name}: P({manifest.positive_class or manifest.class_names[-1]}) = {attention.probability:.3f}",
+                id="mil-prediction"),
+        html.P(ATTENTION_CAVEAT if attention.kind == "attention" else "Contributions are each patch's instance score for the positive class.",
+               className="small text-muted", id="attention-caveat"),
+        dcc.Store(id="topk-centres", data=centres),
+        html.Div(tiles, className="inspector-images", id="topk-gallery"),
     ])
 
 
@@ -165,6 +199,11 @@ def _scores_table(scores, threshold: float) -> html.Div:
         dbc.Table([html.Tbody([html.Tr([html.Td(n), html.Td(f"{v:.3f}" if v <= 1 else f"{v:.1f}")]) for n, v in rows])],
                   size="sm", bordered=False, id="ground-truth-table"),
     ])
+
+
+def ctx_triggered_click(clicks) -> bool:
+    """Pattern-matched buttons re-render with n_clicks 0; only a real click counts."""
+    return bool(callback_context.triggered) and any(c for c in clicks or [])
 
 
 def forked_job_workspace(workspace: Workspace) -> Workspace:
@@ -220,6 +259,19 @@ def register_callbacks(app: Dash, workspace: Workspace, tiles: TileService) -> N
             scores = _scores_table(tumour_agreement(tumour, heat.tissue, read_label_mask(mask_path), mask_mpp, heat.cell_um, float(threshold)),
                                    float(threshold))
         return heat_tile_url(ctx["slide_id"], key, style), colorbar_colours(cmap), colorbar_style, figure, {}, scores
+
+    @app.callback(Output("mil-panel", "children"), Input("heat-key", "data"), State("slide-ctx", "data"))
+    def show_mil(key, ctx):
+        heat = loaded_heatmap(workspace, key) if key else None
+        return _mil_panel(workspace, heat, ctx) if heat is not None else ""
+
+    @app.callback(Output("slide-map", "viewport"), Input({"type": "topk-tile", "index": ALL}, "n_clicks"),
+                  State("topk-centres", "data"), State("slide-map", "zoom"), State("slide-ctx", "data"), prevent_initial_call=True)
+    def pan_to_top_patch(clicks, centres, zoom, ctx):
+        if not ctx_triggered_click(clicks):
+            return no_update
+        index = callback_context.triggered_id["index"]
+        return {"center": centres[index], "zoom": max(zoom or 0, ctx["max_zoom"] - 2), "transition": "flyTo"}
 
     @app.callback(
         Output("selected-patch", "bounds"), Output("selected-patch-info", "children"), Output("inspected-patch", "data"),

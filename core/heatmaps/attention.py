@@ -1,0 +1,54 @@
+"""Slide-level MIL predictions from a heatmap's patch embeddings, with each patch's attention or contribution."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from core.errors import DashboardError
+from core.heatmaps.slide_heatmap import SlideHeatmap
+from core.models.mil import GatedAttentionMIL
+from core.workspace import Workspace
+
+ATTENTION_CAVEAT = ("Attention weights rank patches within this slide; they depend on how many patches the slide has and "
+                    "are not patch-level predictions.")
+
+
+@dataclass
+class SlideAttention:
+    model_id: str
+    probability: float  # bag probability of the positive class
+    weights: np.ndarray  # (N,) attention (sums to 1) or per-patch contribution
+    kind: str  # attention | contribution
+
+    def top_k(self, k: int = 8) -> list[int]:
+        return [int(i) for i in np.argsort(-self.weights)[:k]]
+
+
+def mil_models_for(workspace: Workspace, heat: SlideHeatmap) -> list[str]:
+    """MIL heads that read this heatmap's patch model, attention heads first."""
+    ids = [m for m, man in workspace.manifests.items() if man.task == "mil" and man.feature_model == heat.model_id]
+    return sorted(ids, key=lambda m: workspace.manifest(m).architecture != "gated_attention_mil")
+
+
+def slide_attention(workspace: Workspace, heat: SlideHeatmap, model_id: str | None = None) -> SlideAttention:
+    if heat.embeddings is None or len(heat.embeddings) == 0:
+        raise DashboardError("this heatmap has no patch embeddings; recompute it to see MIL attention")
+    candidates = mil_models_for(workspace, heat)
+    if not candidates:
+        raise DashboardError(f"no MIL model in this workspace reads patch model {heat.model_id}")
+    model = workspace.model(model_id or candidates[0])
+    cache = heat.__dict__.setdefault("_attention", {})
+    if model.id not in cache:
+        bag = torch.from_numpy(heat.embeddings).float().to(model.device)
+        with torch.no_grad():
+            if isinstance(model.module, GatedAttentionMIL):
+                logits, weights = model.module(bag)
+                probability, kind = float(torch.softmax(logits, 0)[-1]), "attention"
+            else:
+                probs, weights = model.module(bag)
+                probability, kind = float(probs[-1]), "contribution"
+        cache[model.id] = SlideAttention(model.id, probability, weights.cpu().numpy(), kind)
+    return cache[model.id]
