@@ -71,6 +71,7 @@ def create_app(workspace: Workspace) -> Dash:
     cohort.register_callbacks(app, workspace)
     slide.register_callbacks(app, workspace, tiles)
     report.register_callbacks(app, workspace)
+    models.register_callbacks(app, workspace)
     patient.register_callbacks(app, workspace, patients)
     patients_page.register_callbacks(app, workspace, patients)
     register_routes(app.server, workspace, tiles)

@@ -52,6 +52,12 @@ def test_slide_viewer_pans_zooms_and_shows_the_heatmap(live_server, browser):
     ActionChains(browser).drag_and_drop_by_offset(browser.find_element(By.ID, "slide-map"), 180, 120).perform()
     _wait(browser, lambda b: b.find_element(By.ID, "overview-box").get_attribute("style") != box_before)
 
+    # Method comparison against the ground truth, with the all-ones lower bound.
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'}); arguments[0].click()", browser.find_element(By.ID, "comparison-run"))
+    _wait(browser, lambda b: b.find_elements(By.ID, "method-comparison-table"))
+    table = browser.find_element(By.ID, "method-comparison-table").text
+    assert all(m in table for m in ("patch classifier", "Grad-CAM++", "MIL attention", "all-ones (lower bound)"))
+
     # Compute the heatmap as a background job with progress; its tiles appear.
     browser.find_element(By.ID, "heat-compute").click()
     _wait(browser, lambda b: "tissue patches" in b.find_element(By.ID, "heat-status").text, timeout=120)

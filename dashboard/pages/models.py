@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dash_bootstrap_components as dbc
-from dash import dcc, html
+from dash import Dash, Input, Output, dcc, html
 
+from core.heatmaps.cam_maps import cohort_comparison
 from core.models.manifest import ModelManifest
 from core.workspace import Workspace
+from dashboard.components.method_comparison import scores_table
 from dashboard.figures.cohort_figures import model_comparison_figure
 from dashboard.figures.model_performance import confusion_figure, roc_figure
 
@@ -39,12 +41,40 @@ def model_card(manifest: ModelManifest) -> dbc.Card:
     ], className="mb-4 model-card", id=f"model-{manifest.id}")
 
 
+def _localisation_card(workspace: Workspace) -> html.Div:
+    if not any(m.task == "patch" for m in workspace.manifests.values()):
+        return html.Div()
+    return dbc.Card([
+        dbc.CardHeader("Localisation methods on held-out slides with ground truth"),
+        dbc.CardBody([
+            html.P("Mean F1+, F1− and Dice of each method's thresholded tumour map (threshold 0.5) over the slides with an "
+                   "annotation mask (for the demo, its held-out patients' slides). Heatmaps are computed where missing.",
+                   className="small text-muted"),
+            dbc.Button("Compute the table", id="localisation-run", size="sm", color="secondary"),
+            dcc.Loading(html.Div(id="localisation-table", className="mt-2")),
+        ]),
+    ], className="mb-4")
+
+
+def register_callbacks(app: Dash, workspace: Workspace) -> None:
+    @app.callback(Output("localisation-table", "children"), Input("localisation-run", "n_clicks"), prevent_initial_call=True)
+    def show_localisation_table(_clicks):
+        patch_model = next(m for m, man in workspace.manifests.items() if man.task == "patch")
+        table = cohort_comparison(workspace, patch_model)
+        if not table:
+            return html.P("No slide with a ground-truth mask.", className="small text-muted")
+        n = next(iter(table.values()))["slides"]
+        return html.Div([html.P(f"{n} slides", className="small text-muted"),
+                         scores_table([(m, v["F1+"], v["F1-"], v["Dice"]) for m, v in table.items()], "localisation-scores")])
+
+
 def layout(workspace: Workspace) -> html.Div:
     manifests = [workspace.manifest(mid) for mid in workspace.config.models]
     comparison = model_comparison_figure([m.id for m in manifests], {
         "AUC": [m.metrics.auc for m in manifests], "F1": [m.metrics.f1 for m in manifests], "accuracy": [m.metrics.accuracy for m in manifests]})
     return html.Div([html.H2("Models"), html.P("Held-out test performance recorded when each model was trained.", className="text-muted"),
                      dcc.Graph(figure=comparison, id="model-comparison", config={"displaylogo": False}),
+                     _localisation_card(workspace),
                      *[model_card(m) for m in manifests]])
 
 

@@ -13,7 +13,8 @@ from dash import ALL, ClientsideFunction, Dash, Input, Output, State, callback_c
 from core.errors import DashboardError
 from core.explain.patch_inspection import inspect_patch, read_heatmap_patches
 from core.heatmaps.attention import ATTENTION_CAVEAT, slide_attention
-from core.heatmaps.groundtruth import read_label_mask, tumour_agreement
+from core.heatmaps.cam_maps import compare_methods
+from core.heatmaps.groundtruth import TUMOUR_LABEL_MIN, mask_on_cells, read_label_mask, tumour_agreement
 from core.heatmaps.overlay import (
     ARGMAX_LAYER,
     ATTENTION_LAYER,
@@ -31,6 +32,7 @@ from core.slides.reader import SlideReadError
 from core.slides.tiles import SlideGeometry, TileService
 from core.store.cases import slide_record
 from core.workspace import Workspace, open_workspace
+from dashboard.components.method_comparison import comparison_grid, scores_table
 from dashboard.components.patch_inspector import patch_inspector, png_data_uri
 from dashboard.figures.slide_figures import grade_fraction_figure
 
@@ -153,6 +155,18 @@ def layout(workspace: Workspace, tiles: TileService, slide_id: str) -> html.Div:
                 "No ground-truth mask for this slide.", className="text-muted small")), lg=6),
         ], className="mt-3"),
         html.Div(id="mil-panel", className="mt-3"),
+        dbc.Card([
+            dbc.CardHeader("Method comparison against the ground truth"),
+            dbc.CardBody([
+                html.P("Each method's tumour map, normalised per slide and thresholded, next to the annotation; F1+ is Dice on "
+                       "the foreground, F1− on the background (Belharbi et al., Table 1). The all-ones map is the lower bound.",
+                       className="small text-muted"),
+                dbc.Row([dbc.Col(dcc.Slider(id="comparison-threshold", min=0.05, max=0.95, step=0.05, value=0.5,
+                                            marks={0.05: "0.05", 0.5: "0.5", 0.95: "0.95"}), md=6),
+                         dbc.Col(dbc.Button("Compare methods", id="comparison-run", size="sm", color="secondary"), md=3)]),
+                dcc.Loading(html.Div(id="method-comparison", className="mt-2")),
+            ]),
+        ], className="mt-3") if has_mask else html.Div(),
     ])
 
 
@@ -259,6 +273,20 @@ def register_callbacks(app: Dash, workspace: Workspace, tiles: TileService) -> N
             scores = _scores_table(tumour_agreement(tumour, heat.tissue, read_label_mask(mask_path), mask_mpp, heat.cell_um, float(threshold)),
                                    float(threshold))
         return heat_tile_url(ctx["slide_id"], key, style), colorbar_colours(cmap), colorbar_style, figure, {}, scores
+
+    @app.callback(Output("method-comparison", "children"), Input("comparison-run", "n_clicks"),
+                  State("comparison-threshold", "value"), State("heat-key", "data"), State("slide-ctx", "data"), prevent_initial_call=True)
+    def show_method_comparison(_clicks, threshold, key, ctx):
+        heat = loaded_heatmap(workspace, key) if key else None
+        if heat is None:
+            return html.P("Compute the heatmap first.", className="small text-muted")
+        with workspace.store.session() as s:
+            record = slide_record(s, ctx["slide_id"])
+            labels, mask_mpp = read_label_mask(workspace.slides_dir / record.mask_file), record.mask_mpp
+        rows = compare_methods(workspace, heat, labels, mask_mpp, float(threshold))
+        truth = mask_on_cells(labels, mask_mpp, heat.cell_um, heat.cell_shape) >= TUMOUR_LABEL_MIN
+        return html.Div([comparison_grid(rows, truth),
+                         scores_table([(r.method, r.f1_foreground, r.f1_background, r.dice) for r in rows], "method-comparison-table")])
 
     @app.callback(Output("mil-panel", "children"), Input("heat-key", "data"), State("slide-ctx", "data"))
     def show_mil(key, ctx):
