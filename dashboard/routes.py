@@ -8,7 +8,8 @@ from flask import Flask, Response, abort, request
 
 from core.errors import DashboardError, NotFoundError
 from core.heatmaps.attention import slide_attention
-from core.heatmaps.overlay import ATTENTION_LAYER, OverlayStyle, render_overlay_tile
+from core.heatmaps.cam_maps import stitched_cam
+from core.heatmaps.overlay import ATTENTION_LAYER, CAM_LAYERS, OverlayStyle, render_overlay_tile
 from core.heatmaps.slide_heatmap import loaded_heatmap
 from core.slides.reader import SlideReadError
 from core.slides.thumbnails import slide_thumbnail_jpeg
@@ -77,6 +78,8 @@ def register_routes(server: Flask, workspace: Workspace, tiles: TileService) -> 
             style = OverlayStyle.from_query(request.args.to_dict(), heatmap.class_names)
             if style.layer == ATTENTION_LAYER:
                 slide_attention(workspace, heatmap)
+            elif style.layer in CAM_LAYERS:
+                stitched_cam(workspace, heatmap, style.layer.split(":", 1)[1])
         except SlideReadError as exc:
             return _unreadable(exc)
         except DashboardError as exc:

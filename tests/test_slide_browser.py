@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 from selenium.webdriver import ActionChains
 from selenium.webdriver.common.by import By
@@ -29,6 +30,21 @@ def _heat_requests(browser) -> int:
     return browser.execute_script("return performance.getEntriesByType('resource').filter(e => e.name.includes('/heatmap/')).length")
 
 
+def _open_dropdown(browser, element_id: str) -> None:
+    """Scroll the dropdown into view and click it, again if the page was still moving (panels rendering above)."""
+    from selenium.common.exceptions import ElementClickInterceptedException
+
+    for _ in range(10):
+        element = browser.find_element(By.ID, element_id)
+        browser.execute_script("window.scrollTo(0, arguments[0].getBoundingClientRect().top + window.scrollY - 200)", element)
+        try:
+            element.click()
+            return
+        except ElementClickInterceptedException:
+            time.sleep(0.5)
+    raise AssertionError(f"{element_id} never became clickable")
+
+
 def _set_number(browser, slider_id: str, value: float) -> None:
     box = browser.find_element(By.CSS_SELECTOR, f"#{slider_id} input[type=number]")
     box.send_keys(Keys.CONTROL, "a")
@@ -52,12 +68,6 @@ def test_slide_viewer_pans_zooms_and_shows_the_heatmap(live_server, browser):
     ActionChains(browser).drag_and_drop_by_offset(browser.find_element(By.ID, "slide-map"), 180, 120).perform()
     _wait(browser, lambda b: b.find_element(By.ID, "overview-box").get_attribute("style") != box_before)
 
-    # Method comparison against the ground truth, with the all-ones lower bound.
-    browser.execute_script("arguments[0].scrollIntoView({block: 'center'}); arguments[0].click()", browser.find_element(By.ID, "comparison-run"))
-    _wait(browser, lambda b: b.find_elements(By.ID, "method-comparison-table"))
-    table = browser.find_element(By.ID, "method-comparison-table").text
-    assert all(m in table for m in ("patch classifier", "Grad-CAM++", "MIL attention", "all-ones (lower bound)"))
-
     # Compute the heatmap as a background job with progress; its tiles appear.
     browser.find_element(By.ID, "heat-compute").click()
     _wait(browser, lambda b: "tissue patches" in b.find_element(By.ID, "heat-status").text, timeout=120)
@@ -76,7 +86,7 @@ def test_slide_viewer_pans_zooms_and_shows_the_heatmap(live_server, browser):
     # Threshold and class change the tile URLs, so tiles are fetched anew.
     _set_number(browser, "heat-threshold", 0.8)
     _wait(browser, lambda b: any("thr=0.8" in s for s in _tile_srcs(b, "/heatmap/")))
-    browser.find_element(By.ID, "heat-layer-choice").click()
+    _open_dropdown(browser, "heat-layer-choice")
     _wait(browser, lambda b: b.find_elements(By.XPATH, "//*[@role='option' and contains(., 'Class map')]"))
     browser.find_element(By.XPATH, "//*[@role='option' and contains(., 'Class map')]").click()
     _wait(browser, lambda b: any("layer=argmax" in s for s in _tile_srcs(b, "/heatmap/")))
@@ -94,11 +104,17 @@ def test_slide_viewer_pans_zooms_and_shows_the_heatmap(live_server, browser):
     captions = browser.find_element(By.ID, "patch-inspector-panel").text
     assert all(m in captions for m in ("CAM", "Grad-CAM", "Grad-CAM++", "Score-CAM")) and "±" in captions
 
+    # A stitched Grad-CAM layer at sub-patch resolution.
+    _open_dropdown(browser, "heat-layer-choice")
+    _wait(browser, lambda b: b.find_elements(By.XPATH, "//*[@role='option' and contains(., 'Grad-CAM (stitched')]"))
+    browser.find_element(By.XPATH, "//*[@role='option' and contains(., 'Grad-CAM (stitched')]").click()
+    _wait(browser, lambda b: any("layer=cam%3Agradcam" in s and "gradcam%2B" not in s for s in _tile_srcs(b, "/heatmap/")))
+
     # MIL: the slide prediction, the caveat, an attention layer and a top-k gallery whose tiles pan the viewer.
     _wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#topk-gallery img"))
     assert "P(pattern 4/5 present)" in browser.find_element(By.ID, "mil-prediction").text
     assert "not patch-level predictions" in browser.find_element(By.ID, "attention-caveat").text
-    browser.find_element(By.ID, "heat-layer-choice").click()
+    _open_dropdown(browser, "heat-layer-choice")
     _wait(browser, lambda b: b.find_elements(By.XPATH, "//*[@role='option' and contains(., 'MIL attention')]"))
     browser.find_element(By.XPATH, "//*[@role='option' and contains(., 'MIL attention')]").click()
     _wait(browser, lambda b: any("layer=attention" in s for s in _tile_srcs(b, "/heatmap/")))
@@ -106,6 +122,14 @@ def test_slide_viewer_pans_zooms_and_shows_the_heatmap(live_server, browser):
     tile = browser.find_elements(By.CSS_SELECTOR, "#topk-gallery img")[0]
     browser.execute_script("arguments[0].scrollIntoView({block: 'center'}); arguments[0].click()", tile)
     _wait(browser, lambda b: b.find_element(By.ID, "overview-box").get_attribute("style") != box_before)
+    _wait(browser, lambda b: "Patch" in b.find_element(By.ID, "patch-inspector").text)  # the tile is inspected too
+
+
+    # Method comparison against the ground truth, with the all-ones lower bound.
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'}); arguments[0].click()", browser.find_element(By.ID, "comparison-run"))
+    _wait(browser, lambda b: b.find_elements(By.ID, "method-comparison-table"))
+    table = browser.find_element(By.ID, "method-comparison-table").text
+    assert all(m in table for m in ("patch classifier", "Grad-CAM++", "MIL attention", "all-ones (lower bound)"))
 
 
 def test_reopened_slide_shows_the_stored_heatmap_at_once(live_server, browser):

@@ -31,6 +31,7 @@ TUMOUR_LAYER = "tumour"
 ARGMAX_LAYER = "argmax"
 TISSUE_LAYER = "tissue"
 ATTENTION_LAYER = "attention"
+CAM_LAYERS = ("cam:cam", "cam:gradcam", "cam:gradcam++")  # stitched class activation maps, per method
 TISSUE_COLOUR = (40, 40, 40)
 
 
@@ -55,7 +56,7 @@ class OverlayStyle:
             raise DashboardError(f"bad heatmap style: {exc}") from exc
         if style.method not in METHODS:
             raise DashboardError(f"method must be one of {', '.join(METHODS)}")
-        if style.layer not in (TUMOUR_LAYER, ARGMAX_LAYER, TISSUE_LAYER, ATTENTION_LAYER, *class_names):
+        if style.layer not in (TUMOUR_LAYER, ARGMAX_LAYER, TISSUE_LAYER, ATTENTION_LAYER, *CAM_LAYERS, *class_names):
             raise DashboardError(f"layer must be tumour, argmax, tissue or one of {', '.join(class_names)}")
         if style.cmap not in COLORMAPS:
             raise DashboardError(f"colormap must be one of {', '.join(COLORMAPS)}")
@@ -83,6 +84,12 @@ def layer_grid(h: SlideHeatmap, style: OverlayStyle) -> np.ndarray:
             return _LAYER_CACHE[key]
     if style.layer == TISSUE_LAYER:
         return h.tissue.astype(np.float32)
+    if style.layer in CAM_LAYERS:
+        cams = h.__dict__.get("_cams", {})
+        method = style.layer.split(":", 1)[1]
+        if method not in cams:
+            raise DashboardError("the stitched class activation map has not been computed for this heatmap")
+        return normalise_per_slide(np.where(h.tissue, cams[method], np.nan), style.norm if style.norm != "raw" else "minmax")
     if style.layer == ATTENTION_LAYER:
         attention = h.__dict__.get("_attention")
         if not attention:

@@ -13,11 +13,12 @@ from dash import ALL, ClientsideFunction, Dash, Input, Output, State, callback_c
 from core.errors import DashboardError
 from core.explain.patch_inspection import inspect_patch, read_heatmap_patches
 from core.heatmaps.attention import ATTENTION_CAVEAT, slide_attention
-from core.heatmaps.cam_maps import compare_methods
+from core.heatmaps.cam_maps import compare_methods, stitched_cam
 from core.heatmaps.groundtruth import TUMOUR_LABEL_MIN, mask_on_cells, read_label_mask, tumour_agreement
 from core.heatmaps.overlay import (
     ARGMAX_LAYER,
     ATTENTION_LAYER,
+    CAM_LAYERS,
     COLORMAPS,
     TISSUE_LAYER,
     TUMOUR_LAYER,
@@ -85,6 +86,8 @@ def _controls(workspace: Workspace, class_names: list[str]) -> list:
     layers += [{"label": "Tissue mask", "value": TISSUE_LAYER}]
     if any(m.task == "mil" for m in workspace.manifests.values()):
         layers.append({"label": "MIL attention", "value": ATTENTION_LAYER})
+    layers += [{"label": f"{label} (stitched, predicted tumour class)", "value": value}
+               for label, value in zip(("CAM", "Grad-CAM", "Grad-CAM++"), CAM_LAYERS, strict=True)]
     return [
         dbc.Label("Patch model"),
         dcc.Dropdown(id="heat-model", options=models, value=models[0] if models else None, clearable=False),
@@ -195,6 +198,7 @@ def _mil_panel(workspace: Workspace, heat, ctx: dict) -> html.Div:
         html.P(ATTENTION_CAVEAT if attention.kind == "attention" else "Contributions are each patch's instance score for the positive class.",
                className="small text-muted", id="attention-caveat"),
         dcc.Store(id="topk-centres", data=centres),
+        dcc.Store(id="topk-patches", data={"key": heat.key, "indices": top}),
         html.Div(tiles, className="inspector-images", id="topk-gallery"),
     ])
 
@@ -263,6 +267,8 @@ def register_callbacks(app: Dash, workspace: Workspace, tiles: TileService) -> N
             return "", no_update, {"display": "none"}, no_update, {"display": "none"}, no_update
         style = OverlayStyle(method=method, layer=layer, cmap=cmap, threshold=float(threshold), norm=norm, smooth=float(smooth_cells))
         colorbar_style = {"display": "none"} if layer in (ARGMAX_LAYER, TISSUE_LAYER) else {}
+        if layer in CAM_LAYERS:
+            stitched_cam(workspace, heat, layer.split(":", 1)[1])  # computed once per heatmap, before its tiles are asked for
         figure = grade_fraction_figure(grade_fractions(heat, method))
         with workspace.store.session() as s:
             record = slide_record(s, ctx["slide_id"])
@@ -293,13 +299,15 @@ def register_callbacks(app: Dash, workspace: Workspace, tiles: TileService) -> N
         heat = loaded_heatmap(workspace, key) if key else None
         return _mil_panel(workspace, heat, ctx) if heat is not None else ""
 
-    @app.callback(Output("slide-map", "viewport"), Input({"type": "topk-tile", "index": ALL}, "n_clicks"),
-                  State("topk-centres", "data"), State("slide-map", "zoom"), State("slide-ctx", "data"), prevent_initial_call=True)
-    def pan_to_top_patch(clicks, centres, zoom, ctx):
+    @app.callback(Output("slide-map", "viewport"), Output("inspected-patch", "data", allow_duplicate=True),
+                  Input({"type": "topk-tile", "index": ALL}, "n_clicks"), State("topk-centres", "data"), State("topk-patches", "data"),
+                  State("slide-map", "zoom"), State("slide-ctx", "data"), prevent_initial_call=True)
+    def pan_to_top_patch(clicks, centres, top, zoom, ctx):
         if not ctx_triggered_click(clicks):
-            return no_update
-        index = callback_context.triggered_id["index"]
-        return {"center": centres[index], "zoom": max(zoom or 0, ctx["max_zoom"] - 2), "transition": "flyTo"}
+            return no_update, no_update
+        rank = callback_context.triggered_id["index"]
+        view = {"center": centres[rank], "zoom": max(zoom or 0, ctx["max_zoom"] - 2), "transition": "flyTo"}
+        return view, {"key": top["key"], "index": top["indices"][rank]}
 
     @app.callback(
         Output("selected-patch", "bounds"), Output("selected-patch-info", "children"), Output("inspected-patch", "data"),
