@@ -14,6 +14,7 @@ from core.store.database import CaseStore, open_store
 from core.tomlfile import read_toml, write_toml
 
 WORKSPACE_FILE = "workspace.toml"
+DEMO_BUILD_MARKER = ".demo-build.json"  # written by the demo builder; names the held-out patients
 
 
 class WorkspaceConfig(BaseModel):

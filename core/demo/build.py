@@ -29,10 +29,10 @@ from core.models.registry import save_model
 from core.models.visit_encoding import VisitTensors, encode_sequences
 from core.store.database import open_store
 from core.store.schema import ModelRecord, Patient, Prediction, Report, Slide, Visit
-from core.workspace import WorkspaceConfig, write_workspace_config
+from core.workspace import DEMO_BUILD_MARKER, WorkspaceConfig, write_workspace_config
 
 Progress = Callable[[str], None]
-BUILD_MARKER = ".demo-build.json"
+BUILD_MARKER = DEMO_BUILD_MARKER
 DEMO_FORMAT = 3  # bump when generators or training change, so older demo builds are rebuilt
 
 # Gleason (primary, secondary) per patient; None is benign tissue only.

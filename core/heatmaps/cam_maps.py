@@ -19,9 +19,7 @@ from core.heatmaps.reconstruct import normalise_per_slide
 from core.heatmaps.slide_heatmap import SlideHeatmap, compute_heatmap
 from core.slides.grid import CELLS_PER_PATCH
 from core.store.schema import Slide
-from core.workspace import Workspace
-
-DEMO_BUILD_MARKER = ".demo-build.json"  # written by core.demo.build; names the held-out patients
+from core.workspace import DEMO_BUILD_MARKER, Workspace
 
 STITCHED_METHODS = ("cam", "gradcam", "gradcam++")
 
