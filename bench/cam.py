@@ -19,9 +19,8 @@ sys.path.insert(0, str(REPO))
 from demo_workspace import bench_workspace_root  # noqa: E402
 
 from core.explain.cam import class_activation_maps  # noqa: E402
-from core.heatmaps.inference import read_patch_batches  # noqa: E402
+from core.explain.patch_inspection import read_heatmap_patches  # noqa: E402
 from core.heatmaps.slide_heatmap import HeatmapParams, compute_heatmap  # noqa: E402
-from core.slides.grid import PatchGrid  # noqa: E402
 from core.store.schema import Slide  # noqa: E402
 from core.workspace import open_workspace  # noqa: E402
 
@@ -38,12 +37,10 @@ def main() -> None:
     # Real demo patches: the tissue patches of the demo's slides, read through OpenSlide.
     patches = []
     with ws.store.session() as s:
-        slides = [(r.id, ws.slides_dir / r.file) for r in s.query(Slide).order_by(Slide.id)]
-    for slide_id, path in slides:
+        slide_ids = [r.id for r in s.query(Slide).order_by(Slide.id)]
+    for slide_id in slide_ids:
         heat = compute_heatmap(ws, slide_id, manifest.id, HeatmapParams())
-        grid = PatchGrid(heat.slide_size[0], heat.slide_size[1], heat.slide_mpp, manifest.input.patch_size_px, manifest.input.mpp,
-                         0.0, heat.origins, heat.cell_index, np.ones(len(heat.origins)))
-        patches += [p for _, batch in read_patch_batches(path, grid, 256) for p in batch]
+        patches += list(read_heatmap_patches(ws, heat, list(range(len(heat.origins)))))
         if len(patches) >= args.patches:
             break
     x = torch.from_numpy(np.stack(patches[: args.patches])).permute(0, 3, 1, 2).float().div(255).to(model.device)

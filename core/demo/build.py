@@ -225,14 +225,15 @@ class _DemoBuild:
         mil = train_patch.train_mil_head(GatedAttentionMIL(bags[0].shape[1], num_classes=2), train_bags, labels[~is_test],
                                          self.spec.mil_epochs, self.spec.seed, self.say)
         scores = train_patch.mil_scores(mil, bags)
+        mil_common = {
+            "task": "mil", "feature_model": cnn_id, "class_names": ["no pattern 4/5", "pattern 4/5 present"],
+            "positive_class": "pattern 4/5 present", "input": {"patch_size_px": PATCH_PX, "mpp": PATCH_MPP},
+        }
         mil_id = self._register({
-            "id": "mil-attention", "name": "Slide: pattern 4/5 present (gated attention MIL)",
+            **mil_common, "id": "mil-attention", "name": "Slide: pattern 4/5 present (gated attention MIL)",
             "description": "Gated-attention MIL head over patch-CNN embeddings; slide positive when Gleason "
                            "pattern 4 or 5 covers at least 1% of tissue.",
-            "task": "mil", "architecture": "gated_attention_mil", "feature_model": cnn_id,
-            "params": {"in_dim": bags[0].shape[1], "num_classes": 2},
-            "class_names": ["no pattern 4/5", "pattern 4/5 present"], "positive_class": "pattern 4/5 present",
-            "input": {"patch_size_px": PATCH_PX, "mpp": PATCH_MPP},
+            "architecture": "gated_attention_mil", "params": {"in_dim": bags[0].shape[1], "num_classes": 2},
             "metrics": binary_metrics(labels[is_test], scores[is_test], split="held-out patients' slides"),
         }, mil)
         self._slide_predictions(mil_id, slide_ids, owners, scores)
@@ -241,13 +242,10 @@ class _DemoBuild:
                                          self.spec.mil_epochs, self.spec.seed, self.say)
         lse_scores = train_patch.mil_scores(lse, bags)
         lse_id = self._register({
-            "id": "mil-lse", "name": "Slide: pattern 4/5 present (log-sum-exp pooling baseline)",
+            **mil_common, "id": "mil-lse", "name": "Slide: pattern 4/5 present (log-sum-exp pooling baseline)",
             "description": "Linear instance classifier over patch-CNN embeddings, pooled by log-sum-exp (r = 8); "
                            "the pooling baseline to compare attention against.",
-            "task": "mil", "architecture": "instance_pooling_mil", "feature_model": cnn_id,
-            "params": {"in_dim": bags[0].shape[1], "num_classes": 2, "pooling": "lse"},
-            "class_names": ["no pattern 4/5", "pattern 4/5 present"], "positive_class": "pattern 4/5 present",
-            "input": {"patch_size_px": PATCH_PX, "mpp": PATCH_MPP},
+            "architecture": "instance_pooling_mil", "params": {"in_dim": bags[0].shape[1], "num_classes": 2, "pooling": "lse"},
             "metrics": binary_metrics(labels[is_test], lse_scores[is_test], split="held-out patients' slides"),
         }, lse)
         self._slide_predictions(lse_id, slide_ids, owners, lse_scores)

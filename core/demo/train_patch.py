@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from core.demo.patch_dataset import PATCH_CLASSES, SlidePatches
+from core.heatmaps.inference import classify_and_embed_patches
 from core.models.mil import GatedAttentionMIL
 from core.models.patch_cnn import PatchResNet
 
@@ -63,18 +64,10 @@ def train_patch_cnn(images: np.ndarray, labels: np.ndarray, epochs: int, seed: i
     return model.eval()
 
 
-@torch.no_grad()
 def predict_patches(model: PatchResNet, images: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """(class probabilities, embeddings) for every patch."""
-    probs, feats = [], []
-    for start in range(0, len(images), batch_size):
-        x = to_tensor(images[start : start + batch_size])
-        f = model.features(x)
-        feats.append(f)
-        probs.append(torch.softmax(model.fc(f), 1))
-    if not probs:
-        return np.zeros((0, model.fc.out_features)), np.zeros((0, model.embedding_dim))
-    return torch.cat(probs).numpy(), torch.cat(feats).numpy()
+    """(class probabilities, embeddings) for every patch, computed as the app's slide inference computes them,
+    so MIL heads train on the same embeddings they later score."""
+    return classify_and_embed_patches(model, torch.device("cpu"), images, batch_size, embed=True)
 
 
 def mil_log_probs(model: nn.Module, bag: torch.Tensor) -> torch.Tensor:

@@ -79,6 +79,9 @@ def classify_and_embed_patches(module: torch.nn.Module, device: torch.device, pa
     """Softmax class probabilities for uint8 patches, and (for nets with ``features`` + ``fc``) their embeddings
     from the same pass; the batch halves on device out-of-memory."""
     embed = embed and hasattr(module, "features") and isinstance(getattr(module, "fc", None), torch.nn.Linear)
+    if len(patches) == 0:
+        n_classes = module.fc.out_features if isinstance(getattr(module, "fc", None), torch.nn.Linear) else 0
+        return np.zeros((0, n_classes), np.float32), (np.zeros((0, module.embedding_dim), np.float32) if embed else None)
 
     def run(chunk: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(np.ascontiguousarray(chunk)).to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
