@@ -59,6 +59,10 @@ class Workspace:
         except KeyError:
             raise NotFoundError(f"no model {model_id!r} in workspace {self.name!r}") from None
 
+    def models_for(self, task: str) -> list[str]:
+        """Ids of this workspace's models of one task (patch, mil, sequence, report), in manifest order."""
+        return [m for m, manifest in self.manifests.items() if manifest.task == task]
+
     def model(self, model_id: str) -> LoadedModel:
         self.manifest(model_id)
         with self._lock:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 import dash_bootstrap_components as dbc
 import diskcache
-from dash import Dash, DiskcacheManager, Input, Output, dcc, html
+from dash import Dash, DiskcacheManager, Input, Output, State, dcc, html
 
 from core.errors import DashboardError
 from core.explain.patient_view import PatientExplainers
@@ -28,8 +29,10 @@ def _navbar(workspace: Workspace) -> dbc.Navbar:
     ], fluid=True), color="dark", dark=True, className="mb-3")
 
 
-def render_page(workspace: Workspace, tiles: TileService, pathname: str | None, patients: PatientExplainers | None = None):
+def render_page(workspace: Workspace, tiles: TileService, pathname: str | None, patients: PatientExplainers | None = None,
+                search: str | None = None):
     path = (pathname or "/").rstrip("/") or "/"
+    patients = patients or PatientExplainers(workspace)
     try:
         if path in ("/", "/cohort"):
             return cohort.layout(workspace)
@@ -38,9 +41,9 @@ def render_page(workspace: Workspace, tiles: TileService, pathname: str | None, 
         if path == "/models":
             return models.layout(workspace)
         if path.startswith("/case/") and path.count("/") == 2:
-            return case.layout(workspace, path.split("/")[2])
+            return case.layout(workspace, tiles, patients, path.split("/")[2], dict(parse_qsl((search or "").lstrip("?"))))
         if path.startswith("/patient/") and path.count("/") == 2:
-            return patient.layout(workspace, patients or PatientExplainers(workspace), path.split("/")[2])
+            return patient.layout(workspace, patients, path.split("/")[2])
         if path.startswith("/report/") and path.count("/") == 2:
             return report.layout(workspace, path.split("/")[2])
         if path.startswith("/slide/") and path.count("/") == 2:
@@ -64,11 +67,13 @@ def create_app(workspace: Workspace) -> Dash:
         dbc.Container(html.Div(id="page-content", children=cohort.layout(workspace)), fluid=True),
     ])
 
-    @app.callback(Output("page-content", "children"), Input("url", "pathname"))
-    def show_page(pathname):
-        return render_page(workspace, tiles, pathname, patients)
+    # The query is read when a page opens (deep links); pages rewrite it in place without re-rendering.
+    @app.callback(Output("page-content", "children"), Input("url", "pathname"), State("url", "search"))
+    def show_page(pathname, search):
+        return render_page(workspace, tiles, pathname, patients, search)
 
     cohort.register_callbacks(app, workspace)
+    case.register_callbacks(app, workspace, tiles, patients)
     slide.register_callbacks(app, workspace, tiles)
     report.register_callbacks(app, workspace)
     models.register_callbacks(app, workspace)

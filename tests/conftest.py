@@ -103,7 +103,11 @@ def browser():
                  "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--window-size=1400,1000", f"--user-data-dir={tempfile.mkdtemp(prefix='chromium-')}"):
         options.add_argument(flag)
+    downloads = tempfile.mkdtemp(prefix="downloads-")
+    options.add_experimental_option("prefs", {"download.default_directory": downloads, "download.prompt_for_download": False})
     driver = webdriver.Chrome(service=Service(chromedriver), options=options)
+    driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": downloads})
+    driver.download_dir = Path(downloads)  # where exports from the app land
     driver.set_page_load_timeout(60)
     yield driver
     driver.quit()

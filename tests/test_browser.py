@@ -60,10 +60,10 @@ def test_cohort_pages_sorts_and_opens_a_case(live_server, browser):
     browser.find_element(By.LINK_TEXT, target).click()
     _wait(browser).until(EC.url_contains(f"/case/{target}"))
     _wait(browser).until(EC.text_to_be_present_in_element((By.ID, "case-title"), f"Case {target}"))
-    thumbs = browser.find_elements(By.CSS_SELECTOR, "img.slide-thumb")
+    thumbs = browser.find_elements(By.CSS_SELECTOR, "img.slide-strip-image")
     assert thumbs
     _wait(browser).until(lambda b: b.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", thumbs[0]))
-    assert browser.find_elements(By.CSS_SELECTOR, ".report-text")
+    _wait(browser).until(EC.presence_of_element_located((By.ID, "report-highlighted")))
 
 
 def test_unknown_case_shows_a_message(live_server, browser):

@@ -33,7 +33,7 @@ from core.workspace import DEMO_BUILD_MARKER, WorkspaceConfig, write_workspace_c
 
 Progress = Callable[[str], None]
 BUILD_MARKER = DEMO_BUILD_MARKER
-DEMO_FORMAT = 3  # bump when generators or training change, so older demo builds are rebuilt
+DEMO_FORMAT = 4  # bump when generators, training or the stored fields change, so older demo builds are rebuilt
 
 # Gleason (primary, secondary) per patient; None is benign tissue only.
 _GLEASON = [None, (3, 3), (3, 4), (4, 3), (4, 4), (4, 5), (5, 4), (5, 5)]
@@ -60,7 +60,7 @@ class DemoSpec:
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
 
-REDUCED_SPEC = DemoSpec(slide_px=4096, large_slide_px=None, second_slide_every=0, cnn_epochs=4)
+REDUCED_SPEC = DemoSpec(slide_px=4096, large_slide_px=None, second_slide_every=8, cnn_epochs=4)
 
 
 def demo_is_built(root: Path, spec: DemoSpec) -> bool:
@@ -141,13 +141,17 @@ class _DemoBuild:
             for p in patients:
                 s.add(Patient(id=p["id"], age=p["profile"].age, sex=p["profile"].sex, onset_type=p["profile"].onset_type))
                 s.add_all(Visit(patient_id=p["id"], day=v.day, features=v.features, label=v.label) for v in p["visits"])
-                s.add_all(Report(id=f"{p['id']}-R{k + 1}", patient_id=p["id"], text=t, label=lab) for k, (t, lab) in enumerate(p["reports"]))
+                report_days = _spread_over_visits([v.day for v in p["visits"]], len(p["reports"]))
+                s.add_all(Report(id=f"{p['id']}-R{k + 1}", patient_id=p["id"], text=t, label=lab, day=day)
+                          for k, ((t, lab), day) in enumerate(zip(p["reports"], report_days)))
         self.say(f"{len(patients)} patients, {sum(len(p['visits']) for p in patients)} visits, "
                  f"{sum(len(p['reports']) for p in patients)} reports")
         return patients
 
     def write_slides(self, patients: list[dict]) -> dict[str, np.ndarray]:
         jobs = [(sid, plan, p["id"]) for p in patients for sid, plan in p["slides"]]
+        slide_days = {sid: day for p in patients
+                      for (sid, _), day in zip(p["slides"], _spread_over_visits([v.day for v in p["visits"]], len(p["slides"])))}
         jobs.sort(key=lambda j: -j[1].width)  # largest first keeps both workers busy to the end
         workers = max(1, min(2, os.cpu_count() or 1))
         class_maps: dict[str, np.ndarray] = {}
@@ -158,7 +162,8 @@ class _DemoBuild:
                 Image.fromarray(class_maps[sid]).save(self.root / "slides" / f"{sid}.mask.png")
                 with self.store.session() as s:
                     s.add(Slide(id=sid, patient_id=pid, file=f"{sid}.tiff", mpp=BASE_MPP, width=plan.width, height=plan.height,
-                                mask_file=f"{sid}.mask.png", mask_mpp=MAP_UM_PER_PX, label=_slide_label(class_maps[sid])))
+                                mask_file=f"{sid}.mask.png", mask_mpp=MAP_UM_PER_PX, label=_slide_label(class_maps[sid]),
+                                day=slide_days[sid]))
                 if n % 10 == 0 or n == len(jobs):
                     self.say(f"slides written: {n}/{len(jobs)}")
         return class_maps
@@ -318,6 +323,15 @@ class _DemoBuild:
             per_patient[pid] = max(per_patient.get(pid, 0.0), pr)
         self._predictions(model_id, rows + [("patient", pid, pid, pr) for pid, pr in per_patient.items()])
         return model_id
+
+
+def _spread_over_visits(visit_days: list[float], count: int) -> list[float]:
+    """The day of each of ``count`` specimens, spread evenly over the visits: the first at the first visit, the last
+    (when there are several) at the last. Uses no random numbers, so every other generated value is unchanged."""
+    n = len(visit_days)
+    if count <= 1 or n == 1:
+        return [visit_days[0]] * count
+    return [visit_days[round(k * (n - 1) / (count - 1))] for k in range(count)]
 
 
 def _slide_label(class_map: np.ndarray) -> int:

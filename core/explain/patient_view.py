@@ -82,7 +82,7 @@ class PatientExplainers:
         self._lock = threading.Lock()
 
     def sequence_model_id(self) -> str:
-        models = [m for m, manifest in self.workspace.manifests.items() if manifest.task == "sequence"]
+        models = self.workspace.models_for("sequence")
         if not models:
             raise DashboardError("this workspace has no sequence model")
         return models[0]

@@ -1,20 +1,44 @@
-"""Cohort queries: one row per patient with counts and patient-level model outputs, paged and sorted in SQL."""
+"""Cohort queries: one row per patient with counts, patient-level model outputs, review status and
+model-vs-label disagreements; filtered into worklists, paged and sorted in SQL.
+
+Review status (from the latest verdict of each modality):
+  ``unreviewed``  no verdict saved for the case;
+  ``signed off``  every latest verdict is signed off, and every modality the case has data for
+                  (slide: slides, patient: visits, report: reports) has one;
+  ``in review``   anything in between.
+A case is *flagged* when any latest verdict carries a flag.
+
+Model vs label: a stored prediction of one of the listed models for one of the case's slides, reports or
+visits *disagrees* with that subject's recorded label when it falls on the other side of 0.5 (score >= 0.5
+while the label is 0, or score < 0.5 while the label is 1). Subjects without a label, and patient-level
+predictions (which summarise several subjects), are not compared. ``disagreements`` counts the disagreeing
+(model, subject) pairs, ``labelled`` the compared ones; both are NULL when nothing could be compared.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, FromClause, String, and_, case, cast, exists, func, or_, select, true, union_all
 from sqlalchemy.orm import Session
 
 from core.errors import DashboardError
-from core.store.schema import Patient, Prediction, Report, Slide, Visit
+from core.store.schema import Patient, Prediction, Report, Review, Slide, Visit
+
+DECISION_THRESHOLD = 0.5
+REVIEW_STATUSES = ("unreviewed", "in review", "signed off")
+WORKLISTS = {
+    "all": "All cases",
+    "unreviewed": "Unreviewed",
+    "flagged": "Flagged",
+    "disagrees": "Model disagrees with label",
+}
 
 
 @dataclass(frozen=True)
 class CohortPage:
     rows: list[dict]
-    total: int
+    total: int  # patients on the chosen worklist
 
 
 def _count(model, patient_col) -> ColumnElement:
@@ -35,9 +59,86 @@ def _patient_score(model_id: str) -> ColumnElement:
     )
 
 
-def cohort_columns(model_ids: list[str]) -> dict[str, ColumnElement]:
-    """Column name -> SQL expression; model outputs are named ``score:<model id>``."""
-    cols: dict[str, ColumnElement] = {
+def _review_stats() -> FromClause:
+    """Per reviewed patient: how many latest verdicts, how many signed off (overall and per modality), any flag."""
+    newest = (select(Review.patient_id, Review.modality, func.max(Review.version).label("version"))
+              .group_by(Review.patient_id, Review.modality).subquery("newest_review"))
+    latest = (select(Review.patient_id, Review.modality, Review.signed_off, Review.flags)
+              .join(newest, and_(Review.patient_id == newest.c.patient_id, Review.modality == newest.c.modality,
+                                 Review.version == newest.c.version))
+              .subquery("latest_review"))
+
+    def signed(condition) -> ColumnElement:
+        return func.sum(case((and_(latest.c.signed_off.is_(true()), condition), 1), else_=0))
+
+    # Flags are a JSON list; compared as text so that no JSON function can fail on an odd stored value.
+    has_flags = cast(latest.c.flags, String).not_in(["[]", "null"])
+    return (
+        select(
+            latest.c.patient_id,
+            func.count().label("entries"),
+            signed(true()).label("signed"),
+            signed(latest.c.modality == "slide").label("slide_signed"),
+            signed(latest.c.modality == "patient").label("patient_signed"),
+            signed(latest.c.modality == "report").label("report_signed"),
+            func.max(case((has_flags, 1), else_=0)).label("flagged"),
+        )
+        .group_by(latest.c.patient_id)
+        .subquery("review_stats")
+    )
+
+
+def _label_agreement(model_ids: list[str]) -> FromClause:
+    """Per patient: labelled (model, subject) pairs compared, and how many the model gets on the wrong side of 0.5."""
+
+    def pairs(subject, kind: str, subject_key: ColumnElement):
+        return (
+            select(subject.patient_id.label("patient_id"), Prediction.score.label("score"), subject.label.label("label"))
+            .join(Prediction, and_(Prediction.subject_kind == kind, Prediction.subject_id == subject_key,
+                                   Prediction.patient_id == subject.patient_id))
+            .where(subject.label.is_not(None), Prediction.model_id.in_(model_ids))
+        )
+
+    compared = union_all(
+        pairs(Slide, "slide", Slide.id),
+        pairs(Report, "report", Report.id),
+        pairs(Visit, "visit", cast(Visit.id, String)),
+    ).subquery("labelled_prediction")
+    disagrees = case(
+        (and_(compared.c.score >= DECISION_THRESHOLD, compared.c.label != 1), 1),
+        (and_(compared.c.score < DECISION_THRESHOLD, compared.c.label == 1), 1),
+        else_=0,
+    )
+    return (
+        select(compared.c.patient_id, func.count().label("labelled"), func.sum(disagrees).label("disagreements"))
+        .group_by(compared.c.patient_id)
+        .subquery("label_agreement")
+    )
+
+
+@dataclass(frozen=True)
+class _CohortSql:
+    source: FromClause  # patients outer-joined to their review and label statistics
+    columns: dict[str, ColumnElement]
+    sort_keys: dict[str, ColumnElement]  # where sorting by a column differs from sorting its values
+    worklists: dict[str, ColumnElement]  # worklist -> WHERE condition
+
+
+def _cohort_sql(model_ids: list[str]) -> _CohortSql:
+    reviews, labels = _review_stats(), _label_agreement(model_ids)
+    source = Patient.__table__.outerjoin(reviews, reviews.c.patient_id == Patient.id).outerjoin(
+        labels, labels.c.patient_id == Patient.id)
+
+    def lacks_or_signed(model, signed_count) -> ColumnElement:
+        return or_(~exists().where(model.patient_id == Patient.id), signed_count > 0)
+
+    unreviewed = reviews.c.entries.is_(None)
+    signed_off = and_(reviews.c.signed == reviews.c.entries, lacks_or_signed(Slide, reviews.c.slide_signed),
+                      lacks_or_signed(Visit, reviews.c.patient_signed), lacks_or_signed(Report, reviews.c.report_signed))
+    flagged = func.coalesce(reviews.c.flagged, 0) == 1
+    disagrees = func.coalesce(labels.c.disagreements, 0) > 0
+
+    columns: dict[str, ColumnElement] = {
         "patient_id": Patient.id,
         "age": Patient.age,
         "sex": Patient.sex,
@@ -47,8 +148,32 @@ def cohort_columns(model_ids: list[str]) -> dict[str, ColumnElement]:
         "reports": _count(Report, Patient.id),
     }
     for model_id in model_ids:
-        cols[f"score:{model_id}"] = _patient_score(model_id)
-    return cols
+        columns[f"score:{model_id}"] = _patient_score(model_id)
+    columns |= {
+        "review": case((unreviewed, REVIEW_STATUSES[0]), (signed_off, REVIEW_STATUSES[2]), else_=REVIEW_STATUSES[1]),
+        "flagged": flagged,
+        "disagreements": labels.c.disagreements,
+        "labelled": labels.c.labelled,
+    }
+    return _CohortSql(
+        source=source,
+        columns=columns,
+        # Workflow order (unreviewed, in review, signed off) rather than alphabetical.
+        sort_keys={"review": case((unreviewed, 0), (signed_off, 2), else_=1)},
+        worklists={"all": true(), "unreviewed": unreviewed, "flagged": flagged, "disagrees": disagrees},
+    )
+
+
+def cohort_columns(model_ids: list[str]) -> dict[str, ColumnElement]:
+    """Column name -> SQL expression; model outputs are named ``score:<model id>``. Select them from
+    ``cohort_page``'s joined source: review and label columns come from outer-joined statistics."""
+    return _cohort_sql(model_ids).columns
+
+
+def _worklist(sql: _CohortSql, worklist: str) -> ColumnElement:
+    if worklist not in sql.worklists:
+        raise DashboardError(f"unknown worklist {worklist!r}; choose one of {', '.join(sql.worklists)}")
+    return sql.worklists[worklist]
 
 
 def cohort_page(
@@ -58,16 +183,30 @@ def cohort_page(
     page_size: int = 20,
     sort_by: str = "patient_id",
     descending: bool = False,
+    worklist: str = "all",
 ) -> CohortPage:
-    """One page of the cohort table; sorting and paging happen in the database."""
-    cols = cohort_columns(model_ids)
-    if sort_by not in cols:
-        raise DashboardError(f"cannot sort by {sort_by!r}; choose one of {', '.join(cols)}")
+    """One page of the cohort table on a worklist (see ``WORKLISTS``); filtering, sorting and paging happen in the database."""
+    sql = _cohort_sql(model_ids)
+    if sort_by not in sql.columns:
+        raise DashboardError(f"cannot sort by {sort_by!r}; choose one of {', '.join(sql.columns)}")
     if page < 0 or not 1 <= page_size <= 500:
         raise DashboardError("page must be >= 0 and page size between 1 and 500")
-    order = cols[sort_by].desc() if descending else cols[sort_by].asc()
-    labelled = [expr.label(name) for name, expr in cols.items()]
-    query = select(*labelled).order_by(order.nulls_last(), Patient.id).offset(page * page_size).limit(page_size)
+    condition = _worklist(sql, worklist)
+    key = sql.sort_keys.get(sort_by, sql.columns[sort_by])
+    order = key.desc() if descending else key.asc()
+    labelled = [expr.label(name) for name, expr in sql.columns.items()]
+    query = (select(*labelled).select_from(sql.source).where(condition)
+             .order_by(order.nulls_last(), Patient.id).offset(page * page_size).limit(page_size))
     rows = [dict(r._mapping) for r in session.execute(query)]
-    total = session.scalar(select(func.count()).select_from(Patient)) or 0
+    for row in rows:
+        row["flagged"] = bool(row["flagged"])
+    total = session.scalar(select(func.count()).select_from(sql.source).where(condition)) or 0
     return CohortPage(rows=rows, total=total)
+
+
+def worklist_counts(session: Session, model_ids: list[str]) -> dict[str, int]:
+    """Worklist -> number of patients on it, in one query."""
+    sql = _cohort_sql(model_ids)
+    sums = [func.coalesce(func.sum(case((cond, 1), else_=0)), 0).label(name) for name, cond in sql.worklists.items()]
+    row = session.execute(select(*sums).select_from(sql.source)).one()
+    return {name: int(row._mapping[name]) for name in sql.worklists}

@@ -5,21 +5,57 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Engine, create_engine, event, inspect, select
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.errors import WorkspaceError
-from core.store.schema import Base, SchemaVersion
+from core.store.schema import Base, Report, Review, SchemaVersion, Slide
 
 
 def _create_v1(engine: Engine) -> None:
+    """A new store gets every table of the current schema at once; later migrations then find nothing to do."""
     Base.metadata.create_all(engine)
 
 
-# Ordered migrations: version -> function. A new schema change appends an entry
-# using SQLAlchemy DDL constructs (never dialect-specific SQL).
-MIGRATIONS: dict[int, Callable[[Engine], None]] = {1: _create_v1}
+def _add_column_if_missing(conn: Connection, column) -> None:
+    """``ALTER TABLE t ADD COLUMN c TYPE`` (nullable, no default): the one form SQLite and PostgreSQL both accept."""
+    table = column.table.name
+    if column.name in {c["name"] for c in inspect(conn).get_columns(table)}:
+        return
+    quote = conn.dialect.identifier_preparer.quote
+    conn.execute(text(f"ALTER TABLE {quote(table)} ADD COLUMN {quote(column.name)} {column.type.compile(conn.dialect)}"))
+
+
+def _renumber_duplicate_review_versions(conn: Connection) -> None:
+    """Before the unique index: a (patient, modality) whose rows share a version is renumbered 1..n in save order."""
+    t = Review.__table__
+    rows = conn.execute(select(t.c.id, t.c.patient_id, t.c.modality, t.c.version)
+                        .order_by(t.c.patient_id, t.c.modality, t.c.version, t.c.id)).all()
+    groups: dict[tuple[str, str], list] = {}
+    for row in rows:
+        groups.setdefault((row.patient_id, row.modality), []).append(row)
+    for group in groups.values():
+        if len({r.version for r in group}) < len(group):
+            for n, r in enumerate(group, 1):
+                conn.execute(update(t).where(t.c.id == r.id).values(version=n))
+
+
+def _add_days_and_review_version_index(engine: Engine) -> None:
+    """v2: ``day`` on slides and reports (link a visit to the slide and report nearest it); unique review versions."""
+    with engine.begin() as conn:
+        _add_column_if_missing(conn, Slide.__table__.c.day)
+        _add_column_if_missing(conn, Report.__table__.c.day)
+        index = next(i for i in Review.__table__.indexes if i.name == "uq_reviews_patient_modality_version")
+        if index.name not in {i["name"] for i in inspect(conn).get_indexes(Review.__tablename__)}:
+            _renumber_duplicate_review_versions(conn)
+            index.create(conn, checkfirst=True)
+
+
+# Ordered migrations: version -> function. A new schema change appends an entry using SQLAlchemy
+# constructs, or DDL that SQLite and PostgreSQL both accept; each must find its change already made
+# (a new store's v1 creates the current schema) and leave it alone.
+MIGRATIONS: dict[int, Callable[[Engine], None]] = {1: _create_v1, 2: _add_days_and_review_version_index}
 SCHEMA_VERSION = max(MIGRATIONS)
 
 

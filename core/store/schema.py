@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -44,6 +44,7 @@ class Slide(Base):
     mask_file: Mapped[str | None] = mapped_column(String(512))  # ground-truth label image, optional
     mask_mpp: Mapped[float | None] = mapped_column(Float)
     label: Mapped[int | None] = mapped_column(Integer)  # slide-level label, when known
+    day: Mapped[float | None] = mapped_column(Float)  # days since the patient's first visit, when known (schema v2)
     patient: Mapped[Patient] = relationship(back_populates="slides")
 
 
@@ -64,6 +65,7 @@ class Report(Base):
     patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), index=True)
     text: Mapped[str] = mapped_column(Text)
     label: Mapped[int | None] = mapped_column(Integer)
+    day: Mapped[float | None] = mapped_column(Float)  # days since the patient's first visit, when known (schema v2)
     patient: Mapped[Patient] = relationship(back_populates="reports")
 
 
@@ -93,7 +95,13 @@ class Prediction(Base):
 
 
 class Review(Base):
+    """A reviewer's verdict on one modality of a case. Append-only: a change is a new row with the next version.
+
+    The unique (patient, modality, version) index is the concurrency guard: two reviewers who both saw
+    version n and both save insert version n + 1, and the database refuses the second (schema v2)."""
+
     __tablename__ = "reviews"
+    __table_args__ = (Index("uq_reviews_patient_modality_version", "patient_id", "modality", "version", unique=True),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), index=True)
     modality: Mapped[str] = mapped_column(String(16))  # slide | patient | report

@@ -1,88 +1,172 @@
-"""Case overview (``/case/<patient_id>``): one patient's slides, visits and reports with stored model outputs."""
+"""Case page (``/case/<patient_id>``): the slide, the visits and the report side by side, linked, with the review form
+and exports. The URL query restores a view: ``slide``, ``visit`` (1-based), ``layer``, ``z``/``lat``/``lng``."""
 
 from __future__ import annotations
 
 import dash_bootstrap_components as dbc
-from dash import dash_table, dcc, html
+from dash import ALL, ClientsideFunction, Dash, Input, Output, State, callback_context, dcc, html, no_update
 
+from core.errors import DashboardError
+from core.explain.patient_view import PatientExplainers
+from core.slides.tiles import TileService
 from core.store.cases import CaseSummary, case_summary
 from core.workspace import Workspace
-from dashboard.figures.visit_risk import visit_risk_figure
+from dashboard.components import case_export, review_form
+from dashboard.pages import patient, report, slide
 
 
-def _models_of(workspace: Workspace, task: str) -> list[str]:
-    return [m for m, manifest in workspace.manifests.items() if manifest.task == task]
+def nearest_by_day(days: dict[str, float | None], day: float | None) -> str | None:
+    """The item taken nearest a visit's day (ties: the earlier one); items without a day count as day 0."""
+    if not days:
+        return None
+    target = day or 0.0
+    return min(days, key=lambda k: (abs((days[k] or 0.0) - target), days[k] or 0.0, k))
 
 
-def _score_badge(score: float | None, label: str) -> html.Span:
-    if score is None:
-        return html.Span("no stored output", className="text-muted small")
-    colour = "danger" if score >= 0.5 else "success"
-    return dbc.Badge(f"{label}: {score:.2f}", color=colour, className="me-1 score-badge")
+def _visit_chip(chip_id: str, visit: int | None, days: list[float]) -> html.Span:
+    text = f"visit {visit + 1} · day {days[visit]:.0f}" if visit is not None and days else "no visit selected"
+    return dbc.Badge(text, color="info", className="ms-2 visit-chip", id=chip_id)
 
 
-def _slides_section(workspace: Workspace, case: CaseSummary) -> dbc.Card:
-    mil = _models_of(workspace, "mil")
-    cards = []
-    for slide in case.slides:
-        badges = [_score_badge(case.score(m, "slide", slide.id), workspace.manifest(m).positive_class or m) for m in mil]
-        cards.append(dbc.Col(dbc.Card([
-            html.A(html.Img(src=f"/slides/{slide.id}/thumbnail.jpeg", className="card-img-top slide-thumb", alt=f"slide {slide.id}"),
-                   href=f"/slide/{slide.id}"),
-            dbc.CardBody([
-                html.A(slide.id, href=f"/slide/{slide.id}", className="fw-semibold slide-link"),
-                html.Div(f"{slide.width:,} x {slide.height:,} px at {slide.mpp} µm/px", className="small text-muted"),
-                html.Div("ground-truth mask available" if slide.mask_file else "", className="small text-muted"),
-                html.Div(badges),
-            ]),
-        ]), md=4, className="mb-3"))
-    return dbc.Card([dbc.CardHeader("Slides"), dbc.CardBody(dbc.Row(cards) if cards else html.P("No slides for this patient."))], className="mb-4")
+def _day_text(day: float | None) -> str:
+    return "" if day is None else f"day {day:.0f}"
 
 
-def _visits_section(workspace: Workspace, case: CaseSummary) -> dbc.Card:
-    if not case.visits:
-        return dbc.Card([dbc.CardHeader("Visits"), dbc.CardBody(html.P("No visits recorded."))], className="mb-4")
-    body = []
-    for model_id in _models_of(workspace, "sequence"):
-        manifest = workspace.manifest(model_id)
-        risks = [case.score(model_id, "visit", str(v.id)) for v in case.visits]
-        body.append(dcc.Graph(
-            figure=visit_risk_figure([v.day for v in case.visits], risks, [v.label for v in case.visits],
-                                     f"{manifest.positive_class or manifest.name} ({model_id})"),
-            config={"displaylogo": False}, id=f"visit-risk-{model_id}",
-        ))
-    names = [k for k in case.visits[0].features]
-    rows = [{"day": v.day, **v.features, "label": v.label} for v in case.visits]
-    body.append(dash_table.DataTable(
-        columns=[{"id": "day", "name": "Day"}, *({"id": n, "name": n} for n in names), {"id": "label", "name": "Label"}],
-        data=rows, style_table={"overflowX": "auto"}, style_cell={"fontFamily": "inherit", "fontSize": "0.85rem"},
-    ))
-    header = dbc.CardHeader(["Visits", html.A("Explain visits and try what-if edits", href=f"/patient/{case.patient.id}",
-                                              className="small ms-3 patient-link")])
-    return dbc.Card([header, dbc.CardBody(body)], className="mb-4")
+def _slide_strip(case: CaseSummary, selected: str | None, near: str | None) -> html.Div:
+    """Thumbnails of the patient's slides: a click switches the viewer; the one nearest the selected visit is marked."""
+    buttons = []
+    for s in case.slides:
+        classes = "slide-strip-item" + (" selected" if s.id == selected else "") + (" near-visit" if s.id == near else "")
+        buttons.append(html.Button([
+            html.Img(src=f"/slides/{s.id}/thumbnail.jpeg", alt=f"slide {s.id}", className="slide-strip-image"),
+            html.Div([s.id, html.Span(" " + _day_text(s.day), className="text-muted")], className="small"),
+        ], id={"type": "case-slide-thumb", "slide": s.id}, n_clicks=0, className=classes, title=f"show slide {s.id}"))
+    return html.Div(buttons, className="slide-strip", id="case-slide-strip")
 
 
-def _reports_section(workspace: Workspace, case: CaseSummary) -> dbc.Card:
-    models = _models_of(workspace, "report")
-    items = []
-    for report in case.reports:
-        badges = [_score_badge(case.score(m, "report", report.id), workspace.manifest(m).positive_class or m) for m in models]
-        explain = html.A("Explain and edit", href=f"/report/{report.id}", className="small ms-2 report-link")
-        items.append(dbc.AccordionItem([html.Div([*badges, explain], className="mb-2"), html.Pre(report.text, className="report-text")],
-                                       title=f"{report.id}" + ("" if report.label is None else f" (recorded label {report.label})")))
-    content = dbc.Accordion(items, start_collapsed=False, always_open=True) if items else html.P("No reports.")
-    return dbc.Card([dbc.CardHeader("Reports"), dbc.CardBody(content)], className="mb-4")
+def _parse_view(case: CaseSummary, days: list[float], query: dict) -> dict:
+    """A deep link's state; anything missing or not part of this case falls back to the default."""
+    slide_ids = [s.id for s in case.slides]
+    try:
+        visit = int(query.get("visit", "")) - 1
+    except ValueError:
+        visit = -1
+    visit = visit if 0 <= visit < len(days) else (len(days) - 1 if days else None)
+    slide_id = query.get("slide") if query.get("slide") in slide_ids else None
+    report_ids = {r.id: r.day for r in case.reports}
+    report_id = query.get("report") if query.get("report") in report_ids else nearest_by_day(report_ids, days[visit] if days else None)
+    if slide_id is None:
+        slide_id = nearest_by_day({s.id: s.day for s in case.slides}, days[visit] if days else None)
+    return {"visit": visit, "slide": slide_id, "report": report_id,
+            "viewer": {k: query[k] for k in ("z", "lat", "lng", "layer") if k in query}}
 
 
-def layout(workspace: Workspace, patient_id: str) -> html.Div:
+def _panel_header(title: str, chip_id: str, visit: int | None, days: list[float], *extra) -> dbc.CardHeader:
+    return dbc.CardHeader(html.Div([html.Span(title, className="fw-semibold"), _visit_chip(chip_id, visit, days), *extra],
+                                   className="d-flex align-items-center"))
+
+
+def _safe(build, alert_id: str):
+    try:
+        return build()
+    except DashboardError as exc:
+        return dbc.Alert(str(exc), color="warning", id=alert_id)
+
+
+def layout(workspace: Workspace, tiles: TileService, explainers: PatientExplainers, patient_id: str, query: dict | None = None) -> html.Div:
     with workspace.store.session() as s:
         case = case_summary(s, patient_id)
     p = case.patient
-    summary = " · ".join(x for x in [f"age {p.age:.0f}" if p.age is not None else "", p.sex or "", f"{p.onset_type} onset" if p.onset_type else ""] if x)
-    return html.Div([
-        html.H2(f"Case {p.id}", id="case-title"),
-        html.P(summary, className="text-muted"),
-        _slides_section(workspace, case),
-        _visits_section(workspace, case),
-        _reports_section(workspace, case),
+    days = [v.day for v in case.visits]
+    view = _parse_view(case, days, query or {})
+    visit = view["visit"]
+    near_slide = nearest_by_day({s.id: s.day for s in case.slides}, days[visit] if days else None)
+    summary = " · ".join(x for x in [f"age {p.age:.0f}" if p.age is not None else "", p.sex or "",
+                                     f"{p.onset_type} onset" if p.onset_type else "",
+                                     f"{len(case.slides)} slides · {len(case.visits)} visits · {len(case.reports)} reports"] if x)
+    slide_body = (html.P("No slides for this patient.", className="text-muted") if not case.slides else html.Div([
+        _slide_strip(case, view["slide"], near_slide),
+        html.Div(_safe(lambda: slide.viewer_panel(workspace, tiles, view["slide"], view["viewer"]), "case-slide-error"), id="case-slide-panel"),
+    ]))
+    patient_body = (html.P("No visits recorded.", className="text-muted") if not days else
+                    _safe(lambda: patient.panel(explainers, patient_id, visit), "case-patient-error"))
+    report_options = [{"label": f"{r.id} ({_day_text(r.day)})" if r.day is not None else r.id, "value": r.id} for r in case.reports]
+    report_body = html.Div([
+        html.P("No reports.", className="text-muted") if not case.reports else "",
+        dbc.RadioItems(id="case-report-choice", options=report_options, value=view["report"], inline=True, className="mb-2"),
+        html.Div(id="case-report-panel"),
     ])
+    return html.Div([
+        dcc.Store(id="case-id", data=patient_id),
+        dcc.Store(id="case-days", data={"visits": days, "slides": {s.id: s.day for s in case.slides},
+                                        "reports": {r.id: r.day for r in case.reports}}),
+        dcc.Store(id="case-selected-slide", data=view["slide"]),
+        html.Div([html.H2(f"Case {p.id}", id="case-title", className="me-3 mb-0"), review_form.status_badge(workspace, patient_id)],
+                 className="d-flex align-items-center"),
+        html.P(summary, className="text-muted mb-1"),
+        dbc.InputGroup([dbc.InputGroupText("Link to this view"),
+                        dbc.Input(id="case-link", readonly=True, value="", className="small")], size="sm", className="mb-3"),
+        dbc.Card([_panel_header("Slide", "visit-chip-slide", visit, days,
+                                html.A("open slide page", id="case-slide-page-link", href=f"/slide/{view['slide']}", className="small ms-auto")
+                                if view["slide"] else ""),
+                  dbc.CardBody(slide_body)], className="mb-3", id="case-slide-card"),
+        dbc.Card([_panel_header("Patient", "visit-chip-patient", visit, days,
+                                html.Span("click a visit on the risk plot to select it", className="small text-muted ms-auto")),
+                  dbc.CardBody(patient_body)], className="mb-3", id="case-patient-card"),
+        dbc.Card([_panel_header("Report", "visit-chip-report", visit, days,
+                                html.Span("the report nearest the selected visit is shown", className="small text-muted ms-auto")),
+                  dbc.CardBody(report_body)], className="mb-3", id="case-report-card"),
+        review_form.card(workspace, patient_id),
+        case_export.card(),
+    ])
+
+
+def register_callbacks(app: Dash, workspace: Workspace, tiles: TileService, explainers: PatientExplainers) -> None:
+    @app.callback(
+        Output("case-slide-panel", "children"), Output("case-selected-slide", "data"), Output("case-slide-page-link", "href"),
+        Input({"type": "case-slide-thumb", "slide": ALL}, "n_clicks"), State("case-selected-slide", "data"), prevent_initial_call=True,
+    )
+    def switch_slide(clicks, current):
+        if not slide.ctx_triggered_click(clicks):
+            return no_update, no_update, no_update
+        slide_id = callback_context.triggered_id["slide"]
+        if slide_id == current:
+            return no_update, no_update, no_update
+        return _safe(lambda: slide.viewer_panel(workspace, tiles, slide_id), "case-slide-error"), slide_id, f"/slide/{slide_id}"
+
+    @app.callback(
+        Output({"type": "case-slide-thumb", "slide": ALL}, "className"),
+        Input("case-selected-slide", "data"), Input("selected-visit", "data"), State("case-days", "data"),
+        State({"type": "case-slide-thumb", "slide": ALL}, "id"),
+    )
+    def mark_slides(selected, visit, days, ids):
+        near = nearest_by_day(days["slides"], days["visits"][visit] if visit is not None and days["visits"] else None)
+        return ["slide-strip-item" + (" selected" if i["slide"] == selected else "") + (" near-visit" if i["slide"] == near else "")
+                for i in ids]
+
+    @app.callback(
+        Output("visit-chip-slide", "children"), Output("visit-chip-patient", "children"), Output("visit-chip-report", "children"),
+        Output("case-report-choice", "value"),
+        Input("selected-visit", "data"), State("case-days", "data"), prevent_initial_call=True,
+    )
+    def follow_visit(visit, days):
+        if visit is None:
+            return no_update, no_update, no_update, no_update
+        text = _visit_chip("", visit, days["visits"]).children
+        report_id = nearest_by_day(days["reports"], days["visits"][visit])
+        return text, text, text, report_id if report_id is not None else no_update
+
+    @app.callback(Output("case-report-panel", "children"), Input("case-report-choice", "value"))
+    def show_report(report_id):
+        return _safe(lambda: report.panel(workspace, report_id), "case-report-error") if report_id else ""
+
+    # The link to this view is rewritten in the address bar (history.replaceState) without reloading the page.
+    app.clientside_callback(
+        ClientsideFunction(namespace="casePage", function_name="deepLink"),
+        Output("case-link", "value"),
+        Input("case-id", "data"), Input("case-selected-slide", "data"), Input("selected-visit", "data"), Input("case-report-choice", "value"),
+        Input("slide-map", "zoom"), Input("slide-map", "center"), Input("heat-layer-choice", "value"),
+    )
+
+    review_form.register_callbacks(app, workspace)
+    case_export.register_callbacks(app, workspace, explainers)

@@ -1,11 +1,12 @@
-"""Cohort page: every patient with patient-level model outputs; paged and sorted by the database."""
+"""Cohort page: every patient with patient-level model outputs, review status and model-vs-label checks, as
+worklists (all, unreviewed, flagged, model disagrees with label); filtered, paged and sorted by the database."""
 
 from __future__ import annotations
 
 import dash_bootstrap_components as dbc
-from dash import Dash, Input, Output, dash_table, html
+from dash import Dash, Input, Output, ctx, dash_table, html
 
-from core.store.cohort import cohort_page
+from core.store.cohort import DECISION_THRESHOLD, WORKLISTS, cohort_page, worklist_counts
 from core.workspace import Workspace
 
 PAGE_SIZE = 15
@@ -13,6 +14,14 @@ _BASE_COLUMNS = [
     ("patient_id", "Patient"), ("age", "Age"), ("sex", "Sex"), ("onset_type", "Onset"),
     ("slides", "Slides"), ("visits", "Visits"), ("reports", "Reports"),
 ]
+_REVIEW_COLUMNS = [("review", "Review"), ("flagged", "Flagged"), ("disagreements", "Model vs label")]
+_REVIEW_TOOLTIPS = {
+    "review": "unreviewed: no verdict yet · in review: some verdicts, not all signed off · signed off: the latest "
+              "slide, patient and report verdicts (for what the case has) are all signed off",
+    "flagged": "a latest verdict carries a flag (second opinion, poor stain, ...)",
+    "disagreements": f"labelled slides, reports and visits where a model's stored prediction is on the other side of "
+                     f"{DECISION_THRESHOLD} from the recorded label (disagreeing of compared model-subject pairs)",
+}
 
 
 def scored_models(workspace: Workspace) -> list[str]:
@@ -20,45 +29,94 @@ def scored_models(workspace: Workspace) -> list[str]:
     return [m for m, manifest in workspace.manifests.items() if manifest.task != "patch"]
 
 
+def _help_text() -> html.Details:
+    return html.Details([
+        html.Summary("How review status and model vs label are worked out", className="small"),
+        html.Ul([
+            html.Li("Review: unreviewed (no verdict saved), in review, or signed off (the latest verdict of every "
+                    "modality the case has, slide, patient (visits) and report, is signed off)."),
+            html.Li("Flagged: any latest verdict of the case carries a flag."),
+            html.Li(f"Model vs label: each labelled slide, report and visit is compared with every shown model's stored "
+                    f"prediction for it; the model disagrees when its score is {DECISION_THRESHOLD} or more and the label "
+                    f"is negative, or below {DECISION_THRESHOLD} and the label is positive. Shown as how many of the "
+                    "compared pairs disagree; a dash means nothing labelled could be compared. Patient-level scores "
+                    "(a summary over subjects) are not compared."),
+        ], className="small text-muted mb-0"),
+    ], className="mb-2")
+
+
 def layout(workspace: Workspace) -> html.Div:
     columns = [{"id": "patient_id", "name": "Patient", "presentation": "markdown"}]
     columns += [{"id": c, "name": n} for c, n in _BASE_COLUMNS[1:]]
-    tooltips = {}
+    tooltips = dict(_REVIEW_TOOLTIPS)
     for model_id in scored_models(workspace):
         m = workspace.manifest(model_id)
         columns.append({"id": f"score:{model_id}", "name": m.positive_class or m.class_names[-1],
                         "type": "numeric", "format": {"specifier": ".2f"}})
         tooltips[f"score:{model_id}"] = f"{m.name} [{model_id}]"
+    columns += [{"id": c, "name": n} for c, n in _REVIEW_COLUMNS]
     return html.Div([
         html.H2("Cohort"),
         html.P(f"{workspace.name}. Open a case to review its slides, visits and reports. Scores are the "
                "stored model outputs per patient (highest over a patient's slides and reports; latest visit).",
                className="text-muted"),
+        html.Div([
+            html.Span("Show:", className="me-2 fw-semibold"),
+            dbc.RadioItems(id="cohort-worklist", options=[{"label": name, "value": key} for key, name in WORKLISTS.items()],
+                           value="all", inline=True, className="d-inline-block"),
+        ], className="mb-1"),
+        _help_text(),
         dash_table.DataTable(
             id="cohort-table", columns=columns, page_current=0, page_size=PAGE_SIZE, page_action="custom",
             sort_action="custom", sort_mode="single", sort_by=[], markdown_options={"link_target": "_self"},
             tooltip_header=tooltips, tooltip_delay=0, tooltip_duration=None,
             style_table={"overflowX": "auto"}, style_cell={"fontFamily": "inherit", "padding": "6px"},
             style_header={"fontWeight": "600", "backgroundColor": "#f3f5f8"},
+            style_data_conditional=[
+                {"if": {"filter_query": "{disagreements} contains 'disagree'", "column_id": "disagreements"},
+                 "color": "#b02a37", "fontWeight": "600"},
+                {"if": {"filter_query": "{flagged} contains 'flagged'", "column_id": "flagged"}, "color": "#b35c00"},
+                {"if": {"filter_query": "{review} = 'signed off'", "column_id": "review"}, "color": "#1e7b34"},
+            ],
         ),
         html.Div(id="cohort-status", className="text-muted small mt-2"),
     ])
 
 
+def _display(row: dict) -> dict:
+    """Cell texts: a link to the case, the flag, and how many compared predictions disagree with their labels."""
+    pid, disagreements, compared = row["patient_id"], row.pop("disagreements"), row.pop("labelled")
+    row["patient_id"] = f"[{pid}](/case/{pid})"
+    row["flagged"] = "⚑ flagged" if row["flagged"] else ""
+    if compared is None:
+        row["disagreements"] = "—"
+    else:
+        row["disagreements"] = f"{disagreements}/{compared} disagree" if disagreements else f"agrees ({compared})"
+    return row
+
+
 def register_callbacks(app: Dash, workspace: Workspace) -> None:
     @app.callback(
-        Output("cohort-table", "data"), Output("cohort-table", "page_count"), Output("cohort-status", "children"),
+        Output("cohort-table", "data"), Output("cohort-table", "page_count"), Output("cohort-table", "page_current"),
+        Output("cohort-status", "children"), Output("cohort-worklist", "options"),
         Input("cohort-table", "page_current"), Input("cohort-table", "page_size"), Input("cohort-table", "sort_by"),
+        Input("cohort-worklist", "value"),
     )
-    def show_cohort_page(page, page_size, sort_by):
+    def show_cohort_page(page, page_size, sort_by, worklist):
+        worklist = worklist or "all"
+        page_size = page_size or PAGE_SIZE
+        page = 0 if ctx.triggered_id == "cohort-worklist" else page or 0
         sort = (sort_by or [{"column_id": "patient_id", "direction": "asc"}])[0]
+        models = scored_models(workspace)
         with workspace.store.session() as s:
-            result = cohort_page(s, scored_models(workspace), page or 0, page_size or PAGE_SIZE,
-                                 sort["column_id"], sort["direction"] == "desc")
-        for row in result.rows:
-            row["patient_id"] = f"[{row['patient_id']}](/case/{row['patient_id']})"
-        pages = max(1, -(-result.total // (page_size or PAGE_SIZE)))
-        return result.rows, pages, f"{result.total} patients · page {(page or 0) + 1} of {pages}"
+            counts = worklist_counts(s, models)
+            pages = max(1, -(-counts[worklist] // page_size))
+            page = min(page, pages - 1)  # a worklist that shrank since the page was turned
+            result = cohort_page(s, models, page, page_size, sort["column_id"], sort["direction"] == "desc", worklist)
+        options = [{"label": f"{name} ({counts[key]})", "value": key} for key, name in WORKLISTS.items()]
+        shown = f"{result.total} patients" if worklist == "all" else \
+            f"{result.total} of {counts['all']} patients ({WORKLISTS[worklist].lower()})"
+        return [_display(r) for r in result.rows], pages, page, f"{shown} · page {page + 1} of {pages}", options
 
 
 def nav_item() -> dbc.NavItem:

@@ -42,7 +42,7 @@ def model_card(manifest: ModelManifest) -> dbc.Card:
 
 
 def _localisation_card(workspace: Workspace) -> html.Div:
-    if not any(m.task == "patch" for m in workspace.manifests.values()):
+    if not workspace.models_for("patch"):
         return html.Div()
     return dbc.Card([
         dbc.CardHeader("Localisation methods on held-out slides with ground truth"),
@@ -59,7 +59,7 @@ def _localisation_card(workspace: Workspace) -> html.Div:
 def register_callbacks(app: Dash, workspace: Workspace) -> None:
     @app.callback(Output("localisation-table", "children"), Input("localisation-run", "n_clicks"), prevent_initial_call=True)
     def show_localisation_table(_clicks):
-        patch_model = next(m for m, man in workspace.manifests.items() if man.task == "patch")
+        patch_model = workspace.models_for("patch")[0]
         table = cohort_comparison(workspace, patch_model)
         if not table:
             return html.P("No slide with a ground-truth mask.", className="small text-muted")

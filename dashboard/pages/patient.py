@@ -15,12 +15,22 @@ from dashboard.figures.visit_risk import visit_risk_figure
 def layout(workspace: Workspace, explainers: PatientExplainers, patient_id: str) -> html.Div:
     expl = explainers.explain(patient_id)
     return html.Div([
-        dcc.Store(id="patient-id", data=patient_id),
-        dcc.Store(id="selected-visit", data=len(expl.days) - 1),
-        dcc.Store(id="whatif-store", data=None),
         html.H2(f"Patient {patient_id}", id="patient-title"),
         html.P([html.A(f"Case {patient_id}", href=f"/case/{patient_id}"),
                 f" · {len(expl.days)} visits · model {expl.model_id} · click a visit to explain it"], className="text-muted"),
+        panel(explainers, patient_id),
+    ])
+
+
+def panel(explainers: PatientExplainers, patient_id: str, visit: int | None = None) -> html.Div:
+    """Risk trajectory, visit importance, SHAP waterfall and what-if edits; ``visit`` (0-based) is the one explained
+    first (default: the last). The patient page and the case page both show it."""
+    expl = explainers.explain(patient_id)
+    selected = visit if visit is not None and 0 <= visit < len(expl.days) else len(expl.days) - 1
+    return html.Div([
+        dcc.Store(id="patient-id", data=patient_id),
+        dcc.Store(id="selected-visit", data=selected),
+        dcc.Store(id="whatif-store", data=None),
         dbc.Row([
             dbc.Col(dcc.Graph(id="patient-risk", config={"displaylogo": False}), lg=7),
             dbc.Col([html.Div(id="visit-outcome"), html.Div(id="visit-salient", className="mt-2")], lg=5),

@@ -13,8 +13,8 @@ from dashboard.components.highlighted_text import highlighted_report, weight_leg
 from dashboard.figures.report_figures import word_weight_figure
 
 
-def _report_model(workspace: Workspace) -> str:
-    models = [m for m, manifest in workspace.manifests.items() if manifest.task == "report"]
+def report_model_id(workspace: Workspace) -> str:
+    models = workspace.models_for("report")
     if not models:
         raise DashboardError("this workspace has no report model")
     return models[0]
@@ -42,17 +42,26 @@ def _settings_form() -> dbc.Row:
 
 def layout(workspace: Workspace, report_id: str) -> html.Div:
     report = stored_report(workspace, report_id)
-    model = workspace.manifest(_report_model(workspace))
+    model = workspace.manifest(report_model_id(workspace))
+    label = "" if report.label is None else f" · recorded label: {model.class_names[report.label]}"
+    return html.Div([
+        html.H2(f"Report {report_id}", id="report-title"),
+        html.P([html.A(f"Case {report.patient_id}", href=f"/case/{report.patient_id}"), label], className="text-muted"),
+        panel(workspace, report_id),
+    ])
+
+
+def panel(workspace: Workspace, report_id: str) -> html.Div:
+    """The report with LIME highlights, stability, settings and what-if editing (report page and case page)."""
+    report = stored_report(workspace, report_id)
+    model = workspace.manifest(report_model_id(workspace))
     notices = []
     if "\ufffd" in report.text:
         notices.append(dbc.Alert("This stored report contains bytes that are not valid UTF-8; they are shown as � and "
                                  "the explanation is of the decoded text.", color="warning", id="report-encoding-warning"))
-    label = "" if report.label is None else f" · recorded label: {model.class_names[report.label]}"
     return html.Div([
-        dcc.Store(id="report-id", data=report_id),
-        html.H2(f"Report {report_id}", id="report-title"),
-        html.P([html.A(f"Case {report.patient_id}", href=f"/case/{report.patient_id}"), label], className="text-muted"),
         *notices,
+        dcc.Store(id="report-id", data=report_id),
         dbc.Row([
             dbc.Col([
                 html.H5("What the model reads"),
@@ -100,7 +109,7 @@ def register_callbacks(app: Dash, workspace: Workspace) -> None:
     def explain_stored_report(_clicks, class_name, report_id, num_features, num_samples, seed, kernel_width):
         try:
             settings = _settings(num_features, num_samples, seed, kernel_width)
-            model = workspace.model(_report_model(workspace))
+            model = workspace.model(report_model_id(workspace))
             text = stored_report(workspace, report_id).text
             explanation = explain_report(text, model, settings)
             stability = explanation_stability(text, model, settings, n_seeds=5)
@@ -127,7 +136,7 @@ def register_callbacks(app: Dash, workspace: Workspace) -> None:
     def explain_edited_report(_clicks, edited, report_id, class_name, num_features, num_samples, seed, kernel_width):
         try:
             settings = _settings(num_features, num_samples, seed, kernel_width)
-            model = workspace.model(_report_model(workspace))
+            model = workspace.model(report_model_id(workspace))
             original_text = stored_report(workspace, report_id).text
             original = explain_report(original_text, model, settings)
             edit = explain_report(edited or "", model, settings)

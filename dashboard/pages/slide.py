@@ -40,22 +40,37 @@ from dashboard.figures.slide_figures import grade_fraction_figure
 VIEWER_PX = 720  # approximate viewer width, for the initial fit-to-slide zoom
 
 
-def _patch_models(workspace: Workspace) -> list[str]:
-    return [m for m, manifest in workspace.manifests.items() if manifest.task == "patch"]
-
-
 def map_bounds(g: SlideGeometry) -> list[list[float]]:
     """Slide extent in map units (CRS.Simple; a level-0 pixel is 2^-max_zoom units, y downwards is -lat)."""
     scale = 2.0**g.max_zoom
     return [[-g.height / scale, 0.0], [0.0, g.width / scale]]
 
 
-def _map(g: SlideGeometry) -> dl.Map:
+def _fit_zoom(g: SlideGeometry) -> int:
+    return max(0, g.max_zoom - math.ceil(math.log2(max(g.width, g.height) / VIEWER_PX)))
+
+
+def restored_view(g: SlideGeometry, view: dict | None) -> tuple[list[float], int]:
+    """Map centre and zoom: fit-to-slide, or a deep link's ``lat``/``lng``/``z`` when they lie on the slide."""
     bounds = map_bounds(g)
-    fit_zoom = max(0, g.max_zoom - math.ceil(math.log2(max(g.width, g.height) / VIEWER_PX)))
+    fit_zoom = _fit_zoom(g)
+    center, zoom = [bounds[0][0] / 2, bounds[1][1] / 2], fit_zoom
+    try:
+        lat, lng, z = float(view["lat"]), float(view["lng"]), int(view["z"])
+    except (TypeError, KeyError, ValueError):
+        return center, zoom
+    if bounds[0][0] <= lat <= 0 and 0 <= lng <= bounds[1][1] and max(0, fit_zoom - 1) <= z <= g.max_zoom + 1:
+        return [lat, lng], z
+    return center, zoom
+
+
+def _map(g: SlideGeometry, view: dict | None = None) -> dl.Map:
+    bounds = map_bounds(g)
+    fit_zoom = _fit_zoom(g)
+    center, zoom = restored_view(g, view)
     base = f"/slides/{g.slide_id}/tiles/{{z}}/{{x}}/{{y}}.jpeg"
     return dl.Map(
-        id="slide-map", crs="Simple", center=[bounds[0][0] / 2, bounds[1][1] / 2], zoom=fit_zoom,
+        id="slide-map", crs="Simple", center=center, zoom=zoom,
         minZoom=max(0, fit_zoom - 1), maxZoom=g.max_zoom + 1, maxBounds=[[bounds[0][0] * 1.5, -bounds[1][1] * 0.5], [-bounds[0][0] * 0.5, bounds[1][1] * 1.5]],
         zoomSnap=1, trackViewport=True, style={"height": "640px", "background": "#f4f4f4"},
         children=[
@@ -78,13 +93,13 @@ def _overview(g: SlideGeometry) -> html.Div:
     ], id="overview", className="overview")
 
 
-def _controls(workspace: Workspace, class_names: list[str]) -> list:
-    models = _patch_models(workspace)
+def _controls(workspace: Workspace, class_names: list[str], layer: str = TUMOUR_LAYER) -> list:
+    models = workspace.models_for("patch")
     layers = [{"label": "Tumour probability (1 − benign)", "value": TUMOUR_LAYER},
               {"label": "Class map (argmax)", "value": ARGMAX_LAYER}]
     layers += [{"label": f"P({c})", "value": c} for c in class_names]
     layers += [{"label": "Tissue mask", "value": TISSUE_LAYER}]
-    if any(m.task == "mil" for m in workspace.manifests.values()):
+    if workspace.models_for("mil"):
         layers.append({"label": "MIL attention", "value": ATTENTION_LAYER})
     layers += [{"label": f"{label} (stitched, predicted tumour class)", "value": value}
                for label, value in zip(("CAM", "Grad-CAM", "Grad-CAM++"), CAM_LAYERS, strict=True)]
@@ -100,7 +115,8 @@ def _controls(workspace: Workspace, class_names: list[str]) -> list:
         html.Div(id="heat-status", className="small text-muted mt-1"),
         html.Hr(),
         dbc.Label("Layer"),
-        dcc.Dropdown(id="heat-layer-choice", options=layers, value=TUMOUR_LAYER, clearable=False),
+        dcc.Dropdown(id="heat-layer-choice", options=layers, value=layer if layer in [o["value"] for o in layers] else TUMOUR_LAYER,
+                     clearable=False),
         dbc.Label("Reconstruction", className="mt-2"),
         dbc.RadioItems(id="heat-method", options=[{"label": "overlap mean", "value": "overlap"}, {"label": "bilinear", "value": "bilinear"}],
                        value="overlap", inline=True),
@@ -119,25 +135,31 @@ def _controls(workspace: Workspace, class_names: list[str]) -> list:
 
 def layout(workspace: Workspace, tiles: TileService, slide_id: str) -> html.Div:
     with workspace.store.session() as s:
-        record = slide_record(s, slide_id)
-        patient_id, has_mask = record.patient_id, bool(record.mask_file)
-    header = [html.H2(f"Slide {slide_id}", id="slide-title"),
-              html.P([html.A(f"Case {patient_id}", href=f"/case/{patient_id}")], className="mb-2")]
+        patient_id = slide_record(s, slide_id).patient_id
+    return html.Div([html.H2(f"Slide {slide_id}", id="slide-title"),
+                     html.P([html.A(f"Case {patient_id}", href=f"/case/{patient_id}")], className="mb-2"),
+                     viewer_panel(workspace, tiles, slide_id)])
+
+
+def viewer_panel(workspace: Workspace, tiles: TileService, slide_id: str, view: dict | None = None) -> html.Div:
+    """The viewer with its controls, heatmap job, patch inspector and MIL panel; ``view`` restores a deep link
+    (``lat``, ``lng``, ``z``, ``layer``). The slide page and the case page both show it."""
+    with workspace.store.session() as s:
+        has_mask = bool(slide_record(s, slide_id).mask_file)
     try:
         g = tiles.geometry(slide_id)
     except SlideReadError as exc:
-        return html.Div([*header, dbc.Alert(str(exc), color="danger", id="slide-error")])
-    models = _patch_models(workspace)
+        return html.Div(dbc.Alert(str(exc), color="danger", id="slide-error"))
+    models = workspace.models_for("patch")
     heat = cached_heatmap(workspace, slide_id, models[0]) if models else None
     class_names = list(workspace.manifest(models[0]).class_names) if models else []
     return html.Div([
         dcc.Store(id="slide-ctx", data={"slide_id": slide_id, "max_zoom": g.max_zoom, "mpp": g.mpp, "width": g.width, "height": g.height}),
         dcc.Store(id="heat-key", data=heat.key if heat else None),
-        *header,
         html.P(f"{g.width:,} x {g.height:,} px at {g.mpp} µm/px · {g.max_zoom + 1} Deep Zoom levels", className="text-muted small"),
         dbc.Row([
             dbc.Col([
-                html.Div([_map(g), html.Div([html.Div(id="scale-bar-line", className="scale-bar-line"),
+                html.Div([_map(g, view), html.Div([html.Div(id="scale-bar-line", className="scale-bar-line"),
                                               html.Span(id="scale-bar-text", className="scale-bar-text")],
                                              id="scale-bar", className="scale-bar")], className="slide-viewer"),
                 html.Div(id="selected-patch-info", className="small mt-2"),
@@ -149,7 +171,7 @@ def layout(workspace: Workspace, tiles: TileService, slide_id: str) -> html.Div:
             ], lg=8),
             dbc.Col([
                 html.Div(_overview(g), className="mb-3"),
-                *_controls(workspace, class_names),
+                *_controls(workspace, class_names, (view or {}).get("layer", TUMOUR_LAYER)),
             ], lg=4),
         ]),
         dbc.Row([

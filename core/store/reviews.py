@@ -1,0 +1,167 @@
+"""Reviewer verdicts per case and modality: append-only versions with an optimistic version check.
+
+A reviewer's form remembers the version it showed (``review_versions``); saving passes it back as
+``expected_version``. If someone saved in between, the save is refused with ``ReviewConflict`` and
+nothing is written, so no verdict is silently overwritten. Two saves racing on the same version are
+settled by the unique (patient, modality, version) index: the database accepts exactly one, in any
+number of processes and on SQLite or PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+
+from core.errors import DashboardError, NotFoundError
+from core.store.database import CaseStore
+from core.store.schema import AuditEvent, Patient, Review
+
+MODALITIES = ("slide", "patient", "report")
+VERDICTS = ("agree", "disagree", "uncertain")
+FLAGS = ("second opinion", "poor stain", "artefact", "label suspect", "teaching case")  # suggestions; free text allowed
+MAX_COMMENT_CHARS = 10_000
+MAX_FLAGS = 20
+MAX_FLAG_CHARS = 64
+MAX_USER_CHARS = 64
+_MODALITY_NAMES = {"slide": "slide", "patient": "patient (visits)", "report": "report"}
+
+
+@dataclass(frozen=True)
+class ReviewEntry:
+    patient_id: str
+    modality: str
+    verdict: str
+    comment: str
+    flags: tuple[str, ...]
+    signed_off: bool
+    user: str
+    version: int
+    at: datetime  # UTC
+
+    @classmethod
+    def from_row(cls, row: Review) -> ReviewEntry:
+        at = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)  # SQLite drops the zone
+        return cls(patient_id=row.patient_id, modality=row.modality, verdict=row.verdict, comment=row.comment or "",
+                   flags=tuple(row.flags or ()), signed_off=bool(row.signed_off), user=row.user, version=row.version, at=at)
+
+
+class ReviewConflict(DashboardError):
+    """Someone saved this verdict since the reviewer opened it; their entry is in ``current``."""
+
+    def __init__(self, patient_id: str, modality: str, user: str, expected_version: int, current: ReviewEntry | None) -> None:
+        self.current = current
+        self.expected_version = expected_version
+        what = f"the {_MODALITY_NAMES.get(modality, modality)} verdict on {patient_id}"
+        if current is None:
+            message = (f"{what} you opened (version {expected_version}) is no longer in the case store; "
+                       "your entry was not saved — reload the case, then save again")
+        else:
+            who = "you saved" if current.user == user else f"another reviewer ({current.user}, {current.at:%Y-%m-%d %H:%M} UTC) saved"
+            when = f" in another window ({current.at:%Y-%m-%d %H:%M} UTC)" if current.user == user else ""
+            message = (f"{who} {what}{when} since you opened it (now version {current.version}, "
+                       f"{current.verdict}{', signed off' if current.signed_off else ''}); your entry was not saved — "
+                       "reload to see theirs, then save again")
+        super().__init__(message)
+
+
+def _clean_flags(flags) -> tuple[str, ...]:
+    if isinstance(flags, str) or not all(isinstance(f, str) for f in flags or ()):
+        raise DashboardError("flags must be a list of short texts, e.g. ['second opinion']")
+    cleaned = tuple(dict.fromkeys(f.strip() for f in flags or () if f.strip()))
+    if len(cleaned) > MAX_FLAGS:
+        raise DashboardError(f"at most {MAX_FLAGS} flags per verdict (got {len(cleaned)})")
+    too_long = [f for f in cleaned if len(f) > MAX_FLAG_CHARS]
+    if too_long:
+        raise DashboardError(f"a flag is at most {MAX_FLAG_CHARS} characters; shorten {too_long[0][:20]!r}…")
+    return cleaned
+
+
+def _validate(modality: str, verdict: str, comment: str, user: str, expected_version: int) -> None:
+    if modality not in MODALITIES:
+        raise DashboardError(f"unknown review modality {modality!r}; choose one of {', '.join(MODALITIES)}")
+    if verdict not in VERDICTS:
+        raise DashboardError(f"unknown verdict {verdict!r}; choose one of {', '.join(VERDICTS)}")
+    if not isinstance(user, str) or not user.strip():
+        raise DashboardError("a verdict needs the reviewer's name; sign in or enter your user name")
+    if len(user.strip()) > MAX_USER_CHARS:
+        raise DashboardError(f"a user name is at most {MAX_USER_CHARS} characters")
+    if not isinstance(comment, str) or len(comment) > MAX_COMMENT_CHARS:
+        raise DashboardError(f"the comment is at most {MAX_COMMENT_CHARS:,} characters; shorten it or attach a report")
+    if isinstance(expected_version, bool) or not isinstance(expected_version, int) or expected_version < 0:
+        raise DashboardError(f"expected version must be a whole number >= 0 (got {expected_version!r})")
+
+
+def _latest(session: Session, patient_id: str, modality: str) -> Review | None:
+    return session.scalars(select(Review).where(Review.patient_id == patient_id, Review.modality == modality)
+                           .order_by(Review.version.desc()).limit(1)).first()
+
+
+def record_review(store: CaseStore, patient_id: str, modality: str, verdict: str, comment: str, flags,
+                  signed_off: bool, user: str, expected_version: int) -> ReviewEntry:
+    """Append version ``expected_version + 1`` of the (patient, modality) verdict and an audit event.
+
+    ``expected_version`` is the version the reviewer saw (0: none yet). Raises ``ReviewConflict`` when the
+    latest version differs, or when a concurrent save of the same version wins; ``NotFoundError`` for an
+    unknown patient; ``DashboardError`` for invalid input. On any error nothing is written."""
+    _validate(modality, verdict, comment, user, expected_version)
+    clean_flags = _clean_flags(flags)
+    user = user.strip()
+    try:
+        with store.session() as s:
+            if s.get(Patient, patient_id) is None:
+                raise NotFoundError(f"no patient {patient_id!r} in this workspace")
+            latest = _latest(s, patient_id, modality)
+            if (latest.version if latest else 0) != expected_version:
+                raise ReviewConflict(patient_id, modality, user, expected_version, latest and ReviewEntry.from_row(latest))
+            row = Review(patient_id=patient_id, modality=modality, verdict=verdict, comment=comment, flags=list(clean_flags),
+                         signed_off=bool(signed_off), user=user, version=expected_version + 1)
+            s.add(row)
+            s.flush()  # the unique index refuses a version a concurrent writer has just taken
+            s.add(AuditEvent(user=user, action="review_saved", target=patient_id,
+                             detail={"modality": modality, "verdict": verdict, "version": row.version,
+                                     "signed_off": bool(signed_off), "flags": list(clean_flags)}))
+            s.flush()
+            entry = ReviewEntry.from_row(row)
+    except IntegrityError:
+        with store.session() as s:
+            latest = _latest(s, patient_id, modality)
+            raise ReviewConflict(patient_id, modality, user, expected_version,
+                                 latest and ReviewEntry.from_row(latest)) from None
+    except OperationalError as exc:  # e.g. SQLite still locked by another writer after the busy timeout
+        raise DashboardError(f"the case store did not accept the verdict ({exc.orig}); nothing was saved — "
+                             "try again in a moment") from exc
+    return entry
+
+
+def _latest_versions(patient_id: str):
+    return (select(Review.modality, func.max(Review.version).label("version"))
+            .where(Review.patient_id == patient_id).group_by(Review.modality).subquery())
+
+
+def current_reviews(store: CaseStore, patient_id: str) -> dict[str, ReviewEntry]:
+    """The latest verdict per modality (modalities without one are absent)."""
+    latest = _latest_versions(patient_id)
+    with store.session() as s:
+        rows = s.scalars(select(Review).join(latest, (Review.modality == latest.c.modality) & (Review.version == latest.c.version))
+                         .where(Review.patient_id == patient_id))
+        entries = {r.modality: ReviewEntry.from_row(r) for r in rows}
+    return {m: entries[m] for m in MODALITIES if m in entries}
+
+
+def review_history(store: CaseStore, patient_id: str) -> list[ReviewEntry]:
+    """Every saved verdict of the case, all modalities, newest first."""
+    with store.session() as s:
+        rows = s.scalars(select(Review).where(Review.patient_id == patient_id).order_by(Review.id.desc()))
+        return [ReviewEntry.from_row(r) for r in rows]
+
+
+def review_versions(store: CaseStore, patient_id: str) -> dict[str, int]:
+    """Modality -> latest version (0 when none): what a review form keeps as its expected versions."""
+    with store.session() as s:
+        found = {modality: version for modality, version in s.execute(
+            select(Review.modality, func.max(Review.version)).where(Review.patient_id == patient_id).group_by(Review.modality))}
+    return {m: int(found.get(m) or 0) for m in MODALITIES}

@@ -1,0 +1,112 @@
+"""The case review form: a verdict per modality, comment, flags and sign-off, with history and a version check."""
+
+from __future__ import annotations
+
+import dash_bootstrap_components as dbc
+from dash import ALL, Dash, Input, Output, State, callback_context, dcc, html, no_update
+
+from core.errors import DashboardError
+from core.store.reviews import FLAGS, MODALITIES, VERDICTS, ReviewConflict, ReviewEntry, current_reviews, record_review, review_history, review_versions
+from core.workspace import Workspace
+
+VERDICT_COLOURS = {"agree": "success", "disagree": "danger", "uncertain": "warning"}
+
+
+def review_status(current: dict[str, ReviewEntry]) -> str:
+    if not current:
+        return "unreviewed"
+    if all(m in current and current[m].signed_off for m in MODALITIES):
+        return "signed off"
+    return "in review"
+
+
+def _status_badge(current: dict[str, ReviewEntry]) -> dbc.Badge:
+    status = review_status(current)
+    colour = {"unreviewed": "secondary", "signed off": "success"}.get(status, "primary")
+    return dbc.Badge(status, color=colour, id="review-status-badge")
+
+
+def status_badge(workspace: Workspace, patient_id: str) -> html.Span:
+    return html.Span(_status_badge(current_reviews(workspace.store, patient_id)), id="review-status")
+
+
+def history_table(entries: list[ReviewEntry]) -> html.Div:
+    if not entries:
+        return html.P("No verdicts recorded for this case yet.", className="small text-muted", id="review-history-empty")
+    rows = [html.Tr([html.Td(e.at.strftime("%Y-%m-%d %H:%M UTC")), html.Td(e.user), html.Td(e.modality),
+                     html.Td(dbc.Badge(e.verdict, color=VERDICT_COLOURS.get(e.verdict, "secondary"))), html.Td(e.comment, className="review-comment"),
+                     html.Td(", ".join(e.flags)), html.Td("signed off" if e.signed_off else ""), html.Td(f"v{e.version}")],
+                    className="review-history-row") for e in entries]
+    head = html.Thead(html.Tr([html.Th(h) for h in ("When", "Reviewer", "Modality", "Verdict", "Comment", "Flags", "", "Version")]))
+    return dbc.Table([head, html.Tbody(rows)], size="sm", striped=True, id="review-history-table", className="small")
+
+
+def _modality_form(modality: str, entry: ReviewEntry | None) -> dbc.Col:
+    key = {"modality": modality}
+    return dbc.Col([
+        html.H6(modality.capitalize()),
+        html.Div(f"current: {entry.verdict} by {entry.user} (v{entry.version})" if entry else "no verdict yet",
+                 className="small text-muted mb-1", id={"type": "review-current", **key}),
+        dbc.RadioItems(id={"type": "review-verdict", **key}, options=[{"label": v, "value": v} for v in VERDICTS],
+                       value=entry.verdict if entry else None, inline=True),
+        dbc.Textarea(id={"type": "review-comment", **key}, value=entry.comment if entry else "", placeholder="comment", rows=2,
+                     maxLength=10_000, className="small mt-1"),
+        dbc.Checklist(id={"type": "review-flags", **key}, options=[{"label": f, "value": f} for f in FLAGS],
+                      value=list(entry.flags) if entry else [], className="small mt-1"),
+        dbc.Switch(id={"type": "review-signoff", **key}, label="sign off", value=bool(entry and entry.signed_off), className="small"),
+        dbc.Button(f"Save {modality} verdict", id={"type": "review-save", **key}, size="sm", color="primary", n_clicks=0, className="mt-1"),
+    ], md=4, className="review-modality")
+
+
+def card(workspace: Workspace, patient_id: str) -> dbc.Card:
+    current = current_reviews(workspace.store, patient_id)
+    return dbc.Card([
+        dbc.CardHeader("Review"),
+        dbc.CardBody([
+            dcc.Store(id="review-versions", data=review_versions(workspace.store, patient_id)),
+            dbc.InputGroup([dbc.InputGroupText("Reviewer"),
+                            dbc.Input(id="review-user", placeholder="your name", persistence=True, persistence_type="local", maxLength=64)],
+                           size="sm", className="mb-2", style={"maxWidth": "360px"}),
+            dbc.Row([_modality_form(m, current.get(m)) for m in MODALITIES]),
+            html.Div(id="review-message", className="mt-2"),
+            html.H6("History", className="mt-3"),
+            html.Div(history_table(review_history(workspace.store, patient_id)), id="review-history"),
+        ]),
+    ], className="mb-3", id="case-review-card")
+
+
+def register_callbacks(app: Dash, workspace: Workspace) -> None:
+    @app.callback(
+        Output("review-versions", "data"), Output("review-message", "children"), Output("review-history", "children"),
+        Output("review-status", "children"), Output({"type": "review-current", "modality": ALL}, "children"),
+        Input({"type": "review-save", "modality": ALL}, "n_clicks"),
+        State({"type": "review-verdict", "modality": ALL}, "value"), State({"type": "review-comment", "modality": ALL}, "value"),
+        State({"type": "review-flags", "modality": ALL}, "value"), State({"type": "review-signoff", "modality": ALL}, "value"),
+        State({"type": "review-save", "modality": ALL}, "id"),
+        State("review-versions", "data"), State("review-user", "value"), State("case-id", "data"),
+        prevent_initial_call=True,
+    )
+    def save_review(clicks, verdicts, comments, flags, signoffs, ids, versions, user, patient_id):
+        if not callback_context.triggered or not any(clicks):
+            return (no_update,) * 4 + ([no_update] * len(ids),)
+        modality = callback_context.triggered_id["modality"]
+        i = [x["modality"] for x in ids].index(modality)
+        unchanged = [no_update] * len(ids)
+        if not verdicts[i]:
+            return no_update, dbc.Alert(f"Choose agree, disagree or uncertain for the {modality} first.", color="warning",
+                                        id="review-alert"), no_update, no_update, unchanged
+        try:
+            entry = record_review(workspace.store, patient_id, modality, verdicts[i], comments[i] or "", flags[i] or [], bool(signoffs[i]),
+                                  (user or "").strip(), expected_version=int((versions or {}).get(modality, 0)))
+        except ReviewConflict as exc:
+            return no_update, dbc.Alert([str(exc), " ", html.A("Reload the case", href=f"/case/{patient_id}")], color="danger",
+                                        id="review-conflict"), no_update, no_update, unchanged
+        except DashboardError as exc:
+            return no_update, dbc.Alert(str(exc), color="warning", id="review-alert"), no_update, no_update, unchanged
+        current = current_reviews(workspace.store, patient_id)
+        currents = [f"current: {current[m].verdict} by {current[m].user} (v{current[m].version})" if m in current else "no verdict yet"
+                    for m in (x["modality"] for x in ids)]
+        message = dbc.Alert(f"Saved the {modality} verdict ({entry.verdict}, version {entry.version}).", color="success", id="review-saved",
+                            duration=8000)
+        return ({**(versions or {}), modality: entry.version}, message, history_table(review_history(workspace.store, patient_id)),
+                _status_badge(current), currents)

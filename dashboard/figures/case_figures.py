@@ -1,0 +1,177 @@
+"""The case page's exportable figures, rebuilt on the server from what the reviewer is looking at.
+
+A figure is never taken from the browser: the view (visit, what-if, report, LIME settings, slide layer and viewport)
+names it, and the same core calls that drew the panel draw it again, with provenance, for export or the case report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from core.errors import DashboardError
+from core.explain.patient_view import PatientExplainers, PatientExplanation
+from core.explain.text import LimeSettings, explain_report
+from core.export.case_report import CaseReportContent, ReportFigure
+from core.export.provenance import Provenance, model_provenance
+from core.export.slide_figure import SlideRegion, slide_figure, viewport_region
+from core.heatmaps.overlay import OverlayStyle
+from core.heatmaps.slide_heatmap import loaded_heatmap
+from core.store.cases import case_summary
+from core.store.reviews import review_history
+from core.workspace import Workspace
+from dashboard.figures.patient_figures import shap_waterfall_figure, visit_importance_figure
+from dashboard.figures.report_figures import word_weight_figure
+from dashboard.figures.visit_risk import visit_risk_figure
+from dashboard.pages.report import report_model_id, stored_report
+
+CASE_FIGURES = {
+    "slide": "Slide view with overlay",
+    "risk": "Risk at each visit",
+    "importance": "Visit importance",
+    "waterfall": "SHAP waterfall of the selected visit",
+    "lime": "Report word weights (LIME)",
+}
+MAX_EXPORT_WIDTH = 4000  # px; a larger slide export is refused rather than allowed to exhaust memory
+
+
+@dataclass
+class CaseView:
+    """What the reviewer sees on the case page, as plain values from the page's stores and controls."""
+
+    patient_id: str
+    visit: int | None = None
+    what_if: dict | None = None
+    report_id: str | None = None
+    lime: dict = field(default_factory=dict)  # class_name, num_features, num_samples, seed, kernel_width
+    heat_key: str | None = None
+    slide_id: str | None = None
+    style: dict = field(default_factory=dict)  # OverlayStyle fields
+    opacity: float = 0.5
+    bounds: list | None = None  # the viewer's Leaflet bounds
+    max_zoom: int | None = None
+    region_um: list | None = None  # [x, y, width, height] in µm; None = the current view
+    output_width: int = 1200
+
+
+def _patient(explainers: PatientExplainers, view: CaseView) -> tuple[PatientExplanation, PatientExplanation | None]:
+    stored = explainers.explain(view.patient_id)
+    edited = None
+    if view.what_if:
+        edited = explainers.what_if(view.patient_id, int(view.what_if["visit"]), view.what_if["values"])
+    return stored, edited
+
+
+def _visit(stored: PatientExplanation, view: CaseView) -> int:
+    t = len(stored.days) - 1 if view.visit is None else int(view.visit)
+    if not 0 <= t < len(stored.days):
+        raise DashboardError(f"visit {t + 1} does not exist for patient {view.patient_id}")
+    return t
+
+
+def _patient_figure(workspace: Workspace, explainers: PatientExplainers, name: str, view: CaseView) -> ReportFigure:
+    stored, edited = _patient(explainers, view)
+    t = _visit(stored, view)
+    manifest = workspace.manifest(stored.model_id)
+    positive = manifest.positive_class or manifest.class_names[-1]
+    suffix = " (what-if edit)" if edited else ""
+    settings = {"visit": t + 1, "what_if": bool(edited)}
+    if name == "risk":
+        fig = visit_risk_figure(stored.days, stored.shap.output, stored.labels, f"P({positive}) at each visit",
+                                what_if=(edited.days, edited.shap.output) if edited else None, selected=t)
+        return ReportFigure(CASE_FIGURES[name] + suffix, fig, model_provenance(workspace, stored.model_id, "risk per visit", settings))
+    if name == "importance":
+        fig = visit_importance_figure(stored.days, stored.importance["score"], compare=edited.importance["score"] if edited else None)
+        return ReportFigure(CASE_FIGURES[name] + suffix, fig,
+                            model_provenance(workspace, stored.model_id, "visit importance (occlusion + output change)", settings),
+                            "tanh(4 (0.7 occlusion + 0.3 output change)); red raises the final prediction, blue lowers it.")
+    shown = edited or stored
+    values = shown.feature_values(t)
+    fig = shap_waterfall_figure(shown.shap.base[t], shown.shap.phi[t], shown.feature_names, [values.get(n) for n in shown.feature_names],
+                                shown.shap.output[t], f"Visit {t + 1} (day {shown.days[t]:.0f}): from expected value to output{suffix}")
+    explainer = "SHAP (exact)" if shown.shap.exact else "SHAP (sampled)"
+    return ReportFigure(f"SHAP waterfall, visit {t + 1}{suffix}", fig, model_provenance(workspace, stored.model_id, explainer, settings),
+                        f"Additivity residual {shown.shap.additivity_residual:.1e}.")
+
+
+def _lime_figure(workspace: Workspace, view: CaseView) -> ReportFigure:
+    if not view.report_id:
+        raise DashboardError("this case has no report to explain")
+    model = workspace.model(report_model_id(workspace))
+    lime = view.lime or {}
+    try:
+        settings = LimeSettings(num_features=int(lime.get("num_features", 6)), num_samples=int(lime.get("num_samples", 5000)),
+                                seed=int(lime.get("seed", 0)), kernel_width=float(lime.get("kernel_width", 25.0))).validate()
+    except (TypeError, ValueError) as exc:
+        raise DashboardError("fill in every LIME setting with a number") from exc
+    explanation = explain_report(stored_report(workspace, view.report_id).text, model, settings)
+    predicted = explanation.predicted
+    provenance = model_provenance(workspace, model.id, explanation.provenance.get("explainer", "LIME"),
+                                  {**settings.__dict__, "report": view.report_id}, seed=settings.seed)
+    return ReportFigure(f"Report {view.report_id}: word weights (LIME)", word_weight_figure(explanation, settings.num_features), provenance,
+                        f"Predicted {predicted.class_name} (p = {predicted.probability:.3f}).")
+
+
+def _slide_figure(workspace: Workspace, view: CaseView) -> ReportFigure:
+    if not view.slide_id:
+        raise DashboardError("this case has no slide to export")
+    if not 100 <= int(view.output_width) <= MAX_EXPORT_WIDTH:
+        raise DashboardError(f"the export width must be between 100 and {MAX_EXPORT_WIDTH} px")
+    heat = loaded_heatmap(workspace, view.heat_key) if view.heat_key else None
+    if heat is not None and heat.slide_id != view.slide_id:
+        heat = None  # a stale key from the previously shown slide
+    with workspace.store.session() as s:
+        mpp = next(sl.mpp for sl in case_summary(s, view.patient_id).slides if sl.id == view.slide_id)
+    region = None
+    if view.region_um:
+        try:
+            x, y, w, h = (float(v) for v in view.region_um)
+        except (TypeError, ValueError) as exc:
+            raise DashboardError("give the region as four numbers in µm: x, y, width, height") from exc
+        region = SlideRegion(round(x / mpp), round(y / mpp), round(w / mpp), round(h / mpp))
+    elif view.bounds and view.max_zoom is not None:
+        region = viewport_region(view.bounds, int(view.max_zoom))
+    style = OverlayStyle(**view.style) if heat is not None and view.style else None
+    fig, provenance = slide_figure(workspace, view.slide_id, region=region, output_width=int(view.output_width), heat=heat, style=style,
+                                   opacity=float(view.opacity))
+    return ReportFigure(f"Slide {view.slide_id}", fig, provenance)
+
+
+def case_figure(workspace: Workspace, explainers: PatientExplainers, name: str, view: CaseView) -> ReportFigure:
+    """One of ``CASE_FIGURES``, with its provenance."""
+    if name == "slide":
+        return _slide_figure(workspace, view)
+    if name in ("risk", "importance", "waterfall"):
+        return _patient_figure(workspace, explainers, name, view)
+    if name == "lime":
+        return _lime_figure(workspace, view)
+    raise DashboardError(f"unknown figure {name!r}; choose one of {', '.join(CASE_FIGURES)}")
+
+
+def case_report_content(workspace: Workspace, view: CaseView, figures: list[ReportFigure]) -> CaseReportContent:
+    """Everything a case report holds besides its figures: demographics, stored model outputs, reviews."""
+    with workspace.store.session() as s:
+        case = case_summary(s, view.patient_id)
+        p = case.patient
+        summary = [("Age", "" if p.age is None else f"{p.age:.0f}"), ("Sex", p.sex or ""), ("Onset", p.onset_type or ""),
+                   ("Slides", str(len(case.slides))), ("Visits", str(len(case.visits))), ("Reports", str(len(case.reports)))]
+        subjects = {"slide": {sl.id: sl.label for sl in case.slides}, "report": {r.id: r.label for r in case.reports},
+                    "visit": {str(v.id): (f"visit day {v.day:.0f}", v.label) for v in case.visits}}
+        outputs = []
+        for model_id, kinds in case.predictions.items():
+            manifest = workspace.manifest(model_id) if model_id in workspace.manifests else None
+            positive = (manifest.positive_class or manifest.class_names[-1]) if manifest else "positive"
+            for kind, preds in kinds.items():
+                for subject_id, pred in preds.items():
+                    label = subjects.get(kind, {}).get(subject_id)
+                    name, label = label if isinstance(label, tuple) else (f"{kind} {subject_id}", label)
+                    outputs.append({"subject": name, "model_id": model_id, "weights_sha256": pred.weights_sha256,
+                                    "output": f"P({positive}) = {pred.score:.3f}", "label": "" if label is None else str(label)})
+    reviews = [{"modality": e.modality, "verdict": e.verdict, "comment": e.comment, "flags": list(e.flags), "signed_off": e.signed_off,
+                "user": e.user, "at": e.at.strftime("%Y-%m-%d %H:%M UTC"), "version": e.version}
+               for e in review_history(workspace.store, view.patient_id)]
+    return CaseReportContent(patient_id=view.patient_id, workspace_name=workspace.name, summary=summary,
+                             model_outputs=sorted(outputs, key=lambda o: (o["model_id"], o["subject"])), reviews=reviews, figures=figures)
+
+
+def provenance_line(provenance: Provenance | None) -> str:
+    return provenance.caption() if provenance else ""

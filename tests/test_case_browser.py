@@ -1,0 +1,163 @@
+"""The case page in headless Chromium: open a case from the cohort, select a visit and watch the linked panels,
+record a verdict that survives a reload, export a figure and a case report, and restore a deep link."""
+
+from __future__ import annotations
+
+import io
+import time
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+from PIL import Image
+from pypdf import PdfReader
+from selenium.webdriver import ActionChains
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from core.store.cases import case_summary
+from core.store.reviews import review_history
+from core.workspace import open_workspace
+from dashboard.figures.case_figures import CASE_FIGURES
+
+
+def _wait(browser, condition, timeout=90):
+    return WebDriverWait(browser, timeout).until(condition)
+
+
+def _text(browser, element_id: str) -> str:
+    found = browser.find_elements(By.ID, element_id)
+    return found[0].text if found else ""
+
+
+def _click(browser, element) -> None:
+    if isinstance(element, str):
+        element = browser.find_element(By.ID, element)
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'}); arguments[0].click()", element)
+
+
+def _plot_data(browser, graph_id: str) -> str:
+    return browser.execute_script(
+        f"const g = document.querySelector('#{graph_id} .js-plotly-plot'); return g && g.data && g.data.length ? JSON.stringify([g.data[0].y, g.data[0].x]) : ''")
+
+
+def _checked(browser, radio_id: str) -> str:
+    found = browser.find_elements(By.CSS_SELECTOR, f"#{radio_id} input:checked")
+    return found[0].get_attribute("value") if found else ""
+
+
+def _new_download(browser, suffix: str, before: set, timeout: float = 180):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done = [p for p in browser.download_dir.glob(f"*{suffix}") if p.name not in before]
+        if done and not list(browser.download_dir.glob("*.crdownload")):
+            return done[0].read_bytes()
+        time.sleep(0.3)
+    raise AssertionError(f"no {suffix} download within {timeout} s; have {sorted(p.name for p in browser.download_dir.iterdir())}")
+
+
+@pytest.fixture(scope="module")
+def case_patient(demo_workspace) -> dict:
+    """A patient with several slides, visits and reports, so every link between panels can show."""
+    ws = open_workspace(demo_workspace)
+    with ws.store.session() as s:
+        from core.store.schema import Patient
+
+        for pid in sorted(s.scalars(Patient.__table__.select().with_only_columns(Patient.id))):
+            case = case_summary(s, pid)
+            if len(case.slides) >= 2 and len(case.visits) >= 3 and len(case.reports) >= 2:
+                found = {"id": pid, "slides": [sl.id for sl in case.slides], "days": [v.day for v in case.visits],
+                         "reports": {r.id: r.day for r in case.reports}}
+                break
+    ws.store.dispose()
+    return found
+
+
+def test_case_review_from_the_cohort(live_server, browser, demo_workspace, case_patient):
+    pid = case_patient["id"]
+    browser.get(f"{live_server.url}/cohort")
+    link = _wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, f"a[href='/case/{pid}']"))[0]
+    _click(browser, link)
+    _wait(browser, lambda b: _text(b, "case-title") == f"Case {pid}")
+
+    # Default: the last visit, its waterfall, and the report nearest it with LIME highlights.
+    _wait(browser, lambda b: _plot_data(b, "visit-waterfall"))
+    _wait(browser, lambda b: b.find_elements(By.ID, "report-highlighted"))
+    last = len(case_patient["days"])
+    assert f"visit {last}" in _text(browser, "visit-chip-report")
+    waterfall_before, report_before = _plot_data(browser, "visit-waterfall"), _checked(browser, "case-report-choice")
+
+    # Select the first visit on the risk trajectory: waterfall, chips and report follow.
+    point = browser.find_elements(By.CSS_SELECTOR, "#patient-risk .scatterlayer .trace:first-child .points path")[0]
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", point)
+    ActionChains(browser).move_to_element(point).click().perform()
+    _wait(browser, lambda b: "visit 1 ·" in _text(b, "visit-chip-report") and "visit 1 ·" in _text(b, "visit-chip-slide"))
+    _wait(browser, lambda b: _plot_data(b, "visit-waterfall") not in ("", waterfall_before))
+    reports = case_patient["reports"]
+    first_day = case_patient["days"][0]
+    expected_report = min(reports, key=lambda r: (abs((reports[r] or 0) - first_day), reports[r] or 0, r))
+    assert expected_report != report_before, "the demo's reports should spread over the visits"
+    _wait(browser, lambda b: _checked(b, "case-report-choice") == expected_report)
+    _wait(browser, lambda b: b.find_elements(By.ID, "report-highlighted"))
+    assert parse_qs(urlparse(browser.current_url).query)["visit"] == ["1"]
+
+    # Record a verdict and see it after a reload.
+    user = browser.find_element(By.ID, "review-user")
+    user.clear()
+    user.send_keys("Dr Test")
+    _click(browser, browser.find_element(By.XPATH, "//div[contains(@id, '\"modality\":\"patient\"') and contains(@id, 'review-verdict')]"
+                                                   "//input[@value='disagree']"))
+    comment = browser.find_element(By.XPATH, "//textarea[contains(@id, '\"modality\":\"patient\"')]")
+    comment.send_keys("Risk rises too early for this onset.")
+    _click(browser, browser.find_element(By.XPATH, "//button[contains(@id, '\"modality\":\"patient\"') and contains(@id, 'review-save')]"))
+    _wait(browser, lambda b: "version 1" in _text(b, "review-saved"))
+    browser.refresh()
+    _wait(browser, lambda b: "Risk rises too early" in _text(b, "review-history-table"))
+    assert "disagree" in _text(browser, "review-history-table") and "Dr Test" in _text(browser, "review-history-table")
+    assert _text(browser, "review-status-badge") == "in review"
+    ws = open_workspace(demo_workspace)
+    assert [(e.modality, e.verdict, e.user) for e in review_history(ws.store, pid)] == [("patient", "disagree", "Dr Test")]
+    ws.store.dispose()
+
+    # Export the waterfall as PNG.
+    _wait(browser, lambda b: _plot_data(b, "visit-waterfall"))
+    before = {p.name for p in browser.download_dir.iterdir()}
+    _click(browser, "export-figure-run")
+    png = _new_download(browser, ".png", before)
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    assert Image.open(io.BytesIO(png)).size[0] >= 1000
+
+    # Generate the case report as PDF with every figure: one summary page, then a page per figure.
+    _wait(browser, lambda b: b.find_elements(By.ID, "report-highlighted"))
+    before = {p.name for p in browser.download_dir.iterdir()}
+    _click(browser, "case-report-run")
+    pdf = _new_download(browser, ".pdf", before, timeout=300)
+    reader = PdfReader(io.BytesIO(pdf))
+    assert len(reader.pages) == 1 + len(CASE_FIGURES)
+    first_page = reader.pages[0].extract_text()
+    assert pid in first_page and "Risk rises too early" in first_page
+    assert "case-report-done" in browser.page_source
+
+
+def test_deep_link_restores_the_view(live_server, browser, case_patient):
+    pid, slide_id = case_patient["id"], case_patient["slides"][1]
+    browser.get(f"{live_server.url}/case/{pid}?slide={slide_id}&visit=2&layer=argmax&z=10&lat=-0.2500&lng=0.3000")
+    _wait(browser, lambda b: "visit 2 ·" in _text(b, "visit-chip-patient"))
+    selected = browser.find_element(By.CSS_SELECTOR, ".slide-strip-item.selected")
+    assert slide_id in selected.text
+    _wait(browser, lambda b: "Class map (argmax)" in _text(b, "heat-layer-choice"))
+    _wait(browser, lambda b: "z=10" in b.find_element(By.ID, "case-link").get_attribute("value"))
+    query = parse_qs(urlparse(browser.find_element(By.ID, "case-link").get_attribute("value")).query)
+    assert query["slide"] == [slide_id] and query["visit"] == ["2"] and query["layer"] == ["argmax"]
+    assert (float(query["lat"][0]), float(query["lng"][0])) == (-0.25, 0.3)
+    assert "visit 2 ·" in _text(browser, "visit-outcome-card").lower() or "Visit 2" in _text(browser, "visit-outcome-card")
+
+    # A colleague opening the copied link sees the same view.
+    browser.get(browser.find_element(By.ID, "case-link").get_attribute("value"))
+    _wait(browser, lambda b: "visit 2 ·" in _text(b, "visit-chip-report"))
+    assert slide_id in browser.find_element(By.CSS_SELECTOR, ".slide-strip-item.selected").text
+
+    # Switching slides from the strip replaces the viewer.
+    other = case_patient["slides"][0]
+    _click(browser, browser.find_element(By.XPATH, f"//button[contains(@id, '\"slide\":\"{other}\"')]"))
+    _wait(browser, lambda b: f"slide={other}" in b.find_element(By.ID, "case-link").get_attribute("value"))
+    assert other in browser.find_element(By.CSS_SELECTOR, ".slide-strip-item.selected").text

@@ -1,0 +1,62 @@
+"""Case page layout without a browser: a deep link's query restores the view; bad or foreign values fall back."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.explain.patient_view import PatientExplainers
+from core.slides.tiles import TileService
+from core.store.cases import case_summary
+from dashboard.pages import case
+
+
+def _find(component, component_id):
+    if getattr(component, "id", None) == component_id:
+        return component
+    children = getattr(component, "children", None)
+    for child in children if isinstance(children, list | tuple) else [children]:
+        if child is not None and not isinstance(child, str | int | float):
+            found = _find(child, component_id)
+            if found is not None:
+                return found
+    return None
+
+
+@pytest.fixture(scope="module")
+def multi_slide_case(workspace):
+    with workspace.store.session() as s:
+        from core.store.schema import Slide
+
+        ids = list(s.scalars(Slide.__table__.select().with_only_columns(Slide.patient_id)))
+        pid = next(p for p in sorted(set(ids)) if ids.count(p) >= 2)
+        return case_summary(s, pid)
+
+
+def _layout(workspace, case_, query):
+    return case.layout(workspace, TileService(workspace), PatientExplainers(workspace), case_.patient.id, query)
+
+
+def test_deep_link_restores_slide_visit_layer_and_viewport(workspace, multi_slide_case):
+    slide = multi_slide_case.slides[1]
+    page = _layout(workspace, multi_slide_case, {"slide": slide.id, "visit": "2", "layer": "argmax", "z": "10", "lat": "-0.25", "lng": "0.3"})
+    assert _find(page, "case-selected-slide").data == slide.id
+    assert _find(page, "selected-visit").data == 1
+    assert _find(page, "heat-layer-choice").value == "argmax"
+    slide_map = _find(page, "slide-map")
+    assert (slide_map.center, slide_map.zoom) == ([-0.25, 0.3], 10)
+    assert "visit 2 ·" in _find(page, "visit-chip-report").children
+
+
+def test_bad_deep_link_values_fall_back_to_defaults(workspace, multi_slide_case):
+    page = _layout(workspace, multi_slide_case, {"slide": "../../etc/passwd", "visit": "999", "layer": "<script>", "z": "nan", "lat": "x"})
+    last = len(multi_slide_case.visits) - 1
+    assert _find(page, "selected-visit").data == last
+    assert _find(page, "case-selected-slide").data in {s.id for s in multi_slide_case.slides}
+    assert _find(page, "heat-layer-choice").value == "tumour"
+    assert _find(page, "slide-map").zoom != "nan"
+
+
+def test_nearest_by_day_prefers_the_closest_then_the_earlier():
+    assert case.nearest_by_day({"a": 0.0, "b": 100.0, "c": 200.0}, 140.0) == "b"
+    assert case.nearest_by_day({"a": 0.0, "b": 100.0}, 50.0) == "a"
+    assert case.nearest_by_day({}, 10.0) is None

@@ -1,0 +1,160 @@
+"""Cohort worklists on a copy of the demo store: review status, flags and model-vs-label, filtered in SQL; and the
+cohort page's worklist filter in headless Chromium."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+from sqlalchemy import select
+
+from core.errors import DashboardError
+from core.store.cohort import DECISION_THRESHOLD, cohort_page, worklist_counts
+from core.store.database import open_store
+from core.store.reviews import record_review
+from core.store.schema import Patient, Prediction, Report, Slide, Visit
+
+MODELS = ["mil-attention", "mil-lse", "niv-gru", "report-tfidf"]
+
+
+@pytest.fixture
+def store(demo_workspace, tmp_path):
+    """A writable copy of the demo's case store: the shared demo is never written to."""
+    shutil.copy(demo_workspace / "cases.db", tmp_path / "cases.db")
+    s = open_store(f"sqlite:///{tmp_path / 'cases.db'}")
+    yield s
+    s.dispose()
+
+
+def _ids(store, worklist: str, **kwargs) -> list[str]:
+    with store.session() as s:
+        page = cohort_page(s, MODELS, page_size=500, worklist=worklist, **kwargs)
+    assert page.total == len(page.rows)
+    return [r["patient_id"] for r in page.rows]
+
+
+def _rows(store) -> dict[str, dict]:
+    with store.session() as s:
+        return {r["patient_id"]: r for r in cohort_page(s, MODELS, page_size=500).rows}
+
+
+def _disagreeing_patients(store) -> set[str]:
+    """The definition, computed in Python from the stored rows: a labelled slide, report or visit whose prediction
+    by one of the models falls on the other side of 0.5 from its label."""
+    with store.session() as s:
+        labels = {("slide", x.id): x.label for x in s.scalars(select(Slide))}
+        labels |= {("report", x.id): x.label for x in s.scalars(select(Report))}
+        labels |= {("visit", str(x.id)): x.label for x in s.scalars(select(Visit))}
+        out = set()
+        for p in s.scalars(select(Prediction).where(Prediction.model_id.in_(MODELS))):
+            label = labels.get((p.subject_kind, p.subject_id))
+            if label is not None and (p.score >= DECISION_THRESHOLD) != (label == 1):
+                out.add(p.patient_id)
+    return out
+
+
+def _review(store, pid, modality, signed_off=False, flags=(), expected=0):
+    return record_review(store, pid, modality, "agree", "", list(flags), signed_off, "dr_test", expected)
+
+
+def test_worklists_return_exactly_the_expected_patients(store):
+    with store.session() as s:
+        everyone = sorted(s.scalars(select(Patient.id)))
+    assert _ids(store, "all") == everyone and _ids(store, "unreviewed") == everyone and _ids(store, "flagged") == []
+    expected_disagreements = _disagreeing_patients(store)
+    assert expected_disagreements, "the demo's models should get a few labelled subjects wrong"
+    assert set(_ids(store, "disagrees")) == expected_disagreements
+
+    # P001: all three modalities signed off (one flagged, then the flag cleared in a later version).
+    _review(store, "P001", "slide", True, ["poor stain"])
+    _review(store, "P001", "slide", True, [], expected=1)
+    _review(store, "P001", "patient", True)
+    _review(store, "P001", "report", True)
+    # P002: flagged and only partly reviewed; P003: one signed-off modality of three; P004: signed, then reopened.
+    _review(store, "P002", "report", False, ["second opinion", "teaching case"])
+    _review(store, "P003", "slide", True)
+    _review(store, "P004", "slide", True)
+    _review(store, "P004", "patient", True)
+    _review(store, "P004", "report", True)
+    _review(store, "P004", "report", False, ["label suspect"], expected=1)
+
+    reviewed = {"P001", "P002", "P003", "P004"}
+    assert _ids(store, "unreviewed") == [p for p in everyone if p not in reviewed]
+    assert _ids(store, "flagged") == ["P002", "P004"]  # P001's flag was cleared by its latest slide verdict
+    assert set(_ids(store, "disagrees")) == expected_disagreements  # reviews do not change model-vs-label
+    rows = _rows(store)
+    assert [rows[p]["review"] for p in ("P001", "P002", "P003", "P004", "P005")] == [
+        "signed off", "in review", "in review", "in review", "unreviewed"]
+    assert [rows[p]["flagged"] for p in ("P001", "P002", "P003", "P004")] == [False, True, False, True]
+    with store.session() as s:
+        assert worklist_counts(s, MODELS) == {"all": len(everyone), "unreviewed": len(everyone) - 4, "flagged": 2,
+                                              "disagrees": len(expected_disagreements)}
+
+
+def test_signed_off_needs_only_the_modalities_a_case_has(store):
+    with store.session() as s:
+        for report in s.scalars(select(Report).where(Report.patient_id == "P005")):
+            s.delete(report)
+        s.execute(Prediction.__table__.delete().where(Prediction.patient_id == "P005", Prediction.subject_kind == "report"))
+    _review(store, "P005", "slide", True)
+    assert _rows(store)["P005"]["review"] == "in review"  # the visits (patient verdict) are not signed off yet
+    _review(store, "P005", "patient", True)
+    assert _rows(store)["P005"]["review"] == "signed off"  # no reports, so no report verdict is needed
+
+
+def test_model_vs_label_counts_compared_pairs(store):
+    rows = _rows(store)
+    with store.session() as s:
+        n_slides = len(s.scalars(select(Slide).where(Slide.patient_id == "P001")).all())
+        n_reports = len(s.scalars(select(Report).where(Report.patient_id == "P001")).all())
+        n_visits = len(s.scalars(select(Visit).where(Visit.patient_id == "P001")).all())
+    # Two slide models, one report model, one visit model: every P001 subject is labelled and predicted.
+    assert rows["P001"]["labelled"] == 2 * n_slides + n_reports + n_visits
+    assert all(r["labelled"] is not None and r["disagreements"] is not None for r in rows.values())
+    with store.session() as s:
+        assert cohort_page(s, [], page_size=500).rows[0]["labelled"] is None  # no models: nothing to compare
+
+
+def test_worklist_paging_sorting_and_bad_input(store):
+    for pid in ("P007", "P003", "P010"):
+        _review(store, pid, "slide", flags=["artefact"])
+    with store.session() as s:
+        first = cohort_page(s, MODELS, page=0, page_size=2, worklist="flagged")
+        second = cohort_page(s, MODELS, page=1, page_size=2, worklist="flagged")
+        by_review = cohort_page(s, MODELS, page_size=500, sort_by="review", descending=True)
+        with pytest.raises(DashboardError, match="unknown worklist"):
+            cohort_page(s, MODELS, worklist="everything; DROP TABLE reviews")
+    assert [r["patient_id"] for r in first.rows + second.rows] == ["P003", "P007", "P010"] and first.total == 3
+    # Workflow order, descending: the reviewed (in review) cases before the unreviewed ones.
+    assert [r["patient_id"] for r in by_review.rows[:3]] == ["P003", "P007", "P010"]
+    assert {r["review"] for r in by_review.rows[3:]} == {"unreviewed"}
+
+
+def _cells(browser, column: str) -> list[str]:
+    return browser.execute_script(
+        "return [...document.querySelectorAll(`#cohort-table td[data-dash-column='${arguments[0]}']`)].map(c => c.innerText.trim())",
+        column,
+    )
+
+
+def test_cohort_page_filters_to_the_disagreement_worklist(live_server, browser, demo_workspace):
+    shared = open_store(f"sqlite:///{demo_workspace / 'cases.db'}")
+    try:
+        expected = sorted(_disagreeing_patients(shared))
+    finally:
+        shared.dispose()
+    wait = WebDriverWait(browser, 30)
+    browser.get(live_server.url + "/")
+    wait.until(lambda b: len(_cells(b, "patient_id")) == 15)
+    assert "(40)" in browser.find_element(By.ID, "cohort-worklist").text
+    browser.find_element(By.CSS_SELECTOR, "#cohort-worklist input[value='disagrees']").click()
+    wait.until(lambda b: _cells(b, "patient_id") == expected[:15])
+    status = browser.find_element(By.ID, "cohort-status").text
+    assert f"{len(expected)} of 40 patients" in status and "page 1 of 1" in status
+    assert all("disagree" in c for c in _cells(browser, "disagreements"))
+    assert set(_cells(browser, "review")) <= {"unreviewed", "in review", "signed off"}
+    browser.find_element(By.CSS_SELECTOR, "#cohort-worklist input[value='all']").click()
+    wait.until(lambda b: len(_cells(b, "patient_id")) == 15)
+    assert "40 patients · page 1 of 3" in browser.find_element(By.ID, "cohort-status").text
