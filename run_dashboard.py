@@ -8,6 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
+from core.auth.accounts_cli import add_users_parser, run_users_command
 from core.config import Settings, default_demo_dir
 from core.errors import DashboardError
 
@@ -25,6 +26,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
     serve.add_argument("--database-url", default=None, help="override the workspace's database URL")
     serve.add_argument("--threads", type=int, default=8, help="request threads")
+    serve.add_argument("--secure-cookies", action="store_true",
+                       help="behind a TLS reverse proxy: Secure session cookies, trust X-Forwarded-Proto/For")
+    add_users_parser(sub)
     return parser
 
 
@@ -43,16 +47,32 @@ def serve(args: argparse.Namespace) -> None:
         root = build_demo(args.demo_dir or default_demo_dir())
     settings = Settings.from_env(workspace=root, host=args.host, port=args.port, device=args.device, database_url=args.database_url)
     workspace = open_workspace(settings.workspace, settings.database_url)
+    if args.demo:
+        from core.auth.demo_account import ensure_demo_account
+
+        username, password = ensure_demo_account(workspace)
+        print(f"Demo sign-in: user {username!r}, password {password!r}", flush=True)
+    from core.auth.users import admin_count
+
+    if admin_count(workspace.store) == 0:
+        raise DashboardError("no admin account in this workspace yet; create one with: "
+                             f"python run_dashboard.py users add NAME --role admin --workspace {settings.workspace}")
 
     from waitress import create_server
 
     from dashboard.app import create_app
 
-    app = create_app(workspace)
+    app = create_app(workspace, secure_cookies=args.secure_cookies)
     server = create_server(app.server, host=settings.host, port=settings.port, threads=args.threads)
     print(f"PathReview: workspace {workspace.name!r} ({workspace.root}), models on {compute_device()}", flush=True)
     print(f"Serving on http://{settings.host}:{settings.port}", flush=True)
     server.run()
+
+
+def _store(args: argparse.Namespace):
+    from core.workspace import open_workspace
+
+    return open_workspace(args.workspace, args.database_url).store
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command in (None, "serve"):
             serve(args)
+        elif args.command == "users":
+            run_users_command(args, _store(args))
     except DashboardError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -13,7 +13,8 @@ from core.errors import DashboardError
 from core.explain.patient_view import PatientExplainers
 from core.slides.tiles import TileService
 from core.workspace import Workspace
-from dashboard.pages import case, cohort, models, patient, report, slide
+from dashboard.auth import audit, current_role_allows, current_username, install_auth
+from dashboard.pages import admin, case, cohort, models, patient, report, slide
 from dashboard.pages import patients as patients_page
 from dashboard.routes import register_routes
 
@@ -22,11 +23,20 @@ ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
 
 
 def _navbar(workspace: Workspace) -> dbc.Navbar:
+    items = [cohort.nav_item(), patients_page.nav_item(), models.nav_item()]
+    if current_role_allows("admin"):
+        items.append(admin.nav_item())
     return dbc.Navbar(dbc.Container([
         dbc.NavbarBrand(APP_TITLE, href="/"),
-        dbc.Nav([cohort.nav_item(), patients_page.nav_item(), models.nav_item()], navbar=True),
-        html.Span(workspace.name, className="navbar-text ms-auto small"),
+        dbc.Nav(items, navbar=True),
+        html.Span(workspace.name, className="navbar-text ms-auto small me-3"),
+        html.Span([html.Span(current_username(), id="signed-in-user"), html.Span(f" ({current_user_role()})", className="text-muted"),
+                   html.A("Sign out", href="/logout", className="ms-2 link-light", id="sign-out")], className="navbar-text small"),
     ], fluid=True), color="dark", dark=True, className="mb-3")
+
+
+def current_user_role() -> str:
+    return next((r for r in ("admin", "reviewer", "viewer") if current_role_allows(r)), "")
 
 
 def render_page(workspace: Workspace, tiles: TileService, pathname: str | None, patients: PatientExplainers | None = None,
@@ -40,6 +50,9 @@ def render_page(workspace: Workspace, tiles: TileService, pathname: str | None, 
             return patients_page.layout(workspace)
         if path == "/models":
             return models.layout(workspace)
+        if path == "/admin":
+            return admin.layout(workspace) if current_role_allows("admin") else dbc.Alert(
+                "The admin page is for administrators.", color="warning", id="page-error")
         if path.startswith("/case/") and path.count("/") == 2:
             return case.layout(workspace, tiles, patients, path.split("/")[2], dict(parse_qsl((search or "").lstrip("?"))))
         if path.startswith("/patient/") and path.count("/") == 2:
@@ -53,7 +66,7 @@ def render_page(workspace: Workspace, tiles: TileService, pathname: str | None, 
     return dbc.Alert(f"There is no page at {path}.", color="warning", id="page-error")
 
 
-def create_app(workspace: Workspace) -> Dash:
+def create_app(workspace: Workspace, secure_cookies: bool = False) -> Dash:
     tiles = TileService(workspace)
     patients = PatientExplainers(workspace)
     # Long jobs (heatmaps) run as background callbacks; their state lives in the workspace cache.
@@ -61,16 +74,20 @@ def create_app(workspace: Workspace) -> Dash:
     # Bootstrap (Bootswatch Flatly) is served from assets/: the app must work with no internet access.
     app = Dash(__name__, title=APP_TITLE, assets_folder=str(ASSETS_DIR), suppress_callback_exceptions=True,
                background_callback_manager=jobs)
-    app.layout = html.Div([
+    # A function: the navigation bar shows who is signed in. Pages fill in through the router below.
+    app.layout = lambda: html.Div([
         dcc.Location(id="url"),
         _navbar(workspace),
-        dbc.Container(html.Div(id="page-content", children=cohort.layout(workspace)), fluid=True),
+        dbc.Container(html.Div(id="page-content"), fluid=True),
     ])
 
     # The query is read when a page opens (deep links); pages rewrite it in place without re-rendering.
     @app.callback(Output("page-content", "children"), Input("url", "pathname"), State("url", "search"))
     def show_page(pathname, search):
-        return render_page(workspace, tiles, pathname, patients, search)
+        page = render_page(workspace, tiles, pathname, patients, search)
+        if (pathname or "").startswith("/case/") and getattr(page, "id", None) != "page-error":
+            audit(workspace, "case_open", pathname.split("/")[2])
+        return page
 
     cohort.register_callbacks(app, workspace)
     case.register_callbacks(app, workspace, tiles, patients)
@@ -79,5 +96,7 @@ def create_app(workspace: Workspace) -> Dash:
     models.register_callbacks(app, workspace)
     patient.register_callbacks(app, workspace, patients)
     patients_page.register_callbacks(app, workspace, patients)
+    admin.register_callbacks(app, workspace)
+    install_auth(app.server, workspace, secure_cookies)
     register_routes(app.server, workspace, tiles)
     return app

@@ -17,14 +17,38 @@ import requests
 from tests.system_packages import ensure_chromium
 
 REPO = Path(__file__).resolve().parent.parent
+# One account per role in the test workspace.
+ACCOUNTS = {"viewer": "test-viewer", "reviewer": "test-reviewer", "admin": "test-admin"}
+PASSWORD = "correct horse battery"
+
+
+def add_test_accounts(root: Path) -> None:
+    from core.auth.users import add_user, find_user
+    from core.workspace import open_workspace
+
+    ws = open_workspace(root)
+    for role, username in ACCOUNTS.items():
+        if find_user(ws.store, username) is None:
+            add_user(ws.store, username, PASSWORD, role)
+    ws.store.dispose()
+
+
+def sign_in(client, role: str = "reviewer", base: str = ""):
+    """Sign a Flask test client or a requests.Session in; return the response to the form post."""
+    response = client.post(f"{base}/login", data={"username": ACCOUNTS[role], "password": PASSWORD, "next": "/"},
+                           **({"allow_redirects": False} if base else {}))
+    assert response.status_code == 302, f"sign-in as {role} failed: {response.status_code}"
+    return response
 
 
 @pytest.fixture(scope="session")
 def demo_workspace(tmp_path_factory) -> Path:
-    """The reduced demo build (same data generators and training, smaller slides)."""
+    """The reduced demo build (same data generators and training, smaller slides), with an account per role."""
     from core.demo.build import REDUCED_SPEC, build_demo
 
-    return build_demo(tmp_path_factory.mktemp("demo") / "workspace", REDUCED_SPEC, progress=lambda m: None)
+    root = build_demo(tmp_path_factory.mktemp("demo") / "workspace", REDUCED_SPEC, progress=lambda m: None)
+    add_test_accounts(root)
+    return root
 
 
 @pytest.fixture(scope="session")
@@ -92,7 +116,8 @@ def live_server(demo_workspace):
 
 
 @pytest.fixture(scope="session")
-def browser():
+def browser(live_server):
+    """Headless Chromium, signed in to the live server as a reviewer."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -109,5 +134,10 @@ def browser():
     driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": downloads})
     driver.download_dir = Path(downloads)  # where exports from the app land
     driver.set_page_load_timeout(60)
+    driver.get(f"{live_server.url}/login")
+    driver.find_element("id", "username").send_keys(ACCOUNTS["reviewer"])
+    driver.find_element("id", "password").send_keys(PASSWORD)
+    driver.find_element("id", "login-submit").click()
+    assert "/login" not in driver.current_url, "the test browser could not sign in"
     yield driver
     driver.quit()

@@ -18,6 +18,7 @@ from core.store.cases import case_summary
 from core.store.reviews import review_history
 from core.workspace import open_workspace
 from dashboard.figures.case_figures import CASE_FIGURES
+from tests.conftest import ACCOUNTS
 
 
 def _wait(browser, condition, timeout=90):
@@ -36,8 +37,8 @@ def _click(browser, element) -> None:
 
 
 def _plot_data(browser, graph_id: str) -> str:
-    return browser.execute_script(
-        f"const g = document.querySelector('#{graph_id} .js-plotly-plot'); return g && g.data && g.data.length ? JSON.stringify([g.data[0].y, g.data[0].x]) : ''")
+    return browser.execute_script(f"const g = document.querySelector('#{graph_id} .js-plotly-plot'); "
+                                  "return g && g.data && g.data.length ? JSON.stringify([g.data[0].y, g.data[0].x]) : ''")
 
 
 def _checked(browser, radio_id: str) -> str:
@@ -101,9 +102,6 @@ def test_case_review_from_the_cohort(live_server, browser, demo_workspace, case_
     assert parse_qs(urlparse(browser.current_url).query)["visit"] == ["1"]
 
     # Record a verdict and see it after a reload.
-    user = browser.find_element(By.ID, "review-user")
-    user.clear()
-    user.send_keys("Dr Test")
     _click(browser, browser.find_element(By.XPATH, "//div[contains(@id, '\"modality\":\"patient\"') and contains(@id, 'review-verdict')]"
                                                    "//input[@value='disagree']"))
     comment = browser.find_element(By.XPATH, "//textarea[contains(@id, '\"modality\":\"patient\"')]")
@@ -112,10 +110,10 @@ def test_case_review_from_the_cohort(live_server, browser, demo_workspace, case_
     _wait(browser, lambda b: "version 1" in _text(b, "review-saved"))
     browser.refresh()
     _wait(browser, lambda b: "Risk rises too early" in _text(b, "review-history-table"))
-    assert "disagree" in _text(browser, "review-history-table") and "Dr Test" in _text(browser, "review-history-table")
+    assert "disagree" in _text(browser, "review-history-table") and ACCOUNTS["reviewer"] in _text(browser, "review-history-table")
     assert _text(browser, "review-status-badge") == "in review"
     ws = open_workspace(demo_workspace)
-    assert [(e.modality, e.verdict, e.user) for e in review_history(ws.store, pid)] == [("patient", "disagree", "Dr Test")]
+    assert [(e.modality, e.verdict, e.user) for e in review_history(ws.store, pid)] == [("patient", "disagree", ACCOUNTS["reviewer"])]
     ws.store.dispose()
 
     # Export the waterfall as PNG.

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, sign_in
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -61,9 +61,49 @@ def test_bad_device_is_reported(tmp_path):
 def test_server_serves_a_valid_workspace(live_server):
     import requests
 
-    page = requests.get(live_server.url + "/", timeout=10)
+    http = requests.Session()
+    sign_in(http, base=live_server.url)
+    page = http.get(live_server.url + "/", timeout=10)
     assert page.status_code == 200 and "PathReview" in page.text
     assert f"Serving on http://127.0.0.1:{live_server.port}" in live_server.output()
-    assert requests.get(live_server.url + "/slides/P001-S1/thumbnail.jpeg", timeout=10).content[:3] == b"\xff\xd8\xff"
-    assert requests.get(live_server.url + "/slides/NOPE/thumbnail.jpeg", timeout=10).status_code == 404
-    assert requests.get(live_server.url + "/slides/..%2F..%2Fcases.db/thumbnail.jpeg", timeout=10).status_code == 404
+    assert http.get(live_server.url + "/slides/P001-S1/thumbnail.jpeg", timeout=10).content[:3] == b"\xff\xd8\xff"
+    assert http.get(live_server.url + "/slides/NOPE/thumbnail.jpeg", timeout=10).status_code == 404
+    assert http.get(live_server.url + "/slides/..%2F..%2Fcases.db/thumbnail.jpeg", timeout=10).status_code == 404
+
+
+def test_serving_without_an_admin_account_is_refused_with_the_fix(demo_workspace, tmp_path):
+    root = tmp_path / "ws"
+    shutil.copytree(demo_workspace, root, ignore=shutil.ignore_patterns("*.tiff"))
+    for name in ("test-viewer", "test-reviewer", "test-admin"):
+        assert run_cli("users", "remove", name, "--workspace", str(root)).returncode == 0
+    result = run_cli("--workspace", str(root), "--port", "0")
+    _assert_one_line_error(result, "no admin account")
+    assert f"users add NAME --role admin --workspace {root}" in result.stderr
+
+
+def test_users_command_adds_lists_changes_and_removes_accounts(demo_workspace, tmp_path):
+    from core.auth.users import authenticate
+    from core.workspace import open_workspace
+
+    root = tmp_path / "ws"
+    shutil.copytree(demo_workspace, root, ignore=shutil.ignore_patterns("*.tiff"))
+
+    def users(*args, password=None):
+        return subprocess.run([sys.executable, str(REPO / "run_dashboard.py"), "users", *args, "--workspace", str(root)],
+                              input=password, capture_output=True, text=True, timeout=120, cwd=REPO)
+
+    assert users("add", "alice", "--role", "viewer", "--password-stdin", password="first password\n").returncode == 0
+    listed = users("list").stdout
+    assert "alice\tviewer" in listed and "test-admin\tadmin" in listed
+    assert users("passwd", "alice", "--password-stdin", password="second password\n").returncode == 0
+    duplicate = users("add", "alice", "--password-stdin", password="another one\n")
+    assert duplicate.returncode == 2 and "already exists" in duplicate.stderr
+    short = users("add", "bob", "--password-stdin", password="short\n")
+    assert short.returncode == 2 and "at least 8" in short.stderr
+    ws = open_workspace(root)
+    assert authenticate(ws.store, "alice", "first password") is None
+    assert authenticate(ws.store, "alice", "second password").role == "viewer"
+    ws.store.dispose()
+    assert users("remove", "alice").returncode == 0
+    assert "alice" not in users("list").stdout
+    assert users("remove", "alice").returncode == 2

@@ -249,7 +249,7 @@ INSERT INTO reviews VALUES (3, 'P001', 'report', 'agree', '', '[]', 1, 'bob', 1,
 """
 
 
-def test_v2_upgrades_a_v1_store_in_place(tmp_path):
+def test_migrations_upgrade_a_v1_store_in_place(tmp_path):
     import sqlite3
 
     path = tmp_path / "cases.db"
@@ -257,7 +257,7 @@ def test_v2_upgrades_a_v1_store_in_place(tmp_path):
         conn.executescript(V1_SQLITE_DDL)
     store = open_store(f"sqlite:///{path}")
     try:
-        assert store.schema_version() == SCHEMA_VERSION == 2
+        assert store.schema_version() == SCHEMA_VERSION
         schema = inspect(store.engine)
         assert "day" in {c["name"] for c in schema.get_columns("slides")}
         assert "day" in {c["name"] for c in schema.get_columns("reports")}

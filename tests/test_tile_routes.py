@@ -9,6 +9,7 @@ import pytest
 from core.heatmaps.slide_heatmap import HeatmapParams, compute_heatmap
 from core.workspace import open_workspace
 from dashboard.app import create_app, render_page
+from tests.conftest import sign_in
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,9 @@ def app_with_corrupt_slide(demo_workspace, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(app_with_corrupt_slide):
-    return app_with_corrupt_slide[1].server.test_client()
+    client = app_with_corrupt_slide[1].server.test_client()
+    sign_in(client)
+    return client
 
 
 def test_tiles_are_served_with_caching_headers(client):

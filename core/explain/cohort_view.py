@@ -37,7 +37,7 @@ def filtered_patient_ids(explainers: PatientExplainers, sex: str | None = None, 
 
 def cohort_shap(explainers: PatientExplainers, patient_ids: list[str]) -> CohortShap:
     """SHAP values of every visit of these patients (one batched request for the sequences not yet explained)."""
-    explained = [explainers.explain(pid) for pid in patient_ids]
+    explained = explainers.explain_many(list(patient_ids))
     model_id = explainers.sequence_model_id()
     spec = explainers.workspace.manifest(model_id).input
     names = explainers.explainer(model_id).feature_names

@@ -5,11 +5,13 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from core.errors import DashboardError
+from core.explain.cache import content_key, explanation_path, load_arrays, save_arrays
 from core.explain.timeseries import BackgroundVisit, PatientSequence, SequenceExplainer, VisitShap
 from core.models.manifest import InputSpec
 from core.models.visit_encoding import encode_sequences
@@ -17,6 +19,8 @@ from core.store.cases import case_summary
 from core.workspace import Workspace
 
 ELAPSED_FEATURE = "elapsed_days"
+SHAP_CACHE_FORMAT = 1
+ProgressFn = Callable[[int, int], None]  # (patients done, total)
 
 
 @dataclass
@@ -29,6 +33,7 @@ class PatientExplanation:
     sequence: PatientSequence
     shap: VisitShap
     importance: dict[str, np.ndarray]
+    source: str = "computed"  # computed | cache (read from the workspace cache, e.g. precomputed by a worker)
 
     @property
     def feature_names(self) -> list[str]:
@@ -103,12 +108,56 @@ class PatientExplainers:
         return PatientSequence(data.numeric[0], data.categories[0], data.elapsed[0])
 
     def explain(self, patient_id: str, model_id: str | None = None) -> PatientExplanation:
+        return self.explain_many([patient_id], model_id)[0]
+
+    def explain_many(self, patient_ids: list[str], model_id: str | None = None, progress: ProgressFn | None = None,
+                     chunk: int = 16) -> list[PatientExplanation]:
+        """Explanations of these patients: from memory, else from the workspace cache, else computed (several
+        patients at once through ``explain_cohort``, ``chunk`` at a time) and stored in the cache."""
         model_id = model_id or self.sequence_model_id()
-        key = (model_id, patient_id)
+        found: dict[str, PatientExplanation] = {}
         with self._lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                return self._cache[key]
+            for pid in patient_ids:
+                if (model_id, pid) in self._cache:
+                    self._cache.move_to_end((model_id, pid))
+                    found[pid] = self._cache[(model_id, pid)]
+        explainer = self.explainer(model_id)
+        inputs = {pid: self._patient_inputs(pid, model_id) for pid in dict.fromkeys(patient_ids) if pid not in found}
+        todo = []
+        for pid, (days, raw, labels, seq) in inputs.items():
+            stored = load_arrays(self._shap_path(model_id, explainer, seq))
+            if stored is None:
+                todo.append(pid)
+                continue
+            shap = VisitShap(stored["phi"], stored["base"], stored["output"], list(explainer.feature_names), bool(stored["exact"]),
+                             int(stored["evaluations"]), [] if explainer.bidirectional else explainer.prefix_states(seq))
+            found[pid] = PatientExplanation(pid, model_id, days, labels, raw, seq, shap, explainer.visit_importance(seq), "cache")
+        done = len(patient_ids) - len(todo)
+        if progress:
+            progress(done, len(patient_ids))
+        for start in range(0, len(todo), max(1, chunk)):
+            part = todo[start : start + max(1, chunk)]
+            seqs = [inputs[pid][3] for pid in part]
+            shaps = [explainer.explain_visits(seqs[0])] if len(part) == 1 else explainer.explain_cohort(seqs)
+            for pid, seq, shap in zip(part, seqs, shaps, strict=True):
+                if not explainer.bidirectional and not shap._states:
+                    shap._states = explainer.prefix_states(seq)
+                save_arrays(self._shap_path(model_id, explainer, seq), phi=shap.phi, base=shap.base, output=shap.output,
+                            exact=np.array(shap.exact), evaluations=np.array(shap.evaluations))
+                days, raw, labels, _ = inputs[pid]
+                found[pid] = PatientExplanation(pid, model_id, days, labels, raw, seq, shap, explainer.visit_importance(seq))
+            done += len(part)
+            if progress:
+                progress(done, len(patient_ids))
+        with self._lock:
+            for pid in patient_ids:
+                self._cache[(model_id, pid)] = found[pid]
+                self._cache.move_to_end((model_id, pid))
+            while len(self._cache) > self._max:
+                self._cache.popitem(last=False)
+        return [found[pid] for pid in patient_ids]
+
+    def _patient_inputs(self, patient_id: str, model_id: str) -> tuple[list[float], list[dict], list[int | None], PatientSequence]:
         with self.workspace.store.session() as s:
             visits = case_summary(s, patient_id).visits
             days, raw, labels = [v.day for v in visits], [dict(v.features) for v in visits], [v.label for v in visits]
@@ -116,17 +165,17 @@ class PatientExplainers:
             raise DashboardError(f"patient {patient_id} has no visits")
         spec = self.workspace.manifest(model_id).input
         try:
-            seq = self._encode(spec, days, raw)
+            return days, raw, labels, self._encode(spec, days, raw)
         except (KeyError, ValueError) as exc:
             raise DashboardError(f"patient {patient_id}'s visits do not fit model {model_id}: {exc}") from exc
-        explainer = self.explainer(model_id)
-        result = PatientExplanation(patient_id, model_id, days, labels, raw, seq, explainer.explain_visits(seq),
-                                    explainer.visit_importance(seq))
-        with self._lock:
-            self._cache[key] = result
-            while len(self._cache) > self._max:
-                self._cache.popitem(last=False)
-        return result
+
+    def _shap_path(self, model_id: str, explainer: SequenceExplainer, seq: PatientSequence):
+        """Cache file of one sequence's SHAP values: keyed by the weights, the explainer's settings and the encoded visits."""
+        bg = explainer.background
+        key = content_key("visit-shap", SHAP_CACHE_FORMAT, self.workspace.manifest(model_id).weights_sha256, explainer.feature_names,
+                          [explainer.max_exact, explainer.n_samples, explainer.seed, bg.elapsed], bg.numeric.double().numpy(),
+                          bg.categories.numpy(), seq.numeric.double().numpy(), seq.categories.numpy(), seq.elapsed.double().numpy())
+        return explanation_path(self.workspace.cache_dir, "shap", key, ".npz")
 
     def what_if(self, patient_id: str, visit: int, values: dict[str, object], model_id: str | None = None) -> PatientExplanation:
         """The explanation with visit ``visit`` replaced by ``values``; only visits >= ``visit`` are recomputed.

@@ -8,10 +8,12 @@ import numpy as np
 import torch
 
 from core.errors import DashboardError
+from core.explain.cache import content_key, explanation_path, load_arrays, save_arrays
 from core.heatmaps.slide_heatmap import SlideHeatmap
 from core.models.mil import GatedAttentionMIL
 from core.workspace import Workspace
 
+ATTENTION_CACHE_FORMAT = 1
 ATTENTION_CAVEAT = ("Attention weights rank patches within this slide; they depend on how many patches the slide has and "
                     "are not patch-level predictions.")
 
@@ -39,16 +41,25 @@ def slide_attention(workspace: Workspace, heat: SlideHeatmap, model_id: str | No
     candidates = mil_models_for(workspace, heat)
     if not candidates:
         raise DashboardError(f"no MIL model in this workspace reads patch model {heat.model_id}")
-    model = workspace.model(model_id or candidates[0])
+    model_id = model_id or candidates[0]
     cache = heat.__dict__.setdefault("_attention", {})
-    if model.id not in cache:
-        bag = torch.from_numpy(heat.embeddings).float().to(model.device)
-        with torch.no_grad():
-            if isinstance(model.module, GatedAttentionMIL):
-                logits, weights = model.module(bag)
-                probability, kind = float(torch.softmax(logits, 0)[-1]), "attention"
-            else:
-                probs, weights = model.module(bag)
-                probability, kind = float(probs[-1]), "contribution"
-        cache[model.id] = SlideAttention(model.id, probability, weights.cpu().numpy(), kind)
+    if model_id in cache:
+        return cache[model_id]
+    path = explanation_path(workspace.cache_dir, "attention", content_key(
+        "mil-attention", ATTENTION_CACHE_FORMAT, heat.key, model_id, workspace.manifest(model_id).weights_sha256), ".npz")
+    stored = load_arrays(path)
+    if stored is not None:
+        cache[model_id] = SlideAttention(model_id, float(stored["probability"]), stored["weights"], str(stored["kind"]))
+        return cache[model_id]
+    model = workspace.model(model_id)
+    bag = torch.from_numpy(heat.embeddings).float().to(model.device)
+    with torch.no_grad():
+        if isinstance(model.module, GatedAttentionMIL):
+            logits, weights = model.module(bag)
+            probability, kind = float(torch.softmax(logits, 0)[-1]), "attention"
+        else:
+            probs, weights = model.module(bag)
+            probability, kind = float(probs[-1]), "contribution"
+    cache[model.id] = SlideAttention(model.id, probability, weights.cpu().numpy(), kind)
+    save_arrays(path, probability=np.array(probability), weights=cache[model.id].weights, kind=np.array(kind))
     return cache[model.id]

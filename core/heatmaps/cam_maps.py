@@ -4,12 +4,14 @@ against a ground-truth mask (Belharbi et al., Table 1: F1+, F1- and Dice, with t
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from sqlalchemy import select
 
+from core.explain.cache import content_key, explanation_path, load_arrays, save_arrays
 from core.explain.cam import class_activation_maps
 from core.explain.patch_inspection import read_heatmap_patches
 from core.heatmaps.attention import mil_models_for, slide_attention
@@ -22,13 +24,26 @@ from core.store.schema import Slide
 from core.workspace import DEMO_BUILD_MARKER, Workspace
 
 STITCHED_METHODS = ("cam", "gradcam", "gradcam++")
+CAM_CACHE_FORMAT = 1
 
 
-def stitched_cam(workspace: Workspace, heat: SlideHeatmap, method: str = "gradcam", batch_size: int = 64) -> np.ndarray:
+def cam_cache_path(workspace: Workspace, heat: SlideHeatmap, method: str):
+    """Stored stitched map: keyed by the heatmap (slide, patch model weights, grid parameters), method and target layer."""
+    key = content_key("stitched-cam", CAM_CACHE_FORMAT, heat.key, method, workspace.manifest(heat.model_id).cam_target_layer, CELLS_PER_PATCH)
+    return explanation_path(workspace.cache_dir, "cam", key, ".npz")
+
+
+def stitched_cam(workspace: Workspace, heat: SlideHeatmap, method: str = "gradcam", batch_size: int = 64,
+                 progress: Callable[[int, int], None] | None = None) -> np.ndarray:
     """A raw (un-normalised) map on the heatmap's cell grid. Each patch contributes its map of its most likely
-    tumour class (4 x 4 cells, the target layer's resolution); overlapping patches are averaged."""
+    tumour class (4 x 4 cells, the target layer's resolution); overlapping patches are averaged. Computed once per
+    heatmap and method, then read from the workspace cache."""
     cache = heat.__dict__.setdefault("_cams", {})
     if method in cache:
+        return cache[method]
+    stored = load_arrays(cam_cache_path(workspace, heat, method))
+    if stored is not None:
+        cache[method] = stored["cam"]
         return cache[method]
     model = workspace.model(heat.model_id)
     names = list(model.manifest.class_names)
@@ -40,6 +55,8 @@ def stitched_cam(workspace: Workspace, heat: SlideHeatmap, method: str = "gradca
         x = torch.from_numpy(read_heatmap_patches(workspace, heat, idx)).permute(0, 3, 1, 2).float().div(255).to(model.device)
         m = class_activation_maps(model.module, x, classes[idx].to(model.device), method, model.manifest.cam_target_layer)
         maps.append(torch.nn.functional.adaptive_avg_pool2d(m[:, None], CELLS_PER_PATCH)[:, 0].detach().cpu().numpy())
+        if progress:
+            progress(idx[-1] + 1, len(heat.origins))
     maps = np.concatenate(maps) if maps else np.zeros((0, CELLS_PER_PATCH, CELLS_PER_PATCH))
     sums = np.zeros(heat.cell_shape)
     counts = np.zeros(heat.cell_shape)
@@ -51,8 +68,10 @@ def stitched_cam(workspace: Workspace, heat: SlideHeatmap, method: str = "gradca
             np.add.at(sums, (r[inside], c[inside]), maps[inside, dr, dc])
             np.add.at(counts, (r[inside], c[inside]), 1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        cache[method] = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan).astype(np.float32)
-    return cache[method]
+        stitched = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan).astype(np.float32)
+    save_arrays(cam_cache_path(workspace, heat, method), cam=stitched)
+    cache[method] = stitched
+    return stitched
 
 
 @dataclass

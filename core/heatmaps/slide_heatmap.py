@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import DashboardError
+from core.explain.cache import write_atomic
 from core.heatmaps.inference import ProgressFn, predict_slide
 from core.heatmaps.reconstruct import reconstruct_bilinear, reconstruct_overlap_mean
 from core.slides.grid import CELLS_PER_PATCH, patch_grid
@@ -114,11 +114,10 @@ def _save(path: Path, h: SlideHeatmap) -> None:
         "class_names": h.class_names, "cell_level0": h.cell_level0, "cell_shape": list(h.cell_shape),
         "stride_cells": h.stride_cells, "slide_mpp": h.slide_mpp, "slide_size": list(h.slide_size),
     }
-    tmp = path.with_name(path.name + ".part")
-    with open(tmp, "wb") as fh:
-        extra = {} if h.embeddings is None else {"embeddings": h.embeddings}
-        np.savez(fh, origins=h.origins, cell_index=h.cell_index, probs=h.probs, tissue=h.tissue, meta=np.array(json.dumps(meta)), **extra)
-    os.replace(tmp, path)
+    extra = {} if h.embeddings is None else {"embeddings": h.embeddings}
+    # A unique temporary name: two workers computing the same heatmap (a redelivered task) never write one file.
+    write_atomic(path, lambda fh: np.savez(fh, origins=h.origins, cell_index=h.cell_index, probs=h.probs, tissue=h.tissue,
+                                           meta=np.array(json.dumps(meta)), **extra))
 
 
 _LOADED: dict[str, SlideHeatmap] = {}

@@ -10,7 +10,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.errors import WorkspaceError
-from core.store.schema import Base, Report, Review, SchemaVersion, Slide
+from core.store.schema import Base, Job, Report, Review, SchemaVersion, Slide, User
 
 
 def _create_v1(engine: Engine) -> None:
@@ -55,7 +55,16 @@ def _add_days_and_review_version_index(engine: Engine) -> None:
 # Ordered migrations: version -> function. A new schema change appends an entry using SQLAlchemy
 # constructs, or DDL that SQLite and PostgreSQL both accept; each must find its change already made
 # (a new store's v1 creates the current schema) and leave it alone.
-MIGRATIONS: dict[int, Callable[[Engine], None]] = {1: _create_v1, 2: _add_days_and_review_version_index}
+def _create_users(engine: Engine) -> None:
+    User.__table__.create(engine, checkfirst=True)
+
+
+def _create_jobs(engine: Engine) -> None:
+    """v4: the jobs table (long work and its progress, seen by the app, the workers and the Jobs page)."""
+    Job.__table__.create(engine, checkfirst=True)
+
+
+MIGRATIONS: dict[int, Callable[[Engine], None]] = {1: _create_v1, 2: _add_days_and_review_version_index, 3: _create_users, 4: _create_jobs}
 SCHEMA_VERSION = max(MIGRATIONS)
 
 
@@ -63,6 +72,7 @@ class CaseStore:
     """A case database: an engine, a session factory and its schema version."""
 
     def __init__(self, url: str) -> None:
+        url = postgresql_driver_url(url)
         self.url = url
         try:
             self.engine = create_engine(url, pool_pre_ping=True)
@@ -103,6 +113,14 @@ class CaseStore:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def postgresql_driver_url(url: str) -> str:
+    """``postgresql://`` and ``postgres://`` URLs use psycopg 3 (the driver requirements.txt installs), not psycopg2."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
 
 
 def decode_stored_text(raw: bytes) -> str:

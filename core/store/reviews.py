@@ -165,3 +165,13 @@ def review_versions(store: CaseStore, patient_id: str) -> dict[str, int]:
         found = {modality: version for modality, version in s.execute(
             select(Review.modality, func.max(Review.version)).where(Review.patient_id == patient_id).group_by(Review.modality))}
     return {m: int(found.get(m) or 0) for m in MODALITIES}
+
+
+def review_status(current: dict[str, ReviewEntry], modalities_with_data: set[str]) -> str:
+    """The case's review status, as the cohort worklist computes it in SQL (core.store.cohort): unreviewed, in review,
+    or signed off (every latest verdict signed off, and a verdict for every modality the case has data for)."""
+    if not current:
+        return "unreviewed"
+    if all(e.signed_off for e in current.values()) and modalities_with_data <= set(current):
+        return "signed off"
+    return "in review"

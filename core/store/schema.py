@@ -124,3 +124,38 @@ class AuditEvent(Base):
     action: Mapped[str] = mapped_column(String(32))
     target: Mapped[str] = mapped_column(String(128), default="")
     detail: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+class User(Base):
+    """Someone who may sign in. The password is stored only as a salted hash."""
+
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(256))
+    role: Mapped[str] = mapped_column(String(16))  # viewer | reviewer | admin
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+
+class Job(Base):
+    """A unit of long work (a slide heatmap, CAMs, cohort SHAP, report LIME) and where it stands. Every process sees
+    it: the app that queued it, the Celery worker or background process that runs it, the Jobs page (schema v4)."""
+
+    __tablename__ = "jobs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))  # heatmap | cams | shap | lime
+    subject: Mapped[str] = mapped_column(String(128))  # slide id, report id, or the patients of a cohort SHAP job
+    params: Mapped[dict] = mapped_column(JSON, default=dict)
+    key: Mapped[str | None] = mapped_column(String(64))  # content key of the result in the workspace cache, once known
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)  # queued | running | done | failed | cancelled
+    progress: Mapped[float] = mapped_column(Float, default=0.0)  # 0..1
+    message: Mapped[str] = mapped_column(Text, default="")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    runner: Mapped[str] = mapped_column(String(16), default="local")  # local | celery | background
+    worker: Mapped[str] = mapped_column(String(128), default="")  # who ran the last attempt
+    task_id: Mapped[str | None] = mapped_column(String(64))  # the Celery task of the last dispatch
+    result: Mapped[dict] = mapped_column(JSON, default=dict)
+    requested_by: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now, index=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)

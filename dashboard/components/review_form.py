@@ -6,28 +6,39 @@ import dash_bootstrap_components as dbc
 from dash import ALL, Dash, Input, Output, State, callback_context, dcc, html, no_update
 
 from core.errors import DashboardError
-from core.store.reviews import FLAGS, MODALITIES, VERDICTS, ReviewConflict, ReviewEntry, current_reviews, record_review, review_history, review_versions
+from core.store.cases import case_summary
+from core.store.reviews import (
+    FLAGS,
+    MODALITIES,
+    VERDICTS,
+    ReviewConflict,
+    ReviewEntry,
+    current_reviews,
+    record_review,
+    review_history,
+    review_status,
+    review_versions,
+)
 from core.workspace import Workspace
+from dashboard.auth import current_role_allows, current_username
 
 VERDICT_COLOURS = {"agree": "success", "disagree": "danger", "uncertain": "warning"}
 
 
-def review_status(current: dict[str, ReviewEntry]) -> str:
-    if not current:
-        return "unreviewed"
-    if all(m in current and current[m].signed_off for m in MODALITIES):
-        return "signed off"
-    return "in review"
+def _modalities_with_data(workspace: Workspace, patient_id: str) -> set[str]:
+    with workspace.store.session() as s:
+        case = case_summary(s, patient_id)
+        return {m for m, items in (("slide", case.slides), ("patient", case.visits), ("report", case.reports)) if items}
 
 
-def _status_badge(current: dict[str, ReviewEntry]) -> dbc.Badge:
-    status = review_status(current)
+def _status_badge(workspace: Workspace, patient_id: str, current: dict[str, ReviewEntry]) -> dbc.Badge:
+    status = review_status(current, _modalities_with_data(workspace, patient_id))
     colour = {"unreviewed": "secondary", "signed off": "success"}.get(status, "primary")
     return dbc.Badge(status, color=colour, id="review-status-badge")
 
 
 def status_badge(workspace: Workspace, patient_id: str) -> html.Span:
-    return html.Span(_status_badge(current_reviews(workspace.store, patient_id)), id="review-status")
+    return html.Span(_status_badge(workspace, patient_id, current_reviews(workspace.store, patient_id)), id="review-status")
 
 
 def history_table(entries: list[ReviewEntry]) -> html.Div:
@@ -41,7 +52,7 @@ def history_table(entries: list[ReviewEntry]) -> html.Div:
     return dbc.Table([head, html.Tbody(rows)], size="sm", striped=True, id="review-history-table", className="small")
 
 
-def _modality_form(modality: str, entry: ReviewEntry | None) -> dbc.Col:
+def _modality_form(modality: str, entry: ReviewEntry | None, read_only: bool) -> dbc.Col:
     key = {"modality": modality}
     return dbc.Col([
         html.H6(modality.capitalize()),
@@ -54,20 +65,22 @@ def _modality_form(modality: str, entry: ReviewEntry | None) -> dbc.Col:
         dbc.Checklist(id={"type": "review-flags", **key}, options=[{"label": f, "value": f} for f in FLAGS],
                       value=list(entry.flags) if entry else [], className="small mt-1"),
         dbc.Switch(id={"type": "review-signoff", **key}, label="sign off", value=bool(entry and entry.signed_off), className="small"),
-        dbc.Button(f"Save {modality} verdict", id={"type": "review-save", **key}, size="sm", color="primary", n_clicks=0, className="mt-1"),
+        dbc.Button(f"Save {modality} verdict", id={"type": "review-save", **key}, size="sm", color="primary", n_clicks=0, className="mt-1",
+                   disabled=read_only),
     ], md=4, className="review-modality")
 
 
 def card(workspace: Workspace, patient_id: str) -> dbc.Card:
     current = current_reviews(workspace.store, patient_id)
+    read_only = not current_role_allows("reviewer")
+    who = (f"Signed in as {current_username()}: your role may view verdicts but not record them." if read_only
+           else f"Verdicts are recorded as {current_username()}, with the time.")
     return dbc.Card([
         dbc.CardHeader("Review"),
         dbc.CardBody([
             dcc.Store(id="review-versions", data=review_versions(workspace.store, patient_id)),
-            dbc.InputGroup([dbc.InputGroupText("Reviewer"),
-                            dbc.Input(id="review-user", placeholder="your name", persistence=True, persistence_type="local", maxLength=64)],
-                           size="sm", className="mb-2", style={"maxWidth": "360px"}),
-            dbc.Row([_modality_form(m, current.get(m)) for m in MODALITIES]),
+            html.P(who, className="small text-muted", id="review-who"),
+            dbc.Row([_modality_form(m, current.get(m), read_only) for m in MODALITIES]),
             html.Div(id="review-message", className="mt-2"),
             html.H6("History", className="mt-3"),
             html.Div(history_table(review_history(workspace.store, patient_id)), id="review-history"),
@@ -83,10 +96,10 @@ def register_callbacks(app: Dash, workspace: Workspace) -> None:
         State({"type": "review-verdict", "modality": ALL}, "value"), State({"type": "review-comment", "modality": ALL}, "value"),
         State({"type": "review-flags", "modality": ALL}, "value"), State({"type": "review-signoff", "modality": ALL}, "value"),
         State({"type": "review-save", "modality": ALL}, "id"),
-        State("review-versions", "data"), State("review-user", "value"), State("case-id", "data"),
+        State("review-versions", "data"), State("case-id", "data"),
         prevent_initial_call=True,
     )
-    def save_review(clicks, verdicts, comments, flags, signoffs, ids, versions, user, patient_id):
+    def save_review(clicks, verdicts, comments, flags, signoffs, ids, versions, patient_id):
         if not callback_context.triggered or not any(clicks):
             return (no_update,) * 4 + ([no_update] * len(ids),)
         modality = callback_context.triggered_id["modality"]
@@ -97,7 +110,7 @@ def register_callbacks(app: Dash, workspace: Workspace) -> None:
                                         id="review-alert"), no_update, no_update, unchanged
         try:
             entry = record_review(workspace.store, patient_id, modality, verdicts[i], comments[i] or "", flags[i] or [], bool(signoffs[i]),
-                                  (user or "").strip(), expected_version=int((versions or {}).get(modality, 0)))
+                                  current_username(), expected_version=int((versions or {}).get(modality, 0)))
         except ReviewConflict as exc:
             return no_update, dbc.Alert([str(exc), " ", html.A("Reload the case", href=f"/case/{patient_id}")], color="danger",
                                         id="review-conflict"), no_update, no_update, unchanged
@@ -109,4 +122,4 @@ def register_callbacks(app: Dash, workspace: Workspace) -> None:
         message = dbc.Alert(f"Saved the {modality} verdict ({entry.verdict}, version {entry.version}).", color="success", id="review-saved",
                             duration=8000)
         return ({**(versions or {}), modality: entry.version}, message, history_table(review_history(workspace.store, patient_id)),
-                _status_badge(current), currents)
+                _status_badge(workspace, patient_id, current), currents)

@@ -8,6 +8,7 @@ from dash import Dash, Input, Output, State, dash_table, dcc, html, no_update
 from core.errors import DashboardError
 from core.explain.patient_view import ELAPSED_FEATURE, PatientExplainers, PatientExplanation, VisitEditError, salient_features
 from core.workspace import Workspace
+from dashboard.auth import audit
 from dashboard.figures.patient_figures import shap_waterfall_figure, visit_importance_figure
 from dashboard.figures.visit_risk import visit_risk_figure
 
@@ -118,6 +119,7 @@ def register_callbacks(app: Dash, workspace: Workspace, explainers: PatientExpla
                                    color="danger", id="visit-edit-alert")
         except DashboardError as exc:
             return None, dbc.Alert(str(exc), color="danger", id="visit-edit-alert")
+        audit(workspace, "what_if", patient_id, {"visit": t + 1, "edited": sorted(values)})
         return {"visit": t, "values": values}, ""
 
     @app.callback(

@@ -6,9 +6,11 @@ import dash_bootstrap_components as dbc
 from dash import Dash, Input, Output, State, dcc, html, no_update
 
 from core.errors import DashboardError, NotFoundError
-from core.explain.text import LimeSettings, explain_report, explanation_stability, token_diff
+from core.explain.report_view import report_explanation
+from core.explain.text import LimeSettings, explain_report, token_diff
 from core.store.schema import Report
 from core.workspace import Workspace
+from dashboard.auth import audit
 from dashboard.components.highlighted_text import highlighted_report, weight_legend
 from dashboard.figures.report_figures import word_weight_figure
 
@@ -109,10 +111,9 @@ def register_callbacks(app: Dash, workspace: Workspace) -> None:
     def explain_stored_report(_clicks, class_name, report_id, num_features, num_samples, seed, kernel_width):
         try:
             settings = _settings(num_features, num_samples, seed, kernel_width)
-            model = workspace.model(report_model_id(workspace))
             text = stored_report(workspace, report_id).text
-            explanation = explain_report(text, model, settings)
-            stability = explanation_stability(text, model, settings, n_seeds=5)
+            # Read from the workspace cache when a precompute job (or an earlier request) explained it already.
+            explanation, stability, _source = report_explanation(workspace, report_model_id(workspace), text, settings)
         except DashboardError as exc:
             return no_update, no_update, no_update, no_update, no_update, dbc.Alert(str(exc), color="warning")
         chosen = next(c for c in explanation.classes if c.class_name == class_name)
@@ -142,6 +143,7 @@ def register_callbacks(app: Dash, workspace: Workspace) -> None:
             edit = explain_report(edited or "", model, settings)
         except DashboardError as exc:
             return no_update, dbc.Alert(str(exc), color="warning", id="report-edit-alert")
+        audit(workspace, "what_if", report_id, {"report_chars": len(edited or "")})
         before = next(c for c in original.classes if c.class_name == class_name)
         after = next(c for c in edit.classes if c.class_name == class_name)
         diff = [html.Span(t + " ", className={"added": "word-added", "removed": "word-removed"}.get(op, ""))

@@ -1,0 +1,68 @@
+"""A stored report's LIME explanation and its stability across seeds, kept in the workspace cache."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict
+
+import numpy as np
+
+from core.errors import DashboardError, NotFoundError
+from core.explain.cache import content_key, explanation_path, load_json, save_json
+from core.explain.text import ClassExplanation, LimeSettings, ReportExplanation, ReportFeatures, StabilityReport, explain_report, explanation_stability
+from core.store.schema import Report
+from core.workspace import Workspace
+
+LIME_CACHE_FORMAT = 1
+STABILITY_SEEDS = 5
+
+
+def report_model_id(workspace: Workspace) -> str:
+    models = workspace.models_for("report")
+    if not models:
+        raise DashboardError("this workspace has no report model")
+    return models[0]
+
+
+def stored_report_text(workspace: Workspace, report_id: str) -> str:
+    with workspace.store.session() as s:
+        report = s.get(Report, report_id)
+        if report is None:
+            raise NotFoundError(f"no report {report_id!r} in this workspace")
+        return report.text
+
+
+def lime_cache_path(workspace: Workspace, model_id: str, text: str, settings: LimeSettings, n_seeds: int = STABILITY_SEEDS):
+    text_hash = hashlib.sha256(text.encode("utf-8", errors="replace")).hexdigest()
+    key = content_key("report-lime", LIME_CACHE_FORMAT, workspace.manifest(model_id).weights_sha256, text_hash, asdict(settings), n_seeds)
+    return explanation_path(workspace.cache_dir, "lime", key, ".json")
+
+
+def report_explanation(workspace: Workspace, model_id: str, text: str, settings: LimeSettings = LimeSettings(),
+                       n_seeds: int = STABILITY_SEEDS) -> tuple[ReportExplanation, StabilityReport, str]:
+    """(explanation, stability, source): read from the cache when this text, model and settings were explained before
+    (source "cache"), else computed and stored (source "computed")."""
+    settings.validate()
+    path = lime_cache_path(workspace, model_id, text, settings, n_seeds)
+    stored = load_json(path)
+    if stored is not None:
+        return _explanation_from_json(stored["explanation"]), StabilityReport(**stored["stability"]), "cache"
+    model = workspace.model(model_id)
+    explanation = explain_report(text, model, settings)
+    stability = explanation_stability(text, model, settings, n_seeds=n_seeds)
+    save_json(path, {"explanation": _explanation_to_json(explanation), "stability": asdict(stability)})
+    return explanation, stability, "computed"
+
+
+def _explanation_to_json(e: ReportExplanation) -> dict:
+    f = e.features
+    return {"features": {"cleaned": f.cleaned, "tokens": f.tokens, "features": f.features, "token_feature": f.token_feature.tolist()},
+            "probabilities": e.probabilities, "classes": [asdict(c) for c in e.classes], "settings": asdict(e.settings),
+            "provenance": e.provenance}
+
+
+def _explanation_from_json(d: dict) -> ReportExplanation:
+    f = d["features"]
+    features = ReportFeatures(f["cleaned"], f["tokens"], f["features"], np.asarray(f["token_feature"], dtype=int))
+    return ReportExplanation(features, d["probabilities"], [ClassExplanation(**c) for c in d["classes"]], LimeSettings(**d["settings"]),
+                             d["provenance"])

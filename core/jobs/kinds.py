@@ -1,0 +1,142 @@
+"""One function per kind of job, and the plan of a cohort's precompute.
+
+Each job function takes ``(workspace, subject, params, progress)`` and returns a small JSON-able summary. It is
+idempotent: it computes through the same cached functions the app calls, which return the stored result when the
+content key (slide or input content, model weights, settings) is already in the workspace cache, and write new
+results atomically. ``progress(fraction, message)`` may raise (a cancelled job) to stop the work; nothing partial
+is then left in the cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import select
+
+from core.errors import DashboardError, NotFoundError
+from core.explain.patient_view import PatientExplainers
+from core.explain.report_view import report_explanation, report_model_id, stored_report_text
+from core.explain.text import LimeSettings
+from core.heatmaps.attention import mil_models_for, slide_attention
+from core.heatmaps.cam_maps import STITCHED_METHODS, stitched_cam
+from core.heatmaps.slide_heatmap import HeatmapParams, compute_heatmap
+from core.jobs.state import JobSpec
+from core.store.schema import Patient, Report, Slide, Visit
+from core.workspace import Workspace
+
+Progress = Callable[[float, str], None]  # (fraction 0..1, what is happening)
+WHAT = ("heatmaps", "cams", "shap", "lime")  # what a precompute can cover, in the order it is queued
+SHAP_PATIENTS_PER_JOB = 32
+
+
+def _patch_model(workspace: Workspace, params: dict) -> str:
+    model_id = params.get("model_id")
+    if model_id:
+        return model_id
+    models = workspace.models_for("patch")
+    if not models:
+        raise DashboardError("this workspace has no patch model")
+    return models[0]
+
+
+def _heatmap(workspace: Workspace, slide_id: str, params: dict, progress: Progress, share: float = 1.0):
+    def patches(done: int, total: int) -> None:
+        progress(share * done / max(total, 1), f"heatmap: {done}/{total} patches")
+    return compute_heatmap(workspace, slide_id, _patch_model(workspace, params), HeatmapParams(overlap=float(params.get("overlap", 0.0))),
+                           progress=patches)
+
+
+def slide_heatmap_job(workspace: Workspace, slide_id: str, params: dict, progress: Progress) -> dict:
+    """Patch inference over the slide's tissue: the heatmap the slide viewer shows."""
+    heat = _heatmap(workspace, slide_id, params, progress)
+    return {"key": heat.key, "slide_id": slide_id, "model_id": heat.model_id, "patches": int(len(heat.probs))}
+
+
+def slide_cams_job(workspace: Workspace, slide_id: str, params: dict, progress: Progress) -> dict:
+    """The heatmap (when missing), then every stitched CAM layer and each MIL head's attention over its patches."""
+    heat = _heatmap(workspace, slide_id, params, progress, share=0.25)
+    for i, method in enumerate(STITCHED_METHODS):
+        def batches(done: int, total: int, i: int = i, method: str = method) -> None:
+            progress(0.25 + 0.75 * (i + done / max(total, 1)) / len(STITCHED_METHODS), f"{method}: {done}/{total} patches")
+        stitched_cam(workspace, heat, method, progress=batches)
+    attention = []
+    if heat.embeddings is not None and len(heat.embeddings):
+        for mil_id in mil_models_for(workspace, heat):
+            slide_attention(workspace, heat, mil_id)
+            attention.append(mil_id)
+    progress(1.0, "stitched CAMs and attention stored")
+    return {"key": heat.key, "slide_id": slide_id, "methods": list(STITCHED_METHODS), "attention": attention}
+
+
+def cohort_shap_job(workspace: Workspace, subject: str, params: dict, progress: Progress) -> dict:
+    """SHAP values of every visit of ``params["patients"]``, computed together (``explain_cohort``) and stored per patient."""
+    patients = list(params.get("patients") or [])
+    if not patients:
+        raise DashboardError("a SHAP job needs at least one patient")
+    explainers = PatientExplainers(workspace, max_patients=len(patients))
+    results = explainers.explain_many(patients, params.get("model_id"), progress=lambda d, t: progress(d / max(t, 1), f"{d}/{t} patients"))
+    computed = sum(r.source == "computed" for r in results)
+    return {"patients": len(results), "computed": computed, "from_cache": len(results) - computed, "model_id": results[0].model_id}
+
+
+def report_lime_job(workspace: Workspace, report_id: str, params: dict, progress: Progress) -> dict:
+    """LIME word weights of a stored report for every class, with their stability across seeds (the report page's view)."""
+    settings = LimeSettings(**params.get("settings", {}))
+    model_id = params.get("model_id") or report_model_id(workspace)
+    text = stored_report_text(workspace, report_id)
+    progress(0.05, "explaining the report")
+    explanation, stability, source = report_explanation(workspace, model_id, text, settings)
+    return {"report_id": report_id, "model_id": model_id, "predicted": explanation.predicted.class_name, "stability": stability.label,
+            "source": source}
+
+
+JOB_KINDS: dict[str, Callable[[Workspace, str, dict, Progress], dict]] = {
+    "heatmap": slide_heatmap_job, "cams": slide_cams_job, "shap": cohort_shap_job, "lime": report_lime_job,
+}
+KIND_OF_WHAT = {"heatmaps": "heatmap", "cams": "cams", "shap": "shap", "lime": "lime"}
+
+
+def parse_what(what: str | list[str] | None) -> list[str]:
+    items = [w.strip() for w in (what.split(",") if isinstance(what, str) else what or WHAT) if w.strip()]
+    unknown = [w for w in items if w not in WHAT]
+    if unknown or not items:
+        raise DashboardError(f"cannot precompute {', '.join(unknown) or 'nothing'}; choose from {', '.join(WHAT)}")
+    return [w for w in WHAT if w in items]
+
+
+def plan_precompute(workspace: Workspace, what: str | list[str] | None = None, patients: list[str] | None = None,
+                    slides: list[str] | None = None, overlap: float = 0.0, patch_model: str | None = None) -> list[JobSpec]:
+    """The jobs that precompute ``what`` for these patients (all when neither patients nor slides are named) or slides."""
+    kinds = parse_what(what)
+    if not 0.0 <= overlap < 1.0:
+        raise DashboardError("overlap must be at least 0 and less than 1")
+    if patch_model is not None and workspace.manifest(patch_model).task != "patch":
+        raise DashboardError(f"model {patch_model} is not a patch model")
+    with workspace.store.session() as s:
+        if patients:
+            missing = [p for p in patients if s.get(Patient, p) is None]
+            if missing:
+                raise NotFoundError(f"no patient {missing[0]!r} in this workspace")
+        if slides:
+            missing = [sl for sl in slides if s.get(Slide, sl) is None]
+            if missing:
+                raise NotFoundError(f"no slide {missing[0]!r} in this workspace")
+        everyone = not patients and not slides
+        chosen = list(dict.fromkeys(patients or [])) or (list(s.scalars(select(Patient.id).order_by(Patient.id))) if everyone else [])
+        slide_ids = list(slides or []) + list(s.scalars(select(Slide.id).where(Slide.patient_id.in_(chosen)).order_by(Slide.id)))
+        with_visits = set(s.scalars(select(Visit.patient_id).where(Visit.patient_id.in_(chosen)).distinct()))
+        report_ids = list(s.scalars(select(Report.id).where(Report.patient_id.in_(chosen)).order_by(Report.id)))
+    slide_params = {"overlap": float(overlap)} | ({"model_id": patch_model} if patch_model else {})
+    specs: list[JobSpec] = []
+    for item in kinds:
+        if item in ("heatmaps", "cams"):
+            specs += [JobSpec(KIND_OF_WHAT[item], sl, dict(slide_params)) for sl in dict.fromkeys(slide_ids)]
+        elif item == "shap" and workspace.models_for("sequence"):
+            explained = [p for p in chosen if p in with_visits]
+            for start in range(0, len(explained), SHAP_PATIENTS_PER_JOB):
+                group = explained[start : start + SHAP_PATIENTS_PER_JOB]
+                subject = group[0] if len(group) == 1 else f"{group[0]}…{group[-1]} ({len(group)} patients)"
+                specs.append(JobSpec("shap", subject, {"patients": group}))
+        elif item == "lime" and workspace.models_for("report"):
+            specs += [JobSpec("lime", r, {}) for r in report_ids]
+    return specs

@@ -1,0 +1,176 @@
+"""Sign-in, roles and the audit trail, through the real Flask app (test client) and the real case store."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+
+import pytest
+
+from core.auth.users import add_user, authenticate, find_user
+from core.store.audit import audit_events
+from core.store.reviews import record_review, review_history
+from core.workspace import open_workspace
+from dashboard.app import create_app
+from tests.conftest import ACCOUNTS, PASSWORD, sign_in
+
+SAMPLE_VALUES = {"slide_id": "P001-S1", "key": "0" * 32, "z": "1", "x": "0", "y": "0", "path": "cohort", "filename": "dashboard.css",
+                 "package_name": "dash", "fingerprint": "v1", "hash": "x"}
+
+
+@pytest.fixture(scope="module")
+def app(workspace):
+    return create_app(workspace)
+
+
+def _url(rule) -> str:
+    def value(match: re.Match) -> str:
+        return SAMPLE_VALUES.get(match.group(2), "x")
+    return re.sub(r"<(?:([a-z]+):)?([a-z_]+)>", value, rule.rule)
+
+
+def _callback_key(app, *fragments: str) -> str:
+    return next(k for k in app.callback_map if all(f in k for f in fragments))
+
+
+def _outputs(key: str) -> list[dict] | dict:
+    parts = key[2:-2].split("...") if key.startswith("..") else [key]
+    outputs = [{"id": p.rsplit(".", 1)[0], "property": p.rsplit(".", 1)[1]} for p in parts]
+    return outputs if key.startswith("..") else outputs[0]
+
+
+def _callback(client, app, fragments: tuple[str, ...], inputs: list[dict], state: list[dict]):
+    key = _callback_key(app, *fragments)
+    payload = {"output": key, "outputs": _outputs(key), "inputs": inputs, "state": state,
+               "changedPropIds": [f"{i['id']}.{i['property']}" for i in inputs]}
+    return client.post("/_dash-update-component", data=json.dumps(payload), content_type="application/json")
+
+
+def test_every_route_refuses_an_anonymous_request(app):
+    client = app.server.test_client()
+    checked = 0
+    for rule in app.server.url_map.iter_rules():
+        if rule.endpoint == "login":
+            continue
+        for method in sorted(rule.methods & {"GET", "POST"}):
+            response = client.open(_url(rule), method=method, headers={"Accept": "text/html"})
+            refused = response.status_code == 401 or (response.status_code == 302 and response.location.startswith("/login"))
+            assert refused, f"{method} {rule.rule} answered {response.status_code} to an anonymous request"
+            checked += 1
+    assert checked >= 10  # the Dash routes, the tile routes, the admin CSV, logout
+
+
+def test_sign_in_sets_a_protected_cookie_and_wrong_passwords_fail(app):
+    client = app.server.test_client()
+    wrong = client.post("/login", data={"username": ACCOUNTS["reviewer"], "password": "not it"})
+    assert wrong.status_code == 401 and b"Wrong user name or password" in wrong.data
+    unknown = client.post("/login", data={"username": "nobody", "password": "not it"})
+    assert unknown.status_code == 401 and b"Wrong user name or password" in unknown.data  # no hint which of the two was wrong
+    ok = sign_in(client)
+    cookie = ok.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
+    assert client.get("/slides/P001-S1/thumbnail.jpeg").status_code == 200
+    assert client.get("/logout").status_code == 302
+    assert client.get("/slides/P001-S1/thumbnail.jpeg").status_code == 401
+
+
+def test_secure_cookies_behind_a_tls_proxy(workspace):
+    client = create_app(workspace, secure_cookies=True).server.test_client()
+    response = client.post("/login", data={"username": ACCOUNTS["viewer"], "password": PASSWORD},
+                           headers={"X-Forwarded-Proto": "https"})
+    assert response.status_code == 302 and "Secure" in response.headers["Set-Cookie"]
+
+
+def test_login_attempts_are_rate_limited(app):
+    client = app.server.test_client()
+    statuses = [client.post("/login", data={"username": "guess-target", "password": f"guess {i}"}).status_code for i in range(12)]
+    assert statuses[:10] == [401] * 10 and statuses[10:] == [429, 429]
+    # Another user name from the same address is not locked out.
+    assert sign_in(client, "viewer").status_code == 302
+
+
+def test_next_parameter_cannot_leave_the_site(app):
+    client = app.server.test_client()
+    response = client.post("/login", data={"username": ACCOUNTS["viewer"], "password": PASSWORD, "next": "//evil.example/x"})
+    assert response.status_code == 302 and response.location == "/"
+
+
+def test_a_viewer_cannot_save_a_verdict_or_export(app, workspace):
+    client = app.server.test_client()
+    sign_in(client, "viewer")
+    before = len(review_history(workspace.store, "P001"))
+    key = _callback_key(app, "review-versions.data")
+    payload = {"output": key, "outputs": [], "inputs": [], "state": [], "changedPropIds": []}
+    payload["outputs"] = [{"id": "review-versions", "property": "data"}, {"id": "review-message", "property": "children"}]
+    response = client.post("/_dash-update-component", data=json.dumps(payload), content_type="application/json")
+    assert response.status_code == 403 and b"viewer" in response.data
+    assert len(review_history(workspace.store, "P001")) == before
+    export = _callback(client, app, ("figure-download.data",), [{"id": "export-figure-run", "property": "n_clicks", "value": 1}], [])
+    assert export.status_code == 403
+    # The admin page and its CSV are for admins only.
+    assert client.get("/admin/audit.csv").status_code == 403
+
+
+def test_removed_user_is_signed_out_at_the_next_request(app, workspace):
+    add_user(workspace.store, "short-lived", PASSWORD, "reviewer")
+    client = app.server.test_client()
+    assert client.post("/login", data={"username": "short-lived", "password": PASSWORD}).status_code == 302
+    assert client.get("/slides/P001-S1/thumbnail.jpeg").status_code == 200
+    from core.auth.users import remove_user
+
+    remove_user(workspace.store, "short-lived")
+    assert client.get("/slides/P001-S1/thumbnail.jpeg").status_code == 401
+    assert find_user(workspace.store, "short-lived") is None and authenticate(workspace.store, "short-lived", PASSWORD) is None
+
+
+def test_the_audit_trail_records_each_action(app, workspace):
+    client = app.server.test_client()
+    client.post("/login", data={"username": ACCOUNTS["reviewer"], "password": "wrong password"})
+    sign_in(client, "reviewer")
+    reviewer = ACCOUNTS["reviewer"]
+    page = _callback(client, app, ("page-content.children",), [{"id": "url", "property": "pathname", "value": "/case/P002"}],
+                     [{"id": "url", "property": "search", "value": ""}])
+    assert page.status_code == 200 and b"Case P002" in page.data
+    visits = json.loads(_callback(client, app, ("visit-edit-table.data",), [
+        {"id": "selected-visit", "property": "data", "value": 0}, {"id": "visit-edit-reset", "property": "n_clicks", "value": None}],
+        [{"id": "patient-id", "property": "data", "value": "P002"}]).data)["response"]["visit-edit-table"]["data"]
+    rows = [{**r, "value": 60 if r["feature"] == "fvc_percent" else r["value"]} for r in visits]
+    what_if = _callback(client, app, ("whatif-store.data@", "visit-edit-errors.children@"),
+                        [{"id": "visit-edit-apply", "property": "n_clicks", "value": 1}],
+                        [{"id": "visit-edit-table", "property": "data", "value": rows}, {"id": "selected-visit", "property": "data", "value": 0},
+                         {"id": "patient-id", "property": "data", "value": "P002"}])
+    assert what_if.status_code == 200 and "visit-edit-alert" not in what_if.get_data(as_text=True)
+    export_state = [{"id": "export-figure", "property": "value", "value": "risk"}, {"id": "export-format", "property": "value", "value": "png"},
+                    {"id": "case-id", "property": "data", "value": "P002"}, {"id": "selected-visit", "property": "data", "value": 0}]
+    export = _callback(client, app, ("figure-download.data",), [{"id": "export-figure-run", "property": "n_clicks", "value": 1}],
+                       export_state + [{"id": "x", "property": "y", "value": None}] * 21)
+    assert export.status_code == 200 and "P002-risk.png" in export.get_data(as_text=True)
+    record_review(workspace.store, "P002", "slide", "agree", "", [], False, reviewer, expected_version=0)
+
+    events = audit_events(workspace.store, limit=50)
+    seen = {(e.action, e.user) for e in events}
+    for action in ("login_failed", "login", "case_open", "what_if", "export", "review_saved"):
+        assert (action, reviewer) in seen, f"no {action} event for {reviewer}: {seen}"
+    assert any(e.action == "case_open" and e.target == "P002" for e in events)
+    assert any(e.action == "export" and e.detail.get("what") == "risk" for e in events)
+
+    admin = app.server.test_client()
+    sign_in(admin, "admin")
+    response = admin.get("/admin/audit.csv")
+    assert response.status_code == 200 and response.mimetype == "text/csv"
+    rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
+    assert {"login", "case_open", "what_if", "export", "review_saved"} <= {r["action"] for r in rows}
+
+
+def test_accounts_are_stored_hashed(workspace):
+    ws = open_workspace(workspace.root)
+    with ws.store.session() as s:
+        from sqlalchemy import select
+
+        from core.store.schema import User
+
+        hashes = list(s.scalars(select(User.password_hash)))
+    ws.store.dispose()
+    assert hashes and all(PASSWORD not in h and h.startswith(("scrypt:", "pbkdf2:")) for h in hashes)
