@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""PathReview: serve a workspace (``--workspace DIR``) or the demo (``--demo``)."""
+"""PathReview: serve a workspace (``--workspace DIR``) or the demo (``--demo``); precompute a cohort; run a job worker."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 from core.auth.accounts_cli import add_users_parser, run_users_command
 from core.config import Settings, default_demo_dir
 from core.errors import DashboardError
+from core.jobs.cli import add_job_parsers, run_precompute, run_worker
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -29,6 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--secure-cookies", action="store_true",
                        help="behind a TLS reverse proxy: Secure session cookies, trust X-Forwarded-Proto/For")
     add_users_parser(sub)
+    add_job_parsers(sub)
     return parser
 
 
@@ -69,6 +71,13 @@ def serve(args: argparse.Namespace) -> None:
     server.run()
 
 
+def _worker_app(workspace, celery_app) -> None:
+    """A worker builds the app against its Celery app: the app's background callbacks become tasks it runs."""
+    from dashboard.app import create_app
+
+    create_app(workspace, celery_app=celery_app)
+
+
 def _store(args: argparse.Namespace):
     from core.workspace import open_workspace
 
@@ -87,6 +96,10 @@ def main(argv: list[str] | None = None) -> int:
             serve(args)
         elif args.command == "users":
             run_users_command(args, _store(args))
+        elif args.command == "precompute":
+            return run_precompute(args)
+        elif args.command == "worker":
+            return run_worker(args, register_app=_worker_app)
     except DashboardError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

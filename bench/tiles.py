@@ -22,7 +22,7 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from demo_workspace import bench_workspace_root  # noqa: E402
+from demo_workspace import bench_workspace_root, ensure_bench_account, signed_in_session  # noqa: E402
 from openslide.deepzoom import DeepZoomGenerator  # noqa: E402
 
 from core.heatmaps.slide_heatmap import HeatmapParams, compute_heatmap  # noqa: E402
@@ -57,7 +57,7 @@ def hammer(base: str, urls: list[str], seconds: float, clients: int) -> tuple[li
     def client(seed: int) -> None:
         nonlocal errors
         rng = random.Random(seed)
-        session = requests.Session()
+        session = signed_in_session(base)
         while time.monotonic() < stop:
             t = time.perf_counter()
             response = session.get(base + rng.choice(urls), timeout=30)
@@ -116,6 +116,7 @@ def main() -> None:
         w.join()
     handle.close()
 
+    ensure_bench_account(root)
     server = subprocess.Popen([sys.executable, str(REPO / "run_dashboard.py"), "--workspace", str(root), "--port", str(args.port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
     base = f"http://127.0.0.1:{args.port}"

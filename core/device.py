@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
 import torch
+
+from core.errors import DashboardError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -45,22 +48,52 @@ def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
 
 
+class DeviceMemoryError(DashboardError):
+    """The device ran out of memory even for a batch of one item, and nothing could take over."""
+
+
 def map_batches(
-    fn: Callable[[Sequence[T]], torch.Tensor], items: Sequence[T], batch_size: int
+    fn: Callable[[Sequence[T]], torch.Tensor], items: Sequence[T], batch_size: int,
+    on_exhausted: Callable[[], Callable[[Sequence[T]], torch.Tensor] | None] | None = None,
+    on_shrink: Callable[[int], None] | None = None,
 ) -> Iterator[torch.Tensor]:
-    """Apply ``fn`` to ``items`` in batches, halving the batch whenever the device runs out of memory."""
-    start = 0
+    """Apply ``fn`` to ``items`` in batches, halving the batch whenever the device runs out of memory.
+
+    When even a batch of one does not fit, ``on_exhausted()`` may return a replacement ``fn`` (the same model on the
+    CPU) that does the rest, starting again at ``batch_size``; without one, ``DeviceMemoryError`` is raised.
+    ``on_shrink(new_size)`` is told each halving, so a caller can start its next call at the size that fitted."""
+    start, first_size = 0, batch_size
     while start < len(items):
         chunk = items[start : start + batch_size]
         try:
             out = fn(chunk)
         except (torch.OutOfMemoryError, RuntimeError) as exc:
-            if not _is_oom(exc) or batch_size == 1:
+            if not _is_oom(exc):
                 raise
-            batch_size //= 2
-            log.warning("device out of memory; retrying with batch size %d", batch_size)
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
+            if batch_size > 1:
+                batch_size //= 2
+                log.warning("device out of memory; retrying with batch size %d", batch_size)
+                if on_shrink is not None:
+                    on_shrink(batch_size)
+                continue
+            replacement = on_exhausted() if on_exhausted is not None else None
+            if replacement is None:
+                raise DeviceMemoryError(f"the device ran out of memory even for one item ({exc.__class__.__name__}); "
+                                        "free memory on it (other jobs) or run with --device cpu") from exc
+            fn, on_exhausted, batch_size = replacement, None, first_size
             continue
         yield out
         start += len(chunk)
+
+
+def cpu_copy(module: torch.nn.Module) -> torch.nn.Module:
+    """A copy of ``module`` on the CPU, made without allocating anything on the module's own device (which may be
+    the one that is out of memory): each parameter and buffer is copied straight to host memory."""
+    memo: dict[int, object] = {}
+    for param in module.parameters():
+        memo[id(param)] = torch.nn.Parameter(param.detach().to("cpu", copy=True), requires_grad=param.requires_grad)
+    for buffer in module.buffers():
+        memo[id(buffer)] = buffer.detach().to("cpu", copy=True)
+    return copy.deepcopy(module, memo).to(torch.device("cpu"))

@@ -7,14 +7,16 @@ from urllib.parse import parse_qsl
 
 import dash_bootstrap_components as dbc
 import diskcache
-from dash import Dash, DiskcacheManager, Input, Output, State, dcc, html
+from dash import CeleryManager, Dash, DiskcacheManager, Input, Output, State, dcc, html
 
 from core.errors import DashboardError
 from core.explain.patient_view import PatientExplainers
+from core.jobs.dispatch import JobDispatcher
 from core.slides.tiles import TileService
 from core.workspace import Workspace
 from dashboard.auth import audit, current_role_allows, current_username, install_auth
 from dashboard.pages import admin, case, cohort, models, patient, report, slide
+from dashboard.pages import jobs as jobs_page
 from dashboard.pages import patients as patients_page
 from dashboard.routes import register_routes
 
@@ -23,14 +25,14 @@ ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
 
 
 def _navbar(workspace: Workspace) -> dbc.Navbar:
-    items = [cohort.nav_item(), patients_page.nav_item(), models.nav_item()]
+    items = [cohort.nav_item(), patients_page.nav_item(), models.nav_item(), jobs_page.nav_item()]
     if current_role_allows("admin"):
         items.append(admin.nav_item())
     return dbc.Navbar(dbc.Container([
         dbc.NavbarBrand(APP_TITLE, href="/"),
         dbc.Nav(items, navbar=True),
         html.Span(workspace.name, className="navbar-text ms-auto small me-3"),
-        html.Span([html.Span(current_username(), id="signed-in-user"), html.Span(f" ({current_user_role()})", className="text-muted"),
+        html.Span([html.Span(current_username(), id="signed-in-user"), html.Span(f" ({current_user_role()})", className="text-white-50"),
                    html.A("Sign out", href="/logout", className="ms-2 link-light", id="sign-out")], className="navbar-text small"),
     ], fluid=True), color="dark", dark=True, className="mb-3")
 
@@ -50,6 +52,8 @@ def render_page(workspace: Workspace, tiles: TileService, pathname: str | None, 
             return patients_page.layout(workspace)
         if path == "/models":
             return models.layout(workspace)
+        if path == "/jobs":
+            return jobs_page.layout(workspace)
         if path == "/admin":
             return admin.layout(workspace) if current_role_allows("admin") else dbc.Alert(
                 "The admin page is for administrators.", color="warning", id="page-error")
@@ -66,11 +70,24 @@ def render_page(workspace: Workspace, tiles: TileService, pathname: str | None, 
     return dbc.Alert(f"There is no page at {path}.", color="warning", id="page-error")
 
 
-def create_app(workspace: Workspace, secure_cookies: bool = False) -> Dash:
+def _celery_app(workspace: Workspace):
+    if not workspace.config.broker_url:
+        return None
+    from core.jobs.celery_app import make_celery
+
+    return make_celery(workspace.config.broker_url)
+
+
+def create_app(workspace: Workspace, secure_cookies: bool = False, celery_app=None) -> Dash:
+    """``celery_app``: the Celery app to run background callbacks on (a worker passes its own); by default one on the
+    broker that ``workspace.toml`` names, if any."""
     tiles = TileService(workspace)
     patients = PatientExplainers(workspace)
-    # Long jobs (heatmaps) run as background callbacks; their state lives in the workspace cache.
-    jobs = DiskcacheManager(diskcache.Cache(str(workspace.cache_dir / "jobs")))
+    celery_app = celery_app if celery_app is not None else _celery_app(workspace)
+    # Long jobs run as background callbacks: on the Celery workers when the workspace names a broker, else in
+    # processes forked from this one with their state in the workspace cache (the one-machine setup).
+    jobs = CeleryManager(celery_app) if celery_app is not None else DiskcacheManager(diskcache.Cache(str(workspace.cache_dir / "jobs")))
+    dispatcher = JobDispatcher(workspace, celery_app)
     # Bootstrap (Bootswatch Flatly) is served from assets/: the app must work with no internet access.
     app = Dash(__name__, title=APP_TITLE, assets_folder=str(ASSETS_DIR), suppress_callback_exceptions=True,
                background_callback_manager=jobs)
@@ -97,6 +114,7 @@ def create_app(workspace: Workspace, secure_cookies: bool = False) -> Dash:
     patient.register_callbacks(app, workspace, patients)
     patients_page.register_callbacks(app, workspace, patients)
     admin.register_callbacks(app, workspace)
+    jobs_page.register_callbacks(app, workspace, dispatcher)
     install_auth(app.server, workspace, secure_cookies)
     register_routes(app.server, workspace, tiles)
     return app

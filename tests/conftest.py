@@ -17,6 +17,7 @@ import requests
 from tests.system_packages import ensure_chromium
 
 REPO = Path(__file__).resolve().parent.parent
+pytest_plugins = ["tests.services"]  # Redis, PostgreSQL and Celery worker fixtures
 # One account per role in the test workspace.
 ACCOUNTS = {"viewer": "test-viewer", "reviewer": "test-reviewer", "admin": "test-admin"}
 PASSWORD = "correct horse battery"

@@ -30,3 +30,13 @@ def ensure_chromium() -> tuple[str, str]:
             f"{' and '.join(BROWSER_PACKAGES)} (.ci/run does this)"
         )
     return browser, driver
+
+
+def install_debian_packages(*packages: str) -> bool:
+    """Install Debian packages with apt-get when running as root; False when we may not (the caller reports it)."""
+    if not (hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get")):
+        return False
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, capture_output=True)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages], check=True, env=env, capture_output=True)
+    return True

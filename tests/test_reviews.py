@@ -1,16 +1,14 @@
 """Reviewer verdicts: append-only versions, the version check, a real two-process race, and schema v2 upgrading a v1 store.
 
-Every test runs on each URL of ``store_url``: a fresh SQLite file always, and a fresh PostgreSQL database when
-``PATHREVIEW_TEST_POSTGRES_URL`` names a server (e.g. ``postgresql+psycopg://user@localhost/postgres``)."""
+Every test runs on each URL of ``store_url``: a fresh SQLite file, and a fresh database on the PostgreSQL server the
+test session starts (tests/services.py)."""
 
 from __future__ import annotations
 
 import multiprocessing
-import os
-import uuid
 
 import pytest
-from sqlalchemy import create_engine, event, inspect, select, text
+from sqlalchemy import event, inspect, select
 
 from core.errors import DashboardError, NotFoundError
 from core.store.database import SCHEMA_VERSION, open_store
@@ -24,24 +22,15 @@ from core.store.reviews import (
 )
 from core.store.schema import AuditEvent, Patient, Report, Review, Slide
 
-POSTGRES_SERVER = os.environ.get("PATHREVIEW_TEST_POSTGRES_URL")
-DATABASES = ["sqlite"] + (["postgresql"] if POSTGRES_SERVER else [])
+DATABASES = ["sqlite", "postgresql"]
 
 
 @pytest.fixture(params=DATABASES)
 def store_url(request, tmp_path):
     """A URL of an empty database, removed afterwards."""
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'cases.db'}"
-        return
-    server = create_engine(POSTGRES_SERVER, isolation_level="AUTOCOMMIT")
-    name = f"pathreview_test_{uuid.uuid4().hex[:12]}"
-    with server.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield server.url.set(database=name).render_as_string(hide_password=False)
-    with server.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    server.dispose()
+        return f"sqlite:///{tmp_path / 'cases.db'}"
+    return request.getfixturevalue("postgres_database")
 
 
 @pytest.fixture
@@ -278,7 +267,7 @@ def test_migrations_upgrade_a_v1_store_in_place(tmp_path):
     reopened = open_store(f"sqlite:///{path}")  # migrating again finds nothing to do
     with reopened.session() as s:
         assert s.get(Slide, "P001-S1").day == 0.0
-    assert reopened.schema_version() == 2
+    assert reopened.schema_version() == SCHEMA_VERSION
     reopened.dispose()
 
 

@@ -1,4 +1,4 @@
-"""Case store: round trips of every table on a real SQLite file, migrations and cohort paging."""
+"""Case store: round trips of every table, migrations and cohort paging, on a real SQLite file and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ from core.store.database import SCHEMA_VERSION, open_store
 from core.store.schema import AuditEvent, ModelRecord, Patient, Prediction, Report, Review, SchemaVersion, Slide, Visit
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = open_store(f"sqlite:///{tmp_path / 'cases.db'}")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    url = f"sqlite:///{tmp_path / 'cases.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_database")
+    s = open_store(url)
     yield s
     s.dispose()
 
@@ -34,13 +35,13 @@ def _fill(store, n=5):
             s.add(Prediction(model_id="m1", weights_sha256="a" * 64, subject_kind="patient", subject_id=pid, patient_id=pid, score=i / 10))
 
 
-def test_every_table_round_trips_on_sqlite(store, tmp_path):
+def test_every_table_round_trips(store):
     _fill(store)
     with store.session() as s:
         s.add(Review(patient_id="P01", modality="slide", verdict="agree", comment="clear GG4 focus", flags=["teaching"], user="dr_a"))
         s.add(AuditEvent(user="dr_a", action="case_open", target="P01", detail={"page": "case"}))
     store.dispose()
-    reopened = open_store(f"sqlite:///{tmp_path / 'cases.db'}")
+    reopened = open_store(store.url)
     with reopened.session() as s:
         p = s.get(Patient, "P01")
         assert (p.age, p.sex, p.onset_type) == (41.0, "F", "spinal")
@@ -68,14 +69,14 @@ def test_failed_transaction_writes_nothing(store):
         assert s.get(Patient, "P99") is None
 
 
-def test_migrations_are_versioned_and_idempotent(store, tmp_path):
+def test_migrations_are_versioned_and_idempotent(store):
     assert store.schema_version() == SCHEMA_VERSION
     assert store.migrate() == SCHEMA_VERSION
     with store.session() as s:
         assert len(s.scalars(select(SchemaVersion)).all()) == SCHEMA_VERSION
         s.add(SchemaVersion(version=SCHEMA_VERSION + 1))
     with pytest.raises(WorkspaceError, match="newer than this program"):
-        open_store(f"sqlite:///{tmp_path / 'cases.db'}")
+        open_store(store.url)
 
 
 def test_cohort_page_sorts_and_pages_in_sql(store):

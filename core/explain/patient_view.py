@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,30 +47,61 @@ class PatientExplanation:
         return values
 
 
-def validate_visit_edit(spec: InputSpec, values: dict[str, object]) -> tuple[dict[str, object], dict[str, str]]:
-    """Parse edited values; return (parsed values, {feature: message}) with a message for every bad cell."""
+FLOAT32_MAX = 3.4e38  # what the model's float32 inputs hold: a larger value would become inf inside it
+MAX_GAP_DAYS = 36_500.0  # the last visit's gap has no later visit to bound it: a century
+
+
+def _number(raw: object) -> float | str:
+    """``raw`` as a finite float, or the message saying why it is not one."""
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return "a value is needed"
+    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+        return f"{_shown(raw)} is not a number"
+    try:
+        value = float(raw.strip() if isinstance(raw, str) else raw)
+    except ValueError:
+        return f"{_shown(raw)} is not a number"
+    except OverflowError:  # an integer too large for a float
+        return f"{_shown(raw)} is not a finite number"
+    if not math.isfinite(value) or abs(value) > FLOAT32_MAX:
+        return f"{_shown(raw)} is not a finite number"
+    return value
+
+
+def _shown(raw: object, limit: int = 40) -> str:
+    text = repr(raw)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def validate_visit_edit(spec: InputSpec, values: Mapping[str, object]) -> tuple[dict[str, object], dict[str, str]]:
+    """Parse edited values; return (parsed values, {feature: message}) with a message for every bad cell.
+
+    Any input gives one or the other per feature, never an exception: numbers must be finite, inside the model's
+    plausible range when it declares one, and small enough that the normalised value stays finite; categories must
+    be one of the model's levels."""
+    values = values if isinstance(values, Mapping) else {}
     parsed: dict[str, object] = {}
     errors: dict[str, str] = {}
-    for name in spec.features:
-        raw = values.get(name)
-        try:
-            value = float(str(raw).strip())
-        except (TypeError, ValueError):
-            errors[name] = f"{raw!r} is not a number"
-            continue
-        if not math.isfinite(value):
-            errors[name] = "must be a finite number"
+    for i, name in enumerate(spec.features):
+        value = _number(values.get(name))
+        if isinstance(value, str):
+            errors[name] = value
             continue
         low, high = spec.feature_ranges.get(name, [-math.inf, math.inf])
         if not low <= value <= high:
             unit = spec.feature_units.get(name, "")
             errors[name] = f"must be between {low:g} and {high:g} {unit}".rstrip()
             continue
+        mean = spec.feature_means[i] if i < len(spec.feature_means) else 0.0
+        std = spec.feature_stds[i] if i < len(spec.feature_stds) and spec.feature_stds[i] > 0 else 1.0
+        if abs((value - mean) / std) > FLOAT32_MAX:
+            errors[name] = f"{value:g} is far outside anything the model has seen"
+            continue
         parsed[name] = value
     for name, levels in spec.categorical.items():
         raw = values.get(name)
-        if raw not in levels:
-            errors[name] = f"{raw!r} is not one of {', '.join(levels)}"
+        if not isinstance(raw, str) or raw not in levels:
+            errors[name] = f"{_shown(raw)} is not one of {', '.join(levels)}"
         else:
             parsed[name] = raw
     return parsed, errors
@@ -180,6 +211,12 @@ class PatientExplainers:
     def what_if(self, patient_id: str, visit: int, values: dict[str, object], model_id: str | None = None) -> PatientExplanation:
         """The explanation with visit ``visit`` replaced by ``values``; only visits >= ``visit`` are recomputed.
         Raises ``VisitEditError`` listing every invalid cell. Nothing is written to the case store."""
+        if not isinstance(patient_id, str):
+            raise DashboardError("a what-if edit needs a patient id")
+        if isinstance(visit, bool) or not isinstance(visit, int):
+            raise DashboardError(f"the visit to edit must be a visit number, not {_shown(visit)}")
+        if not isinstance(values, Mapping):
+            raise DashboardError("a what-if edit needs the visit's values by feature name")
         base = self.explain(patient_id, model_id)
         if not 0 <= visit < len(base.days):
             raise DashboardError(f"visit {visit + 1} does not exist; patient {patient_id} has {len(base.days)} visits")
@@ -191,7 +228,7 @@ class PatientExplainers:
         raw[visit].update(parsed)
         days = list(base.days)
         if ELAPSED_FEATURE in values and visit > 0:
-            gap = _parse_gap(values[ELAPSED_FEATURE], days[visit + 1] - days[visit - 1] if visit + 1 < len(days) else math.inf)
+            gap = _parse_gap(values[ELAPSED_FEATURE], days[visit + 1] - days[visit - 1] if visit + 1 < len(days) else MAX_GAP_DAYS)
             days[visit] = days[visit - 1] + gap
         seq = self._encode(spec, days, raw)
         explainer = self.explainer(base.model_id)
@@ -206,11 +243,10 @@ class VisitEditError(DashboardError):
 
 
 def _parse_gap(raw: object, max_gap: float) -> float:
-    try:
-        gap = float(str(raw))
-    except ValueError:
-        raise VisitEditError({ELAPSED_FEATURE: f"{raw!r} is not a number"}) from None
-    if not (math.isfinite(gap) and 0 < gap < max_gap):
+    gap = _number(raw)
+    if isinstance(gap, str):
+        raise VisitEditError({ELAPSED_FEATURE: gap})
+    if not 0 < gap < max_gap:
         raise VisitEditError({ELAPSED_FEATURE: f"must be more than 0 and less than {max_gap:g} days (visits stay in order)"})
     return gap
 

@@ -3,6 +3,7 @@ so OpenSlide decoding and model compute overlap."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -12,12 +13,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from core.device import autocast, map_batches
+from core.device import autocast, cpu_copy, map_batches
 from core.errors import DashboardError
 from core.slides.grid import PatchGrid
 from core.slides.reader import level_for_downsample, open_slide
 
 ProgressFn = Callable[[int, int], None]  # (patches done, total)
+log = logging.getLogger(__name__)
 
 
 class InferenceCancelled(DashboardError):
@@ -73,29 +75,63 @@ def read_patch_batches(path: Path, grid: PatchGrid, batch_size: int, workers: in
                 raise
 
 
-@torch.no_grad()
+class PatchClassifier:
+    """The patch net on its device, called batch after batch of one job. The batch halves on device out-of-memory and
+    the size that fitted is kept for the next call; when even one patch does not fit on an accelerator, a CPU copy
+    of the net does the rest of the job and a notice says so (``notices``: shown to the user beside the result)."""
+
+    def __init__(self, module: torch.nn.Module, device: torch.device, batch_size: int, notices: list[str] | None = None) -> None:
+        self.module, self.device, self.batch_size, self._first_batch_size = module, device, batch_size, batch_size
+        self.notices = notices if notices is not None else []
+
+    def _runner(self, embed: bool) -> Callable[[np.ndarray], torch.Tensor]:
+        module, device = self.module, self.device
+
+        def run(chunk: np.ndarray) -> torch.Tensor:
+            x = torch.from_numpy(np.ascontiguousarray(chunk)).to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
+            with autocast(device):
+                if embed:
+                    features = module.features(x).float()
+                    return torch.cat([torch.softmax(module.fc(features).float(), 1), features], 1).cpu()
+                return torch.softmax(module(x).float(), 1).cpu()
+
+        return run
+
+    def _fall_back_to_cpu(self, embed: bool) -> Callable[[np.ndarray], torch.Tensor] | None:
+        if self.device.type == "cpu":
+            return None
+        notice = (f"The {self.device.type.upper()} ran out of memory even for one patch, so the rest of this job ran on the CPU "
+                  "(slower; the results are the same).")
+        log.warning(notice)
+        if notice not in self.notices:
+            self.notices.append(notice)
+        self.module, self.device, self.batch_size = cpu_copy(self.module).eval(), torch.device("cpu"), self._first_batch_size
+        return self._runner(embed)
+
+    def _shrunk(self, size: int) -> None:
+        self.batch_size = size
+
+    @torch.no_grad()
+    def __call__(self, patches: np.ndarray, embed: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        module = self.module
+        embed = embed and hasattr(module, "features") and isinstance(getattr(module, "fc", None), torch.nn.Linear)
+        if len(patches) == 0:
+            n_classes = module.fc.out_features if isinstance(getattr(module, "fc", None), torch.nn.Linear) else 0
+            return np.zeros((0, n_classes), np.float32), (np.zeros((0, module.embedding_dim), np.float32) if embed else None)
+        batches = map_batches(self._runner(embed), patches, self.batch_size, on_exhausted=lambda: self._fall_back_to_cpu(embed),
+                              on_shrink=self._shrunk)
+        out = torch.cat(list(batches)).numpy()
+        if not embed:
+            return out, None
+        n_classes = module.fc.out_features
+        return out[:, :n_classes], out[:, n_classes:]
+
+
 def classify_and_embed_patches(module: torch.nn.Module, device: torch.device, patches: np.ndarray, batch_size: int,
-                               embed: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+                               embed: bool = False, notices: list[str] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Softmax class probabilities for uint8 patches, and (for nets with ``features`` + ``fc``) their embeddings
-    from the same pass; the batch halves on device out-of-memory."""
-    embed = embed and hasattr(module, "features") and isinstance(getattr(module, "fc", None), torch.nn.Linear)
-    if len(patches) == 0:
-        n_classes = module.fc.out_features if isinstance(getattr(module, "fc", None), torch.nn.Linear) else 0
-        return np.zeros((0, n_classes), np.float32), (np.zeros((0, module.embedding_dim), np.float32) if embed else None)
-
-    def run(chunk: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(np.ascontiguousarray(chunk)).to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
-        with autocast(device):
-            if embed:
-                features = module.features(x).float()
-                return torch.cat([torch.softmax(module.fc(features).float(), 1), features], 1).cpu()
-            return torch.softmax(module(x).float(), 1).cpu()
-
-    out = torch.cat(list(map_batches(run, patches, batch_size))).numpy()
-    if not embed:
-        return out, None
-    n_classes = module.fc.out_features
-    return out[:, :n_classes], out[:, n_classes:]
+    from the same pass; the batch halves on device out-of-memory, then the CPU takes over (see ``PatchClassifier``)."""
+    return PatchClassifier(module, device, batch_size, notices)(patches, embed)
 
 
 def classify_patches(module: torch.nn.Module, device: torch.device, patches: np.ndarray, batch_size: int) -> np.ndarray:
@@ -105,16 +141,19 @@ def classify_patches(module: torch.nn.Module, device: torch.device, patches: np.
 def predict_slide(
     path: Path, grid: PatchGrid, module: torch.nn.Module, device: torch.device, batch_size: int = 128, workers: int = 2,
     progress: ProgressFn | None = None, cancel: threading.Event | None = None, with_embeddings: bool = False,
+    notices: list[str] | None = None,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray | None]:
-    """(N, C) class probabilities for every patch of ``grid`` (and their embeddings when asked)."""
+    """(N, C) class probabilities for every patch of ``grid`` (and their embeddings when asked). Anything the user
+    should know about how they were computed (e.g. a fall-back to the CPU) is appended to ``notices``."""
     module.eval()
+    classifier = PatchClassifier(module, device, batch_size, notices)
     results: list[np.ndarray] = []
     embeddings: list[np.ndarray] = []
     done = 0
     for _, patches in read_patch_batches(path, grid, batch_size, workers):
         if cancel is not None and cancel.is_set():
             raise InferenceCancelled("heatmap computation cancelled; nothing was stored")
-        probs, emb = classify_and_embed_patches(module, device, patches, batch_size, embed=with_embeddings)
+        probs, emb = classifier(patches, embed=with_embeddings)
         results.append(probs)
         if emb is not None:
             embeddings.append(emb)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
-from dataclasses import asdict, dataclass
+import time
+import zipfile
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +25,8 @@ from core.workspace import Workspace
 
 CACHE_FORMAT = 2
 METHODS = ("overlap", "bilinear")
+log = logging.getLogger(__name__)
+STALE_PART_SECONDS = 3600  # a temporary file this old was left by a job that was killed
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,7 @@ class SlideHeatmap:
     probs: np.ndarray  # (N, C)
     tissue: np.ndarray  # (rows, cols) bool, tissue mask on the cell grid
     embeddings: np.ndarray | None = None  # (N, D) patch embeddings, the input of MIL heads
+    notices: list[str] = field(default_factory=list)  # how it was computed, when the user should know (e.g. on the CPU after GPU OOM)
 
     @property
     def cell_um(self) -> float:
@@ -112,7 +118,7 @@ def _save(path: Path, h: SlideHeatmap) -> None:
     meta = {
         "slide_id": h.slide_id, "model_id": h.model_id, "weights_sha256": h.weights_sha256, "params": asdict(h.params),
         "class_names": h.class_names, "cell_level0": h.cell_level0, "cell_shape": list(h.cell_shape),
-        "stride_cells": h.stride_cells, "slide_mpp": h.slide_mpp, "slide_size": list(h.slide_size),
+        "stride_cells": h.stride_cells, "slide_mpp": h.slide_mpp, "slide_size": list(h.slide_size), "notices": list(h.notices),
     }
     extra = {} if h.embeddings is None else {"embeddings": h.embeddings}
     # A unique temporary name: two workers computing the same heatmap (a redelivered task) never write one file.
@@ -131,20 +137,42 @@ def _load(path: Path, key: str) -> SlideHeatmap | None:
             return _LOADED[key]
     if not path.is_file():
         return None
-    with np.load(path) as data:
-        meta = json.loads(str(data["meta"]))
-        h = SlideHeatmap(
-            key=key, slide_id=meta["slide_id"], model_id=meta["model_id"], weights_sha256=meta["weights_sha256"],
-            params=HeatmapParams(**meta["params"]), class_names=meta["class_names"], cell_level0=meta["cell_level0"],
-            cell_shape=tuple(meta["cell_shape"]), stride_cells=meta["stride_cells"], slide_mpp=meta["slide_mpp"],
-            slide_size=tuple(meta["slide_size"]), origins=data["origins"], cell_index=data["cell_index"],
-            probs=data["probs"], tissue=data["tissue"], embeddings=data["embeddings"] if "embeddings" in data.files else None,
-        )
+    try:
+        h = _read(path, key)
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:  # damaged outside the program: recompute
+        log.warning("heatmap cache %s is unreadable (%s); it will be computed again", path.name, exc)
+        return None
     with _LOADED_LOCK:
         if len(_LOADED) >= _MAX_LOADED:
             _LOADED.pop(next(iter(_LOADED)))
         _LOADED[key] = h
     return h
+
+
+def _read(path: Path, key: str) -> SlideHeatmap:
+    with np.load(path) as data:
+        meta = json.loads(str(data["meta"]))
+        return SlideHeatmap(
+            key=key, slide_id=meta["slide_id"], model_id=meta["model_id"], weights_sha256=meta["weights_sha256"],
+            params=HeatmapParams(**meta["params"]), class_names=meta["class_names"], cell_level0=meta["cell_level0"],
+            cell_shape=tuple(meta["cell_shape"]), stride_cells=meta["stride_cells"], slide_mpp=meta["slide_mpp"],
+            slide_size=tuple(meta["slide_size"]), origins=data["origins"], cell_index=data["cell_index"],
+            probs=data["probs"], tissue=data["tissue"], embeddings=data["embeddings"] if "embeddings" in data.files else None,
+            notices=list(meta.get("notices", [])),
+        )
+
+
+def sweep_stale_parts(folder: Path, max_age_s: float = STALE_PART_SECONDS) -> int:
+    """Remove ``*.part`` files older than ``max_age_s`` (left by killed jobs; never read as results). Returns how many."""
+    removed, cutoff = 0, time.time() - max_age_s
+    for part in folder.glob("*.part") if folder.is_dir() else ():
+        try:
+            if part.stat().st_mtime < cutoff:
+                part.unlink()
+                removed += 1
+        except FileNotFoundError:  # another process swept it first
+            continue
+    return removed
 
 
 def loaded_heatmap(workspace: Workspace, key: str) -> SlideHeatmap | None:
@@ -183,6 +211,7 @@ def compute_heatmap(
         return existing
     path, mpp, manifest = _slide_and_model(workspace, slide_id, model_id)
     key = heatmap_key(path, manifest.weights_sha256, params)
+    sweep_stale_parts(_cache_path(workspace, key).parent)
     slide = open_slide(path)
     try:
         width, height = slide.dimensions
@@ -191,7 +220,9 @@ def compute_heatmap(
         slide.close()
     grid = patch_grid(width, height, mpp, manifest.input.patch_size_px, manifest.input.mpp, tissue, params.overlap, params.min_tissue)
     model = workspace.model(model_id)
-    probs, embeddings = predict_slide(path, grid, model.module, model.device, batch_size, workers, progress, cancel, with_embeddings=True)
+    notices: list[str] = []
+    probs, embeddings = predict_slide(path, grid, model.module, model.device, batch_size, workers, progress, cancel, with_embeddings=True,
+                                      notices=notices)
     if len(grid) == 0:
         probs = np.zeros((0, len(manifest.class_names)), np.float32)
     rows, cols = grid.cell_shape
@@ -203,7 +234,7 @@ def compute_heatmap(
         key=key, slide_id=slide_id, model_id=model_id, weights_sha256=manifest.weights_sha256, params=params,
         class_names=list(manifest.class_names), cell_level0=grid.cell_level0, cell_shape=(rows, cols),
         stride_cells=grid.stride_cells, slide_mpp=mpp, slide_size=(width, height), origins=grid.origins,
-        cell_index=grid.cell_index, probs=probs, tissue=tissue.mask[np.ix_(rr, cc)], embeddings=embeddings,
+        cell_index=grid.cell_index, probs=probs, tissue=tissue.mask[np.ix_(rr, cc)], embeddings=embeddings, notices=notices,
     )
     _save(_cache_path(workspace, key), heatmap)
     return _load(_cache_path(workspace, key), key)

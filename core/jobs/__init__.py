@@ -6,3 +6,5 @@ one job wherever it is (in this process, a Dash background callback, a Celery ta
 ``celery_app`` the Celery application and its one task; ``dispatch`` sends jobs to Celery or to a local thread;
 ``cli`` the ``precompute`` and ``worker`` commands.
 """
+
+WHAT = ("heatmaps", "cams", "shap", "lime")  # what a precompute can cover, in the order it is queued

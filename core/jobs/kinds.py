@@ -20,12 +20,12 @@ from core.explain.text import LimeSettings
 from core.heatmaps.attention import mil_models_for, slide_attention
 from core.heatmaps.cam_maps import STITCHED_METHODS, stitched_cam
 from core.heatmaps.slide_heatmap import HeatmapParams, compute_heatmap
+from core.jobs import WHAT
 from core.jobs.state import JobSpec
 from core.store.schema import Patient, Report, Slide, Visit
 from core.workspace import Workspace
 
 Progress = Callable[[float, str], None]  # (fraction 0..1, what is happening)
-WHAT = ("heatmaps", "cams", "shap", "lime")  # what a precompute can cover, in the order it is queued
 SHAP_PATIENTS_PER_JOB = 32
 
 

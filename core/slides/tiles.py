@@ -1,4 +1,9 @@
-"""Deep Zoom tiles by slide id: cached OpenSlide handles, ICC profile to sRGB, bounded tile cache."""
+"""Deep Zoom tiles by slide id: cached OpenSlide handles, ICC profile to sRGB, bounded tile cache.
+
+A cached handle is used only while its file is the one it opened: every request compares the file's identity
+(device, inode, size, modification time) with the one recorded at opening. A file deleted while the app runs then
+answers "missing" (not tiles from the still-open deleted file), and one replaced or truncated in place is opened
+again, so a damaged file answers "cannot be read" and a re-scanned one serves its new tiles."""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ from openslide.deepzoom import DeepZoomGenerator
 from PIL import ImageCms
 
 from core.errors import NotFoundError
-from core.slides.reader import open_slide
+from core.slides.reader import SlideReadError, open_slide
 from core.store.cases import slide_record
 from core.workspace import Workspace
 
@@ -32,6 +37,17 @@ class _OpenSlide:
     deepzoom: DeepZoomGenerator
     to_srgb: ImageCms.ImageCmsTransform | None
     mpp: float
+    path: Path
+    identity: tuple[int, ...] | None
+
+
+def file_identity(path: Path) -> tuple[int, ...] | None:
+    """(device, inode, size, mtime in ns) of ``path``, or None when it is gone."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
 @dataclass(frozen=True)
@@ -58,17 +74,20 @@ class TileService:
         with self._lock:
             handle = self._handles.get(slide_id)
         if handle is not None:
-            return handle
+            if file_identity(handle.path) == handle.identity:
+                return handle
+            self.forget(slide_id)  # deleted, truncated or replaced since it was opened: never serve the old file
         with self.workspace.store.session() as s:
             record = slide_record(s, slide_id)
             path, mpp = self.workspace.slides_dir / record.file, record.mpp
+        identity = file_identity(path)
         slide = open_slide(path)
         to_srgb = None
         profile = getattr(slide, "color_profile", None)
         if profile is not None:
             to_srgb = ImageCms.buildTransform(profile, _SRGB, "RGB", "RGB", ImageCms.Intent.PERCEPTUAL)
         handle = _OpenSlide(slide, DeepZoomGenerator(slide, tile_size=TILE_SIZE, overlap=0, limit_bounds=False),
-                            to_srgb, mpp)
+                            to_srgb, mpp, path, identity)
         with self._lock:
             self._handles[slide_id] = handle
         return handle
@@ -79,19 +98,25 @@ class TileService:
         return SlideGeometry(slide_id, width, height, h.mpp, h.deepzoom.level_count - 1)
 
     def tile_jpeg(self, slide_id: str, z: int, x: int, y: int) -> bytes:
+        """A JPEG tile. ``NotFoundError`` for an unknown slide or an address outside its pyramid; ``SlideReadError``
+        when the file is missing or cannot be read (its handle and tiles are then dropped)."""
         key = (slide_id, z, x, y)
+        h = self._open(slide_id)  # first: checks that the file is still the one the cached tiles came from
         with self._lock:
             cached = self._tiles.get(key)
         if cached is not None:
             return cached
-        h = self._open(slide_id)
         dz = h.deepzoom
         if not 0 <= z < dz.level_count:
             raise TileOutOfRange(f"zoom level {z} is outside 0..{dz.level_count - 1}")
         cols, rows = dz.level_tiles[z]
         if not (0 <= x < cols and 0 <= y < rows):
             raise TileOutOfRange(f"tile ({x}, {y}) is outside the {cols} x {rows} tiles of level {z}")
-        tile = dz.get_tile(z, (x, y)).convert("RGB")
+        try:
+            tile = dz.get_tile(z, (x, y)).convert("RGB")
+        except (openslide.OpenSlideError, OSError, ValueError) as exc:  # truncated after opening, or closed by forget() meanwhile
+            self.forget(slide_id)
+            raise SlideReadError(f"slide file {h.path.name} cannot be read by OpenSlide: {exc}") from exc
         if h.to_srgb is not None:
             ImageCms.applyTransform(tile, h.to_srgb, inPlace=True)
         buffer = io.BytesIO()

@@ -89,7 +89,7 @@ def layout(workspace: Workspace, tiles: TileService, explainers: PatientExplaine
         html.Div(_safe(lambda: slide.viewer_panel(workspace, tiles, view["slide"], view["viewer"]), "case-slide-error"), id="case-slide-panel"),
     ]))
     patient_body = (html.P("No visits recorded.", className="text-muted") if not days else
-                    _safe(lambda: patient.panel(explainers, patient_id, visit), "case-patient-error"))
+                    _safe(lambda: patient.panel(explainers, patient_id, visit, narrow=True), "case-patient-error"))
     report_options = [{"label": f"{r.id} ({_day_text(r.day)})" if r.day is not None else r.id, "value": r.id} for r in case.reports]
     report_body = html.Div([
         html.P("No reports.", className="text-muted") if not case.reports else "",
@@ -106,13 +106,16 @@ def layout(workspace: Workspace, tiles: TileService, explainers: PatientExplaine
         html.P(summary, className="text-muted mb-1"),
         dbc.InputGroup([dbc.InputGroupText("Link to this view"),
                         dbc.Input(id="case-link", readonly=True, value="", className="small")], size="sm", className="mb-3"),
-        dbc.Card([_panel_header("Slide", "visit-chip-slide", visit, days,
-                                html.A("open slide page", id="case-slide-page-link", href=f"/slide/{view['slide']}", className="small ms-auto")
-                                if view["slide"] else ""),
-                  dbc.CardBody(slide_body)], className="mb-3", id="case-slide-card"),
-        dbc.Card([_panel_header("Patient", "visit-chip-patient", visit, days,
-                                html.Span("click a visit on the risk plot to select it", className="small text-muted ms-auto")),
-                  dbc.CardBody(patient_body)], className="mb-3", id="case-patient-card"),
+        # Slide and visits side by side on wide screens, the report below: one patient on one screen.
+        dbc.Row([
+            dbc.Col(dbc.Card([_panel_header("Slide", "visit-chip-slide", visit, days,
+                                            html.A("open slide page", id="case-slide-page-link", href=f"/slide/{view['slide']}",
+                                                   className="small ms-auto") if view["slide"] else ""),
+                              dbc.CardBody(slide_body)], className="mb-3", id="case-slide-card"), xxl=7),
+            dbc.Col(dbc.Card([_panel_header("Patient", "visit-chip-patient", visit, days,
+                                            html.Span("click a visit on the risk plot", className="small text-muted ms-auto")),
+                              dbc.CardBody(patient_body)], className="mb-3", id="case-patient-card"), xxl=5),
+        ]),
         dbc.Card([_panel_header("Report", "visit-chip-report", visit, days,
                                 html.Span("the report nearest the selected visit is shown", className="small text-muted ms-auto")),
                   dbc.CardBody(report_body)], className="mb-3", id="case-report-card"),

@@ -23,25 +23,27 @@ def layout(workspace: Workspace, explainers: PatientExplainers, patient_id: str)
     ])
 
 
-def panel(explainers: PatientExplainers, patient_id: str, visit: int | None = None) -> html.Div:
+def panel(explainers: PatientExplainers, patient_id: str, visit: int | None = None, narrow: bool = False) -> html.Div:
     """Risk trajectory, visit importance, SHAP waterfall and what-if edits; ``visit`` (0-based) is the one explained
     first (default: the last). The patient page and the case page both show it."""
     expl = explainers.explain(patient_id)
     selected = visit if visit is not None and 0 <= visit < len(expl.days) else len(expl.days) - 1
+    # In a narrow column (the case page on wide screens) the panel's two columns stack.
+    main, side = ({"lg": 7, "xxl": 12}, {"lg": 5, "xxl": 12}) if narrow else ({"lg": 7}, {"lg": 5})
     return html.Div([
         dcc.Store(id="patient-id", data=patient_id),
         dcc.Store(id="selected-visit", data=selected),
         dcc.Store(id="whatif-store", data=None),
         dbc.Row([
-            dbc.Col(dcc.Graph(id="patient-risk", config={"displaylogo": False}), lg=7),
-            dbc.Col([html.Div(id="visit-outcome"), html.Div(id="visit-salient", className="mt-2")], lg=5),
+            dbc.Col(dcc.Graph(id="patient-risk", config={"displaylogo": False}), **main),
+            dbc.Col([html.Div(id="visit-outcome"), html.Div(id="visit-salient", className="mt-2")], **side),
         ]),
         dcc.Graph(id="patient-importance", config={"displaylogo": False}),
         html.P("Visit importance (Ferreira et al.): tanh(4 (0.7 occlusion + 0.3 output change)); red raises the final "
                "prediction, blue lowers it. The first visit's output change is measured from the background visit.",
                className="small text-muted"),
         dbc.Row([
-            dbc.Col(dcc.Graph(id="visit-waterfall", config={"displaylogo": False}), lg=7),
+            dbc.Col(dcc.Graph(id="visit-waterfall", config={"displaylogo": False}), **main),
             dbc.Col([
                 html.H5("Edit visit (what-if)"),
                 html.P("Values are checked against the model's plausible ranges. The stored visit is never changed.",
@@ -58,7 +60,7 @@ def panel(explainers: PatientExplainers, patient_id: str, visit: int | None = No
                           dbc.Button("Reset", id="visit-edit-reset", color="secondary", size="sm", outline=True)], className="mt-2"),
                 html.Div(id="visit-edit-errors", className="mt-2"),
                 html.Div(id="visit-edit-comparison", className="mt-2"),
-            ], lg=5),
+            ], **side),
         ]),
     ])
 

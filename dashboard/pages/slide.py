@@ -27,7 +27,9 @@ from core.heatmaps.overlay import (
     grade_fractions,
     layer_grid,
 )
-from core.heatmaps.slide_heatmap import HeatmapParams, cached_heatmap, compute_heatmap, loaded_heatmap
+from core.heatmaps.slide_heatmap import cached_heatmap, loaded_heatmap
+from core.jobs.runner import run_tracked
+from core.jobs.state import JobSpec, get_job
 from core.slides.grid import CELLS_PER_PATCH
 from core.slides.reader import SlideReadError
 from core.slides.tiles import SlideGeometry, TileService
@@ -267,13 +269,16 @@ def register_callbacks(app: Dash, workspace: Workspace, tiles: TileService) -> N
     def compute_slide_heatmap(set_progress, _clicks, ctx, model_id, overlap):
         job_workspace = forked_job_workspace(workspace)
 
-        def report(done, total):
-            set_progress((round(100 * done / max(total, 1)), f"{done}/{total} patches"))
-        try:
-            # Cancel stops the job's process; the cache is written atomically, so nothing partial remains.
-            heat = compute_heatmap(job_workspace, ctx["slide_id"], model_id, HeatmapParams(overlap=float(overlap)), progress=report)
-        except DashboardError as exc:
-            return no_update, f"Could not compute the heatmap: {exc}"
+        def report(fraction, message):
+            set_progress((round(100 * fraction), message.removeprefix("heatmap: ")))
+        # The heatmap job, recorded in the jobs table (the Jobs page shows it). Cancel stops the job's process (or
+        # worker task); the cache is written atomically, so nothing partial remains.
+        spec = JobSpec("heatmap", ctx["slide_id"], {"model_id": model_id, "overlap": float(overlap)})
+        job_id, status = run_tracked(job_workspace, spec, report)
+        job = get_job(job_workspace.store, job_id)
+        heat = loaded_heatmap(job_workspace, job.key) if status == "done" and job.key else None
+        if heat is None:
+            return no_update, f"Could not compute the heatmap: {job.message or status}"
         set_progress((100, "done"))
         return heat.key, f"{len(heat.probs)} tissue patches · model {heat.model_id} · weights {heat.weights_sha256[:10]}…"
 

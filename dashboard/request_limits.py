@@ -1,0 +1,120 @@
+"""Limits on what a request may carry, and clear 4xx answers for requests the app cannot use.
+
+- Bodies over ``MAX_REQUEST_BYTES`` are refused with 413 before they are read (Flask's ``MAX_CONTENT_LENGTH``).
+- A Dash callback request (``POST /_dash-update-component``) must be a JSON object of the shape the Dash renderer
+  sends: a registered callback's output, and as many inputs and state items as it declares, each naming the
+  component property it stands for. Anything else is a 400 with a message; Dash itself would fail with a 500.
+- A project error (``DashboardError``) that escapes a callback was caused by what the client sent (an unknown id,
+  a value no form would send): 404 for an unknown id, 422 for an unreadable slide, 400 otherwise, with its message.
+- Ids in page paths (``/case/<id>`` ...) are checked by ``page_id_problem`` before any lookup.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import unicodedata
+
+from flask import Flask, Response, request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from core.errors import DashboardError, NotFoundError
+from core.slides.reader import SlideReadError
+
+MAX_REQUEST_BYTES = 2 << 20  # 2 MiB: a callback's inputs, a 100,000-character report edit; never an upload
+MAX_PAGE_ID_CHARS = 128
+CALLBACK_PATH = "/_dash-update-component"
+log = logging.getLogger(__name__)
+
+
+def _plain(message: str, status: int) -> Response:
+    return Response(message, status=status, mimetype="text/plain", headers={"Cache-Control": "no-store"})
+
+
+def page_id_problem(page_id: str) -> str | None:
+    """Why ``page_id`` (already percent-decoded) cannot name a record, or None when it may (the store decides)."""
+    if not page_id:
+        return "the address names no record"
+    if len(page_id) > MAX_PAGE_ID_CHARS:
+        return f"a record id is at most {MAX_PAGE_ID_CHARS} characters"
+    if page_id in (".", "..") or any(c in page_id for c in "/\\") or any(unicodedata.category(c)[0] == "C" for c in page_id):
+        return "a record id has no slashes, dot segments or control characters"
+    return None
+
+
+def _item_problem(item: object, declared: dict, where: str) -> str | None:
+    """One input or state entry: ``{"id", "property", "value"}``, or a list of them for a pattern-matching (ALL) id."""
+    wildcard = declared["id"].startswith("{")
+    entries = item if wildcard and isinstance(item, list) else [item]
+    for entry in entries:
+        if not isinstance(entry, dict):
+            return f"{where} must be an object with an id and a property"
+        if entry.get("property") != declared["property"]:
+            return f"{where} must be the {declared['property']!r} property of {declared['id']}"
+        if wildcard and not isinstance(entry.get("id"), dict):
+            return f"{where} must have a pattern-matching id"
+        if not wildcard and entry.get("id") != declared["id"]:
+            return f"{where} must be component {declared['id']!r}"
+    return None
+
+
+def callback_body_problem(body: object, callback_map: dict | None) -> str | None:
+    """Why ``body`` is not a callback request this app can run, or None."""
+    if not isinstance(body, dict):
+        return "a callback request must be a JSON object"
+    output = body.get("output")
+    if not isinstance(output, str) or not output:
+        return "a callback request must name its output"
+    if callback_map is not None and output not in callback_map:
+        return "the request names no callback of this app (reload the page)"
+    changed = body.get("changedPropIds", [])
+    if not isinstance(changed, list) or not all(isinstance(c, str) for c in changed):
+        return "'changedPropIds' must be a list of strings"
+    outputs = body.get("outputs", [])
+    if not isinstance(outputs, dict | list):
+        return "'outputs' must be an object or a list"
+    for key in ("inputs", "state"):
+        if not isinstance(body.get(key, []), list):
+            return f"'{key}' must be a list"
+    if callback_map is None:
+        return None
+    callback = callback_map[output]
+    indices = callback.get("outputs_indices", 0)
+    if not callback.get("no_output") and isinstance(indices, list) and (not isinstance(outputs, list) or len(outputs) != len(indices)):
+        return f"'outputs' must list the callback's {len(indices)} outputs"
+    for key in ("inputs", "state"):
+        items, declared = body.get(key, []), callback.get(key, [])
+        if len(items) != len(declared):
+            return f"the callback takes {len(declared)} {key} (got {len(items)})"
+        for i, (item, spec) in enumerate(zip(items, declared, strict=True)):
+            problem = _item_problem(item, spec, f"{key}[{i}]")
+            if problem:
+                return problem
+    return None
+
+
+def install_request_limits(server: Flask, callback_map: dict | None = None) -> None:
+    """Install the limits on ``server``. Call before the sign-in hooks, so a malformed body is refused before anything
+    reads it. ``callback_map``: the Dash app's (filled as callbacks register), to check requests against."""
+    server.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
+
+    @server.before_request
+    def refuse_malformed_callback_requests():
+        if request.path != CALLBACK_PATH or request.method != "POST":
+            return None
+        try:
+            body = json.loads(request.get_data(cache=True))  # a deeply nested body is a RecursionError, not a ValueError
+        except (ValueError, RecursionError):
+            return _plain("The callback request is not valid JSON; nothing was done.", 400)
+        problem = callback_body_problem(body, callback_map)
+        return _plain(f"Malformed callback request: {problem}; nothing was done.", 400) if problem else None
+
+    @server.errorhandler(RequestEntityTooLarge)
+    def too_large(_exc):
+        return _plain(f"The request is larger than the {MAX_REQUEST_BYTES >> 20} MiB this app accepts; nothing was done.", 413)
+
+    @server.errorhandler(DashboardError)
+    def client_caused(exc: DashboardError):
+        status = 404 if isinstance(exc, NotFoundError) else 422 if isinstance(exc, SlideReadError) else 400
+        log.info("%s %s answered %d: %s", request.method, request.path, status, exc)
+        return _plain(str(exc), status)
