@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 import dash_bootstrap_components as dbc
 import diskcache
@@ -18,6 +18,7 @@ from dashboard.auth import audit, current_role_allows, current_username, install
 from dashboard.pages import admin, case, cohort, models, patient, report, slide
 from dashboard.pages import jobs as jobs_page
 from dashboard.pages import patients as patients_page
+from dashboard.request_limits import install_request_limits, page_id_problem
 from dashboard.routes import register_routes
 
 APP_TITLE = "PathReview"
@@ -43,7 +44,8 @@ def current_user_role() -> str:
 
 def render_page(workspace: Workspace, tiles: TileService, pathname: str | None, patients: PatientExplainers | None = None,
                 search: str | None = None):
-    path = (pathname or "/").rstrip("/") or "/"
+    path = (pathname if isinstance(pathname, str) else "/").rstrip("/") or "/"
+    search = search if isinstance(search, str) else ""
     patients = patients or PatientExplainers(workspace)
     try:
         if path in ("/", "/cohort"):
@@ -57,17 +59,21 @@ def render_page(workspace: Workspace, tiles: TileService, pathname: str | None, 
         if path == "/admin":
             return admin.layout(workspace) if current_role_allows("admin") else dbc.Alert(
                 "The admin page is for administrators.", color="warning", id="page-error")
-        if path.startswith("/case/") and path.count("/") == 2:
-            return case.layout(workspace, tiles, patients, path.split("/")[2], dict(parse_qsl((search or "").lstrip("?"))))
-        if path.startswith("/patient/") and path.count("/") == 2:
-            return patient.layout(workspace, patients, path.split("/")[2])
-        if path.startswith("/report/") and path.count("/") == 2:
-            return report.layout(workspace, path.split("/")[2])
-        if path.startswith("/slide/") and path.count("/") == 2:
-            return slide.layout(workspace, tiles, path.split("/")[2])
+        kind, _, page_id = path[1:].partition("/")
+        if kind in ("case", "patient", "report", "slide") and page_id and "/" not in page_id:
+            page_id = unquote(page_id)  # the browser's pathname keeps ids percent-encoded
+            if page_id_problem(page_id):
+                return dbc.Alert(f"There is no {kind} at this address: {page_id_problem(page_id)}.", color="warning", id="page-error")
+            if kind == "case":
+                return case.layout(workspace, tiles, patients, page_id, dict(parse_qsl(search.lstrip("?"))))
+            if kind == "patient":
+                return patient.layout(workspace, patients, page_id)
+            if kind == "report":
+                return report.layout(workspace, page_id)
+            return slide.layout(workspace, tiles, page_id)
     except DashboardError as exc:
         return dbc.Alert(str(exc), color="warning", id="page-error")
-    return dbc.Alert(f"There is no page at {path}.", color="warning", id="page-error")
+    return dbc.Alert(f"There is no page at {path[:200]}.", color="warning", id="page-error")
 
 
 def _celery_app(workspace: Workspace):
@@ -102,7 +108,7 @@ def create_app(workspace: Workspace, secure_cookies: bool = False, celery_app=No
     @app.callback(Output("page-content", "children"), Input("url", "pathname"), State("url", "search"))
     def show_page(pathname, search):
         page = render_page(workspace, tiles, pathname, patients, search)
-        if (pathname or "").startswith("/case/") and getattr(page, "id", None) != "page-error":
+        if isinstance(pathname, str) and pathname.startswith("/case/") and getattr(page, "id", None) != "page-error":
             audit(workspace, "case_open", pathname.split("/")[2])
         return page
 
@@ -115,6 +121,7 @@ def create_app(workspace: Workspace, secure_cookies: bool = False, celery_app=No
     patients_page.register_callbacks(app, workspace, patients)
     admin.register_callbacks(app, workspace)
     jobs_page.register_callbacks(app, workspace, dispatcher)
+    install_request_limits(app.server, app.callback_map)  # before sign-in: a malformed body is refused before it is read
     install_auth(app.server, workspace, secure_cookies)
     register_routes(app.server, workspace, tiles)
     return app

@@ -70,6 +70,27 @@ def check_report_text(text: str) -> None:
         raise ReportTextError("the report is empty")
 
 
+MAX_EDITED_REPORT_CHARS = 100_000  # what the what-if editor accepts: many times the longest real report
+# The count path's bigram table grows with the square of the words the model reads (3,000 words: ~7 s, ~70 MB).
+MAX_EDITED_REPORT_WORDS = 3_000
+
+
+def check_edited_report(text: object) -> str:
+    """A what-if edit of a report, refused before anything is computed when it is not text or too long."""
+    if text is None:
+        return ""
+    if not isinstance(text, str):
+        raise ReportTextError("the edited report must be text")
+    if len(text) > MAX_EDITED_REPORT_CHARS:
+        raise ReportTextError(f"the edited report has {len(text):,} characters; what-if edits are limited to "
+                              f"{MAX_EDITED_REPORT_CHARS:,} characters, so shorten it and run it again")
+    words = len(report_tokens(text))
+    if words > MAX_EDITED_REPORT_WORDS:
+        raise ReportTextError(f"the edited report has {words:,} words the model reads; what-if edits are limited to "
+                              f"{MAX_EDITED_REPORT_WORDS:,}, so shorten it and run it again")
+    return text
+
+
 def report_features(text: str, mode: str = "bow") -> ReportFeatures:
     check_report_text(text)
     tokens = report_tokens(text)

@@ -68,18 +68,22 @@ MIGRATIONS: dict[int, Callable[[Engine], None]] = {1: _create_v1, 2: _add_days_a
 SCHEMA_VERSION = max(MIGRATIONS)
 
 
+SQLITE_BUSY_TIMEOUT_S = 10.0  # bounded wait for a write lock held by another process (a writer, a backup)
+
+
 class CaseStore:
     """A case database: an engine, a session factory and its schema version."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, busy_timeout_s: float = SQLITE_BUSY_TIMEOUT_S) -> None:
         url = postgresql_driver_url(url)
         self.url = url
+        self.busy_timeout_s = busy_timeout_s
         try:
             self.engine = create_engine(url, pool_pre_ping=True)
         except (SQLAlchemyError, ImportError, ValueError) as exc:
             raise WorkspaceError(f"cannot use database URL {url!r}: {exc}") from exc
         if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "connect", lambda conn, record: _sqlite_pragmas(conn, record, self.busy_timeout_s))
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
@@ -128,16 +132,18 @@ def decode_stored_text(raw: bytes) -> str:
     return raw.decode("utf-8", errors="replace")
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:
+def _sqlite_pragmas(dbapi_conn, _record, busy_timeout_s: float = SQLITE_BUSY_TIMEOUT_S) -> None:
     dbapi_conn.text_factory = decode_stored_text
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=10000")  # another writer: wait, do not fail at once
+    cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")  # another writer: wait up to this long, then fail
     cur.close()
 
 
-def open_store(url: str, migrate: bool = True) -> CaseStore:
-    store = CaseStore(url)
+def open_store(url: str, migrate: bool = True, busy_timeout_s: float = SQLITE_BUSY_TIMEOUT_S) -> CaseStore:
+    """``busy_timeout_s``: on SQLite, how long a write waits for another process's write transaction to end before it
+    fails (the caller then reports that nothing was saved)."""
+    store = CaseStore(url, busy_timeout_s)
     if migrate:
         store.migrate()
     return store

@@ -52,7 +52,8 @@ def case_view(patient_id, visit, what_if, report_id, lime_class, num_features, n
                     bounds=bounds, max_zoom=(slide_ctx or {}).get("max_zoom"), region_um=region_um, output_width=output_width)
 
 
-def card() -> dbc.Card:
+def card(read_only: bool = False) -> dbc.Card:
+    """``read_only``: the signed-in role may not export (the server refuses it too)."""
     options = [{"label": label, "value": name} for name, label in CASE_FIGURES.items()]
     return dbc.Card([
         dbc.CardHeader("Export"),
@@ -72,7 +73,7 @@ def card() -> dbc.Card:
                     dbc.InputGroup([dbc.InputGroupText("width px"), dbc.Input(id="export-width", type="number", value=1200, min=100, max=4000)],
                                    size="sm", className="mt-1"),
                 ], className="mt-2 small"),
-                dbc.Button("Export figure", id="export-figure-run", color="primary", size="sm", className="mt-2"),
+                dbc.Button("Export figure", id="export-figure-run", color="primary", size="sm", className="mt-2", disabled=read_only),
                 dcc.Loading(html.Div(id="export-figure-message", className="mt-2 small")),
                 dcc.Download(id="figure-download"),
             ], md=6),
@@ -81,7 +82,8 @@ def card() -> dbc.Card:
                 dbc.Checklist(id="report-figures", options=options, value=list(CASE_FIGURES), className="small"),
                 dbc.RadioItems(id="report-format", options=[{"label": "PDF", "value": "pdf"}, {"label": "HTML (offline)", "value": "html"}],
                                value="pdf", inline=True, className="mt-2"),
-                html.Div([dbc.Button("Generate case report", id="case-report-run", color="primary", size="sm", className="me-2"),
+                html.Div([dbc.Button("Generate case report", id="case-report-run", color="primary", size="sm", className="me-2",
+                                     disabled=read_only),
                           dbc.Button("Cancel", id="case-report-cancel", color="secondary", size="sm", outline=True, disabled=True)],
                          className="mt-2"),
                 dbc.Progress(id="case-report-progress", value=0, label="", className="mt-2", style={"height": "18px"}),

@@ -11,6 +11,7 @@ from core.explain.patient_view import PatientExplainers
 from core.slides.tiles import TileService
 from core.store.cases import CaseSummary, case_summary
 from core.workspace import Workspace
+from dashboard.auth import current_role_allows
 from dashboard.components import case_export, review_form
 from dashboard.pages import patient, report, slide
 
@@ -120,7 +121,7 @@ def layout(workspace: Workspace, tiles: TileService, explainers: PatientExplaine
                                 html.Span("the report nearest the selected visit is shown", className="small text-muted ms-auto")),
                   dbc.CardBody(report_body)], className="mb-3", id="case-report-card"),
         review_form.card(workspace, patient_id),
-        case_export.card(),
+        case_export.card(read_only=not current_role_allows("reviewer")),
     ])
 
 

@@ -94,6 +94,13 @@ def _outcome(expl: PatientExplanation, t: int, positive: str) -> dbc.Card:
     ]), id="visit-outcome-card")
 
 
+def _check_visit(expl: PatientExplanation, t: object) -> int:
+    """A visit index from the browser; anything else came from a hand-made request (answered 400)."""
+    if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < len(expl.days):
+        raise DashboardError(f"patient {expl.patient_id} has no visit {t!r:.20}")
+    return t
+
+
 def register_callbacks(app: Dash, workspace: Workspace, explainers: PatientExplainers) -> None:
     @app.callback(Output("selected-visit", "data"), Input("patient-risk", "clickData"), prevent_initial_call=True)
     def select_visit(click):
@@ -105,7 +112,8 @@ def register_callbacks(app: Dash, workspace: Workspace, explainers: PatientExpla
         Input("selected-visit", "data"), Input("visit-edit-reset", "n_clicks"), State("patient-id", "data"),
     )
     def show_stored_visit(t, _reset, patient_id):
-        return _edit_rows(workspace, explainers.explain(patient_id), t), None, ""
+        expl = explainers.explain(patient_id)
+        return _edit_rows(workspace, expl, _check_visit(expl, t)), None, ""
 
     @app.callback(
         Output("whatif-store", "data", allow_duplicate=True), Output("visit-edit-errors", "children", allow_duplicate=True),
@@ -113,7 +121,8 @@ def register_callbacks(app: Dash, workspace: Workspace, explainers: PatientExpla
         State("patient-id", "data"), prevent_initial_call=True,
     )
     def apply_what_if(_clicks, rows, t, patient_id):
-        values = {r["feature"]: r["value"] for r in rows or []}
+        rows = rows if isinstance(rows, list) else []
+        values = {r["feature"]: r.get("value") for r in rows if isinstance(r, dict) and isinstance(r.get("feature"), str)}
         try:
             explainers.what_if(patient_id, t, values)
         except VisitEditError as exc:
@@ -131,9 +140,11 @@ def register_callbacks(app: Dash, workspace: Workspace, explainers: PatientExpla
     )
     def show_patient(t, what_if, patient_id):
         stored = explainers.explain(patient_id)
+        _check_visit(stored, t)
+        what_if = what_if if isinstance(what_if, dict) else None
         manifest = workspace.manifest(stored.model_id)
         positive = manifest.positive_class or manifest.class_names[-1]
-        edited = explainers.what_if(patient_id, what_if["visit"], what_if["values"]) if what_if else None
+        edited = explainers.what_if(patient_id, what_if.get("visit"), what_if.get("values")) if what_if else None
         shown = edited or stored
         risk = visit_risk_figure(stored.days, stored.shap.output, stored.labels, f"P({positive}) at each visit",
                                  what_if=(edited.days, edited.shap.output) if edited else None, selected=t)

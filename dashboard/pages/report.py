@@ -7,7 +7,7 @@ from dash import Dash, Input, Output, State, dcc, html, no_update
 
 from core.errors import DashboardError, NotFoundError
 from core.explain.report_view import report_explanation
-from core.explain.text import LimeSettings, explain_report, token_diff
+from core.explain.text import MAX_EDITED_REPORT_CHARS, LimeSettings, check_edited_report, explain_report, token_diff
 from core.store.schema import Report
 from core.workspace import Workspace
 from dashboard.auth import audit
@@ -85,7 +85,7 @@ def panel(workspace: Workspace, report_id: str) -> html.Div:
         html.Hr(),
         html.H5("Edit report"),
         html.P("Change the text and re-predict. The stored report is never modified.", className="small text-muted"),
-        dbc.Textarea(id="report-edit", value=report.text, rows=10, className="mb-2 font-monospace small"),
+        dbc.Textarea(id="report-edit", value=report.text, rows=10, maxLength=MAX_EDITED_REPORT_CHARS, className="mb-2 font-monospace small"),
         dbc.Button("Re-predict and explain", id="report-edit-run", color="secondary", size="sm"),
         html.Div(id="report-edit-error", className="mt-2"),
         html.Div(id="report-edit-result", className="mt-2"),
@@ -136,14 +136,17 @@ def register_callbacks(app: Dash, workspace: Workspace) -> None:
     )
     def explain_edited_report(_clicks, edited, report_id, class_name, num_features, num_samples, seed, kernel_width):
         try:
+            edited = check_edited_report(edited)  # first: an oversized edit costs nothing
             settings = _settings(num_features, num_samples, seed, kernel_width)
             model = workspace.model(report_model_id(workspace))
+            if class_name not in model.manifest.class_names:
+                raise DashboardError(f"choose one of the classes {', '.join(model.manifest.class_names)}")
             original_text = stored_report(workspace, report_id).text
             original = explain_report(original_text, model, settings)
-            edit = explain_report(edited or "", model, settings)
+            edit = explain_report(edited, model, settings)
         except DashboardError as exc:
             return no_update, dbc.Alert(str(exc), color="warning", id="report-edit-alert")
-        audit(workspace, "what_if", report_id, {"report_chars": len(edited or "")})
+        audit(workspace, "what_if", report_id, {"report_chars": len(edited)})
         before = next(c for c in original.classes if c.class_name == class_name)
         after = next(c for c in edit.classes if c.class_name == class_name)
         diff = [html.Span(t + " ", className={"added": "word-added", "removed": "word-removed"}.get(op, ""))

@@ -280,7 +280,8 @@ def register_callbacks(app: Dash, workspace: Workspace, tiles: TileService) -> N
         if heat is None:
             return no_update, f"Could not compute the heatmap: {job.message or status}"
         set_progress((100, "done"))
-        return heat.key, f"{len(heat.probs)} tissue patches · model {heat.model_id} · weights {heat.weights_sha256[:10]}…"
+        summary = f"{len(heat.probs)} tissue patches · model {heat.model_id} · weights {heat.weights_sha256[:10]}…"
+        return heat.key, [summary, *(html.Div(n, className="text-warning heat-notice") for n in heat.notices)]  # e.g. ran on the CPU
 
     @app.callback(
         Output("heat-layer", "url"), Output("heat-colorbar", "colorscale"), Output("heat-colorbar", "style"),
