@@ -121,7 +121,7 @@ def create_app(workspace: Workspace, secure_cookies: bool = False, celery_app=No
     patients_page.register_callbacks(app, workspace, patients)
     admin.register_callbacks(app, workspace)
     jobs_page.register_callbacks(app, workspace, dispatcher)
-    install_request_limits(app.server, app.callback_map)  # before sign-in: a malformed body is refused before it is read
-    install_auth(app.server, workspace, secure_cookies)
+    install_auth(app.server, workspace, secure_cookies)  # first: an anonymous request learns nothing, not even about its body
+    install_request_limits(app.server, app.callback_map)
     register_routes(app.server, workspace, tiles)
     return app

@@ -4,6 +4,8 @@
 - A Dash callback request (``POST /_dash-update-component``) must be a JSON object of the shape the Dash renderer
   sends: a registered callback's output, and as many inputs and state items as it declares, each naming the
   component property it stands for. Anything else is a 400 with a message; Dash itself would fail with a 500.
+  A signed-in user's body that is not a JSON object is refused before the sign-in hooks read it; the shape is
+  checked when the callback is dispatched, after the sign-in and role checks (so a viewer still gets 403).
 - A project error (``DashboardError``) that escapes a callback was caused by what the client sent (an unknown id,
   a value no form would send): 404 for an unknown id, 422 for an unreadable slide, 400 otherwise, with its message.
 - Ids in page paths (``/case/<id>`` ...) are checked by ``page_id_problem`` before any lookup.
@@ -11,11 +13,13 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import unicodedata
 
 from flask import Flask, Response, request
+from flask_login import current_user
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from core.errors import DashboardError, NotFoundError
@@ -93,21 +97,42 @@ def callback_body_problem(body: object, callback_map: dict | None) -> str | None
     return None
 
 
+def _parsed_body() -> tuple[object, str | None]:
+    """The request's JSON body, or the message saying why there is none (parsed once; Flask keeps the bytes)."""
+    try:
+        return json.loads(request.get_data(cache=True)), None  # deep nesting is a RecursionError, not a ValueError
+    except (ValueError, RecursionError):
+        return None, "The callback request is not valid JSON; nothing was done."
+
+
 def install_request_limits(server: Flask, callback_map: dict | None = None) -> None:
-    """Install the limits on ``server``. Call before the sign-in hooks, so a malformed body is refused before anything
-    reads it. ``callback_map``: the Dash app's (filled as callbacks register), to check requests against."""
+    """Install the limits on ``server``, before the sign-in hooks (so that they only ever see a JSON object).
+    ``callback_map``: the Dash app's (it fills as callbacks register), to check callback requests against.
+
+    Order of answers for a callback request: 413 (too large); 400 for a signed-in user's body that is not a JSON
+    object; then sign-in and role checks (401, 403); then 400 when its shape does not fit the callback it names."""
     server.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
 
     @server.before_request
-    def refuse_malformed_callback_requests():
-        if request.path != CALLBACK_PATH or request.method != "POST":
-            return None
-        try:
-            body = json.loads(request.get_data(cache=True))  # a deeply nested body is a RecursionError, not a ValueError
-        except (ValueError, RecursionError):
-            return _plain("The callback request is not valid JSON; nothing was done.", 400)
-        problem = callback_body_problem(body, callback_map)
-        return _plain(f"Malformed callback request: {problem}; nothing was done.", 400) if problem else None
+    def refuse_bodies_that_are_not_json_objects():
+        if request.path != CALLBACK_PATH or request.method != "POST" or not current_user.is_authenticated:
+            return None  # an anonymous request is answered by the sign-in check, whatever it carries
+        body, problem = _parsed_body()
+        if problem is None and not isinstance(body, dict):
+            problem = "Malformed callback request: a callback request must be a JSON object; nothing was done."
+        return _plain(problem, 400) if problem else None
+
+    dispatch = server.view_functions.get(CALLBACK_PATH)
+    if dispatch is not None:
+        @functools.wraps(dispatch)  # keeps the name integrations (e.g. CSRF exemptions) know Dash's view by
+        def checked_dispatch(*args, **kwargs):
+            body, problem = _parsed_body()
+            if problem is None:
+                shape = callback_body_problem(body, callback_map)
+                problem = f"Malformed callback request: {shape}; nothing was done." if shape else None
+            return _plain(problem, 400) if problem else dispatch(*args, **kwargs)
+
+        server.view_functions[CALLBACK_PATH] = checked_dispatch
 
     @server.errorhandler(RequestEntityTooLarge)
     def too_large(_exc):

@@ -90,7 +90,7 @@ class LiveServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited: {self.output()}")
             try:
-                if requests.get(self.url + "/", timeout=2).status_code == 200:
+                if requests.get(self.url + "/login", timeout=2).status_code == 200:
                     return
             except requests.ConnectionError:
                 time.sleep(0.3)

@@ -14,6 +14,7 @@ from core.store.audit import audit_events
 from core.store.reviews import record_review, review_history
 from core.workspace import open_workspace
 from dashboard.app import create_app
+from dashboard.components.case_export import VIEW_STATES
 from tests.conftest import ACCOUNTS, PASSWORD, sign_in
 
 SAMPLE_VALUES = {"slide_id": "P001-S1", "key": "0" * 32, "z": "1", "x": "0", "y": "0", "path": "cohort", "filename": "dashboard.css",
@@ -142,10 +143,10 @@ def test_the_audit_trail_records_each_action(app, workspace):
                         [{"id": "visit-edit-table", "property": "data", "value": rows}, {"id": "selected-visit", "property": "data", "value": 0},
                          {"id": "patient-id", "property": "data", "value": "P002"}])
     assert what_if.status_code == 200 and "visit-edit-alert" not in what_if.get_data(as_text=True)
-    export_state = [{"id": "export-figure", "property": "value", "value": "risk"}, {"id": "export-format", "property": "value", "value": "png"},
-                    {"id": "case-id", "property": "data", "value": "P002"}, {"id": "selected-visit", "property": "data", "value": 0}]
-    export = _callback(client, app, ("figure-download.data",), [{"id": "export-figure-run", "property": "n_clicks", "value": 1}],
-                       export_state + [{"id": "x", "property": "y", "value": None}] * 21)
+    values = {"case-id": "P002", "selected-visit": 0}
+    export_state = [{"id": "export-figure", "property": "value", "value": "risk"}, {"id": "export-format", "property": "value", "value": "png"}]
+    export_state += [{"id": s.component_id, "property": s.component_property, "value": values.get(s.component_id)} for s in VIEW_STATES]
+    export = _callback(client, app, ("figure-download.data",), [{"id": "export-figure-run", "property": "n_clicks", "value": 1}], export_state)
     assert export.status_code == 200 and "P002-risk.png" in export.get_data(as_text=True)
     record_review(workspace.store, "P002", "slide", "agree", "", [], False, reviewer, expected_version=0)
 

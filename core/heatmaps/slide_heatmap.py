@@ -210,14 +210,14 @@ def compute_heatmap(
     if existing is not None:
         return existing
     path, mpp, manifest = _slide_and_model(workspace, slide_id, model_id)
-    key = heatmap_key(path, manifest.weights_sha256, params)
-    sweep_stale_parts(_cache_path(workspace, key).parent)
-    slide = open_slide(path)
+    slide = open_slide(path)  # first: a missing or unreadable file is a SlideReadError a person can act on
     try:
+        key = heatmap_key(path, manifest.weights_sha256, params)
         width, height = slide.dimensions
         tissue = detect_tissue(slide, mpp)
     finally:
         slide.close()
+    sweep_stale_parts(_cache_path(workspace, key).parent)
     grid = patch_grid(width, height, mpp, manifest.input.patch_size_px, manifest.input.mpp, tissue, params.overlap, params.min_tissue)
     model = workspace.model(model_id)
     notices: list[str] = []
