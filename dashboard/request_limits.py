@@ -106,14 +106,13 @@ def _parsed_body() -> tuple[object, str | None]:
 
 
 def install_request_limits(server: Flask, callback_map: dict | None = None) -> None:
-    """Install the limits on ``server``, before the sign-in hooks (so that they only ever see a JSON object).
-    ``callback_map``: the Dash app's (it fills as callbacks register), to check callback requests against.
+    """Install the limits on ``server`` (after the sign-in hooks or before: the body check goes first either way, so that
+    they only ever see a JSON object). ``callback_map``: the Dash app's (it fills as callbacks register), to check callback requests against.
 
     Order of answers for a callback request: 413 (too large); 400 for a signed-in user's body that is not a JSON
     object; then sign-in and role checks (401, 403); then 400 when its shape does not fit the callback it names."""
     server.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
 
-    @server.before_request
     def refuse_bodies_that_are_not_json_objects():
         if request.path != CALLBACK_PATH or request.method != "POST" or not current_user.is_authenticated:
             return None  # an anonymous request is answered by the sign-in check, whatever it carries
@@ -121,6 +120,9 @@ def install_request_limits(server: Flask, callback_map: dict | None = None) -> N
         if problem is None and not isinstance(body, dict):
             problem = "Malformed callback request: a callback request must be a JSON object; nothing was done."
         return _plain(problem, 400) if problem else None
+
+    # First of all hooks, whenever this is installed: the role check reads the body as a JSON object.
+    server.before_request_funcs.setdefault(None, []).insert(0, refuse_bodies_that_are_not_json_objects)
 
     dispatch = server.view_functions.get(CALLBACK_PATH)
     if dispatch is not None:

@@ -103,3 +103,10 @@ def register_routes(server: Flask, workspace: Workspace, tiles: TileService) -> 
     @server.route("/slides/<path:anything>")
     def no_such_slide_resource(anything: str) -> Response:
         abort(404)  # never fall through to the page router: /slides/ only serves known resources
+
+    slide_endpoints = {"slide_thumbnail", "slide_tile", "heatmap_tile", "no_such_slide_resource"}
+
+    @server.before_request
+    def slides_are_never_pages():
+        if request.path.startswith("/slides/") and request.endpoint not in slide_endpoints:
+            abort(404)  # e.g. /slides//tiles/...: no rule above matches an empty segment, Dash's page router would

@@ -120,7 +120,9 @@ def live_server(demo_workspace):
 def browser(live_server):
     """Headless Chromium, signed in to the live server as a reviewer."""
     from selenium import webdriver
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.support.ui import WebDriverWait
 
     chromium, chromedriver = ensure_chromium()
     options = webdriver.ChromeOptions()
@@ -139,6 +141,9 @@ def browser(live_server):
     driver.find_element("id", "username").send_keys(ACCOUNTS["reviewer"])
     driver.find_element("id", "password").send_keys(PASSWORD)
     driver.find_element("id", "login-submit").click()
-    assert "/login" not in driver.current_url, "the test browser could not sign in"
+    try:  # the form posts and redirects: wait for it rather than read the address at once
+        WebDriverWait(driver, 30).until(lambda d: "/login" not in d.current_url)
+    except TimeoutException:
+        raise AssertionError("the test browser could not sign in") from None
     yield driver
     driver.quit()

@@ -179,8 +179,9 @@ class PostgresServer:
 class CeleryWorker:
     """``run_dashboard.py worker`` as a subprocess in its own process group (so the whole worker can be killed)."""
 
-    def __init__(self, broker_url: str, workspace: Path | None, name: str, torch_threads: int = 1, extra_env: dict | None = None) -> None:
-        self.broker_url, self.workspace, self.name, self.torch_threads = broker_url, workspace, name, torch_threads
+    def __init__(self, broker_url: str, workspace: Path | None, name: str, torch_threads: int = 1, extra_env: dict | None = None,
+                 device: str = "cpu") -> None:
+        self.broker_url, self.workspace, self.name, self.torch_threads, self.device = broker_url, workspace, name, torch_threads, device
         self.log = Path(tempfile.mkstemp(prefix=f"{name}-", suffix=".log")[1])
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", "PATHREVIEW_VISIBILITY_TIMEOUT": str(TEST_VISIBILITY_TIMEOUT_S),
                     "PATHREVIEW_RETRY_DELAY": "1", **(extra_env or {})}
@@ -191,7 +192,7 @@ class CeleryWorker:
         self.starts += 1
         command = [sys.executable, str(REPO / "run_dashboard.py"), "worker", "--broker", self.broker_url, "--concurrency", "1",
                    "--pool", "prefork", "--torch-threads", str(self.torch_threads), "--name", f"{self.name}-{self.starts}@%h",
-                   "--device", "cpu"]
+                   "--device", self.device]
         if self.workspace is not None:
             command += ["--workspace", str(self.workspace)]
         offset = self.log.stat().st_size

@@ -105,7 +105,7 @@ def test_hostile_tile_addresses_are_404(client, url):
     (b'{"output": "page-content.children", "outputs": {}, "inputs": [7], "state": [{"id": "url", "property": "search"}]}',
      "application/json", b"inputs[0] must be an object"),
     (b'{"output": "page-content.children", "outputs": {}, "inputs": [{"id": "case-id", "property": "data", "value": 1}],'
-     b' "state": [{"id": "url", "property": "search"}]}', "application/json", b"must be component 'url'"),
+     b' "state": [{"id": "url", "property": "search"}]}', "application/json", b"inputs[0] must be the 'pathname' property of url"),
     (b'{"output": "page-content.children", "changedPropIds": [{"a": 1}]}', "application/json", b"changedPropIds"),
     (b'{"output": "page-content.children"}', "text/plain", b"takes 1 inputs"),
 ])

@@ -132,11 +132,14 @@ _MAX_LOADED = 32
 
 
 def _load(path: Path, key: str) -> SlideHeatmap | None:
-    with _LOADED_LOCK:
-        if key in _LOADED:
-            return _LOADED[key]
+    """The heatmap stored at ``path``; kept in memory by path (one process may serve several workspace copies)."""
     if not path.is_file():
+        with _LOADED_LOCK:
+            _LOADED.pop(str(path), None)  # removed from the cache folder: forget it here too
         return None
+    with _LOADED_LOCK:
+        if str(path) in _LOADED:
+            return _LOADED[str(path)]
     try:
         h = _read(path, key)
     except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:  # damaged outside the program: recompute
@@ -145,7 +148,7 @@ def _load(path: Path, key: str) -> SlideHeatmap | None:
     with _LOADED_LOCK:
         if len(_LOADED) >= _MAX_LOADED:
             _LOADED.pop(next(iter(_LOADED)))
-        _LOADED[key] = h
+        _LOADED[str(path)] = h
     return h
 
 

@@ -23,7 +23,7 @@ def add_job_parsers(sub) -> None:
     pre.add_argument("--what", default=",".join(WHAT), help=f"comma-separated, from {','.join(WHAT)} (default: all)")
     pre.add_argument("--patients", nargs="+", default=None, metavar="ID", help="these patients (default: every patient)")
     pre.add_argument("--slides", nargs="+", default=None, metavar="ID", help="these slides (heatmaps and CAMs)")
-    pre.add_argument("--overlap", type=float, default=0.0, help="patch overlap of the heatmaps, 0 to <1 (default 0, as the viewer)")
+    pre.add_argument("--overlap", type=float, default=0.0, help="patch overlap of the heatmaps: 0, 0.5 or 0.75 (default 0, as the viewer)")
     pre.add_argument("--model", default=None, help="patch model (default: the workspace's first)")
     pre.add_argument("--broker", default=None, help="enqueue to Celery workers through this broker (redis://host:port/db) "
                                                     "instead of computing here")

@@ -22,6 +22,7 @@ from core.heatmaps.cam_maps import STITCHED_METHODS, stitched_cam
 from core.heatmaps.slide_heatmap import HeatmapParams, compute_heatmap
 from core.jobs import WHAT
 from core.jobs.state import JobSpec
+from core.slides.grid import OVERLAPS
 from core.store.schema import Patient, Report, Slide, Visit
 from core.workspace import Workspace
 
@@ -108,8 +109,8 @@ def plan_precompute(workspace: Workspace, what: str | list[str] | None = None, p
                     slides: list[str] | None = None, overlap: float = 0.0, patch_model: str | None = None) -> list[JobSpec]:
     """The jobs that precompute ``what`` for these patients (all when neither patients nor slides are named) or slides."""
     kinds = parse_what(what)
-    if not 0.0 <= overlap < 1.0:
-        raise DashboardError("overlap must be at least 0 and less than 1")
+    if overlap not in OVERLAPS:
+        raise DashboardError(f"overlap must be one of {', '.join(f'{o:.0%}' for o in OVERLAPS)}")
     if patch_model is not None and workspace.manifest(patch_model).task != "patch":
         raise DashboardError(f"model {patch_model} is not a patch model")
     with workspace.store.session() as s:

@@ -105,7 +105,7 @@ def jobs_table(jobs: list[JobView], may_manage: bool = True) -> html.Div:
             html.Td(job.id), html.Td(job.kind), html.Td(_subject_link(job)),
             html.Td(dbc.Badge(status, color=STATUS_COLOURS[status], className="job-status")),
             html.Td(dbc.Progress(value=percent, label=f"{percent} %", striped=job.status == "running", animated=job.status == "running",
-                                 className="job-progress", style={"height": "18px", "minWidth": "8rem"})),
+                                 color=STATUS_COLOURS[status], className="job-progress", style={"height": "18px", "minWidth": "8rem"})),
             html.Td(f"{job.attempts}/{job.max_attempts}"),
             html.Td(job.message, className="small job-message", style={"maxWidth": "28rem"}),
             html.Td([html.Div(job.runner), html.Div(job.worker, className="text-muted")], className="small"),

@@ -108,6 +108,7 @@ def callback_body(dependency: dict, values: dict[tuple[str, str], object], chang
         value = values.get((spec["id"], spec["property"]))
         if expanded is None:
             return {"id": spec["id"], "property": spec["property"], "value": value}
+        value = [None] * len(expanded) if value is None else value
         return [{"id": i, "property": spec["property"], "value": v} for i, v in zip(expanded, value, strict=True)]
 
     outputs = []
