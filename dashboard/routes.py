@@ -69,8 +69,7 @@ def register_routes(server: Flask, workspace: Workspace, tiles: TileService) -> 
             return _image(tiles.tile_jpeg(slide_id, z, x, y), "image/jpeg", 86400)
         except NotFoundError:  # unknown slide or tile outside the pyramid
             abort(404)
-        except SlideReadError as exc:
-            tiles.forget(slide_id)
+        except SlideReadError as exc:  # the tile service has dropped the slide's handle and tiles
             return _unreadable(exc)
 
     @server.route("/slides/<slide_id>/heatmap/<key>/<int:z>/<int:x>/<int:y>.png")

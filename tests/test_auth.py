@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import re
+import shutil
 
 import pytest
 
@@ -19,6 +20,17 @@ from tests.conftest import ACCOUNTS, PASSWORD, sign_in
 
 SAMPLE_VALUES = {"slide_id": "P001-S1", "key": "0" * 32, "z": "1", "x": "0", "y": "0", "path": "cohort", "filename": "dashboard.css",
                  "package_name": "dash", "fingerprint": "v1", "hash": "x"}
+
+
+@pytest.fixture(scope="module")
+def workspace(demo_workspace, tmp_path_factory):
+    """A copy of the demo (two slide files are enough here): these tests write accounts, verdicts and audit events."""
+    root = tmp_path_factory.mktemp("auth") / "ws"
+    keep = {"P001-S1.tiff", "P002-S1.tiff"}
+    shutil.copytree(demo_workspace, root, ignore=lambda d, names: [n for n in names if n.endswith(".tiff") and n not in keep])
+    ws = open_workspace(root)
+    yield ws
+    ws.store.dispose()
 
 
 @pytest.fixture(scope="module")

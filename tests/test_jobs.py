@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -301,3 +302,17 @@ def test_a_workspace_store_moves_to_postgresql_and_keeps_working(demo_workspace,
         store.dispose()
     with pytest.raises(DashboardError, match="already has rows"):
         copy_store(f"sqlite:///{demo_workspace / 'cases.db'}", postgres_database)
+
+
+def test_a_job_left_running_by_a_dead_process_is_taken_over(ws):
+    """The server (or its background process) died mid-job: the next request for the same heatmap runs it."""
+    import socket
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    spec = JobSpec("heatmap", "P013-S1", {"model_id": "patch-cnn", "overlap": 0.0})
+    (job_id,), _ = create_jobs(ws.store, [spec], "background")
+    claim_job(ws.store, job_id, f"background {socket.gethostname()}:{gone.pid}")
+    started = time.monotonic()
+    assert run_tracked(ws, spec) == (job_id, "done")
+    assert time.monotonic() - started < 60 and get_job(ws.store, job_id).attempts == 2

@@ -18,9 +18,11 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
+import psutil
+
 from core.errors import DashboardError
 from core.jobs.kinds import JOB_KINDS
-from core.jobs.state import JobSpec, claim_job, create_jobs, fail_attempt, finish_job, get_job, report_progress
+from core.jobs.state import JobSpec, cancel_job, claim_job, create_jobs, fail_attempt, finish_job, get_job, report_progress
 from core.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -107,17 +109,26 @@ def run_job_here(workspace: Workspace, job_id: int, worker: str = "", on_progres
 def run_tracked(workspace: Workspace, spec: JobSpec, on_progress: OnProgress | None = None, requested_by: str = "",
                 runner: str = "background") -> tuple[int, str]:
     """Record a job and run it right here (e.g. in a Dash background callback), so the Jobs page shows it too.
-    Returns (job id, final status). A job of the same spec already queued or running elsewhere is waited for."""
+    Returns (job id, final status). A job of the same spec that a live process is running is waited for; one that
+    is only queued, or whose process is gone, is taken over and run here."""
     new, existing = create_jobs(workspace.store, [spec], runner, requested_by)
-    if new:
-        with _cancel_on_sigterm(workspace, new[0]):
-            return new[0], run_job_here(workspace, new[0], worker_name(runner), on_progress)
-    job_id = existing[0]
-    while not (job := get_job(workspace.store, job_id)).finished and not job.stalled():
+    job_id = new[0] if new else existing[0]
+    job = get_job(workspace.store, job_id)
+    while job.status == "running" and not job.stalled() and not _process_gone(job.worker):
         if on_progress is not None:
             on_progress(job.progress, job.message)
         time.sleep(0.5)
-    return job_id, job.status
+        job = get_job(workspace.store, job_id)
+    if job.finished:
+        return job_id, job.status
+    with _cancel_on_sigterm(workspace, job_id):
+        return job_id, run_job_here(workspace, job_id, worker_name(runner), on_progress)
+
+
+def _process_gone(worker: str) -> bool:
+    """True when ``worker`` names a process of this host (``host:pid``) that no longer exists."""
+    host, _, pid = worker.rpartition(" ")[2].rpartition(":")
+    return host == socket.gethostname() and pid.isdigit() and not psutil.pid_exists(int(pid))
 
 
 @contextlib.contextmanager
@@ -128,8 +139,6 @@ def _cancel_on_sigterm(workspace: Workspace, job_id: int) -> Iterator[None]:
         return
 
     def stop(signum, frame):
-        from core.jobs.state import cancel_job
-
         with contextlib.suppress(DashboardError):
             cancel_job(workspace.store, job_id, "")
         raise JobCancelled(f"job {job_id} was cancelled")

@@ -76,7 +76,7 @@ class TileService:
         if handle is not None:
             if file_identity(handle.path) == handle.identity:
                 return handle
-            self.forget(slide_id)  # deleted, truncated or replaced since it was opened: never serve the old file
+            self.forget(slide_id, handle)  # deleted, truncated or replaced since it was opened: never serve the old file
         with self.workspace.store.session() as s:
             record = slide_record(s, slide_id)
             path, mpp = self.workspace.slides_dir / record.file, record.mpp
@@ -115,7 +115,7 @@ class TileService:
         try:
             tile = dz.get_tile(z, (x, y)).convert("RGB")
         except (openslide.OpenSlideError, OSError, ValueError) as exc:  # truncated after opening, or closed by forget() meanwhile
-            self.forget(slide_id)
+            self.forget(slide_id, h)
             raise SlideReadError(f"slide file {h.path.name} cannot be read by OpenSlide: {exc}") from exc
         if h.to_srgb is not None:
             ImageCms.applyTransform(tile, h.to_srgb, inPlace=True)
@@ -126,14 +126,19 @@ class TileService:
             self._tiles[key] = data
         return data
 
-    def forget(self, slide_id: str) -> None:
-        """Drop a slide's handle and tiles (its file changed or vanished)."""
+    def forget(self, slide_id: str, stale: _OpenSlide | None = None) -> None:
+        """Drop a slide's handle and tiles (its file changed or vanished). With ``stale``, only while that handle is
+        still the cached one: a request that noticed the change late does not close the handle another just opened."""
         with self._lock:
-            handle = self._handles.pop(slide_id, None)
+            current = self._handles.get(slide_id)
+            if stale is not None and current is not stale:
+                current = None
+            else:
+                self._handles.pop(slide_id, None)
             for key in [k for k in self._tiles if k[0] == slide_id]:
                 del self._tiles[key]
-        if handle is not None:
-            handle.slide.close()
+        if current is not None:
+            current.slide.close()
 
 
 def etag_for(data: bytes) -> str:

@@ -44,8 +44,9 @@ def _settings_form() -> dbc.Row:
 
 def layout(workspace: Workspace, report_id: str) -> html.Div:
     report = stored_report(workspace, report_id)
-    model = workspace.manifest(report_model_id(workspace))
-    label = "" if report.label is None else f" · recorded label: {model.class_names[report.label]}"
+    label = ""
+    if report.label is not None and workspace.models_for("report"):
+        label = f" · recorded label: {workspace.manifest(report_model_id(workspace)).class_names[report.label]}"
     return html.Div([
         html.H2(f"Report {report_id}", id="report-title"),
         html.P([html.A(f"Case {report.patient_id}", href=f"/case/{report.patient_id}"), label], className="text-muted"),
@@ -56,6 +57,9 @@ def layout(workspace: Workspace, report_id: str) -> html.Div:
 def panel(workspace: Workspace, report_id: str) -> html.Div:
     """The report with LIME highlights, stability, settings and what-if editing (report page and case page)."""
     report = stored_report(workspace, report_id)
+    if not workspace.models_for("report"):  # the text is still worth reading without a model to explain it
+        return html.Div([html.P("This workspace has no report model: the report is shown as stored.", className="small text-muted",
+                                id="report-no-model"), html.Pre(report.text, className="report-text", id="report-plain-text")])
     model = workspace.manifest(report_model_id(workspace))
     notices = []
     if "\ufffd" in report.text:
