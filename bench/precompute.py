@@ -106,7 +106,7 @@ def main() -> None:
     parser.add_argument("--overlap", type=float, default=0.75)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per job process")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
 
     import torch

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 from pypdf import PdfReader
 from selenium.webdriver import ActionChains
+from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -88,9 +89,18 @@ def test_case_review_from_the_cohort(live_server, browser, demo_workspace, case_
     waterfall_before, report_before = _plot_data(browser, "visit-waterfall"), _checked(browser, "case-report-choice")
 
     # Select the first visit on the risk trajectory: waterfall, chips and report follow.
-    point = browser.find_elements(By.CSS_SELECTOR, "#patient-risk .scatterlayer .trace:first-child .points path")[0]
-    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", point)
-    ActionChains(browser).move_to_element(point).click().perform()
+    # The panels may still be redrawing from the page's first callbacks; a click that lands mid-redraw is lost, as it
+    # would be for a person, who would click again.
+    _wait(browser, lambda b: b.find_element(By.ID, "case-link").get_attribute("value"))
+    for _attempt in range(4):
+        point = browser.find_elements(By.CSS_SELECTOR, "#patient-risk .scatterlayer .trace:first-child .points path")[0]
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", point)
+        ActionChains(browser).move_to_element(point).click().perform()
+        try:
+            _wait(browser, lambda b: "visit 1 ·" in _text(b, "visit-chip-report"), timeout=15)
+            break
+        except TimeoutException:
+            continue
     _wait(browser, lambda b: "visit 1 ·" in _text(b, "visit-chip-report") and "visit 1 ·" in _text(b, "visit-chip-slide"))
     _wait(browser, lambda b: _plot_data(b, "visit-waterfall") not in ("", waterfall_before))
     reports = case_patient["reports"]

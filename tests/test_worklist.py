@@ -8,13 +8,13 @@ import shutil
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from core.errors import DashboardError
 from core.store.cohort import DECISION_THRESHOLD, cohort_page, worklist_counts
 from core.store.database import open_store
 from core.store.reviews import record_review
-from core.store.schema import Patient, Prediction, Report, Slide, Visit
+from core.store.schema import Patient, Prediction, Report, Review, Slide, Visit
 
 MODELS = ["mil-attention", "mil-lse", "niv-gru", "report-tfidf"]
 
@@ -24,6 +24,8 @@ def store(demo_workspace, tmp_path):
     """A writable copy of the demo's case store: the shared demo is never written to."""
     shutil.copy(demo_workspace / "cases.db", tmp_path / "cases.db")
     s = open_store(f"sqlite:///{tmp_path / 'cases.db'}")
+    with s.session() as session:  # verdicts other tests saved through the shared live server are not this test's
+        session.execute(delete(Review))
     yield s
     s.dispose()
 
