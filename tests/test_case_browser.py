@@ -10,8 +10,8 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from PIL import Image
 from pypdf import PdfReader
-from selenium.webdriver import ActionChains
 from selenium.common.exceptions import TimeoutException
+from selenium.webdriver import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
