@@ -8,7 +8,7 @@ import shutil
 from urllib.parse import quote, urlencode
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from core.errors import DashboardError
@@ -159,6 +159,8 @@ def test_any_tile_url_is_a_tile_or_a_4xx(one_slide_app):
 
     @PROPERTY_SETTINGS
     @given(segments | st.just("P001-S1"), any_address(geometry), st.sampled_from(["jpeg", "jpeg", "png", "jpg", "jpeg%00", ""]))
+    @example("P001-S1", ("0", "0", "0"), "jpeg")  # both branches run whatever is drawn
+    @example("P001-S1", ("0", "0", "0"), "png")
     def check(slide_id, address, ext):
         z, x, y = address
         url = f"/slides/{quote(slide_id, safe='')}/tiles/{quote(z, safe='')}/{quote(x, safe='')}/{quote(y, safe='')}.{ext}"
@@ -185,6 +187,8 @@ def test_any_heatmap_tile_url_is_a_tile_or_a_4xx(one_slide_app):
     @PROPERTY_SETTINGS
     @given(st.one_of(st.just(heat.key), st.just(heat.key), st.text(max_size=40), st.from_regex(r"[0-9a-f]{32}", fullmatch=True)),
            any_address(geometry), valid_styles | style_queries)
+    @example(heat.key, ("0", "0", "0"), {})  # both branches run whatever is drawn
+    @example(heat.key, ("0", "0", "0"), {"cmap": "nope"})
     def check(key, address, query):
         z, x, y = address
         query = {k: v for k, v in query.items() if v not in (ATTENTION_LAYER, *CAM_LAYERS)}  # those compute maps first: slow
