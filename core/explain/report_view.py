@@ -24,12 +24,16 @@ def report_model_id(workspace: Workspace) -> str:
     return models[0]
 
 
-def stored_report_text(workspace: Workspace, report_id: str) -> str:
+def stored_report(workspace: Workspace, report_id: str) -> Report:
     with workspace.store.session() as s:
         report = s.get(Report, report_id)
         if report is None:
             raise NotFoundError(f"no report {report_id!r} in this workspace")
-        return report.text
+        return report
+
+
+def stored_report_text(workspace: Workspace, report_id: str) -> str:
+    return stored_report(workspace, report_id).text
 
 
 def lime_cache_path(workspace: Workspace, model_id: str, text: str, settings: LimeSettings, n_seeds: int = STABILITY_SEEDS):

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from core.errors import DashboardError
 from core.explain.patient_view import PatientExplainers, PatientExplanation
+from core.explain.report_view import report_model_id, stored_report
 from core.explain.text import LimeSettings, explain_report
 from core.export.case_report import CaseReportContent, ReportFigure
 from core.export.provenance import Provenance, model_provenance
@@ -22,7 +23,6 @@ from core.workspace import Workspace
 from dashboard.figures.patient_figures import shap_waterfall_figure, visit_importance_figure
 from dashboard.figures.report_figures import word_weight_figure
 from dashboard.figures.visit_risk import visit_risk_figure
-from dashboard.pages.report import report_model_id, stored_report
 
 CASE_FIGURES = {
     "slide": "Slide view with overlay",

@@ -5,29 +5,13 @@ from __future__ import annotations
 import dash_bootstrap_components as dbc
 from dash import Dash, Input, Output, State, dcc, html, no_update
 
-from core.errors import DashboardError, NotFoundError
-from core.explain.report_view import report_explanation
+from core.errors import DashboardError
+from core.explain.report_view import report_explanation, report_model_id, stored_report
 from core.explain.text import MAX_EDITED_REPORT_CHARS, LimeSettings, check_edited_report, explain_report, token_diff
-from core.store.schema import Report
 from core.workspace import Workspace
 from dashboard.auth import audit
 from dashboard.components.highlighted_text import highlighted_report, weight_legend
 from dashboard.figures.report_figures import word_weight_figure
-
-
-def report_model_id(workspace: Workspace) -> str:
-    models = workspace.models_for("report")
-    if not models:
-        raise DashboardError("this workspace has no report model")
-    return models[0]
-
-
-def stored_report(workspace: Workspace, report_id: str) -> Report:
-    with workspace.store.session() as s:
-        report = s.get(Report, report_id)
-        if report is None:
-            raise NotFoundError(f"no report {report_id!r} in this workspace")
-        return report
 
 
 def _settings_form() -> dbc.Row:
