@@ -14,7 +14,7 @@ from core.explain.patient_view import PatientExplainers
 from core.jobs.dispatch import JobDispatcher
 from core.slides.tiles import TileService
 from core.workspace import Workspace
-from dashboard.auth import audit, current_role_allows, current_username, install_auth
+from dashboard.auth import audit, current_role, current_role_allows, current_username, install_auth
 from dashboard.pages import admin, case, cohort, models, patient, report, slide
 from dashboard.pages import jobs as jobs_page
 from dashboard.pages import patients as patients_page
@@ -33,13 +33,10 @@ def _navbar(workspace: Workspace) -> dbc.Navbar:
         dbc.NavbarBrand(APP_TITLE, href="/"),
         dbc.Nav(items, navbar=True),
         html.Span(workspace.name, className="navbar-text ms-auto small me-3"),
-        html.Span([html.Span(current_username(), id="signed-in-user"), html.Span(f" ({current_user_role()})", className="text-white-50"),
+        html.Span([html.Span(current_username(), id="signed-in-user"), html.Span(f" ({current_role()})", className="text-white-50"),
                    html.A("Sign out", href="/logout", className="ms-2 link-light", id="sign-out")], className="navbar-text small"),
     ], fluid=True), color="dark", dark=True, className="mb-3")
 
-
-def current_user_role() -> str:
-    return next((r for r in ("admin", "reviewer", "viewer") if current_role_allows(r)), "")
 
 
 def render_page(workspace: Workspace, tiles: TileService, pathname: str | None, patients: PatientExplainers | None = None,

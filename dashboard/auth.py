@@ -43,6 +43,10 @@ def current_username() -> str:
     return current_user.id if current_user and current_user.is_authenticated else ""
 
 
+def current_role() -> str:
+    return current_user.role if current_user and current_user.is_authenticated else ""
+
+
 def current_role_allows(role: str) -> bool:
     return bool(current_user and current_user.is_authenticated and current_user.account.may(role))
 

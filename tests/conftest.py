@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.services import free_port, stop_process
 from tests.system_packages import ensure_chromium
 
 REPO = Path(__file__).resolve().parent.parent
@@ -70,12 +70,6 @@ def held_out(demo_workspace) -> set[str]:
     return set(json.loads((demo_workspace / BUILD_MARKER).read_text())["held_out_patients"])
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class LiveServer:
     def __init__(self, workspace: Path) -> None:
         self.port = free_port()
@@ -102,11 +96,7 @@ class LiveServer:
         return self.log.read().decode(errors="replace")
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        stop_process(self.process)
 
 
 @pytest.fixture(scope="session")

@@ -35,6 +35,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def stop_process(process: subprocess.Popen, wait_s: float = 10) -> None:
+    """Ask a child process to end; kill it when it does not within ``wait_s``."""
+    process.terminate()
+    try:
+        process.wait(wait_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(wait_s)
+
+
 def _log_tail(path: Path, chars: int = 3000) -> str:
     try:
         return path.read_text(errors="replace")[-chars:]
@@ -81,12 +91,7 @@ class RedisServer:
             time.sleep(0.1)
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
+        stop_process(self.process)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -266,6 +271,24 @@ def postgres_database(postgres_server):
     url = postgres_server.new_database()
     yield url
     postgres_server.drop_database(url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path):
+    """The URL of an empty case database: a fresh SQLite file, then a fresh PostgreSQL database (each test runs on both)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'cases.db'}"
+    return request.getfixturevalue("postgres_database")
+
+
+@pytest.fixture
+def empty_store(store_url):
+    """A case store opened (and migrated) on ``store_url``."""
+    from core.store.database import open_store
+
+    store = open_store(store_url)
+    yield store
+    store.dispose()
 
 
 @pytest.fixture(scope="session")

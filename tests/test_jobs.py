@@ -56,12 +56,9 @@ def ws(job_root):
     workspace.store.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def job_store(request, tmp_path):
-    url = f"sqlite:///{tmp_path / 'cases.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_database")
-    store = open_store(url)
-    yield store
-    store.dispose()
+@pytest.fixture
+def job_store(empty_store):
+    return empty_store
 
 
 def _no_partial_files(root) -> bool:

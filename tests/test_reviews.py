@@ -22,24 +22,12 @@ from core.store.reviews import (
 )
 from core.store.schema import AuditEvent, Patient, Report, Review, Slide
 
-DATABASES = ["sqlite", "postgresql"]
-
-
-@pytest.fixture(params=DATABASES)
-def store_url(request, tmp_path):
-    """A URL of an empty database, removed afterwards."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'cases.db'}"
-    return request.getfixturevalue("postgres_database")
-
 
 @pytest.fixture
-def store(store_url):
-    s = open_store(store_url)
-    with s.session() as session:
+def store(empty_store):
+    with empty_store.session() as session:
         session.add_all([Patient(id="P001", age=60.0), Patient(id="P002", age=70.0)])
-    yield s
-    s.dispose()
+    return empty_store
 
 
 def _save(store, verdict="agree", expected=0, modality="patient", user="alice", **kwargs):

@@ -13,12 +13,9 @@ from core.store.database import SCHEMA_VERSION, open_store
 from core.store.schema import AuditEvent, ModelRecord, Patient, Prediction, Report, Review, SchemaVersion, Slide, Visit
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, tmp_path):
-    url = f"sqlite:///{tmp_path / 'cases.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_database")
-    s = open_store(url)
-    yield s
-    s.dispose()
+@pytest.fixture
+def store(empty_store):
+    return empty_store
 
 
 def _fill(store, n=5):

@@ -13,7 +13,7 @@ from core.explain.patient_view import PatientExplainers, PatientExplanation
 from core.explain.report_view import report_model_id, stored_report
 from core.explain.text import LimeSettings, explain_report
 from core.export.case_report import CaseReportContent, ReportFigure
-from core.export.provenance import Provenance, model_provenance
+from core.export.provenance import model_provenance
 from core.export.slide_figure import SlideRegion, slide_figure, viewport_region
 from core.heatmaps.overlay import OverlayStyle
 from core.heatmaps.slide_heatmap import loaded_heatmap
@@ -172,6 +172,3 @@ def case_report_content(workspace: Workspace, view: CaseView, figures: list[Repo
     return CaseReportContent(patient_id=view.patient_id, workspace_name=workspace.name, summary=summary,
                              model_outputs=sorted(outputs, key=lambda o: (o["model_id"], o["subject"])), reviews=reviews, figures=figures)
 
-
-def provenance_line(provenance: Provenance | None) -> str:
-    return provenance.caption() if provenance else ""

@@ -24,9 +24,16 @@ def nearest_by_day(days: dict[str, float | None], day: float | None) -> str | No
     return min(days, key=lambda k: (abs((days[k] or 0.0) - target), days[k] or 0.0, k))
 
 
+def _visit_text(visit: int | None, days: list[float]) -> str:
+    return f"visit {visit + 1} · day {days[visit]:.0f}" if visit is not None and days else "no visit selected"
+
+
 def _visit_chip(chip_id: str, visit: int | None, days: list[float]) -> html.Span:
-    text = f"visit {visit + 1} · day {days[visit]:.0f}" if visit is not None and days else "no visit selected"
-    return dbc.Badge(text, color="info", className="ms-2 visit-chip", id=chip_id)
+    return dbc.Badge(_visit_text(visit, days), color="info", className="ms-2 visit-chip", id=chip_id)
+
+
+def _strip_class(slide_id: str, selected: str | None, near: str | None) -> str:
+    return "slide-strip-item" + (" selected" if slide_id == selected else "") + (" near-visit" if slide_id == near else "")
 
 
 def _day_text(day: float | None) -> str:
@@ -37,11 +44,10 @@ def _slide_strip(case: CaseSummary, selected: str | None, near: str | None) -> h
     """Thumbnails of the patient's slides: a click switches the viewer; the one nearest the selected visit is marked."""
     buttons = []
     for s in case.slides:
-        classes = "slide-strip-item" + (" selected" if s.id == selected else "") + (" near-visit" if s.id == near else "")
         buttons.append(html.Button([
             html.Img(src=f"/slides/{s.id}/thumbnail.jpeg", alt=f"slide {s.id}", className="slide-strip-image"),
             html.Div([s.id, html.Span(" " + _day_text(s.day), className="text-muted")], className="small"),
-        ], id={"type": "case-slide-thumb", "slide": s.id}, n_clicks=0, className=classes, title=f"show slide {s.id}"))
+        ], id={"type": "case-slide-thumb", "slide": s.id}, n_clicks=0, className=_strip_class(s.id, selected, near), title=f"show slide {s.id}"))
     return html.Div(buttons, className="slide-strip", id="case-slide-strip")
 
 
@@ -145,8 +151,7 @@ def register_callbacks(app: Dash, workspace: Workspace, tiles: TileService, expl
     )
     def mark_slides(selected, visit, days, ids):
         near = nearest_by_day(days["slides"], days["visits"][visit] if visit is not None and days["visits"] else None)
-        return ["slide-strip-item" + (" selected" if i["slide"] == selected else "") + (" near-visit" if i["slide"] == near else "")
-                for i in ids]
+        return [_strip_class(i["slide"], selected, near) for i in ids]
 
     @app.callback(
         Output("visit-chip-slide", "children"), Output("visit-chip-patient", "children"), Output("visit-chip-report", "children"),
@@ -156,7 +161,7 @@ def register_callbacks(app: Dash, workspace: Workspace, tiles: TileService, expl
     def follow_visit(visit, days):
         if visit is None:
             return no_update, no_update, no_update, no_update
-        text = _visit_chip("", visit, days["visits"]).children
+        text = _visit_text(visit, days["visits"])
         report_id = nearest_by_day(days["reports"], days["visits"][visit])
         return text, text, text, report_id if report_id is not None else no_update
 
