@@ -137,3 +137,14 @@ def browser(live_server):
         raise AssertionError("the test browser could not sign in") from None
     yield driver
     driver.quit()
+
+
+def click_plot_point(browser, graph_id: str, index: int) -> None:
+    """Click point ``index`` of a Plotly graph's first trace the way a person does: approach it, rest, click. Plotly
+    picks the clicked point from the last hover, and a single jump onto the marker can go unhovered on a busy machine."""
+    from selenium.webdriver import ActionChains
+    from selenium.webdriver.common.by import By
+
+    point = browser.find_elements(By.CSS_SELECTOR, f"#{graph_id} .scatterlayer .trace:first-child .points path")[index]
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", point)
+    ActionChains(browser).move_to_element_with_offset(point, -25, 0).pause(0.3).move_to_element(point).pause(0.3).click().perform()

@@ -11,7 +11,6 @@ import pytest
 from PIL import Image
 from pypdf import PdfReader
 from selenium.common.exceptions import TimeoutException
-from selenium.webdriver import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -19,7 +18,7 @@ from core.store.cases import case_summary
 from core.store.reviews import review_history
 from core.workspace import open_workspace
 from dashboard.figures.case_figures import CASE_FIGURES
-from tests.conftest import ACCOUNTS
+from tests.conftest import ACCOUNTS, click_plot_point
 
 
 def _wait(browser, condition, timeout=90):
@@ -93,9 +92,7 @@ def test_case_review_from_the_cohort(live_server, browser, demo_workspace, case_
     # would be for a person, who would click again.
     _wait(browser, lambda b: b.find_element(By.ID, "case-link").get_attribute("value"))
     for _attempt in range(4):
-        point = browser.find_elements(By.CSS_SELECTOR, "#patient-risk .scatterlayer .trace:first-child .points path")[0]
-        browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", point)
-        ActionChains(browser).move_to_element(point).click().perform()
+        click_plot_point(browser, "patient-risk", 0)
         try:
             _wait(browser, lambda b: "visit 1 ·" in _text(b, "visit-chip-report"), timeout=15)
             break

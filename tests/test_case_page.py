@@ -60,3 +60,20 @@ def test_nearest_by_day_prefers_the_closest_then_the_earlier():
     assert case.nearest_by_day({"a": 0.0, "b": 100.0, "c": 200.0}, 140.0) == "b"
     assert case.nearest_by_day({"a": 0.0, "b": 100.0}, 50.0) == "a"
     assert case.nearest_by_day({}, 10.0) is None
+
+
+def test_a_click_on_any_risk_marker_selects_its_own_visit():
+    from dashboard.figures.visit_risk import visit_risk_figure
+    from dashboard.pages.patient import clicked_visit
+
+    days, labels = [0.0, 90.0, 200.0], [None, 1, 0]  # the first visit has no label, so label index ≠ visit index
+    fig = visit_risk_figure(days, [0.1, 0.6, 0.3], labels, "risk", what_if=([0.0, 90.0, 150.0], [0.1, 0.7, 0.9]), selected=1)
+    for trace in fig.data:
+        for index, (x, visit) in enumerate(zip(trace.x, trace.customdata)):
+            click = {"points": [{"curveNumber": fig.data.index(trace), "pointIndex": index, "x": x, "customdata": visit}]}
+            assert clicked_visit(click) == visit
+            if trace.name != "what-if":  # an edited gap moves the what-if marker, not the visit it belongs to
+                assert days[visit] == x
+    assert [clicked_visit({"points": [{"customdata": v}]}) for v in fig.data[1].customdata] == [1, 2]
+    for bad in (None, {}, {"points": []}, {"points": [{"pointIndex": 0}]}, {"points": [{"customdata": True}]}, {"points": "x"}, [1]):
+        assert clicked_visit(bad) is None

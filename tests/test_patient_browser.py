@@ -8,6 +8,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from core.store.cases import case_summary
 from core.workspace import open_workspace
+from tests.conftest import click_plot_point
 
 PATIENT = "P006"
 
@@ -57,11 +58,7 @@ def test_visit_selection_what_if_invalid_value_and_reset(live_server, browser, d
     last_visit_label = _text(browser, "visit-outcome-card").splitlines()[0]
 
     # Click the third visit on the risk trajectory.
-    point = browser.find_elements(By.CSS_SELECTOR, "#patient-risk .scatterlayer .trace:first-child .points path")[2]
-    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", point)
-    from selenium.webdriver import ActionChains
-
-    ActionChains(browser).move_to_element(point).click().perform()
+    click_plot_point(browser, "patient-risk", 2)
     _wait(browser, lambda b: _text(b, "visit-outcome-card").startswith("Visit 3"))
     assert _text(browser, "visit-outcome-card").splitlines()[0] != last_visit_label
     stored_output = float(_text(browser, "visit-output"))

@@ -9,21 +9,24 @@ import plotly.graph_objects as go
 
 def visit_risk_figure(days: Sequence[float], risks: Sequence[float | None], labels: Sequence[int | None], title: str,
                       what_if: tuple[Sequence[float], Sequence[float]] | None = None, selected: int | None = None) -> go.Figure:
-    """Risk at every visit; optionally a what-if trajectory and a highlighted visit."""
+    """Risk at every visit; optionally a what-if trajectory and a highlighted visit. Every point carries its visit's
+    index as customdata, so a click on any trace (a label marker often covers the risk marker) selects that visit."""
     fig = go.Figure()
     fig.add_trace(go.Scatter(
-        x=list(days), y=list(risks), mode="lines+markers", name="model risk",
+        x=list(days), y=list(risks), customdata=list(range(len(days))), mode="lines+markers", name="model risk",
         line={"color": "#b03a2e", "width": 2}, marker={"size": 9},
         hovertemplate="day %{x:.0f}<br>risk %{y:.2f}<extra></extra>",
     ))
-    observed = [(d, y) for d, y in zip(days, labels) if y is not None]
+    observed = [(t, d, y) for t, (d, y) in enumerate(zip(days, labels)) if y is not None]
     if observed:
         fig.add_trace(go.Scatter(
-            x=[d for d, _ in observed], y=[float(y) for _, y in observed], mode="markers", name="recorded label",
+            x=[d for _, d, _ in observed], y=[float(y) for _, _, y in observed], customdata=[t for t, _, _ in observed],
+            mode="markers", name="recorded label",
             marker={"symbol": "x", "size": 9, "color": "#333"}, hovertemplate="day %{x:.0f}<br>label %{y:.0f}<extra></extra>",
         ))
     if what_if is not None:
-        fig.add_trace(go.Scatter(x=list(what_if[0]), y=list(what_if[1]), mode="lines+markers", name="what-if",
+        fig.add_trace(go.Scatter(x=list(what_if[0]), y=list(what_if[1]), customdata=list(range(len(what_if[0]))),
+                                 mode="lines+markers", name="what-if",
                                  line={"color": "#6f42c1", "width": 2, "dash": "dash"}, marker={"size": 8, "symbol": "diamond"},
                                  hovertemplate="day %{x:.0f}<br>what-if risk %{y:.2f}<extra></extra>"))
     if selected is not None and 0 <= selected < len(days):

@@ -101,11 +101,19 @@ def _check_visit(expl: PatientExplanation, t: object) -> int:
     return t
 
 
+def clicked_visit(click: object) -> int | None:
+    """The visit index a click on the risk trajectory chose, from the clicked point's customdata; None when the
+    click carried no visit."""
+    points = click.get("points") if isinstance(click, dict) else None
+    visit = points[0].get("customdata") if isinstance(points, list) and points and isinstance(points[0], dict) else None
+    return visit if isinstance(visit, int) and not isinstance(visit, bool) else None
+
+
 def register_callbacks(app: Dash, workspace: Workspace, explainers: PatientExplainers) -> None:
     @app.callback(Output("selected-visit", "data"), Input("patient-risk", "clickData"), prevent_initial_call=True)
     def select_visit(click):
-        points = (click or {}).get("points") or []
-        return points[0]["pointIndex"] if points else no_update
+        visit = clicked_visit(click)
+        return no_update if visit is None else visit
 
     @app.callback(
         Output("visit-edit-table", "data"), Output("whatif-store", "data"), Output("visit-edit-errors", "children"),
