@@ -85,8 +85,10 @@ def _safe_next(target: str | None) -> str:
 
 
 def _login_page(message: str = "", next_path: str = "/", status: int = 200) -> Response:
+    # The empty icon keeps the browser from asking an anonymous /favicon.ico, which the guard refuses.
     body = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Sign in · PathReview</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
 <style>body{{font-family:system-ui,sans-serif;background:#f4f6f7;margin:0}}main{{max-width:22rem;margin:12vh auto;background:#fff;
 padding:2rem;border-radius:6px;box-shadow:0 1px 4px #0002}}h1{{font-size:1.4rem;margin:0 0 1rem}}label{{display:block;margin:.6rem 0 .2rem}}
 input{{width:100%;padding:.45rem;box-sizing:border-box;border:1px solid #bbb;border-radius:4px}}button{{margin-top:1rem;width:100%;

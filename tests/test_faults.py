@@ -22,6 +22,8 @@ from core.device import DeviceMemoryError
 from core.errors import DashboardError
 from core.heatmaps.inference import PatchClassifier, predict_slide
 from core.heatmaps.slide_heatmap import STALE_PART_SECONDS, HeatmapParams, cached_heatmap, compute_heatmap, heatmap_key
+from core.jobs.runner import run_tracked
+from core.jobs.state import JobSpec, get_job
 from core.models.registry import LoadedModel
 from core.slides.grid import patch_grid
 from core.slides.reader import open_slide
@@ -260,6 +262,9 @@ def test_heatmap_computed_after_a_fallback_says_so_on_the_result_and_in_the_cach
 
     slide_heatmap._LOADED.clear()
     assert cached_heatmap(ws, SLIDE, model_id).notices == heat.notices
+    # A precompute job that finds this heatmap passes the notice on to the Jobs page and the command line.
+    job = get_job(ws.store, run_tracked(ws, JobSpec("heatmap", SLIDE, {"model_id": model_id}))[0])
+    assert job.status == "done" and job.result["notices"] == heat.notices and heat.notices[0] in job.message
     ws.store.dispose()
 
 

@@ -50,7 +50,7 @@ def _heatmap(workspace: Workspace, slide_id: str, params: dict, progress: Progre
 def slide_heatmap_job(workspace: Workspace, slide_id: str, params: dict, progress: Progress) -> dict:
     """Patch inference over the slide's tissue: the heatmap the slide viewer shows."""
     heat = _heatmap(workspace, slide_id, params, progress)
-    return {"key": heat.key, "slide_id": slide_id, "model_id": heat.model_id, "patches": int(len(heat.probs))}
+    return {"key": heat.key, "slide_id": slide_id, "model_id": heat.model_id, "patches": int(len(heat.probs)), "notices": list(heat.notices)}
 
 
 def slide_cams_job(workspace: Workspace, slide_id: str, params: dict, progress: Progress) -> dict:
@@ -66,7 +66,7 @@ def slide_cams_job(workspace: Workspace, slide_id: str, params: dict, progress: 
             slide_attention(workspace, heat, mil_id)
             attention.append(mil_id)
     progress(1.0, "stitched CAMs and attention stored")
-    return {"key": heat.key, "slide_id": slide_id, "methods": list(STITCHED_METHODS), "attention": attention}
+    return {"key": heat.key, "slide_id": slide_id, "methods": list(STITCHED_METHODS), "attention": attention, "notices": list(heat.notices)}
 
 
 def cohort_shap_job(workspace: Workspace, subject: str, params: dict, progress: Progress) -> dict:

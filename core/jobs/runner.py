@@ -85,10 +85,12 @@ def execute_job(workspace: Workspace, job_id: int, worker: str = "", on_progress
 
 
 def _summary(kind: str, result: dict) -> str:
+    # How a result was computed, when the user should know (e.g. on the CPU after the GPU ran out of memory), is kept.
+    notices = "".join(f" {n}" for n in result.get("notices", []))
     if kind == "heatmap":
-        return f"{result['patches']} tissue patches"
+        return f"{result['patches']} tissue patches.{notices}"
     if kind == "cams":
-        return f"{len(result['methods'])} CAM layers, {len(result['attention'])} attention maps"
+        return f"{len(result['methods'])} CAM layers, {len(result['attention'])} attention maps.{notices}"
     if kind == "shap":
         return f"{result['patients']} patients ({result['computed']} computed, {result['from_cache']} already stored)"
     if kind == "lime":
