@@ -245,24 +245,23 @@ class CeleryWorker:
 
 # -- fixtures ------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="session")
-def redis_server():
+def _serve(service: type, name: str):
     try:
-        server = RedisServer()
+        server = service()
     except Exception as exc:  # noqa: BLE001 - reported as the failure of every test that needs it
-        pytest.fail(f"Redis could not be started for the tests: {exc}", pytrace=False)
+        pytest.fail(f"{name} could not be started for the tests: {exc}", pytrace=False)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    yield from _serve(RedisServer, "Redis")
 
 
 @pytest.fixture(scope="session")
 def postgres_server():
-    try:
-        server = PostgresServer()
-    except Exception as exc:  # noqa: BLE001 - reported as the failure of every test that needs it
-        pytest.fail(f"PostgreSQL could not be started for the tests: {exc}", pytrace=False)
-    yield server
-    server.stop()
+    yield from _serve(PostgresServer, "PostgreSQL")
 
 
 @pytest.fixture
