@@ -149,28 +149,25 @@ class PostgresServer:
             raise RuntimeError(f"{program} failed ({result.returncode}): {result.stderr.strip() or result.stdout.strip()} "
                                f"{_log_tail(self.log, 1500) if self.log.exists() else ''}")
 
-    def new_database(self) -> str:
-        """The URL of a new empty database on this server."""
+    def _administer(self, statement: str) -> None:
+        """Run one statement outside a transaction (CREATE/DROP DATABASE cannot run inside one)."""
         from sqlalchemy import create_engine, text
 
-        name = f"pathreview_test_{uuid.uuid4().hex[:12]}"
         server = create_engine(self.url, isolation_level="AUTOCOMMIT")
         try:
             with server.connect() as conn:
-                conn.execute(text(f'CREATE DATABASE "{name}"'))
+                conn.execute(text(statement))
         finally:
             server.dispose()
+
+    def new_database(self) -> str:
+        """The URL of a new empty database on this server."""
+        name = f"pathreview_test_{uuid.uuid4().hex[:12]}"
+        self._administer(f'CREATE DATABASE "{name}"')
         return self.url.rsplit("/", 1)[0] + f"/{name}"
 
     def drop_database(self, url: str) -> None:
-        from sqlalchemy import create_engine, text
-
-        server = create_engine(self.url, isolation_level="AUTOCOMMIT")
-        try:
-            with server.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)'))
-        finally:
-            server.dispose()
+        self._administer(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
 
     def stop(self) -> None:
         try:

@@ -17,11 +17,10 @@ def visit_risk_figure(days: Sequence[float], risks: Sequence[float | None], labe
         line={"color": "#b03a2e", "width": 2}, marker={"size": 9},
         hovertemplate="day %{x:.0f}<br>risk %{y:.2f}<extra></extra>",
     ))
-    observed = [(t, d, y) for t, (d, y) in enumerate(zip(days, labels)) if y is not None]
+    observed = [t for t, y in enumerate(labels) if y is not None]
     if observed:
         fig.add_trace(go.Scatter(
-            x=[d for _, d, _ in observed], y=[float(y) for _, _, y in observed], customdata=[t for t, _, _ in observed],
-            mode="markers", name="recorded label",
+            x=[days[t] for t in observed], y=[float(labels[t]) for t in observed], customdata=observed, mode="markers", name="recorded label",
             marker={"symbol": "x", "size": 9, "color": "#333"}, hovertemplate="day %{x:.0f}<br>label %{y:.0f}<extra></extra>",
         ))
     if what_if is not None:
