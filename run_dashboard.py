@@ -38,10 +38,7 @@ def serve(args: argparse.Namespace) -> None:
     from core.device import compute_device, set_device_override
     from core.workspace import open_workspace
 
-    try:
-        set_device_override(args.device)
-    except (ValueError, RuntimeError) as exc:
-        raise DashboardError(f"bad --device: {exc}") from exc
+    set_device_override(args.device)
     root = args.workspace
     if args.demo:
         from core.demo.build import build_demo

@@ -22,7 +22,7 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from demo_workspace import bench_workspace_root, ensure_bench_account, signed_in_session  # noqa: E402
+from demo_workspace import bench_workspace_root  # noqa: E402
 from openslide.deepzoom import DeepZoomGenerator  # noqa: E402
 
 from core.heatmaps.slide_heatmap import HeatmapParams, compute_heatmap  # noqa: E402
@@ -30,6 +30,7 @@ from core.slides.reader import open_slide  # noqa: E402
 from core.slides.tiles import TILE_SIZE  # noqa: E402
 from core.store.schema import Slide  # noqa: E402
 from core.workspace import open_workspace  # noqa: E402
+from tests.conftest import add_test_accounts, sign_in  # noqa: E402
 
 
 def tile_addresses(dz: DeepZoomGenerator, rng: random.Random, n: int) -> list[tuple[int, int, int]]:
@@ -57,7 +58,8 @@ def hammer(base: str, urls: list[str], seconds: float, clients: int) -> tuple[li
     def client(seed: int) -> None:
         nonlocal errors
         rng = random.Random(seed)
-        session = signed_in_session(base)
+        session = requests.Session()
+        sign_in(session, base=base)
         while time.monotonic() < stop:
             t = time.perf_counter()
             response = session.get(base + rng.choice(urls), timeout=30)
@@ -116,7 +118,7 @@ def main() -> None:
         w.join()
     handle.close()
 
-    ensure_bench_account(root)
+    add_test_accounts(root)  # the server needs an admin account to start; the clients sign in as the test reviewer
     server = subprocess.Popen([sys.executable, str(REPO / "run_dashboard.py"), "--workspace", str(root), "--port", str(args.port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
     base = f"http://127.0.0.1:{args.port}"

@@ -24,9 +24,12 @@ def set_device_override(name: str | None) -> None:
     if name in (None, "auto"):
         _override = None
         return
-    torch.device(name)  # raises on an unparseable name
+    try:
+        torch.device(name)
+    except (ValueError, RuntimeError) as exc:  # an unparseable name
+        raise DashboardError(f"bad --device: {exc}") from exc
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {name} was asked for, but this machine has no CUDA device")
+        raise DashboardError(f"bad --device: --device {name} was asked for, but this machine has no CUDA device")
     _override = name
 
 

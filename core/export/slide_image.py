@@ -9,14 +9,12 @@ import openslide
 from PIL import Image, ImageCms
 
 from core.export.slide_region import SlideRegion
-from core.heatmaps.overlay import ARGMAX_LAYER, GRADE_COLOURS, TISSUE_COLOUR, TISSUE_LAYER, OverlayStyle, colour_lut
+from core.heatmaps.overlay import OverlayStyle, overlay_rgba
 from core.heatmaps.slide_heatmap import SlideHeatmap
-from core.slides.reader import level_for_downsample
+from core.slides.reader import level_for_downsample, srgb_transform
 
 STRIP_LEVEL_PIXELS = 16 << 20  # at most this many pyramid-level pixels are read at once
 LANCZOS_SUPPORT = 3  # Lanczos-3: output pixels reach 3 source pixels per unit of downscale on each side
-_SRGB = ImageCms.createProfile("sRGB")
-TISSUE_ALPHA = 110  # as in the viewer's tissue overlay tiles
 
 
 def read_region_rgb(slide: openslide.OpenSlide, region: SlideRegion, out_width: int, out_height: int) -> np.ndarray:
@@ -29,7 +27,7 @@ def read_region_rgb(slide: openslide.OpenSlide, region: SlideRegion, out_width: 
     pad = math.ceil(LANCZOS_SUPPORT * max(1.0, fw / out_width, fh / out_height)) + 1  # the filter's support past a strip's edges
     ix0, ix1 = max(0, math.floor(fx0) - pad), min(level_w, math.ceil(fx0 + fw) + pad)
     rows_per_strip = max(1, int(STRIP_LEVEL_PIXELS / max(1, ix1 - ix0) / max(fh / out_height, 1.0)))
-    to_srgb = _srgb_transform(slide)
+    to_srgb = srgb_transform(slide)
     out = np.empty((out_height, out_width, 3), np.uint8)
     for r0 in range(0, out_height, rows_per_strip):
         r1 = min(out_height, r0 + rows_per_strip)
@@ -44,13 +42,6 @@ def read_region_rgb(slide: openslide.OpenSlide, region: SlideRegion, out_width: 
     return out
 
 
-def _srgb_transform(slide: openslide.OpenSlide) -> ImageCms.ImageCmsTransform | None:
-    profile = getattr(slide, "color_profile", None)
-    if profile is None:
-        return None
-    return ImageCms.buildTransform(profile, _SRGB, "RGB", "RGB", ImageCms.Intent.PERCEPTUAL)
-
-
 def grid_on_pixels(grid: np.ndarray, cell_level0: float, region: SlideRegion, out_width: int, out_height: int) -> np.ndarray:
     """The heatmap's cell grid sampled at each output pixel's centre (nearest cell, as the viewer's tiles); NaN off the grid."""
     xs = region.x + (np.arange(out_width) + 0.5) * region.width / out_width
@@ -61,24 +52,6 @@ def grid_on_pixels(grid: np.ndarray, cell_level0: float, region: SlideRegion, ou
     values = np.full((out_height, out_width), np.nan, np.float32)
     values[np.ix_(inside_r, inside_c)] = grid[np.ix_(rows[inside_r], cols[inside_c])]
     return values
-
-
-def overlay_rgba(values: np.ndarray, style: OverlayStyle, class_names: list[str]) -> np.ndarray:
-    """Colours of a layer's values, by the same rules as the viewer's overlay tiles (transparent where hidden)."""
-    rgba = np.zeros((*values.shape, 4), np.uint8)
-    if style.layer == TISSUE_LAYER:
-        rgba[values == 1] = (*TISSUE_COLOUR, TISSUE_ALPHA)
-    elif style.layer == ARGMAX_LAYER:
-        for name, colour in GRADE_COLOURS.items():
-            if name in class_names:
-                hit = values == class_names.index(name)
-                rgba[hit, :3] = colour
-                rgba[hit, 3] = 255
-    else:
-        visible = np.isfinite(values) & (np.nan_to_num(values, nan=-1) >= style.threshold)
-        rgba[visible, :3] = colour_lut(style.cmap)[(np.clip(values[visible], 0, 1) * 255).astype(np.uint8)]
-        rgba[visible, 3] = 255
-    return rgba
 
 
 def composite(base: np.ndarray, rgba: np.ndarray, opacity: float) -> np.ndarray:

@@ -33,6 +33,7 @@ TISSUE_LAYER = "tissue"
 ATTENTION_LAYER = "attention"
 CAM_LAYERS = ("cam:cam", "cam:gradcam", "cam:gradcam++")  # stitched class activation maps, per method
 TISSUE_COLOUR = (40, 40, 40)
+TISSUE_ALPHA = 110
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,25 @@ def colorbar_colours(cmap: str, n: int = 9) -> list[str]:
     return [f"rgb({r},{g},{b})" for r, g, b in colour_lut(cmap)[np.linspace(0, 255, n).astype(int)]]
 
 
+def overlay_rgba(values: np.ndarray, style: OverlayStyle, class_names: list[str]) -> np.ndarray:
+    """Colours of a layer's values (cell grid values sampled at pixels): the viewer's overlay tiles and exported slide
+    figures both use these rules. Transparent outside tissue, where no patch informs the cell, and below the threshold."""
+    rgba = np.zeros((*values.shape, 4), np.uint8)
+    if style.layer == TISSUE_LAYER:
+        rgba[values == 1] = (*TISSUE_COLOUR, TISSUE_ALPHA)
+    elif style.layer == ARGMAX_LAYER:
+        for name, colour in GRADE_COLOURS.items():
+            if name in class_names:
+                hit = values == class_names.index(name)
+                rgba[hit, :3] = colour
+                rgba[hit, 3] = 255
+    else:
+        visible = np.isfinite(values) & (np.nan_to_num(values, nan=-1) >= style.threshold)
+        rgba[visible, :3] = colour_lut(style.cmap)[(np.clip(values[visible], 0, 1) * 255).astype(np.uint8)]
+        rgba[visible, 3] = 255
+    return rgba
+
+
 def render_overlay_tile(h: SlideHeatmap, style: OverlayStyle, z: int, x: int, y: int, max_zoom: int, tile_size: int = 256) -> bytes:
     """RGBA PNG for Deep Zoom tile (z, x, y): transparent outside tissue, where no patch informs the cell,
     and below the threshold."""
@@ -134,20 +154,7 @@ def render_overlay_tile(h: SlideHeatmap, style: OverlayStyle, z: int, x: int, y:
     inside_c, inside_r = cols < grid.shape[1], rows < grid.shape[0]
     values = np.full((tile_size, tile_size), np.nan, np.float32)
     values[np.ix_(inside_r, inside_c)] = grid[np.ix_(rows[inside_r], cols[inside_c])]
-    rgba = np.zeros((tile_size, tile_size, 4), np.uint8)
-    if style.layer == TISSUE_LAYER:
-        rgba[values == 1] = (*TISSUE_COLOUR, 110)
-    elif style.layer == ARGMAX_LAYER:
-        for name, colour in GRADE_COLOURS.items():
-            if name in h.class_names:
-                hit = values == h.class_names.index(name)
-                rgba[hit, :3] = colour
-                rgba[hit, 3] = 255
-    else:
-        visible = np.isfinite(values) & (np.nan_to_num(values, nan=-1) >= style.threshold)
-        lut = colour_lut(style.cmap)
-        rgba[visible, :3] = lut[(np.clip(values[visible], 0, 1) * 255).astype(np.uint8)]
-        rgba[visible, 3] = 255
+    rgba = overlay_rgba(values, style, h.class_names)
     buffer = io.BytesIO()
     Image.fromarray(rgba, "RGBA").save(buffer, "PNG", compress_level=1)
     return buffer.getvalue()

@@ -71,10 +71,7 @@ def _open(args: argparse.Namespace) -> Workspace:
     from core.device import set_device_override
     from core.workspace import open_workspace
 
-    try:
-        set_device_override(args.device)
-    except (ValueError, RuntimeError) as exc:
-        raise DashboardError(f"bad --device: {exc}") from exc
+    set_device_override(args.device)
     return open_workspace(args.workspace, args.database_url)
 
 
@@ -159,10 +156,7 @@ def run_worker(args: argparse.Namespace, register_app: Callable[[Workspace, obje
     from core.device import set_device_override
     from core.workspace import open_workspace
 
-    try:
-        set_device_override(args.device)
-    except (ValueError, RuntimeError) as exc:
-        raise DashboardError(f"bad --device: {exc}") from exc
+    set_device_override(args.device)
     workspace = open_workspace(args.workspace, args.database_url) if args.workspace else None
     broker = args.broker or (workspace.config.broker_url if workspace else None)
     if not broker:

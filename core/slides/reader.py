@@ -6,8 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import openslide
+from PIL import ImageCms
 
 from core.errors import DashboardError
+
+_SRGB = ImageCms.createProfile("sRGB")
 
 
 class SlideReadError(DashboardError):
@@ -39,3 +42,11 @@ def read_level_rgb(slide: openslide.OpenSlide, level: int, strip_rows: int = 204
         region = slide.read_region((0, int(round(y * scale))), level, (width, rows))
         out[y : y + rows] = np.asarray(region)[..., :3]
     return out
+
+
+def srgb_transform(slide: openslide.OpenSlide) -> ImageCms.ImageCmsTransform | None:
+    """The transform from the slide's embedded ICC profile to sRGB; None when the slide has no profile."""
+    profile = getattr(slide, "color_profile", None)
+    if profile is None:
+        return None
+    return ImageCms.buildTransform(profile, _SRGB, "RGB", "RGB", ImageCms.Intent.PERCEPTUAL)

@@ -19,12 +19,11 @@ from openslide.deepzoom import DeepZoomGenerator
 from PIL import ImageCms
 
 from core.errors import NotFoundError
-from core.slides.reader import SlideReadError, open_slide
+from core.slides.reader import SlideReadError, open_slide, srgb_transform
 from core.store.cases import slide_record
 from core.workspace import Workspace
 
 TILE_SIZE = 256  # Leaflet's tile size; no overlap, so Deep Zoom level z == map zoom z
-_SRGB = ImageCms.createProfile("sRGB")
 
 
 class TileOutOfRange(NotFoundError):
@@ -82,12 +81,8 @@ class TileService:
             path, mpp = self.workspace.slides_dir / record.file, record.mpp
         identity = file_identity(path)
         slide = open_slide(path)
-        to_srgb = None
-        profile = getattr(slide, "color_profile", None)
-        if profile is not None:
-            to_srgb = ImageCms.buildTransform(profile, _SRGB, "RGB", "RGB", ImageCms.Intent.PERCEPTUAL)
         handle = _OpenSlide(slide, DeepZoomGenerator(slide, tile_size=TILE_SIZE, overlap=0, limit_bounds=False),
-                            to_srgb, mpp, path, identity)
+                            srgb_transform(slide), mpp, path, identity)
         with self._lock:
             self._handles[slide_id] = handle
         return handle
