@@ -16,7 +16,6 @@ from core.errors import DashboardError, NotFoundError
 from core.store.database import CaseStore
 from core.store.schema import Job
 
-STATUSES = ("queued", "running", "done", "failed", "cancelled")
 ACTIVE = ("queued", "running")
 FINISHED = ("done", "failed", "cancelled")
 DEFAULT_MAX_ATTEMPTS = 3

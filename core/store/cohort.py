@@ -164,12 +164,6 @@ def _cohort_sql(model_ids: list[str]) -> _CohortSql:
     )
 
 
-def cohort_columns(model_ids: list[str]) -> dict[str, ColumnElement]:
-    """Column name -> SQL expression; model outputs are named ``score:<model id>``. Select them from
-    ``cohort_page``'s joined source: review and label columns come from outer-joined statistics."""
-    return _cohort_sql(model_ids).columns
-
-
 def _worklist(sql: _CohortSql, worklist: str) -> ColumnElement:
     if worklist not in sql.worklists:
         raise DashboardError(f"unknown worklist {worklist!r}; choose one of {', '.join(sql.worklists)}")
@@ -184,8 +178,10 @@ def cohort_page(
     sort_by: str = "patient_id",
     descending: bool = False,
     worklist: str = "all",
+    total: int | None = None,
 ) -> CohortPage:
-    """One page of the cohort table on a worklist (see ``WORKLISTS``); filtering, sorting and paging happen in the database."""
+    """One page of the cohort table on a worklist (see ``WORKLISTS``); filtering, sorting and paging happen in the database.
+    ``total``: the worklist's size when the caller has it already (``worklist_counts``), so it is not counted again."""
     sql = _cohort_sql(model_ids)
     if sort_by not in sql.columns:
         raise DashboardError(f"cannot sort by {sort_by!r}; choose one of {', '.join(sql.columns)}")
@@ -200,7 +196,8 @@ def cohort_page(
     rows = [dict(r._mapping) for r in session.execute(query)]
     for row in rows:
         row["flagged"] = bool(row["flagged"])
-    total = session.scalar(select(func.count()).select_from(sql.source).where(condition)) or 0
+    if total is None:
+        total = session.scalar(select(func.count()).select_from(sql.source).where(condition)) or 0
     return CohortPage(rows=rows, total=total)
 
 

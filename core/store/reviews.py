@@ -159,12 +159,14 @@ def review_history(store: CaseStore, patient_id: str) -> list[ReviewEntry]:
         return [ReviewEntry.from_row(r) for r in rows]
 
 
+def latest_versions(current: dict[str, ReviewEntry]) -> dict[str, int]:
+    """Modality -> latest version (0 when none) of ``current_reviews``: what a review form keeps as its expected versions."""
+    return {m: current[m].version if m in current else 0 for m in MODALITIES}
+
+
 def review_versions(store: CaseStore, patient_id: str) -> dict[str, int]:
-    """Modality -> latest version (0 when none): what a review form keeps as its expected versions."""
-    with store.session() as s:
-        found = {modality: version for modality, version in s.execute(
-            select(Review.modality, func.max(Review.version)).where(Review.patient_id == patient_id).group_by(Review.modality))}
-    return {m: int(found.get(m) or 0) for m in MODALITIES}
+    """``latest_versions`` of the case as stored now."""
+    return latest_versions(current_reviews(store, patient_id))
 
 
 def review_status(current: dict[str, ReviewEntry], modalities_with_data: set[str]) -> str:

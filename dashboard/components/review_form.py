@@ -6,7 +6,7 @@ import dash_bootstrap_components as dbc
 from dash import ALL, Dash, Input, Output, State, callback_context, dcc, html, no_update
 
 from core.errors import DashboardError
-from core.store.cases import case_summary
+from core.store.cases import CaseSummary, case_summary
 from core.store.reviews import (
     FLAGS,
     MODALITIES,
@@ -14,31 +14,39 @@ from core.store.reviews import (
     ReviewConflict,
     ReviewEntry,
     current_reviews,
+    latest_versions,
     record_review,
     review_history,
     review_status,
-    review_versions,
 )
 from core.workspace import Workspace
 from dashboard.auth import current_role_allows, current_username
+from dashboard.pages.slide import ctx_triggered_click
 
 VERDICT_COLOURS = {"agree": "success", "disagree": "danger", "uncertain": "warning"}
 
 
-def _modalities_with_data(workspace: Workspace, patient_id: str) -> set[str]:
-    with workspace.store.session() as s:
-        case = case_summary(s, patient_id)
-        return {m for m, items in (("slide", case.slides), ("patient", case.visits), ("report", case.reports)) if items}
+def _modalities_with_data(case: CaseSummary) -> set[str]:
+    return {m for m, items in (("slide", case.slides), ("patient", case.visits), ("report", case.reports)) if items}
 
 
-def _status_badge(workspace: Workspace, patient_id: str, current: dict[str, ReviewEntry]) -> dbc.Badge:
-    status = review_status(current, _modalities_with_data(workspace, patient_id))
+def _status_badge(case: CaseSummary, current: dict[str, ReviewEntry]) -> dbc.Badge:
+    status = review_status(current, _modalities_with_data(case))
     colour = {"unreviewed": "secondary", "signed off": "success"}.get(status, "primary")
     return dbc.Badge(status, color=colour, id="review-status-badge")
 
 
-def status_badge(workspace: Workspace, patient_id: str) -> html.Span:
-    return html.Span(_status_badge(workspace, patient_id, current_reviews(workspace.store, patient_id)), id="review-status")
+def status_badge(case: CaseSummary, current: dict[str, ReviewEntry]) -> html.Span:
+    return html.Span(_status_badge(case, current), id="review-status")
+
+
+def _case(workspace: Workspace, patient_id: str) -> CaseSummary:
+    with workspace.store.session() as s:
+        return case_summary(s, patient_id)
+
+
+def _current_text(entry: ReviewEntry | None) -> str:
+    return f"current: {entry.verdict} by {entry.user} (v{entry.version})" if entry else "no verdict yet"
 
 
 def history_table(entries: list[ReviewEntry]) -> html.Div:
@@ -56,8 +64,7 @@ def _modality_form(modality: str, entry: ReviewEntry | None, read_only: bool) ->
     key = {"modality": modality}
     return dbc.Col([
         html.H6(modality.capitalize()),
-        html.Div(f"current: {entry.verdict} by {entry.user} (v{entry.version})" if entry else "no verdict yet",
-                 className="small text-muted mb-1", id={"type": "review-current", **key}),
+        html.Div(_current_text(entry), className="small text-muted mb-1", id={"type": "review-current", **key}),
         dbc.RadioItems(id={"type": "review-verdict", **key}, options=[{"label": v, "value": v} for v in VERDICTS],
                        value=entry.verdict if entry else None, inline=True),
         dbc.Textarea(id={"type": "review-comment", **key}, value=entry.comment if entry else "", placeholder="comment", rows=2,
@@ -70,15 +77,15 @@ def _modality_form(modality: str, entry: ReviewEntry | None, read_only: bool) ->
     ], md=4, className="review-modality")
 
 
-def card(workspace: Workspace, patient_id: str) -> dbc.Card:
-    current = current_reviews(workspace.store, patient_id)
+def card(workspace: Workspace, patient_id: str, current: dict[str, ReviewEntry]) -> dbc.Card:
+    """The form for the case's ``current_reviews``, with the full history."""
     read_only = not current_role_allows("reviewer")
     who = (f"Signed in as {current_username()}: your role may view verdicts but not record them." if read_only
            else f"Verdicts are recorded as {current_username()}, with the time.")
     return dbc.Card([
         dbc.CardHeader("Review"),
         dbc.CardBody([
-            dcc.Store(id="review-versions", data=review_versions(workspace.store, patient_id)),
+            dcc.Store(id="review-versions", data=latest_versions(current)),
             html.P(who, className="small text-muted", id="review-who"),
             dbc.Row([_modality_form(m, current.get(m), read_only) for m in MODALITIES]),
             html.Div(id="review-message", className="mt-2"),
@@ -100,7 +107,7 @@ def register_callbacks(app: Dash, workspace: Workspace) -> None:
         prevent_initial_call=True,
     )
     def save_review(clicks, verdicts, comments, flags, signoffs, ids, versions, patient_id):
-        if not callback_context.triggered or not any(clicks):
+        if not ctx_triggered_click(clicks):
             return (no_update,) * 4 + ([no_update] * len(ids),)
         modality = callback_context.triggered_id["modality"]
         i = [x["modality"] for x in ids].index(modality)
@@ -117,9 +124,8 @@ def register_callbacks(app: Dash, workspace: Workspace) -> None:
         except DashboardError as exc:
             return no_update, dbc.Alert(str(exc), color="warning", id="review-alert"), no_update, no_update, unchanged
         current = current_reviews(workspace.store, patient_id)
-        currents = [f"current: {current[m].verdict} by {current[m].user} (v{current[m].version})" if m in current else "no verdict yet"
-                    for m in (x["modality"] for x in ids)]
+        currents = [_current_text(current.get(x["modality"])) for x in ids]
         message = dbc.Alert(f"Saved the {modality} verdict ({entry.verdict}, version {entry.version}).", color="success", id="review-saved",
                             duration=8000)
         return ({**(versions or {}), modality: entry.version}, message, history_table(review_history(workspace.store, patient_id)),
-                _status_badge(workspace, patient_id, current), currents)
+                _status_badge(_case(workspace, patient_id), current), currents)

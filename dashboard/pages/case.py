@@ -10,6 +10,7 @@ from core.errors import DashboardError
 from core.explain.patient_view import PatientExplainers
 from core.slides.tiles import TileService
 from core.store.cases import CaseSummary, case_summary
+from core.store.reviews import current_reviews
 from core.workspace import Workspace
 from dashboard.auth import current_role_allows
 from dashboard.components import case_export, review_form
@@ -83,6 +84,7 @@ def _safe(build, alert_id: str):
 def layout(workspace: Workspace, tiles: TileService, explainers: PatientExplainers, patient_id: str, query: dict | None = None) -> html.Div:
     with workspace.store.session() as s:
         case = case_summary(s, patient_id)
+    current = current_reviews(workspace.store, patient_id)
     p = case.patient
     days = [v.day for v in case.visits]
     view = _parse_view(case, days, query or {})
@@ -108,7 +110,7 @@ def layout(workspace: Workspace, tiles: TileService, explainers: PatientExplaine
         dcc.Store(id="case-days", data={"visits": days, "slides": {s.id: s.day for s in case.slides},
                                         "reports": {r.id: r.day for r in case.reports}}),
         dcc.Store(id="case-selected-slide", data=view["slide"]),
-        html.Div([html.H2(f"Case {p.id}", id="case-title", className="me-3 mb-0"), review_form.status_badge(workspace, patient_id)],
+        html.Div([html.H2(f"Case {p.id}", id="case-title", className="me-3 mb-0"), review_form.status_badge(case, current)],
                  className="d-flex align-items-center"),
         html.P(summary, className="text-muted mb-1"),
         dbc.InputGroup([dbc.InputGroupText("Link to this view"),
@@ -126,7 +128,7 @@ def layout(workspace: Workspace, tiles: TileService, explainers: PatientExplaine
         dbc.Card([_panel_header("Report", "visit-chip-report", visit, days,
                                 html.Span("the report nearest the selected visit is shown", className="small text-muted ms-auto")),
                   dbc.CardBody(report_body)], className="mb-3", id="case-report-card"),
-        review_form.card(workspace, patient_id),
+        review_form.card(workspace, patient_id, current),
         case_export.card(read_only=not current_role_allows("reviewer")),
     ])
 

@@ -112,7 +112,7 @@ def register_callbacks(app: Dash, workspace: Workspace) -> None:
             counts = worklist_counts(s, models)
             pages = max(1, -(-counts[worklist] // page_size))
             page = min(page, pages - 1)  # a worklist that shrank since the page was turned
-            result = cohort_page(s, models, page, page_size, sort["column_id"], sort["direction"] == "desc", worklist)
+            result = cohort_page(s, models, page, page_size, sort["column_id"], sort["direction"] == "desc", worklist, counts[worklist])
         options = [{"label": f"{name} ({counts[key]})", "value": key} for key, name in WORKLISTS.items()]
         shown = f"{result.total} patients" if worklist == "all" else \
             f"{result.total} of {counts['all']} patients ({WORKLISTS[worklist].lower()})"
