@@ -300,3 +300,32 @@ def test_region_pixels_match_openslide_and_strips_leave_no_seams(workspace, slid
         assert np.abs(one_read.astype(int) - strips.astype(int)).max() <= 2
     finally:
         slide.close()
+
+
+def test_case_figures_refuse_a_foreign_slide_and_show_the_cached_lime_explanation(workspace):
+    from core.errors import NotFoundError
+    from core.explain.patient_view import PatientExplainers
+    from core.explain.report_view import lime_cache_path, report_explanation, report_model_id, stored_report_text
+    from core.explain.text import LimeSettings
+    from core.store.schema import Report
+    from dashboard.figures.case_figures import CaseView, case_figure
+    from dashboard.figures.report_figures import word_weight_figure
+
+    explainers = PatientExplainers(workspace)
+    with workspace.store.session() as s:
+        slide = s.scalars(select(Slide).order_by(Slide.id)).first()
+        report = s.scalars(select(Report).order_by(Report.id)).first()
+        other_patient = s.scalar(select(Slide.patient_id).where(Slide.patient_id != slide.patient_id).limit(1))
+    with pytest.raises(NotFoundError, match=f"not part of case {other_patient}"):
+        case_figure(workspace, explainers, "slide", CaseView(patient_id=other_patient, slide_id=slide.id))
+
+    settings = LimeSettings(num_samples=300)
+    model_id, text = report_model_id(workspace), stored_report_text(workspace, report.id)
+    shown = report_explanation(workspace, model_id, text, settings)[0]  # what the report panel showed
+    assert lime_cache_path(workspace, model_id, text, settings).is_file()
+    figure = case_figure(workspace, explainers, "lime", CaseView(patient_id=report.patient_id, report_id=report.id,
+                                                                  lime={"num_samples": 300}))
+    assert f"p = {shown.predicted.probability:.3f}" in figure.note and shown.predicted.class_name in figure.note
+    expected = word_weight_figure(shown, settings.num_features)
+    assert [list(t.x) for t in figure.figure.data] == [list(t.x) for t in expected.data] and len(figure.figure.data[0].x) > 0
+    assert [list(t.y) for t in figure.figure.data] == [list(t.y) for t in expected.data]

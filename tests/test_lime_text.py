@@ -193,3 +193,20 @@ def test_non_utf8_bytes_in_a_stored_report_are_replaced_and_flagged(workspace, d
 def test_token_diff_shows_what_the_model_reads_differently():
     diff = token_diff("Gleason score 4+4=8, poorly differentiated", "Gleason score 3+3=6, well differentiated")
     assert ("removed", "poorly") in diff and ("added", "well") in diff and ("equal", "gleason") in diff
+
+
+def test_a_cached_explanation_keeps_each_class_weights_in_rank_order(workspace):
+    from core.explain.report_view import lime_cache_path, report_explanation, report_model_id, stored_report_text
+
+    with workspace.store.session() as s:
+        report_id = s.query(Report.id).order_by(Report.id).first()[0]
+    ws = workspace
+    text, model_id, settings = stored_report_text(ws, report_id), report_model_id(ws), LimeSettings(num_samples=300, seed=7)
+    lime_cache_path(ws, model_id, text, settings).unlink(missing_ok=True)  # the first call computes, the second reads
+    computed, _, first = report_explanation(ws, model_id, text, settings)
+    cached, _, second = report_explanation(ws, model_id, text, settings)
+    assert (first, second) == ("computed", "cache")
+    for a, b in zip(computed.classes, cached.classes, strict=True):
+        assert list(b.weights.items()) == list(a.weights.items())
+        strengths = [abs(w) for w in b.weights.values()]
+        assert strengths == sorted(strengths, reverse=True) and len(strengths) >= 2

@@ -13,7 +13,7 @@ from core.explain.text import ClassExplanation, LimeSettings, ReportExplanation,
 from core.store.schema import Report
 from core.workspace import Workspace
 
-LIME_CACHE_FORMAT = 1
+LIME_CACHE_FORMAT = 2  # 2: class weights kept in rank order (format 1 came back sorted by word)
 STABILITY_SEEDS = 5
 
 
@@ -61,12 +61,14 @@ def report_explanation(workspace: Workspace, model_id: str, text: str, settings:
 def _explanation_to_json(e: ReportExplanation) -> dict:
     f = e.features
     return {"features": {"cleaned": f.cleaned, "tokens": f.tokens, "features": f.features, "token_feature": f.token_feature.tolist()},
-            "probabilities": e.probabilities, "classes": [asdict(c) for c in e.classes], "settings": asdict(e.settings),
+            # Weights as [word, weight] pairs: their order is the rank (strongest first), which a JSON object would not keep.
+            "probabilities": e.probabilities, "classes": [{**asdict(c), "weights": list(c.weights.items())} for c in e.classes],
+            "settings": asdict(e.settings),
             "provenance": e.provenance}
 
 
 def _explanation_from_json(d: dict) -> ReportExplanation:
     f = d["features"]
     features = ReportFeatures(f["cleaned"], f["tokens"], f["features"], np.asarray(f["token_feature"], dtype=int))
-    return ReportExplanation(features, d["probabilities"], [ClassExplanation(**c) for c in d["classes"]], LimeSettings(**d["settings"]),
-                             d["provenance"])
+    classes = [ClassExplanation(**{**c, "weights": dict(c["weights"])}) for c in d["classes"]]
+    return ReportExplanation(features, d["probabilities"], classes, LimeSettings(**d["settings"]), d["provenance"])

@@ -40,6 +40,14 @@ class LimeSettings:
     feature_selection: str = "auto"  # auto | forward_selection | highest_weights
     batch_size: int = 2048
 
+    @classmethod
+    def from_form(cls, num_features, num_samples, seed, kernel_width) -> LimeSettings:
+        """Checked settings from a form's (or a request's) values."""
+        try:
+            return cls(num_features=int(num_features), num_samples=int(num_samples), seed=int(seed), kernel_width=float(kernel_width)).validate()
+        except (TypeError, ValueError) as exc:
+            raise DashboardError("fill in every LIME setting with a number") from exc
+
     def validate(self) -> LimeSettings:
         if self.mode not in ("bow", "position"):
             raise DashboardError("mode must be 'bow' or 'position'")

@@ -60,6 +60,11 @@ class ModelManifest(BaseModel):
     input: InputSpec = InputSpec()
     metrics: Metrics = Metrics()
 
+    @property
+    def score_class(self) -> str:
+        """The class whose probability the dashboard shows as the model's score: ``positive_class``, else the last class."""
+        return self.positive_class or self.class_names[-1]
+
 
 def read_manifest(model_dir: Path) -> ModelManifest:
     path = model_dir / MANIFEST_NAME

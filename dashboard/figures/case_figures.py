@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from core.errors import DashboardError
+from core.errors import DashboardError, NotFoundError
 from core.explain.patient_view import PatientExplainers, PatientExplanation
-from core.explain.report_view import report_model_id, stored_report
-from core.explain.text import LimeSettings, explain_report
+from core.explain.report_view import report_explanation, report_model_id, stored_report_text
+from core.explain.text import LimeSettings
 from core.export.case_report import CaseReportContent, ReportFigure
 from core.export.provenance import model_provenance
 from core.export.slide_figure import SlideRegion, slide_figure, viewport_region
 from core.heatmaps.overlay import OverlayStyle
 from core.heatmaps.slide_heatmap import loaded_heatmap
-from core.store.cases import case_summary
+from core.store.cases import case_summary, slide_record
 from core.store.reviews import review_history
 from core.workspace import Workspace
 from dashboard.figures.patient_figures import shap_waterfall_figure, visit_importance_figure
@@ -72,7 +72,7 @@ def _patient_figure(workspace: Workspace, explainers: PatientExplainers, name: s
     stored, edited = _patient(explainers, view)
     t = _visit(stored, view)
     manifest = workspace.manifest(stored.model_id)
-    positive = manifest.positive_class or manifest.class_names[-1]
+    positive = manifest.score_class
     suffix = " (what-if edit)" if edited else ""
     settings = {"visit": t + 1, "what_if": bool(edited)}
     if name == "risk":
@@ -96,16 +96,14 @@ def _patient_figure(workspace: Workspace, explainers: PatientExplainers, name: s
 def _lime_figure(workspace: Workspace, view: CaseView) -> ReportFigure:
     if not view.report_id:
         raise DashboardError("this case has no report to explain")
-    model = workspace.model(report_model_id(workspace))
-    lime = view.lime or {}
-    try:
-        settings = LimeSettings(num_features=int(lime.get("num_features", 6)), num_samples=int(lime.get("num_samples", 5000)),
-                                seed=int(lime.get("seed", 0)), kernel_width=float(lime.get("kernel_width", 25.0))).validate()
-    except (TypeError, ValueError) as exc:
-        raise DashboardError("fill in every LIME setting with a number") from exc
-    explanation = explain_report(stored_report(workspace, view.report_id).text, model, settings)
+    model_id = report_model_id(workspace)
+    lime, default = view.lime or {}, LimeSettings()
+    settings = LimeSettings.from_form(lime.get("num_features", default.num_features), lime.get("num_samples", default.num_samples),
+                                      lime.get("seed", default.seed), lime.get("kernel_width", default.kernel_width))
+    # Through the cache the report panel filled: the figure shows the explanation the reviewer saw, without rerunning LIME.
+    explanation = report_explanation(workspace, model_id, stored_report_text(workspace, view.report_id), settings)[0]
     predicted = explanation.predicted
-    provenance = model_provenance(workspace, model.id, explanation.provenance.get("explainer", "LIME"),
+    provenance = model_provenance(workspace, model_id, explanation.provenance.get("explainer", "LIME"),
                                   {**settings.__dict__, "report": view.report_id}, seed=settings.seed)
     return ReportFigure(f"Report {view.report_id}: word weights (LIME)", word_weight_figure(explanation, settings.num_features), provenance,
                         f"Predicted {predicted.class_name} (p = {predicted.probability:.3f}).")
@@ -120,7 +118,10 @@ def _slide_figure(workspace: Workspace, view: CaseView) -> ReportFigure:
     if heat is not None and heat.slide_id != view.slide_id:
         heat = None  # a stale key from the previously shown slide
     with workspace.store.session() as s:
-        mpp = next(sl.mpp for sl in case_summary(s, view.patient_id).slides if sl.id == view.slide_id)
+        record = slide_record(s, view.slide_id)
+        if record.patient_id != view.patient_id:
+            raise NotFoundError(f"slide {view.slide_id} is not part of case {view.patient_id}")
+        mpp = record.mpp
     region = None
     if view.region_um:
         try:
@@ -159,7 +160,7 @@ def case_report_content(workspace: Workspace, view: CaseView, figures: list[Repo
         outputs = []
         for model_id, kinds in case.predictions.items():
             manifest = workspace.manifest(model_id) if model_id in workspace.manifests else None
-            positive = (manifest.positive_class or manifest.class_names[-1]) if manifest else "positive"
+            positive = manifest.score_class if manifest else "positive"
             for kind, preds in kinds.items():
                 for subject_id, pred in preds.items():
                     label = subjects.get(kind, {}).get(subject_id)

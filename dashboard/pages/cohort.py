@@ -51,7 +51,7 @@ def layout(workspace: Workspace) -> html.Div:
     tooltips = dict(_REVIEW_TOOLTIPS)
     for model_id in scored_models(workspace):
         m = workspace.manifest(model_id)
-        columns.append({"id": f"score:{model_id}", "name": m.positive_class or m.class_names[-1],
+        columns.append({"id": f"score:{model_id}", "name": m.score_class,
                         "type": "numeric", "format": {"specifier": ".2f"}})
         tooltips[f"score:{model_id}"] = f"{m.name} [{model_id}]"
     columns += [{"id": c, "name": n} for c, n in _REVIEW_COLUMNS]

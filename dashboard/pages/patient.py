@@ -151,7 +151,7 @@ def register_callbacks(app: Dash, workspace: Workspace, explainers: PatientExpla
         _check_visit(stored, t)
         what_if = what_if if isinstance(what_if, dict) else None
         manifest = workspace.manifest(stored.model_id)
-        positive = manifest.positive_class or manifest.class_names[-1]
+        positive = manifest.score_class
         edited = explainers.what_if(patient_id, what_if.get("visit"), what_if.get("values")) if what_if else None
         shown = edited or stored
         risk = visit_risk_figure(stored.days, stored.shap.output, stored.labels, f"P({positive}) at each visit",

@@ -80,14 +80,6 @@ def panel(workspace: Workspace, report_id: str) -> html.Div:
     ])
 
 
-def _settings(num_features, num_samples, seed, kernel_width) -> LimeSettings:
-    try:
-        return LimeSettings(num_features=int(num_features), num_samples=int(num_samples), seed=int(seed),
-                            kernel_width=float(kernel_width)).validate()
-    except (TypeError, ValueError) as exc:
-        raise DashboardError("fill in every LIME setting with a number") from exc
-
-
 def register_callbacks(app: Dash, workspace: Workspace) -> None:
     @app.callback(
         Output("report-highlights", "children"), Output("lime-legend", "children"), Output("lime-weights", "figure"),
@@ -98,7 +90,7 @@ def register_callbacks(app: Dash, workspace: Workspace) -> None:
     )
     def explain_stored_report(_clicks, class_name, report_id, num_features, num_samples, seed, kernel_width):
         try:
-            settings = _settings(num_features, num_samples, seed, kernel_width)
+            settings = LimeSettings.from_form(num_features, num_samples, seed, kernel_width)
             text = stored_report(workspace, report_id).text
             # Read from the workspace cache when a precompute job (or an earlier request) explained it already.
             explanation, stability, _source = report_explanation(workspace, report_model_id(workspace), text, settings)
@@ -125,7 +117,7 @@ def register_callbacks(app: Dash, workspace: Workspace) -> None:
     def explain_edited_report(_clicks, edited, report_id, class_name, num_features, num_samples, seed, kernel_width):
         try:
             edited = check_edited_report(edited)  # first: an oversized edit costs nothing
-            settings = _settings(num_features, num_samples, seed, kernel_width)
+            settings = LimeSettings.from_form(num_features, num_samples, seed, kernel_width)
             model = workspace.model(report_model_id(workspace))
             if class_name not in model.manifest.class_names:
                 raise DashboardError(f"choose one of the classes {', '.join(model.manifest.class_names)}")

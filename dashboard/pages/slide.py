@@ -217,7 +217,7 @@ def _mil_panel(workspace: Workspace, heat, ctx: dict) -> html.Div:
             html.Figcaption(f"#{rank + 1} · {attention.weights[index]:.3f}"),
         ], className="inspector-figure"))
     return html.Div([
-        html.H5(f"{manifest.name}: P({manifest.positive_class or manifest.class_names[-1]}) = {attention.probability:.3f}",
+        html.H5(f"{manifest.name}: P({manifest.score_class}) = {attention.probability:.3f}",
                 id="mil-prediction"),
         html.P(ATTENTION_CAVEAT if attention.kind == "attention" else "Contributions are each patch's instance score for the positive class.",
                className="small text-muted", id="attention-caveat"),
