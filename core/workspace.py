@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.errors import ModelLoadError, NotFoundError, WorkspaceError
+from core.errors import DashboardError, ModelLoadError, NotFoundError, WorkspaceError
 from core.models.manifest import ModelManifest, read_manifest
 from core.models.registry import LoadedModel, load_model
 from core.store.database import CaseStore, open_store
@@ -62,6 +62,13 @@ class Workspace:
     def models_for(self, task: str) -> list[str]:
         """Ids of this workspace's models of one task (patch, mil, sequence, report), in manifest order."""
         return [m for m, manifest in self.manifests.items() if manifest.task == task]
+
+    def default_model(self, task: str) -> str:
+        """The model a view of this task uses unless one is chosen: the first of ``models_for``."""
+        models = self.models_for(task)
+        if not models:
+            raise DashboardError(f"this workspace has no {task} model")
+        return models[0]
 
     def model(self, model_id: str) -> LoadedModel:
         self.manifest(model_id)

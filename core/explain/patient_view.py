@@ -118,10 +118,7 @@ class PatientExplainers:
         self._lock = threading.Lock()
 
     def sequence_model_id(self) -> str:
-        models = self.workspace.models_for("sequence")
-        if not models:
-            raise DashboardError("this workspace has no sequence model")
-        return models[0]
+        return self.workspace.default_model("sequence")
 
     def explainer(self, model_id: str) -> SequenceExplainer:
         with self._lock:
@@ -154,9 +151,10 @@ class PatientExplainers:
                     found[pid] = self._cache[(model_id, pid)]
         explainer = self.explainer(model_id)
         inputs = {pid: self._patient_inputs(pid, model_id) for pid in dict.fromkeys(patient_ids) if pid not in found}
+        paths = {pid: self._shap_path(model_id, explainer, seq) for pid, (_, _, _, seq) in inputs.items()}
         todo = []
         for pid, (days, raw, labels, seq) in inputs.items():
-            stored = load_arrays(self._shap_path(model_id, explainer, seq))
+            stored = load_arrays(paths[pid])
             if stored is None:
                 todo.append(pid)
                 continue
@@ -173,7 +171,7 @@ class PatientExplainers:
             for pid, seq, shap in zip(part, seqs, shaps, strict=True):
                 if not explainer.bidirectional and not shap._states:
                     shap._states = explainer.prefix_states(seq)
-                save_arrays(self._shap_path(model_id, explainer, seq), phi=shap.phi, base=shap.base, output=shap.output,
+                save_arrays(paths[pid], phi=shap.phi, base=shap.base, output=shap.output,
                             exact=np.array(shap.exact), evaluations=np.array(shap.evaluations))
                 days, raw, labels, _ = inputs[pid]
                 found[pid] = PatientExplanation(pid, model_id, days, labels, raw, seq, shap, explainer.visit_importance(seq))

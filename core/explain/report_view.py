@@ -7,7 +7,7 @@ from dataclasses import asdict
 
 import numpy as np
 
-from core.errors import DashboardError, NotFoundError
+from core.errors import NotFoundError
 from core.explain.cache import content_key, explanation_path, load_json, save_json
 from core.explain.text import ClassExplanation, LimeSettings, ReportExplanation, ReportFeatures, StabilityReport, explain_report, explanation_stability
 from core.store.schema import Report
@@ -18,10 +18,7 @@ STABILITY_SEEDS = 5
 
 
 def report_model_id(workspace: Workspace) -> str:
-    models = workspace.models_for("report")
-    if not models:
-        raise DashboardError("this workspace has no report model")
-    return models[0]
+    return workspace.default_model("report")
 
 
 def stored_report(workspace: Workspace, report_id: str) -> Report:

@@ -31,13 +31,7 @@ SHAP_PATIENTS_PER_JOB = 32
 
 
 def _patch_model(workspace: Workspace, params: dict) -> str:
-    model_id = params.get("model_id")
-    if model_id:
-        return model_id
-    models = workspace.models_for("patch")
-    if not models:
-        raise DashboardError("this workspace has no patch model")
-    return models[0]
+    return params.get("model_id") or workspace.default_model("patch")
 
 
 def _heatmap(workspace: Workspace, slide_id: str, params: dict, progress: Progress, share: float = 1.0):

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 
 from core.errors import DashboardError, NotFoundError
 from core.store.database import CaseStore
-from core.store.schema import Job
+from core.store.schema import Job, as_utc, utc_now
 
 ACTIVE = ("queued", "running")
 FINISHED = ("done", "failed", "cancelled")
@@ -54,22 +54,16 @@ class JobView:
 
     @classmethod
     def of(cls, row: Job) -> JobView:
-        def utc(t: datetime) -> datetime:
-            return t if t.tzinfo else t.replace(tzinfo=UTC)  # SQLite drops the zone
         return cls(row.id, row.kind, row.subject, dict(row.params or {}), row.key, row.status, float(row.progress or 0.0),
                    row.message or "", row.attempts, row.max_attempts, row.runner, row.worker or "", row.task_id,
-                   dict(row.result or {}), row.requested_by or "", utc(row.created_at), utc(row.updated_at))
+                   dict(row.result or {}), row.requested_by or "", as_utc(row.created_at), as_utc(row.updated_at))
 
     @property
     def finished(self) -> bool:
         return self.status in FINISHED
 
     def stalled(self, now: datetime | None = None) -> bool:
-        return self.status == "running" and (now or datetime.now(UTC)) - self.updated_at > STALLED_AFTER
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
+        return self.status == "running" and (now or utc_now()) - self.updated_at > STALLED_AFTER
 
 
 def _clip(message: str) -> str:
@@ -90,7 +84,7 @@ def create_jobs(store: CaseStore, specs: list[JobSpec], runner: str, requested_b
                 continue
             row = Job(kind=spec.kind, subject=spec.subject[:128], params=dict(spec.params), status="queued", progress=0.0, message="",
                       attempts=0, max_attempts=max_attempts, runner=runner, worker="", result={}, requested_by=requested_by[:64],
-                      created_at=_now(), updated_at=_now())
+                      created_at=utc_now(), updated_at=utc_now())
             s.add(row)
             s.flush()
             by_spec[spec_key] = row.id
@@ -124,7 +118,7 @@ def list_jobs(store: CaseStore, statuses: tuple[str, ...] | None = None, limit: 
 def _set(store: CaseStore, job_id: int, when: tuple[str, ...], **values) -> bool:
     """Compare-and-set: update the job only while its status is one of ``when``; True when it was."""
     with store.session() as s:
-        result = s.execute(update(Job).where(Job.id == job_id, Job.status.in_(when)).values(updated_at=_now(), **values))
+        result = s.execute(update(Job).where(Job.id == job_id, Job.status.in_(when)).values(updated_at=utc_now(), **values))
         return result.rowcount == 1
 
 
@@ -134,7 +128,7 @@ def claim_job(store: CaseStore, job_id: int, worker: str) -> JobView | None:
     with store.session() as s:
         result = s.execute(update(Job).where(Job.id == job_id, Job.status.in_(ACTIVE), Job.attempts < Job.max_attempts)
                            .values(status="running", attempts=Job.attempts + 1, worker=worker[:128], progress=0.0,
-                                   updated_at=_now()))
+                                   updated_at=utc_now()))
         claimed = result.rowcount == 1
     job = get_job(store, job_id)
     if claimed:

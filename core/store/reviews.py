@@ -10,7 +10,7 @@ number of processes and on SQLite or PostgreSQL alike.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from core.errors import DashboardError, NotFoundError
 from core.store.database import CaseStore
-from core.store.schema import AuditEvent, Patient, Review
+from core.store.schema import AuditEvent, Patient, Review, as_utc
 
 MODALITIES = ("slide", "patient", "report")
 VERDICTS = ("agree", "disagree", "uncertain")
@@ -44,9 +44,8 @@ class ReviewEntry:
 
     @classmethod
     def from_row(cls, row: Review) -> ReviewEntry:
-        at = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)  # SQLite drops the zone
         return cls(patient_id=row.patient_id, modality=row.modality, verdict=row.verdict, comment=row.comment or "",
-                   flags=tuple(row.flags or ()), signed_off=bool(row.signed_off), user=row.user, version=row.version, at=at)
+                   flags=tuple(row.flags or ()), signed_off=bool(row.signed_off), user=row.user, version=row.version, at=as_utc(row.created_at))
 
 
 class ReviewConflict(DashboardError):

@@ -12,6 +12,11 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(t: datetime) -> datetime:
+    """A stored time with its zone: SQLite drops it on the way back, and every stored time is UTC."""
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
 class Base(DeclarativeBase):
     pass
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC
-
 from sqlalchemy import DateTime, Integer, func, select, text
 
 from core.errors import WorkspaceError
 from core.store.database import open_store
-from core.store.schema import Base, SchemaVersion
+from core.store.schema import Base, SchemaVersion, as_utc
 
 
 def copy_store(source_url: str, target_url: str, batch: int = 5000) -> dict[str, int]:
@@ -27,8 +25,8 @@ def copy_store(source_url: str, target_url: str, batch: int = 5000) -> dict[str,
                 rows = [dict(r._mapping) for r in src.execute(select(table))]
                 for row in rows:
                     for name in zoned:
-                        if row[name] is not None and row[name].tzinfo is None:
-                            row[name] = row[name].replace(tzinfo=UTC)
+                        if row[name] is not None:
+                            row[name] = as_utc(row[name])
                 for start in range(0, len(rows), batch):
                     dst.execute(table.insert(), rows[start : start + batch])
                 counts[table.name] = len(rows)
