@@ -187,3 +187,19 @@ def test_accounts_are_stored_hashed(workspace):
         hashes = list(s.scalars(select(User.password_hash)))
     ws.store.dispose()
     assert hashes and all(PASSWORD not in h and h.startswith(("scrypt:", "pbkdf2:")) for h in hashes)
+
+
+def test_the_demo_account_password_is_kept_owner_only_and_reused(demo_workspace, tmp_path):
+    from core.auth.demo_account import CREDENTIALS_FILE, DEMO_USER, ensure_demo_account
+
+    root = tmp_path / "ws"
+    shutil.copytree(demo_workspace, root, ignore=shutil.ignore_patterns("*.tiff", "cache"))
+    (root / CREDENTIALS_FILE).unlink(missing_ok=True)
+    ws = open_workspace(root)
+    user, password = ensure_demo_account(ws)
+    assert user == DEMO_USER and len(password) >= 8
+    assert (root / CREDENTIALS_FILE).stat().st_mode & 0o777 == 0o600
+    assert ensure_demo_account(ws) == (user, password)  # the next start prints the same sign-in
+    assert authenticate(ws.store, user, password) is not None and find_user(ws.store, user).role == "admin"
+    assert not list(root.glob(f"{CREDENTIALS_FILE}*.part"))
+    ws.store.dispose()

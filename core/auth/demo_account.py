@@ -3,10 +3,10 @@ start can print it."""
 
 from __future__ import annotations
 
-import os
 import secrets
 
 from core.auth.users import add_user, find_user, set_password
+from core.explain.cache import write_atomic
 from core.workspace import Workspace
 
 DEMO_USER = "demo"
@@ -19,11 +19,7 @@ def ensure_demo_account(workspace: Workspace) -> tuple[str, str]:
     password = path.read_text().strip() if path.is_file() else ""
     if len(password) < 8:
         password = secrets.token_urlsafe(12)
-        tmp = path.with_name(path.name + ".part")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(password)
-        tmp.replace(path)
+        write_atomic(path, lambda fh: fh.write(password.encode()), mode=0o600)
     if find_user(workspace.store, DEMO_USER) is None:
         add_user(workspace.store, DEMO_USER, password, "admin")
     else:

@@ -39,12 +39,13 @@ def explanation_path(cache_dir: Path, kind: str, key: str, suffix: str) -> Path:
     return cache_dir / EXPLANATIONS_DIR / kind / f"{key}{suffix}"
 
 
-def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
-    """Write through ``write(file)`` to a unique temporary name beside ``path``, flush it to disk, then rename."""
+def write_atomic(path: Path, write: Callable[[IO[bytes]], None], mode: int = 0o666) -> Path:
+    """Write through ``write(file)`` to a unique temporary name beside ``path``, flush it to disk, then rename.
+    ``mode`` (less the umask) applies from creation, so a secret is never readable by others, even briefly."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}.part")
     try:
-        with open(tmp, "wb") as fh:
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode), "wb") as fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
