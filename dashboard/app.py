@@ -59,8 +59,8 @@ def render_page(workspace: Workspace, tiles: TileService, pathname: str | None, 
         kind, _, page_id = path[1:].partition("/")
         if kind in ("case", "patient", "report", "slide") and page_id and "/" not in page_id:
             page_id = unquote(page_id)  # the browser's pathname keeps ids percent-encoded
-            if page_id_problem(page_id):
-                return dbc.Alert(f"There is no {kind} at this address: {page_id_problem(page_id)}.", color="warning", id="page-error")
+            if problem := page_id_problem(page_id):
+                return dbc.Alert(f"There is no {kind} at this address: {problem}.", color="warning", id="page-error")
             if kind == "case":
                 return case.layout(workspace, tiles, patients, page_id, dict(parse_qsl(search.lstrip("?"))))
             if kind == "patient":

@@ -26,7 +26,7 @@ PUBLIC_ENDPOINTS = {"login"}  # the sign-in form is the only thing an anonymous 
 LOGIN_LIMIT = "10 per minute"  # per address and user name: slows password guessing, not a crowd of reviewers
 # Dash callbacks that change the record or take data out, by an output id, and the role they need.
 ROLE_FOR_OUTPUT = {"review-versions": "reviewer", "figure-download": "reviewer", "case-report-download": "reviewer",
-                   "admin-audit-table": "admin", "admin-users-table": "admin"}
+                   "admin-audit-table": "admin"}
 
 
 class SessionUser(UserMixin):

@@ -21,11 +21,6 @@ class JobDispatcher:
     def mode(self) -> str:
         return "celery" if self.celery_app is not None else "local"
 
-    def describe(self) -> str:
-        if self.celery_app is None:
-            return "Jobs run one at a time in this server's process (workspace.toml names no broker)."
-        return f"Jobs go through the broker at {redacted_url(self.celery_app.conf.broker_url)} to the Celery workers."
-
     def submit(self, specs: list[JobSpec], requested_by: str = "") -> tuple[list[int], list[int]]:
         """(new job ids, ids of the same jobs already queued or running); the new ones are sent on."""
         new, existing = create_jobs(self.workspace.store, specs, self.mode, requested_by)

@@ -54,18 +54,17 @@ def _slide_strip(case: CaseSummary, selected: str | None, near: str | None) -> h
 
 def _parse_view(case: CaseSummary, days: list[float], query: dict) -> dict:
     """A deep link's state; anything missing or not part of this case falls back to the default."""
-    slide_ids = [s.id for s in case.slides]
     try:
         visit = int(query.get("visit", "")) - 1
     except ValueError:
         visit = -1
     visit = visit if 0 <= visit < len(days) else (len(days) - 1 if days else None)
-    slide_id = query.get("slide") if query.get("slide") in slide_ids else None
-    report_ids = {r.id: r.day for r in case.reports}
-    report_id = query.get("report") if query.get("report") in report_ids else nearest_by_day(report_ids, days[visit] if days else None)
-    if slide_id is None:
-        slide_id = nearest_by_day({s.id: s.day for s in case.slides}, days[visit] if days else None)
-    return {"visit": visit, "slide": slide_id, "report": report_id,
+    day = days[visit] if days else None
+    slide_days, report_days = {s.id: s.day for s in case.slides}, {r.id: r.day for r in case.reports}
+    near_slide = nearest_by_day(slide_days, day)  # marked in the strip, whichever slide is shown
+    slide_id = query["slide"] if query.get("slide") in slide_days else near_slide
+    report_id = query["report"] if query.get("report") in report_days else nearest_by_day(report_days, day)
+    return {"visit": visit, "slide": slide_id, "near_slide": near_slide, "report": report_id,
             "viewer": {k: query[k] for k in ("z", "lat", "lng", "layer") if k in query}}
 
 
@@ -89,12 +88,11 @@ def layout(workspace: Workspace, tiles: TileService, explainers: PatientExplaine
     days = [v.day for v in case.visits]
     view = _parse_view(case, days, query or {})
     visit = view["visit"]
-    near_slide = nearest_by_day({s.id: s.day for s in case.slides}, days[visit] if days else None)
     summary = " · ".join(x for x in [f"age {p.age:.0f}" if p.age is not None else "", p.sex or "",
                                      f"{p.onset_type} onset" if p.onset_type else "",
                                      f"{len(case.slides)} slides · {len(case.visits)} visits · {len(case.reports)} reports"] if x)
     slide_body = (html.P("No slides for this patient.", className="text-muted") if not case.slides else html.Div([
-        _slide_strip(case, view["slide"], near_slide),
+        _slide_strip(case, view["slide"], view["near_slide"]),
         html.Div(_safe(lambda: slide.viewer_panel(workspace, tiles, view["slide"], view["viewer"]), "case-slide-error"), id="case-slide-panel"),
     ]))
     patient_body = (html.P("No visits recorded.", className="text-muted") if not days else

@@ -67,7 +67,7 @@ def layout(workspace: Workspace) -> html.Div:
         ], className="mb-3"),
         html.Div([dbc.RadioItems(id="jobs-filter", options=[{"label": k, "value": k} for k in FILTERS], value="all", inline=True),
                   html.Div(id="jobs-action-message", className="small ms-3")], className="d-flex align-items-center mb-2"),
-        html.Div(id="jobs-table", children=jobs_table(list_jobs(workspace.store, limit=SHOWN_JOBS))),
+        html.Div(id="jobs-table", children=jobs_table(list_jobs(workspace.store, limit=SHOWN_JOBS), _may_manage_jobs())),
         dcc.Store(id="jobs-action", data=0),
         dcc.Interval(id="jobs-refresh", interval=REFRESH_MS),
     ])
@@ -129,7 +129,7 @@ def register_callbacks(app: Dash, workspace: Workspace, dispatcher: JobDispatche
             specs = plan_precompute(workspace, what or [], patients or None, slides or None, float(overlap or 0.0))
             if not specs:
                 raise DashboardError("nothing to compute for this selection")
-            new, existing = dispatcher.submit(specs, current_username() if has_request_context() else "")
+            new, existing = dispatcher.submit(specs, current_username())
         except DashboardError as exc:
             return dbc.Alert(str(exc), color="warning", id="jobs-start-error"), no_update
         text = f"Queued {len(new)} job{'s' if len(new) != 1 else ''}"
@@ -152,7 +152,7 @@ def register_callbacks(app: Dash, workspace: Workspace, dispatcher: JobDispatche
         target = callback_context.triggered_id
         if not _may_manage_jobs():
             return html.Span("Your role may not cancel or retry jobs.", className="text-danger"), no_update
-        user = current_username() if has_request_context() else ""
+        user = current_username()
         try:
             if target["type"] == "job-cancel":
                 job = dispatcher.cancel(int(target["index"]), user)
