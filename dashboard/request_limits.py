@@ -18,7 +18,7 @@ import json
 import logging
 import unicodedata
 
-from flask import Flask, Response, request
+from flask import Flask, Response, g, request
 from flask_login import current_user
 from werkzeug.exceptions import RequestEntityTooLarge
 
@@ -98,11 +98,14 @@ def callback_body_problem(body: object, callback_map: dict | None) -> str | None
 
 
 def _parsed_body() -> tuple[object, str | None]:
-    """The request's JSON body, or the message saying why there is none (parsed once; Flask keeps the bytes)."""
-    try:
-        return json.loads(request.get_data(cache=True)), None  # deep nesting is a RecursionError, not a ValueError
-    except (ValueError, RecursionError):
-        return None, "The callback request is not valid JSON; nothing was done."
+    """The request's JSON body, or the message saying why there is none; parsed once a request (the body check and
+    the shape check both read it)."""
+    if "parsed_body" not in g:
+        try:
+            g.parsed_body = json.loads(request.get_data(cache=True)), None  # deep nesting is a RecursionError, not a ValueError
+        except (ValueError, RecursionError):
+            g.parsed_body = None, "The callback request is not valid JSON; nothing was done."
+    return g.parsed_body
 
 
 def install_request_limits(server: Flask, callback_map: dict | None = None) -> None:
