@@ -67,6 +67,16 @@ def _no_partial_files(root) -> bool:
 
 # -- the jobs table ------------------------------------------------------------------------------
 
+def test_asking_again_finds_the_queued_jobs_across_query_batches_and_long_subjects(job_store, monkeypatch):
+    from core.jobs import state
+
+    monkeypatch.setattr(state, "SUBJECTS_PER_QUERY", 2)  # five subjects: three queries
+    specs = [JobSpec("heatmap", f"P{i:03d}-S1", {"overlap": 0.0}) for i in range(4)] + [JobSpec("lime", "R" * 200)]
+    first, none = create_jobs(job_store, specs, "local")
+    assert len(first) == 5 and none == []
+    assert create_jobs(job_store, specs + [JobSpec("heatmap", "P009-S1", {"overlap": 0.5})], "local") == ([max(first) + 1], first)
+
+
 def test_job_states_are_compare_and_set(job_store):
     spec = JobSpec("heatmap", "P001-S1", {"overlap": 0.0})
     (first,), existing = create_jobs(job_store, [spec], "local", "alice")
