@@ -34,6 +34,34 @@ def add_test_accounts(root: Path) -> None:
     ws.store.dispose()
 
 
+def run_cli(*args: str, timeout: float = 120, input: str | None = None) -> subprocess.CompletedProcess:
+    """``run_dashboard.py`` with these arguments, as a user runs it."""
+    return subprocess.run([sys.executable, str(REPO / "run_dashboard.py"), *args], input=input, capture_output=True, text=True,
+                          timeout=timeout, cwd=REPO)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, expected: str) -> None:
+    """The command failed as a user error should: exit code 2 and one ``error: …`` line naming ``expected``."""
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ") and expected in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def callback_dependency(app, fragment: str) -> dict:
+    """The Dash app's callback whose output key contains ``fragment``, as /_dash-dependencies describes it."""
+    key = next(k for k in app.callback_map if fragment in k)
+    return {"output": key, "inputs": app.callback_map[key]["inputs"], "state": app.callback_map[key]["state"]}
+
+
+def post_callback(client, app, fragment: str, values: dict, changed: list[str], wildcards: dict | None = None):
+    """Post the callback request a browser would send (see ``tests.load.reviewers.callback_body``) with a Flask test client."""
+    from tests.load.reviewers import callback_body
+
+    return client.post("/_dash-update-component", json=callback_body(callback_dependency(app, fragment), values, changed, wildcards))
+
+
 def sign_in(client, role: str = "reviewer", base: str = ""):
     """Sign a Flask test client or a requests.Session in; return the response to the form post."""
     response = client.post(f"{base}/login", data={"username": ACCOUNTS[role], "password": PASSWORD, "next": "/"},
@@ -110,9 +138,7 @@ def live_server(demo_workspace):
 def browser(live_server):
     """Headless Chromium, signed in to the live server as a reviewer."""
     from selenium import webdriver
-    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.support.ui import WebDriverWait
 
     chromium, chromedriver = ensure_chromium()
     options = webdriver.ChromeOptions()
@@ -127,16 +153,24 @@ def browser(live_server):
     driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": downloads})
     driver.download_dir = Path(downloads)  # where exports from the app land
     driver.set_page_load_timeout(60)
-    driver.get(f"{live_server.url}/login")
-    driver.find_element("id", "username").send_keys(ACCOUNTS["reviewer"])
+    sign_in_browser(driver, live_server.url)
+    yield driver
+    driver.quit()
+
+
+def sign_in_browser(driver, base: str, role: str = "reviewer") -> None:
+    """Sign the browser in to the server at ``base`` through its sign-in form."""
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(f"{base}/login")
+    driver.find_element("id", "username").send_keys(ACCOUNTS[role])
     driver.find_element("id", "password").send_keys(PASSWORD)
     driver.find_element("id", "login-submit").click()
     try:  # the form posts and redirects: wait for it rather than read the address at once
         WebDriverWait(driver, 30).until(lambda d: "/login" not in d.current_url)
     except TimeoutException:
-        raise AssertionError("the test browser could not sign in") from None
-    yield driver
-    driver.quit()
+        raise AssertionError(f"the test browser could not sign in to {base}") from None
 
 
 def click_plot_point(browser, graph_id: str, index: int) -> None:
@@ -148,3 +182,21 @@ def click_plot_point(browser, graph_id: str, index: int) -> None:
     point = browser.find_elements(By.CSS_SELECTOR, f"#{graph_id} .scatterlayer .trace:first-child .points path")[index]
     browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", point)
     ActionChains(browser).move_to_element_with_offset(point, -25, 0).pause(0.3).move_to_element(point).pause(0.3).click().perform()
+
+
+def element_text(browser, element_id: str) -> str:
+    """The text of the element with this id; empty while it is not on the page."""
+    from selenium.webdriver.common.by import By
+
+    found = browser.find_elements(By.ID, element_id)
+    return found[0].text if found else ""
+
+
+def js_click(browser, element) -> None:
+    """A click event on the element itself (or the one with this id): the page may still be shifting as panels render,
+    and a pointer click aimed at a moving target lands elsewhere."""
+    from selenium.webdriver.common.by import By
+
+    if isinstance(element, str):
+        element = browser.find_element(By.ID, element)
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'}); arguments[0].click()", element)

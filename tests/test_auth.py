@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 import shutil
 
@@ -15,8 +14,7 @@ from core.store.audit import audit_events
 from core.store.reviews import record_review, review_history
 from core.workspace import open_workspace
 from dashboard.app import create_app
-from dashboard.components.case_export import VIEW_STATES
-from tests.conftest import ACCOUNTS, PASSWORD, sign_in
+from tests.conftest import ACCOUNTS, PASSWORD, post_callback, sign_in
 
 SAMPLE_VALUES = {"slide_id": "P001-S1", "key": "0" * 32, "z": "1", "x": "0", "y": "0", "path": "cohort", "filename": "dashboard.css",
                  "package_name": "dash", "fingerprint": "v1", "hash": "x"}
@@ -42,23 +40,6 @@ def _url(rule) -> str:
     def value(match: re.Match) -> str:
         return SAMPLE_VALUES.get(match.group(2), "x")
     return re.sub(r"<(?:([a-z]+):)?([a-z_]+)>", value, rule.rule)
-
-
-def _callback_key(app, *fragments: str) -> str:
-    return next(k for k in app.callback_map if all(f in k for f in fragments))
-
-
-def _outputs(key: str) -> list[dict] | dict:
-    parts = key[2:-2].split("...") if key.startswith("..") else [key]
-    outputs = [{"id": p.rsplit(".", 1)[0], "property": p.rsplit(".", 1)[1]} for p in parts]
-    return outputs if key.startswith("..") else outputs[0]
-
-
-def _callback(client, app, fragments: tuple[str, ...], inputs: list[dict], state: list[dict]):
-    key = _callback_key(app, *fragments)
-    payload = {"output": key, "outputs": _outputs(key), "inputs": inputs, "state": state,
-               "changedPropIds": [f"{i['id']}.{i['property']}" for i in inputs]}
-    return client.post("/_dash-update-component", data=json.dumps(payload), content_type="application/json")
 
 
 def test_every_route_refuses_an_anonymous_request(app):
@@ -114,13 +95,10 @@ def test_a_viewer_cannot_save_a_verdict_or_export(app, workspace):
     client = app.server.test_client()
     sign_in(client, "viewer")
     before = len(review_history(workspace.store, "P001"))
-    key = _callback_key(app, "review-versions.data")
-    payload = {"output": key, "outputs": [], "inputs": [], "state": [], "changedPropIds": []}
-    payload["outputs"] = [{"id": "review-versions", "property": "data"}, {"id": "review-message", "property": "children"}]
-    response = client.post("/_dash-update-component", data=json.dumps(payload), content_type="application/json")
+    response = post_callback(client, app, "review-versions.data", {}, [], {"modality": ["slide", "patient", "report"]})
     assert response.status_code == 403 and b"viewer" in response.data
     assert len(review_history(workspace.store, "P001")) == before
-    export = _callback(client, app, ("figure-download.data",), [{"id": "export-figure-run", "property": "n_clicks", "value": 1}], [])
+    export = post_callback(client, app, "figure-download.data", {("export-figure-run", "n_clicks"): 1}, ["export-figure-run.n_clicks"])
     assert export.status_code == 403
     # The admin page and its CSV are for admins only.
     assert client.get("/admin/audit.csv").status_code == 403
@@ -143,22 +121,18 @@ def test_the_audit_trail_records_each_action(app, workspace):
     client.post("/login", data={"username": ACCOUNTS["reviewer"], "password": "wrong password"})
     sign_in(client, "reviewer")
     reviewer = ACCOUNTS["reviewer"]
-    page = _callback(client, app, ("page-content.children",), [{"id": "url", "property": "pathname", "value": "/case/P002"}],
-                     [{"id": "url", "property": "search", "value": ""}])
+    page = post_callback(client, app, "page-content.children", {("url", "pathname"): "/case/P002", ("url", "search"): ""}, ["url.pathname"])
     assert page.status_code == 200 and b"Case P002" in page.data
-    visits = json.loads(_callback(client, app, ("visit-edit-table.data",), [
-        {"id": "selected-visit", "property": "data", "value": 0}, {"id": "visit-edit-reset", "property": "n_clicks", "value": None}],
-        [{"id": "patient-id", "property": "data", "value": "P002"}]).data)["response"]["visit-edit-table"]["data"]
+    visits = post_callback(client, app, "..visit-edit-table.data", {("selected-visit", "data"): 0, ("patient-id", "data"): "P002"},
+                           ["selected-visit.data"]).get_json()["response"]["visit-edit-table"]["data"]
     rows = [{**r, "value": 60 if r["feature"] == "fvc_percent" else r["value"]} for r in visits]
-    what_if = _callback(client, app, ("whatif-store.data@", "visit-edit-errors.children@"),
-                        [{"id": "visit-edit-apply", "property": "n_clicks", "value": 1}],
-                        [{"id": "visit-edit-table", "property": "data", "value": rows}, {"id": "selected-visit", "property": "data", "value": 0},
-                         {"id": "patient-id", "property": "data", "value": "P002"}])
+    what_if = post_callback(client, app, "whatif-store.data@", {("visit-edit-apply", "n_clicks"): 1, ("visit-edit-table", "data"): rows,
+                                                                ("selected-visit", "data"): 0, ("patient-id", "data"): "P002"},
+                            ["visit-edit-apply.n_clicks"])
     assert what_if.status_code == 200 and "visit-edit-alert" not in what_if.get_data(as_text=True)
-    values = {"case-id": "P002", "selected-visit": 0}
-    export_state = [{"id": "export-figure", "property": "value", "value": "risk"}, {"id": "export-format", "property": "value", "value": "png"}]
-    export_state += [{"id": s.component_id, "property": s.component_property, "value": values.get(s.component_id)} for s in VIEW_STATES]
-    export = _callback(client, app, ("figure-download.data",), [{"id": "export-figure-run", "property": "n_clicks", "value": 1}], export_state)
+    values = {("export-figure", "value"): "risk", ("export-format", "value"): "png", ("export-figure-run", "n_clicks"): 1,
+              ("case-id", "data"): "P002", ("selected-visit", "data"): 0}
+    export = post_callback(client, app, "figure-download.data", values, ["export-figure-run.n_clicks"])
     assert export.status_code == 200 and "P002-risk.png" in export.get_data(as_text=True)
     record_review(workspace.store, "P002", "slide", "agree", "", [], False, reviewer, expected_version=0)
 
@@ -178,14 +152,12 @@ def test_the_audit_trail_records_each_action(app, workspace):
 
 
 def test_accounts_are_stored_hashed(workspace):
-    ws = open_workspace(workspace.root)
-    with ws.store.session() as s:
-        from sqlalchemy import select
+    from sqlalchemy import select
 
-        from core.store.schema import User
+    from core.store.schema import User
 
+    with workspace.store.session() as s:
         hashes = list(s.scalars(select(User.password_hash)))
-    ws.store.dispose()
     assert hashes and all(PASSWORD not in h and h.startswith(("scrypt:", "pbkdf2:")) for h in hashes)
 
 

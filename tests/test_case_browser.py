@@ -18,22 +18,12 @@ from core.store.cases import case_summary
 from core.store.reviews import review_history
 from core.workspace import open_workspace
 from dashboard.figures.case_figures import CASE_FIGURES
-from tests.conftest import ACCOUNTS, click_plot_point
+from dashboard.pages.case import nearest_by_day
+from tests.conftest import ACCOUNTS, click_plot_point, element_text, js_click
 
 
 def _wait(browser, condition, timeout=90):
     return WebDriverWait(browser, timeout).until(condition)
-
-
-def _text(browser, element_id: str) -> str:
-    found = browser.find_elements(By.ID, element_id)
-    return found[0].text if found else ""
-
-
-def _click(browser, element) -> None:
-    if isinstance(element, str):
-        element = browser.find_element(By.ID, element)
-    browser.execute_script("arguments[0].scrollIntoView({block: 'center'}); arguments[0].click()", element)
 
 
 def _plot_data(browser, graph_id: str) -> str:
@@ -77,14 +67,14 @@ def test_case_review_from_the_cohort(live_server, browser, demo_workspace, case_
     pid = case_patient["id"]
     browser.get(f"{live_server.url}/cohort")
     link = _wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, f"a[href='/case/{pid}']"))[0]
-    _click(browser, link)
-    _wait(browser, lambda b: _text(b, "case-title") == f"Case {pid}")
+    js_click(browser, link)
+    _wait(browser, lambda b: element_text(b, "case-title") == f"Case {pid}")
 
     # Default: the last visit, its waterfall, and the report nearest it with LIME highlights.
     _wait(browser, lambda b: _plot_data(b, "visit-waterfall"))
     _wait(browser, lambda b: b.find_elements(By.ID, "report-highlighted"))
     last = len(case_patient["days"])
-    assert f"visit {last}" in _text(browser, "visit-chip-report")
+    assert f"visit {last}" in element_text(browser, "visit-chip-report")
     waterfall_before, report_before = _plot_data(browser, "visit-waterfall"), _checked(browser, "case-report-choice")
 
     # Select the first visit on the risk trajectory: waterfall, chips and report follow.
@@ -94,31 +84,31 @@ def test_case_review_from_the_cohort(live_server, browser, demo_workspace, case_
     for _attempt in range(4):
         click_plot_point(browser, "patient-risk", 0)
         try:
-            _wait(browser, lambda b: "visit 1 ·" in _text(b, "visit-chip-report"), timeout=15)
+            _wait(browser, lambda b: "visit 1 ·" in element_text(b, "visit-chip-report"), timeout=15)
             break
         except TimeoutException:
             continue
-    _wait(browser, lambda b: "visit 1 ·" in _text(b, "visit-chip-report") and "visit 1 ·" in _text(b, "visit-chip-slide"))
+    _wait(browser, lambda b: "visit 1 ·" in element_text(b, "visit-chip-report") and "visit 1 ·" in element_text(b, "visit-chip-slide"))
     _wait(browser, lambda b: _plot_data(b, "visit-waterfall") not in ("", waterfall_before))
     reports = case_patient["reports"]
     first_day = case_patient["days"][0]
-    expected_report = min(reports, key=lambda r: (abs((reports[r] or 0) - first_day), reports[r] or 0, r))
+    expected_report = nearest_by_day(reports, first_day)  # its tie rules are tested in test_case_page
     assert expected_report != report_before, "the demo's reports should spread over the visits"
     _wait(browser, lambda b: _checked(b, "case-report-choice") == expected_report)
     _wait(browser, lambda b: b.find_elements(By.ID, "report-highlighted"))
     assert parse_qs(urlparse(browser.current_url).query)["visit"] == ["1"]
 
     # Record a verdict and see it after a reload.
-    _click(browser, browser.find_element(By.XPATH, "//div[contains(@id, '\"modality\":\"patient\"') and contains(@id, 'review-verdict')]"
+    js_click(browser, browser.find_element(By.XPATH, "//div[contains(@id, '\"modality\":\"patient\"') and contains(@id, 'review-verdict')]"
                                                    "//input[@value='disagree']"))
     comment = browser.find_element(By.XPATH, "//textarea[contains(@id, '\"modality\":\"patient\"')]")
     comment.send_keys("Risk rises too early for this onset.")
-    _click(browser, browser.find_element(By.XPATH, "//button[contains(@id, '\"modality\":\"patient\"') and contains(@id, 'review-save')]"))
-    _wait(browser, lambda b: "version 1" in _text(b, "review-saved"))
+    js_click(browser, browser.find_element(By.XPATH, "//button[contains(@id, '\"modality\":\"patient\"') and contains(@id, 'review-save')]"))
+    _wait(browser, lambda b: "version 1" in element_text(b, "review-saved"))
     browser.refresh()
-    _wait(browser, lambda b: "Risk rises too early" in _text(b, "review-history-table"))
-    assert "disagree" in _text(browser, "review-history-table") and ACCOUNTS["reviewer"] in _text(browser, "review-history-table")
-    assert _text(browser, "review-status-badge") == "in review"
+    _wait(browser, lambda b: "Risk rises too early" in element_text(b, "review-history-table"))
+    assert "disagree" in element_text(browser, "review-history-table") and ACCOUNTS["reviewer"] in element_text(browser, "review-history-table")
+    assert element_text(browser, "review-status-badge") == "in review"
     ws = open_workspace(demo_workspace)
     assert [(e.modality, e.verdict, e.user) for e in review_history(ws.store, pid)] == [("patient", "disagree", ACCOUNTS["reviewer"])]
     ws.store.dispose()
@@ -126,7 +116,7 @@ def test_case_review_from_the_cohort(live_server, browser, demo_workspace, case_
     # Export the waterfall as PNG.
     _wait(browser, lambda b: _plot_data(b, "visit-waterfall"))
     before = {p.name for p in browser.download_dir.iterdir()}
-    _click(browser, "export-figure-run")
+    js_click(browser, "export-figure-run")
     png = _new_download(browser, ".png", before)
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
     assert Image.open(io.BytesIO(png)).size[0] >= 1000
@@ -134,7 +124,7 @@ def test_case_review_from_the_cohort(live_server, browser, demo_workspace, case_
     # Generate the case report as PDF with every figure: one summary page, then a page per figure.
     _wait(browser, lambda b: b.find_elements(By.ID, "report-highlighted"))
     before = {p.name for p in browser.download_dir.iterdir()}
-    _click(browser, "case-report-run")
+    js_click(browser, "case-report-run")
     pdf = _new_download(browser, ".pdf", before, timeout=300)
     reader = PdfReader(io.BytesIO(pdf))
     assert len(reader.pages) == 1 + len(CASE_FIGURES)
@@ -146,23 +136,23 @@ def test_case_review_from_the_cohort(live_server, browser, demo_workspace, case_
 def test_deep_link_restores_the_view(live_server, browser, case_patient):
     pid, slide_id = case_patient["id"], case_patient["slides"][1]
     browser.get(f"{live_server.url}/case/{pid}?slide={slide_id}&visit=2&layer=argmax&z=10&lat=-0.2500&lng=0.3000")
-    _wait(browser, lambda b: "visit 2 ·" in _text(b, "visit-chip-patient"))
+    _wait(browser, lambda b: "visit 2 ·" in element_text(b, "visit-chip-patient"))
     selected = browser.find_element(By.CSS_SELECTOR, ".slide-strip-item.selected")
     assert slide_id in selected.text
-    _wait(browser, lambda b: "Class map (argmax)" in _text(b, "heat-layer-choice"))
+    _wait(browser, lambda b: "Class map (argmax)" in element_text(b, "heat-layer-choice"))
     _wait(browser, lambda b: "z=10" in b.find_element(By.ID, "case-link").get_attribute("value"))
     query = parse_qs(urlparse(browser.find_element(By.ID, "case-link").get_attribute("value")).query)
     assert query["slide"] == [slide_id] and query["visit"] == ["2"] and query["layer"] == ["argmax"]
     assert (float(query["lat"][0]), float(query["lng"][0])) == (-0.25, 0.3)
-    assert "visit 2 ·" in _text(browser, "visit-outcome-card").lower() or "Visit 2" in _text(browser, "visit-outcome-card")
+    assert "visit 2 ·" in element_text(browser, "visit-outcome-card").lower() or "Visit 2" in element_text(browser, "visit-outcome-card")
 
     # A colleague opening the copied link sees the same view.
     browser.get(browser.find_element(By.ID, "case-link").get_attribute("value"))
-    _wait(browser, lambda b: "visit 2 ·" in _text(b, "visit-chip-report"))
+    _wait(browser, lambda b: "visit 2 ·" in element_text(b, "visit-chip-report"))
     assert slide_id in browser.find_element(By.CSS_SELECTOR, ".slide-strip-item.selected").text
 
     # Switching slides from the strip replaces the viewer.
     other = case_patient["slides"][0]
-    _click(browser, browser.find_element(By.XPATH, f"//button[contains(@id, '\"slide\":\"{other}\"')]"))
+    js_click(browser, browser.find_element(By.XPATH, f"//button[contains(@id, '\"slide\":\"{other}\"')]"))
     _wait(browser, lambda b: f"slide={other}" in b.find_element(By.ID, "case-link").get_attribute("value"))
     assert other in browser.find_element(By.CSS_SELECTOR, ".slide-strip-item.selected").text

@@ -3,32 +3,18 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import REPO, sign_in
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO / "run_dashboard.py"), *args], capture_output=True, text=True, timeout=120, cwd=REPO)
-
-
-def _assert_one_line_error(result: subprocess.CompletedProcess, expected: str) -> None:
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ") and expected in lines[0]
-    assert "Traceback" not in result.stderr
+from tests.conftest import ACCOUNTS, assert_one_line_error, run_cli, sign_in
 
 
 def test_missing_workspace(tmp_path):
-    _assert_one_line_error(run_cli("--workspace", str(tmp_path / "nowhere")), "does not exist")
+    assert_one_line_error(run_cli("--workspace", str(tmp_path / "nowhere")), "does not exist")
 
 
 def test_folder_without_workspace_toml(tmp_path):
-    _assert_one_line_error(run_cli("--workspace", str(tmp_path)), "has no workspace.toml")
+    assert_one_line_error(run_cli("--workspace", str(tmp_path)), "has no workspace.toml")
 
 
 @pytest.mark.parametrize(
@@ -43,7 +29,7 @@ def test_folder_without_workspace_toml(tmp_path):
 )
 def test_invalid_workspace_toml(tmp_path, content, expected):
     (tmp_path / "workspace.toml").write_text(content)
-    _assert_one_line_error(run_cli("--workspace", str(tmp_path)), expected)
+    assert_one_line_error(run_cli("--workspace", str(tmp_path)), expected)
 
 
 def test_tampered_model_in_workspace_is_reported(demo_workspace, tmp_path):
@@ -51,11 +37,11 @@ def test_tampered_model_in_workspace_is_reported(demo_workspace, tmp_path):
     shutil.copytree(demo_workspace, copy, ignore=shutil.ignore_patterns("*.tiff"))
     manifest = copy / "models" / "niv-gru" / "model.toml"
     manifest.write_text(manifest.read_text().replace('task = "sequence"', 'task = "weather"'))
-    _assert_one_line_error(run_cli("--workspace", str(copy)), "niv-gru")
+    assert_one_line_error(run_cli("--workspace", str(copy)), "niv-gru")
 
 
 def test_bad_device_is_reported(tmp_path):
-    _assert_one_line_error(run_cli("--workspace", str(tmp_path), "--device", "tpu:9"), "device")
+    assert_one_line_error(run_cli("--workspace", str(tmp_path), "--device", "tpu:9"), "device")
 
 
 def test_server_serves_a_valid_workspace(live_server):
@@ -74,10 +60,10 @@ def test_server_serves_a_valid_workspace(live_server):
 def test_serving_without_an_admin_account_is_refused_with_the_fix(demo_workspace, tmp_path):
     root = tmp_path / "ws"
     shutil.copytree(demo_workspace, root, ignore=shutil.ignore_patterns("*.tiff"))
-    for name in ("test-viewer", "test-reviewer", "test-admin"):
+    for name in ACCOUNTS.values():
         assert run_cli("users", "remove", name, "--workspace", str(root)).returncode == 0
     result = run_cli("--workspace", str(root), "--port", "0")
-    _assert_one_line_error(result, "no admin account")
+    assert_one_line_error(result, "no admin account")
     assert f"users add NAME --role admin --workspace {root}" in result.stderr
 
 
@@ -89,8 +75,7 @@ def test_users_command_adds_lists_changes_and_removes_accounts(demo_workspace, t
     shutil.copytree(demo_workspace, root, ignore=shutil.ignore_patterns("*.tiff"))
 
     def users(*args, password=None):
-        return subprocess.run([sys.executable, str(REPO / "run_dashboard.py"), "users", *args, "--workspace", str(root)],
-                              input=password, capture_output=True, text=True, timeout=120, cwd=REPO)
+        return run_cli("users", *args, "--workspace", str(root), input=password)
 
     assert users("add", "alice", "--role", "viewer", "--password-stdin", password="first password\n").returncode == 0
     listed = users("list").stdout

@@ -133,10 +133,9 @@ def test_exports_from_several_threads_share_one_browser_safely():
 def slide_and_heat(workspace):
     with workspace.store.session() as s:
         slide = s.scalars(select(Slide).where(Slide.mask_file.is_not(None)).order_by(Slide.id)).first()
-        slide_id, size = slide.id, None
+        slide_id = slide.id
     heat = compute_heatmap(workspace, slide_id, "patch-cnn", HeatmapParams())
-    size = heat.slide_size
-    return slide_id, heat, size
+    return slide_id, heat, heat.slide_size
 
 
 def figure_image(fig: go.Figure) -> np.ndarray:

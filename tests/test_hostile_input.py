@@ -19,7 +19,7 @@ from core.store.schema import AuditEvent, Review
 from core.workspace import read_workspace_config
 from dashboard.app import create_app
 from dashboard.request_limits import MAX_REQUEST_BYTES
-from tests.conftest import sign_in
+from tests.conftest import callback_dependency, post_callback, sign_in
 from tests.load.reviewers import callback_body, find_component
 
 
@@ -35,22 +35,13 @@ def client(app):
     return client
 
 
-def _dependency(app, fragment: str) -> dict:
-    key = next(k for k in app.callback_map if fragment in k)
-    return {"output": key, "inputs": app.callback_map[key]["inputs"], "state": app.callback_map[key]["state"]}
-
-
-def _post_callback(client, app, fragment: str, values: dict, changed: list[str], wildcards: dict | None = None):
-    return client.post("/_dash-update-component", json=callback_body(_dependency(app, fragment), values, changed, wildcards))
-
-
 def _rows_written(workspace) -> tuple[int, int]:
     with workspace.store.session() as s:
         return s.scalar(select(func.count()).select_from(Review)), s.scalar(select(func.count()).select_from(AuditEvent))
 
 
 def _render(client, app, pathname):
-    response = _post_callback(client, app, "page-content.children", {("url", "pathname"): pathname, ("url", "search"): ""},
+    response = post_callback(client, app, "page-content.children", {("url", "pathname"): pathname, ("url", "search"): ""},
                               ["url.pathname"])
     assert response.status_code == 200, (pathname, response.data[:300])
     return response.get_json()["response"]["page-content"]["children"]
@@ -118,7 +109,7 @@ def test_malformed_callback_requests_are_400_with_a_message(client, workspace, b
 
 
 def test_review_save_with_the_wrong_shape_is_400_and_saves_nothing(client, app, workspace):
-    good = callback_body(_dependency(app, "review-versions.data"), {}, [], {"modality": ["slide", "patient", "report"]})
+    good = callback_body(callback_dependency(app, "review-versions.data"), {}, [], {"modality": ["slide", "patient", "report"]})
     history = review_history(workspace.store, "P001")
     for broken in ({**good, "outputs": good["outputs"][:2]}, {**good, "state": good["state"][:-1]},
                    {**good, "inputs": [{"id": "review-save", "property": "n_clicks", "value": 1}]}):
@@ -139,7 +130,7 @@ def test_oversized_request_is_413_before_anything_runs(client, workspace):
 
 def _what_if(client, app, values: dict, visit: int = 2, patient_id: str = "P001"):
     rows = [{"feature": name, "value": value} for name, value in values.items()]
-    return _post_callback(client, app, "whatif-store.data@", {("visit-edit-apply", "n_clicks"): 1, ("visit-edit-table", "data"): rows,
+    return post_callback(client, app, "whatif-store.data@", {("visit-edit-apply", "n_clicks"): 1, ("visit-edit-table", "data"): rows,
                                                                ("selected-visit", "data"): visit, ("patient-id", "data"): patient_id},
                           ["visit-edit-apply.n_clicks"])
 
@@ -158,25 +149,25 @@ def test_non_finite_what_if_values_get_a_message_per_field(client, app, workspac
     assert _rows_written(workspace) == before  # no what_if audit event for a refused edit
 
 
-@pytest.mark.parametrize(("visit", "store", "table"), [
-    ("abc", None, None), (None, None, None), (10_000, None, None), (True, None, None),
-    (2, "not a dict", None), (2, {"visit": "x", "values": []}, None), (2, {"visit": 2, "values": {"age": float("inf")}}, None),
+@pytest.mark.parametrize(("visit", "store"), [
+    ("abc", None), (None, None), (10_000, None), (True, None),
+    (2, "not a dict"), (2, {"visit": "x", "values": []}), (2, {"visit": 2, "values": {"age": float("inf")}}),
 ])
-def test_hand_made_patient_callbacks_are_4xx_never_500(client, app, visit, store, table):
-    show = _post_callback(client, app, "patient-risk.figure", {("selected-visit", "data"): visit, ("whatif-store", "data"): store,
+def test_hand_made_patient_callbacks_are_4xx_never_500(client, app, visit, store):
+    show = post_callback(client, app, "patient-risk.figure", {("selected-visit", "data"): visit, ("whatif-store", "data"): store,
                                                                ("patient-id", "data"): "P001"}, ["whatif-store.data"])
     assert show.status_code in (200, 400), show.data[:300]
-    rows = _post_callback(client, app, "..visit-edit-table.data", {("selected-visit", "data"): visit, ("patient-id", "data"): "P001"},
+    rows = post_callback(client, app, "..visit-edit-table.data", {("selected-visit", "data"): visit, ("patient-id", "data"): "P001"},
                           ["selected-visit.data"])
     assert rows.status_code in (200, 400), rows.data[:300]
-    applied = _post_callback(client, app, "whatif-store.data@", {("visit-edit-apply", "n_clicks"): 1, ("visit-edit-table", "data"): "rows",
+    applied = post_callback(client, app, "whatif-store.data@", {("visit-edit-apply", "n_clicks"): 1, ("visit-edit-table", "data"): "rows",
                                                                   ("selected-visit", "data"): visit, ("patient-id", "data"): ["P001"]},
                              ["visit-edit-apply.n_clicks"])
     assert applied.status_code == 200 and applied.get_json()["response"]["whatif-store"]["data"] is None
 
 
 def test_unknown_patient_in_a_callback_is_404_with_its_message(client, app):
-    response = _post_callback(client, app, "patient-risk.figure", {("selected-visit", "data"): 0, ("patient-id", "data"): "P999"},
+    response = post_callback(client, app, "patient-risk.figure", {("selected-visit", "data"): 0, ("patient-id", "data"): "P999"},
                               ["selected-visit.data"])
     assert response.status_code == 404 and b"P999" in response.data
 
@@ -192,7 +183,7 @@ def test_huge_report_edit_is_refused_before_anything_is_computed(client, app, wo
               ("lime-num-features", "value"): 6, ("lime-num-samples", "value"): 500, ("lime-seed", "value"): 0, ("lime-kernel-width", "value"): 25}
     for edited, expected in ((values[("report-edit", "value")], "limited to 100,000 characters"),
                              ("word " * 5000, "limited to 3,000"), ({"not": "text"}, "must be text")):
-        response = _post_callback(client, app, "report-edit-result.children", {**values, ("report-edit", "value"): edited},
+        response = post_callback(client, app, "report-edit-result.children", {**values, ("report-edit", "value"): edited},
                                   ["report-edit-run.n_clicks"])
         assert response.status_code == 200
         answer = response.get_json()["response"]

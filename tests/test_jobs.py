@@ -38,7 +38,7 @@ from core.store.reviews import record_review, review_versions
 from core.store.schema import Patient, Slide
 from core.store.transfer import copy_store
 from core.workspace import open_workspace
-from tests.conftest import REPO
+from tests.conftest import assert_one_line_error, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -56,63 +56,58 @@ def ws(job_root):
     workspace.store.dispose()
 
 
-@pytest.fixture
-def job_store(empty_store):
-    return empty_store
-
-
 def _no_partial_files(root) -> bool:
     return not list((root / "cache").rglob("*.part"))
 
 
 # -- the jobs table ------------------------------------------------------------------------------
 
-def test_asking_again_finds_the_queued_jobs_across_query_batches_and_long_subjects(job_store, monkeypatch):
+def test_asking_again_finds_the_queued_jobs_across_query_batches_and_long_subjects(empty_store, monkeypatch):
     from core.jobs import state
 
     monkeypatch.setattr(state, "SUBJECTS_PER_QUERY", 2)  # five subjects: three queries
     specs = [JobSpec("heatmap", f"P{i:03d}-S1", {"overlap": 0.0}) for i in range(4)] + [JobSpec("lime", "R" * 200)]
-    first, none = create_jobs(job_store, specs, "local")
+    first, none = create_jobs(empty_store, specs, "local")
     assert len(first) == 5 and none == []
-    assert create_jobs(job_store, specs + [JobSpec("heatmap", "P009-S1", {"overlap": 0.5})], "local") == ([max(first) + 1], first)
+    assert create_jobs(empty_store, specs + [JobSpec("heatmap", "P009-S1", {"overlap": 0.5})], "local") == ([max(first) + 1], first)
 
 
-def test_job_states_are_compare_and_set(job_store):
+def test_job_states_are_compare_and_set(empty_store):
     spec = JobSpec("heatmap", "P001-S1", {"overlap": 0.0})
-    (first,), existing = create_jobs(job_store, [spec], "local", "alice")
+    (first,), existing = create_jobs(empty_store, [spec], "local", "alice")
     assert existing == []
-    assert create_jobs(job_store, [spec, JobSpec("lime", "P001-R1")], "local") == ([first + 1], [first])  # queued once
-    job = claim_job(job_store, first, "host:1")
+    assert create_jobs(empty_store, [spec, JobSpec("lime", "P001-R1")], "local") == ([first + 1], [first])  # queued once
+    job = claim_job(empty_store, first, "host:1")
     assert (job.status, job.attempts, job.worker, job.requested_by) == ("running", 1, "host:1", "alice")
-    assert report_progress(job_store, first, 0.4, "halfway")
-    assert get_job(job_store, first).progress == pytest.approx(0.4)
-    cancel_job(job_store, first, "bob")
-    assert get_job(job_store, first).status == "cancelled" and "bob" in get_job(job_store, first).message
-    assert not report_progress(job_store, first, 0.5, "still going")  # the runner learns of the cancel here
-    assert claim_job(job_store, first, "host:2") is None  # a redelivered message of a cancelled job does nothing
+    assert report_progress(empty_store, first, 0.4, "halfway")
+    assert get_job(empty_store, first).progress == pytest.approx(0.4)
+    cancel_job(empty_store, first, "bob")
+    assert get_job(empty_store, first).status == "cancelled" and "bob" in get_job(empty_store, first).message
+    assert not report_progress(empty_store, first, 0.5, "still going")  # the runner learns of the cancel here
+    assert claim_job(empty_store, first, "host:2") is None  # a redelivered message of a cancelled job does nothing
     with pytest.raises(DashboardError, match="only queued or running"):
-        cancel_job(job_store, first)
-    assert requeue_job(job_store, first, "bob").status == "queued" and get_job(job_store, first).attempts == 0
+        cancel_job(empty_store, first)
+    assert requeue_job(empty_store, first, "bob").status == "queued" and get_job(empty_store, first).attempts == 0
     with pytest.raises(DashboardError, match="only failed, cancelled or stalled"):
-        requeue_job(job_store, first)
+        requeue_job(empty_store, first)
     # Attempts are bounded: a message redelivered after its worker died counts as an attempt.
     for attempt in (1, 2, 3):
-        assert claim_job(job_store, first, f"host:{attempt}").attempts == attempt
-    assert claim_job(job_store, first, "host:4") is None
-    job = get_job(job_store, first)
+        assert claim_job(empty_store, first, f"host:{attempt}").attempts == attempt
+    assert claim_job(empty_store, first, "host:4") is None
+    job = get_job(empty_store, first)
     assert job.status == "failed" and "gave up after 3 attempts" in job.message and job.result == {} and job.key is None
     second = first + 1
-    claim_job(job_store, second, "host")
-    assert fail_attempt(job_store, second, "OSError: disk", retryable=True) == "queued"
-    assert "attempt 1 of 3 failed: OSError: disk; retrying" in get_job(job_store, second).message
-    claim_job(job_store, second, "host")
-    finish_job(job_store, second, {"key": "abc", "patches": 3})
-    done = get_job(job_store, second)
+    claim_job(empty_store, second, "host")
+    assert fail_attempt(empty_store, second, "OSError: disk", retryable=True) == "queued"
+    assert "attempt 1 of 3 failed: OSError: disk; retrying" in get_job(empty_store, second).message
+    claim_job(empty_store, second, "host")
+    finish_job(empty_store, second, {"key": "abc", "patches": 3})
+    done = get_job(empty_store, second)
     assert (done.status, done.progress, done.key, done.result) == ("done", 1.0, "abc", {"key": "abc", "patches": 3})
-    assert [j.id for j in list_jobs(job_store)] == [second, first]
-    assert [j.id for j in list_jobs(job_store, ("done",))] == [second]
+    assert [j.id for j in list_jobs(empty_store)] == [second, first]
+    assert [j.id for j in list_jobs(empty_store, ("done",))] == [second]
     with pytest.raises(NotFoundError):
-        get_job(job_store, 99999)
+        get_job(empty_store, 99999)
 
 
 # -- running jobs here ---------------------------------------------------------------------------
@@ -256,12 +251,8 @@ def test_plan_precompute(ws):
         plan_precompute(ws, "heatmaps", ["P001"], overlap=1.5)
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO / "run_dashboard.py"), *args], capture_output=True, text=True, timeout=600, cwd=REPO)
-
-
 def test_precompute_command_runs_here_with_a_progress_bar(job_root):
-    result = _cli("precompute", "--workspace", str(job_root), "--what", "heatmaps,lime", "--patients", "P006")
+    result = run_cli("precompute", "--workspace", str(job_root), "--what", "heatmaps,lime", "--patients", "P006", timeout=600)
     assert result.returncode == 0, result.stderr
     assert "done      heatmap P006-S1" in result.stderr and "lime P006-R1" in result.stderr
     assert result.stdout.strip().endswith("0 failed or cancelled")
@@ -273,22 +264,20 @@ def test_precompute_command_runs_here_with_a_progress_bar(job_root):
         ws.store.dispose()
     for args, message in ((("--what", "maps"), "cannot precompute maps"), (("--patients", "P999"), "no patient 'P999'"),
                           (("--wait",), "--wait follows jobs on Celery workers")):
-        bad = _cli("precompute", "--workspace", str(job_root), *args)
-        lines = bad.stderr.strip().splitlines()
-        assert bad.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], bad.stderr
-    no_broker = _cli("worker", "--device", "cpu")
+        assert_one_line_error(run_cli("precompute", "--workspace", str(job_root), *args, timeout=600), message)
+    no_broker = run_cli("worker", "--device", "cpu", timeout=600)
     assert no_broker.returncode == 2 and "a worker needs a broker" in no_broker.stderr
 
 
 # -- schema v4 and PostgreSQL --------------------------------------------------------------------
 
-def test_v4_adds_the_jobs_table_to_an_older_store(job_store):
+def test_v4_adds_the_jobs_table_to_an_older_store(empty_store):
     assert SCHEMA_VERSION >= 4
-    with job_store.engine.begin() as conn:
+    with empty_store.engine.begin() as conn:
         conn.execute(text("DROP TABLE jobs"))
         conn.execute(text("DELETE FROM schema_version WHERE version >= 4"))
-    job_store.dispose()
-    reopened = open_store(job_store.url)
+    empty_store.dispose()
+    reopened = open_store(empty_store.url)
     try:
         assert "jobs" in inspect(reopened.engine).get_table_names() and reopened.schema_version() == SCHEMA_VERSION
         assert create_jobs(reopened, [JobSpec("lime", "R1")], "local")[0] == [1]

@@ -14,15 +14,11 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from core.jobs.state import get_job, list_jobs
 from core.workspace import open_workspace
-from tests.conftest import ACCOUNTS, PASSWORD, LiveServer
+from tests.conftest import ACCOUNTS, LiveServer, element_text, js_click, sign_in_browser
 
 
 def _wait(browser, condition, timeout=90):
     return WebDriverWait(browser, timeout).until(condition)
-
-
-def _click(browser, element) -> None:
-    browser.execute_script("arguments[0].scrollIntoView({block: 'center'}); arguments[0].click()", element)
 
 
 def _label(browser, group_id: str, text: str):
@@ -46,18 +42,17 @@ def start_cams_and_watch(browser, base_url: str, workspace_root, slide: str, tim
     """Start the CAM precompute of one slide from the Jobs page; return the (status, progress) seen until it ended."""
     browser.get(f"{base_url}/jobs")
     _wait(browser, lambda b: b.find_elements(By.ID, "jobs-what"))
-    _click(browser, _label(browser, "jobs-what", "Heatmaps"))  # off
-    _click(browser, _label(browser, "jobs-what", "CAM + attention maps"))  # on
-    _click(browser, _label(browser, "jobs-overlap", "75 %"))
-    _click(browser, browser.find_element(By.ID, "jobs-slides"))
+    js_click(browser, _label(browser, "jobs-what", "Heatmaps"))  # off
+    js_click(browser, _label(browser, "jobs-what", "CAM + attention maps"))  # on
+    js_click(browser, _label(browser, "jobs-overlap", "75 %"))
+    js_click(browser, browser.find_element(By.ID, "jobs-slides"))
     option = f"//*[@role='option' and normalize-space(.)='{slide}']"
     _wait(browser, lambda b: b.find_elements(By.XPATH, option))
-    _click(browser, browser.find_element(By.XPATH, option))
+    js_click(browser, browser.find_element(By.XPATH, option))
     browser.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
     _wait(browser, lambda b: slide in b.find_element(By.ID, "jobs-slides").text)
-    _click(browser, browser.find_element(By.ID, "jobs-start"))
-    _wait(browser, lambda b: "Queued 1 job" in (b.find_elements(By.ID, "jobs-started") or [None])[0].text
-          if b.find_elements(By.ID, "jobs-started") else False)
+    js_click(browser, browser.find_element(By.ID, "jobs-start"))
+    _wait(browser, lambda b: "Queued 1 job" in element_text(b, "jobs-started"))
     ws = open_workspace(workspace_root)
     try:
         job = next(j for j in list_jobs(ws.store, limit=5) if j.kind == "cams" and j.subject == slide)
@@ -97,11 +92,7 @@ def celery_server(celery_workspace, celery_worker):
 
 def test_jobs_page_and_slide_heatmap_run_on_a_celery_worker(celery_server, browser, celery_workspace, celery_worker):
     celery_worker.ensure_running()
-    browser.get(f"{celery_server.url}/login")
-    browser.find_element(By.ID, "username").send_keys(ACCOUNTS["reviewer"])
-    browser.find_element(By.ID, "password").send_keys(PASSWORD)
-    browser.find_element(By.ID, "login-submit").click()
-    _wait(browser, lambda b: "/login" not in b.current_url)
+    sign_in_browser(browser, celery_server.url)  # another server: its own session cookie
     start_cams_and_watch(browser, celery_server.url, celery_workspace, "P015-S1")
     assert "through the broker" in browser.find_element(By.ID, "jobs-mode").text
     ws = open_workspace(celery_workspace)
@@ -114,7 +105,7 @@ def test_jobs_page_and_slide_heatmap_run_on_a_celery_worker(celery_server, brows
     # The slide page's heatmap is a background callback: with a broker it is a Celery task the worker runs.
     browser.get(f"{celery_server.url}/slide/P016-S1")
     _wait(browser, lambda b: b.find_elements(By.ID, "heat-compute"))
-    _click(browser, browser.find_element(By.ID, "heat-compute"))
+    js_click(browser, browser.find_element(By.ID, "heat-compute"))
     _wait(browser, lambda b: "tissue patches" in b.find_element(By.ID, "heat-status").text, timeout=180)
     assert "background_callback_" in celery_worker.output()
     ws = open_workspace(celery_workspace)

@@ -8,18 +8,13 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from core.store.cases import case_summary
 from core.workspace import open_workspace
-from tests.conftest import click_plot_point
+from tests.conftest import click_plot_point, element_text, js_click
 
 PATIENT = "P006"
 
 
 def _wait(browser, condition, timeout=60):
     return WebDriverWait(browser, timeout).until(condition)
-
-
-def _text(browser, element_id: str) -> str:
-    found = browser.find_elements(By.ID, element_id)
-    return found[0].text if found else ""
 
 
 def _waterfall_labels(browser) -> str:
@@ -39,10 +34,6 @@ def _edit_cell(browser, feature: str, value: str) -> None:
     raise AssertionError(f"no row for {feature}")
 
 
-def _click(browser, element_id: str) -> None:
-    browser.execute_script("arguments[0].scrollIntoView({block: 'center'}); arguments[0].click()", browser.find_element(By.ID, element_id))
-
-
 def _stored_visits(demo_workspace):
     ws = open_workspace(demo_workspace)
     with ws.store.session() as s:
@@ -54,22 +45,22 @@ def _stored_visits(demo_workspace):
 def test_visit_selection_what_if_invalid_value_and_reset(live_server, browser, demo_workspace):
     stored = _stored_visits(demo_workspace)
     browser.get(f"{live_server.url}/patient/{PATIENT}")
-    _wait(browser, lambda b: "Visit" in _text(b, "visit-outcome-card"))
-    last_visit_label = _text(browser, "visit-outcome-card").splitlines()[0]
+    _wait(browser, lambda b: "Visit" in element_text(b, "visit-outcome-card"))
+    last_visit_label = element_text(browser, "visit-outcome-card").splitlines()[0]
 
     # Click the third visit on the risk trajectory.
     click_plot_point(browser, "patient-risk", 2)
-    _wait(browser, lambda b: _text(b, "visit-outcome-card").startswith("Visit 3"))
-    assert _text(browser, "visit-outcome-card").splitlines()[0] != last_visit_label
-    stored_output = float(_text(browser, "visit-output"))
+    _wait(browser, lambda b: element_text(b, "visit-outcome-card").startswith("Visit 3"))
+    assert element_text(browser, "visit-outcome-card").splitlines()[0] != last_visit_label
+    stored_output = float(element_text(browser, "visit-output"))
     waterfall_before = _waterfall_labels(browser)
 
     # What-if: respiratory failure at this visit (low FVC and respiratory score) raises the predicted risk.
     _edit_cell(browser, "fvc_percent", "30")
     _edit_cell(browser, "alsfrs_respiratory", "3")
-    _click(browser, "visit-edit-apply")
+    js_click(browser, "visit-edit-apply")
     _wait(browser, lambda b: b.find_elements(By.ID, "whatif-output"))
-    assert float(_text(browser, "whatif-output")) > stored_output
+    assert float(element_text(browser, "whatif-output")) > stored_output
     _wait(browser, lambda b: _waterfall_labels(b) != waterfall_before)
     assert "fvc_percent = 30" in _waterfall_labels(browser)
     assert "what-if" in browser.execute_script("return JSON.stringify(document.querySelector('#patient-risk .js-plotly-plot').data.map(t => t.name))")
@@ -77,16 +68,16 @@ def test_visit_selection_what_if_invalid_value_and_reset(live_server, browser, d
     # An invalid value gets a message per cell.
     _edit_cell(browser, "fvc_percent", "abc")
     _edit_cell(browser, "alsfrs_bulbar", "40")
-    _click(browser, "visit-edit-apply")
+    js_click(browser, "visit-edit-apply")
     _wait(browser, lambda b: b.find_elements(By.ID, "visit-edit-alert"))
-    alert = _text(browser, "visit-edit-alert")
+    alert = element_text(browser, "visit-edit-alert")
     assert "fvc_percent: 'abc' is not a number" in alert and "alsfrs_bulbar: must be between 0 and 12" in alert
 
     # Reset restores the stored values and drops the what-if.
-    _click(browser, "visit-edit-reset")
+    js_click(browser, "visit-edit-reset")
     _wait(browser, lambda b: not b.find_elements(By.ID, "whatif-output") and not b.find_elements(By.ID, "visit-edit-alert"))
     fvc_cell = [r for r in browser.find_elements(By.CSS_SELECTOR, "#visit-edit-table tr") if r.text.startswith("fvc_percent")][0]
     assert str(stored[2][2]["fvc_percent"]) in fvc_cell.text
-    assert float(_text(browser, "visit-output")) == stored_output
+    assert float(element_text(browser, "visit-output")) == stored_output
 
     assert _stored_visits(demo_workspace) == stored  # a what-if never writes

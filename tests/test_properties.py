@@ -69,10 +69,9 @@ def test_visit_edit_validation_accepts_only_finite_in_range_values_and_explains_
 
 @PROPERTY_SETTINGS
 @given(json_values)
-def test_visit_edit_validation_of_something_that_is_not_a_mapping_is_an_error_per_field(workspace, values):
-    spec = workspace.manifest(workspace.models_for("sequence")[0]).input
-    parsed, errors = validate_visit_edit(spec, values if not isinstance(values, dict) else [values])
-    assert parsed == {} and set(errors) == set(spec.features) | set(spec.categorical)
+def test_visit_edit_validation_of_something_that_is_not_a_mapping_is_an_error_per_field(sequence_spec, values):
+    parsed, errors = validate_visit_edit(sequence_spec, values if not isinstance(values, dict) else [values])
+    assert parsed == {} and set(errors) == set(sequence_spec.features) | set(sequence_spec.categorical)
 
 
 CLASS_NAMES = ["benign", "GG3", "GG4", "GG5"]

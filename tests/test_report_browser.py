@@ -7,17 +7,13 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from core.store.schema import Report
 from core.workspace import open_workspace
+from tests.conftest import js_click
 
 REPORT = "P004-R1"
 
 
 def _wait(browser, condition, timeout=60):
     return WebDriverWait(browser, timeout).until(condition)
-
-
-def _click(browser, element_id: str) -> None:
-    # A click event on the button itself: the page may still be shifting as explanations render.
-    browser.execute_script("arguments[0].scrollIntoView({block: 'center'}); arguments[0].click()", browser.find_element(By.ID, element_id))
 
 
 def _set_text(browser, text: str) -> None:
@@ -46,7 +42,7 @@ def test_editing_a_report_changes_prediction_and_highlights_but_not_the_store(li
               .replace("= 10", "= 6").replace("= 9", "= 6").replace("= 8", "= 6").replace("=10", "=6").replace("=9", "=6").replace("=8", "=6")
               .replace("group 5", "group 1").replace("group 4", "group 1").replace("poorly", "well"))
     _set_text(browser, edited)
-    _click(browser, "report-edit-run")
+    js_click(browser, "report-edit-run")
     _wait(browser, lambda b: b.find_elements(By.ID, "edited-probability"))
     before_after = browser.find_element(By.ID, "report-edit-result").text
     new_probability = float(browser.find_element(By.ID, "edited-probability").text)
@@ -58,7 +54,7 @@ def test_editing_a_report_changes_prediction_and_highlights_but_not_the_store(li
 
     # A bad edit gets a message, and the last good result stays.
     _set_text(browser, "the and of")
-    _click(browser, "report-edit-run")
+    js_click(browser, "report-edit-run")
     _wait(browser, lambda b: b.find_elements(By.ID, "report-edit-alert"))
     assert "no words the model reads" in browser.find_element(By.ID, "report-edit-alert").text
 
