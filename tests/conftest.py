@@ -34,6 +34,17 @@ def add_test_accounts(root: Path) -> None:
     ws.store.dispose()
 
 
+def copy_demo(demo_workspace: Path, dest: Path, slides: tuple[str, ...] = (), keep_cache: bool = True) -> Path:
+    """A copy of the demo workspace holding only the files of ``slides`` (the other slides stay in its case store),
+    with or without its cache."""
+    import shutil
+
+    keep = {f"{s}.tiff" for s in slides}
+    shutil.copytree(demo_workspace, dest,
+                    ignore=lambda d, names: [n for n in names if n.endswith(".tiff") and n not in keep or n == "cache" and not keep_cache])
+    return dest
+
+
 def run_cli(*args: str, timeout: float = 120, input: str | None = None) -> subprocess.CompletedProcess:
     """``run_dashboard.py`` with these arguments, as a user runs it."""
     return subprocess.run([sys.executable, str(REPO / "run_dashboard.py"), *args], input=input, capture_output=True, text=True,

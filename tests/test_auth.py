@@ -14,7 +14,7 @@ from core.store.audit import audit_events
 from core.store.reviews import record_review, review_history
 from core.workspace import open_workspace
 from dashboard.app import create_app
-from tests.conftest import ACCOUNTS, PASSWORD, post_callback, sign_in
+from tests.conftest import ACCOUNTS, PASSWORD, copy_demo, post_callback, sign_in
 
 SAMPLE_VALUES = {"slide_id": "P001-S1", "key": "0" * 32, "z": "1", "x": "0", "y": "0", "path": "cohort", "filename": "dashboard.css",
                  "package_name": "dash", "fingerprint": "v1", "hash": "x"}
@@ -24,8 +24,7 @@ SAMPLE_VALUES = {"slide_id": "P001-S1", "key": "0" * 32, "z": "1", "x": "0", "y"
 def workspace(demo_workspace, tmp_path_factory):
     """A copy of the demo (two slide files are enough here): these tests write accounts, verdicts and audit events."""
     root = tmp_path_factory.mktemp("auth") / "ws"
-    keep = {"P001-S1.tiff", "P002-S1.tiff"}
-    shutil.copytree(demo_workspace, root, ignore=lambda d, names: [n for n in names if n.endswith(".tiff") and n not in keep])
+    copy_demo(demo_workspace, root, ("P001-S1", "P002-S1"))
     ws = open_workspace(root)
     yield ws
     ws.store.dispose()

@@ -32,16 +32,14 @@ from core.store.database import open_store
 from core.store.reviews import record_review, review_history, review_versions
 from core.workspace import open_workspace
 from dashboard.app import create_app
-from tests.conftest import REPO, sign_in
+from tests.conftest import REPO, copy_demo, sign_in
 
 SLIDE, OTHER = "P001-S1", "P003-S1"
 
 
 def _copy(demo_workspace, dest, slides=(SLIDE, OTHER)):
     """The demo with only ``slides`` and an empty cache."""
-    keep = {f"{s}.tiff" for s in slides}
-    shutil.copytree(demo_workspace, dest, ignore=lambda d, names: [n for n in names if n.endswith(".tiff") and n not in keep or n == "cache"])
-    return dest
+    return copy_demo(demo_workspace, dest, slides, keep_cache=False)
 
 
 # -- slide files changing under the running app ------------------------------------------------------------------------

@@ -4,7 +4,6 @@ query, and the tile and heatmap URLs through the real app (Flask test client, si
 from __future__ import annotations
 
 import math
-import shutil
 from urllib.parse import quote, urlencode
 
 import pytest
@@ -19,7 +18,7 @@ from core.heatmaps.slide_heatmap import METHODS, HeatmapParams, compute_heatmap
 from core.slides.tiles import TileService
 from core.workspace import open_workspace
 from dashboard.app import create_app
-from tests.conftest import sign_in
+from tests.conftest import copy_demo, sign_in
 
 PROPERTY_SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -103,7 +102,7 @@ def test_heatmap_style_query_is_a_valid_style_or_a_clear_error(query):
 def one_slide_app(demo_workspace, tmp_path_factory):
     """A copy of the demo holding one slide file (P001-S1) and its heatmap; the app on it; a signed-in client."""
     root = tmp_path_factory.mktemp("properties") / "ws"
-    shutil.copytree(demo_workspace, root, ignore=lambda d, names: [n for n in names if n.endswith(".tiff") and n != "P001-S1.tiff"])
+    copy_demo(demo_workspace, root, ("P001-S1",))
     ws = open_workspace(root)
     heat = compute_heatmap(ws, "P001-S1", ws.models_for("patch")[0], HeatmapParams())
     app = create_app(ws)

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
 from core.heatmaps.slide_heatmap import HeatmapParams, compute_heatmap
 from core.workspace import open_workspace
 from dashboard.app import create_app, render_page
-from tests.conftest import sign_in
+from tests.conftest import copy_demo, sign_in
 
 
 @pytest.fixture(scope="module")
 def app_with_corrupt_slide(demo_workspace, tmp_path_factory):
     """A copy of the demo where P002-S1 is not a slide at all and P004-S1 is truncated."""
     root = tmp_path_factory.mktemp("corrupt") / "ws"
-    keep = {"P001-S1.tiff", "P003-S1.tiff"}
-    shutil.copytree(demo_workspace, root, ignore=lambda d, names: [n for n in names if n.endswith(".tiff") and n not in keep])
+    copy_demo(demo_workspace, root, ("P001-S1", "P003-S1"))
     (root / "slides" / "P002-S1.tiff").write_bytes(b"this is not a TIFF file")
     original = (demo_workspace / "slides" / "P004-S1.tiff").read_bytes()
     (root / "slides" / "P004-S1.tiff").write_bytes(original[:4096])
