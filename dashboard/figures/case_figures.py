@@ -20,9 +20,8 @@ from core.heatmaps.slide_heatmap import loaded_heatmap
 from core.store.cases import case_summary, slide_record
 from core.store.reviews import review_history
 from core.workspace import Workspace
-from dashboard.figures.patient_figures import shap_waterfall_figure, visit_importance_figure
+from dashboard.figures.patient_figures import visit_figures
 from dashboard.figures.report_figures import word_weight_figure
-from dashboard.figures.visit_risk import visit_risk_figure
 
 CASE_FIGURES = {
     "slide": "Slide view with overlay",
@@ -71,25 +70,19 @@ def _visit(stored: PatientExplanation, view: CaseView) -> int:
 def _patient_figure(workspace: Workspace, explainers: PatientExplainers, name: str, view: CaseView) -> ReportFigure:
     stored, edited = _patient(explainers, view)
     t = _visit(stored, view)
-    manifest = workspace.manifest(stored.model_id)
-    positive = manifest.score_class
     suffix = " (what-if edit)" if edited else ""
     settings = {"visit": t + 1, "what_if": bool(edited)}
+    shown = edited or stored
+    risk, importance, waterfall = visit_figures(stored, edited, t, workspace.manifest(stored.model_id).score_class,
+                                                f"Visit {t + 1} (day {shown.days[t]:.0f}): from expected value to output{suffix}")
     if name == "risk":
-        fig = visit_risk_figure(stored.days, stored.shap.output, stored.labels, f"P({positive}) at each visit",
-                                what_if=(edited.days, edited.shap.output) if edited else None, selected=t)
-        return ReportFigure(CASE_FIGURES[name] + suffix, fig, model_provenance(workspace, stored.model_id, "risk per visit", settings))
+        return ReportFigure(CASE_FIGURES[name] + suffix, risk, model_provenance(workspace, stored.model_id, "risk per visit", settings))
     if name == "importance":
-        fig = visit_importance_figure(stored.days, stored.importance["score"], compare=edited.importance["score"] if edited else None)
-        return ReportFigure(CASE_FIGURES[name] + suffix, fig,
+        return ReportFigure(CASE_FIGURES[name] + suffix, importance,
                             model_provenance(workspace, stored.model_id, "visit importance (occlusion + output change)", settings),
                             "tanh(4 (0.7 occlusion + 0.3 output change)); red raises the final prediction, blue lowers it.")
-    shown = edited or stored
-    values = shown.feature_values(t)
-    fig = shap_waterfall_figure(shown.shap.base[t], shown.shap.phi[t], shown.feature_names, [values.get(n) for n in shown.feature_names],
-                                shown.shap.output[t], f"Visit {t + 1} (day {shown.days[t]:.0f}): from expected value to output{suffix}")
     explainer = "SHAP (exact)" if shown.shap.exact else "SHAP (sampled)"
-    return ReportFigure(f"SHAP waterfall, visit {t + 1}{suffix}", fig, model_provenance(workspace, stored.model_id, explainer, settings),
+    return ReportFigure(f"SHAP waterfall, visit {t + 1}{suffix}", waterfall, model_provenance(workspace, stored.model_id, explainer, settings),
                         f"Additivity residual {shown.shap.additivity_residual:.1e}.")
 
 

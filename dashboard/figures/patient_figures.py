@@ -7,6 +7,9 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
+from core.explain.patient_view import PatientExplanation
+from dashboard.figures.visit_risk import visit_risk_figure
+
 
 def shap_waterfall_figure(base: float, phi: Sequence[float], names: Sequence[str], values: Sequence[object], output: float,
                           title: str, top_k: int = 8) -> go.Figure:
@@ -59,3 +62,17 @@ def cohort_importance_figure(patient_ids: Sequence[str], scores: Sequence[Sequen
     fig.update_layout(title="Visit importance across patients", yaxis={"autorange": "reversed"}, height=120 + 22 * len(patient_ids),
                       margin={"l": 70, "r": 10, "t": 40, "b": 40}, template="plotly_white")
     return fig
+
+
+def visit_figures(stored: PatientExplanation, edited: PatientExplanation | None, t: int, positive: str,
+                  waterfall_title: str) -> tuple[go.Figure, go.Figure, go.Figure]:
+    """The patient panel's figures for visit ``t``: risk at each visit (with the what-if trajectory), visit importance
+    (compared with the what-if's) and the visit's SHAP waterfall (the what-if's when there is one)."""
+    risk = visit_risk_figure(stored.days, stored.shap.output, stored.labels, f"P({positive}) at each visit",
+                             what_if=(edited.days, edited.shap.output) if edited else None, selected=t)
+    importance = visit_importance_figure(stored.days, stored.importance["score"], compare=edited.importance["score"] if edited else None)
+    shown = edited or stored
+    values = shown.feature_values(t)
+    waterfall = shap_waterfall_figure(shown.shap.base[t], shown.shap.phi[t], shown.feature_names,
+                                      [values.get(n) for n in shown.feature_names], shown.shap.output[t], waterfall_title)
+    return risk, importance, waterfall

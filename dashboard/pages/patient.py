@@ -9,8 +9,7 @@ from core.errors import DashboardError
 from core.explain.patient_view import ELAPSED_FEATURE, PatientExplainers, PatientExplanation, VisitEditError, salient_features
 from core.workspace import Workspace
 from dashboard.auth import audit
-from dashboard.figures.patient_figures import shap_waterfall_figure, visit_importance_figure
-from dashboard.figures.visit_risk import visit_risk_figure
+from dashboard.figures.patient_figures import visit_figures
 
 
 def layout(workspace: Workspace, explainers: PatientExplainers, patient_id: str) -> html.Div:
@@ -154,14 +153,8 @@ def register_callbacks(app: Dash, workspace: Workspace, explainers: PatientExpla
         positive = manifest.score_class
         edited = explainers.what_if(patient_id, what_if.get("visit"), what_if.get("values")) if what_if else None
         shown = edited or stored
-        risk = visit_risk_figure(stored.days, stored.shap.output, stored.labels, f"P({positive}) at each visit",
-                                 what_if=(edited.days, edited.shap.output) if edited else None, selected=t)
-        importance = visit_importance_figure(stored.days, stored.importance["score"],
-                                             compare=edited.importance["score"] if edited else None)
-        values = shown.feature_values(t)
-        waterfall = shap_waterfall_figure(shown.shap.base[t], shown.shap.phi[t], shown.feature_names,
-                                          [values.get(n) for n in shown.feature_names], shown.shap.output[t],
-                                          f"Visit {t + 1}: from expected value to output" + (" (what-if)" if edited else ""))
+        risk, importance, waterfall = visit_figures(stored, edited, t, positive,
+                                                    f"Visit {t + 1}: from expected value to output" + (" (what-if)" if edited else ""))
         salient = html.Div([html.H6("Most influential values at this visit"),
                             html.Ul([html.Li(f"{name} = {value}: {phi:+.3f}") for name, value, phi in salient_features(shown, t)])],
                            id="visit-salient-list")
