@@ -52,19 +52,19 @@ def _add_days_and_review_version_index(engine: Engine) -> None:
             index.create(conn, checkfirst=True)
 
 
+def _create_table(model) -> Callable[[Engine], None]:
+    """A migration that adds one new table (left alone when it exists)."""
+    def create(engine: Engine) -> None:
+        model.__table__.create(engine, checkfirst=True)
+    return create
+
+
 # Ordered migrations: version -> function. A new schema change appends an entry using SQLAlchemy
 # constructs, or DDL that SQLite and PostgreSQL both accept; each must find its change already made
 # (a new store's v1 creates the current schema) and leave it alone.
-def _create_users(engine: Engine) -> None:
-    User.__table__.create(engine, checkfirst=True)
-
-
-def _create_jobs(engine: Engine) -> None:
-    """v4: the jobs table (long work and its progress, seen by the app, the workers and the Jobs page)."""
-    Job.__table__.create(engine, checkfirst=True)
-
-
-MIGRATIONS: dict[int, Callable[[Engine], None]] = {1: _create_v1, 2: _add_days_and_review_version_index, 3: _create_users, 4: _create_jobs}
+# v3: user accounts; v4: jobs (long work and its progress, seen by the app, the workers and the Jobs page).
+MIGRATIONS: dict[int, Callable[[Engine], None]] = {1: _create_v1, 2: _add_days_and_review_version_index, 3: _create_table(User),
+                                                   4: _create_table(Job)}
 SCHEMA_VERSION = max(MIGRATIONS)
 
 
