@@ -10,7 +10,7 @@ from pathlib import Path
 
 from core.auth.accounts_cli import add_users_parser, run_users_command
 from core.config import Settings, default_demo_dir
-from core.errors import DashboardError
+from core.errors import PathReviewError
 from core.jobs.cli import add_job_parsers, run_precompute, run_worker
 
 
@@ -54,7 +54,7 @@ def serve(args: argparse.Namespace) -> None:
     from core.auth.users import admin_count
 
     if admin_count(workspace.store) == 0:
-        raise DashboardError("no admin account in this workspace yet; create one with: "
+        raise PathReviewError("no admin account in this workspace yet; create one with: "
                              f"python run_dashboard.py users add NAME --role admin --workspace {settings.workspace}")
 
     from waitress import create_server
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             return run_precompute(args)
         elif args.command == "worker":
             return run_worker(args, register_app=_worker_app)
-    except DashboardError as exc:
+    except PathReviewError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # e.g. the port is taken

@@ -19,7 +19,7 @@ sys.path.insert(0, str(REPO))
 from demo_workspace import bench_workspace_root  # noqa: E402
 
 from core.explain.cam import class_activation_maps  # noqa: E402
-from core.explain.patch_inspection import read_heatmap_patches  # noqa: E402
+from core.heatmaps.patch_inspection import read_heatmap_patches  # noqa: E402
 from core.heatmaps.slide_heatmap import HeatmapParams, compute_heatmap  # noqa: E402
 from core.store.schema import Slide  # noqa: E402
 from core.workspace import open_workspace  # noqa: E402

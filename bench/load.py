@@ -23,7 +23,7 @@ sys.path.insert(0, str(REPO))
 from demo_workspace import bench_workspace_root  # noqa: E402
 
 from core.workspace import open_workspace  # noqa: E402
-from tests.conftest import LiveServer, add_test_accounts  # noqa: E402
+from tests.helpers import LiveServer, add_test_accounts  # noqa: E402
 from tests.load.reviewers import Scenario, missing_verdicts, prepare_workspace, run_reviewers  # noqa: E402
 
 

@@ -30,7 +30,7 @@ from core.slides.reader import open_slide  # noqa: E402
 from core.slides.tiles import TILE_SIZE  # noqa: E402
 from core.store.schema import Slide  # noqa: E402
 from core.workspace import open_workspace  # noqa: E402
-from tests.conftest import add_test_accounts, sign_in  # noqa: E402
+from tests.helpers import add_test_accounts, sign_in  # noqa: E402
 
 
 def tile_addresses(dz: DeepZoomGenerator, rng: random.Random, n: int) -> list[tuple[int, int, int]]:

@@ -10,7 +10,7 @@ from typing import TypeVar
 
 import torch
 
-from core.errors import DashboardError
+from core.errors import PathReviewError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -27,9 +27,9 @@ def set_device_override(name: str | None) -> None:
     try:
         torch.device(name)
     except (ValueError, RuntimeError) as exc:  # an unparseable name
-        raise DashboardError(f"bad --device: {exc}") from exc
+        raise PathReviewError(f"bad --device: {exc}") from exc
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise DashboardError(f"bad --device: --device {name} was asked for, but this machine has no CUDA device")
+        raise PathReviewError(f"bad --device: --device {name} was asked for, but this machine has no CUDA device")
     _override = name
 
 
@@ -51,7 +51,7 @@ def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
 
 
-class DeviceMemoryError(DashboardError):
+class DeviceMemoryError(PathReviewError):
     """The device ran out of memory even for a batch of one item, and nothing could take over."""
 
 

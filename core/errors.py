@@ -1,17 +1,17 @@
 """Project exceptions: each carries a message a pathologist or lab admin can act on."""
 
 
-class DashboardError(Exception):
+class PathReviewError(Exception):
     """Base class for errors a user can cause and fix."""
 
 
-class WorkspaceError(DashboardError):
+class WorkspaceError(PathReviewError):
     """The workspace folder or its ``workspace.toml`` is missing or invalid."""
 
 
-class ModelLoadError(DashboardError):
+class ModelLoadError(PathReviewError):
     """A model manifest or its weights cannot be trusted or loaded."""
 
 
-class NotFoundError(DashboardError):
+class NotFoundError(PathReviewError):
     """An id (patient, slide, model) that the case store does not hold."""

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.errors import DashboardError, ModelLoadError, NotFoundError, WorkspaceError
+from core.errors import ModelLoadError, NotFoundError, PathReviewError, WorkspaceError
 from core.models.manifest import ModelManifest, read_manifest
 from core.models.registry import LoadedModel, load_model
 from core.store.database import CaseStore, open_store
@@ -67,7 +67,7 @@ class Workspace:
         """The model a view of this task uses unless one is chosen: the first of ``models_for``."""
         models = self.models_for(task)
         if not models:
-            raise DashboardError(f"this workspace has no {task} model")
+            raise PathReviewError(f"this workspace has no {task} model")
         return models[0]
 
     def model(self, model_id: str) -> LoadedModel:

@@ -9,8 +9,8 @@ import dash_bootstrap_components as dbc
 import diskcache
 from dash import CeleryManager, Dash, DiskcacheManager, Input, Output, State, dcc, html
 
-from core.errors import DashboardError
-from core.explain.patient_view import PatientExplainers
+from core.errors import PathReviewError
+from core.explain.patient_explanations import PatientExplainers
 from core.jobs.dispatch import JobDispatcher
 from core.slides.tiles import TileService
 from core.workspace import Workspace
@@ -68,7 +68,7 @@ def render_page(workspace: Workspace, tiles: TileService, pathname: str | None, 
             if kind == "report":
                 return report.layout(workspace, page_id)
             return slide.layout(workspace, tiles, page_id)
-    except DashboardError as exc:
+    except PathReviewError as exc:
         return dbc.Alert(str(exc), color="warning", id="page-error")
     return dbc.Alert(f"There is no page at {path[:200]}.", color="warning", id="page-error")
 

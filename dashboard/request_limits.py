@@ -6,7 +6,7 @@
   component property it stands for. Anything else is a 400 with a message; Dash itself would fail with a 500.
   A signed-in user's body that is not a JSON object is refused before the sign-in hooks read it; the shape is
   checked when the callback is dispatched, after the sign-in and role checks (so a viewer still gets 403).
-- A project error (``DashboardError``) that escapes a callback was caused by what the client sent (an unknown id,
+- A project error (``PathReviewError``) that escapes a callback was caused by what the client sent (an unknown id,
   a value no form would send): 404 for an unknown id, 422 for an unreadable slide, 400 otherwise, with its message.
 - Ids in page paths (``/case/<id>`` ...) are checked by ``page_id_problem`` before any lookup.
 """
@@ -22,7 +22,7 @@ from flask import Flask, Response, g, request
 from flask_login import current_user
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from core.errors import DashboardError, NotFoundError
+from core.errors import NotFoundError, PathReviewError
 from core.slides.reader import SlideReadError
 
 MAX_REQUEST_BYTES = 2 << 20  # 2 MiB: a callback's inputs, a 100,000-character report edit; never an upload
@@ -143,8 +143,8 @@ def install_request_limits(server: Flask, callback_map: dict | None = None) -> N
     def too_large(_exc):
         return _plain(f"The request is larger than the {MAX_REQUEST_BYTES >> 20} MiB this app accepts; nothing was done.", 413)
 
-    @server.errorhandler(DashboardError)
-    def client_caused(exc: DashboardError):
+    @server.errorhandler(PathReviewError)
+    def client_caused(exc: PathReviewError):
         status = 404 if isinstance(exc, NotFoundError) else 422 if isinstance(exc, SlideReadError) else 400
         log.info("%s %s answered %d: %s", request.method, request.path, status, exc)
         return _plain(str(exc), status)

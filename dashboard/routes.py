@@ -6,7 +6,7 @@ import re
 
 from flask import Flask, Response, abort, request
 
-from core.errors import DashboardError, NotFoundError
+from core.errors import NotFoundError, PathReviewError
 from core.heatmaps.attention import slide_attention
 from core.heatmaps.cam_maps import stitched_cam
 from core.heatmaps.overlay import ATTENTION_LAYER, CAM_LAYERS, OverlayStyle, render_overlay_tile
@@ -90,7 +90,7 @@ def register_routes(server: Flask, workspace: Workspace, tiles: TileService) -> 
                 stitched_cam(workspace, heatmap, style.layer.split(":", 1)[1])
         except SlideReadError as exc:
             return _unreadable(exc)
-        except DashboardError as exc:
+        except PathReviewError as exc:
             return Response(str(exc), status=400, mimetype="text/plain")
         if not 0 <= z <= geometry.max_zoom:
             abort(404)

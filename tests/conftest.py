@@ -3,82 +3,34 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
-import requests
 
-from tests.services import free_port, stop_process
+from tests.helpers import LiveServer, add_test_accounts, sign_in_browser
 from tests.system_packages import ensure_chromium
 
-REPO = Path(__file__).resolve().parent.parent
 pytest_plugins = ["tests.services"]  # Redis, PostgreSQL and Celery worker fixtures
-# One account per role in the test workspace.
-ACCOUNTS = {"viewer": "test-viewer", "reviewer": "test-reviewer", "admin": "test-admin"}
-PASSWORD = "correct horse battery"
+# Markers by the fixtures a test uses (``-m unit`` is the fast loop): the first that applies wins.
+MARKER_FIXTURES = (
+    ("browser", {"browser", "live_server"}),
+    ("services", {"redis_server", "postgres_server", "postgres_database", "celery_workspace", "celery_worker"}),
+    ("slow", {"demo_workspace", "workspace", "held_out"}),
+    ("store", {"store_url", "empty_store"}),
+)
 
 
-def add_test_accounts(root: Path) -> None:
-    from core.auth.users import add_user, find_user
-    from core.workspace import open_workspace
-
-    ws = open_workspace(root)
-    for role, username in ACCOUNTS.items():
-        if find_user(ws.store, username) is None:
-            add_user(ws.store, username, PASSWORD, role)
-    ws.store.dispose()
-
-
-def copy_demo(demo_workspace: Path, dest: Path, slides: tuple[str, ...] = (), keep_cache: bool = True) -> Path:
-    """A copy of the demo workspace holding only the files of ``slides`` (the other slides stay in its case store),
-    with or without its cache."""
-    import shutil
-
-    keep = {f"{s}.tiff" for s in slides}
-    shutil.copytree(demo_workspace, dest,
-                    ignore=lambda d, names: [n for n in names if n.endswith(".tiff") and n not in keep or n == "cache" and not keep_cache])
-    return dest
-
-
-def run_cli(*args: str, timeout: float = 120, input: str | None = None) -> subprocess.CompletedProcess:
-    """``run_dashboard.py`` with these arguments, as a user runs it."""
-    return subprocess.run([sys.executable, str(REPO / "run_dashboard.py"), *args], input=input, capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO)
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess, expected: str) -> None:
-    """The command failed as a user error should: exit code 2 and one ``error: …`` line naming ``expected``."""
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ") and expected in lines[0]
-    assert "Traceback" not in result.stderr
-
-
-def callback_dependency(app, fragment: str) -> dict:
-    """The Dash app's callback whose output key contains ``fragment``, as /_dash-dependencies describes it."""
-    key = next(k for k in app.callback_map if fragment in k)
-    return {"output": key, "inputs": app.callback_map[key]["inputs"], "state": app.callback_map[key]["state"]}
-
-
-def post_callback(client, app, fragment: str, values: dict, changed: list[str], wildcards: dict | None = None):
-    """Post the callback request a browser would send (see ``tests.load.reviewers.callback_body``) with a Flask test client."""
-    from tests.load.reviewers import callback_body
-
-    return client.post("/_dash-update-component", json=callback_body(callback_dependency(app, fragment), values, changed, wildcards))
-
-
-def sign_in(client, role: str = "reviewer", base: str = ""):
-    """Sign a Flask test client or a requests.Session in; return the response to the form post."""
-    response = client.post(f"{base}/login", data={"username": ACCOUNTS[role], "password": PASSWORD, "next": "/"},
-                           **({"allow_redirects": False} if base else {}))
-    assert response.status_code == 302, f"sign-in as {role} failed: {response.status_code}"
-    return response
+def pytest_collection_modifyitems(config, items) -> None:
+    """Every test gets exactly one of unit / store / browser / services / slow, from the fixtures it needs, so a new
+    test is classified without remembering a decorator. A test may also carry a marker itself."""
+    kinds = {kind for kind, _ in MARKER_FIXTURES} | {"unit"}
+    for item in items:
+        if any(item.get_closest_marker(k) for k in kinds):
+            continue
+        used = set(getattr(item, "fixturenames", ()))
+        kind = next((k for k, fixtures in MARKER_FIXTURES if used & fixtures), "unit")
+        item.add_marker(getattr(pytest.mark, kind))
 
 
 @pytest.fixture(scope="session")
@@ -107,35 +59,6 @@ def held_out(demo_workspace) -> set[str]:
     from core.demo.build import BUILD_MARKER
 
     return set(json.loads((demo_workspace / BUILD_MARKER).read_text())["held_out_patients"])
-
-
-class LiveServer:
-    def __init__(self, workspace: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = tempfile.TemporaryFile()
-        self.process = subprocess.Popen(
-            [sys.executable, str(REPO / "run_dashboard.py"), "--workspace", str(workspace), "--port", str(self.port)],
-            cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited: {self.output()}")
-            try:
-                if requests.get(self.url + "/login", timeout=2).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                time.sleep(0.3)
-        self.stop()
-        raise RuntimeError(f"server did not answer within 90 s: {self.output()}")
-
-    def output(self) -> str:
-        self.log.seek(0)
-        return self.log.read().decode(errors="replace")
-
-    def stop(self) -> None:
-        stop_process(self.process)
 
 
 @pytest.fixture(scope="session")
@@ -167,47 +90,3 @@ def browser(live_server):
     sign_in_browser(driver, live_server.url)
     yield driver
     driver.quit()
-
-
-def sign_in_browser(driver, base: str, role: str = "reviewer") -> None:
-    """Sign the browser in to the server at ``base`` through its sign-in form."""
-    from selenium.common.exceptions import TimeoutException
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    driver.get(f"{base}/login")
-    driver.find_element("id", "username").send_keys(ACCOUNTS[role])
-    driver.find_element("id", "password").send_keys(PASSWORD)
-    driver.find_element("id", "login-submit").click()
-    try:  # the form posts and redirects: wait for it rather than read the address at once
-        WebDriverWait(driver, 30).until(lambda d: "/login" not in d.current_url)
-    except TimeoutException:
-        raise AssertionError(f"the test browser could not sign in to {base}") from None
-
-
-def click_plot_point(browser, graph_id: str, index: int) -> None:
-    """Click point ``index`` of a Plotly graph's first trace the way a person does: approach it, rest, click. Plotly
-    picks the clicked point from the last hover, and a single jump onto the marker can go unhovered on a busy machine."""
-    from selenium.webdriver import ActionChains
-    from selenium.webdriver.common.by import By
-
-    point = browser.find_elements(By.CSS_SELECTOR, f"#{graph_id} .scatterlayer .trace:first-child .points path")[index]
-    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", point)
-    ActionChains(browser).move_to_element_with_offset(point, -25, 0).pause(0.3).move_to_element(point).pause(0.3).click().perform()
-
-
-def element_text(browser, element_id: str) -> str:
-    """The text of the element with this id; empty while it is not on the page."""
-    from selenium.webdriver.common.by import By
-
-    found = browser.find_elements(By.ID, element_id)
-    return found[0].text if found else ""
-
-
-def js_click(browser, element) -> None:
-    """A click event on the element itself (or the one with this id): the page may still be shifting as panels render,
-    and a pointer click aimed at a moving target lands elsewhere."""
-    from selenium.webdriver.common.by import By
-
-    if isinstance(element, str):
-        element = browser.find_element(By.ID, element)
-    browser.execute_script("arguments[0].scrollIntoView({block: 'center'}); arguments[0].click()", element)

@@ -14,7 +14,7 @@ from core.store.audit import audit_events
 from core.store.reviews import record_review, review_history
 from core.workspace import open_workspace
 from dashboard.app import create_app
-from tests.conftest import ACCOUNTS, PASSWORD, copy_demo, post_callback, sign_in
+from tests.helpers import ACCOUNTS, PASSWORD, copy_demo, post_callback, sign_in
 
 SAMPLE_VALUES = {"slide_id": "P001-S1", "key": "0" * 32, "z": "1", "x": "0", "y": "0", "path": "cohort", "filename": "dashboard.css",
                  "package_name": "dash", "fingerprint": "v1", "hash": "x"}

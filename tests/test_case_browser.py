@@ -19,7 +19,7 @@ from core.store.reviews import review_history
 from core.workspace import open_workspace
 from dashboard.figures.case_figures import CASE_FIGURES
 from dashboard.pages.case import nearest_by_day
-from tests.conftest import ACCOUNTS, click_plot_point, element_text, js_click
+from tests.helpers import ACCOUNTS, click_plot_point, element_text, js_click
 
 
 def _wait(browser, condition, timeout=90):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.explain.patient_view import PatientExplainers
+from core.explain.patient_explanations import PatientExplainers
 from core.slides.tiles import TileService
 from core.store.cases import case_summary
 from dashboard.pages import case

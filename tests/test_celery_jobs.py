@@ -14,14 +14,14 @@ import time
 
 from plotly.utils import PlotlyJSONEncoder
 
-from core.explain.patient_view import PatientExplainers
+from core.explain.patient_explanations import PatientExplainers
 from core.heatmaps.cam_maps import STITCHED_METHODS, cam_cache_path
 from core.heatmaps.slide_heatmap import HeatmapParams, cached_heatmap
 from core.jobs.celery_app import make_celery
 from core.jobs.dispatch import JobDispatcher
 from core.jobs.state import get_job, list_jobs
 from core.workspace import open_workspace
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 
 def _cli(worker, *args: str) -> subprocess.CompletedProcess:

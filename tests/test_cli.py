@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from tests.conftest import ACCOUNTS, assert_one_line_error, run_cli, sign_in
+from tests.helpers import ACCOUNTS, assert_one_line_error, run_cli, sign_in
 
 
 def test_missing_workspace(tmp_path):

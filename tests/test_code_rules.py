@@ -6,7 +6,7 @@ import ast
 import subprocess
 import sys
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 
 def _imports(path) -> set[str]:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from core import device
-from core.errors import DashboardError
+from core.errors import PathReviewError
 
 
 def test_cpu_when_no_cuda_and_override_is_respected():
@@ -16,7 +16,7 @@ def test_cpu_when_no_cuda_and_override_is_respected():
     assert device.compute_device() == torch.device("cpu")
     device.set_device_override("auto")
     if not torch.cuda.is_available():
-        with pytest.raises(DashboardError, match="bad --device: .*no CUDA device"):
+        with pytest.raises(PathReviewError, match="bad --device: .*no CUDA device"):
             device.set_device_override("cuda")
 
 

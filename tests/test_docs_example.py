@@ -9,7 +9,7 @@ import sys
 from core.slides.tiles import TileService
 from core.workspace import open_workspace
 from dashboard.app import create_app, render_page
-from tests.conftest import REPO, add_test_accounts, sign_in
+from tests.helpers import REPO, add_test_accounts, sign_in
 
 
 def case_summary_of(ws, patient_id):

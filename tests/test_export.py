@@ -15,7 +15,7 @@ from PIL import Image
 from pypdf import PdfReader
 from sqlalchemy import select
 
-from core.errors import DashboardError
+from core.errors import PathReviewError
 from core.export.case_report import CaseReportContent, ReportFigure, case_report_html, case_report_pdf
 from core.export.figure_export import FORMATS, MEDIA_TYPES, export_figure, export_filename, read_provenance
 from core.export.provenance import Provenance, model_provenance
@@ -46,7 +46,7 @@ def test_model_provenance_takes_the_manifest_weights_hash(workspace):
     p = model_provenance(workspace, "patch-cnn", "Grad-CAM", {"overlap": 0.5}, seed=3)
     assert p.weights_sha256 == workspace.manifest("patch-cnn").weights_sha256 and len(p.weights_sha256) == 64
     assert p.seed == 3 and p.settings == {"overlap": 0.5}
-    with pytest.raises(DashboardError):
+    with pytest.raises(PathReviewError):
         model_provenance(workspace, "no-such-model")
 
 
@@ -91,11 +91,11 @@ def test_export_without_provenance_embeds_none_and_the_caller_figure_is_untouche
 
 
 def test_bad_format_and_size_are_refused_with_a_clear_message():
-    with pytest.raises(DashboardError, match="png, svg, pdf"):
+    with pytest.raises(PathReviewError, match="png, svg, pdf"):
         export_figure(bar_figure(), "gif")
-    with pytest.raises(DashboardError):
+    with pytest.raises(PathReviewError):
         export_figure(bar_figure(), "png", width=0)
-    with pytest.raises(DashboardError):
+    with pytest.raises(PathReviewError):
         read_provenance(b"not a png", "png")
     assert set(MEDIA_TYPES) == set(FORMATS) and MEDIA_TYPES["svg"] == "image/svg+xml"
 
@@ -105,7 +105,7 @@ def test_export_filename_is_safe():
     assert export_filename("../../etc/passwd", "pdf") == "etc_passwd.pdf"
     assert export_filename("///", "svg") == "figure.svg"
     assert re.fullmatch(r"[A-Za-z0-9._-]+", export_filename("Gleason ≥ 4 · µm", "png"))
-    with pytest.raises(DashboardError):
+    with pytest.raises(PathReviewError):
         export_filename("x", "exe")
 
 
@@ -191,15 +191,15 @@ def test_slide_figure_computes_the_cam_layer_it_shows(workspace, slide_and_heat)
 
 def test_slide_region_validation(workspace, slide_and_heat):
     slide_id, heat, (width, height) = slide_and_heat
-    with pytest.raises(DashboardError, match="outside the slide"):
+    with pytest.raises(PathReviewError, match="outside the slide"):
         slide_figure(workspace, slide_id, region=SlideRegion(width + 10, 0, 100, 100))
-    with pytest.raises(DashboardError):
+    with pytest.raises(PathReviewError):
         SlideRegion(0, 0, 0, 10)
-    with pytest.raises(DashboardError):
+    with pytest.raises(PathReviewError):
         SlideRegion(0, 0, -5, 10)
-    with pytest.raises(DashboardError):
+    with pytest.raises(PathReviewError):
         slide_figure(workspace, slide_id, opacity=1.5)
-    with pytest.raises(DashboardError, match="layer"):
+    with pytest.raises(PathReviewError, match="layer"):
         slide_figure(workspace, slide_id, heat=heat, style=OverlayStyle(layer="GG9"))
     assert SlideRegion(-50, -50, 200, 100).clipped(width, height) == SlideRegion(0, 0, 150, 50)
 
@@ -211,7 +211,7 @@ def test_viewport_region_inverts_the_map_bounds():
     assert viewport_region(whole, max_zoom) == SlideRegion(0, 0, width, height)
     view = {"_southWest": {"lat": -900 / scale, "lng": 100 / scale}, "_northEast": {"lat": -300 / scale, "lng": 700 / scale}}
     assert viewport_region(view, max_zoom) == SlideRegion(100, 300, 600, 600)
-    with pytest.raises(DashboardError):
+    with pytest.raises(PathReviewError):
         viewport_region("nonsense", max_zoom)
 
 
@@ -303,8 +303,8 @@ def test_region_pixels_match_openslide_and_strips_leave_no_seams(workspace, slid
 
 def test_case_figures_refuse_a_foreign_slide_and_show_the_cached_lime_explanation(workspace):
     from core.errors import NotFoundError
-    from core.explain.patient_view import PatientExplainers
-    from core.explain.report_view import lime_cache_path, report_explanation, report_model_id, stored_report_text
+    from core.explain.patient_explanations import PatientExplainers
+    from core.explain.report_explanations import lime_cache_path, report_explanation, report_model_id, stored_report_text
     from core.explain.text import LimeSettings
     from core.store.schema import Report
     from dashboard.figures.case_figures import CaseView, case_figure

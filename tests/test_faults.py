@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from core.device import DeviceMemoryError
-from core.errors import DashboardError
+from core.errors import PathReviewError
 from core.heatmaps.inference import PatchClassifier, predict_slide
 from core.heatmaps.slide_heatmap import STALE_PART_SECONDS, HeatmapParams, cached_heatmap, compute_heatmap, heatmap_key
 from core.jobs.runner import run_tracked
@@ -32,7 +32,7 @@ from core.store.database import open_store
 from core.store.reviews import record_review, review_history, review_versions
 from core.workspace import open_workspace
 from dashboard.app import create_app
-from tests.conftest import REPO, copy_demo, sign_in
+from tests.helpers import REPO, copy_demo, sign_in
 
 SLIDE, OTHER = "P001-S1", "P003-S1"
 
@@ -318,7 +318,7 @@ def test_a_save_refused_after_the_bounded_wait_says_so_and_writes_nothing(store_
     history = review_history(store, "P002")
     holder = _hold_lock(store_copy, 4.0)
     try:
-        with pytest.raises(DashboardError, match="did not accept the verdict .*nothing was saved"):
+        with pytest.raises(PathReviewError, match="did not accept the verdict .*nothing was saved"):
             record_review(store, "P002", "report", "agree", "refused", [], False, "alice", review_versions(store, "P002")["report"])
     finally:
         holder.wait(30)

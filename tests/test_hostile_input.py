@@ -19,7 +19,7 @@ from core.store.schema import AuditEvent, Review
 from core.workspace import read_workspace_config
 from dashboard.app import create_app
 from dashboard.request_limits import MAX_REQUEST_BYTES
-from tests.conftest import callback_dependency, post_callback, sign_in
+from tests.helpers import callback_dependency, post_callback, sign_in
 from tests.load.reviewers import callback_body, find_component
 
 

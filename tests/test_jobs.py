@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from sqlalchemy import inspect, text
 
-from core.errors import DashboardError, NotFoundError
-from core.explain.patient_view import PatientExplainers
+from core.errors import NotFoundError, PathReviewError
+from core.explain.patient_explanations import PatientExplainers
 from core.heatmaps.cam_maps import STITCHED_METHODS, cam_cache_path
 from core.heatmaps.slide_heatmap import HeatmapParams, cached_heatmap, heatmap_key
 from core.jobs import kinds
@@ -38,7 +38,7 @@ from core.store.reviews import record_review, review_versions
 from core.store.schema import Patient, Slide
 from core.store.transfer import copy_store
 from core.workspace import open_workspace
-from tests.conftest import assert_one_line_error, run_cli
+from tests.helpers import assert_one_line_error, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -85,10 +85,10 @@ def test_job_states_are_compare_and_set(empty_store):
     assert get_job(empty_store, first).status == "cancelled" and "bob" in get_job(empty_store, first).message
     assert not report_progress(empty_store, first, 0.5, "still going")  # the runner learns of the cancel here
     assert claim_job(empty_store, first, "host:2") is None  # a redelivered message of a cancelled job does nothing
-    with pytest.raises(DashboardError, match="only queued or running"):
+    with pytest.raises(PathReviewError, match="only queued or running"):
         cancel_job(empty_store, first)
     assert requeue_job(empty_store, first, "bob").status == "queued" and get_job(empty_store, first).attempts == 0
-    with pytest.raises(DashboardError, match="only failed, cancelled or stalled"):
+    with pytest.raises(PathReviewError, match="only failed, cancelled or stalled"):
         requeue_job(empty_store, first)
     # Attempts are bounded: a message redelivered after its worker died counts as an attempt.
     for attempt in (1, 2, 3):
@@ -243,11 +243,11 @@ def test_plan_precompute(ws):
     everyone = plan_precompute(ws, ["shap"])
     assert sum(len(s.params["patients"]) for s in everyone) == patients and all(len(s.params["patients"]) <= 32 for s in everyone)
     assert [s.subject for s in plan_precompute(ws, "cams", slides=["P005-S1"], overlap=0.5)] == ["P005-S1"]
-    with pytest.raises(DashboardError, match="cannot precompute maps"):
+    with pytest.raises(PathReviewError, match="cannot precompute maps"):
         plan_precompute(ws, "maps")
     with pytest.raises(NotFoundError, match="no patient 'P999'"):
         plan_precompute(ws, "heatmaps", ["P999"])
-    with pytest.raises(DashboardError, match="overlap"):
+    with pytest.raises(PathReviewError, match="overlap"):
         plan_precompute(ws, "heatmaps", ["P001"], overlap=1.5)
 
 
@@ -296,7 +296,7 @@ def test_a_workspace_store_moves_to_postgresql_and_keeps_working(demo_workspace,
         assert create_jobs(store, [JobSpec("lime", "P001-R1")], "local")[0]
     finally:
         store.dispose()
-    with pytest.raises(DashboardError, match="already has rows"):
+    with pytest.raises(PathReviewError, match="already has rows"):
         copy_store(f"sqlite:///{demo_workspace / 'cases.db'}", postgres_database)
 
 

@@ -14,7 +14,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from core.jobs.state import get_job, list_jobs
 from core.workspace import open_workspace
-from tests.conftest import ACCOUNTS, LiveServer, element_text, js_click, sign_in_browser
+from tests.helpers import ACCOUNTS, LiveServer, element_text, js_click, sign_in_browser
 
 
 def _wait(browser, condition, timeout=90):

@@ -164,10 +164,10 @@ def test_bad_reports_get_clear_messages(workspace, text, message):
 
 
 def test_bad_settings_are_refused(workspace):
-    from core.errors import DashboardError
+    from core.errors import PathReviewError
 
     for bad in (LimeSettings(num_samples=1), LimeSettings(num_features=0), LimeSettings(kernel_width=-1), LimeSettings(mode="chars")):
-        with pytest.raises(DashboardError):
+        with pytest.raises(PathReviewError):
             explain_report("Gleason score 4+4=8", workspace.model("report-tfidf"), bad)
 
 
@@ -196,7 +196,7 @@ def test_token_diff_shows_what_the_model_reads_differently():
 
 
 def test_a_cached_explanation_keeps_each_class_weights_in_rank_order(workspace):
-    from core.explain.report_view import lime_cache_path, report_explanation, report_model_id, stored_report_text
+    from core.explain.report_explanations import lime_cache_path, report_explanation, report_model_id, stored_report_text
 
     with workspace.store.session() as s:
         report_id = s.query(Report.id).order_by(Report.id).first()[0]

@@ -8,7 +8,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from core.store.cases import case_summary
 from core.workspace import open_workspace
-from tests.conftest import click_plot_point, element_text, js_click
+from tests.helpers import click_plot_point, element_text, js_click
 
 PATIENT = "P006"
 

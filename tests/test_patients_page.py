@@ -7,12 +7,12 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 from sqlalchemy import func, select
 
-from core.explain.cohort_view import cohort_shap, dataset_overview, filtered_patient_ids, visit_importance_page
-from core.explain.patient_view import PatientExplainers
+from core.explain.cohort_explanations import cohort_shap, dataset_overview, filtered_patient_ids, visit_importance_page
+from core.explain.patient_explanations import PatientExplainers
 from core.store.schema import Patient, Visit
 
 
-def test_cohort_views_match_the_store(workspace):
+def test_cohort_explanationss_match_the_store(workspace):
     explainers = PatientExplainers(workspace)
     everyone = filtered_patient_ids(explainers)
     bulbar = filtered_patient_ids(explainers, onset_type="bulbar")

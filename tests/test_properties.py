@@ -10,15 +10,15 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from core.errors import DashboardError
-from core.explain.patient_view import validate_visit_edit
+from core.errors import PathReviewError
+from core.explain.patient_explanations import validate_visit_edit
 from core.heatmaps.overlay import ATTENTION_LAYER, CAM_LAYERS, COLORMAPS, OverlayStyle
 from core.heatmaps.reconstruct import NORMALISATIONS
 from core.heatmaps.slide_heatmap import METHODS, HeatmapParams, compute_heatmap
 from core.slides.tiles import TileService
 from core.workspace import open_workspace
 from dashboard.app import create_app
-from tests.conftest import copy_demo, sign_in
+from tests.helpers import copy_demo, sign_in
 
 PROPERTY_SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -92,7 +92,7 @@ def _valid_style(style: OverlayStyle) -> bool:
 def test_heatmap_style_query_is_a_valid_style_or_a_clear_error(query):
     try:
         style = OverlayStyle.from_query(query, CLASS_NAMES)
-    except DashboardError as exc:
+    except PathReviewError as exc:
         assert str(exc)
         return
     assert _valid_style(style)
@@ -194,7 +194,7 @@ def test_any_heatmap_tile_url_is_a_tile_or_a_4xx(one_slide_app):
         response = client.get(url + ("?" + urlencode(query) if query else ""))
         try:
             style_ok = _valid_style(OverlayStyle.from_query(query, heat.class_names))
-        except DashboardError:
+        except PathReviewError:
             style_ok = False
         inside, canonical = _tile_address(geometry, z, x, y)
         valid = key == heat.key and inside and style_ok and len(urlencode(query)) <= 512

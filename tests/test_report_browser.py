@@ -7,7 +7,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from core.store.schema import Report
 from core.workspace import open_workspace
-from tests.conftest import js_click
+from tests.helpers import js_click
 
 REPORT = "P004-R1"
 

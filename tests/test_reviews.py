@@ -10,7 +10,7 @@ import multiprocessing
 import pytest
 from sqlalchemy import event, inspect, select
 
-from core.errors import DashboardError, NotFoundError
+from core.errors import NotFoundError, PathReviewError
 from core.store.database import SCHEMA_VERSION, open_store
 from core.store.reviews import (
     MAX_COMMENT_CHARS,
@@ -119,7 +119,7 @@ def test_a_concurrent_save_between_read_and_insert_is_refused_by_the_unique_inde
     ({"expected": True}, "whole number"),
 ])
 def test_invalid_input_writes_nothing(store, change, message):
-    with pytest.raises(DashboardError, match=message):
+    with pytest.raises(PathReviewError, match=message):
         _save(store, **change)
     assert _rows(store) == []
 

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from core.errors import DashboardError, WorkspaceError
+from core.errors import PathReviewError, WorkspaceError
 from core.store.cases import case_summary
 from core.store.cohort import cohort_page
 from core.store.database import SCHEMA_VERSION, open_store
@@ -85,7 +85,7 @@ def test_cohort_page_sorts_and_pages_in_sql(store):
     by_score = cohort_page_rows(store, page=0, page_size=2, sort_by="score:m1", descending=True)
     assert [r["score:m1"] for r in by_score.rows] == [0.6, 0.5]
     assert by_score.rows[0]["visits"] == 3 and by_score.rows[0]["slides"] == 1
-    with pytest.raises(DashboardError, match="cannot sort"):
+    with pytest.raises(PathReviewError, match="cannot sort"):
         cohort_page_rows(store, sort_by="age; DROP TABLE patients")
 
 
@@ -100,5 +100,5 @@ def test_case_summary_collects_predictions_and_rejects_unknown_ids(store):
         case = case_summary(s, "P01")
         assert case.score("m1", "patient", "P01") == pytest.approx(0.1)
         assert len(case.visits) == 3 and case.slides[0].id == "P01-S1"
-        with pytest.raises(DashboardError, match="no patient"):
+        with pytest.raises(PathReviewError, match="no patient"):
             case_summary(s, "../etc/passwd")

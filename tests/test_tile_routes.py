@@ -7,7 +7,7 @@ import pytest
 from core.heatmaps.slide_heatmap import HeatmapParams, compute_heatmap
 from core.workspace import open_workspace
 from dashboard.app import create_app, render_page
-from tests.conftest import copy_demo, sign_in
+from tests.helpers import copy_demo, sign_in
 
 
 @pytest.fixture(scope="module")

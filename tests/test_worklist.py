@@ -10,7 +10,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 from sqlalchemy import delete, select
 
-from core.errors import DashboardError
+from core.errors import PathReviewError
 from core.store.cohort import DECISION_THRESHOLD, cohort_page, worklist_counts
 from core.store.database import open_store
 from core.store.reviews import record_review
@@ -126,7 +126,7 @@ def test_worklist_paging_sorting_and_bad_input(store):
         first = cohort_page(s, MODELS, page=0, page_size=2, worklist="flagged")
         second = cohort_page(s, MODELS, page=1, page_size=2, worklist="flagged")
         by_review = cohort_page(s, MODELS, page_size=500, sort_by="review", descending=True)
-        with pytest.raises(DashboardError, match="unknown worklist"):
+        with pytest.raises(PathReviewError, match="unknown worklist"):
             cohort_page(s, MODELS, worklist="everything; DROP TABLE reviews")
     assert [r["patient_id"] for r in first.rows + second.rows] == ["P003", "P007", "P010"] and first.total == 3
     # Workflow order, descending: the reviewed (in review) cases before the unreviewed ones.

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from core.auth.users import ROLES, add_user, list_users, remove_user, set_password
-from core.errors import DashboardError
+from core.errors import PathReviewError
 from core.store.database import CaseStore
 
 
@@ -33,7 +33,7 @@ def _password(args: argparse.Namespace) -> str:
         return sys.stdin.readline().rstrip("\n")
     first = getpass.getpass(f"Password for {args.username}: ")
     if getpass.getpass("Again: ") != first:
-        raise DashboardError("the two passwords differ; nothing was changed")
+        raise PathReviewError("the two passwords differ; nothing was changed")
     return first
 
 

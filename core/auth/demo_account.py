@@ -6,7 +6,7 @@ from __future__ import annotations
 import secrets
 
 from core.auth.users import add_user, find_user, set_password
-from core.explain.cache import write_atomic
+from core.cache import write_atomic
 from core.workspace import Workspace
 
 DEMO_USER = "demo"

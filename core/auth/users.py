@@ -10,7 +10,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from core.errors import DashboardError, NotFoundError
+from core.errors import NotFoundError, PathReviewError
 from core.store.database import CaseStore
 from core.store.schema import User
 
@@ -39,11 +39,11 @@ def _account(user: User) -> Account:
 
 def _check(username: str, password: str | None, role: str | None) -> None:
     if not USERNAME_PATTERN.match(username or ""):
-        raise DashboardError("a user name is 1-64 letters, digits, '.', '_', '@' or '-', starting with a letter or digit")
+        raise PathReviewError("a user name is 1-64 letters, digits, '.', '_', '@' or '-', starting with a letter or digit")
     if password is not None and len(password) < MIN_PASSWORD_CHARS:
-        raise DashboardError(f"a password needs at least {MIN_PASSWORD_CHARS} characters")
+        raise PathReviewError(f"a password needs at least {MIN_PASSWORD_CHARS} characters")
     if role is not None and role not in ROLES:
-        raise DashboardError(f"role must be one of {', '.join(ROLES)}")
+        raise PathReviewError(f"role must be one of {', '.join(ROLES)}")
 
 
 def add_user(store: CaseStore, username: str, password: str, role: str) -> Account:
@@ -55,7 +55,7 @@ def add_user(store: CaseStore, username: str, password: str, role: str) -> Accou
             s.flush()
             return _account(user)
     except IntegrityError as exc:
-        raise DashboardError(f"user {username!r} already exists") from exc
+        raise PathReviewError(f"user {username!r} already exists") from exc
 
 
 def remove_user(store: CaseStore, username: str) -> None:

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.errors import DashboardError
+from core.errors import PathReviewError
 
 METHODS = ("cam", "gradcam", "gradcam++", "scorecam")
 
@@ -23,7 +23,7 @@ def target_layer(module: nn.Module, name: str | None) -> nn.Module:
     try:
         return module.get_submodule(name)
     except AttributeError as exc:
-        raise DashboardError(f"the model has no layer {name!r} to take class activation maps from") from exc
+        raise PathReviewError(f"the model has no layer {name!r} to take class activation maps from") from exc
 
 
 def _activations_and_logits(module: nn.Module, layer: nn.Module, x: torch.Tensor):
@@ -50,7 +50,7 @@ def class_activation_maps(module: nn.Module, x: torch.Tensor, classes: torch.Ten
     scorecam  ReLU(sum_k s_k A_k), s = softmax_k of p_c(x * upsampled, min-max scaled A_k)
     """
     if method not in METHODS:
-        raise DashboardError(f"CAM method must be one of {', '.join(METHODS)}")
+        raise PathReviewError(f"CAM method must be one of {', '.join(METHODS)}")
     module.eval()
     classes = torch.as_tensor(classes, device=x.device).long()
     layer = target_layer(module, layer_name)
@@ -60,7 +60,7 @@ def class_activation_maps(module: nn.Module, x: torch.Tensor, classes: torch.Ten
             a, _ = _activations_and_logits(module, layer, x)
             head = getattr(module, "fc", None)
             if not isinstance(head, nn.Linear):
-                raise DashboardError("CAM needs a global-average-pooling + linear head (an 'fc' layer); use Grad-CAM")
+                raise PathReviewError("CAM needs a global-average-pooling + linear head (an 'fc' layer); use Grad-CAM")
             return torch.einsum("bk,bkhw->bhw", head.weight[classes], a)
     if method == "scorecam":
         return _score_cam(module, layer, x, classes, score_batch)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from core.errors import DashboardError
+from core.errors import PathReviewError
 from core.models.registry import LoadedModel
 from core.models.report_text import STOP_WORDS, clean_report, report_tokens, term_counts
 
@@ -26,7 +26,7 @@ MAX_REPORT_BYTES = 200_000
 _TOKEN_SPAN = re.compile(r"[a-z]+|\d+")
 
 
-class ReportTextError(DashboardError):
+class ReportTextError(PathReviewError):
     """A report the explainer cannot work on (empty, nothing the model reads, too large)."""
 
 
@@ -46,17 +46,17 @@ class LimeSettings:
         try:
             return cls(num_features=int(num_features), num_samples=int(num_samples), seed=int(seed), kernel_width=float(kernel_width)).validate()
         except (TypeError, ValueError) as exc:
-            raise DashboardError("fill in every LIME setting with a number") from exc
+            raise PathReviewError("fill in every LIME setting with a number") from exc
 
     def validate(self) -> LimeSettings:
         if self.mode not in ("bow", "position"):
-            raise DashboardError("mode must be 'bow' or 'position'")
+            raise PathReviewError("mode must be 'bow' or 'position'")
         if self.feature_selection not in ("auto", "forward_selection", "highest_weights"):
-            raise DashboardError("feature selection must be auto, forward_selection or highest_weights")
+            raise PathReviewError("feature selection must be auto, forward_selection or highest_weights")
         if not (1 <= self.num_features <= 50 and 10 <= self.num_samples <= 50_000 and 0 < self.kernel_width <= 1000):
-            raise DashboardError("num_features must be 1-50, num_samples 10-50000 and kernel width in (0, 1000]")
+            raise PathReviewError("num_features must be 1-50, num_samples 10-50000 and kernel width in (0, 1000]")
         if self.batch_size < 1:
-            raise DashboardError("batch size must be at least 1")
+            raise PathReviewError("batch size must be at least 1")
         return self
 
 

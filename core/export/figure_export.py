@@ -7,7 +7,7 @@ import re
 
 import plotly.graph_objects as go
 
-from core.errors import DashboardError
+from core.errors import PathReviewError
 from core.export.metadata import embed_provenance
 from core.export.metadata import read_provenance as read_provenance
 from core.export.provenance import Provenance
@@ -25,7 +25,7 @@ _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 def check_format(fmt: str) -> str:
     fmt = str(fmt).lower().lstrip(".")
     if fmt not in FORMATS:
-        raise DashboardError(f"cannot export a figure as {fmt!r}: choose one of {', '.join(FORMATS)}")
+        raise PathReviewError(f"cannot export a figure as {fmt!r}: choose one of {', '.join(FORMATS)}")
     return fmt
 
 
@@ -35,9 +35,9 @@ def export_figure(fig: go.Figure, fmt: str, provenance: Provenance | None = None
     and the full record is embedded in the file (see ``read_provenance``). The caller's figure is never changed."""
     fmt = check_format(fmt)
     if not (50 <= width <= 10000 and 50 <= height <= 10000):
-        raise DashboardError(f"figure size {width} x {height} px is outside 50..10000 px")
+        raise PathReviewError(f"figure size {width} x {height} px is outside 50..10000 px")
     if not 0.1 <= scale <= 10:
-        raise DashboardError(f"figure scale {scale} is outside 0.1..10")
+        raise PathReviewError(f"figure scale {scale} is outside 0.1..10")
     figure = fig
     if provenance is not None:
         figure, _ = with_caption(fig, provenance.caption(), width)  # the file keeps the requested size

@@ -14,7 +14,7 @@ from xml.sax.saxutils import escape
 from PIL import Image
 from pypdf import PdfReader, PdfWriter
 
-from core.errors import DashboardError
+from core.errors import PathReviewError
 from core.export.provenance import Provenance
 
 PROVENANCE_KEY = "pathreview:provenance"
@@ -36,7 +36,7 @@ def embed_provenance(data: bytes, fmt: str, provenance: Provenance) -> bytes:
         return _svg_with_metadata(data, provenance)
     if fmt == "pdf":
         return _pdf_with_info(data, provenance)
-    raise DashboardError(f"cannot embed provenance in a {fmt!r} file")
+    raise PathReviewError(f"cannot embed provenance in a {fmt!r} file")
 
 
 def read_provenance(data: bytes, fmt: str) -> dict | None:
@@ -52,9 +52,9 @@ def read_provenance(data: bytes, fmt: str) -> dict | None:
             info = PdfReader(io.BytesIO(data)).metadata or {}
             text = info.get(_PDF_KEY)
         else:
-            raise DashboardError(f"unknown figure format {fmt!r}")
+            raise PathReviewError(f"unknown figure format {fmt!r}")
     except (OSError, ElementTree.ParseError, ValueError) as exc:
-        raise DashboardError(f"this is not a readable {fmt.upper()} file: {exc}") from exc
+        raise PathReviewError(f"this is not a readable {fmt.upper()} file: {exc}") from exc
     if not text:
         return None
     try:
@@ -70,7 +70,7 @@ def _png_chunk(kind: bytes, payload: bytes) -> bytes:
 def _png_with_text(data: bytes, provenance: Provenance) -> bytes:
     """Text chunks spliced in after IHDR: the pixels are not decoded and re-encoded (that would cost more than the render)."""
     if not data.startswith(_PNG_SIGNATURE) or data[12:16] != b"IHDR":
-        raise DashboardError("the renderer returned something that is not a PNG image")
+        raise PathReviewError("the renderer returned something that is not a PNG image")
     ihdr_end = 8 + 8 + struct.unpack(">I", data[8:12])[0] + 4
     chunks = (
         _png_chunk(b"tEXt", PROVENANCE_KEY.encode("latin-1") + b"\0" + provenance_json(provenance).encode("ascii")),
@@ -84,7 +84,7 @@ def _png_with_text(data: bytes, provenance: Provenance) -> bytes:
 def _svg_with_metadata(data: bytes, provenance: Provenance) -> bytes:
     match = _SVG_ROOT_TAG.search(data)
     if match is None:
-        raise DashboardError("the renderer returned something that is not an SVG image")
+        raise PathReviewError("the renderer returned something that is not an SVG image")
     element = (f'<metadata id="{PROVENANCE_KEY}">{escape(provenance_json(provenance))}</metadata>'
                f"<desc>{escape(provenance.caption())}</desc>").encode()
     return data[: match.end()] + element + data[match.end() :]

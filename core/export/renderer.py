@@ -15,7 +15,7 @@ from typing import Any
 import kaleido
 from kaleido.errors import JavascriptError, KaleidoError
 
-from core.errors import DashboardError
+from core.errors import PathReviewError
 
 RENDER_TIMEOUT_S = 60.0
 START_TIMEOUT_S = 60.0
@@ -43,13 +43,13 @@ class FigureRenderer:
                 try:
                     return self._call(self._started().calc_fig(figure, opts=opts), self.timeout_s)
                 except (KaleidoError, JavascriptError) as exc:  # the figure itself is bad: the browser is fine
-                    raise DashboardError(f"the figure could not be drawn as {fmt.upper()}: {exc}") from exc
-                except DashboardError:
+                    raise PathReviewError(f"the figure could not be drawn as {fmt.upper()}: {exc}") from exc
+                except PathReviewError:
                     raise
                 except Exception as exc:  # a dead or hung browser: start a fresh one once
                     self._stop_locked()
                     if attempt == 2:
-                        raise DashboardError(f"figure export failed ({type(exc).__name__}: {exc}); "
+                        raise PathReviewError(f"figure export failed ({type(exc).__name__}: {exc}); "
                                              "check that Chromium is installed and try again") from exc
         raise AssertionError("unreachable")
 
@@ -73,7 +73,7 @@ class FigureRenderer:
                 self._browser = self._call(self._open_browser(), START_TIMEOUT_S)
             except Exception as exc:
                 self._stop_locked()
-                raise DashboardError(f"the headless browser for figure export could not start ({type(exc).__name__}: {exc}); "
+                raise PathReviewError(f"the headless browser for figure export could not start ({type(exc).__name__}: {exc}); "
                                      "check that Chromium is installed") from exc
         return self._browser
 

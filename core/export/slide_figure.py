@@ -11,7 +11,7 @@ import numpy as np
 import plotly.graph_objects as go
 from PIL import Image
 
-from core.errors import DashboardError
+from core.errors import PathReviewError
 from core.export.provenance import Provenance
 from core.export.slide_image import composite, heat_pixels, read_region_rgb
 from core.export.slide_region import SlideRegion, viewport_region
@@ -49,7 +49,7 @@ def layer_label(layer: str) -> str:
 def nice_scale_length(target_um: float) -> float:
     """The 1, 2 or 5 x 10^k µm length nearest ``target_um`` (on a log scale)."""
     if not target_um > 0:
-        raise DashboardError("scale bar length must be positive")
+        raise PathReviewError("scale bar length must be positive")
     power = 10.0 ** math.floor(math.log10(target_um))
     candidates = [m * power for m in (1, 2, 5, 10)]
     return float(f"{min(candidates, key=lambda length: abs(math.log(length / target_um))):.6g}")  # 5 * 0.1 is not 0.5
@@ -64,11 +64,11 @@ def slide_figure(workspace: Workspace, slide_id: str, *, region: SlideRegion | N
     """A region of a slide (whole slide by default) with ``heat`` shown in ``style`` at ``opacity``; never reads level 0
     of more than the region needs. Returns the figure and the provenance of what it shows."""
     if not 0.0 <= opacity <= 1.0:
-        raise DashboardError(f"overlay opacity must be in [0, 1], not {opacity}")
+        raise PathReviewError(f"overlay opacity must be in [0, 1], not {opacity}")
     if not 64 <= output_width <= MAX_OUTPUT_SIDE:
-        raise DashboardError(f"output width must be 64..{MAX_OUTPUT_SIDE} px, not {output_width}")
+        raise PathReviewError(f"output width must be 64..{MAX_OUTPUT_SIDE} px, not {output_width}")
     if heat is not None and heat.slide_id != slide_id:
-        raise DashboardError(f"the heatmap is of slide {heat.slide_id}, not {slide_id}")
+        raise PathReviewError(f"the heatmap is of slide {heat.slide_id}, not {slide_id}")
     style = _checked_style(style or OverlayStyle(), heat)
     with workspace.store.session() as s:
         record = slide_record(s, slide_id)

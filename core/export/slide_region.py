@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from core.errors import DashboardError
+from core.errors import PathReviewError
 
 
 @dataclass(frozen=True)
@@ -20,16 +20,16 @@ class SlideRegion:
         for name in ("x", "y", "width", "height"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
-                raise DashboardError(f"slide region {name} must be a whole number of pixels, not {value!r}")
+                raise PathReviewError(f"slide region {name} must be a whole number of pixels, not {value!r}")
         if self.width <= 0 or self.height <= 0:
-            raise DashboardError(f"slide region must have a positive width and height (got {self.width} x {self.height} px)")
+            raise PathReviewError(f"slide region must have a positive width and height (got {self.width} x {self.height} px)")
 
     def clipped(self, slide_width: int, slide_height: int) -> SlideRegion:
         """The part of this region on a slide of this size; a region entirely off the slide is refused."""
         left, top = max(self.x, 0), max(self.y, 0)
         right, bottom = min(self.x + self.width, slide_width), min(self.y + self.height, slide_height)
         if right <= left or bottom <= top:
-            raise DashboardError(f"the region {self.width} x {self.height} px at ({self.x}, {self.y}) lies outside the slide "
+            raise PathReviewError(f"the region {self.width} x {self.height} px at ({self.x}, {self.y}) lies outside the slide "
                                  f"({slide_width} x {slide_height} px); pan the view back onto the slide")
         return SlideRegion(left, top, right - left, bottom - top)
 
@@ -56,7 +56,7 @@ def _corners(bounds: Any) -> tuple[tuple[float, float], tuple[float, float]]:
         (lat_a, lng_a), (lat_b, lng_b) = bounds
         corners = (float(lat_a), float(lng_a)), (float(lat_b), float(lng_b))
     except (KeyError, TypeError, ValueError) as exc:
-        raise DashboardError(f"the viewer's bounds {bounds!r} are not [[south, west], [north, east]]") from exc
+        raise PathReviewError(f"the viewer's bounds {bounds!r} are not [[south, west], [north, east]]") from exc
     if not all(math.isfinite(v) for pair in corners for v in pair):
-        raise DashboardError("the viewer's bounds are not finite numbers")
+        raise PathReviewError("the viewer's bounds are not finite numbers")
     return corners

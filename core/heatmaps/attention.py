@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from core.errors import DashboardError
-from core.explain.cache import content_key, explanation_path, load_arrays, save_arrays
+from core.cache import content_key, explanation_path, load_arrays, save_arrays
+from core.errors import PathReviewError
 from core.heatmaps.slide_heatmap import SlideHeatmap
 from core.models.mil import GatedAttentionMIL
 from core.workspace import Workspace
@@ -37,10 +37,10 @@ def mil_models_for(workspace: Workspace, heat: SlideHeatmap) -> list[str]:
 
 def slide_attention(workspace: Workspace, heat: SlideHeatmap, model_id: str | None = None) -> SlideAttention:
     if heat.embeddings is None or len(heat.embeddings) == 0:
-        raise DashboardError("this heatmap has no patch embeddings; recompute it to see MIL attention")
+        raise PathReviewError("this heatmap has no patch embeddings; recompute it to see MIL attention")
     candidates = mil_models_for(workspace, heat)
     if not candidates:
-        raise DashboardError(f"no MIL model in this workspace reads patch model {heat.model_id}")
+        raise PathReviewError(f"no MIL model in this workspace reads patch model {heat.model_id}")
     model_id = model_id or candidates[0]
     cache = heat.__dict__.setdefault("_attention", {})
     if model_id in cache:

@@ -11,12 +11,12 @@ import numpy as np
 import torch
 from sqlalchemy import select
 
-from core.explain.cache import content_key, explanation_path, load_arrays, save_arrays
+from core.cache import content_key, explanation_path, load_arrays, save_arrays
 from core.explain.cam import class_activation_maps
-from core.explain.patch_inspection import read_heatmap_patches
 from core.heatmaps.attention import mil_models_for, slide_attention
 from core.heatmaps.groundtruth import TUMOUR_LABEL_MIN, mask_on_cells, read_label_mask, segmentation_scores
 from core.heatmaps.overlay import ATTENTION_LAYER, OverlayStyle, layer_grid
+from core.heatmaps.patch_inspection import read_heatmap_patches
 from core.heatmaps.reconstruct import normalise_per_slide
 from core.heatmaps.slide_heatmap import SlideHeatmap, compute_heatmap
 from core.slides.grid import CELLS_PER_PATCH

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from core.errors import DashboardError
+from core.errors import PathReviewError
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ def read_label_mask(path: Path) -> np.ndarray:
     try:
         return np.asarray(Image.open(path))
     except (OSError, ValueError) as exc:
-        raise DashboardError(f"ground-truth mask {path.name} cannot be read: {exc}") from exc
+        raise PathReviewError(f"ground-truth mask {path.name} cannot be read: {exc}") from exc
 
 
 def mask_on_cells(labels: np.ndarray, mask_um_per_px: float, cell_um: float, shape: tuple[int, int]) -> np.ndarray:

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from core.device import autocast, cpu_copy, map_batches
-from core.errors import DashboardError
+from core.errors import PathReviewError
 from core.slides.grid import PatchGrid
 from core.slides.reader import level_for_downsample, open_slide
 
@@ -22,7 +22,7 @@ ProgressFn = Callable[[int, int], None]  # (patches done, total)
 log = logging.getLogger(__name__)
 
 
-class InferenceCancelled(DashboardError):
+class InferenceCancelled(PathReviewError):
     """The user cancelled a heatmap computation; nothing was stored."""
 
 

@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 from plotly.colors import get_colorscale, sample_colorscale
 
-from core.errors import DashboardError
+from core.errors import PathReviewError
 from core.heatmaps.reconstruct import (
     NORMALISATIONS,
     class_area_fractions,
@@ -47,24 +47,24 @@ class OverlayStyle:
 
     @classmethod
     def from_query(cls, query: dict[str, str], class_names: list[str]) -> OverlayStyle:
-        """Validate untrusted request parameters; every problem is a clear ``DashboardError``."""
+        """Validate untrusted request parameters; every problem is a clear ``PathReviewError``."""
         try:
             style = cls(
                 method=query.get("method", "overlap"), layer=query.get("layer", TUMOUR_LAYER), cmap=query.get("cmap", "Viridis"),
                 threshold=float(query.get("thr", 0.0)), norm=query.get("norm", "raw"), smooth=float(query.get("smooth", 0.0)),
             )
         except ValueError as exc:
-            raise DashboardError(f"bad heatmap style: {exc}") from exc
+            raise PathReviewError(f"bad heatmap style: {exc}") from exc
         if style.method not in METHODS:
-            raise DashboardError(f"method must be one of {', '.join(METHODS)}")
+            raise PathReviewError(f"method must be one of {', '.join(METHODS)}")
         if style.layer not in (TUMOUR_LAYER, ARGMAX_LAYER, TISSUE_LAYER, ATTENTION_LAYER, *CAM_LAYERS, *class_names):
-            raise DashboardError(f"layer must be tumour, argmax, tissue or one of {', '.join(class_names)}")
+            raise PathReviewError(f"layer must be tumour, argmax, tissue or one of {', '.join(class_names)}")
         if style.cmap not in COLORMAPS:
-            raise DashboardError(f"colormap must be one of {', '.join(COLORMAPS)}")
+            raise PathReviewError(f"colormap must be one of {', '.join(COLORMAPS)}")
         if style.norm not in NORMALISATIONS:
-            raise DashboardError(f"normalisation must be one of {', '.join(NORMALISATIONS)}")
+            raise PathReviewError(f"normalisation must be one of {', '.join(NORMALISATIONS)}")
         if not (0.0 <= style.threshold <= 1.0 and 0.0 <= style.smooth <= 20.0):
-            raise DashboardError("threshold must be in [0, 1] and smoothing in [0, 20] cells")
+            raise PathReviewError("threshold must be in [0, 1] and smoothing in [0, 20] cells")
         return style
 
 
@@ -89,12 +89,12 @@ def layer_grid(h: SlideHeatmap, style: OverlayStyle) -> np.ndarray:
         cams = h.__dict__.get("_cams", {})
         method = style.layer.split(":", 1)[1]
         if method not in cams:
-            raise DashboardError("the stitched class activation map has not been computed for this heatmap")
+            raise PathReviewError("the stitched class activation map has not been computed for this heatmap")
         return normalise_per_slide(np.where(h.tissue, cams[method], np.nan), style.norm if style.norm != "raw" else "minmax")
     if style.layer == ATTENTION_LAYER:
         attention = h.__dict__.get("_attention")
         if not attention:
-            raise DashboardError("no MIL attention has been computed for this heatmap")
+            raise PathReviewError("no MIL attention has been computed for this heatmap")
         weights = next(iter(attention.values())).weights
         grid = reconstruct_overlap_mean(weights[:, None], h.cell_index, CELLS_PER_PATCH, h.cell_shape)[0]
         return normalise_per_slide(np.where(h.tissue, grid, np.nan), "minmax")  # attention is relative within a slide

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from core.errors import DashboardError
-from core.explain.cache import write_atomic
+from core.cache import write_atomic
+from core.errors import PathReviewError
 from core.heatmaps.inference import ProgressFn, predict_slide
 from core.heatmaps.reconstruct import reconstruct_bilinear, reconstruct_overlap_mean
 from core.slides.grid import CELLS_PER_PATCH, patch_grid
@@ -81,7 +81,7 @@ _MAPS_LOCK = threading.Lock()
 def _class_maps(h: SlideHeatmap, method: str) -> np.ndarray:
     """Reconstructions are computed once per loaded heatmap and method."""
     if method not in METHODS:
-        raise DashboardError(f"reconstruction method must be one of {', '.join(METHODS)}")
+        raise PathReviewError(f"reconstruction method must be one of {', '.join(METHODS)}")
     with _MAPS_LOCK:
         cache = h.__dict__.setdefault("_maps", {})
         if method not in cache:
@@ -189,9 +189,9 @@ def _slide_and_model(workspace: Workspace, slide_id: str, model_id: str):
         path, mpp = workspace.slides_dir / record.file, record.mpp
     manifest = workspace.manifest(model_id)
     if manifest.task != "patch":
-        raise DashboardError(f"model {model_id} is a {manifest.task} model; heatmaps need a patch model")
+        raise PathReviewError(f"model {model_id} is a {manifest.task} model; heatmaps need a patch model")
     if not manifest.input.patch_size_px or not manifest.input.mpp:
-        raise DashboardError(f"model {model_id} does not declare its patch size and microns per pixel")
+        raise PathReviewError(f"model {model_id} does not declare its patch size and microns per pixel")
     return path, mpp, manifest
 
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from core.errors import DashboardError
+from core.errors import PathReviewError
 from core.jobs import WHAT
 
 if TYPE_CHECKING:
@@ -76,13 +76,13 @@ def _open(args: argparse.Namespace) -> Workspace:
 
 
 def run_precompute(args: argparse.Namespace) -> int:
-    """0 when every job is done, 1 when some failed or were cancelled; user errors raise ``DashboardError``."""
+    """0 when every job is done, 1 when some failed or were cancelled; user errors raise ``PathReviewError``."""
     from core.jobs.kinds import plan_precompute
     from core.jobs.runner import run_job_here, worker_name
     from core.jobs.state import create_jobs, get_job
 
     if args.wait and not args.broker:
-        raise DashboardError("--wait follows jobs on Celery workers; give --broker too (local runs always wait)")
+        raise PathReviewError("--wait follows jobs on Celery workers; give --broker too (local runs always wait)")
     workspace = _open(args)
     specs = plan_precompute(workspace, args.what, args.patients, args.slides, args.overlap, args.model)
     if not specs:
@@ -160,10 +160,10 @@ def run_worker(args: argparse.Namespace, register_app: Callable[[Workspace, obje
     workspace = open_workspace(args.workspace, args.database_url) if args.workspace else None
     broker = args.broker or (workspace.config.broker_url if workspace else None)
     if not broker:
-        raise DashboardError("a worker needs a broker: give --broker redis://host:port/db, or a --workspace whose workspace.toml "
+        raise PathReviewError("a worker needs a broker: give --broker redis://host:port/db, or a --workspace whose workspace.toml "
                              "names broker_url")
     if args.concurrency < 1:
-        raise DashboardError("--concurrency must be at least 1")
+        raise PathReviewError("--concurrency must be at least 1")
     threads = args.torch_threads or max(1, (os.cpu_count() or 1) // args.concurrency)
     os.environ["PATHREVIEW_TORCH_THREADS"] = str(threads)  # read by each pool process as it starts
     import torch

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.errors import DashboardError
+from core.errors import PathReviewError
 from core.jobs.runner import LocalJobRunner
 from core.jobs.state import JobSpec, JobView, cancel_job, create_jobs, requeue_job, set_task_id
 from core.workspace import Workspace, resolve_database_url
@@ -40,7 +40,7 @@ class JobDispatcher:
             try:
                 result = self.celery_app.send_task(TASK_NAME, args=[str(self.workspace.root), database_url, job_id])
             except Exception as exc:  # noqa: BLE001 - kombu raises many kinds when the broker is down
-                raise DashboardError(f"cannot reach the job broker at {redacted_url(self.celery_app.conf.broker_url)}: {exc}; "
+                raise PathReviewError(f"cannot reach the job broker at {redacted_url(self.celery_app.conf.broker_url)}: {exc}; "
                                      f"job {job_id} stays queued — retry it from the Jobs page") from exc
             set_task_id(self.workspace.store, job_id, result.id, "celery")
 

@@ -13,9 +13,9 @@ from collections.abc import Callable
 
 from sqlalchemy import select
 
-from core.errors import DashboardError, NotFoundError
-from core.explain.patient_view import PatientExplainers
-from core.explain.report_view import report_explanation, report_model_id, stored_report_text
+from core.errors import NotFoundError, PathReviewError
+from core.explain.patient_explanations import PatientExplainers
+from core.explain.report_explanations import report_explanation, report_model_id, stored_report_text
 from core.explain.text import LimeSettings
 from core.heatmaps.attention import mil_models_for, slide_attention
 from core.heatmaps.cam_maps import STITCHED_METHODS, stitched_cam
@@ -67,7 +67,7 @@ def cohort_shap_job(workspace: Workspace, subject: str, params: dict, progress: 
     """SHAP values of every visit of ``params["patients"]``, computed together (``explain_cohort``) and stored per patient."""
     patients = list(params.get("patients") or [])
     if not patients:
-        raise DashboardError("a SHAP job needs at least one patient")
+        raise PathReviewError("a SHAP job needs at least one patient")
     explainers = PatientExplainers(workspace, max_patients=len(patients))
     results = explainers.explain_many(patients, params.get("model_id"), progress=lambda d, t: progress(d / max(t, 1), f"{d}/{t} patients"))
     computed = sum(r.source == "computed" for r in results)
@@ -95,7 +95,7 @@ def parse_what(what: str | list[str] | None) -> list[str]:
     items = [w.strip() for w in (what.split(",") if isinstance(what, str) else what or WHAT) if w.strip()]
     unknown = [w for w in items if w not in WHAT]
     if unknown or not items:
-        raise DashboardError(f"cannot precompute {', '.join(unknown) or 'nothing'}; choose from {', '.join(WHAT)}")
+        raise PathReviewError(f"cannot precompute {', '.join(unknown) or 'nothing'}; choose from {', '.join(WHAT)}")
     return [w for w in WHAT if w in items]
 
 
@@ -104,9 +104,9 @@ def plan_precompute(workspace: Workspace, what: str | list[str] | None = None, p
     """The jobs that precompute ``what`` for these patients (all when neither patients nor slides are named) or slides."""
     kinds = parse_what(what)
     if overlap not in OVERLAPS:
-        raise DashboardError(f"overlap must be one of {', '.join(f'{o:.0%}' for o in OVERLAPS)}")
+        raise PathReviewError(f"overlap must be one of {', '.join(f'{o:.0%}' for o in OVERLAPS)}")
     if patch_model is not None and workspace.manifest(patch_model).task != "patch":
-        raise DashboardError(f"model {patch_model} is not a patch model")
+        raise PathReviewError(f"model {patch_model} is not a patch model")
     with workspace.store.session() as s:
         if patients:
             missing = [p for p in patients if s.get(Patient, p) is None]

@@ -2,7 +2,7 @@
 
 ``execute_job`` claims the job (counting the attempt), runs its kind's function with a progress reporter that
 writes to the jobs table (and stops the work when the job was cancelled), and records the outcome: done only once
-the result is complete in the cache; a ``DashboardError`` (bad input a person must fix) fails at once; anything
+the result is complete in the cache; a ``PathReviewError`` (bad input a person must fix) fails at once; anything
 else is retried until the job's attempts are used up, then reported as failed.
 """
 
@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psutil
 
-from core.errors import DashboardError
+from core.errors import PathReviewError
 from core.jobs.kinds import JOB_KINDS
 from core.jobs.state import JobSpec, cancel_job, claim_job, create_jobs, fail_attempt, finish_job, get_job, report_progress
 from core.workspace import Workspace
@@ -30,7 +30,7 @@ RETRY = "retry"  # execute_job's outcome when the job is queued for another atte
 OnProgress = Callable[[float, str], None]
 
 
-class JobCancelled(DashboardError):
+class JobCancelled(PathReviewError):
     """The job was cancelled while it ran; its partial work was discarded."""
 
 
@@ -73,7 +73,7 @@ def execute_job(workspace: Workspace, job_id: int, worker: str = "", on_progress
         result = function(workspace, job.subject, job.params, reporter)
     except JobCancelled:
         return "cancelled"
-    except DashboardError as exc:
+    except PathReviewError as exc:
         fail_attempt(workspace.store, job_id, str(exc), retryable=False)
         return "failed"
     except Exception as exc:  # noqa: BLE001 - a transient fault (device, I/O, database): another attempt may succeed
@@ -141,7 +141,7 @@ def _cancel_on_sigterm(workspace: Workspace, job_id: int) -> Iterator[None]:
         return
 
     def stop(signum, frame):
-        with contextlib.suppress(DashboardError):
+        with contextlib.suppress(PathReviewError):
             cancel_job(workspace.store, job_id, "")
         raise JobCancelled(f"job {job_id} was cancelled")
 

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 
-from core.errors import DashboardError, NotFoundError
+from core.errors import NotFoundError, PathReviewError
 from core.store.database import CaseStore
 from core.store.schema import Job, as_utc, utc_now
 
@@ -172,7 +172,7 @@ def cancel_job(store: CaseStore, job_id: int, user: str = "") -> JobView:
     """A queued job will not start; a running one stops at its next progress report. Nothing partial is kept."""
     job = get_job(store, job_id)
     if job.status not in ACTIVE:
-        raise DashboardError(f"job {job_id} is {job.status}; only queued or running jobs can be cancelled")
+        raise PathReviewError(f"job {job_id} is {job.status}; only queued or running jobs can be cancelled")
     who = f" by {user}" if user else ""
     _set(store, job_id, ACTIVE, status="cancelled", message=f"cancelled{who} while {job.status}")
     return get_job(store, job_id)
@@ -182,7 +182,7 @@ def requeue_job(store: CaseStore, job_id: int, user: str = "") -> JobView:
     """Retry a failed or cancelled job (or one whose worker stalled): queued again with fresh attempts."""
     job = get_job(store, job_id)
     if not (job.status in ("failed", "cancelled") or job.stalled()):
-        raise DashboardError(f"job {job_id} is {job.status}; only failed, cancelled or stalled jobs can be retried")
+        raise PathReviewError(f"job {job_id} is {job.status}; only failed, cancelled or stalled jobs can be retried")
     who = f" by {user}" if user else ""
     _set(store, job_id, (job.status,), status="queued", attempts=0, progress=0.0, message=f"retry requested{who}")
     return get_job(store, job_id)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.errors import DashboardError
+from core.errors import PathReviewError
 from core.slides.tissue import TissueMask
 
 OVERLAPS = (0.0, 0.5, 0.75)
@@ -55,11 +55,11 @@ def patch_grid(
 ) -> PatchGrid:
     """All patches lying fully inside the slide with at least ``min_tissue`` tissue."""
     if overlap not in OVERLAPS:
-        raise DashboardError(f"overlap must be one of {', '.join(f'{o:.0%}' for o in OVERLAPS)}")
+        raise PathReviewError(f"overlap must be one of {', '.join(f'{o:.0%}' for o in OVERLAPS)}")
     if not 0.0 <= min_tissue <= 1.0:
-        raise DashboardError("minimum tissue fraction must be between 0 and 1")
+        raise PathReviewError("minimum tissue fraction must be between 0 and 1")
     if patch_mpp < slide_mpp * 0.99:
-        raise DashboardError(f"the model reads {patch_mpp} um/px, finer than this slide's {slide_mpp} um/px")
+        raise PathReviewError(f"the model reads {patch_mpp} um/px, finer than this slide's {slide_mpp} um/px")
     size0 = patch_px * patch_mpp / slide_mpp
     stride_cells = int(round(CELLS_PER_PATCH * (1 - overlap)))
     stride0 = size0 * stride_cells / CELLS_PER_PATCH

@@ -8,12 +8,12 @@ import numpy as np
 import openslide
 from PIL import ImageCms
 
-from core.errors import DashboardError
+from core.errors import PathReviewError
 
 _SRGB = ImageCms.createProfile("sRGB")
 
 
-class SlideReadError(DashboardError):
+class SlideReadError(PathReviewError):
     """A slide file is missing or OpenSlide cannot read it."""
 
 

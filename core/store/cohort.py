@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, FromClause, String, and_, case, cast, exists, func, or_, select, true, union_all
 from sqlalchemy.orm import Session
 
-from core.errors import DashboardError
+from core.errors import PathReviewError
 from core.store.schema import Patient, Prediction, Report, Review, Slide, Visit
 
 DECISION_THRESHOLD = 0.5
@@ -166,7 +166,7 @@ def _cohort_sql(model_ids: list[str]) -> _CohortSql:
 
 def _worklist(sql: _CohortSql, worklist: str) -> ColumnElement:
     if worklist not in sql.worklists:
-        raise DashboardError(f"unknown worklist {worklist!r}; choose one of {', '.join(sql.worklists)}")
+        raise PathReviewError(f"unknown worklist {worklist!r}; choose one of {', '.join(sql.worklists)}")
     return sql.worklists[worklist]
 
 
@@ -184,9 +184,9 @@ def cohort_page(
     ``total``: the worklist's size when the caller has it already (``worklist_counts``), so it is not counted again."""
     sql = _cohort_sql(model_ids)
     if sort_by not in sql.columns:
-        raise DashboardError(f"cannot sort by {sort_by!r}; choose one of {', '.join(sql.columns)}")
+        raise PathReviewError(f"cannot sort by {sort_by!r}; choose one of {', '.join(sql.columns)}")
     if page < 0 or not 1 <= page_size <= 500:
-        raise DashboardError("page must be >= 0 and page size between 1 and 500")
+        raise PathReviewError("page must be >= 0 and page size between 1 and 500")
     condition = _worklist(sql, worklist)
     key = sql.sort_keys.get(sort_by, sql.columns[sort_by])
     order = key.desc() if descending else key.asc()

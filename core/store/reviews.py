@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from core.errors import DashboardError, NotFoundError
+from core.errors import NotFoundError, PathReviewError
 from core.store.database import CaseStore
 from core.store.schema import AuditEvent, Patient, Review, as_utc
 
@@ -48,7 +48,7 @@ class ReviewEntry:
                    flags=tuple(row.flags or ()), signed_off=bool(row.signed_off), user=row.user, version=row.version, at=as_utc(row.created_at))
 
 
-class ReviewConflict(DashboardError):
+class ReviewConflict(PathReviewError):
     """Someone saved this verdict since the reviewer opened it; their entry is in ``current``."""
 
     def __init__(self, patient_id: str, modality: str, user: str, expected_version: int, current: ReviewEntry | None) -> None:
@@ -69,29 +69,29 @@ class ReviewConflict(DashboardError):
 
 def _clean_flags(flags) -> tuple[str, ...]:
     if isinstance(flags, str) or not all(isinstance(f, str) for f in flags or ()):
-        raise DashboardError("flags must be a list of short texts, e.g. ['second opinion']")
+        raise PathReviewError("flags must be a list of short texts, e.g. ['second opinion']")
     cleaned = tuple(dict.fromkeys(f.strip() for f in flags or () if f.strip()))
     if len(cleaned) > MAX_FLAGS:
-        raise DashboardError(f"at most {MAX_FLAGS} flags per verdict (got {len(cleaned)})")
+        raise PathReviewError(f"at most {MAX_FLAGS} flags per verdict (got {len(cleaned)})")
     too_long = [f for f in cleaned if len(f) > MAX_FLAG_CHARS]
     if too_long:
-        raise DashboardError(f"a flag is at most {MAX_FLAG_CHARS} characters; shorten {too_long[0][:20]!r}…")
+        raise PathReviewError(f"a flag is at most {MAX_FLAG_CHARS} characters; shorten {too_long[0][:20]!r}…")
     return cleaned
 
 
 def _validate(modality: str, verdict: str, comment: str, user: str, expected_version: int) -> None:
     if modality not in MODALITIES:
-        raise DashboardError(f"unknown review modality {modality!r}; choose one of {', '.join(MODALITIES)}")
+        raise PathReviewError(f"unknown review modality {modality!r}; choose one of {', '.join(MODALITIES)}")
     if verdict not in VERDICTS:
-        raise DashboardError(f"unknown verdict {verdict!r}; choose one of {', '.join(VERDICTS)}")
+        raise PathReviewError(f"unknown verdict {verdict!r}; choose one of {', '.join(VERDICTS)}")
     if not isinstance(user, str) or not user.strip():
-        raise DashboardError("a verdict needs the reviewer's name; sign in or enter your user name")
+        raise PathReviewError("a verdict needs the reviewer's name; sign in or enter your user name")
     if len(user.strip()) > MAX_USER_CHARS:
-        raise DashboardError(f"a user name is at most {MAX_USER_CHARS} characters")
+        raise PathReviewError(f"a user name is at most {MAX_USER_CHARS} characters")
     if not isinstance(comment, str) or len(comment) > MAX_COMMENT_CHARS:
-        raise DashboardError(f"the comment is at most {MAX_COMMENT_CHARS:,} characters; shorten it or attach a report")
+        raise PathReviewError(f"the comment is at most {MAX_COMMENT_CHARS:,} characters; shorten it or attach a report")
     if isinstance(expected_version, bool) or not isinstance(expected_version, int) or expected_version < 0:
-        raise DashboardError(f"expected version must be a whole number >= 0 (got {expected_version!r})")
+        raise PathReviewError(f"expected version must be a whole number >= 0 (got {expected_version!r})")
 
 
 def _latest(session: Session, patient_id: str, modality: str) -> Review | None:
@@ -105,7 +105,7 @@ def record_review(store: CaseStore, patient_id: str, modality: str, verdict: str
 
     ``expected_version`` is the version the reviewer saw (0: none yet). Raises ``ReviewConflict`` when the
     latest version differs, or when a concurrent save of the same version wins; ``NotFoundError`` for an
-    unknown patient; ``DashboardError`` for invalid input. On any error nothing is written."""
+    unknown patient; ``PathReviewError`` for invalid input. On any error nothing is written."""
     _validate(modality, verdict, comment, user, expected_version)
     clean_flags = _clean_flags(flags)
     user = user.strip()
@@ -131,7 +131,7 @@ def record_review(store: CaseStore, patient_id: str, modality: str, verdict: str
             raise ReviewConflict(patient_id, modality, user, expected_version,
                                  latest and ReviewEntry.from_row(latest)) from None
     except OperationalError as exc:  # e.g. SQLite still locked by another writer after the busy timeout
-        raise DashboardError(f"the case store did not accept the verdict ({exc.orig}); nothing was saved — "
+        raise PathReviewError(f"the case store did not accept the verdict ({exc.orig}); nothing was saved — "
                              "try again in a moment") from exc
     return entry
 

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import dash_bootstrap_components as dbc
 from dash import Dash, Input, Output, State, dcc, html, no_update
 
-from core.errors import DashboardError
-from core.explain.patient_view import PatientExplainers
+from core.errors import PathReviewError
+from core.explain.patient_explanations import PatientExplainers
 from core.export.case_report import case_report_html, case_report_pdf
 from core.export.figure_export import FORMATS, export_figure, export_filename
 from dashboard.auth import audit
@@ -37,14 +37,14 @@ def case_view(patient_id, visit, what_if, report_id, lime_class, num_features, n
         except ValueError:
             region_um = None
         if region_um is None or len(region_um) != 4:
-            raise DashboardError("give the region as x, y, width, height in µm, e.g. 1000, 2000, 800, 600")
+            raise PathReviewError("give the region as x, y, width, height in µm, e.g. 1000, 2000, 800, 600")
     style = {"layer": layer, "method": method, "cmap": cmap, "threshold": float(threshold or 0), "norm": norm, "smooth": float(smooth or 0)}
     if region_mode == "slide":
         bounds = None  # no bounds and no region: the whole slide
     try:
         output_width = int(width or 1200)
     except (TypeError, ValueError) as exc:
-        raise DashboardError("the export width must be a whole number of pixels") from exc
+        raise PathReviewError("the export width must be a whole number of pixels") from exc
     return CaseView(patient_id=patient_id, visit=visit, what_if=what_if, report_id=report_id,
                     lime={"class_name": lime_class, "num_features": num_features, "num_samples": num_samples, "seed": seed,
                           "kernel_width": kernel_width},
@@ -103,7 +103,7 @@ def register_callbacks(app: Dash, workspace, explainers: PatientExplainers) -> N
             view = case_view(*state)
             figure = case_figure(workspace, explainers, name, view)
             data = export_figure(figure.figure, fmt, figure.provenance, **_figure_size(name, figure.figure))
-        except DashboardError as exc:
+        except PathReviewError as exc:
             return no_update, dbc.Alert(str(exc), color="warning", id="export-error")
         filename = export_filename(f"{view.patient_id}-{name}", fmt)
         audit(workspace, "export", view.patient_id, {"what": name, "format": fmt, "bytes": len(data)})
@@ -131,7 +131,7 @@ def register_callbacks(app: Dash, workspace, explainers: PatientExplainers) -> N
             set_progress((round(100 * len(names) / total), "writing the document"))
             content = case_report_content(job_workspace, view, figures)
             data = case_report_pdf(content) if fmt == "pdf" else case_report_html(content).encode("utf-8")
-        except DashboardError as exc:
+        except PathReviewError as exc:
             return no_update, dbc.Alert(f"Could not build the case report: {exc}", color="warning", id="case-report-error")
         set_progress((100, "done"))
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M")

@@ -10,8 +10,8 @@ import numpy as np
 from dash import html
 from PIL import Image
 
-from core.explain.patch_inspection import PatchInspection
 from core.heatmaps.overlay import colour_lut
+from core.heatmaps.patch_inspection import PatchInspection
 
 DISPLAY_PX = 192
 METHOD_LABELS = {"cam": "CAM", "gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "scorecam": "Score-CAM"}

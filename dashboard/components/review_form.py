@@ -5,7 +5,7 @@ from __future__ import annotations
 import dash_bootstrap_components as dbc
 from dash import ALL, Dash, Input, Output, State, callback_context, dcc, html, no_update
 
-from core.errors import DashboardError
+from core.errors import PathReviewError
 from core.store.cases import CaseSummary, case_summary
 from core.store.reviews import (
     FLAGS,
@@ -121,7 +121,7 @@ def register_callbacks(app: Dash, workspace: Workspace) -> None:
         except ReviewConflict as exc:
             return no_update, dbc.Alert([str(exc), " ", html.A("Reload the case", href=f"/case/{patient_id}")], color="danger",
                                         id="review-conflict"), no_update, no_update, unchanged
-        except DashboardError as exc:
+        except PathReviewError as exc:
             return no_update, dbc.Alert(str(exc), color="warning", id="review-alert"), no_update, no_update, unchanged
         current = current_reviews(workspace.store, patient_id)
         currents = [_current_text(current.get(x["modality"])) for x in ids]

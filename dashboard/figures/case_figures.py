@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from core.errors import DashboardError, NotFoundError
-from core.explain.patient_view import PatientExplainers, PatientExplanation
-from core.explain.report_view import report_explanation, report_model_id, stored_report_text
+from core.errors import NotFoundError, PathReviewError
+from core.explain.patient_explanations import PatientExplainers, PatientExplanation
+from core.explain.report_explanations import report_explanation, report_model_id, stored_report_text
 from core.explain.text import LimeSettings
 from core.export.case_report import CaseReportContent, ReportFigure
 from core.export.provenance import model_provenance
@@ -63,7 +63,7 @@ def _patient(explainers: PatientExplainers, view: CaseView) -> tuple[PatientExpl
 def _visit(stored: PatientExplanation, view: CaseView) -> int:
     t = len(stored.days) - 1 if view.visit is None else int(view.visit)
     if not 0 <= t < len(stored.days):
-        raise DashboardError(f"visit {t + 1} does not exist for patient {view.patient_id}")
+        raise PathReviewError(f"visit {t + 1} does not exist for patient {view.patient_id}")
     return t
 
 
@@ -88,7 +88,7 @@ def _patient_figure(workspace: Workspace, explainers: PatientExplainers, name: s
 
 def _lime_figure(workspace: Workspace, view: CaseView) -> ReportFigure:
     if not view.report_id:
-        raise DashboardError("this case has no report to explain")
+        raise PathReviewError("this case has no report to explain")
     model_id = report_model_id(workspace)
     lime, default = view.lime or {}, LimeSettings()
     settings = LimeSettings.from_form(lime.get("num_features", default.num_features), lime.get("num_samples", default.num_samples),
@@ -104,9 +104,9 @@ def _lime_figure(workspace: Workspace, view: CaseView) -> ReportFigure:
 
 def _slide_figure(workspace: Workspace, view: CaseView) -> ReportFigure:
     if not view.slide_id:
-        raise DashboardError("this case has no slide to export")
+        raise PathReviewError("this case has no slide to export")
     if not 100 <= int(view.output_width) <= MAX_EXPORT_WIDTH:
-        raise DashboardError(f"the export width must be between 100 and {MAX_EXPORT_WIDTH} px")
+        raise PathReviewError(f"the export width must be between 100 and {MAX_EXPORT_WIDTH} px")
     heat = loaded_heatmap(workspace, view.heat_key) if view.heat_key else None
     if heat is not None and heat.slide_id != view.slide_id:
         heat = None  # a stale key from the previously shown slide
@@ -120,7 +120,7 @@ def _slide_figure(workspace: Workspace, view: CaseView) -> ReportFigure:
         try:
             x, y, w, h = (float(v) for v in view.region_um)
         except (TypeError, ValueError) as exc:
-            raise DashboardError("give the region as four numbers in µm: x, y, width, height") from exc
+            raise PathReviewError("give the region as four numbers in µm: x, y, width, height") from exc
         region = SlideRegion(round(x / mpp), round(y / mpp), round(w / mpp), round(h / mpp))
     elif view.bounds and view.max_zoom is not None:
         region = viewport_region(view.bounds, int(view.max_zoom))
@@ -138,7 +138,7 @@ def case_figure(workspace: Workspace, explainers: PatientExplainers, name: str, 
         return _patient_figure(workspace, explainers, name, view)
     if name == "lime":
         return _lime_figure(workspace, view)
-    raise DashboardError(f"unknown figure {name!r}; choose one of {', '.join(CASE_FIGURES)}")
+    raise PathReviewError(f"unknown figure {name!r}; choose one of {', '.join(CASE_FIGURES)}")
 
 
 def case_report_content(workspace: Workspace, view: CaseView, figures: list[ReportFigure]) -> CaseReportContent:

@@ -8,7 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from core.explain.cohort_view import CohortShap, DatasetOverview
+from core.explain.cohort_explanations import CohortShap, DatasetOverview
 
 
 def feature_importance_figure(mean_abs: dict[str, float]) -> go.Figure:

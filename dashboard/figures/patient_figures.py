@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from core.explain.patient_view import PatientExplanation
+from core.explain.patient_explanations import PatientExplanation
 from dashboard.figures.visit_risk import visit_risk_figure
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import dash_bootstrap_components as dbc
 from dash import ALL, ClientsideFunction, Dash, Input, Output, State, callback_context, dcc, html, no_update
 
-from core.errors import DashboardError
-from core.explain.patient_view import PatientExplainers
+from core.errors import PathReviewError
+from core.explain.patient_explanations import PatientExplainers
 from core.slides.tiles import TileService
 from core.store.cases import CaseSummary, case_summary
 from core.store.reviews import current_reviews
@@ -76,7 +76,7 @@ def _panel_header(title: str, chip_id: str, visit: int | None, days: list[float]
 def _safe(build, alert_id: str):
     try:
         return build()
-    except DashboardError as exc:
+    except PathReviewError as exc:
         return dbc.Alert(str(exc), color="warning", id=alert_id)
 
 

@@ -10,7 +10,7 @@ from dash import ALL, Dash, Input, Output, State, callback_context, dcc, html, n
 from flask import has_request_context
 from sqlalchemy import select
 
-from core.errors import DashboardError
+from core.errors import PathReviewError
 from core.jobs import WHAT
 from core.jobs.dispatch import JobDispatcher
 from core.jobs.kinds import plan_precompute
@@ -128,9 +128,9 @@ def register_callbacks(app: Dash, workspace: Workspace, dispatcher: JobDispatche
         try:
             specs = plan_precompute(workspace, what or [], patients or None, slides or None, float(overlap or 0.0))
             if not specs:
-                raise DashboardError("nothing to compute for this selection")
+                raise PathReviewError("nothing to compute for this selection")
             new, existing = dispatcher.submit(specs, current_username())
-        except DashboardError as exc:
+        except PathReviewError as exc:
             return dbc.Alert(str(exc), color="warning", id="jobs-start-error"), no_update
         text = f"Queued {len(new)} job{'s' if len(new) != 1 else ''}"
         if existing:
@@ -160,6 +160,6 @@ def register_callbacks(app: Dash, workspace: Workspace, dispatcher: JobDispatche
             else:
                 job = dispatcher.retry(int(target["index"]), user)
                 text = f"Job {job.id} queued again."
-        except DashboardError as exc:
+        except PathReviewError as exc:
             return html.Span(str(exc), className="text-danger"), (action or 0) + 1
         return html.Span(text, id="jobs-action-done"), (action or 0) + 1

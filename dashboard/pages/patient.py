@@ -5,8 +5,8 @@ from __future__ import annotations
 import dash_bootstrap_components as dbc
 from dash import Dash, Input, Output, State, dash_table, dcc, html, no_update
 
-from core.errors import DashboardError
-from core.explain.patient_view import ELAPSED_FEATURE, PatientExplainers, PatientExplanation, VisitEditError, salient_features
+from core.errors import PathReviewError
+from core.explain.patient_explanations import ELAPSED_FEATURE, PatientExplainers, PatientExplanation, VisitEditError, salient_features
 from core.workspace import Workspace
 from dashboard.auth import audit
 from dashboard.figures.patient_figures import visit_figures
@@ -96,7 +96,7 @@ def _outcome(expl: PatientExplanation, t: int, positive: str) -> dbc.Card:
 def _check_visit(expl: PatientExplanation, t: object) -> int:
     """A visit index from the browser; anything else came from a hand-made request (answered 400)."""
     if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < len(expl.days):
-        raise DashboardError(f"patient {expl.patient_id} has no visit {t!r:.20}")
+        raise PathReviewError(f"patient {expl.patient_id} has no visit {t!r:.20}")
     return t
 
 
@@ -135,7 +135,7 @@ def register_callbacks(app: Dash, workspace: Workspace, explainers: PatientExpla
         except VisitEditError as exc:
             return None, dbc.Alert([html.Div(f"{name}: {message}", className="cell-error") for name, message in exc.errors.items()],
                                    color="danger", id="visit-edit-alert")
-        except DashboardError as exc:
+        except PathReviewError as exc:
             return None, dbc.Alert(str(exc), color="danger", id="visit-edit-alert")
         audit(workspace, "what_if", patient_id, {"visit": t + 1, "edited": sorted(values)})
         return {"visit": t, "values": values}, ""

@@ -6,8 +6,8 @@ from __future__ import annotations
 import dash_bootstrap_components as dbc
 from dash import Dash, Input, Output, State, dcc, html, no_update
 
-from core.explain.cohort_view import cohort_shap, dataset_overview, filtered_patient_ids, visit_importance_page
-from core.explain.patient_view import PatientExplainers
+from core.explain.cohort_explanations import cohort_shap, dataset_overview, filtered_patient_ids, visit_importance_page
+from core.explain.patient_explanations import PatientExplainers
 from core.store.schema import Patient
 from core.workspace import Workspace
 from dashboard.figures.cohort_figures import dataset_overview_figure, feature_importance_figure, shap_beeswarm_figure

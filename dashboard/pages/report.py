@@ -5,8 +5,8 @@ from __future__ import annotations
 import dash_bootstrap_components as dbc
 from dash import Dash, Input, Output, State, dcc, html, no_update
 
-from core.errors import DashboardError
-from core.explain.report_view import report_explanation, report_model_id, stored_report
+from core.errors import PathReviewError
+from core.explain.report_explanations import report_explanation, report_model_id, stored_report
 from core.explain.text import MAX_EDITED_REPORT_CHARS, LimeSettings, check_edited_report, explain_report, token_diff
 from core.workspace import Workspace
 from dashboard.auth import audit
@@ -94,7 +94,7 @@ def register_callbacks(app: Dash, workspace: Workspace) -> None:
             text = stored_report(workspace, report_id).text
             # Read from the workspace cache when a precompute job (or an earlier request) explained it already.
             explanation, stability, _source = report_explanation(workspace, report_model_id(workspace), text, settings)
-        except DashboardError as exc:
+        except PathReviewError as exc:
             return no_update, no_update, no_update, no_update, no_update, dbc.Alert(str(exc), color="warning")
         chosen = next(c for c in explanation.classes if c.class_name == class_name)
         predicted = explanation.predicted
@@ -120,11 +120,11 @@ def register_callbacks(app: Dash, workspace: Workspace) -> None:
             settings = LimeSettings.from_form(num_features, num_samples, seed, kernel_width)
             model = workspace.model(report_model_id(workspace))
             if class_name not in model.manifest.class_names:
-                raise DashboardError(f"choose one of the classes {', '.join(model.manifest.class_names)}")
+                raise PathReviewError(f"choose one of the classes {', '.join(model.manifest.class_names)}")
             original_text = stored_report(workspace, report_id).text
             original = explain_report(original_text, model, settings)
             edit = explain_report(edited, model, settings)
-        except DashboardError as exc:
+        except PathReviewError as exc:
             return no_update, dbc.Alert(str(exc), color="warning", id="report-edit-alert")
         audit(workspace, "what_if", report_id, {"report_chars": len(edited)})
         before = next(c for c in original.classes if c.class_name == class_name)

@@ -10,8 +10,7 @@ import dash_leaflet as dl
 import torch
 from dash import ALL, ClientsideFunction, Dash, Input, Output, State, callback_context, dcc, html, no_update
 
-from core.errors import DashboardError
-from core.explain.patch_inspection import inspect_patch, read_heatmap_patches
+from core.errors import PathReviewError
 from core.heatmaps.attention import ATTENTION_CAVEAT, slide_attention
 from core.heatmaps.cam_maps import compare_methods, stitched_cam
 from core.heatmaps.groundtruth import TUMOUR_LABEL_MIN, mask_on_cells, read_label_mask, tumour_agreement
@@ -27,6 +26,7 @@ from core.heatmaps.overlay import (
     grade_fractions,
     layer_grid,
 )
+from core.heatmaps.patch_inspection import inspect_patch, read_heatmap_patches
 from core.heatmaps.slide_heatmap import cached_heatmap, loaded_heatmap
 from core.jobs.runner import run_tracked
 from core.jobs.state import JobSpec, get_job
@@ -201,7 +201,7 @@ def _mil_panel(workspace: Workspace, heat, ctx: dict) -> html.Div:
     """Slide-level MIL prediction and the top-k attended patches; clicking one pans the viewer to it."""
     try:
         attention = slide_attention(workspace, heat)
-    except DashboardError as exc:
+    except PathReviewError as exc:
         return html.P(str(exc), className="small text-muted")
     manifest = workspace.manifest(attention.model_id)
     top = attention.top_k(8)

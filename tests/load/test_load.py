@@ -10,7 +10,7 @@ import asyncio
 from collections import Counter
 
 from core.workspace import open_workspace
-from tests.conftest import LiveServer
+from tests.helpers import LiveServer
 from tests.load.reviewers import Scenario, missing_verdicts, prepare_workspace, run_reviewers
 
 USERS, SECONDS = 20, 15

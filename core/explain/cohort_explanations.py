@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from sqlalchemy import select
 
-from core.explain.patient_view import PatientExplainers
+from core.explain.patient_explanations import PatientExplainers
 from core.store.schema import Patient, Visit
 
 

@@ -7,8 +7,8 @@ from dataclasses import asdict
 
 import numpy as np
 
+from core.cache import content_key, explanation_path, load_json, save_json
 from core.errors import NotFoundError
-from core.explain.cache import content_key, explanation_path, load_json, save_json
 from core.explain.text import ClassExplanation, LimeSettings, ReportExplanation, ReportFeatures, StabilityReport, explain_report, explanation_stability
 from core.store.schema import Report
 from core.workspace import Workspace

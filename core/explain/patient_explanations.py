@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.errors import DashboardError
-from core.explain.cache import content_key, explanation_path, load_arrays, save_arrays
+from core.cache import content_key, explanation_path, load_arrays, save_arrays
+from core.errors import PathReviewError
 from core.explain.timeseries import BackgroundVisit, PatientSequence, SequenceExplainer, VisitShap
 from core.models.manifest import InputSpec
 from core.models.visit_encoding import encode_sequences
@@ -191,12 +191,12 @@ class PatientExplainers:
             visits = case_summary(s, patient_id).visits
             days, raw, labels = [v.day for v in visits], [dict(v.features) for v in visits], [v.label for v in visits]
         if not visits:
-            raise DashboardError(f"patient {patient_id} has no visits")
+            raise PathReviewError(f"patient {patient_id} has no visits")
         spec = self.workspace.manifest(model_id).input
         try:
             return days, raw, labels, self._encode(spec, days, raw)
         except (KeyError, ValueError) as exc:
-            raise DashboardError(f"patient {patient_id}'s visits do not fit model {model_id}: {exc}") from exc
+            raise PathReviewError(f"patient {patient_id}'s visits do not fit model {model_id}: {exc}") from exc
 
     def _shap_path(self, model_id: str, explainer: SequenceExplainer, seq: PatientSequence):
         """Cache file of one sequence's SHAP values: keyed by the weights, the explainer's settings and the encoded visits."""
@@ -210,14 +210,14 @@ class PatientExplainers:
         """The explanation with visit ``visit`` replaced by ``values``; only visits >= ``visit`` are recomputed.
         Raises ``VisitEditError`` listing every invalid cell. Nothing is written to the case store."""
         if not isinstance(patient_id, str):
-            raise DashboardError("a what-if edit needs a patient id")
+            raise PathReviewError("a what-if edit needs a patient id")
         if isinstance(visit, bool) or not isinstance(visit, int):
-            raise DashboardError(f"the visit to edit must be a visit number, not {_shown(visit)}")
+            raise PathReviewError(f"the visit to edit must be a visit number, not {_shown(visit)}")
         if not isinstance(values, Mapping):
-            raise DashboardError("a what-if edit needs the visit's values by feature name")
+            raise PathReviewError("a what-if edit needs the visit's values by feature name")
         base = self.explain(patient_id, model_id)
         if not 0 <= visit < len(base.days):
-            raise DashboardError(f"visit {visit + 1} does not exist; patient {patient_id} has {len(base.days)} visits")
+            raise PathReviewError(f"visit {visit + 1} does not exist; patient {patient_id} has {len(base.days)} visits")
         spec = self.workspace.manifest(base.model_id).input
         parsed, errors = validate_visit_edit(spec, values)
         if errors:
@@ -234,7 +234,7 @@ class PatientExplainers:
                                   explainer.explain_visits(seq, from_visit=visit, previous=base.shap), explainer.visit_importance(seq))
 
 
-class VisitEditError(DashboardError):
+class VisitEditError(PathReviewError):
     def __init__(self, errors: dict[str, str]) -> None:
         self.errors = errors
         super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))

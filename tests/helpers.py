@@ -1,0 +1,150 @@
+"""Helpers the tests share: accounts, the CLI, Dash callback posts, the live server and the browser."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+from tests.services import free_port, stop_process
+
+REPO = Path(__file__).resolve().parent.parent
+# One account per role in the test workspace.
+ACCOUNTS = {"viewer": "test-viewer", "reviewer": "test-reviewer", "admin": "test-admin"}
+PASSWORD = "correct horse battery"
+
+
+def add_test_accounts(root: Path) -> None:
+    from core.auth.users import add_user, find_user
+    from core.workspace import open_workspace
+
+    ws = open_workspace(root)
+    for role, username in ACCOUNTS.items():
+        if find_user(ws.store, username) is None:
+            add_user(ws.store, username, PASSWORD, role)
+    ws.store.dispose()
+
+
+def copy_demo(demo_workspace: Path, dest: Path, slides: tuple[str, ...] = (), keep_cache: bool = True) -> Path:
+    """A copy of the demo workspace holding only the files of ``slides`` (the other slides stay in its case store),
+    with or without its cache."""
+    import shutil
+
+    keep = {f"{s}.tiff" for s in slides}
+    shutil.copytree(demo_workspace, dest,
+                    ignore=lambda d, names: [n for n in names if n.endswith(".tiff") and n not in keep or n == "cache" and not keep_cache])
+    return dest
+
+
+def run_cli(*args: str, timeout: float = 120, input: str | None = None) -> subprocess.CompletedProcess:
+    """``run_dashboard.py`` with these arguments, as a user runs it."""
+    return subprocess.run([sys.executable, str(REPO / "run_dashboard.py"), *args], input=input, capture_output=True, text=True,
+                          timeout=timeout, cwd=REPO)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, expected: str) -> None:
+    """The command failed as a user error should: exit code 2 and one ``error: …`` line naming ``expected``."""
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ") and expected in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def callback_dependency(app, fragment: str) -> dict:
+    """The Dash app's callback whose output key contains ``fragment``, as /_dash-dependencies describes it."""
+    key = next(k for k in app.callback_map if fragment in k)
+    return {"output": key, "inputs": app.callback_map[key]["inputs"], "state": app.callback_map[key]["state"]}
+
+
+def post_callback(client, app, fragment: str, values: dict, changed: list[str], wildcards: dict | None = None):
+    """Post the callback request a browser would send (see ``tests.load.reviewers.callback_body``) with a Flask test client."""
+    from tests.load.reviewers import callback_body
+
+    return client.post("/_dash-update-component", json=callback_body(callback_dependency(app, fragment), values, changed, wildcards))
+
+
+def sign_in(client, role: str = "reviewer", base: str = ""):
+    """Sign a Flask test client or a requests.Session in; return the response to the form post."""
+    response = client.post(f"{base}/login", data={"username": ACCOUNTS[role], "password": PASSWORD, "next": "/"},
+                           **({"allow_redirects": False} if base else {}))
+    assert response.status_code == 302, f"sign-in as {role} failed: {response.status_code}"
+    return response
+
+
+class LiveServer:
+    def __init__(self, workspace: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = tempfile.TemporaryFile()
+        self.process = subprocess.Popen(
+            [sys.executable, str(REPO / "run_dashboard.py"), "--workspace", str(workspace), "--port", str(self.port)],
+            cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.output()}")
+            try:
+                if requests.get(self.url + "/login", timeout=2).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                time.sleep(0.3)
+        self.stop()
+        raise RuntimeError(f"server did not answer within 90 s: {self.output()}")
+
+    def output(self) -> str:
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
+
+    def stop(self) -> None:
+        stop_process(self.process)
+
+
+def sign_in_browser(driver, base: str, role: str = "reviewer") -> None:
+    """Sign the browser in to the server at ``base`` through its sign-in form."""
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(f"{base}/login")
+    driver.find_element("id", "username").send_keys(ACCOUNTS[role])
+    driver.find_element("id", "password").send_keys(PASSWORD)
+    driver.find_element("id", "login-submit").click()
+    try:  # the form posts and redirects: wait for it rather than read the address at once
+        WebDriverWait(driver, 30).until(lambda d: "/login" not in d.current_url)
+    except TimeoutException:
+        raise AssertionError(f"the test browser could not sign in to {base}") from None
+
+
+def click_plot_point(browser, graph_id: str, index: int) -> None:
+    """Click point ``index`` of a Plotly graph's first trace the way a person does: approach it, rest, click. Plotly
+    picks the clicked point from the last hover, and a single jump onto the marker can go unhovered on a busy machine."""
+    from selenium.webdriver import ActionChains
+    from selenium.webdriver.common.by import By
+
+    point = browser.find_elements(By.CSS_SELECTOR, f"#{graph_id} .scatterlayer .trace:first-child .points path")[index]
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", point)
+    ActionChains(browser).move_to_element_with_offset(point, -25, 0).pause(0.3).move_to_element(point).pause(0.3).click().perform()
+
+
+def element_text(browser, element_id: str) -> str:
+    """The text of the element with this id; empty while it is not on the page."""
+    from selenium.webdriver.common.by import By
+
+    found = browser.find_elements(By.ID, element_id)
+    return found[0].text if found else ""
+
+
+def js_click(browser, element) -> None:
+    """A click event on the element itself (or the one with this id): the page may still be shifting as panels render,
+    and a pointer click aimed at a moving target lands elsewhere."""
+    from selenium.webdriver.common.by import By
+
+    if isinstance(element, str):
+        element = browser.find_element(By.ID, element)
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'}); arguments[0].click()", element)
