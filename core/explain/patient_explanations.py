@@ -16,6 +16,7 @@ from core.cache import content_key, explanation_path, load_arrays, save_arrays
 from core.errors import PathReviewError
 from core.explain.timeseries import BACKGROUND_KINDS, MAX_BACKGROUND_VISITS, Background, PatientSequence, SequenceExplainer, VisitShap
 from core.models.manifest import InputSpec
+from core.models.sequence import VisitSequenceNet
 from core.models.visit_encoding import encode_sequences
 from core.store.cases import case_summary
 from core.store.schema import Patient
@@ -133,6 +134,8 @@ class PatientExplainers:
         with self._lock:
             if (model_id, background) not in self._explainers:
                 model = self.workspace.model(model_id)
+                if not isinstance(model.module, VisitSequenceNet):
+                    raise PathReviewError(f"model {model_id} is not a visit-sequence model, so it cannot explain a patient's visits")
                 spec = model.manifest.input
                 names = [*spec.features, *spec.categorical] + ([ELAPSED_FEATURE] if model.module.elapsed_time else [])
                 visits = Background.of(background, self._cohort_sequences(spec), self.background_visits)
@@ -229,7 +232,8 @@ class PatientExplainers:
         bg = explainer.background
         key = content_key("visit-shap", SHAP_CACHE_FORMAT, self.workspace.manifest(model_id).weights_sha256, explainer.feature_names,
                           [explainer.max_exact, explainer.n_samples, explainer.seed, bg.kind], bg.numeric.double().numpy(),
-                          bg.categories.numpy(), bg.elapsed.double().numpy(), seq.numeric.double().numpy(), seq.categories.numpy(), seq.elapsed.double().numpy())
+                          bg.categories.numpy(), bg.elapsed.double().numpy(), seq.numeric.double().numpy(), seq.categories.numpy(),
+                          seq.elapsed.double().numpy())
         return explanation_path(self.workspace.cache_dir, "shap", key, ".npz")
 
     def what_if(self, patient_id: str, visit: int, values: dict[str, object], model_id: str | None = None,

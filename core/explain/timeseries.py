@@ -265,7 +265,8 @@ class SequenceExplainer:
         # Prefix states of all patients at once: state before visit t, stored per (t, patient).
         with torch.no_grad():
             x = self.module.visit_inputs(*self._to(numeric, categories, elapsed))
-            state, per_step = None, []
+            state: RecurrentState = None
+            per_step: list[RecurrentState] = []
             for t in range(t_max):
                 per_step.append(state)
                 _, state = self.module.rnn(x[:, t : t + 1], state)
