@@ -159,7 +159,7 @@ def register_callbacks(app: Dash, workspace: Workspace, explainers: PatientExpla
         rows = rows if isinstance(rows, list) else []
         values = {r["feature"]: r.get("value") for r in rows if isinstance(r, dict) and isinstance(r.get("feature"), str)}
         try:
-            explainers.what_if(patient_id, t, values, background=background)
+            explainers.what_if(patient_id, t, values, background=background or DEFAULT_BACKGROUND)
         except VisitEditError as exc:
             return None, dbc.Alert([html.Div(f"{name}: {message}", className="cell-error") for name, message in exc.errors.items()],
                                    color="danger", id="visit-edit-alert")
@@ -175,6 +175,7 @@ def register_callbacks(app: Dash, workspace: Workspace, explainers: PatientExpla
         Input("selected-visit", "data"), Input("whatif-store", "data"), Input("shap-background", "value"), State("patient-id", "data"),
     )
     def show_patient(t, what_if, background, patient_id):
+        background = background or DEFAULT_BACKGROUND  # a request that names none gets the page's default
         stored = explainers.explain(patient_id, background=background)
         _check_visit(stored, t)
         what_if = what_if if isinstance(what_if, dict) else None
