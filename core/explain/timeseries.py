@@ -81,7 +81,7 @@ class Background:
         gaps = gaps if len(gaps) else torch.zeros(1)
         mode = torch.mode(cats, dim=0).values[None]
         if kind == "zero":
-            return cls(kind, torch.zeros(1, numeric.shape[1]), mode, gaps.median()[None])
+            return cls(kind, torch.zeros(1, numeric.shape[1]), mode, torch.quantile(gaps.double(), 0.5).float()[None])
         if kind == "cohort":
             return cls(kind, numeric.mean(0)[None], mode, gaps.mean()[None])
         if not 1 <= k <= MAX_BACKGROUND_VISITS:
