@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Column, Connection, Engine, create_engine, event, inspect, select, text, update
+from sqlalchemy import Column, Connection, CursorResult, Engine, Result, create_engine, event, inspect, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -119,6 +119,14 @@ class CaseStore:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def rows_matched(result: Result[Any]) -> int:
+    """Rows an UPDATE or DELETE run through a session matched. The session hands back a ``CursorResult`` for them,
+    though its signature promises only a ``Result``."""
+    if not isinstance(result, CursorResult):
+        raise TypeError(f"expected the result of an UPDATE or DELETE, got {type(result).__name__}")
+    return result.rowcount
 
 
 def postgresql_driver_url(url: str) -> str:
