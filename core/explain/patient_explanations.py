@@ -7,6 +7,8 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -14,6 +16,7 @@ from core.cache import content_key, explanation_path, load_arrays, save_arrays
 from core.errors import PathReviewError
 from core.explain.timeseries import BackgroundVisit, PatientSequence, SequenceExplainer, VisitShap
 from core.models.manifest import InputSpec
+from core.models.sequence import VisitSequenceNet
 from core.models.visit_encoding import encode_sequences
 from core.store.cases import case_summary
 from core.workspace import Workspace
@@ -126,8 +129,10 @@ class PatientExplainers:
                 model = self.workspace.model(model_id)
                 spec = model.manifest.input
                 names = [*spec.features, *spec.categorical] + ([ELAPSED_FEATURE] if model.module.elapsed_time else [])
+                # A lab's own sequence net (``package.module:factory``) need not subclass VisitSequenceNet; it is used
+                # through the same members (visit_inputs, rnn, head, elapsed_time), so the type is asserted, not checked.
                 self._explainers[model_id] = SequenceExplainer(
-                    model.module, BackgroundVisit.zeros(len(spec.features), len(spec.categorical)), names, device=model.device)
+                    cast(VisitSequenceNet, model.module), BackgroundVisit.zeros(len(spec.features), len(spec.categorical)), names, device=model.device)
             return self._explainers[model_id]
 
     def _encode(self, spec: InputSpec, days: list[float], raw: list[dict]) -> PatientSequence:
@@ -198,7 +203,7 @@ class PatientExplainers:
         except (KeyError, ValueError) as exc:
             raise PathReviewError(f"patient {patient_id}'s visits do not fit model {model_id}: {exc}") from exc
 
-    def _shap_path(self, model_id: str, explainer: SequenceExplainer, seq: PatientSequence):
+    def _shap_path(self, model_id: str, explainer: SequenceExplainer, seq: PatientSequence) -> Path:
         """Cache file of one sequence's SHAP values: keyed by the weights, the explainer's settings and the encoded visits."""
         bg = explainer.background
         key = content_key("visit-shap", SHAP_CACHE_FORMAT, self.workspace.manifest(model_id).weights_sha256, explainer.feature_names,

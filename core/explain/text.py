@@ -41,8 +41,8 @@ class LimeSettings:
     batch_size: int = 2048
 
     @classmethod
-    def from_form(cls, num_features, num_samples, seed, kernel_width) -> LimeSettings:
-        """Checked settings from a form's (or a request's) values."""
+    def from_form(cls, num_features: str | float, num_samples: str | float, seed: str | float, kernel_width: str | float) -> LimeSettings:
+        """Checked settings from a form's (or a request's) values; an empty field (None) is refused like any non-number."""
         try:
             return cls(num_features=int(num_features), num_samples=int(num_samples), seed=int(seed), kernel_width=float(kernel_width)).validate()
         except (TypeError, ValueError) as exc:
@@ -273,6 +273,7 @@ def _predict_masked(features: ReportFeatures, masks: torch.Tensor, model: Loaded
                 counts = masked_term_counts(features, chunk, model.vocabulary, model.manifest.input.max_ngram)
                 out.append(torch.softmax(model.module(counts), 1).float())
         else:
+            assert predictor is not None  # the caller checks that exactly one of model and predictor is given
             out.append(torch.as_tensor(np.asarray(predictor(perturbed_texts(features, chunk))), dtype=torch.float32, device=masks.device))
     return torch.cat(out)
 
@@ -368,7 +369,8 @@ def token_spans(text: str) -> list[tuple[int, int, str | None]]:
     """(start, end, model token or None) spans of the cleaned text, for highlighting what the model reads."""
     cleaned = clean_report(text)
     lowered = cleaned.lower()
-    spans, pos = [], 0
+    spans: list[tuple[int, int, str | None]] = []
+    pos = 0
     for m in _TOKEN_SPAN.finditer(lowered):
         if m.start() > pos:
             spans.append((pos, m.start(), None))

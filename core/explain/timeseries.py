@@ -17,11 +17,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from core.models.sequence import VisitSequenceNet
+
+if TYPE_CHECKING:
+    import shap
+
+# A recurrent net's state between steps: h (RNN, GRU) or (h, c) (LSTM); None before the first visit (zeros).
+RecurrentState = torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None
 
 
 @dataclass(frozen=True)
@@ -72,7 +79,7 @@ class VisitShap:
     feature_names: list[str]
     exact: bool
     evaluations: int  # distinct model inputs evaluated
-    _states: list = field(default_factory=list, repr=False)
+    _states: list[RecurrentState] = field(default_factory=list, repr=False)
 
     @property
     def additivity_residual(self) -> float:
@@ -133,7 +140,7 @@ class SequenceExplainer:
         self.bidirectional = module.rnn.bidirectional
 
     # -- model evaluation ---------------------------------------------------------------------
-    def _to(self, *tensors):
+    def _to(self, *tensors: torch.Tensor) -> list[torch.Tensor]:
         return [t.to(self.device) for t in tensors]
 
     @torch.no_grad()
@@ -143,7 +150,7 @@ class SequenceExplainer:
         return torch.sigmoid(self.module(n, c, e)).double()[0].cpu().numpy()
 
     @torch.no_grad()
-    def _final_outputs(self, numeric, categories, elapsed, lengths) -> torch.Tensor:
+    def _final_outputs(self, numeric: torch.Tensor, categories: torch.Tensor, elapsed: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Output at the last real visit of each sequence in a padded batch."""
         outs = []
         for s in range(0, numeric.shape[0], max(1, self.batch_size // max(1, numeric.shape[1]))):
@@ -154,11 +161,11 @@ class SequenceExplainer:
         return torch.cat(outs)
 
     @torch.no_grad()
-    def prefix_states(self, seq: PatientSequence, start: int = 0, start_state=None) -> list:
+    def prefix_states(self, seq: PatientSequence, start: int = 0, start_state: RecurrentState = None) -> list[RecurrentState]:
         """Recurrent state before each visit t >= start (index t), for unidirectional nets."""
         n, c, e = self._to(seq.numeric[None], seq.categories[None], seq.elapsed[None])
         x = self.module.visit_inputs(n, c, e)
-        states = [None] * (len(seq) + 1)
+        states: list[RecurrentState] = [None] * (len(seq) + 1)
         state = start_state
         for t in range(start, len(seq)):
             states[t] = state
@@ -167,7 +174,8 @@ class SequenceExplainer:
         return states
 
     @torch.no_grad()
-    def _step_outputs(self, states: _PerVisitStates, visit: torch.Tensor, numeric, categories, elapsed) -> torch.Tensor:
+    def _step_outputs(self, states: _PerVisitStates, visit: torch.Tensor, numeric: torch.Tensor, categories: torch.Tensor,
+                      elapsed: torch.Tensor) -> torch.Tensor:
         """Probability after one recurrent step from each row's prefix state (unidirectional nets)."""
         outs = []
         for s in range(0, len(visit), self.batch_size):
@@ -179,7 +187,7 @@ class SequenceExplainer:
         return torch.cat(outs)
 
     # -- coalitions of one visit's features -----------------------------------------------------
-    def _masked_visits(self, seq: PatientSequence, visits: torch.Tensor, z: torch.Tensor):
+    def _masked_visits(self, seq: PatientSequence, visits: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Inputs of visit ``visits[k]`` with coalition ``z[k]``: features outside it take the background value."""
         fn, fc = self.n_numeric, self.n_categorical
         bg = self.background
@@ -190,7 +198,7 @@ class SequenceExplainer:
             else seq.elapsed[visits]
         return numeric, categories, elapsed
 
-    def _evaluate(self, seq: PatientSequence, visits: torch.Tensor, z: torch.Tensor, states: list) -> tuple[torch.Tensor, int]:
+    def _evaluate(self, seq: PatientSequence, visits: torch.Tensor, z: torch.Tensor, states: list[RecurrentState]) -> tuple[torch.Tensor, int]:
         """Output at each row's visit for its coalition; identical inputs are evaluated once."""
         numeric, categories, elapsed = self._masked_visits(seq, visits, z)
         key = torch.cat([visits[:, None].double(), numeric.double(), categories.double(), elapsed[:, None].double()], 1)
@@ -207,7 +215,8 @@ class SequenceExplainer:
         return values[inverse], len(unique)
 
     @torch.no_grad()
-    def _full_sequence_outputs(self, seq: PatientSequence, visits, numeric, categories, elapsed) -> torch.Tensor:
+    def _full_sequence_outputs(self, seq: PatientSequence, visits: torch.Tensor, numeric: torch.Tensor, categories: torch.Tensor,
+                               elapsed: torch.Tensor) -> torch.Tensor:
         """Bidirectional nets: whole sequences with one visit replaced; the output read at that visit."""
         t_len = len(seq)
         outs = []
@@ -233,7 +242,8 @@ class SequenceExplainer:
             same = torch.cat([same, (elapsed == bg.elapsed)[:, None]], 1)
         return (same.long() << torch.arange(same.shape[1])).sum(1)
 
-    def _exact_step_values(self, numeric, categories, elapsed, state_index: torch.Tensor, states) -> tuple[torch.Tensor, int]:
+    def _exact_step_values(self, numeric: torch.Tensor, categories: torch.Tensor, elapsed: torch.Tensor, state_index: torch.Tensor,
+                           states: _PerVisitStates) -> tuple[torch.Tensor, int]:
         """All 2^M coalition values of each visit (rows of the inputs), one recurrent step from its prefix state.
 
         A feature already equal to its background value cannot change the input, so only coalitions that
@@ -270,7 +280,8 @@ class SequenceExplainer:
         # Prefix states of all patients at once: state before visit t, stored per (t, patient).
         with torch.no_grad():
             x = self.module.visit_inputs(*self._to(numeric, categories, elapsed))
-            state, per_step = None, []
+            state: RecurrentState = None
+            per_step: list[RecurrentState] = []
             for t in range(t_max):
                 per_step.append(state)
                 _, state = self.module.rnn(x[:, t : t + 1], state)
@@ -296,16 +307,16 @@ class SequenceExplainer:
         t_len, m = len(seq), len(self.feature_names)
         if self.bidirectional:
             from_visit, previous = 0, None  # every output reads every visit
-        reuse = previous is not None and from_visit > 0 and previous._states
-        states = self.prefix_states(seq, from_visit, previous._states[from_visit]) if reuse else self.prefix_states(seq)
-        if reuse:
-            states[:from_visit] = previous._states[:from_visit]
+        reused = previous if previous is not None and from_visit > 0 and previous._states else None
+        states = self.prefix_states(seq, from_visit, reused._states[from_visit]) if reused else self.prefix_states(seq)
+        if reused:
+            states[:from_visit] = reused._states[:from_visit]
         targets = torch.arange(from_visit, t_len)
         exact = m <= self.max_exact
         phi = np.zeros((t_len, m))
         base, output = np.zeros(t_len), np.zeros(t_len)
-        if reuse:
-            phi[:from_visit], base[:from_visit], output[:from_visit] = previous.phi[:from_visit], previous.base[:from_visit], previous.output[:from_visit]
+        if reused:
+            phi[:from_visit], base[:from_visit], output[:from_visit] = reused.phi[:from_visit], reused.base[:from_visit], reused.output[:from_visit]
         if exact:
             z, p = _coalitions(m)
             if self.bidirectional:
@@ -391,16 +402,20 @@ class _PerVisitStates:
     ``per_step[t]`` holds the state before step t for ``n_patients`` sequences (None: zeros); row
     ``t * n_patients + patient`` of the table is that patient's state before visit t."""
 
-    def __init__(self, per_step: list, n_patients: int, explainer: SequenceExplainer) -> None:
+    def __init__(self, per_step: list[RecurrentState], n_patients: int, explainer: SequenceExplainer) -> None:
         rnn = explainer.module.rnn
         zeros = torch.zeros(rnn.num_layers, n_patients, rnn.hidden_size, device=explainer.device)
         self.lstm = isinstance(rnn, torch.nn.LSTM)
-        parts = range(2) if self.lstm else [None]
-        self.tables = [
-            torch.cat([zeros if st is None else (st[k] if self.lstm else st) for st in per_step], 1) for k in parts
-        ]
 
-    def initial(self, index: torch.Tensor):
+        def part(state: RecurrentState, k: int) -> torch.Tensor:
+            """Part k of a state: h, or h and c of an LSTM."""
+            if state is None:
+                return zeros
+            return state[k] if isinstance(state, tuple) else state
+
+        self.tables = [torch.cat([part(st, k) for st in per_step], 1) for k in range(2 if self.lstm else 1)]
+
+    def initial(self, index: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         index = index.to(self.tables[0].device)
         picked = [table[:, index] for table in self.tables]
         return tuple(picked) if self.lstm else picked[0]
@@ -437,7 +452,7 @@ def explain_history(explainer: SequenceExplainer, seq: PatientSequence) -> dict[
     return {"phi": phi.reshape(t_len, m), "base": base, "output": fx, "exact": players <= explainer.max_exact}
 
 
-def to_shap_explanation(result: VisitShap, data: np.ndarray | None = None):
+def to_shap_explanation(result: VisitShap, data: np.ndarray | None = None) -> shap.Explanation:
     """The visit SHAP values as a ``shap.Explanation`` (one row per visit), for ``shap.plots``."""
     import shap
 
