@@ -51,6 +51,7 @@ def test_mypy_clean_over_core():
 
 def core_layers(doc: str) -> dict[str, int]:
     """``core.X`` -> its layer, from the table under ``## Layers`` in docs/architecture.md."""
+    assert "\n## Layers\n" in doc, "docs/architecture.md has no '## Layers' section"
     section = doc.split("\n## Layers\n", 1)[1].split("\n## ", 1)[0]
     layers: dict[str, int] = {}
     for level, names in re.findall(r"^\|\s*(\d+)\s*\|([^|]*)\|", section, re.MULTILINE):
