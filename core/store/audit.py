@@ -15,7 +15,8 @@ from sqlalchemy import select
 from core.store.database import CaseStore
 from core.store.schema import AuditEvent
 
-ACTIONS = ("login", "login_failed", "logout", "case_open", "what_if", "export", "review_saved")
+ACTIONS = ("login", "login_failed", "logout", "case_open", "what_if", "export", "review_saved", "annotation_saved",
+           "annotation_deleted")
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.errors import WorkspaceError
-from core.store.schema import Base, Job, Report, Review, SchemaVersion, Slide, User
+from core.store.schema import AnnotationVersion, Base, Job, Report, Review, SchemaVersion, Slide, User
 
 
 def _create_v1(engine: Engine) -> None:
@@ -64,9 +64,10 @@ def _create_table(model: type[Base]) -> Callable[[Engine], None]:
 # Ordered migrations: version -> function. A new schema change appends an entry using SQLAlchemy
 # constructs, or DDL that SQLite and PostgreSQL both accept; each must find its change already made
 # (a new store's v1 creates the current schema) and leave it alone.
-# v3: user accounts; v4: jobs (long work and its progress, seen by the app, the workers and the Jobs page).
+# v3: user accounts; v4: jobs (long work and its progress, seen by the app, the workers and the Jobs page);
+# v5: reviewers' regions on slides, every version kept.
 MIGRATIONS: dict[int, Callable[[Engine], None]] = {1: _create_v1, 2: _add_days_and_review_version_index, 3: _create_table(User),
-                                                   4: _create_table(Job)}
+                                                   4: _create_table(Job), 5: _create_table(AnnotationVersion)}
 SCHEMA_VERSION = max(MIGRATIONS)
 
 

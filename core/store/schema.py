@@ -165,3 +165,24 @@ class Job(Base):
     requested_by: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now, index=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+
+class AnnotationVersion(Base):
+    """One version of a reviewer's region on a slide. Append-only: an edit or a deletion is a new row with the next
+    version, so nothing drawn is ever lost. As for verdicts, the unique (region, version) index is the concurrency
+    guard: of two editors who both saw version n, the database accepts one version n + 1 (schema v5)."""
+
+    __tablename__ = "annotation_versions"
+    __table_args__ = (Index("uq_annotation_versions_region_version", "region_id", "version", unique=True),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    region_id: Mapped[str] = mapped_column(String(36), index=True)  # a UUID, the same in every version of the region
+    slide_id: Mapped[str] = mapped_column(ForeignKey("slides.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    object_type: Mapped[str] = mapped_column(String(16), default="annotation")  # annotation | detection (QuPath's objectType)
+    class_name: Mapped[str] = mapped_column(String(64))  # one of the workspace's annotation classes
+    name: Mapped[str] = mapped_column(String(256), default="")
+    comment: Mapped[str] = mapped_column(Text, default="")
+    geometry: Mapped[dict] = mapped_column(JSON)  # GeoJSON geometry in level-0 pixel coordinates, valid by shapely's rules
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    user: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
