@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.errors import ModelLoadError, NotFoundError, PathReviewError, WorkspaceError
 from core.models.manifest import ModelManifest, read_manifest
@@ -17,6 +17,32 @@ WORKSPACE_FILE = "workspace.toml"
 DEMO_BUILD_MARKER = ".demo-build.json"  # written by the demo builder; names the held-out patients
 
 
+class AnnotationClass(BaseModel):
+    """A class a reviewer may give a region, its colour (RGB 0-255) and whether it counts as tumour (for Dice)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=64)
+    color: tuple[int, int, int]
+    tumour: bool = False
+
+    @field_validator("color")
+    @classmethod
+    def _rgb(cls, color: tuple[int, int, int]) -> tuple[int, int, int]:
+        if not all(0 <= c <= 255 for c in color):
+            raise ValueError("each colour component is 0 to 255")
+        return color
+
+
+DEFAULT_ANNOTATION_CLASSES = [
+    AnnotationClass(name="tumour pattern 3", color=(255, 200, 0), tumour=True),
+    AnnotationClass(name="tumour pattern 4", color=(255, 110, 0), tumour=True),
+    AnnotationClass(name="tumour pattern 5", color=(200, 0, 0), tumour=True),
+    AnnotationClass(name="benign", color=(0, 160, 80)),
+    AnnotationClass(name="artefact", color=(120, 120, 120)),
+    AnnotationClass(name="disagree with model", color=(150, 0, 200)),
+]
+
+
 class WorkspaceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1)
@@ -24,6 +50,15 @@ class WorkspaceConfig(BaseModel):
     database_url: str = "sqlite:///cases.db"  # a relative SQLite path is relative to the workspace
     models: list[str] = []
     broker_url: str | None = None
+    annotation_classes: list[AnnotationClass] = Field(default_factory=lambda: list(DEFAULT_ANNOTATION_CLASSES))
+
+    @field_validator("annotation_classes")
+    @classmethod
+    def _distinct_names(cls, classes: list[AnnotationClass]) -> list[AnnotationClass]:
+        names = [c.name for c in classes]
+        if len(set(names)) != len(names):
+            raise ValueError(f"annotation class names must be distinct (got {names})")
+        return classes
 
 
 class Workspace:
