@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""PathReview: serve a workspace (``--workspace DIR``) or the demo (``--demo``); precompute a cohort; run a job worker."""
+"""PathReview: serve a workspace (``--workspace DIR``) or the demo (``--demo``); precompute a cohort; run a job worker;
+import and export annotations."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import logging
 import sys
 from pathlib import Path
 
+from core.annotations.cli import add_annotations_parser, run_annotations_command
 from core.auth.accounts_cli import add_users_parser, run_users_command
 from core.config import Settings, default_demo_dir
 from core.errors import PathReviewError
@@ -31,6 +33,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="behind a TLS reverse proxy: Secure session cookies, trust X-Forwarded-Proto/For")
     add_users_parser(sub)
     add_job_parsers(sub)
+    add_annotations_parser(sub)
     return parser
 
 
@@ -75,10 +78,14 @@ def _worker_app(workspace, celery_app) -> None:
     create_app(workspace, celery_app=celery_app)
 
 
-def _store(args: argparse.Namespace):
+def _workspace(args: argparse.Namespace):
     from core.workspace import open_workspace
 
-    return open_workspace(args.workspace, args.database_url).store
+    return open_workspace(args.workspace, args.database_url)
+
+
+def _store(args: argparse.Namespace):
+    return _workspace(args).store
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_precompute(args)
         elif args.command == "worker":
             return run_worker(args, register_app=_worker_app)
+        elif args.command == "annotations":
+            run_annotations_command(args, _workspace(args))
     except PathReviewError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

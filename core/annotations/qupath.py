@@ -69,7 +69,7 @@ def read_geojson(text: str | bytes, width: int, height: int, classes: Sequence[A
             reader.refuse(label, "is not a GeoJSON Feature object")
             continue
         if isinstance(feature.get("id"), str):
-            label += f" (id {feature['id'][:40]})"
+            label += f" (id {' '.join(feature['id'][:40].split())})"
         properties = feature.get("properties") or {}
         if not isinstance(properties, dict):
             reader.refuse(label, "its properties are not an object")
