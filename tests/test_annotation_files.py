@@ -184,3 +184,17 @@ def test_each_bad_asap_annotation_gets_its_message(replace, message):
 def test_a_file_that_is_not_asap_xml_is_refused_whole(data, message):
     with pytest.raises(ASAPFileError, match=message):
         read_asap_xml(data, W, H, CLASSES)
+
+
+def test_the_one_call_parse_and_the_feature_by_feature_parse_agree():
+    """A FeatureCollection GEOS reads whole, the same features as a bare array (parsed one by one), and the same with
+    one feature GEOS cannot read (every geometry then parsed apart) give the same regions, notes and messages."""
+    features = [qupath_feature(polygon(SQUARE)), qupath_feature(polygon(BOWTIE), "benign"),
+                qupath_feature(polygon([[4900, 100], [5100, 100], [5000, 300], [4900, 100]])),
+                qupath_feature({"type": "MultiPoint", "coordinates": [[1, 2], [3, 4]]}, "artefact")]
+    whole = read_geojson(collection(*features), W, H, CLASSES)
+    array = read_geojson(json.dumps(features), W, H, CLASSES)
+    broken = read_geojson(collection(*features, {"type": "Feature", "geometry": None, "properties": {}}), W, H, CLASSES)
+    assert whole.drafts == array.drafts == broken.drafts and len(whole.drafts) == 3
+    assert whole.repaired == array.repaired == broken.repaired and len(whole.repaired) == 1
+    assert whole.refused == array.refused == broken.refused[:1] and "outside the slide" in whole.refused[0]

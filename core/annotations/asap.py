@@ -70,7 +70,7 @@ def read_asap_xml(data: bytes, width: int, height: int, classes: Sequence[Annota
         raise ASAPFileError(f"its root element is <{root.tag}>, not <ASAP_Annotations>")
     annotations = root.findall("./Annotations/Annotation")
     reader = FileReader(width, height, classes)
-    reader.parsed.total = len(annotations)
+    reader.total = len(annotations)
     for index, annotation in enumerate(annotations, 1):
         name = annotation.get("Name", "")
         label = f"annotation {index}" + (f" ({name[:40]!r})" if name else "")
@@ -81,4 +81,4 @@ def read_asap_xml(data: bytes, width: int, height: int, classes: Sequence[Annota
             reader.refuse(label, str(exc))
             continue
         reader.add(label, geometry, None if group == "None" else group, "annotation", name)
-    return reader.parsed
+    return reader.finish()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,13 +55,32 @@ def _polygonal(geom: BaseGeometry) -> BaseGeometry:
     return parts[0] if len(parts) == 1 else shapely.MultiPolygon(parts)
 
 
-def parse_geometry(value: Any) -> BaseGeometry:
-    """A GeoJSON geometry object as shapely geometry, or ``RegionRefused`` (rules 1 and 2)."""
+def _kind(value: Any) -> str:
     if not isinstance(value, dict):
         raise RegionRefused("has no geometry object")
     kind = value.get("type")
     if kind not in GEOMETRY_TYPES:
         raise RegionRefused(f"geometry type {kind!r} is not a region or marker; use one of {', '.join(GEOMETRY_TYPES)}")
+    return str(kind)
+
+
+def _check_ring_lengths(value: dict) -> None:
+    """Rings as the file wrote them: shapely would pad a short one; GeoJSON (RFC 7946 3.1.6) and JTS require four positions."""
+    if value["type"] == "Polygon":
+        rings = list(value["coordinates"])
+    elif value["type"] == "MultiPolygon":
+        rings = [ring for polygon in value["coordinates"] for ring in polygon]
+    else:
+        return
+    for ring in rings:
+        if len(ring) < 4:
+            raise RegionRefused(f"coordinates are not a valid {value['type']} (a ring has {len(ring)} positions; a closed ring "
+                                "needs at least 4, the last repeating the first)")
+
+
+def parse_geometry(value: Any) -> BaseGeometry:
+    """A GeoJSON geometry object as shapely geometry, or ``RegionRefused`` (rules 1 and 2)."""
+    kind = _kind(value)
     try:
         geom = shape(value)
     except (ValueError, TypeError, KeyError, IndexError, AttributeError, GEOSException) as exc:
@@ -69,31 +89,20 @@ def parse_geometry(value: Any) -> BaseGeometry:
         raise RegionRefused(f"the {kind} has no coordinates")
     if not np.isfinite(shapely.get_coordinates(geom)).all():
         raise RegionRefused("a coordinate is not a finite number")
-    for ring in _written_rings(value):
-        if len(ring) < 4:  # shapely would pad it; GeoJSON (RFC 7946 3.1.6) and JTS require four positions
-            raise RegionRefused(f"coordinates are not a valid {kind} (a ring has {len(ring)} positions; a closed ring "
-                                "needs at least 4, the last repeating the first)")
+    _check_ring_lengths(value)
     return geom
 
 
-def _written_rings(value: dict) -> list[list]:
-    """The rings of a (Multi)Polygon as the file wrote them (already known to parse)."""
-    if value["type"] == "Polygon":
-        return list(value["coordinates"])
-    if value["type"] == "MultiPolygon":
-        return [ring for polygon in value["coordinates"] for ring in polygon]
-    return []
-
-
-def check_geometry(value: Any, width: int, height: int) -> CheckedGeometry:
-    """Apply the module's rules to one GeoJSON geometry on a slide of ``width`` x ``height`` level-0 pixels."""
-    geom = parse_geometry(value)
-    xmin, ymin, xmax, ymax = geom.bounds
+def _outside(bounds: tuple[float, float, float, float], width: int, height: int) -> str | None:
+    xmin, ymin, xmax, ymax = bounds
     if xmin < 0 or ymin < 0 or xmax > width or ymax > height:
-        raise RegionRefused(f"coordinates outside the slide: x {xmin:g} to {xmax:g}, y {ymin:g} to {ymax:g}, but the slide is "
-                            f"{width} x {height} pixels at level 0 (is the file for another slide, or at another level?)")
-    if geom.is_valid:
-        return CheckedGeometry(_as_geojson(geom), None)
+        return (f"coordinates outside the slide: x {xmin:g} to {xmax:g}, y {ymin:g} to {ymax:g}, but the slide is "
+                f"{width} x {height} pixels at level 0 (is the file for another slide, or at another level?)")
+    return None
+
+
+def _repaired(geom: BaseGeometry) -> CheckedGeometry:
+    """Rule 4 for a geometry shapely finds invalid."""
     reason = shapely.is_valid_reason(geom)
     repaired = _polygonal(shapely.make_valid(geom, method="structure"))
     if repaired.is_empty or math.isclose(repaired.area, 0.0):
@@ -101,3 +110,55 @@ def check_geometry(value: Any, width: int, height: int) -> CheckedGeometry:
     pieces = len(shapely.get_parts(repaired))
     return CheckedGeometry(_as_geojson(repaired), f"repaired: the ring was not a valid polygon ({reason}); split at its crossings "
                                                   f"into {pieces} simple polygon{'s' if pieces > 1 else ''} (shapely make_valid, 'structure')")
+
+
+def check_geometry(value: Any, width: int, height: int) -> CheckedGeometry:
+    """Apply the module's rules to one GeoJSON geometry on a slide of ``width`` x ``height`` level-0 pixels. A valid
+    geometry is kept with its coordinates as written."""
+    geom = parse_geometry(value)
+    outside = _outside(geom.bounds, width, height)
+    if outside:
+        raise RegionRefused(outside)
+    if geom.is_valid:
+        return CheckedGeometry({"type": value["type"], "coordinates": value["coordinates"]}, None)
+    return _repaired(geom)
+
+
+def check_geometries(values: Sequence[Any], width: int, height: int,
+                     parsed: Sequence[BaseGeometry] | None = None) -> list[CheckedGeometry | RegionRefused]:
+    """``check_geometry`` for many geometries at once, with the same results: GEOS parses them all in one call (or
+    ``parsed`` holds GEOS's reading of each already) and bounds and validity are computed as arrays; a geometry GEOS
+    cannot read, or one that breaks a rule, goes through ``check_geometry`` for its message."""
+    results: list[CheckedGeometry | RegionRefused | None] = [None] * len(values)
+    texts: list[str] = []
+    for i, value in enumerate(values):
+        try:
+            _kind(value)
+            _check_ring_lengths(value)
+            texts.append("" if parsed is not None else json.dumps(value))
+        except RegionRefused as exc:
+            results[i] = exc
+            texts.append("")
+        except (TypeError, ValueError, KeyError):
+            texts.append("")  # malformed: check_geometry below words the problem
+    if parsed is None:
+        geoms = shapely.from_geojson(np.array(texts, dtype=object), on_invalid="ignore")
+        readable = np.array([bool(t) for t in texts], bool)
+    else:
+        geoms = np.array(parsed, dtype=object)
+        readable = np.ones(len(values), bool)
+    fast = readable & np.array([r is None for r in results], bool) & ~shapely.is_missing(geoms) & ~shapely.is_empty(geoms)
+    bounds = shapely.bounds(geoms)
+    fast &= (bounds[:, 0] >= 0) & (bounds[:, 1] >= 0) & (bounds[:, 2] <= width) & (bounds[:, 3] <= height)
+    fast &= shapely.is_valid(geoms)
+    for i, value in enumerate(values):
+        if results[i] is not None:
+            continue
+        if fast[i]:
+            results[i] = CheckedGeometry({"type": value["type"], "coordinates": value["coordinates"]}, None)
+            continue
+        try:
+            results[i] = check_geometry(value, width, height)
+        except RegionRefused as exc:
+            results[i] = exc
+    return [r for r in results if r is not None]

@@ -14,7 +14,11 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from core.annotations.parsed import FileReader, ParsedFile
+import shapely
+from shapely.errors import GEOSException
+from shapely.geometry.base import BaseGeometry
+
+from core.annotations.parsed import FileReader, ParsedFile, gc_paused
 from core.store.annotations import OBJECT_TYPES, RegionVersion
 from core.workspace import AnnotationClass
 
@@ -54,15 +58,21 @@ def read_geojson(text: str | bytes, width: int, height: int, classes: Sequence[A
     """Every feature of a QuPath GeoJSON file checked against the slide and the workspace's classes.
 
     Raises ``GeoJSONFileError`` when the file as a whole cannot be read."""
+    with gc_paused():
+        return _read_geojson(text, width, height, classes)
+
+
+def _read_geojson(text: str | bytes, width: int, height: int, classes: Sequence[AnnotationClass]) -> ParsedFile:
     try:
-        document = json.loads(text.decode("utf-8-sig") if isinstance(text, bytes) else text)
+        text = text.decode("utf-8-sig") if isinstance(text, bytes) else text
+        document = json.loads(text)
     except json.JSONDecodeError as exc:
         raise GeoJSONFileError(f"it is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
     except UnicodeDecodeError as exc:
         raise GeoJSONFileError(f"it is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     features = _features(document)
     reader = FileReader(width, height, classes)
-    reader.parsed.total = len(features)
+    reader.total = len(features)
     for index, feature in enumerate(features, 1):
         label = f"feature {index}"
         if not isinstance(feature, dict) or feature.get("type") != "Feature":
@@ -82,7 +92,18 @@ def read_geojson(text: str | bytes, width: int, height: int, classes: Sequence[A
         name, comment = properties.get("name"), metadata.get("comment") if isinstance(metadata, dict) else None
         name, comment = (name if isinstance(name, str) else ""), (comment if isinstance(comment, str) else "")
         reader.add(label, feature.get("geometry"), _classification(properties.get("classification")), object_type, name, comment)
-    return reader.parsed
+    return reader.finish(_geos_reading(text, len(features)))
+
+
+def _geos_reading(text: str, n: int) -> list[BaseGeometry] | None:
+    """Every feature's geometry as GEOS reads the whole FeatureCollection in one call, or None when it cannot (a
+    feature without geometry, a bare array, a malformed ring): the features are then parsed one by one."""
+    try:
+        whole = shapely.from_geojson(text)
+    except (GEOSException, ValueError, TypeError):
+        return None
+    parts = list(shapely.get_parts(whole)) if whole.geom_type == "GeometryCollection" else []
+    return parts if len(parts) == n else None
 
 
 def _rounded(coordinates: Any) -> Any:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.annotations.asap import ASAPFileError, read_asap_xml
-from core.annotations.parsed import ParsedFile
+from core.annotations.parsed import ParsedFile, gc_paused
 from core.annotations.qupath import GeoJSONFileError, read_geojson, write_geojson
 from core.errors import PathReviewError
 from core.store.annotations import RegionVersion, add_regions, current_regions, slides_with_regions
@@ -77,7 +77,8 @@ def import_annotations(workspace: Workspace, slide_id: str, name: str, data: byt
     if not parsed.drafts:
         raise AnnotationImportError(f"{name}: no region to import ({parsed.total} features"
                                     + (f", all refused: {_listed(parsed.refused)}" if parsed.refused else "") + ")", parsed.refused)
-    imported = add_regions(workspace.store, slide_id, parsed.drafts, user)
+    with gc_paused():
+        imported = add_regions(workspace.store, slide_id, parsed.drafts, user)
     return ImportResult(imported, parsed.refused, parsed.repaired, parsed.total)
 
 

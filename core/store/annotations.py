@@ -14,14 +14,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from core.errors import NotFoundError, PathReviewError
 from core.store.database import CaseStore
 from core.store.reviews import MAX_COMMENT_CHARS, MAX_USER_CHARS
-from core.store.schema import AnnotationVersion, AuditEvent, Slide, as_utc
+from core.store.schema import AnnotationVersion, AuditEvent, Slide, as_utc, utc_now
 
 OBJECT_TYPES = ("annotation", "detection")
 MAX_NAME_CHARS = 256
@@ -120,21 +120,31 @@ def _refused(exc: OperationalError) -> PathReviewError:
 
 
 def add_regions(store: CaseStore, slide_id: str, drafts: Sequence[RegionDraft], user: str) -> list[RegionVersion]:
-    """Store new regions (version 1 each) and one audit event per region, all in one transaction: all or nothing."""
+    """Store new regions (version 1 each) and one audit event per region, all in one transaction: all or nothing.
+    The rows go in as two bulk inserts, so a file of 10,000 regions is one round of statements, not 20,000."""
     user = _clean_user(user)
     for draft in drafts:
         _check_draft(draft)
+    now = utc_now()
+    versions = [RegionVersion(region_id=str(uuid.uuid4()), slide_id=slide_id, version=1, object_type=d.object_type,
+                              class_name=d.class_name, name=d.name, comment=d.comment, geometry=d.geometry, deleted=False,
+                              user=user, at=now) for d in drafts]
     try:
         with store.session() as s:
             if s.get(Slide, slide_id) is None:
                 raise NotFoundError(f"no slide {slide_id!r} in this workspace")
-            rows = [_row(str(uuid.uuid4()), slide_id, 1, d, user) for d in drafts]
-            s.add_all(rows)
-            s.add_all([_audit(r) for r in rows])
-            s.flush()
-            return [RegionVersion.from_row(r) for r in rows]
+            if versions:
+                connection = s.connection()  # Core executemany: no ORM bookkeeping per row
+                connection.execute(insert(AnnotationVersion.__table__), [
+                    {"region_id": v.region_id, "slide_id": slide_id, "version": 1, "object_type": v.object_type,
+                     "class_name": v.class_name, "name": v.name, "comment": v.comment, "geometry": v.geometry,
+                     "deleted": False, "user": user, "created_at": now} for v in versions])
+                connection.execute(insert(AuditEvent.__table__), [
+                    {"at": now, "user": user, "action": "annotation_saved", "target": slide_id,
+                     "detail": {"region": v.region_id, "version": 1, "class": v.class_name}} for v in versions])
     except OperationalError as exc:
         raise _refused(exc) from exc
+    return versions
 
 
 def _append(store: CaseStore, region_id: str, user: str, expected_version: int, draft: RegionDraft | None) -> RegionVersion:
