@@ -97,8 +97,7 @@ def _map(g: SlideGeometry, view: dict | None = None) -> dl.Map:
                          minZoom=0, maxZoom=g.max_zoom + 1, attribution=f"{g.slide_id} · {g.mpp} µm/px"),
             dl.TileLayer(id="heat-layer", url="", tileSize=g.tile_size, noWrap=True, bounds=bounds, maxNativeZoom=g.max_zoom,
                          maxZoom=g.max_zoom + 1, opacity=0.5, zIndex=10),
-            dl.Colorbar(id="heat-colorbar", colorscale=colorbar_colours("Viridis"), min=0, max=1, nTicks=5, width=16, height=180,
-                        position="topright", style={"display": "none"}),
+            html.Div(id="heat-legend"),  # the shown layer's colour bar (made anew: a Leaflet control keeps its first style)
             dl.Rectangle(id="selected-patch", bounds=[[0, 0], [0, 0]], pathOptions={"color": "#ff00ff", "weight": 2, "fill": False}),
         ],
     )
@@ -259,6 +258,11 @@ def _scores_table(scores, threshold: float) -> html.Div:
     ])
 
 
+def _colour_bar(cmap: str) -> dl.Colorbar:
+    return dl.Colorbar(id="heat-colorbar", colorscale=colorbar_colours(cmap), min=0, max=1, nTicks=5, width=16, height=180,
+                       position="topright")
+
+
 def _loading(text: str, spinning: bool = True) -> tuple[list, dict]:
     """The indicator over the map: its children and style."""
     return ([dbc.Spinner(size="sm", spinner_class_name="me-2", id="heat-layer-spinner") if spinning else "",
@@ -298,7 +302,7 @@ def register_callbacks(app: Dash, workspace: Workspace, tiles: TileService, disp
         return heat.key, [summary, *(html.Div(n, className="text-warning heat-notice") for n in heat.notices)]  # e.g. ran on the CPU
 
     @app.callback(
-        Output("heat-layer", "url"), Output("heat-colorbar", "colorscale"), Output("heat-colorbar", "style"),
+        Output("heat-layer", "url"), Output("heat-legend", "children"),
         Output("grade-fractions", "figure"), Output("grade-fractions", "style"), Output("ground-truth-scores", "children"),
         Output("heat-layer-job", "data"), Output("heat-layer-poll", "disabled"), Output("heat-layer-loading", "children"),
         Output("heat-layer-loading", "style"),
@@ -309,7 +313,7 @@ def register_callbacks(app: Dash, workspace: Workspace, tiles: TileService, disp
     def show_heatmap(key, layer, method, cmap, threshold, norm, smooth_cells, _ready, ctx):
         heat = slide_heatmap_by_key(workspace, key, ctx["slide_id"])
         if heat is None:
-            return "", no_update, HIDDEN, no_update, HIDDEN, no_update, None, True, no_update, HIDDEN
+            return "", [], no_update, HIDDEN, no_update, None, True, no_update, HIDDEN
         style = OverlayStyle(method=method, layer=layer, cmap=cmap, threshold=float(threshold), norm=norm, smooth=float(smooth_cells))
         layers = slide_layers(workspace, heat)
         figure = grade_fraction_figure(grade_fractions(layers, method))
@@ -326,13 +330,12 @@ def register_callbacks(app: Dash, workspace: Workspace, tiles: TileService, disp
             job = None if ready else start_layer_job(dispatcher, heat, source_layer(style), current_username())
         except PathReviewError as exc:  # e.g. attention on a heatmap without embeddings, or no job broker
             children, shown = _loading(str(exc), spinning=False)
-            return "", no_update, HIDDEN, figure, {}, scores, None, True, children, shown
+            return "", [], figure, {}, scores, None, True, children, shown
         if job is not None:  # the previous overlay is hidden while the layer is computed
             children, shown = _loading(_job_progress_text(source_layer(style), job.status, job.progress))
-            return "", no_update, HIDDEN, figure, {}, scores, {"job": job.id, "layer": source_layer(style)}, False, children, shown
-        colorbar_style = HIDDEN if layer in (ARGMAX_LAYER, TISSUE_LAYER) else {}
-        return (heat_tile_url(ctx["slide_id"], key, style), colorbar_colours(cmap), colorbar_style, figure, {}, scores,
-                None, True, "", HIDDEN)
+            return "", [], figure, {}, scores, {"job": job.id, "layer": source_layer(style)}, False, children, shown
+        legend = [] if layer in (ARGMAX_LAYER, TISSUE_LAYER) else [_colour_bar(cmap)]  # the class map's colours are fixed
+        return heat_tile_url(ctx["slide_id"], key, style), legend, figure, {}, scores, None, True, "", HIDDEN
 
     @app.callback(
         Output("heat-layer-loading", "children", allow_duplicate=True), Output("heat-layer-ready", "data"),
