@@ -1,5 +1,6 @@
 """Tile latency of the real app server under 8 concurrent clients over loopback, against calling
-OpenSlide's DeepZoomGenerator.get_tile directly in the same run.
+OpenSlide's DeepZoomGenerator.get_tile directly in the same run; and the "not ready" answer of a heatmap tile
+whose layer (a stitched CAM) a job is still computing, against a 100 ms bound.
 
     python bench/tiles.py [--workspace DIR] [--seconds 20] [--clients 8]
 
@@ -25,12 +26,15 @@ sys.path.insert(0, str(REPO))
 from demo_workspace import bench_workspace_root  # noqa: E402
 from openslide.deepzoom import DeepZoomGenerator  # noqa: E402
 
+from core.heatmaps.cam_maps import cam_cache_path  # noqa: E402
 from core.heatmaps.slide_heatmap import HeatmapParams, compute_heatmap  # noqa: E402
 from core.slides.reader import open_slide  # noqa: E402
 from core.slides.tiles import TILE_SIZE  # noqa: E402
 from core.store.schema import Slide  # noqa: E402
 from core.workspace import open_workspace  # noqa: E402
 from tests.helpers import add_test_accounts, sign_in  # noqa: E402
+
+NOT_READY_BOUND_MS = 100  # a tile of a layer still being computed answers within this
 
 
 def tile_addresses(dz: DeepZoomGenerator, rng: random.Random, n: int) -> list[tuple[int, int, int]]:
@@ -75,6 +79,22 @@ def hammer(base: str, urls: list[str], seconds: float, clients: int) -> tuple[li
     return latencies, errors
 
 
+def not_ready(base: str, urls: list[str], max_requests: int = 300) -> tuple[list[float], int]:
+    """Tiles of a layer that is not stored yet, one request at a time while its job computes it: the latency of the
+    "not ready" (202) answers, and how many came before the layer was ready."""
+    session = requests.Session()
+    sign_in(session, base=base)
+    latencies: list[float] = []
+    for url in urls[:max_requests]:
+        t = time.perf_counter()
+        response = session.get(base + url, timeout=30)
+        elapsed = (time.perf_counter() - t) * 1000
+        if response.status_code != 202:
+            break
+        latencies.append(elapsed)
+    return latencies, len(latencies)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--workspace", type=Path)
@@ -94,6 +114,9 @@ def main() -> None:
     addresses = tile_addresses(dz, rng, 4000)
     tile_urls = [f"/slides/{slide_id}/tiles/{z}/{x}/{y}.jpeg" for z, x, y in addresses]
     heat_urls = [f"/slides/{slide_id}/heatmap/{heat.key}/{z}/{x}/{y}.png?layer=tumour&thr=0.2&cmap=Viridis" for z, x, y in addresses]
+    # A stitched CAM layer that is not stored: its tiles must answer "not ready" at once while a job computes it.
+    cam_cache_path(ws, heat, "gradcam++").unlink(missing_ok=True)
+    cam_urls = [f"/slides/{slide_id}/heatmap/{heat.key}/{z}/{x}/{y}.png?layer=cam%3Agradcam%2B%2B" for z, x, y in addresses]
 
     # Direct: the same addresses through DeepZoomGenerator.get_tile in this process, one call at a time.
     direct = []
@@ -131,6 +154,7 @@ def main() -> None:
                 time.sleep(0.5)
         tiles, tile_errors = hammer(base, tile_urls, args.seconds, args.clients)
         heats, heat_errors = hammer(base, heat_urls, args.seconds, args.clients)
+        waits, answered = not_ready(base, cam_urls)
     finally:
         server.terminate()
         server.wait(10)
@@ -139,11 +163,15 @@ def main() -> None:
     print(f"heatmap tiles: {len(heats)} requests, {heat_errors} errors, p50 {np.median(heats):.1f} ms, p95 {p95(heats):.1f} ms")
     print(f"direct get_tile (1 thread, no HTTP): p50 {np.median(direct):.2f} ms, p95 {p95(direct):.2f} ms")
     print(f"direct get_tile ({args.clients} threads): p95 {p95(direct_concurrent):.2f} ms")
+    print(f"not-ready tiles (a CAM layer while its job runs): {answered} answers of 202, p50 {np.median(waits):.1f} ms, "
+          f"p95 {p95(waits):.1f} ms (bound {NOT_READY_BOUND_MS} ms)")
     print(f"RESULT tile_p95_ms={p95(tiles):.1f}")
     print(f"RESULT heat_tile_p95_ms={p95(heats):.1f}")
     print(f"RESULT tile_p95_vs_direct={p95(tiles) / p95(direct):.2f}")
     print(f"RESULT heat_tile_p95_vs_direct={p95(heats) / p95(direct):.2f}")
     print(f"RESULT tile_p95_vs_direct_concurrent={p95(tiles) / p95(direct_concurrent):.2f}")
+    print(f"RESULT not_ready_tile_p95_ms={p95(waits):.1f}")
+    print(f"RESULT not_ready_tile_p95_vs_bound={p95(waits) / NOT_READY_BOUND_MS:.2f}")
 
 
 if __name__ == "__main__":
