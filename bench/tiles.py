@@ -53,17 +53,16 @@ def p95(values: list[float]) -> float:
     return float(np.percentile(values, 95)) if values else float("nan")
 
 
-def hammer(base: str, urls: list[str], seconds: float, clients: int) -> tuple[list[float], int]:
+def hammer(base: str, sessions: list[requests.Session], urls: list[str], seconds: float) -> tuple[list[float], int]:
+    """Every signed-in session a client of its own, each asking for random ``urls`` for ``seconds``."""
     latencies: list[float] = []
     errors = 0
     lock = threading.Lock()
     stop = time.monotonic() + seconds
 
-    def client(seed: int) -> None:
+    def client(seed: int, session: requests.Session) -> None:
         nonlocal errors
         rng = random.Random(seed)
-        session = requests.Session()
-        sign_in(session, base=base)
         while time.monotonic() < stop:
             t = time.perf_counter()
             response = session.get(base + rng.choice(urls), timeout=30)
@@ -71,7 +70,7 @@ def hammer(base: str, urls: list[str], seconds: float, clients: int) -> tuple[li
             with lock:
                 latencies.append(elapsed)
                 errors += response.status_code != 200
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    threads = [threading.Thread(target=client, args=(i, session)) for i, session in enumerate(sessions)]
     for th in threads:
         th.start()
     for th in threads:
@@ -79,11 +78,9 @@ def hammer(base: str, urls: list[str], seconds: float, clients: int) -> tuple[li
     return latencies, errors
 
 
-def not_ready(base: str, urls: list[str], max_requests: int = 300) -> tuple[list[float], int]:
+def not_ready(base: str, session: requests.Session, urls: list[str], max_requests: int = 300) -> tuple[list[float], int]:
     """Tiles of a layer that is not stored yet, one request at a time while its job computes it: the latency of the
     "not ready" (202) answers, and how many came before the layer was ready."""
-    session = requests.Session()
-    sign_in(session, base=base)
     latencies: list[float] = []
     for url in urls[:max_requests]:
         t = time.perf_counter()
@@ -152,9 +149,12 @@ def main() -> None:
                     break
             except requests.ConnectionError:
                 time.sleep(0.5)
-        tiles, tile_errors = hammer(base, tile_urls, args.seconds, args.clients)
-        heats, heat_errors = hammer(base, heat_urls, args.seconds, args.clients)
-        waits, answered = not_ready(base, cam_urls)
+        sessions = [requests.Session() for _ in range(args.clients)]
+        for session in sessions:  # once for every phase: sign-ins are rate-limited
+            sign_in(session, base=base)
+        tiles, tile_errors = hammer(base, sessions, tile_urls, args.seconds)
+        heats, heat_errors = hammer(base, sessions, heat_urls, args.seconds)
+        waits, answered = not_ready(base, sessions[0], cam_urls)
     finally:
         server.terminate()
         server.wait(10)
