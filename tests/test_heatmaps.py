@@ -33,7 +33,7 @@ def test_heatmaps_match_the_ground_truth_on_held_out_slides(workspace, held_out_
             scores = tumour_agreement(tumour, heat.tissue, labels, slide.mask_mpp, heat.cell_um, 0.5)
             if method == "overlap":
                 pred_area, true_area = scores.predicted_fraction, scores.true_fraction
-                intersections += scores.dice * (pred_area + true_area)
+                intersections += np.nan_to_num(scores.dice) * (pred_area + true_area)  # NaN only where both areas are 0
                 totals += pred_area + true_area
                 if true_area > 0:
                     per_slide.append(scores.dice)
