@@ -17,6 +17,8 @@ from core.annotations.statistics import (
 )
 from core.errors import PathReviewError
 from core.heatmaps.slide_heatmap import HeatmapParams, SlideHeatmap
+from core.heatmaps.slide_layers import SlideLayers
+from core.workspace import Workspace, WorkspaceConfig
 
 CELL = 10.0  # level-0 pixels per cell side
 MPP = 0.5
@@ -95,16 +97,18 @@ def test_annotation_dice_by_hand():
     assert none.empty_truth and none.dice == 0.0
 
 
-def _heatmap() -> SlideHeatmap:
-    """Two 4 x 4-cell patches side by side on a 4 x 8 grid: the left benign (0.9), the right mostly GG4 (0.7)."""
-    return SlideHeatmap(key="k", slide_id="S1", model_id="m", weights_sha256="0" * 64, params=HeatmapParams(),
+def _layers(tmp_path) -> SlideLayers:
+    """Two 4 x 4-cell patches side by side on a 4 x 8 grid: the left benign (0.9), the right mostly GG4 (0.7). The
+    reconstruction and class-map layers need no case store."""
+    workspace = Workspace(tmp_path, WorkspaceConfig(name="test"), None, {})  # type: ignore[arg-type]
+    return SlideLayers(workspace, SlideHeatmap(key="k", slide_id="S1", model_id="m", weights_sha256="0" * 64, params=HeatmapParams(),
                         class_names=list(NAMES), cell_level0=CELL, cell_shape=(4, 8), stride_cells=4, slide_mpp=MPP,
                         slide_size=(80, 40), origins=np.array([[0, 0], [40, 0]]), cell_index=np.array([[0, 0], [0, 4]]),
-                        probs=np.array([[0.9, 0.1, 0.0, 0.0], [0.1, 0.2, 0.7, 0.0]]), tissue=np.ones((4, 8), bool))
+                        probs=np.array([[0.9, 0.1, 0.0, 0.0], [0.1, 0.2, 0.7, 0.0]]), tissue=np.ones((4, 8), bool)))
 
 
-def test_statistics_and_dice_on_a_heatmap():
-    heat = _heatmap()
+def test_statistics_and_dice_on_a_heatmap(tmp_path):
+    heat = _layers(tmp_path)
     whole = heatmap_region_statistics(heat, rect(0, 0, 80, 40), attention=np.array([0.25, 0.75]))
     assert whole.grade_fractions == pytest.approx({"benign": 0.5, "GG3": 0.0, "GG4": 0.5, "GG5": 0.0})
     assert whole.mean_score == pytest.approx((0.1 + 0.9) / 2)  # tumour score 1 - P(benign)

@@ -24,8 +24,7 @@ from shapely.geometry.base import BaseGeometry
 
 from core.errors import PathReviewError
 from core.heatmaps.groundtruth import SegmentationScores, segmentation_scores
-from core.heatmaps.reconstruct import tissue_argmax
-from core.heatmaps.slide_heatmap import SlideHeatmap
+from core.heatmaps.slide_layers import SlideLayers
 from core.slides.grid import CELLS_PER_PATCH
 
 
@@ -113,25 +112,25 @@ def annotation_agreement(tumour_regions: Sequence[dict | BaseGeometry], predicte
     return segmentation_scores(predicted, truth, within)
 
 
-def tumour_score(heat: SlideHeatmap, method: str = "overlap") -> np.ndarray:
+def tumour_score(layers: SlideLayers, method: str = "overlap") -> np.ndarray:
     """The viewer's tumour layer: 1 - P(benign) per cell (NaN where no patch informs the cell)."""
-    maps = heat.class_maps(method)
-    benign = heat.class_names.index("benign") if "benign" in heat.class_names else 0
-    return 1 - maps[benign]
+    maps = layers.get(f"reconstruction:{method}")
+    names = layers.heat.class_names
+    return 1 - maps[names.index("benign") if "benign" in names else 0]
 
 
-def heatmap_region_statistics(heat: SlideHeatmap, geometry: dict | BaseGeometry, method: str = "overlap",
+def heatmap_region_statistics(layers: SlideLayers, geometry: dict | BaseGeometry, method: str = "overlap",
                               attention: np.ndarray | None = None) -> RegionStatistics:
-    """``region_statistics`` on a computed heatmap: its argmax class map within tissue, its tumour score and, when
-    given, the MIL attention of its patches (``core.heatmaps.attention.slide_attention(...).weights``)."""
-    labels = tissue_argmax(heat.class_maps(method), heat.tissue)
-    return region_statistics(geometry, heat.cell_level0, heat.slide_mpp, labels, heat.class_names, tumour_score(heat, method),
-                             attention, heat.cell_index if attention is not None else None)
+    """``region_statistics`` on a heatmap's layers: its class map (tissue argmax) and tumour score by ``method`` and,
+    when given, the MIL attention of its patches (the ``attention`` layer's weights)."""
+    heat = layers.heat
+    return region_statistics(geometry, heat.cell_level0, heat.slide_mpp, layers.get(f"class-map:{method}"), heat.class_names,
+                             tumour_score(layers, method), attention, heat.cell_index if attention is not None else None)
 
 
-def heatmap_agreement(heat: SlideHeatmap, tumour_regions: Sequence[dict | BaseGeometry], method: str = "overlap",
+def heatmap_agreement(layers: SlideLayers, tumour_regions: Sequence[dict | BaseGeometry], method: str = "overlap",
                       threshold: float = 0.5) -> SegmentationScores:
     """The heatmap's tumour cells (score >= ``threshold``) against the regions, over tissue cells, as the mask-based
     comparison (``core.heatmaps.groundtruth.tumour_agreement``) scores them."""
-    predicted = np.nan_to_num(tumour_score(heat, method), nan=0.0) >= threshold
-    return annotation_agreement(tumour_regions, predicted, heat.cell_level0, within=heat.tissue)
+    predicted = np.nan_to_num(tumour_score(layers, method), nan=0.0) >= threshold
+    return annotation_agreement(tumour_regions, predicted, layers.heat.cell_level0, within=layers.heat.tissue)
