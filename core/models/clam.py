@@ -10,6 +10,8 @@ attention net has dropout); ``classifiers`` (SB: one ``Linear(512, C)``; MB: ``c
 
 from __future__ import annotations
 
+import abc
+
 import torch
 from torch import nn
 
@@ -65,7 +67,7 @@ def clam_checkpoint_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Ten
     return out
 
 
-class _AttentionMIL(nn.Module):
+class AttentionMIL(nn.Module, abc.ABC):
     """The shared trunk: ``attention_net`` = Linear(embed_dim, hidden), ReLU, Dropout, attention net with K outputs."""
 
     def __init__(self, gate: bool, size_arg: str, dropout: float, embed_dim: int, n_attention: int) -> None:
@@ -96,6 +98,24 @@ class _AttentionMIL(nn.Module):
         """Raw attention scores before the softmax over patches (K, N): what CLAM's heatmaps colour."""
         return self.embed_and_score(bag)[1]
 
+    @abc.abstractmethod
+    def bag_logits(self, attention: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """Slide logits (C,) from the softmaxed attention (K, N) and the embedded patches (N, hidden)."""
+
+    def instances_from_embedding(self, h: torch.Tensor) -> torch.Tensor | None:
+        """Per-patch class scores (N, C) where the head has instance classifiers; None where it has not."""
+        return None
+
+    def forward(self, bag: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, embed_dim) -> (logits (C,), raw attention (K, N)), as CLAM's forward without instance_eval."""
+        h, raw = self.embed_and_score(bag)
+        return self.bag_logits(torch.softmax(raw, dim=1), h), raw
+
+    def explain(self, bag: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(logits (C,), raw attention (K, N), instance scores (N, C) or None) from one pass over the bag."""
+        h, raw = self.embed_and_score(bag)
+        return self.bag_logits(torch.softmax(raw, dim=1), h), raw, self.instances_from_embedding(h)
+
 
 def attention_out(net: nn.Module) -> int:
     """How many attention branches (K) an attention net scores."""
@@ -105,7 +125,7 @@ def attention_out(net: nn.Module) -> int:
     return int(last.out_features)
 
 
-class ABMIL(_AttentionMIL):
+class ABMIL(AttentionMIL):
     """Attention MIL (Ilse et al. 2018): slide embedding M = softmax_i(a_i) h_i, logits = W M; CLAM's trunk and a
     ``classifiers`` Linear, without instance classifiers."""
 
@@ -115,13 +135,11 @@ class ABMIL(_AttentionMIL):
         self.classifiers = nn.Linear(self.hidden, n_classes)
         self.n_classes = n_classes
 
-    def forward(self, bag: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(N, embed_dim) -> (logits (C,), raw attention (1, N))."""
-        h, raw = self.embed_and_score(bag)
-        return self.classifiers(torch.softmax(raw, dim=1) @ h)[0], raw
+    def bag_logits(self, attention: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        return self.classifiers(attention @ h)[0]
 
 
-class CLAMSB(_AttentionMIL):
+class CLAMSB(AttentionMIL):
     """CLAM single-branch: one attention branch, bag logits from ``classifiers``, and one two-way instance classifier
     per class whose positive probability is the patch's instance score for that class."""
 
@@ -136,16 +154,13 @@ class CLAMSB(_AttentionMIL):
         assert isinstance(self.classifiers, nn.Linear)
         return self.classifiers(attention @ h)[0]
 
-    def forward(self, bag: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(N, embed_dim) -> (logits (C,), raw attention (K, N)), as CLAM's forward without instance_eval."""
-        h, raw = self.embed_and_score(bag)
-        return self.bag_logits(torch.softmax(raw, dim=1), h), raw
-
-    def instance_scores(self, bag: torch.Tensor) -> torch.Tensor:
+    def instances_from_embedding(self, h: torch.Tensor) -> torch.Tensor:
         """(N, C): softmax(instance_classifiers[c](h_i))[1], the probability CLAM's instance loss trains to be 1 for a
         top-attended patch of class c (``inst_eval``) and 0 for a bottom-attended one."""
-        h, _ = self.embed_and_score(bag)
         return torch.stack([torch.softmax(clf(h), dim=1)[:, 1] for clf in self.instance_classifiers], dim=1)
+
+    def instance_scores(self, bag: torch.Tensor) -> torch.Tensor:
+        return self.instances_from_embedding(self.embed_and_score(bag)[0])
 
 
 class CLAMMB(CLAMSB):
@@ -153,7 +168,7 @@ class CLAMMB(CLAMSB):
 
     def __init__(self, gate: bool = True, size_arg: str = "small", dropout: float = 0.0, k_sample: int = 8,
                  n_classes: int = 2, subtyping: bool = False, embed_dim: int = 1024) -> None:
-        _AttentionMIL.__init__(self, gate, size_arg, dropout, embed_dim, n_classes)
+        AttentionMIL.__init__(self, gate, size_arg, dropout, embed_dim, n_classes)
         self.classifiers = nn.ModuleList([nn.Linear(self.hidden, 1) for _ in range(n_classes)])
         self.instance_classifiers = nn.ModuleList([nn.Linear(self.hidden, 2) for _ in range(n_classes)])
         self.k_sample, self.n_classes, self.subtyping = k_sample, n_classes, subtyping
