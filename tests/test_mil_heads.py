@@ -147,15 +147,23 @@ def test_clam_instance_scores_by_hand():
     assert scores[:, 0].tolist() == pytest.approx([0.268941, 0.119203, 0.377541], abs=1e-6)
 
 
-def test_clam_mb_logit_per_branch():
+@pytest.mark.parametrize("chunk", [4096, 3])
+def test_clam_mb_logit_per_branch_as_clam_computes_it(monkeypatch, chunk):
+    """CLAM: A = attention_net(h) transposed, M = softmax(A) h, logit_c = classifiers[c](M_c); the streaming softmax over
+    chunks of 3 patches gives the same."""
+    monkeypatch.setattr("core.models.clam.CHUNK", chunk)
     model = CLAMMB(gate=True, n_classes=3, embed_dim=8).eval()
-    bag = torch.randn(5, 8, generator=torch.Generator().manual_seed(1))
+    bag = torch.randn(10, 8, generator=torch.Generator().manual_seed(1)) * 3
     with torch.no_grad():
         logits, raw = model(bag)
-        h, _ = model.embed_and_score(bag)
-        a = torch.softmax(raw, dim=1)
-        expected = [float(model.classifiers[c](a[c] @ h)) for c in range(3)]
-    assert raw.shape == (3, 5) and logits.tolist() == pytest.approx(expected, abs=1e-6)
+        h = model.attention_net[:3](bag)
+        clam_raw = model.attention_net[3](h).T
+        m = torch.softmax(clam_raw, dim=1) @ h
+        expected = [float(model.classifiers[c](m[c])) for c in range(3)]
+        instances = model.instance_scores(bag)
+    assert raw.shape == (3, 10) and torch.allclose(raw, clam_raw, atol=1e-6)
+    assert logits.tolist() == pytest.approx(expected, abs=1e-5)
+    assert torch.allclose(instances[:, 2], torch.softmax(model.instance_classifiers[2](h), dim=1)[:, 1], atol=1e-6)
 
 
 def test_nystrom_with_as_many_landmarks_as_tokens_is_exact_softmax_attention():

@@ -188,7 +188,9 @@ def _checked(fs: FeatureSet) -> FeatureSet:
             "features and coordinates come from different runs")
     if len(fs.features) == 0:
         raise FeatureFileError(f"{source} holds no patches")
-    bad_rows = ~np.isfinite(fs.features).all(axis=1)
+    bad_rows = np.zeros(len(fs.features), dtype=bool)
+    for start in range(0, len(fs.features), 4096):  # in row blocks: a whole-matrix mask would be a quarter of its size
+        bad_rows[start:start + 4096] = ~np.isfinite(fs.features[start:start + 4096]).all(axis=1)
     if bad_rows.any():
         first = int(np.flatnonzero(bad_rows)[0])
         raise FeatureFileError(

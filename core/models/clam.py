@@ -81,40 +81,47 @@ class AttentionMIL(nn.Module, abc.ABC):
 
     checkpoint_state = staticmethod(clam_checkpoint_state)
 
-    def embed_and_score(self, bag: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``bag`` (N, embed_dim) -> (h (N, hidden), raw attention A (K, N)), in chunks of patches so the attention
-        net's (chunk, D) temporaries stay small next to the bag itself."""
-        fc, attention = self.attention_net[:3], self.attention_net[3]
-        n = bag.shape[0]
-        h = bag.new_empty((n, self.hidden))
-        scores = bag.new_empty((n, attention_out(attention)))
-        for start in range(0, n, CHUNK):
-            h_chunk = fc(bag[start:start + CHUNK])
-            h[start:start + CHUNK] = h_chunk
-            scores[start:start + CHUNK] = attention(h_chunk)
-        return h, scores.T
+    def explain(self, bag: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``bag`` (N, embed_dim) -> (logits (C,), raw attention A (K, N) before the softmax over patches, per-patch
+        instance scores (N, C) or None), in one pass over chunks of patches.
 
-    def attention_scores(self, bag: torch.Tensor) -> torch.Tensor:
-        """Raw attention scores before the softmax over patches (K, N): what CLAM's heatmaps colour."""
-        return self.embed_and_score(bag)[1]
+        The slide embedding M = softmax(A) h is accumulated chunk by chunk with a running maximum (the streaming form
+        of the softmax), so neither h (N, hidden) nor the attention net's temporaries are ever held for the whole bag:
+        the bag itself stays the largest thing in memory. The result equals CLAM's ``torch.mm(F.softmax(A), h)``."""
+        fc, attention = self.attention_net[:3], self.attention_net[3]
+        n, k = bag.shape[0], attention_out(attention)
+        raw = bag.new_empty((k, n))
+        running_max = bag.new_full((k, 1), float("-inf"))
+        norm = bag.new_zeros((k, 1))
+        weighted = bag.new_zeros((k, self.hidden))
+        instances: list[torch.Tensor] = []
+        for start in range(0, n, CHUNK):
+            h = fc(bag[start:start + CHUNK])
+            a = attention(h).T  # (K, chunk)
+            raw[:, start:start + CHUNK] = a
+            new_max = torch.maximum(running_max, a.max(dim=1, keepdim=True).values)
+            rescale, e = torch.exp(running_max - new_max), torch.exp(a - new_max)
+            norm = norm * rescale + e.sum(dim=1, keepdim=True)
+            weighted = weighted * rescale + e @ h
+            running_max = new_max
+            scores = self.instances_from_embedding(h)
+            if scores is not None:
+                instances.append(scores)
+        logits = self.bag_logits(weighted / norm)
+        return logits, raw, torch.cat(instances) if instances else None
+
+    def forward(self, bag: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, embed_dim) -> (logits (C,), raw attention (K, N)), as CLAM's forward without instance_eval."""
+        logits, raw, _ = self.explain(bag)
+        return logits, raw
 
     @abc.abstractmethod
-    def bag_logits(self, attention: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        """Slide logits (C,) from the softmaxed attention (K, N) and the embedded patches (N, hidden)."""
+    def bag_logits(self, slide_embedding: torch.Tensor) -> torch.Tensor:
+        """Slide logits (C,) from the attention-pooled slide embeddings M (K, hidden)."""
 
     def instances_from_embedding(self, h: torch.Tensor) -> torch.Tensor | None:
         """Per-patch class scores (N, C) where the head has instance classifiers; None where it has not."""
         return None
-
-    def forward(self, bag: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(N, embed_dim) -> (logits (C,), raw attention (K, N)), as CLAM's forward without instance_eval."""
-        h, raw = self.embed_and_score(bag)
-        return self.bag_logits(torch.softmax(raw, dim=1), h), raw
-
-    def explain(self, bag: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """(logits (C,), raw attention (K, N), instance scores (N, C) or None) from one pass over the bag."""
-        h, raw = self.embed_and_score(bag)
-        return self.bag_logits(torch.softmax(raw, dim=1), h), raw, self.instances_from_embedding(h)
 
 
 def attention_out(net: nn.Module) -> int:
@@ -135,8 +142,8 @@ class ABMIL(AttentionMIL):
         self.classifiers = nn.Linear(self.hidden, n_classes)
         self.n_classes = n_classes
 
-    def bag_logits(self, attention: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        return self.classifiers(attention @ h)[0]
+    def bag_logits(self, slide_embedding: torch.Tensor) -> torch.Tensor:
+        return self.classifiers(slide_embedding)[0]
 
 
 class CLAMSB(AttentionMIL):
@@ -150,9 +157,9 @@ class CLAMSB(AttentionMIL):
         self.instance_classifiers = nn.ModuleList([nn.Linear(self.hidden, 2) for _ in range(n_classes)])
         self.k_sample, self.n_classes, self.subtyping = k_sample, n_classes, subtyping
 
-    def bag_logits(self, attention: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    def bag_logits(self, slide_embedding: torch.Tensor) -> torch.Tensor:
         assert isinstance(self.classifiers, nn.Linear)
-        return self.classifiers(attention @ h)[0]
+        return self.classifiers(slide_embedding)[0]
 
     def instances_from_embedding(self, h: torch.Tensor) -> torch.Tensor:
         """(N, C): softmax(instance_classifiers[c](h_i))[1], the probability CLAM's instance loss trains to be 1 for a
@@ -160,7 +167,9 @@ class CLAMSB(AttentionMIL):
         return torch.stack([torch.softmax(clf(h), dim=1)[:, 1] for clf in self.instance_classifiers], dim=1)
 
     def instance_scores(self, bag: torch.Tensor) -> torch.Tensor:
-        return self.instances_from_embedding(self.embed_and_score(bag)[0])
+        scores = self.explain(bag)[2]
+        assert scores is not None
+        return scores
 
 
 class CLAMMB(CLAMSB):
@@ -173,7 +182,6 @@ class CLAMMB(CLAMSB):
         self.instance_classifiers = nn.ModuleList([nn.Linear(self.hidden, 2) for _ in range(n_classes)])
         self.k_sample, self.n_classes, self.subtyping = k_sample, n_classes, subtyping
 
-    def bag_logits(self, attention: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        assert isinstance(self.classifiers, nn.ModuleList)
-        m = attention @ h  # (C, hidden): one slide embedding per class branch
-        return torch.cat([clf(m[c]) for c, clf in enumerate(self.classifiers)])
+    def bag_logits(self, slide_embedding: torch.Tensor) -> torch.Tensor:
+        assert isinstance(self.classifiers, nn.ModuleList)  # one slide embedding per class branch
+        return torch.cat([clf(slide_embedding[c]) for c, clf in enumerate(self.classifiers)])
