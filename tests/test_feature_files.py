@@ -99,6 +99,13 @@ def test_a_file_for_another_slide_is_refused(tmp_path):
         check_fits(fs, (2560, 3328))
 
 
+def test_a_file_naming_another_slide_is_refused(tmp_path):
+    fs = read_trident_h5(write_trident(tmp_path, "uni_v1", "slide_b", FEATURES, COORDS))
+    check_fits(fs, (10_000, 10_000), slide_name="slide_b")
+    with pytest.raises(FeatureFileError, match="written for slide 'slide_b', not 'slide_c'; the file belongs to another slide"):
+        check_fits(fs, (10_000, 10_000), slide_name="slide_c")
+
+
 def test_feature_dimension_must_match_the_head(tmp_path):
     fs = read_trident_h5(write_trident(tmp_path, "uni_v1", "slide_b", FEATURES, COORDS))
     with pytest.raises(FeatureFileError, match="features have 16 dimensions but the model reads 1024"):

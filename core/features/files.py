@@ -199,9 +199,12 @@ def _checked(fs: FeatureSet) -> FeatureSet:
     return fs
 
 
-def check_fits(fs: FeatureSet, slide_dimensions: tuple[int, int], in_dim: int | None = None) -> None:
-    """Refuse a feature file that is not this slide's (a patch outside its level-0 extent) or not this head's input."""
+def check_fits(fs: FeatureSet, slide_dimensions: tuple[int, int], in_dim: int | None = None, slide_name: str | None = None) -> None:
+    """Refuse a feature file that is not this slide's (a patch outside its level-0 extent, or another slide's name in
+    the ``name`` attribute both tools write) or not this head's input."""
     source = Path(fs.source).name
+    if slide_name is not None and fs.slide_name is not None and fs.slide_name != slide_name:
+        raise FeatureFileError(f"{source} was written for slide {fs.slide_name!r}, not {slide_name!r}; the file belongs to another slide")
     width, height = slide_dimensions
     side = fs.geometry.patch_size_level0
     outside = (fs.coords[:, 0] < 0) | (fs.coords[:, 1] < 0) | (fs.coords[:, 0] >= width) | (fs.coords[:, 1] >= height)

@@ -113,9 +113,9 @@ def instance_map(prediction: SlidePrediction, fs: FeatureSet, slide_dimensions: 
     return place_on_grid(prediction.instance_scores, fs.coords, fs.geometry.patch_size_level0, slide_dimensions)
 
 
-def slide_attention_map(head: AttentionMIL, fs: FeatureSet, slide_dimensions: tuple[int, int],
-                        percentiles: bool = False) -> tuple[SlidePrediction, GridMap]:
+def slide_attention_map(head: AttentionMIL, fs: FeatureSet, slide_dimensions: tuple[int, int], percentiles: bool = False,
+                        slide_name: str | None = None) -> tuple[SlidePrediction, GridMap]:
     """Check the file against the slide and the head, run the head, and place its attention."""
-    check_fits(fs, slide_dimensions, head.embed_dim)
+    check_fits(fs, slide_dimensions, head.embed_dim, slide_name)
     prediction = predict(head, fs)
     return prediction, attention_map(prediction, fs, slide_dimensions, percentiles)
