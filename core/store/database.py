@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
@@ -52,6 +55,15 @@ def _add_days_and_review_version_index(engine: Engine) -> None:
             index.create(conn, checkfirst=True)
 
 
+def _add_session_versions(engine: Engine) -> None:
+    """v5: a session version per account; existing accounts get a fresh one (their old sessions end)."""
+    with engine.begin() as conn:
+        _add_column_if_missing(conn, User.__table__.c.session_version)
+        t = User.__table__
+        for (user_id,) in conn.execute(select(t.c.id).where(t.c.session_version.is_(None))).all():
+            conn.execute(update(t).where(t.c.id == user_id).values(session_version=secrets.token_hex(16)))
+
+
 def _create_table(model) -> Callable[[Engine], None]:
     """A migration that adds one new table (left alone when it exists)."""
     def create(engine: Engine) -> None:
@@ -62,9 +74,10 @@ def _create_table(model) -> Callable[[Engine], None]:
 # Ordered migrations: version -> function. A new schema change appends an entry using SQLAlchemy
 # constructs, or DDL that SQLite and PostgreSQL both accept; each must find its change already made
 # (a new store's v1 creates the current schema) and leave it alone.
-# v3: user accounts; v4: jobs (long work and its progress, seen by the app, the workers and the Jobs page).
+# v3: user accounts; v4: jobs (long work and its progress, seen by the app, the workers and the Jobs page);
+# v5: a session version per account (sign-out, password and role changes end the account's sessions).
 MIGRATIONS: dict[int, Callable[[Engine], None]] = {1: _create_v1, 2: _add_days_and_review_version_index, 3: _create_table(User),
-                                                   4: _create_table(Job)}
+                                                   4: _create_table(Job), 5: _add_session_versions}
 SCHEMA_VERSION = max(MIGRATIONS)
 
 
@@ -140,9 +153,21 @@ def _sqlite_pragmas(dbapi_conn, _record, busy_timeout_s: float = SQLITE_BUSY_TIM
     cur.close()
 
 
+def create_owner_only_sqlite_file(url: str) -> None:
+    """A new SQLite database file is created readable by its owner only (SQLite gives its -wal and -shm files the
+    same mode); an existing file is left as it is."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or url == prefix + ":memory:":
+        return
+    path = Path(url[len(prefix):].split("?", 1)[0])
+    if path.parent.is_dir() and not path.exists():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+
+
 def open_store(url: str, migrate: bool = True, busy_timeout_s: float = SQLITE_BUSY_TIMEOUT_S) -> CaseStore:
     """``busy_timeout_s``: on SQLite, how long a write waits for another process's write transaction to end before it
     fails (the caller then reports that nothing was saved)."""
+    create_owner_only_sqlite_file(url)
     store = CaseStore(url, busy_timeout_s)
     if migrate:
         store.migrate()

@@ -8,7 +8,6 @@ from dash import Dash, Input, Output, State, dash_table, dcc, html, no_update
 from core.errors import PathReviewError
 from core.explain.patient_explanations import ELAPSED_FEATURE, PatientExplainers, PatientExplanation, VisitEditError, salient_features
 from core.workspace import Workspace
-from dashboard.auth import audit
 from dashboard.figures.patient_figures import visit_figures
 
 
@@ -137,7 +136,6 @@ def register_callbacks(app: Dash, workspace: Workspace, explainers: PatientExpla
                                    color="danger", id="visit-edit-alert")
         except PathReviewError as exc:
             return None, dbc.Alert(str(exc), color="danger", id="visit-edit-alert")
-        audit(workspace, "what_if", patient_id, {"visit": t + 1, "edited": sorted(values)})
         return {"visit": t, "values": values}, ""
 
     @app.callback(
