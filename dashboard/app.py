@@ -35,7 +35,7 @@ def _navbar(workspace: Workspace) -> dbc.Navbar:
         dbc.Nav(items, navbar=True),
         html.Span(workspace.name, className="navbar-text ms-auto small me-3"),
         html.Span([html.Span(current_username(), id="signed-in-user"), html.Span(f" ({current_role()})", className="text-white-50"),
-                   html.Form([html.Input(type="hidden", name="csrf_token", value=csrf_token()),
+                   html.Form([dcc.Input(type="hidden", name="csrf_token", value=csrf_token(), id="sign-out-token"),
                               html.Button("Sign out", type="submit", id="sign-out", className="btn btn-link btn-sm link-light p-0 ms-2")],
                              method="POST", action="/logout", className="d-inline")], className="navbar-text small"),
     ], fluid=True), color="dark", dark=True, className="mb-3")

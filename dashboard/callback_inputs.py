@@ -152,6 +152,8 @@ VALUE_TYPES: dict[tuple[str, str], Any] = {
     ("report-figures", "value"): _bounded_list(Annotated[StrictStr, Field(max_length=32)], 20),
     ("report-format", "value"): Literal["pdf", "html"] | None,
     ("heat-compute", "n_clicks"): Clicks,
+    ("heat-cancel", "n_clicks"): Clicks,
+    ("case-report-cancel", "n_clicks"): Clicks,
     ("heat-model", "value"): Id | None,
     ("heat-overlap", "value"): Number | None,
     ("comparison-run", "n_clicks"): Clicks,

@@ -154,7 +154,8 @@ def install_request_limits(server: Flask, callback_map: dict | None = None, work
     # First of all hooks, whenever this is installed: the role check reads the body as a JSON object.
     server.before_request_funcs.setdefault(None, []).insert(0, refuse_bodies_that_are_not_json_objects)
 
-    schemas: dict[str, CallbackSchema] = {}
+    # Built now: every callback is registered before this is installed, and one with an unknown property fails at start.
+    schemas: dict[str, CallbackSchema] = build_schemas(callback_map) if callback_map is not None else {}
     dispatch = server.view_functions.get(CALLBACK_PATH)
     if dispatch is not None:
         @functools.wraps(dispatch)  # keeps the name integrations (e.g. CSRF exemptions) know Dash's view by
@@ -164,8 +165,6 @@ def install_request_limits(server: Flask, callback_map: dict | None = None, work
             body, problem = _parsed_body()
             if problem:
                 return _plain(problem, 400)
-            if callback_map is not None and not schemas:
-                schemas.update(build_schemas(callback_map))
             schema = schemas.get(body.get("output")) if isinstance(body, dict) and isinstance(body.get("output"), str) else None
             if schema is not None and not current_role_allows(schema.rule.role):  # before the shape: a viewer learns only this
                 return _plain(f"Your role ({current_role()}) may not do this; it needs {schema.rule.role}.", 403)

@@ -9,7 +9,7 @@ from flask import Flask, Response, request
 def content_security_policy(script_hashes: list[str]) -> str:
     """Scripts only from this server (plus Dash's own inline start-up script, by hash). Styles may be inline: Plotly
     and Leaflet set them on elements. Images may be data: URIs (patch previews) and blob: (Plotly's downloads)."""
-    scripts = " ".join(["'self'", *(f"'{h}'" for h in script_hashes)])
+    scripts = " ".join(["'self'", *script_hashes])  # Dash gives each hash quoted, as CSP writes it
     return ("default-src 'self'; "
             f"script-src {scripts}; "
             "style-src 'self' 'unsafe-inline'; "
