@@ -210,8 +210,10 @@ def install_auth(server: Flask, workspace: Workspace, secure_cookies: bool = Fal
         session.update(signed_in_at=now, seen_at=now, sid=secrets.token_urlsafe(16), csrf=secrets.token_urlsafe(32))
         return redirect(next_path)
 
-    @server.route("/logout", methods=["POST"], endpoint="logout")
+    @server.route("/logout", methods=["GET", "POST"], endpoint="logout")
     def logout():
+        if request.method == "GET":  # a link or an image on another page must not sign anyone out
+            return Response("Sign out with the button in the navigation bar.", status=405, mimetype="text/plain", headers={"Allow": "POST"})
         token = request.form.get("csrf_token") or ""
         if not hmac.compare_digest(token, session.get("csrf", "")):
             return Response("Sign-out needs the form of a page of this app; reload the page and sign out again.", status=400,

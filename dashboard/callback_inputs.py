@@ -103,8 +103,8 @@ def _bounded_list(item: Any, most: int = 1000) -> Any:
 Point = Annotated[list[Number], Field(min_length=2, max_length=2)]
 # Every component property a server-side callback reads: (component id, or a pattern id's type; property) -> type.
 VALUE_TYPES: dict[tuple[str, str], Any] = {
-    ("url", "pathname"): Annotated[StrictStr, Field(max_length=2048)] | None,
-    ("url", "search"): Annotated[StrictStr, Field(max_length=2048)] | None,
+    ("url", "pathname"): Annotated[StrictStr, Field(max_length=16_384)] | None,  # the page says what is wrong with a long one
+    ("url", "search"): Annotated[StrictStr, Field(max_length=16_384)] | None,
     ("cohort-table", "page_current"): Count,
     ("cohort-table", "page_size"): Annotated[StrictInt, Field(ge=1, le=500)] | None,
     ("cohort-table", "sort_by"): _bounded_list(SortBy, 10),
@@ -428,6 +428,8 @@ def values_problem(body: dict, schema: CallbackSchema) -> tuple[str | None, dict
         return "this callback runs in the browser", {}
     items = [*body.get("inputs", []), *body.get("state", [])]
     for label, item, wild in zip(schema.labels, items, schema.wildcard, strict=True):
+        if wild and not isinstance(item, list):
+            return f"{label}: a pattern-matched input is a list", {}
         if wild and (problem := _pattern_problem(item, label)):
             return problem, {}
     if problem := _same_components(body, schema, items) or _changed_problem(body, items, schema):
