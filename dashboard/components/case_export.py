@@ -9,7 +9,7 @@ import dash_bootstrap_components as dbc
 from dash import Dash, Input, Output, State, dcc, html, no_update
 
 from core.errors import PathReviewError
-from core.explain.patient_explanations import PatientExplainers
+from core.explain.patient_explanations import DEFAULT_BACKGROUND, PatientExplainers
 from core.export.case_report import case_report_html, case_report_pdf
 from core.export.figure_export import FORMATS, export_figure, export_filename
 from dashboard.figures.case_figures import CASE_FIGURES, CaseView, case_figure, case_report_content
@@ -22,12 +22,12 @@ VIEW_STATES = [
     State("lime-kernel-width", "value"), State("case-selected-slide", "data"), State("heat-key", "data"), State("heat-layer-choice", "value"),
     State("heat-method", "value"), State("heat-cmap", "value"), State("heat-threshold", "value"), State("heat-norm", "value"),
     State("heat-smooth", "value"), State("heat-opacity", "value"), State("slide-map", "bounds"), State("slide-ctx", "data"),
-    State("export-region-mode", "value"), State("export-region", "value"), State("export-width", "value"),
+    State("export-region-mode", "value"), State("export-region", "value"), State("export-width", "value"), State("shap-background", "value"),
 ]
 
 
 def case_view(patient_id, visit, what_if, report_id, lime_class, num_features, num_samples, seed, kernel_width, slide_id, heat_key,
-              layer, method, cmap, threshold, norm, smooth, opacity, bounds, slide_ctx, region_mode, region, width) -> CaseView:
+              layer, method, cmap, threshold, norm, smooth, opacity, bounds, slide_ctx, region_mode, region, width, background) -> CaseView:
     """The view from the page's state, in ``VIEW_STATES`` order."""
     region_um = None
     if region_mode == "region":
@@ -48,7 +48,8 @@ def case_view(patient_id, visit, what_if, report_id, lime_class, num_features, n
                     lime={"class_name": lime_class, "num_features": num_features, "num_samples": num_samples, "seed": seed,
                           "kernel_width": kernel_width},
                     heat_key=heat_key, slide_id=slide_id, style=style if layer else {}, opacity=float(opacity if opacity is not None else 0.5),
-                    bounds=bounds, max_zoom=(slide_ctx or {}).get("max_zoom"), region_um=region_um, output_width=output_width)
+                    bounds=bounds, max_zoom=(slide_ctx or {}).get("max_zoom"), region_um=region_um, output_width=output_width,
+                    background=background or DEFAULT_BACKGROUND)
 
 
 def card(read_only: bool = False) -> dbc.Card:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from core.errors import NotFoundError, PathReviewError
-from core.explain.patient_explanations import PatientExplainers, PatientExplanation
+from core.explain.patient_explanations import DEFAULT_BACKGROUND, PatientExplainers, PatientExplanation
 from core.explain.report_explanations import report_explanation, report_model_id, stored_report_text
 from core.explain.text import LimeSettings
 from core.export.case_report import CaseReportContent, ReportFigure
@@ -50,13 +50,14 @@ class CaseView:
     max_zoom: int | None = None
     region_um: list | None = None  # [x, y, width, height] in µm; None = the current view
     output_width: int = 1200
+    background: str = DEFAULT_BACKGROUND  # the SHAP background the patient panel shows
 
 
 def _patient(explainers: PatientExplainers, view: CaseView) -> tuple[PatientExplanation, PatientExplanation | None]:
-    stored = explainers.explain(view.patient_id)
+    stored = explainers.explain(view.patient_id, background=view.background)
     edited = None
     if view.what_if:
-        edited = explainers.what_if(view.patient_id, int(view.what_if["visit"]), view.what_if["values"])
+        edited = explainers.what_if(view.patient_id, int(view.what_if["visit"]), view.what_if["values"], background=view.background)
     return stored, edited
 
 
@@ -80,9 +81,13 @@ def _patient_figure(workspace: Workspace, explainers: PatientExplainers, name: s
     if name == "importance":
         return ReportFigure(CASE_FIGURES[name] + suffix, importance,
                             model_provenance(workspace, stored.model_id, "visit importance (occlusion + output change)", settings),
-                            "tanh(4 (0.7 occlusion + 0.3 output change)); red raises the final prediction, blue lowers it.")
+                            "tanh(4 (0.7 occlusion + 0.3 output change)); the first visit, with no earlier output, scores "
+                            "tanh(4 occlusion). Red raises the final prediction, blue lowers it.")
     explainer = "SHAP (exact)" if shown.shap.exact else "SHAP (sampled)"
+    settings = {**settings, "background": shown.background.kind, "background_visits": shown.background.description,
+                "expected_value": round(float(shown.shap.base[t]), 6)}
     return ReportFigure(f"SHAP waterfall, visit {t + 1}{suffix}", waterfall, model_provenance(workspace, stored.model_id, explainer, settings),
+                        f"Background: {shown.background.description}; expected value at this visit {shown.shap.base[t]:.3f}. "
                         f"Additivity residual {shown.shap.additivity_residual:.1e}.")
 
 
