@@ -172,6 +172,7 @@ VALUE_TYPES: dict[tuple[str, str], Any] = {
     ("patient-risk", "clickData"): PlotClick | None,
     ("visit-edit-reset", "n_clicks"): Clicks,
     ("patient-id", "data"): Id,
+    ("shap-background", "value"): Annotated[StrictStr, Field(max_length=32)] | None,
     ("visit-edit-apply", "n_clicks"): Clicks,
     ("visit-edit-table", "data"): _bounded_list(dict[Annotated[StrictStr, Field(max_length=64)], Cell], 500),
     ("patients-prev", "n_clicks"): Clicks,

@@ -140,7 +140,9 @@ def install_request_limits(server: Flask, callback_map: dict | None = None, work
     they only ever see a JSON object). ``callback_map``: the Dash app's (it fills as callbacks register), to check callback requests against.
 
     Order of answers for a callback request: 413 (too large); 400 for a signed-in user's body that is not a JSON
-    object; then sign-in and role checks (401, 403); then 400 when its shape does not fit the callback it names."""
+    object; 401 (not signed in); 415 (not JSON); 403 (the callback needs a higher role); 400 when its shape or its
+    values do not fit the callback it names; 429 (a job-starting callback and the user's jobs at the limit); then
+    the callback (400 when it fails on values that do not fit together); 503 when its audit row cannot be written."""
     server.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
 
     def refuse_bodies_that_are_not_json_objects():
