@@ -23,13 +23,13 @@ class Limits(BaseModel):
     """``[limits]`` in workspace.toml: how long sessions last and how much work one request or user may ask for."""
 
     model_config = ConfigDict(extra="forbid")
-    session_idle_minutes: float = Field(30, gt=0, le=24 * 60)  # a session unused this long ends
-    session_hours: float = Field(12, gt=0, le=7 * 24)  # and any session ends this long after its sign-in
+    session_idle_minutes: float = Field(default=30, gt=0, le=24 * 60)  # a session unused this long ends
+    session_hours: float = Field(default=12, gt=0, le=7 * 24)  # and any session ends this long after its sign-in
     # LIME perturbs every word the model reads in every sample: samples x words bounds its time and memory
     # (10 million: 5,000 samples of a 2,000-word report; 50,000 x 2,900 took 56 s and 3.4 GB).
-    lime_sample_words: int = Field(10_000_000, ge=10_000)
-    edited_report_chars: int = Field(100_000, ge=1_000, le=1_000_000)  # what-if edits of a report
-    jobs_per_user: int = Field(4, ge=1, le=1000)  # background jobs (heatmaps, precomputes) one user may have queued or running
+    lime_sample_words: int = Field(default=10_000_000, ge=10_000)
+    edited_report_chars: int = Field(default=100_000, ge=1_000, le=1_000_000)  # what-if edits of a report
+    jobs_per_user: int = Field(default=4, ge=1, le=1000)  # background jobs (heatmaps, precomputes) one user may have queued or running
 
 
 class WorkspaceConfig(BaseModel):

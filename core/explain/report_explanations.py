@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 
@@ -43,7 +44,7 @@ def stored_report_text(workspace: Workspace, report_id: str) -> str:
     return stored_report(workspace, report_id).text
 
 
-def lime_cache_path(workspace: Workspace, model_id: str, text: str, settings: LimeSettings, n_seeds: int = STABILITY_SEEDS):
+def lime_cache_path(workspace: Workspace, model_id: str, text: str, settings: LimeSettings, n_seeds: int = STABILITY_SEEDS) -> Path:
     text_hash = hashlib.sha256(text.encode("utf-8", errors="replace")).hexdigest()
     key = content_key("report-lime", LIME_CACHE_FORMAT, workspace.manifest(model_id).weights_sha256, text_hash, asdict(settings), n_seeds)
     return explanation_path(workspace.cache_dir, "lime", key, ".json")

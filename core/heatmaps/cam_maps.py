@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,7 +28,7 @@ STITCHED_METHODS = ("cam", "gradcam", "gradcam++")
 CAM_CACHE_FORMAT = 1
 
 
-def cam_cache_path(workspace: Workspace, heat: SlideHeatmap, method: str):
+def cam_cache_path(workspace: Workspace, heat: SlideHeatmap, method: str) -> Path:
     """Stored stitched map: keyed by the heatmap (slide, patch model weights, grid parameters), method and target layer."""
     key = content_key("stitched-cam", CAM_CACHE_FORMAT, heat.key, method, workspace.manifest(heat.model_id).cam_target_layer, CELLS_PER_PATCH)
     return explanation_path(workspace.cache_dir, "cam", key, ".npz")
@@ -49,15 +50,15 @@ def stitched_cam(workspace: Workspace, heat: SlideHeatmap, method: str = "gradca
     names = list(model.manifest.class_names)
     tumour = [i for i, n in enumerate(names) if n != "benign"] or list(range(len(names)))
     classes = torch.tensor(np.asarray(tumour)[heat.probs[:, tumour].argmax(1)]) if len(heat.probs) else torch.zeros(0, dtype=torch.long)
-    maps = []
+    batches: list[np.ndarray] = []
     for start in range(0, len(heat.origins), batch_size):
         idx = list(range(start, min(start + batch_size, len(heat.origins))))
         x = torch.from_numpy(read_heatmap_patches(workspace, heat, idx)).permute(0, 3, 1, 2).float().div(255).to(model.device)
         m = class_activation_maps(model.module, x, classes[idx].to(model.device), method, model.manifest.cam_target_layer)
-        maps.append(torch.nn.functional.adaptive_avg_pool2d(m[:, None], CELLS_PER_PATCH)[:, 0].detach().cpu().numpy())
+        batches.append(torch.nn.functional.adaptive_avg_pool2d(m[:, None], CELLS_PER_PATCH)[:, 0].detach().cpu().numpy())
         if progress:
             progress(idx[-1] + 1, len(heat.origins))
-    maps = np.concatenate(maps) if maps else np.zeros((0, CELLS_PER_PATCH, CELLS_PER_PATCH))
+    maps = np.concatenate(batches) if batches else np.zeros((0, CELLS_PER_PATCH, CELLS_PER_PATCH))
     sums = np.zeros(heat.cell_shape)
     counts = np.zeros(heat.cell_shape)
     rows, cols = heat.cell_index[:, 0], heat.cell_index[:, 1]

@@ -17,6 +17,7 @@ from core.cache import write_atomic
 from core.errors import PathReviewError
 from core.heatmaps.inference import ProgressFn, predict_slide
 from core.heatmaps.reconstruct import reconstruct_bilinear, reconstruct_overlap_mean
+from core.models.manifest import ModelManifest
 from core.slides.grid import CELLS_PER_PATCH, patch_grid
 from core.slides.reader import open_slide
 from core.slides.tissue import detect_tissue
@@ -131,7 +132,7 @@ def _save(path: Path, h: SlideHeatmap) -> None:
     }
     extra = {} if h.embeddings is None else {"embeddings": h.embeddings}
     # A unique temporary name: two workers computing the same heatmap (a redelivered task) never write one file.
-    write_atomic(path, lambda fh: np.savez(fh, origins=h.origins, cell_index=h.cell_index, probs=h.probs, tissue=h.tissue,
+    write_atomic(path, lambda fh: np.savez(fh, allow_pickle=False, origins=h.origins, cell_index=h.cell_index, probs=h.probs, tissue=h.tissue,
                                            meta=np.array(json.dumps(meta)), **extra))
 
 
@@ -192,7 +193,7 @@ def loaded_heatmap(workspace: Workspace, key: str) -> SlideHeatmap | None:
     return _load(_cache_path(workspace, key), key)
 
 
-def _slide_and_model(workspace: Workspace, slide_id: str, model_id: str):
+def _slide_and_model(workspace: Workspace, slide_id: str, model_id: str) -> tuple[Path, float, ModelManifest]:
     with workspace.store.session() as s:
         record = slide_record(s, slide_id)
         path, mpp = workspace.slides_dir / record.file, record.mpp
@@ -230,7 +231,7 @@ def compute_heatmap(
     finally:
         slide.close()
     sweep_stale_parts(_cache_path(workspace, key).parent)
-    grid = patch_grid(width, height, mpp, manifest.input.patch_size_px, manifest.input.mpp, tissue, params.overlap, params.min_tissue)
+    grid = patch_grid(width, height, mpp, *manifest.patch_geometry(), tissue, params.overlap, params.min_tissue)
     model = workspace.model(model_id)
     notices: list[str] = []
     probs, embeddings = predict_slide(path, grid, model.module, model.device, batch_size, workers, progress, cancel, with_embeddings=True,
@@ -249,4 +250,5 @@ def compute_heatmap(
         cell_index=grid.cell_index, probs=probs, tissue=tissue.mask[np.ix_(rr, cc)], embeddings=embeddings, notices=notices,
     )
     _save(_cache_path(workspace, key), heatmap)
-    return _load(_cache_path(workspace, key), key)
+    loaded = _load(_cache_path(workspace, key), key)  # the shared in-memory copy, as loaded_heatmap returns it
+    return heatmap if loaded is None else loaded

@@ -19,7 +19,7 @@ from core.explain.report_explanations import report_explanation, report_model_id
 from core.explain.text import LimeSettings
 from core.heatmaps.attention import mil_models_for, slide_attention
 from core.heatmaps.cam_maps import STITCHED_METHODS, stitched_cam
-from core.heatmaps.slide_heatmap import HeatmapParams, compute_heatmap
+from core.heatmaps.slide_heatmap import HeatmapParams, SlideHeatmap, compute_heatmap
 from core.jobs import WHAT
 from core.jobs.state import JobSpec
 from core.slides.grid import OVERLAPS
@@ -34,7 +34,7 @@ def _patch_model(workspace: Workspace, params: dict) -> str:
     return params.get("model_id") or workspace.default_model("patch")
 
 
-def _heatmap(workspace: Workspace, slide_id: str, params: dict, progress: Progress, share: float = 1.0):
+def _heatmap(workspace: Workspace, slide_id: str, params: dict, progress: Progress, share: float = 1.0) -> SlideHeatmap:
     def patches(done: int, total: int) -> None:
         progress(share * done / max(total, 1), f"heatmap: {done}/{total} patches")
     return compute_heatmap(workspace, slide_id, _patch_model(workspace, params), HeatmapParams(overlap=float(params.get("overlap", 0.0))),

@@ -17,6 +17,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from types import FrameType
+from typing import NoReturn
 
 import psutil
 
@@ -140,7 +142,7 @@ def _cancel_on_sigterm(workspace: Workspace, job_id: int) -> Iterator[None]:
         yield
         return
 
-    def stop(signum, frame):
+    def stop(signum: int, frame: FrameType | None) -> NoReturn:
         with contextlib.suppress(PathReviewError):
             cancel_job(workspace.store, job_id, "")
         raise JobCancelled(f"job {job_id} was cancelled")
