@@ -15,6 +15,7 @@ from core.jobs.dispatch import JobDispatcher
 from core.slides.tiles import TileService
 from core.workspace import Workspace
 from dashboard.auth import csrf_token, current_role, current_role_allows, current_username, install_auth
+from dashboard.components import slide_viewer
 from dashboard.pages import admin, case, cohort, models, patient, report, slide
 from dashboard.pages import jobs as jobs_page
 from dashboard.pages import patients as patients_page
@@ -111,7 +112,7 @@ def create_app(workspace: Workspace, secure_cookies: bool = False, celery_app=No
 
     cohort.register_callbacks(app, workspace)
     case.register_callbacks(app, workspace, tiles, patients)
-    slide.register_callbacks(app, workspace, tiles)
+    slide_viewer.register_callbacks(app, workspace, tiles, dispatcher)
     report.register_callbacks(app, workspace)
     models.register_callbacks(app, workspace)
     patient.register_callbacks(app, workspace, patients)
@@ -120,6 +121,6 @@ def create_app(workspace: Workspace, secure_cookies: bool = False, celery_app=No
     jobs_page.register_callbacks(app, workspace, dispatcher)
     install_auth(app.server, workspace, secure_cookies)  # first: an anonymous request learns nothing, not even about its body
     install_request_limits(app.server, app.callback_map, workspace)
-    register_routes(app.server, workspace, tiles)
+    register_routes(app.server, workspace, tiles, dispatcher)
     install_security_headers(app.server, app.csp_hashes())
     return app

@@ -90,6 +90,11 @@ class InspectedPatch(Strict):
     index: Annotated[StrictInt, Field(ge=0, le=10**7)]
 
 
+class LayerJob(Strict):
+    job: Annotated[StrictInt, Field(ge=1, le=2**62)]
+    layer: Annotated[StrictStr, Field(max_length=64)]
+
+
 class CaseDays(Strict):
     visits: Annotated[list[Number], Field(max_length=10_000)]
     slides: dict[Id, Number | None]
@@ -153,6 +158,9 @@ VALUE_TYPES: dict[tuple[str, str], Any] = {
     ("report-format", "value"): Literal["pdf", "html"] | None,
     ("heat-compute", "n_clicks"): Clicks,
     ("heat-cancel", "n_clicks"): Clicks,
+    ("heat-layer-ready", "data"): Count,
+    ("heat-layer-poll", "n_intervals"): Count,
+    ("heat-layer-job", "data"): LayerJob | None,
     ("case-report-cancel", "n_clicks"): Clicks,
     ("heat-model", "value"): Id | None,
     ("heat-overlap", "value"): Number | None,

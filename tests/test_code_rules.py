@@ -113,3 +113,16 @@ def test_core_imports_run_only_down_the_layers():
             if there is not None and there != here and layers[there] >= layers[here]:
                 offenders.append(f"{path.relative_to(REPO)} ({here}, layer {layers[here]}) imports {module} (layer {layers[there]})")
     assert offenders == [], "\n".join(sorted(set(offenders)))
+
+
+def test_components_never_import_pages():
+    offenders = [str(p.relative_to(REPO)) for p in (REPO / "dashboard" / "components").rglob("*.py")
+                 if any(m == "dashboard.pages" or m.startswith("dashboard.pages.") for m in imported_modules(p))]
+    assert offenders == []
+
+
+def test_nothing_is_attached_to_heatmap_objects_from_outside():
+    """Derived layers live in ``SlideLayers``, never in a heatmap's ``__dict__`` or set on it with ``setattr``."""
+    offenders = [f"{p.relative_to(REPO)}:{n}" for p in (REPO / "core" / "heatmaps").rglob("*.py")
+                 for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if "__dict__" in line or "setattr" in line]
+    assert offenders == []

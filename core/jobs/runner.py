@@ -93,6 +93,8 @@ def _summary(kind: str, result: dict) -> str:
         return f"{result['patches']} tissue patches.{notices}"
     if kind == "cams":
         return f"{len(result['methods'])} CAM layers, {len(result['attention'])} attention maps.{notices}"
+    if kind == "layer":
+        return f"{result['layer']} stored.{notices}"
     if kind == "shap":
         return f"{result['patients']} patients ({result['computed']} computed, {result['from_cache']} already stored)"
     if kind == "lime":

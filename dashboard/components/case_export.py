@@ -12,8 +12,8 @@ from core.errors import PathReviewError
 from core.explain.patient_explanations import DEFAULT_BACKGROUND, PatientExplainers
 from core.export.case_report import case_report_html, case_report_pdf
 from core.export.figure_export import FORMATS, export_figure, export_filename
+from core.jobs.forked import forked_job_workspace
 from dashboard.figures.case_figures import CASE_FIGURES, CaseView, case_figure, case_report_content
-from dashboard.pages.slide import forked_job_workspace
 
 # Everything that names the view being exported; read by both export callbacks, in this order.
 VIEW_STATES = [

@@ -16,7 +16,7 @@ from core.export.case_report import CaseReportContent, ReportFigure
 from core.export.provenance import model_provenance
 from core.export.slide_figure import SlideRegion, slide_figure, viewport_region
 from core.heatmaps.overlay import OverlayStyle
-from core.heatmaps.slide_heatmap import loaded_heatmap
+from core.heatmaps.slide_heatmap import slide_heatmap_by_key
 from core.store.cases import case_summary, slide_record
 from core.store.reviews import review_history
 from core.workspace import Workspace
@@ -112,9 +112,7 @@ def _slide_figure(workspace: Workspace, view: CaseView) -> ReportFigure:
         raise PathReviewError("this case has no slide to export")
     if not 100 <= int(view.output_width) <= MAX_EXPORT_WIDTH:
         raise PathReviewError(f"the export width must be between 100 and {MAX_EXPORT_WIDTH} px")
-    heat = loaded_heatmap(workspace, view.heat_key) if view.heat_key else None
-    if heat is not None and heat.slide_id != view.slide_id:
-        heat = None  # a stale key from the previously shown slide
+    heat = slide_heatmap_by_key(workspace, view.heat_key, view.slide_id)
     with workspace.store.session() as s:
         record = slide_record(s, view.slide_id)
         if record.patient_id != view.patient_id:
