@@ -18,11 +18,13 @@ from torch import nn
 
 from core.device import compute_device
 from core.errors import ModelLoadError
+from core.models.clam import ABMIL, CLAMMB, CLAMSB
 from core.models.manifest import ModelManifest, read_manifest, write_manifest
 from core.models.mil import GatedAttentionMIL, InstancePoolingMIL
 from core.models.patch_cnn import PatchResNet
 from core.models.report_classifier import TfidfLogisticRegression
 from core.models.sequence import VisitSequenceNet
+from core.models.transmil import TransMIL
 
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "patch_resnet": PatchResNet,
@@ -30,6 +32,11 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "instance_pooling_mil": InstancePoolingMIL,
     "visit_sequence_net": VisitSequenceNet,
     "tfidf_logistic_regression": TfidfLogisticRegression,
+    # a lab's own MIL checkpoints over foundation-model features; params are the reference code's constructor arguments
+    "abmil": ABMIL,
+    "clam_sb": CLAMSB,
+    "clam_mb": CLAMMB,
+    "transmil": TransMIL,
 }
 
 
@@ -111,7 +118,8 @@ def load_model(model_dir: Path, device: torch.device | None = None) -> LoadedMod
     factory = resolve_architecture(manifest.architecture)
     try:
         module = factory(**manifest.params)
-        module.load_state_dict(state, strict=True)
+        adapt = getattr(module, "checkpoint_state", None)  # e.g. CLAM's own pre-load clean-up of its checkpoints
+        module.load_state_dict(adapt(state) if callable(adapt) else state, strict=True)
     except (TypeError, RuntimeError, ValueError) as exc:
         raise ModelLoadError(f"model {manifest.id}: weights do not fit architecture {manifest.architecture}: {exc}") from exc
     vocabulary: dict[str, int] = {}
