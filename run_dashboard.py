@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -29,15 +30,27 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
     serve.add_argument("--database-url", default=None, help="override the workspace's database URL")
     serve.add_argument("--threads", type=int, default=8, help="request threads")
-    serve.add_argument("--secure-cookies", action="store_true",
-                       help="behind a TLS reverse proxy: Secure session cookies, trust X-Forwarded-Proto/For")
+    serve.add_argument("--secure-cookies", action="store_true", help="behind a TLS reverse proxy: Secure session cookies")
+    serve.add_argument("--trusted-proxy", metavar="ADDR", default=None,
+                       help="the reverse proxy's address (e.g. 127.0.0.1): only from it are X-Forwarded-For/-Proto believed, "
+                            "so the audit trail and sign-in limits see each client's own address (see docs/deploy.md)")
     add_users_parser(sub)
     add_job_parsers(sub)
     add_annotations_parser(sub)
     return parser
 
 
+def proxy_options(trusted_proxy: str | None) -> dict:
+    """waitress's options for one reverse proxy in front: the client address and scheme it forwards replace the
+    connection's, and those headers are dropped from any other sender (a client cannot claim another address)."""
+    if not trusted_proxy:
+        return {"clear_untrusted_proxy_headers": True}
+    return {"trusted_proxy": trusted_proxy, "trusted_proxy_count": 1, "trusted_proxy_headers": {"x-forwarded-for", "x-forwarded-proto"},
+            "clear_untrusted_proxy_headers": True}
+
+
 def serve(args: argparse.Namespace) -> None:
+    os.umask(0o077)  # the case store, caches and exports this process creates are its owner's only
     from core.device import compute_device, set_device_override
     from core.workspace import open_workspace
 
@@ -65,7 +78,7 @@ def serve(args: argparse.Namespace) -> None:
     from dashboard.app import create_app
 
     app = create_app(workspace, secure_cookies=args.secure_cookies)
-    server = create_server(app.server, host=settings.host, port=settings.port, threads=args.threads)
+    server = create_server(app.server, host=settings.host, port=settings.port, threads=args.threads, **proxy_options(args.trusted_proxy))
     print(f"PathReview: workspace {workspace.name!r} ({workspace.root}), models on {compute_device()}", flush=True)
     print(f"Serving on http://{settings.host}:{settings.port}", flush=True)
     server.run()

@@ -15,3 +15,8 @@ class ModelLoadError(PathReviewError):
 
 class NotFoundError(PathReviewError):
     """An id (patient, slide, model) that the case store does not hold."""
+
+
+class AuditUnavailable(PathReviewError):
+    """The audit trail cannot be written (the database is locked past its bound, the disk is full): the action it would
+    record is not done, and the user is asked to try again."""

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import threading
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.errors import ModelLoadError, NotFoundError, PathReviewError, WorkspaceError
-from core.models.manifest import ModelManifest, read_manifest
+from core.models.manifest import MANIFEST_NAME, ModelManifest, read_manifest
 from core.models.registry import LoadedModel, load_model
 from core.store.database import CaseStore, open_store
 from core.tomlfile import read_toml, write_toml
@@ -43,6 +45,19 @@ DEFAULT_ANNOTATION_CLASSES = [
 ]
 
 
+class Limits(BaseModel):
+    """``[limits]`` in workspace.toml: how long sessions last and how much work one request or user may ask for."""
+
+    model_config = ConfigDict(extra="forbid")
+    session_idle_minutes: float = Field(default=30, gt=0, le=24 * 60)  # a session unused this long ends
+    session_hours: float = Field(default=12, gt=0, le=7 * 24)  # and any session ends this long after its sign-in
+    # LIME perturbs every word the model reads in every sample: samples x words bounds its time and memory
+    # (10 million: 5,000 samples of a 2,000-word report; 50,000 x 2,900 took 56 s and 3.4 GB).
+    lime_sample_words: int = Field(default=10_000_000, ge=10_000)
+    edited_report_chars: int = Field(default=100_000, ge=1_000, le=1_000_000)  # what-if edits of a report
+    jobs_per_user: int = Field(default=4, ge=1, le=1000)  # background jobs (heatmaps, precomputes) one user may have queued or running
+
+
 class WorkspaceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1)
@@ -59,6 +74,9 @@ class WorkspaceConfig(BaseModel):
         if len(set(names)) != len(names):
             raise ValueError(f"annotation class names must be distinct (got {names})")
         return classes
+    # model id -> SHA-256 of its model.toml: a manifest names code to run, so a pinned one that changed is refused.
+    manifest_sha256: dict[str, str] = {}
+    limits: Limits = Limits()
 
 
 class Workspace:
@@ -113,6 +131,19 @@ class Workspace:
             return self._models[model_id]
 
 
+def manifest_sha256(model_dir: Path) -> str:
+    return hashlib.sha256((model_dir / MANIFEST_NAME).read_bytes()).hexdigest()
+
+
+def _check_pinned_manifest(root: Path, config: WorkspaceConfig, model_id: str) -> None:
+    pinned = config.manifest_sha256.get(model_id)
+    folder = root / "models" / model_id
+    if pinned is not None and (folder / MANIFEST_NAME).is_file() and manifest_sha256(folder) != pinned.lower():
+        raise WorkspaceError(f"models/{model_id}/{MANIFEST_NAME} has changed since its hash was pinned in {WORKSPACE_FILE}; "
+                             "a manifest names code the app runs, so it is refused. Check the change, then pin the new hash "
+                             f"(sha256sum models/{model_id}/{MANIFEST_NAME})")
+
+
 def resolve_database_url(url: str, root: Path) -> str:
     prefix = "sqlite:///"
     if url.startswith(prefix) and url != "sqlite:///:memory:" and not url.startswith(prefix + "/"):
@@ -138,13 +169,19 @@ def open_workspace(root: Path, database_url: str | None = None) -> Workspace:
     root = Path(root).expanduser().resolve()
     config = read_workspace_config(root)
     manifests = {}
+    unknown_pins = sorted(set(config.manifest_sha256) - set(config.models))
+    if unknown_pins:
+        raise WorkspaceError(f"{WORKSPACE_FILE} pins manifests of models it does not list: {', '.join(unknown_pins)}")
     for model_id in config.models:
         try:
+            _check_pinned_manifest(root, config, model_id)
             manifests[model_id] = read_manifest(root / "models" / model_id)
         except ModelLoadError as exc:
             raise WorkspaceError(f"model {model_id!r} listed in {WORKSPACE_FILE}: {exc}") from exc
         if manifests[model_id].id != model_id:
             raise WorkspaceError(f"models/{model_id}/model.toml declares id {manifests[model_id].id!r}; it must match its folder")
     store = open_store(resolve_database_url(database_url or config.database_url, root))
-    (root / "cache").mkdir(exist_ok=True)
+    if not (root / "cache").exists():
+        (root / "cache").mkdir(mode=0o700)  # heatmaps and explanations of patient data: the owner's only
+        os.chmod(root / "cache", 0o700)  # whatever the umask
     return Workspace(root, config, store, manifests)

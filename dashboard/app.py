@@ -14,13 +14,14 @@ from core.explain.patient_explanations import PatientExplainers
 from core.jobs.dispatch import JobDispatcher
 from core.slides.tiles import TileService
 from core.workspace import Workspace
-from dashboard.auth import audit, current_role, current_role_allows, current_username, install_auth
+from dashboard.auth import csrf_token, current_role, current_role_allows, current_username, install_auth
 from dashboard.components import slide_viewer
 from dashboard.pages import admin, case, cohort, models, patient, report, slide
 from dashboard.pages import jobs as jobs_page
 from dashboard.pages import patients as patients_page
 from dashboard.request_limits import install_request_limits, page_id_problem
 from dashboard.routes import register_routes
+from dashboard.security_headers import install_security_headers
 
 APP_TITLE = "PathReview"
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
@@ -35,7 +36,9 @@ def _navbar(workspace: Workspace) -> dbc.Navbar:
         dbc.Nav(items, navbar=True),
         html.Span(workspace.name, className="navbar-text ms-auto small me-3"),
         html.Span([html.Span(current_username(), id="signed-in-user"), html.Span(f" ({current_role()})", className="text-white-50"),
-                   html.A("Sign out", href="/logout", className="ms-2 link-light", id="sign-out")], className="navbar-text small"),
+                   html.Form([dcc.Input(type="hidden", name="csrf_token", value=csrf_token(), id="sign-out-token"),
+                              html.Button("Sign out", type="submit", id="sign-out", className="btn btn-link btn-sm link-light p-0 ms-2")],
+                             method="POST", action="/logout", className="d-inline")], className="navbar-text small"),
     ], fluid=True), color="dark", dark=True, className="mb-3")
 
 
@@ -105,10 +108,7 @@ def create_app(workspace: Workspace, secure_cookies: bool = False, celery_app=No
     # The query is read when a page opens (deep links); pages rewrite it in place without re-rendering.
     @app.callback(Output("page-content", "children"), Input("url", "pathname"), State("url", "search"))
     def show_page(pathname, search):
-        page = render_page(workspace, tiles, pathname, patients, search)
-        if isinstance(pathname, str) and pathname.startswith("/case/") and getattr(page, "id", None) != "page-error":
-            audit(workspace, "case_open", pathname.split("/")[2])
-        return page
+        return render_page(workspace, tiles, pathname, patients, search)  # its audit row: dashboard.callback_inputs
 
     cohort.register_callbacks(app, workspace)
     case.register_callbacks(app, workspace, tiles, patients)
@@ -120,6 +120,7 @@ def create_app(workspace: Workspace, secure_cookies: bool = False, celery_app=No
     admin.register_callbacks(app, workspace)
     jobs_page.register_callbacks(app, workspace, dispatcher)
     install_auth(app.server, workspace, secure_cookies)  # first: an anonymous request learns nothing, not even about its body
-    install_request_limits(app.server, app.callback_map)
+    install_request_limits(app.server, app.callback_map, workspace)
     register_routes(app.server, workspace, tiles, dispatcher)
+    install_security_headers(app.server, app.csp_hashes())
     return app

@@ -1,32 +1,39 @@
-"""Sign-in for every route of the app (pages, callbacks, tiles, exports, assets), roles, and the audit hooks.
+"""Sign-in for every route of the app (pages, callbacks, tiles, exports, assets), sessions that end, and the audit hook.
 
 Flask-Login keeps the session; passwords are checked against werkzeug hashes in the case store (core.auth.users).
-One ``before_request`` hook guards everything, so a route added later is protected without remembering to be."""
+One ``before_request`` hook guards everything, so a route added later is protected without remembering to be.
+
+A session names its account's session version (``core.auth.users``): sign-out, a new password, a new role and removal
+replace it, which ends every session of the account at its next request. A session also ends after
+``[limits] session_idle_minutes`` without a request and ``session_hours`` after its sign-in."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import html
 import os
 import secrets
+import time
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
-from flask import Flask, Response, redirect, request
-from flask_limiter import Limiter
+from flask import Flask, Response, has_request_context, redirect, request, session
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
-from werkzeug.middleware.proxy_fix import ProxyFix
 
-from core.auth.users import Account, authenticate, find_user
+from core.auth.users import Account, authenticate, end_sessions, find_user, normalised_username
+from core.errors import PathReviewError
 from core.store.audit import record_event
 from core.workspace import Workspace
+from dashboard.sign_in_limits import SignInLimits
 
-SECRET_KEY_FILE = ".secret-key"
+SECRET_KEY_ENV = "PATHREVIEW_SECRET_KEY"
+STATE_DIR_ENV = "PATHREVIEW_STATE_DIR"  # where per-installation secrets live (default: the user's XDG state folder)
+MIN_SECRET_KEY_BYTES = 32
 PUBLIC_ENDPOINTS = {"login"}  # the sign-in form is the only thing an anonymous request may reach
-LOGIN_LIMIT = "10 per minute"  # per address and user name: slows password guessing, not a crowd of reviewers
-# Dash callbacks that change the record or take data out, by an output id, and the role they need.
-ROLE_FOR_OUTPUT = {"review-versions": "reviewer", "figure-download": "reviewer", "case-report-download": "reviewer",
-                   "admin-audit-table": "admin"}
+SEEN_EVERY_S = 60  # the idle clock in the session cookie is refreshed at most this often
+USER_HEADER = "X-PathReview-User"  # set by the server on callback requests, so background jobs know who asked
 
 
 class SessionUser(UserMixin):
@@ -37,6 +44,9 @@ class SessionUser(UserMixin):
     @property
     def role(self) -> str:
         return self.account.role
+
+    def get_id(self) -> str:
+        return f"{self.account.username}|{self.account.session_version}"
 
 
 def current_username() -> str:
@@ -51,17 +61,46 @@ def current_role_allows(role: str) -> bool:
     return bool(current_user and current_user.is_authenticated and current_user.account.may(role))
 
 
+def requesting_user() -> str:
+    """Who asked for the work: the signed-in user in a request; in a background callback's process (no request), the
+    user the server named on the request that started it (``USER_HEADER``, never the client's)."""
+    if has_request_context():
+        return current_username()
+    from dash import callback_context
+
+    try:
+        headers = callback_context.headers or {}
+    except (LookupError, AttributeError):
+        return ""
+    return next((v for k, v in headers.items() if k.lower() == USER_HEADER.lower()), "")
+
+
 def audit(workspace: Workspace, action: str, target: str = "", detail: dict | None = None) -> None:
-    """Record an action of the signed-in user (the request's context gives who)."""
+    """Record an action of the signed-in user (the request's context gives who). ``AuditUnavailable`` when it cannot
+    be written: the request is answered 503 and the action is not done."""
     record_event(workspace.store, current_username(), action, target, detail)
 
 
+def _state_dir() -> Path:
+    if os.environ.get(STATE_DIR_ENV):
+        return Path(os.environ[STATE_DIR_ENV])
+    return Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "pathreview"
+
+
 def secret_key(workspace: Workspace) -> bytes:
-    """The session-signing key: from PATHREVIEW_SECRET_KEY, else kept in the workspace (created once, owner-only),
-    so every app process serving the workspace accepts the same sessions."""
-    if os.environ.get("PATHREVIEW_SECRET_KEY"):
-        return os.environ["PATHREVIEW_SECRET_KEY"].encode()
-    path = Path(workspace.root) / SECRET_KEY_FILE
+    """The session-signing key: from PATHREVIEW_SECRET_KEY (at least 32 bytes), else generated once for this
+    installation and this workspace folder, outside the workspace (a copy of the workspace does not accept the
+    original's cookies), owner-only, so every app process serving the workspace on this host shares it."""
+    if os.environ.get(SECRET_KEY_ENV):
+        key = os.environ[SECRET_KEY_ENV].encode()
+        if len(key) < MIN_SECRET_KEY_BYTES:
+            raise PathReviewError(f"{SECRET_KEY_ENV} must be at least {MIN_SECRET_KEY_BYTES} bytes; "
+                                  "make one with: python -c 'import secrets; print(secrets.token_hex(32))'")
+        return key
+    folder = _state_dir() / "secret-keys"
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    name = hashlib.sha256(str(Path(workspace.root).resolve()).encode()).hexdigest()[:32]
+    path = folder / name
     if not path.exists():
         tmp = path.with_name(f"{path.name}.{os.getpid()}.part")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -73,7 +112,22 @@ def secret_key(workspace: Workspace) -> bytes:
             pass
         finally:
             tmp.unlink()
-    return path.read_text().strip().encode()
+    key = path.read_text().strip().encode()
+    if len(key) < MIN_SECRET_KEY_BYTES:
+        raise PathReviewError(f"the secret key in {path} is shorter than {MIN_SECRET_KEY_BYTES} bytes; delete it to make a new one")
+    return key
+
+
+def csrf_token() -> str:
+    """The session's token for forms that change state (sign-out)."""
+    if "csrf" not in session:
+        session["csrf"] = secrets.token_urlsafe(32)
+    return session["csrf"]
+
+
+def session_id() -> str:
+    """A random id of this sign-in (not of the account): first-read audit rows are per session."""
+    return session.get("sid", "")
 
 
 def _safe_next(target: str | None) -> str:
@@ -102,88 +156,96 @@ maxlength="1024"><button id="login-submit" type="submit">Sign in</button></form>
     return Response(body, status=status, mimetype="text/html")
 
 
-def _callback_outputs() -> list[str]:
-    """The component ids a Dash callback request writes to."""
-    payload = request.get_json(silent=True) or {}
-    outputs = payload.get("outputs", [])
-    flat = []
-    for item in outputs if isinstance(outputs, list) else [outputs]:
-        for output in item if isinstance(item, list) else [item]:
-            if isinstance(output, dict):
-                flat.append(output.get("id") if isinstance(output.get("id"), str) else str(output.get("id")))
-    return flat
-
-
-def _callback_state(component_id: str) -> str:
-    payload = request.get_json(silent=True) or {}
-    for item in payload.get("state", []) if isinstance(payload.get("state"), list) else []:
-        if isinstance(item, dict) and item.get("id") == component_id:
-            return str(item.get("value", ""))[:128]
-    return ""
-
-
 def install_auth(server: Flask, workspace: Workspace, secure_cookies: bool = False) -> None:
-    """Protect every route of ``server``; add /login and /logout."""
+    """Protect every route of ``server``; add /login and /logout. The client address is the connection's, or the one
+    a proxy declared with ``--trusted-proxy`` forwarded (waitress rewrites it; nothing here trusts a header)."""
+    limits = workspace.config.limits
+    idle_s, lifetime_s = limits.session_idle_minutes * 60, limits.session_hours * 3600
     server.secret_key = secret_key(workspace)
     server.config.update(
         SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax", SESSION_COOKIE_SECURE=secure_cookies,
         REMEMBER_COOKIE_HTTPONLY=True, REMEMBER_COOKIE_SAMESITE="Lax", REMEMBER_COOKIE_SECURE=secure_cookies,
-        PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
+        PERMANENT_SESSION_LIFETIME=timedelta(seconds=lifetime_s),
     )
-    if secure_cookies:  # behind a TLS-terminating reverse proxy: trust its forwarded scheme and address
-        server.wsgi_app = ProxyFix(server.wsgi_app, x_for=1, x_proto=1, x_host=1)
     logins = LoginManager(server)
     logins.session_protection = "strong"
+    sign_in_limits = SignInLimits()
 
     @logins.user_loader
-    def load_user(username: str) -> SessionUser | None:
+    def load_user(session_user: str) -> SessionUser | None:
+        username, _, version = session_user.partition("|")
         account = find_user(workspace.store, username)  # a removed user's session ends at their next request
-        return SessionUser(account) if account else None
+        if account is None or not version or not hmac.compare_digest(account.session_version, version):
+            return None  # signed out elsewhere, new password or role, or a re-created account of the same name
+        return SessionUser(account)
 
-    limiter = Limiter(key_func=lambda: request.remote_addr or "", app=server, storage_uri="memory://", default_limits=[])
-
-    def _login_key() -> str:
-        return f"{request.remote_addr}|{(request.form.get('username') or '')[:64]}"
+    def refuse_sign_in(address: str, typed: str, name: str, why: str) -> Response:
+        record_event(workspace.store, typed, "login_limited", address, {"why": why, "account": name})
+        response = _login_page("Too many sign-in attempts; wait a minute and try again.", status=429)
+        response.headers["Retry-After"] = "60"
+        return response
 
     @server.route("/login", methods=["GET", "POST"], endpoint="login")
-    @limiter.limit(LOGIN_LIMIT, key_func=_login_key, methods=["POST"],
-                   on_breach=lambda _limit: _login_page("Too many sign-in attempts; wait a minute and try again.", status=429))
     def login():
         next_path = _safe_next(request.values.get("next"))
         if request.method == "GET":
             return _login_page(next_path=next_path)
-        username = (request.form.get("username") or "").strip()[:64]
+        address = request.remote_addr or ""
+        typed = (request.form.get("username") or "")[:64]
+        name = normalised_username(typed)
+        if why := sign_in_limits.refusal(address, name):
+            return refuse_sign_in(address, typed, name, why)
+        username = typed.strip()
         account = authenticate(workspace.store, username, request.form.get("password") or "")
         if account is None:
-            record_event(workspace.store, username, "login_failed", request.remote_addr or "")
+            sign_in_limits.failed(address, name)
+            record_event(workspace.store, username, "login_failed", address)
             return _login_page("Wrong user name or password.", next_path, status=401)
+        record_event(workspace.store, username, "login", address)  # first: no session without its audit row
+        sign_in_limits.succeeded(address, name)
+        session.clear()
         login_user(SessionUser(account))
-        record_event(workspace.store, username, "login", request.remote_addr or "")
+        session.permanent = True
+        now = time.time()
+        session.update(signed_in_at=now, seen_at=now, sid=secrets.token_urlsafe(16), csrf=secrets.token_urlsafe(32))
         return redirect(next_path)
 
-    @server.route("/logout", endpoint="logout")
+    @server.route("/logout", methods=["GET", "POST"], endpoint="logout")
     def logout():
-        if current_user.is_authenticated:
-            audit(workspace, "logout")
+        if request.method == "GET":  # a link or an image on another page must not sign anyone out
+            return Response("Sign out with the button in the navigation bar.", status=405, mimetype="text/plain", headers={"Allow": "POST"})
+        token = request.form.get("csrf_token") or ""
+        if not hmac.compare_digest(token, session.get("csrf", "")):
+            return Response("Sign-out needs the form of a page of this app; reload the page and sign out again.", status=400,
+                            mimetype="text/plain")
+        audit(workspace, "logout")
+        end_sessions(workspace.store, current_username())  # every session of the account, a copied cookie included
         logout_user()
+        session.clear()
         return redirect("/login")
+
+    def session_expired() -> bool:
+        now = time.time()
+        signed_in_at, seen_at = session.get("signed_in_at"), session.get("seen_at")
+        if not isinstance(signed_in_at, float | int) or not isinstance(seen_at, float | int):
+            return True
+        if now - signed_in_at > lifetime_s or now - seen_at > idle_s:
+            return True
+        if now - seen_at > SEEN_EVERY_S:
+            session["seen_at"] = now
+        return False
 
     @server.before_request
     def require_sign_in():
         if request.endpoint in PUBLIC_ENDPOINTS:
             return None
+        if current_user.is_authenticated and session_expired():
+            logout_user()
+            session.clear()
         if not current_user.is_authenticated:
             wants_page = request.method == "GET" and "text/html" in (request.headers.get("Accept") or "")
             if wants_page and not request.path.startswith(("/_dash", "/slides/", "/assets/", "/admin/")):
                 return redirect(f"/login?next={quote(request.full_path.rstrip('?'))}")
             return Response("Sign in first.", status=401, mimetype="text/plain")
-        if request.path.startswith("/_dash-update-component"):
-            outputs = _callback_outputs()
-            for output in outputs:
-                needed = ROLE_FOR_OUTPUT.get(output)
-                if needed and not current_user.account.may(needed):
-                    return Response(f"Your role ({current_user.role}) may not do this; it needs {needed}.", status=403,
-                                    mimetype="text/plain")
-            if "case-report-download" in outputs and "cacheKey" not in request.args:  # a new job, not its progress polls
-                audit(workspace, "export", _callback_state("case-id"), {"what": "case report"})
+        request.environ["HTTP_" + USER_HEADER.upper().replace("-", "_")] = current_username()  # never the client's value
         return None

@@ -6,8 +6,11 @@
   component property it stands for. Anything else is a 400 with a message; Dash itself would fail with a 500.
   A signed-in user's body that is not a JSON object is refused before the sign-in hooks read it; the shape is
   checked when the callback is dispatched, after the sign-in and role checks (so a viewer still gets 403).
+- Then ``dashboard.callback_inputs``: the role the callback needs (403), the type of every value it is sent (400),
+  the user's running jobs for a callback that starts one (429); after it runs, the audit rows its answer means.
 - A project error (``PathReviewError``) that escapes a callback was caused by what the client sent (an unknown id,
   a value no form would send): 404 for an unknown id, 422 for an unreadable slide, 400 otherwise, with its message.
+  When the audit trail cannot be written (``AuditUnavailable``): 503, try again, and nothing was done.
 - Ids in page paths (``/case/<id>`` ...) are checked by ``page_id_problem`` before any lookup.
 """
 
@@ -18,12 +21,17 @@ import json
 import logging
 import unicodedata
 
+from dash.exceptions import InvalidCallbackReturnValue
 from flask import Flask, Response, g, request
 from flask_login import current_user
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from core.errors import NotFoundError, PathReviewError
+from core.errors import AuditUnavailable, NotFoundError, PathReviewError
+from core.jobs.state import active_job_count
 from core.slides.reader import SlideReadError
+from core.workspace import Workspace
+from dashboard.auth import audit, current_role, current_role_allows, current_username
+from dashboard.callback_inputs import Answer, CallbackSchema, build_schemas, values_problem
 
 MAX_REQUEST_BYTES = 2 << 20  # 2 MiB: a callback's inputs, a 100,000-character report edit; never an upload
 MAX_PAGE_ID_CHARS = 128
@@ -108,12 +116,33 @@ def _parsed_body() -> tuple[object, str | None]:
     return g.parsed_body
 
 
-def install_request_limits(server: Flask, callback_map: dict | None = None) -> None:
+# Raised by a callback given values that are each valid but do not fit together (a visit past the last, a stale
+# slide context): the request's fault, answered 400, never a 500.
+INCONSISTENT_VALUES = (LookupError, TypeError, ValueError, AttributeError, ArithmeticError, InvalidCallbackReturnValue)
+
+
+def _gate(schema: CallbackSchema, body: dict, workspace: Workspace | None) -> tuple[Response | None, dict]:
+    """The role, value and job checks of one callback request: (the refusal, or None; its values)."""
+    rule = schema.rule
+    problem, values = values_problem(body, schema)
+    if problem:
+        return _plain(f"Malformed callback request: {problem}; nothing was done.", 400), {}
+    if rule.starts_job and workspace is not None and "cacheKey" not in request.args:
+        limit = workspace.config.limits.jobs_per_user
+        if active_job_count(workspace.store, current_username()) >= limit:
+            return _plain(f"You have {limit} jobs queued or running, the most one user may have; wait for one to finish or "
+                          "cancel one on the Jobs page, then try again.", 429), {}
+    return None, values
+
+
+def install_request_limits(server: Flask, callback_map: dict | None = None, workspace: Workspace | None = None) -> None:
     """Install the limits on ``server`` (after the sign-in hooks or before: the body check goes first either way, so that
     they only ever see a JSON object). ``callback_map``: the Dash app's (it fills as callbacks register), to check callback requests against.
 
     Order of answers for a callback request: 413 (too large); 400 for a signed-in user's body that is not a JSON
-    object; then sign-in and role checks (401, 403); then 400 when its shape does not fit the callback it names."""
+    object; 401 (not signed in); 415 (not JSON); 403 (the callback needs a higher role); 400 when its shape or its
+    values do not fit the callback it names; 429 (a job-starting callback and the user's jobs at the limit); then
+    the callback (400 when it fails on values that do not fit together); 503 when its audit row cannot be written."""
     server.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
 
     def refuse_bodies_that_are_not_json_objects():
@@ -127,15 +156,38 @@ def install_request_limits(server: Flask, callback_map: dict | None = None) -> N
     # First of all hooks, whenever this is installed: the role check reads the body as a JSON object.
     server.before_request_funcs.setdefault(None, []).insert(0, refuse_bodies_that_are_not_json_objects)
 
+    # Built now: every callback is registered before this is installed, and one with an unknown property fails at start.
+    schemas: dict[str, CallbackSchema] = build_schemas(callback_map) if callback_map is not None else {}
     dispatch = server.view_functions.get(CALLBACK_PATH)
     if dispatch is not None:
         @functools.wraps(dispatch)  # keeps the name integrations (e.g. CSRF exemptions) know Dash's view by
         def checked_dispatch(*args, **kwargs):
+            if request.mimetype != "application/json":
+                return _plain("A callback request is JSON (Content-Type: application/json); nothing was done.", 415)
             body, problem = _parsed_body()
-            if problem is None:
-                shape = callback_body_problem(body, callback_map)
-                problem = f"Malformed callback request: {shape}; nothing was done." if shape else None
-            return _plain(problem, 400) if problem else dispatch(*args, **kwargs)
+            if problem:
+                return _plain(problem, 400)
+            schema = schemas.get(body.get("output")) if isinstance(body, dict) and isinstance(body.get("output"), str) else None
+            if schema is not None and not current_role_allows(schema.rule.role):  # before the shape: a viewer learns only this
+                return _plain(f"Your role ({current_role()}) may not do this; it needs {schema.rule.role}.", 403)
+            shape = callback_body_problem(body, callback_map)
+            if shape:
+                return _plain(f"Malformed callback request: {shape}; nothing was done.", 400)
+            values: dict = {}
+            if schema is not None:
+                refusal, values = _gate(schema, body, workspace)
+                if refusal is not None:
+                    return refusal
+            try:
+                response = dispatch(*args, **kwargs)
+            except INCONSISTENT_VALUES as exc:
+                log.warning("callback %s refused values that do not fit together", body.get("output", "")[:200], exc_info=True)
+                return _plain(f"Malformed callback request: the values sent do not fit together ({exc.__class__.__name__}); "
+                              "nothing was done.", 400)
+            if schema is not None and schema.rule.audit is not None and workspace is not None and response.status_code == 200:
+                for row in schema.rule.audit(values, Answer(response.get_data())):  # unwritten: 503, and the answer is not sent
+                    audit(workspace, row.action, row.target, row.detail)
+            return response
 
         server.view_functions[CALLBACK_PATH] = checked_dispatch
 
@@ -145,6 +197,9 @@ def install_request_limits(server: Flask, callback_map: dict | None = None) -> N
 
     @server.errorhandler(PathReviewError)
     def client_caused(exc: PathReviewError):
+        if isinstance(exc, AuditUnavailable):
+            log.error("%s %s answered 503: %s (%s)", request.method, request.path, exc, exc.__cause__)
+            return _plain(f"Not done: {exc}.", 503)
         status = 404 if isinstance(exc, NotFoundError) else 422 if isinstance(exc, SlideReadError) else 400
         log.info("%s %s answered %d: %s", request.method, request.path, status, exc)
         return _plain(str(exc), status)

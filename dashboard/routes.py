@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+from collections import OrderedDict
 
 from flask import Flask, Response, abort, request
 
@@ -18,26 +20,52 @@ from core.slides.thumbnails import slide_thumbnail_jpeg
 from core.slides.tiles import TileService, etag_for
 from core.store.audit import audit_csv
 from core.workspace import Workspace
-from dashboard.auth import current_role_allows, current_username
+from dashboard.auth import audit, current_role_allows, current_username, session_id
 
 SLIDE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 HEATMAP_KEY = re.compile(r"^[0-9a-f]{32}$")
 MAX_QUERY_CHARS = 512
+# Slide images are patient data: the browser may keep them only in memory for the page that shows them, never on
+# disk, where the next user of a shared PC could find them. The server's own tile cache keeps panning fast.
+PATIENT_IMAGE_CACHE = "private, no-store"
+THUMBNAIL_READS_KEPT = 100_000  # (session, slide) pairs remembered, so a thumbnail's audit row is written once per session
 
 
 def valid_slide_id(slide_id: str) -> bool:
     return bool(SLIDE_ID.match(slide_id)) and ".." not in slide_id
 
 
-def _image(data: bytes, mimetype: str, max_age: int) -> Response:
+def _image(data: bytes, mimetype: str) -> Response:
     etag = etag_for(data)
     if request.if_none_match.contains(etag):
         response = Response(status=304)
     else:
         response = Response(data, mimetype=mimetype)
     response.set_etag(etag)
-    response.headers["Cache-Control"] = f"private, max-age={max_age}"
+    response.headers["Cache-Control"] = PATIENT_IMAGE_CACHE
     return response
+
+
+class FirstReads:
+    """Which (session, slide) thumbnails were already recorded, bounded (the oldest are forgotten first)."""
+
+    def __init__(self, most: int = THUMBNAIL_READS_KEPT) -> None:
+        self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._most = most
+        self._lock = threading.Lock()
+
+    def first(self, key: tuple[str, str]) -> bool:
+        with self._lock:
+            if key in self._seen:
+                self._seen.move_to_end(key)
+                return False
+            return True
+
+    def remember(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            self._seen[key] = None
+            while len(self._seen) > self._most:
+                self._seen.popitem(last=False)
 
 
 def _unreadable(exc: SlideReadError) -> Response:
@@ -53,6 +81,8 @@ def _layer_not_ready(layer: str, status: str, progress: float, job_id: int, mess
 
 
 def register_routes(server: Flask, workspace: Workspace, tiles: TileService, dispatcher: JobDispatcher) -> None:
+    thumbnail_reads = FirstReads()
+
     @server.route("/admin/audit.csv")
     def audit_trail_csv() -> Response:
         if not current_role_allows("admin"):  # signed in is checked for every route; this one is for admins
@@ -65,18 +95,23 @@ def register_routes(server: Flask, workspace: Workspace, tiles: TileService, dis
         if not valid_slide_id(slide_id):
             abort(404)
         try:
-            return _image(slide_thumbnail_jpeg(workspace, slide_id), "image/jpeg", 3600)
+            data = slide_thumbnail_jpeg(workspace, slide_id)
         except NotFoundError:
             abort(404)
         except SlideReadError as exc:
             return _unreadable(exc)
+        key = (session_id(), slide_id)
+        if thumbnail_reads.first(key):
+            audit(workspace, "thumbnail", slide_id)  # unwritten: 503 and no image
+            thumbnail_reads.remember(key)
+        return _image(data, "image/jpeg")
 
     @server.route("/slides/<slide_id>/tiles/<int:z>/<int:x>/<int:y>.jpeg")
     def slide_tile(slide_id: str, z: int, x: int, y: int) -> Response:
         if not valid_slide_id(slide_id):
             abort(404)
         try:
-            return _image(tiles.tile_jpeg(slide_id, z, x, y), "image/jpeg", 86400)
+            return _image(tiles.tile_jpeg(slide_id, z, x, y), "image/jpeg")
         except NotFoundError:  # unknown slide or tile outside the pyramid
             abort(404)
         except SlideReadError as exc:  # the tile service has dropped the slide's handle and tiles
@@ -112,7 +147,7 @@ def register_routes(server: Flask, workspace: Workspace, tiles: TileService, dis
             except PathReviewError as exc:  # e.g. the job broker cannot be reached
                 return Response(str(exc), status=503, mimetype="text/plain")
             return _layer_not_ready(layer, job.status, job.progress, job.id, job.message)
-        return _image(render_overlay_tile(layers, style, z, x, y, geometry.max_zoom, geometry.tile_size), "image/png", 86400)
+        return _image(render_overlay_tile(layers, style, z, x, y, geometry.max_zoom, geometry.tile_size), "image/png")
 
     @server.route("/slides/<path:anything>")
     def no_such_slide_resource(anything: str) -> Response:

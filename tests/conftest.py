@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -11,6 +12,8 @@ import pytest
 from tests.helpers import LiveServer, add_test_accounts, sign_in_browser
 from tests.system_packages import ensure_chromium
 
+# Per-installation secrets (the session key) of the apps and servers the tests start: not the user's own state folder.
+os.environ.setdefault("PATHREVIEW_STATE_DIR", tempfile.mkdtemp(prefix="pathreview-state-"))
 pytest_plugins = ["tests.services"]  # Redis, PostgreSQL and Celery worker fixtures
 # Markers by the fixtures a test uses (``-m unit`` is the fast loop): the first that applies wins.
 MARKER_FIXTURES = (

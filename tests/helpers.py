@@ -78,12 +78,13 @@ def sign_in(client, role: str = "reviewer", base: str = ""):
 
 
 class LiveServer:
-    def __init__(self, workspace: Path) -> None:
+    def __init__(self, workspace: Path, *args: str) -> None:
+        """``args``: more options of ``run_dashboard.py serve`` (e.g. ``--trusted-proxy 127.0.0.1``)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = tempfile.TemporaryFile()
         self.process = subprocess.Popen(
-            [sys.executable, str(REPO / "run_dashboard.py"), "--workspace", str(workspace), "--port", str(self.port)],
+            [sys.executable, str(REPO / "run_dashboard.py"), "--workspace", str(workspace), "--port", str(self.port), *args],
             cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         deadline = time.monotonic() + 90

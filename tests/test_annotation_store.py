@@ -115,19 +115,19 @@ def test_invalid_changes_write_nothing(store, call, message):
 
 
 def test_the_migration_adds_the_table_to_a_store_of_the_previous_version(store_url):
-    """A store at v4 (every table but this one) is brought to v5 and keeps its rows."""
+    """A store at v5 (every table but this one) is brought to v6 and keeps its rows."""
     old = open_store(store_url, migrate=False)
     tables = [t for t in Base.metadata.sorted_tables if t.name != "annotation_versions"]
     Base.metadata.create_all(old.engine, tables=tables)
     with old.session() as s:
-        s.add_all([SchemaVersion(version=v) for v in range(1, 5)])
+        s.add_all([SchemaVersion(version=v) for v in range(1, 6)])
         s.add(Patient(id="P001"))
         s.add(Slide(id="S1", patient_id="P001", file="s1.tif", mpp=0.5, width=1000, height=800))
     assert "annotation_versions" not in inspect(old.engine).get_table_names()
     old.dispose()
     store = open_store(store_url)
     try:
-        assert store.schema_version() == SCHEMA_VERSION >= 5
+        assert store.schema_version() == SCHEMA_VERSION >= 6
         indexes = {i["name"]: i["unique"] for i in inspect(store.engine).get_indexes("annotation_versions")}
         assert indexes["uq_annotation_versions_region_version"]
         (region,) = add_regions(store, "S1", [RegionDraft(SQUARE, "benign")], "alice")

@@ -65,7 +65,9 @@ def test_sign_in_sets_a_protected_cookie_and_wrong_passwords_fail(app):
     cookie = ok.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
     assert client.get("/slides/P001-S1/thumbnail.jpeg").status_code == 200
-    assert client.get("/logout").status_code == 302
+    with client.session_transaction() as session:
+        token = session["csrf"]
+    assert client.post("/logout", data={"csrf_token": token}).status_code == 302
     assert client.get("/slides/P001-S1/thumbnail.jpeg").status_code == 401
 
 

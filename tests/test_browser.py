@@ -82,3 +82,37 @@ def test_models_page_shows_metrics_roc_and_confusion(live_server, browser):
     text = browser.find_element(By.ID, "model-niv-gru").text
     assert "AUC" in text and "NIV within 90 days" in text
     assert browser.find_elements(By.CSS_SELECTOR, "#model-report-tfidf .heatmaplayer, #model-report-tfidf .hm")
+
+
+def test_pages_run_under_the_content_security_policy(live_server, browser):
+    """The case page (Plotly figures, the dash-leaflet viewer with tiles, the report) and the slide page work with the
+    policy the server sends, and the browser reports no violation of it."""
+    added = browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": (
+        "window.__cspViolations = [];"
+        "document.addEventListener('securitypolicyviolation', e => window.__cspViolations.push(e.violatedDirective + ' ' + e.blockedURI));")})
+    try:
+        browser.get(live_server.url + "/case/P001")
+        _wait(browser, 60).until(EC.presence_of_element_located((By.ID, "report-highlighted")))
+        _wait(browser, 60).until(lambda b: b.find_elements(By.CSS_SELECTOR, "#patient-risk .main-svg"))
+        _wait(browser, 60).until(lambda b: b.execute_script(
+            "return [...document.querySelectorAll('#slide-map img.leaflet-tile')].some(i => i.complete && i.naturalWidth > 0)"))
+        browser.get(live_server.url + "/slide/P001-S1")
+        _wait(browser, 60).until(lambda b: b.execute_script(
+            "return [...document.querySelectorAll('#slide-map img.leaflet-tile')].some(i => i.complete && i.naturalWidth > 0)"))
+        assert browser.execute_script("return window.__cspViolations") == []
+    finally:
+        browser.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", {"identifier": added["identifier"]})
+
+
+def test_sign_out_from_the_navigation_bar_ends_the_session(live_server, browser):
+    from tests.helpers import sign_in_browser
+
+    try:
+        browser.get(live_server.url + "/")
+        _wait_for_rows(browser)
+        browser.find_element(By.ID, "sign-out").click()
+        _wait(browser).until(EC.url_contains("/login"))
+        browser.get(live_server.url + "/patients")
+        _wait(browser).until(EC.url_contains("/login"))
+    finally:
+        sign_in_browser(browser, live_server.url)

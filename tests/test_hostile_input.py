@@ -98,13 +98,21 @@ def test_hostile_tile_addresses_are_404(client, url):
     (b'{"output": "page-content.children", "outputs": {}, "inputs": [{"id": "case-id", "property": "data", "value": 1}],'
      b' "state": [{"id": "url", "property": "search"}]}', "application/json", b"inputs[0] must be the 'pathname' property of url"),
     (b'{"output": "page-content.children", "changedPropIds": [{"a": 1}]}', "application/json", b"changedPropIds"),
-    (b'{"output": "page-content.children"}', "text/plain", b"takes 1 inputs"),
+    (b'{"output": "page-content.children", "outputs": {}, "inputs": [{"id": "url", "property": "pathname", "value": ["/case/P001"]}],'
+     b' "state": [{"id": "url", "property": "search", "value": ""}]}', "application/json", b"url.pathname: Input should be a valid string"),
 ])
 def test_malformed_callback_requests_are_400_with_a_message(client, workspace, body, content_type, message):
     before = _rows_written(workspace)
     response = client.post("/_dash-update-component", data=body, content_type=content_type)
     assert response.status_code == 400, response.data[:300]
     assert message in response.data and b"nothing was done" in response.data
+    assert _rows_written(workspace) == before
+
+
+def test_a_callback_request_that_is_not_json_is_415(client, workspace):
+    before = _rows_written(workspace)
+    response = client.post("/_dash-update-component", data=b'{"output": "page-content.children"}', content_type="text/plain")
+    assert response.status_code == 415 and b"nothing was done" in response.data
     assert _rows_written(workspace) == before
 
 
@@ -163,7 +171,7 @@ def test_hand_made_patient_callbacks_are_4xx_never_500(client, app, visit, store
     applied = post_callback(client, app, "whatif-store.data@", {("visit-edit-apply", "n_clicks"): 1, ("visit-edit-table", "data"): "rows",
                                                                   ("selected-visit", "data"): visit, ("patient-id", "data"): ["P001"]},
                              ["visit-edit-apply.n_clicks"])
-    assert applied.status_code == 200 and applied.get_json()["response"]["whatif-store"]["data"] is None
+    assert applied.status_code == 400 and b"nothing was done" in applied.data
 
 
 def test_unknown_patient_in_a_callback_is_404_with_its_message(client, app):
@@ -182,12 +190,15 @@ def test_huge_report_edit_is_refused_before_anything_is_computed(client, app, wo
               ("report-id", "data"): "P001-R1", ("lime-class", "value"): workspace.manifest(workspace.models_for("report")[0]).class_names[0],
               ("lime-num-features", "value"): 6, ("lime-num-samples", "value"): 500, ("lime-seed", "value"): 0, ("lime-kernel-width", "value"): 25}
     for edited, expected in ((values[("report-edit", "value")], "limited to 100,000 characters"),
-                             ("word " * 5000, "limited to 3,000"), ({"not": "text"}, "must be text")):
+                             ("word " * 5000, "limited to 3,000")):
         response = post_callback(client, app, "report-edit-result.children", {**values, ("report-edit", "value"): edited},
                                   ["report-edit-run.n_clicks"])
         assert response.status_code == 200
         answer = response.get_json()["response"]
         assert expected in json.dumps(answer["report-edit-error"]["children"])
+    not_text = post_callback(client, app, "report-edit-result.children", {**values, ("report-edit", "value"): {"not": "text"}},
+                             ["report-edit-run.n_clicks"])
+    assert not_text.status_code == 400 and b"report-edit.value: Input should be a valid string" in not_text.data
     assert explained == [] and _rows_written(workspace) == before
 
 

@@ -1,4 +1,4 @@
-"""``run_dashboard.py users add|remove|list|passwd``: manage who may sign in to a workspace."""
+"""``run_dashboard.py users add|remove|list|passwd|role``: manage who may sign in to a workspace."""
 
 from __future__ import annotations
 
@@ -7,16 +7,16 @@ import getpass
 import sys
 from pathlib import Path
 
-from core.auth.users import ROLES, add_user, list_users, remove_user, set_password
+from core.auth.users import ROLES, add_user, list_users, remove_user, set_password, set_role
 from core.errors import PathReviewError
 from core.store.database import CaseStore
 
 
 def add_users_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    users = sub.add_parser("users", help="manage accounts: add, remove, list, passwd")
+    users = sub.add_parser("users", help="manage accounts: add, remove, list, passwd, role")
     actions = users.add_subparsers(dest="users_command", required=True)
     for name, helptext in (("add", "create an account"), ("remove", "delete an account"), ("list", "list accounts"),
-                           ("passwd", "set an account's password")):
+                           ("passwd", "set an account's password"), ("role", "change an account's role (ends its sessions)")):
         action = actions.add_parser(name, help=helptext)
         action.add_argument("--workspace", type=Path, required=True, help="the workspace folder")
         action.add_argument("--database-url", default=None, help="override the workspace's database URL")
@@ -24,6 +24,8 @@ def add_users_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
             action.add_argument("username")
         if name == "add":
             action.add_argument("--role", choices=ROLES, default="reviewer")
+        if name == "role":
+            action.add_argument("role", choices=ROLES)
         if name in ("add", "passwd"):
             action.add_argument("--password-stdin", action="store_true", help="read the password from standard input (scripts)")
 
@@ -52,4 +54,7 @@ def run_users_command(args: argparse.Namespace, store: CaseStore) -> None:
         print(f"removed {args.username}")
     elif args.users_command == "passwd":
         set_password(store, args.username, _password(args))
-        print(f"password changed for {args.username}")
+        print(f"password changed for {args.username}; their sessions have ended")
+    elif args.users_command == "role":
+        account = set_role(store, args.username, args.role)
+        print(f"{account.username} is now {account.role}; their sessions have ended")

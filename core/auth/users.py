@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
+import secrets
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from core.errors import NotFoundError, PathReviewError
@@ -27,6 +30,7 @@ class Account:
     username: str
     role: str
     created_at: datetime
+    session_version: str = ""
 
     def may(self, role: str) -> bool:
         """Whether this account has ``role`` or a role above it."""
@@ -34,7 +38,17 @@ class Account:
 
 
 def _account(user: User) -> Account:
-    return Account(user.username, user.role, user.created_at)
+    return Account(user.username, user.role, user.created_at, user.session_version or "")
+
+
+def new_session_version() -> str:
+    return secrets.token_hex(16)
+
+
+def normalised_username(typed: str) -> str:
+    """The form every spelling of one user name shares (spaces around it, letter case, Unicode compatibility forms):
+    what sign-in limits count, so that a name typed differently is still the same account's attempt."""
+    return unicodedata.normalize("NFKC", typed or "").strip().casefold()[:64]
 
 
 def _check(username: str, password: str | None, role: str | None) -> None:
@@ -50,7 +64,8 @@ def add_user(store: CaseStore, username: str, password: str, role: str) -> Accou
     _check(username, password, role)
     try:
         with store.session() as s:
-            user = User(username=username, password_hash=generate_password_hash(password), role=role)
+            user = User(username=username, password_hash=generate_password_hash(password), role=role,
+                        session_version=new_session_version())
             s.add(user)
             s.flush()
             return _account(user)
@@ -64,13 +79,38 @@ def remove_user(store: CaseStore, username: str) -> None:
             raise NotFoundError(f"no user {username!r}")
 
 
+def _existing(s: Session, username: str) -> User:
+    user = s.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise NotFoundError(f"no user {username!r}")
+    return user
+
+
 def set_password(store: CaseStore, username: str, password: str) -> None:
+    """A new password ends every session of the account."""
     _check(username, password, None)
     with store.session() as s:
-        user = s.scalar(select(User).where(User.username == username))
-        if user is None:
-            raise NotFoundError(f"no user {username!r}")
+        user = _existing(s, username)
         user.password_hash = generate_password_hash(password)
+        user.session_version = new_session_version()
+
+
+def set_role(store: CaseStore, username: str, role: str) -> Account:
+    """A new role ends every session of the account: the next sign-in carries the new role."""
+    _check(username, None, role)
+    with store.session() as s:
+        user = _existing(s, username)
+        user.role = role
+        user.session_version = new_session_version()
+        return _account(user)
+
+
+def end_sessions(store: CaseStore, username: str) -> None:
+    """Sign-out: every session of the account ends, on every browser (a copied cookie included)."""
+    with store.session() as s:
+        user = s.scalar(select(User).where(User.username == username))
+        if user is not None:
+            user.session_version = new_session_version()
 
 
 def list_users(store: CaseStore) -> list[Account]:

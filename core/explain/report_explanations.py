@@ -10,7 +10,17 @@ import numpy as np
 
 from core.cache import content_key, explanation_path, load_json, save_json
 from core.errors import NotFoundError
-from core.explain.text import ClassExplanation, LimeSettings, ReportExplanation, ReportFeatures, StabilityReport, explain_report, explanation_stability
+from core.explain.text import (
+    ClassExplanation,
+    LimeSettings,
+    ReportExplanation,
+    ReportFeatures,
+    StabilityReport,
+    check_lime_work,
+    explain_report,
+    explanation_stability,
+    report_features,
+)
 from core.store.schema import Report
 from core.workspace import Workspace
 
@@ -45,12 +55,14 @@ def report_explanation(workspace: Workspace, model_id: str, text: str, settings:
     """(explanation, stability, source): read from the cache when this text, model and settings were explained before
     (source "cache"), else computed and stored (source "computed")."""
     settings.validate()
+    bound = workspace.config.limits.lime_sample_words
+    check_lime_work(report_features(text, settings.mode), settings, bound)  # refused alike whether cached or not
     path = lime_cache_path(workspace, model_id, text, settings, n_seeds)
     stored = load_json(path)
     if stored is not None:
         return _explanation_from_json(stored["explanation"]), StabilityReport(**stored["stability"]), "cache"
     model = workspace.model(model_id)
-    explanation = explain_report(text, model, settings)
+    explanation = explain_report(text, model, settings, max_sample_words=bound)
     stability = explanation_stability(text, model, settings, n_seeds=n_seeds)
     save_json(path, {"explanation": _explanation_to_json(explanation), "stability": asdict(stability)})
     return explanation, stability, "computed"

@@ -80,15 +80,20 @@ MAX_EDITED_REPORT_CHARS = 100_000  # what the what-if editor accepts: many times
 MAX_EDITED_REPORT_WORDS = 3_000
 
 
-def check_edited_report(text: object) -> str:
+# LIME's work and memory grow with samples x words the model reads; workspace.toml's [limits] may set another bound.
+DEFAULT_LIME_SAMPLE_WORDS = 10_000_000
+
+
+def check_edited_report(text: object, max_chars: int = MAX_EDITED_REPORT_CHARS) -> str:
     """A what-if edit of a report, refused before anything is computed when it is not text or too long."""
     if text is None:
         return ""
     if not isinstance(text, str):
         raise ReportTextError("the edited report must be text")
-    if len(text) > MAX_EDITED_REPORT_CHARS:
+    max_chars = min(max_chars, MAX_EDITED_REPORT_CHARS)
+    if len(text) > max_chars:
         raise ReportTextError(f"the edited report has {len(text):,} characters; what-if edits are limited to "
-                              f"{MAX_EDITED_REPORT_CHARS:,} characters, so shorten it and run it again")
+                              f"{max_chars:,} characters, so shorten it and run it again")
     words = len(report_tokens(text))
     if words > MAX_EDITED_REPORT_WORDS:
         raise ReportTextError(f"the edited report has {words:,} words the model reads; what-if edits are limited to "
@@ -303,8 +308,18 @@ class ReportExplanation:
         return next(c for c in self.classes if c.class_name == class_name).weights.get(feature, 0.0)
 
 
+def check_lime_work(features: ReportFeatures, settings: LimeSettings, max_sample_words: int = DEFAULT_LIME_SAMPLE_WORDS) -> None:
+    """Refuse, before any work, an explanation whose samples x words exceed the bound."""
+    work = settings.num_samples * len(features.features)
+    if work > max_sample_words:
+        most = max(1, max_sample_words // max(1, len(features.features)))
+        raise ReportTextError(f"{settings.num_samples:,} LIME samples of a report with {len(features.features):,} distinct words is "
+                              f"more work than this server allows ({max_sample_words:,} sample-words); use at most {most:,} samples")
+
+
 def explain_report(text: str, model: LoadedModel | None = None, settings: LimeSettings = LimeSettings(),
-                   predictor: TextPredictor | None = None, class_names: Sequence[str] | None = None) -> ReportExplanation:
+                   predictor: TextPredictor | None = None, class_names: Sequence[str] | None = None,
+                   max_sample_words: int = DEFAULT_LIME_SAMPLE_WORDS) -> ReportExplanation:
     """Explain every class of ``model`` (count path) or of a black-box ``predictor`` (text path)."""
     settings.validate()
     if (model is None) == (predictor is None):
@@ -312,6 +327,7 @@ def explain_report(text: str, model: LoadedModel | None = None, settings: LimeSe
     device = model.device if model is not None else torch.device("cpu")
     names = list(model.manifest.class_names if model is not None else class_names or [])
     features = report_features(text, settings.mode)
+    check_lime_work(features, settings, max_sample_words)
     masks = lime_masks(len(features.features), settings.num_samples, settings.seed, device)
     probs = _predict_masked(features, masks, model, predictor, settings.batch_size).double()
     weights = kernel_weights(masks, settings.kernel_width).double()

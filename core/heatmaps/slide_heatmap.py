@@ -88,7 +88,16 @@ def heatmap_key(slide_path: Path, weights_sha256: str, params: HeatmapParams) ->
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:32]
 
 
+def checked_heatmap_key(key: object) -> str:
+    """A heatmap key as ``heatmap_key`` makes it (32 hex digits); anything else, e.g. a path from a hand-made request,
+    is refused before it names a file."""
+    if not isinstance(key, str) or len(key) != 32 or any(c not in "0123456789abcdef" for c in key):
+        raise PathReviewError("not a heatmap key: recompute the heatmap")
+    return key
+
+
 def _cache_path(workspace: Workspace, key: str) -> Path:
+    key = checked_heatmap_key(key)
     return workspace.cache_dir / "heatmaps" / f"{key}.npz"
 
 

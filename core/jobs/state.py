@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from core.errors import NotFoundError, PathReviewError
 from core.store.database import CaseStore, rows_matched
@@ -118,6 +118,12 @@ def list_jobs(store: CaseStore, statuses: tuple[str, ...] | None = None, limit: 
         query = query.where(Job.id.in_(ids))
     with store.session() as s:
         return [JobView.of(r) for r in s.scalars(query)]
+
+
+def active_job_count(store: CaseStore, requested_by: str) -> int:
+    """How many jobs this user has queued or running: the per-user concurrency limit counts them."""
+    with store.session() as s:
+        return s.scalar(select(func.count()).select_from(Job).where(Job.requested_by == requested_by, Job.status.in_(ACTIVE))) or 0
 
 
 def _set(store: CaseStore, job_id: int, when: tuple[str, ...], **values: object) -> bool:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Column, Connection, CursorResult, Engine, Result, create_engine, event, inspect, select, text, update
@@ -54,6 +57,15 @@ def _add_days_and_review_version_index(engine: Engine) -> None:
             index.create(conn, checkfirst=True)
 
 
+def _add_session_versions(engine: Engine) -> None:
+    """v5: a session version per account; existing accounts get a fresh one (their old sessions end)."""
+    with engine.begin() as conn:
+        _add_column_if_missing(conn, User.__table__.c.session_version)
+        t = User.__table__
+        for (user_id,) in conn.execute(select(t.c.id).where(t.c.session_version.is_(None))).all():
+            conn.execute(update(t).where(t.c.id == user_id).values(session_version=secrets.token_hex(16)))
+
+
 def _create_table(model: type[Base]) -> Callable[[Engine], None]:
     """A migration that adds one new table (left alone when it exists)."""
     def create(engine: Engine) -> None:
@@ -65,9 +77,10 @@ def _create_table(model: type[Base]) -> Callable[[Engine], None]:
 # constructs, or DDL that SQLite and PostgreSQL both accept; each must find its change already made
 # (a new store's v1 creates the current schema) and leave it alone.
 # v3: user accounts; v4: jobs (long work and its progress, seen by the app, the workers and the Jobs page);
-# v5: reviewers' regions on slides, every version kept.
+# v5: a session version per account (sign-out, password and role changes end the account's sessions);
+# v6: reviewers' regions on slides, every version kept.
 MIGRATIONS: dict[int, Callable[[Engine], None]] = {1: _create_v1, 2: _add_days_and_review_version_index, 3: _create_table(User),
-                                                   4: _create_table(Job), 5: _create_table(AnnotationVersion)}
+                                                   4: _create_table(Job), 5: _add_session_versions, 6: _create_table(AnnotationVersion)}
 SCHEMA_VERSION = max(MIGRATIONS)
 
 
@@ -151,9 +164,21 @@ def _sqlite_pragmas(dbapi_conn: sqlite3.Connection, _record: object, busy_timeou
     cur.close()
 
 
+def create_owner_only_sqlite_file(url: str) -> None:
+    """A new SQLite database file is created readable by its owner only (SQLite gives its -wal and -shm files the
+    same mode); an existing file is left as it is."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or url == prefix + ":memory:":
+        return
+    path = Path(url[len(prefix):].split("?", 1)[0])
+    if path.parent.is_dir() and not path.exists():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+
+
 def open_store(url: str, migrate: bool = True, busy_timeout_s: float = SQLITE_BUSY_TIMEOUT_S) -> CaseStore:
     """``busy_timeout_s``: on SQLite, how long a write waits for another process's write transaction to end before it
     fails (the caller then reports that nothing was saved)."""
+    create_owner_only_sqlite_file(url)
     store = CaseStore(url, busy_timeout_s)
     if migrate:
         store.migrate()

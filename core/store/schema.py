@@ -140,6 +140,9 @@ class User(Base):
     username: Mapped[str] = mapped_column(String(64), unique=True)
     password_hash: Mapped[str] = mapped_column(String(256))
     role: Mapped[str] = mapped_column(String(16))  # viewer | reviewer | admin
+    # A random value replaced by sign-out, a password or role change; a session cookie names it, so replacing it ends
+    # every session of the account. Random rather than a counter: a removed and re-created name never matches (schema v5).
+    session_version: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
 
 

@@ -13,7 +13,6 @@ from core.explain.patient_explanations import DEFAULT_BACKGROUND, PatientExplain
 from core.export.case_report import case_report_html, case_report_pdf
 from core.export.figure_export import FORMATS, export_figure, export_filename
 from core.jobs.forked import forked_job_workspace
-from dashboard.auth import audit
 from dashboard.figures.case_figures import CASE_FIGURES, CaseView, case_figure, case_report_content
 
 # Everything that names the view being exported; read by both export callbacks, in this order.
@@ -107,7 +106,6 @@ def register_callbacks(app: Dash, workspace, explainers: PatientExplainers) -> N
         except PathReviewError as exc:
             return no_update, dbc.Alert(str(exc), color="warning", id="export-error")
         filename = export_filename(f"{view.patient_id}-{name}", fmt)
-        audit(workspace, "export", view.patient_id, {"what": name, "format": fmt, "bytes": len(data)})
         return dcc.send_bytes(data, filename), html.Span(f"Exported {filename} ({len(data) / 1024:.0f} KiB).", id="export-done")
 
     @app.callback(

@@ -44,7 +44,7 @@ from core.slides.reader import SlideReadError
 from core.slides.tiles import SlideGeometry, TileService
 from core.store.cases import slide_record
 from core.workspace import Workspace
-from dashboard.auth import current_username
+from dashboard.auth import current_username, requesting_user
 from dashboard.components.clicks import ctx_triggered_click
 from dashboard.components.method_comparison import comparison_grid, scores_table
 from dashboard.components.patch_inspector import patch_inspector, png_data_uri
@@ -295,7 +295,7 @@ def register_callbacks(app: Dash, workspace: Workspace, tiles: TileService, disp
         # The heatmap job, recorded in the jobs table (the Jobs page shows it). Cancel stops the job's process (or
         # worker task); the cache is written atomically, so nothing partial remains.
         spec = JobSpec("heatmap", ctx["slide_id"], {"model_id": model_id, "overlap": float(overlap)})
-        job_id, status = run_tracked(job_workspace, spec, report)
+        job_id, status = run_tracked(job_workspace, spec, report, requested_by=requesting_user())
         job = get_job(job_workspace.store, job_id)
         heat = loaded_heatmap(job_workspace, job.key) if status == "done" and job.key else None
         if heat is None:

@@ -16,7 +16,6 @@ from core.explain.patient_explanations import (
     salient_features,
 )
 from core.workspace import Workspace
-from dashboard.auth import audit
 from dashboard.figures.patient_figures import visit_figures
 
 
@@ -165,7 +164,6 @@ def register_callbacks(app: Dash, workspace: Workspace, explainers: PatientExpla
                                    color="danger", id="visit-edit-alert")
         except PathReviewError as exc:
             return None, dbc.Alert(str(exc), color="danger", id="visit-edit-alert")
-        audit(workspace, "what_if", patient_id, {"visit": t + 1, "edited": sorted(values)})
         return {"visit": t, "values": values}, ""
 
     @app.callback(

@@ -10,7 +10,6 @@ from core.explain.report_explanations import report_explanation, report_model_id
 from core.explain.text import MAX_EDITED_REPORT_CHARS, LimeSettings, check_edited_report, explain_report
 from core.models.report_text import token_diff
 from core.workspace import Workspace
-from dashboard.auth import audit
 from dashboard.components.highlighted_text import highlighted_report, weight_legend
 from dashboard.figures.report_figures import word_weight_figure
 
@@ -117,17 +116,17 @@ def register_callbacks(app: Dash, workspace: Workspace) -> None:
     )
     def explain_edited_report(_clicks, edited, report_id, class_name, num_features, num_samples, seed, kernel_width):
         try:
-            edited = check_edited_report(edited)  # first: an oversized edit costs nothing
+            limits = workspace.config.limits
+            edited = check_edited_report(edited, limits.edited_report_chars)  # first: an oversized edit costs nothing
             settings = LimeSettings.from_form(num_features, num_samples, seed, kernel_width)
             model = workspace.model(report_model_id(workspace))
             if class_name not in model.manifest.class_names:
                 raise PathReviewError(f"choose one of the classes {', '.join(model.manifest.class_names)}")
             original_text = stored_report(workspace, report_id).text
-            original = explain_report(original_text, model, settings)
-            edit = explain_report(edited, model, settings)
+            original = explain_report(original_text, model, settings, max_sample_words=limits.lime_sample_words)
+            edit = explain_report(edited, model, settings, max_sample_words=limits.lime_sample_words)
         except PathReviewError as exc:
             return no_update, dbc.Alert(str(exc), color="warning", id="report-edit-alert")
-        audit(workspace, "what_if", report_id, {"report_chars": len(edited)})
         before = next(c for c in original.classes if c.class_name == class_name)
         after = next(c for c in edit.classes if c.class_name == class_name)
         diff = [html.Span(t + " ", className={"added": "word-added", "removed": "word-removed"}.get(op, ""))
