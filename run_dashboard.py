@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""PathReview: serve a workspace (``--workspace DIR``) or the demo (``--demo``); precompute a cohort; run a job worker."""
+"""PathReview: serve a workspace (``--workspace DIR``) or the demo (``--demo``); precompute a cohort; run a job worker;
+write a case report."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 from core.auth.accounts_cli import add_users_parser, run_users_command
 from core.config import Settings, default_demo_dir
 from core.errors import PathReviewError
+from core.export.report_cli import add_report_parser, run_report
 from core.jobs.cli import add_job_parsers, run_precompute, run_worker
 
 
@@ -31,6 +33,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="behind a TLS reverse proxy: Secure session cookies, trust X-Forwarded-Proto/For")
     add_users_parser(sub)
     add_job_parsers(sub)
+    add_report_parser(sub)
     return parser
 
 
@@ -97,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_precompute(args)
         elif args.command == "worker":
             return run_worker(args, register_app=_worker_app)
+        elif args.command == "report":
+            return run_report(args)
     except PathReviewError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -15,6 +15,7 @@ from core.jobs.dispatch import JobDispatcher
 from core.slides.tiles import TileService
 from core.workspace import Workspace
 from dashboard.auth import audit, current_role, current_role_allows, current_username, install_auth
+from dashboard.components import patient_panel, report_panel
 from dashboard.pages import admin, case, cohort, models, patient, report, slide
 from dashboard.pages import jobs as jobs_page
 from dashboard.pages import patients as patients_page
@@ -112,13 +113,16 @@ def create_app(workspace: Workspace, secure_cookies: bool = False, celery_app=No
     cohort.register_callbacks(app, workspace)
     case.register_callbacks(app, workspace, tiles, patients)
     slide.register_callbacks(app, workspace, tiles)
-    report.register_callbacks(app, workspace)
     models.register_callbacks(app, workspace)
-    patient.register_callbacks(app, workspace, patients)
+    # The panels shown by more than one page register their callbacks once, here.
+    patient_panel.register_callbacks(app, workspace, patients)
+    report_panel.register_callbacks(app, workspace)
     patients_page.register_callbacks(app, workspace, patients)
     admin.register_callbacks(app, workspace)
     jobs_page.register_callbacks(app, workspace, dispatcher)
-    install_auth(app.server, workspace, secure_cookies)  # first: an anonymous request learns nothing, not even about its body
+    # First of the request hooks (an anonymous request learns nothing, not even about its body); after the callbacks,
+    # whose required roles it enforces.
+    install_auth(app.server, workspace, secure_cookies, app.callback_map)
     install_request_limits(app.server, app.callback_map)
     register_routes(app.server, workspace, tiles)
     return app

@@ -8,8 +8,10 @@ from __future__ import annotations
 import html
 import os
 import secrets
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import quote, urlsplit
 
 from flask import Flask, Response, redirect, request
@@ -24,9 +26,29 @@ from core.workspace import Workspace
 SECRET_KEY_FILE = ".secret-key"
 PUBLIC_ENDPOINTS = {"login"}  # the sign-in form is the only thing an anonymous request may reach
 LOGIN_LIMIT = "10 per minute"  # per address and user name: slows password guessing, not a crowd of reviewers
-# Dash callbacks that change the record or take data out, by an output id, and the role they need.
-ROLE_FOR_OUTPUT = {"review-versions": "reviewer", "figure-download": "reviewer", "case-report-download": "reviewer",
-                   "admin-audit-table": "admin"}
+REQUIRED_ROLE = "required_role"  # the attribute ``requires_role`` sets; Dash's callback wrapper copies it
+Callback = TypeVar("Callback", bound=Callable)
+
+
+def requires_role(role: str) -> Callable[[Callback], Callback]:
+    """Mark a Dash callback as needing ``role`` (for callbacks that change the record or take data out). Put it below
+    ``@app.callback``; ``install_auth`` then refuses the callback's requests from a lesser role (403) before the
+    callback, or a background job of it, runs.
+
+        @app.callback(Output("review-versions", "data"), ...)
+        @requires_role("reviewer")
+        def save_review(...): ...
+    """
+    def mark(callback: Callback) -> Callback:
+        setattr(callback, REQUIRED_ROLE, role)
+        return callback
+    return mark
+
+
+def roles_for_callbacks(callback_map: dict) -> dict[str, str]:
+    """The role each marked callback needs, by its key in the Dash callback map (what a request names as its output)."""
+    return {key: getattr(entry["callback"], REQUIRED_ROLE) for key, entry in callback_map.items()
+            if hasattr(entry.get("callback"), REQUIRED_ROLE)}
 
 
 class SessionUser(UserMixin):
@@ -122,8 +144,10 @@ def _callback_state(component_id: str) -> str:
     return ""
 
 
-def install_auth(server: Flask, workspace: Workspace, secure_cookies: bool = False) -> None:
-    """Protect every route of ``server``; add /login and /logout."""
+def install_auth(server: Flask, workspace: Workspace, secure_cookies: bool = False, callback_map: dict | None = None) -> None:
+    """Protect every route of ``server``; add /login and /logout. ``callback_map``: the Dash app's callbacks, whose
+    ``requires_role`` marks are enforced here: install it after the callbacks are registered."""
+    roles = roles_for_callbacks(callback_map or {})
     server.secret_key = secret_key(workspace)
     server.config.update(
         SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax", SESSION_COOKIE_SECURE=secure_cookies,
@@ -178,12 +202,12 @@ def install_auth(server: Flask, workspace: Workspace, secure_cookies: bool = Fal
                 return redirect(f"/login?next={quote(request.full_path.rstrip('?'))}")
             return Response("Sign in first.", status=401, mimetype="text/plain")
         if request.path.startswith("/_dash-update-component"):
-            outputs = _callback_outputs()
-            for output in outputs:
-                needed = ROLE_FOR_OUTPUT.get(output)
-                if needed and not current_user.account.may(needed):
-                    return Response(f"Your role ({current_user.role}) may not do this; it needs {needed}.", status=403,
-                                    mimetype="text/plain")
-            if "case-report-download" in outputs and "cacheKey" not in request.args:  # a new job, not its progress polls
+            # Dash runs the callback the body's ``output`` names (whatever outputs it lists), so that decides.
+            payload = request.get_json(silent=True)
+            output = payload.get("output") if isinstance(payload, dict) else None
+            needed = roles.get(output) if isinstance(output, str) else None
+            if needed and not current_user.account.may(needed):
+                return Response(f"Your role ({current_user.role}) may not do this; it needs {needed}.", status=403, mimetype="text/plain")
+            if "case-report-download" in _callback_outputs() and "cacheKey" not in request.args:  # a new job, not its progress polls
                 audit(workspace, "export", _callback_state("case-id"), {"what": "case report"})
         return None

@@ -14,10 +14,10 @@ from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+from core.export.case_figures import CASE_FIGURES
 from core.store.cases import case_summary
 from core.store.reviews import review_history
 from core.workspace import open_workspace
-from dashboard.figures.case_figures import CASE_FIGURES
 from dashboard.pages.case import nearest_by_day
 from tests.helpers import ACCOUNTS, click_plot_point, element_text, js_click
 

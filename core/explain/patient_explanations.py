@@ -209,6 +209,19 @@ class PatientExplainers:
     def what_if(self, patient_id: str, visit: int, values: dict[str, object], model_id: str | None = None) -> PatientExplanation:
         """The explanation with visit ``visit`` replaced by ``values``; only visits >= ``visit`` are recomputed.
         Raises ``VisitEditError`` listing every invalid cell. Nothing is written to the case store."""
+        base, days, raw = self._edited_visits(patient_id, visit, values, model_id)
+        seq = self._encode(self.workspace.manifest(base.model_id).input, days, raw)
+        explainer = self.explainer(base.model_id)
+        return PatientExplanation(patient_id, base.model_id, days, base.labels, raw, seq,
+                                  explainer.explain_visits(seq, from_visit=visit, previous=base.shap), explainer.visit_importance(seq))
+
+    def check_what_if(self, patient_id: str, visit: int, values: dict[str, object], model_id: str | None = None) -> None:
+        """Raise as ``what_if`` would for this edit, without explaining it."""
+        self._edited_visits(patient_id, visit, values, model_id)
+
+    def _edited_visits(self, patient_id: str, visit: int, values: dict[str, object],
+                       model_id: str | None) -> tuple[PatientExplanation, list[float], list[dict]]:
+        """The stored explanation, and the visit days and raw values with the edit applied (checked)."""
         if not isinstance(patient_id, str):
             raise PathReviewError("a what-if edit needs a patient id")
         if isinstance(visit, bool) or not isinstance(visit, int):
@@ -218,8 +231,7 @@ class PatientExplainers:
         base = self.explain(patient_id, model_id)
         if not 0 <= visit < len(base.days):
             raise PathReviewError(f"visit {visit + 1} does not exist; patient {patient_id} has {len(base.days)} visits")
-        spec = self.workspace.manifest(base.model_id).input
-        parsed, errors = validate_visit_edit(spec, values)
+        parsed, errors = validate_visit_edit(self.workspace.manifest(base.model_id).input, values)
         if errors:
             raise VisitEditError(errors)
         raw = [dict(r) for r in base.raw]
@@ -228,10 +240,7 @@ class PatientExplainers:
         if ELAPSED_FEATURE in values and visit > 0:
             gap = _parse_gap(values[ELAPSED_FEATURE], days[visit + 1] - days[visit - 1] if visit + 1 < len(days) else MAX_GAP_DAYS)
             days[visit] = days[visit - 1] + gap
-        seq = self._encode(spec, days, raw)
-        explainer = self.explainer(base.model_id)
-        return PatientExplanation(patient_id, base.model_id, days, base.labels, raw, seq,
-                                  explainer.explain_visits(seq, from_visit=visit, previous=base.shap), explainer.visit_importance(seq))
+        return base, days, raw
 
 
 class VisitEditError(PathReviewError):

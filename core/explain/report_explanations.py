@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 
@@ -33,7 +34,7 @@ def stored_report_text(workspace: Workspace, report_id: str) -> str:
     return stored_report(workspace, report_id).text
 
 
-def lime_cache_path(workspace: Workspace, model_id: str, text: str, settings: LimeSettings, n_seeds: int = STABILITY_SEEDS):
+def lime_cache_path(workspace: Workspace, model_id: str, text: str, settings: LimeSettings, n_seeds: int = STABILITY_SEEDS) -> Path:
     text_hash = hashlib.sha256(text.encode("utf-8", errors="replace")).hexdigest()
     key = content_key("report-lime", LIME_CACHE_FORMAT, workspace.manifest(model_id).weights_sha256, text_hash, asdict(settings), n_seeds)
     return explanation_path(workspace.cache_dir, "lime", key, ".json")
@@ -53,6 +54,14 @@ def report_explanation(workspace: Workspace, model_id: str, text: str, settings:
     stability = explanation_stability(text, model, settings, n_seeds=n_seeds)
     save_json(path, {"explanation": _explanation_to_json(explanation), "stability": asdict(stability)})
     return explanation, stability, "computed"
+
+
+def cached_report_explanation(workspace: Workspace, model_id: str, text: str, settings: LimeSettings = LimeSettings(),
+                              n_seeds: int = STABILITY_SEEDS) -> ReportExplanation | None:
+    """The explanation ``report_explanation`` stored for this text, model and settings, or None when there is none."""
+    settings.validate()
+    stored = load_json(lime_cache_path(workspace, model_id, text, settings, n_seeds))
+    return None if stored is None else _explanation_from_json(stored["explanation"])
 
 
 def _explanation_to_json(e: ReportExplanation) -> dict:
