@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import getpass
+import logging
 import os
 import sys
 from datetime import UTC, datetime
@@ -27,9 +29,12 @@ def run_report(args: argparse.Namespace) -> int:
     from core.explain.patient_explanations import PatientExplainers
     from core.export.case_figures import case_figure_names, default_case_view
     from core.export.case_report import build_case_report, case_report_filename
+    from core.store.audit import record_event
     from core.store.cases import case_summary
     from core.workspace import open_workspace
 
+    for name in ("kaleido", "choreographer"):  # the figure renderer's browser logs each figure; progress says enough
+        logging.getLogger(name).setLevel(logging.WARNING)
     set_device_override(args.device)
     workspace = open_workspace(args.workspace, args.database_url)
     with workspace.store.session() as s:
@@ -45,5 +50,15 @@ def run_report(args: argparse.Namespace) -> int:
     part = out.with_name(f".{out.name}.{os.getpid()}.part")
     part.write_bytes(data)
     part.replace(out)  # never a half-written report under the asked-for name
+    # A case report leaving the system is on the audit trail, as one exported from the case page is.
+    record_event(workspace.store, f"command line ({_os_user()})", "export", args.patient,
+                 {"what": "case report", "format": args.format, "bytes": len(data)})
     print(f"wrote {out} ({figures} figures, {len(data) / 1024:.0f} KiB)", flush=True)
     return 0
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (e.g. a container)
+        return "unknown user"
