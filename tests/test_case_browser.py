@@ -16,6 +16,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from core.export.case_figures import CASE_FIGURES
+from core.export.figure_export import read_provenance
 from core.store.cases import case_summary
 from core.store.reviews import review_history
 from core.workspace import open_workspace
@@ -114,13 +115,16 @@ def test_case_review_from_the_cohort(live_server, browser, demo_workspace, case_
     assert [(e.modality, e.verdict, e.user) for e in review_history(ws.store, pid)] == [("patient", "disagree", ACCOUNTS["reviewer"])]
     ws.store.dispose()
 
-    # Export the waterfall as PNG.
+    # Export the waterfall as PNG, drawn from the cohort-mean background: its provenance names that background.
     _wait(browser, lambda b: _plot_data(b, "visit-waterfall"))
+    js_click(browser, browser.find_element(By.CSS_SELECTOR, "#shap-background input[value='cohort']"))
+    _wait(browser, lambda b: "cohort mean visit" in element_text(b, "shap-background-text"))
     before = {p.name for p in browser.download_dir.iterdir()}
     js_click(browser, "export-figure-run")
     png = _new_download(browser, ".png", before)
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
     assert Image.open(io.BytesIO(png)).size[0] >= 1000
+    assert read_provenance(png, "png")["settings"]["background"] == "cohort"
 
     # Generate the case report as PDF with every figure: one summary page, then a page per figure.
     _wait(browser, lambda b: b.find_elements(By.ID, "report-highlighted"))

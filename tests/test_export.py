@@ -328,3 +328,20 @@ def test_case_figures_refuse_a_foreign_slide_and_show_the_cached_lime_explanatio
     expected = word_weight_figure(shown, settings.num_features)
     assert [list(t.x) for t in figure.figure.data] == [list(t.x) for t in expected.data] and len(figure.figure.data[0].x) > 0
     assert [list(t.y) for t in figure.figure.data] == [list(t.y) for t in expected.data]
+
+
+def test_an_exported_waterfall_names_its_shap_background(workspace):
+    from core.explain.patient_explanations import PatientExplainers
+    from core.export.case_figures import CaseView, case_figure
+
+    explainers = PatientExplainers(workspace)
+    with workspace.store.session() as s:
+        patient = s.scalar(select(Slide.patient_id).order_by(Slide.patient_id).limit(1))
+    for kind in ("zero", "cohort", "sampled"):
+        figure = case_figure(workspace, explainers, "waterfall", CaseView(patient_id=patient, visit=0, background=kind))
+        expected = explainers.explain(patient, background=kind)
+        stored = read_provenance(export_figure(figure.figure, "png", figure.provenance, width=600, height=400, scale=1.0), "png")
+        assert stored["settings"]["background"] == kind
+        assert stored["settings"]["background_visits"] == expected.background.description
+        assert stored["settings"]["expected_value"] == pytest.approx(float(expected.shap.base[0]), abs=1e-6)
+        assert expected.background.description in figure.note and f"{expected.shap.base[0]:.3f}" in figure.note

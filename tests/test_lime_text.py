@@ -25,13 +25,13 @@ from core.explain.text import (
     perturbed_texts,
     report_features,
     select_features,
-    token_diff,
     weighted_ridge,
 )
+from core.export.report_figures import word_weight_figure
 from core.models.manifest import ModelManifest
 from core.models.registry import LoadedModel
 from core.models.report_classifier import TfidfLogisticRegression
-from core.models.report_text import report_tokens
+from core.models.report_text import report_tokens, token_diff
 from core.store.schema import Report
 from dashboard.pages.report import layout as report_layout
 
@@ -109,6 +109,22 @@ def test_planted_keyword_is_the_top_word_on_both_paths():
     by_text = explain_report(PLANTED, predictor=lambda texts: np.array([[0.1, 0.9] if "zebra" in t else [0.9, 0.1] for t in texts]),
                              settings=LimeSettings(num_samples=2000, seed=1), class_names=["low grade", "high grade"])
     assert next(iter(by_text.classes[1].weights)) == "zebra" and by_text.classes[1].r2 > 0.9
+
+
+def test_position_mode_keeps_every_occurrence_of_a_repeated_word():
+    text = "Gleason grade 4 grade 4 grade 3 cribriform zebra grade"  # "grade" four times, "4" twice
+    words = sorted(set(report_tokens(text)))
+    explanation = explain_report(text, _keyword_model(words, "grade"), LimeSettings(num_samples=2000, seed=1, mode="position"))
+    tokens = explanation.features.tokens
+    assert len(tokens) == 10 and tokens.count("grade") == 4
+    weights = explanation.predicted.weights
+    assert len(weights) == 6 and set(weights) <= {str(i) for i in range(len(tokens))}  # keyed by position, none overwritten
+    assert {tokens[int(k)] for k in weights} & {"grade"}  # the keyword's occurrences carry weight
+    figure = word_weight_figure(explanation)
+    labels = [label for trace in figure.data for label in trace.y]
+    assert len(set(labels[:6])) == 6  # each position its own bar
+    assert "grade (word 2)" in labels or "grade (word 4)" in labels or "grade (word 6)" in labels or "grade (word 10)" in labels
+    assert "cribriform" not in {label.split(" (")[0] for label in labels if "(word" in label}  # a word seen once keeps its plain name
 
 
 @pytest.mark.parametrize("mode", ["bow", "position"])

@@ -1,7 +1,8 @@
-"""Patient page in headless Chromium: pick a visit, what-if edit, invalid value, reset; stored visits untouched."""
+"""Patient page in headless Chromium: pick a visit, what-if edit, invalid value, reset; stored visits untouched; SHAP background."""
 
 from __future__ import annotations
 
+import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
@@ -81,3 +82,37 @@ def test_visit_selection_what_if_invalid_value_and_reset(live_server, browser, d
     assert float(element_text(browser, "visit-output")) == stored_output
 
     assert _stored_visits(demo_workspace) == stored  # a what-if never writes
+
+
+def _live_text(browser, element_id: str) -> str:
+    """The element's text read in one script call: the note is re-rendered as the background changes, so an element
+    found in one call can be gone by the next."""
+    return browser.execute_script("const e = document.getElementById(arguments[0]); return e ? e.innerText : ''", element_id)
+
+
+def _background_input(browser, kind: str):
+    return browser.find_element(By.CSS_SELECTOR, f"#shap-background input[value='{kind}']")
+
+
+def test_shap_background_selector_changes_the_waterfall_and_its_expected_value(live_server, browser, demo_workspace):
+    from core.explain.patient_explanations import PatientExplainers
+
+    ws = open_workspace(demo_workspace)
+    explainers = PatientExplainers(ws)
+    expected = {kind: explainers.explain(PATIENT, background=kind) for kind in ("zero", "cohort", "sampled")}
+    ws.store.dispose()
+    last = len(expected["zero"].days) - 1
+    browser.get(f"{live_server.url}/patient/{PATIENT}")
+    _wait(browser, lambda b: "Background" in _live_text(b, "shap-background-text"))
+    assert "all-zero visit" in _live_text(browser, "shap-background-text")
+    assert float(_live_text(browser, "visit-expected-value")) == round(float(expected["zero"].shap.base[last]), 3)
+    assert _background_input(browser, "zero").is_selected()
+    for kind, words in (("cohort", "cohort mean visit"), ("sampled", "32 cohort visits sampled")):
+        before = _waterfall_labels(browser)
+        js_click(browser, _background_input(browser, kind))
+        _wait(browser, lambda b, words=words: words in _live_text(b, "shap-background-text"))
+        _wait(browser, lambda b, before=before: _waterfall_labels(b) not in ("", before))
+        assert float(_live_text(browser, "visit-expected-value")) == round(float(expected[kind].shap.base[last]), 3)
+        start = browser.execute_script("return document.querySelector('#visit-waterfall .js-plotly-plot').data[0].x[0]")
+        assert start == pytest.approx(float(expected[kind].shap.base[last]), abs=1e-9)  # the waterfall starts at that expected value
+        assert _background_input(browser, kind).is_selected()

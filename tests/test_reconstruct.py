@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from core.heatmaps.cam_maps import MethodScores, mean_scores
 from core.heatmaps.groundtruth import dice, mask_on_cells, segmentation_scores, tumour_agreement
 from core.heatmaps.reconstruct import (
     class_area_fractions,
@@ -110,9 +111,36 @@ def test_segmentation_scores_on_a_hand_made_mask():
     s = segmentation_scores(pred, true)
     assert s.dice == s.f1_foreground == pytest.approx(2 / 3)
     assert s.f1_background == pytest.approx(2 * 3 / (3 + 4))
-    assert dice(np.zeros(3, bool), np.zeros(3, bool)) == 1.0
+    assert np.isnan(dice(np.zeros(3, bool), np.zeros(3, bool)))  # nothing to agree on: undefined, not a perfect 1.0
     ones = segmentation_scores(np.ones(5, bool), true)  # the all-ones lower bound: F1- is zero
     assert ones.f1_background == 0.0
+
+
+def test_localisation_scores_count_tissue_cells_only():
+    # 3 x 4 cells: the right column is glass. Truth: two tumour cells; prediction: one of them and one benign cell.
+    tissue = np.array([[1, 1, 1, 0]] * 3, bool)
+    true = np.array([[1, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]], bool)
+    pred = np.array([[1, 0, 1, 0], [0, 0, 0, 0], [0, 0, 0, 0]], bool)
+    s = segmentation_scores(pred, true, within=tissue)
+    assert s.f1_foreground == pytest.approx(2 * 1 / (2 + 2))
+    # Background within tissue: 7 predicted negative, 7 true negative, 6 shared -> 12 / 14 (glass would add 3 + 3 + 3).
+    assert s.f1_background == pytest.approx(2 * 6 / (7 + 7))
+    ones = segmentation_scores(tissue, true, within=tissue)  # all-ones over tissue: every tissue cell marked
+    assert ones.f1_foreground == pytest.approx(2 * 2 / (9 + 2)) and ones.f1_background == 0.0
+    assert segmentation_scores(np.ones_like(true), true).f1_foreground == pytest.approx(2 * 2 / (12 + 2))  # over the grid, glass too
+    assert s.predicted_fraction == pytest.approx(2 / 9) and not s.empty_truth
+
+
+def test_slides_without_tumour_are_reported_apart():
+    tissue = np.ones((2, 2), bool)
+    benign = segmentation_scores(np.zeros((2, 2), bool), np.zeros((2, 2), bool), within=tissue)
+    assert benign.empty_truth and np.isnan(benign.dice) and benign.f1_background == 1.0
+    tumour = segmentation_scores(np.array([[1, 0], [0, 0]], bool), np.array([[1, 1], [0, 0]], bool), within=tissue)
+    rows = [MethodScores("m", s.dice, s.f1_foreground, s.f1_background, np.zeros((2, 2), bool), s.empty_truth, s.predicted_fraction)
+            for s in (benign, tumour)]
+    table = mean_scores(rows)
+    assert table["Dice"] == pytest.approx(2 / 3) and table["slides"] == 1  # the benign slide is not averaged in as 1.0
+    assert table["benign slides"] == 1 and table["benign F1-"] == 1.0 and table["benign marked"] == 0.0
 
 
 def test_tumour_agreement_resamples_the_mask_to_cells():

@@ -1,4 +1,4 @@
-"""Sequence SHAP: additivity, brute-force Shapley, shap.KernelExplainer, visit importance, cached what-if."""
+"""Sequence SHAP: additivity, brute-force Shapley, shap.KernelExplainer, backgrounds, visit importance, cached what-if."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import shap
 import torch
 
-from core.explain.timeseries import BackgroundVisit, PatientSequence, SequenceExplainer, to_shap_explanation
+from core.explain.timeseries import Background, PatientSequence, SequenceExplainer
 from core.models.sequence import VisitSequenceNet
 
 NAMES = ["a", "b", "c", "onset", "elapsed"]
@@ -28,8 +28,11 @@ def sequence(t_len=5, seed=1) -> PatientSequence:
                            torch.rand(t_len, generator=g))
 
 
-def explainer(net, **kw) -> SequenceExplainer:
-    return SequenceExplainer(net, BackgroundVisit.zeros(3, 1), NAMES, **kw)
+ZERO = Background("zero", torch.zeros(1, 3), torch.zeros(1, 1, dtype=torch.long), torch.zeros(1))
+
+
+def explainer(net, background: Background = ZERO, **kw) -> SequenceExplainer:
+    return SequenceExplainer(net, background, NAMES, **kw)
 
 
 def output_with_visit(net, seq: PatientSequence, t: int, values: np.ndarray) -> float:
@@ -91,6 +94,46 @@ def test_agrees_with_shap_kernel_explainer():
     assert peer.expected_value == pytest.approx(result.base[t], abs=1e-6)
 
 
+def calc_instance_score(model, sequence_data, instance, ref_output, x_length, occlusion_wgt=0.7):
+    """``calc_instance_score`` of Ferreira's model-interpreter, transcribed line by line (identifier columns already
+    removed; ``model`` returns the output at every visit of one sequence)."""
+    instances_idx = list(range(sequence_data.shape[0]))
+    instances_idx.remove(instance)
+    new_output = model(sequence_data[instances_idx, :])
+    new_output = new_output[-1].item()
+    use_outvar_score = ref_output.shape[0] > 1
+    if use_outvar_score:
+        prev_output = ref_output[instance - 1].item()
+        curr_output = ref_output[instance].item()
+        ref_output = ref_output[x_length - 1].item()
+    else:
+        ref_output = ref_output.item()
+    inst_score = ref_output - new_output
+    if instance > 0 and use_outvar_score:
+        inst_score = occlusion_wgt * inst_score + (1 - occlusion_wgt) * (curr_output - prev_output)
+    return np.tanh(4 * inst_score)
+
+
+def test_visit_importance_matches_the_reference_code_first_visit_included():
+    torch.manual_seed(4)
+    net = VisitSequenceNet(n_numeric=3, category_sizes=(3,), embedding_dim=2, hidden=6, elapsed_time=False, dropout=0.0).eval()
+    seq = PatientSequence(torch.tensor([[0.5, -1.0, 0.2], [1.0, 0.0, -0.5], [-0.3, 2.0, 1.0]]),
+                          torch.tensor([[1], [2], [0]]), torch.zeros(3))
+    ex = SequenceExplainer(net, Background("zero", torch.zeros(1, 3), torch.zeros(1, 1, dtype=torch.long), torch.zeros(1)),
+                           ["a", "b", "c", "onset"])
+    result = ex.visit_importance(seq)
+    data = torch.cat([seq.numeric, seq.categories.float()], 1)  # one row per visit, as the reference code reads it
+
+    def model(rows):
+        with torch.no_grad():
+            return torch.sigmoid(net(rows[None, :, :3], rows[None, :, 3:].long(), torch.zeros(1, len(rows))))[0]
+
+    reference = [calc_instance_score(model, data, i, model(data), len(seq)) for i in range(len(seq))]
+    assert result["score"] == pytest.approx(reference, abs=1e-6)
+    occlusion = float(model(data)[-1] - model(data[[1, 2]])[-1])
+    assert result["score"][0] == pytest.approx(np.tanh(4 * occlusion), abs=1e-6)  # no output-change term at the first visit
+
+
 def test_visit_importance_formula_on_a_hand_made_sequence():
     net = tiny_net("gru", seed=4)
     seq = PatientSequence(torch.tensor([[0.5, -1.0, 0.2], [1.0, 0.0, -0.5], [-0.3, 2.0, 1.0]]),
@@ -102,7 +145,6 @@ def test_visit_importance_formula_on_a_hand_made_sequence():
             return float(torch.sigmoid(net(n[None], c[None], e[None]))[0, -1])
 
     out = [float(v) for v in torch.sigmoid(net(seq.numeric[None], seq.categories[None], seq.elapsed[None]))[0].detach()]
-    empty = final(torch.zeros(1, 3), torch.zeros(1, 1, dtype=torch.long), torch.zeros(1))
     # Removing a visit: the next visit's elapsed time spans the gap (0 when it becomes the first visit).
     without = [
         final(seq.numeric[[1, 2]], seq.categories[[1, 2]], torch.tensor([0.0, 0.9])),
@@ -110,11 +152,57 @@ def test_visit_importance_formula_on_a_hand_made_sequence():
         final(seq.numeric[[0, 1]], seq.categories[[0, 1]], torch.tensor([0.0, 0.6])),
     ]
     occlusion = np.array([out[-1] - w for w in without])
-    outvar = np.array([out[0] - empty, out[1] - out[0], out[2] - out[1]])
+    outvar = np.array([0.0, out[1] - out[0], out[2] - out[1]])
     assert result["occlusion"] == pytest.approx(occlusion, abs=1e-6)
     assert result["outvar"] == pytest.approx(outvar, abs=1e-6)
-    assert result["score"] == pytest.approx(np.tanh(4 * (0.7 * occlusion + 0.3 * outvar)), abs=1e-6)
+    expected = np.tanh(4 * np.array([occlusion[0], *(0.7 * occlusion[1:] + 0.3 * outvar[1:])]))
+    assert result["score"] == pytest.approx(expected, abs=1e-6)
     assert np.all(np.abs(result["score"]) <= 1)
+
+
+COHORT = [PatientSequence(torch.tensor([[1.0, 2.0, 0.0], [3.0, 0.0, 1.0]]), torch.tensor([[2], [2]]), torch.tensor([0.0, 0.4])),
+          PatientSequence(torch.tensor([[-1.0, 1.0, 2.0], [0.0, 0.0, 0.0], [1.0, 3.0, 1.0]]), torch.tensor([[0], [2], [1]]),
+                          torch.tensor([0.0, 0.2, 1.0]))]
+
+
+def test_backgrounds_drawn_from_the_cohort():
+    zero = Background.of("zero", COHORT)
+    assert zero.numeric.tolist() == [[0.0, 0.0, 0.0]]  # z-scored zero: the training mean
+    assert zero.categories.tolist() == [[2]]  # the most frequent level, not code 0
+    assert zero.elapsed.tolist() == pytest.approx([0.4])  # median of the gaps 0.4, 0.2, 1.0 (first visits have none)
+    cohort = Background.of("cohort", COHORT)
+    assert cohort.numeric.tolist() == [pytest.approx([0.8, 1.2, 0.8])]
+    assert cohort.categories.tolist() == [[2]] and cohort.elapsed.tolist() == pytest.approx([(0.4 + 0.2 + 1.0) / 3])
+    sampled = Background.of("sampled", COHORT, k=2, seed=3)
+    assert len(sampled) == 2 and sampled.kind == "sampled"
+    visits = {(tuple(s.numeric[t].tolist()), int(s.categories[t, 0]), round(float(s.elapsed[t]), 6)) for s in COHORT for t in range(1, len(s))}
+    for row in range(2):
+        assert (tuple(sampled.numeric[row].tolist()), int(sampled.categories[row, 0]), round(float(sampled.elapsed[row]), 6)) in visits
+    with pytest.raises(ValueError):
+        Background.of("sampled", COHORT, k=33)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_sampled_background_averages_the_output_over_its_visits(bidirectional):
+    net, seq = tiny_net("gru", bidirectional), sequence(t_len=3, seed=8)
+    background = Background.of("sampled", COHORT, k=3, seed=1)
+    result = explainer(net, background).explain_visits(seq)
+    rows = np.concatenate([background.numeric.numpy(), background.categories.numpy(), background.elapsed.numpy()[:, None]], 1)
+    t = 1
+
+    def f(batch: np.ndarray) -> np.ndarray:
+        return np.array([output_with_visit(net, seq, t, r) for r in batch])
+
+    peer = shap.KernelExplainer(f, rows)  # shap with the same background data set, every coalition enumerated
+    values = np.asarray(peer.shap_values(visit_vector(seq, t)[None], nsamples=2 ** len(NAMES), silent=True)).ravel()
+    assert np.abs(values - result.phi[t]).max() <= 1e-4
+    assert result.base[t] == pytest.approx(float(f(rows).mean()), abs=1e-6)  # the expected value at visit t
+    assert result.additivity_residual <= 1e-5
+    sampled = explainer(net, background, max_exact=2, n_samples=64).explain_visits(seq)
+    assert not sampled.exact and sampled.additivity_residual <= 1e-5 and sampled.base[t] == pytest.approx(result.base[t], abs=1e-6)
+    if not bidirectional:
+        together = explainer(net, background).explain_cohort([seq, sequence(t_len=2, seed=9)])[0]
+        assert np.allclose(together.phi, result.phi, atol=1e-6) and np.allclose(together.base, result.base, atol=1e-6)
 
 
 def test_what_if_reuses_the_prefix_and_matches_a_full_recomputation():
@@ -137,17 +225,6 @@ def test_duplicate_coalitions_are_evaluated_once():
     assert np.allclose(result.phi[:, 3:], 0)
 
 
-def test_event_shap_is_additive_and_converts_for_shap_plots():
-    net, seq = tiny_net(), sequence(t_len=5)
-    ex = explainer(net)
-    events = ex.event_shap(seq)
-    assert events["exact"] and abs(events["phi"].sum() + events["base"] - events["output"]) < 1e-6
-    sampled = ex.event_shap(seq, max_exact_events=3)
-    assert abs(sampled["phi"].sum() + sampled["base"] - sampled["output"]) < 1e-6
-    explanation = to_shap_explanation(ex.explain_visits(seq))
-    assert explanation.values.shape == (5, len(NAMES)) and explanation[2].base_values == pytest.approx(ex.explain_visits(seq).base[2])
-
-
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
 def test_cohort_batch_equals_patient_by_patient(cell):
     net = tiny_net(cell, layers=2)
@@ -158,16 +235,3 @@ def test_cohort_batch_equals_patient_by_patient(cell):
         alone = ex.explain_visits(seq)
         assert np.allclose(batched.phi, alone.phi, atol=1e-6) and np.allclose(batched.output, alone.output, atol=1e-6)
         assert batched.additivity_residual <= 1e-4
-
-
-def test_history_mode_attributes_the_final_output_to_all_earlier_visits():
-    from core.explain.timeseries import explain_history
-
-    net = tiny_net("gru")
-    short = sequence(t_len=2, seed=7)
-    exact = explain_history(explainer(net), short)  # 2 visits x 5 features = 10 players: exact
-    assert exact["exact"] and exact["phi"].shape == (2, 5)
-    assert abs(exact["phi"].sum() + exact["base"] - exact["output"]) < 1e-6
-    sampled = explain_history(explainer(net, max_exact=4, n_samples=4000), short)
-    assert not sampled["exact"] and abs(sampled["phi"].sum() + sampled["base"] - sampled["output"]) < 1e-6
-    assert np.abs(sampled["phi"] - exact["phi"]).max() < 0.05

@@ -242,15 +242,16 @@ class _DemoBuild:
             "metrics": binary_metrics(labels[is_test], scores[is_test], split="held-out patients' slides"),
         }, mil)
         self._slide_predictions(mil_id, slide_ids, owners, scores)
-        # A pooling baseline beside attention: log-sum-exp over instance scores (r = 8).
-        lse = train_patch.train_mil_head(InstancePoolingMIL(bags[0].shape[1], 2, "lse"), train_bags, labels[~is_test],
+        # A pooling baseline beside attention: log-sum-exp over instance probabilities (r = 8), as WeGleNet.
+        lse = train_patch.train_mil_head(InstancePoolingMIL(bags[0].shape[1], 2, "lse_probabilities"), train_bags, labels[~is_test],
                                          self.spec.mil_epochs, self.spec.seed, self.say)
         lse_scores = train_patch.mil_scores(lse, bags)
         lse_id = self._register({
             **mil_common, "id": "mil-lse", "name": "Slide: pattern 4/5 present (log-sum-exp pooling baseline)",
-            "description": "Linear instance classifier over patch-CNN embeddings, pooled by log-sum-exp (r = 8); "
+            "description": "Linear instance classifier over patch-CNN embeddings; log-sum-exp (r = 8) of the instances' "
+                           "probabilities of pattern 4/5 (WeGleNet's pooling); "
                            "the pooling baseline to compare attention against.",
-            "architecture": "instance_pooling_mil", "params": {"in_dim": bags[0].shape[1], "num_classes": 2, "pooling": "lse"},
+            "architecture": "instance_pooling_mil", "params": {"in_dim": bags[0].shape[1], "num_classes": 2, "pooling": "lse_probabilities"},
             "metrics": binary_metrics(labels[is_test], lse_scores[is_test], split="held-out patients' slides"),
         }, lse)
         self._slide_predictions(lse_id, slide_ids, owners, lse_scores)

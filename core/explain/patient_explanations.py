@@ -7,19 +7,24 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+from sqlalchemy import select
 
 from core.cache import content_key, explanation_path, load_arrays, save_arrays
 from core.errors import PathReviewError
-from core.explain.timeseries import BackgroundVisit, PatientSequence, SequenceExplainer, VisitShap
+from core.explain.timeseries import BACKGROUND_KINDS, MAX_BACKGROUND_VISITS, Background, PatientSequence, SequenceExplainer, VisitShap
 from core.models.manifest import InputSpec
+from core.models.sequence import VisitSequenceNet
 from core.models.visit_encoding import encode_sequences
 from core.store.cases import case_summary
+from core.store.schema import Patient
 from core.workspace import Workspace
 
 ELAPSED_FEATURE = "elapsed_days"
-SHAP_CACHE_FORMAT = 1
+SHAP_CACHE_FORMAT = 2
+DEFAULT_BACKGROUND = "zero"
 ProgressFn = Callable[[int, int], None]  # (patients done, total)
 
 
@@ -33,6 +38,7 @@ class PatientExplanation:
     sequence: PatientSequence
     shap: VisitShap
     importance: dict[str, np.ndarray]
+    background: Background
     source: str = "computed"  # computed | cache (read from the workspace cache, e.g. precomputed by a worker)
 
     @property
@@ -108,48 +114,69 @@ def validate_visit_edit(spec: InputSpec, values: Mapping[str, object]) -> tuple[
 
 
 class PatientExplainers:
-    """Sequence explanations per (model, patient), kept in memory so what-if edits reuse the cached prefix state."""
+    """Sequence explanations per (model, background, patient), kept in memory so what-if edits reuse the cached prefix
+    state. ``background`` is one of ``BACKGROUND_KINDS``, drawn from this workspace's cohort."""
 
-    def __init__(self, workspace: Workspace, max_patients: int = 64) -> None:
+    def __init__(self, workspace: Workspace, max_patients: int = 64, background_visits: int = MAX_BACKGROUND_VISITS) -> None:
         self.workspace = workspace
-        self._explainers: dict[str, SequenceExplainer] = {}
-        self._cache: OrderedDict[tuple[str, str], PatientExplanation] = OrderedDict()
+        self.background_visits = background_visits
+        self._explainers: dict[tuple[str, str], SequenceExplainer] = {}
+        self._cache: OrderedDict[tuple[str, str, str], PatientExplanation] = OrderedDict()
         self._max = max_patients
         self._lock = threading.Lock()
 
     def sequence_model_id(self) -> str:
         return self.workspace.default_model("sequence")
 
-    def explainer(self, model_id: str) -> SequenceExplainer:
+    def explainer(self, model_id: str, background: str = DEFAULT_BACKGROUND) -> SequenceExplainer:
+        if background not in BACKGROUND_KINDS:
+            raise PathReviewError(f"unknown SHAP background {background!r}; choose one of {', '.join(BACKGROUND_KINDS)}")
         with self._lock:
-            if model_id not in self._explainers:
+            if (model_id, background) not in self._explainers:
                 model = self.workspace.model(model_id)
+                if not isinstance(model.module, VisitSequenceNet):
+                    raise PathReviewError(f"model {model_id} is not a visit-sequence model, so it cannot explain a patient's visits")
                 spec = model.manifest.input
                 names = [*spec.features, *spec.categorical] + ([ELAPSED_FEATURE] if model.module.elapsed_time else [])
-                self._explainers[model_id] = SequenceExplainer(
-                    model.module, BackgroundVisit.zeros(len(spec.features), len(spec.categorical)), names, device=model.device)
-            return self._explainers[model_id]
+                visits = Background.of(background, self._cohort_sequences(spec), self.background_visits)
+                self._explainers[(model_id, background)] = SequenceExplainer(model.module, visits, names, device=model.device)
+            return self._explainers[(model_id, background)]
+
+    def _cohort_sequences(self, spec: InputSpec) -> list[PatientSequence]:
+        """Every patient's visits, encoded for the model: what the cohort backgrounds are drawn from."""
+        with self.workspace.store.session() as s:
+            visits = [[(v.day, dict(v.features)) for v in p.visits] for p in s.scalars(select(Patient).order_by(Patient.id))]
+        sequences = []
+        for patient in visits:
+            if patient:
+                try:
+                    sequences.append(self._encode(spec, [d for d, _ in patient], [f for _, f in patient]))
+                except (KeyError, ValueError):
+                    continue  # a patient whose visits do not fit the model cannot be part of its background
+        if not sequences:
+            raise PathReviewError("no patient's visits fit this model, so no SHAP background can be drawn from the cohort")
+        return sequences
 
     def _encode(self, spec: InputSpec, days: list[float], raw: list[dict]) -> PatientSequence:
         data = encode_sequences([[(d, f, None) for d, f in zip(days, raw, strict=True)]], spec.features, spec.feature_means,
                                 spec.feature_stds, spec.categorical)
         return PatientSequence(data.numeric[0], data.categories[0], data.elapsed[0])
 
-    def explain(self, patient_id: str, model_id: str | None = None) -> PatientExplanation:
-        return self.explain_many([patient_id], model_id)[0]
+    def explain(self, patient_id: str, model_id: str | None = None, background: str = DEFAULT_BACKGROUND) -> PatientExplanation:
+        return self.explain_many([patient_id], model_id, background=background)[0]
 
     def explain_many(self, patient_ids: list[str], model_id: str | None = None, progress: ProgressFn | None = None,
-                     chunk: int = 16) -> list[PatientExplanation]:
+                     chunk: int = 16, background: str = DEFAULT_BACKGROUND) -> list[PatientExplanation]:
         """Explanations of these patients: from memory, else from the workspace cache, else computed (several
         patients at once through ``explain_cohort``, ``chunk`` at a time) and stored in the cache."""
         model_id = model_id or self.sequence_model_id()
         found: dict[str, PatientExplanation] = {}
         with self._lock:
             for pid in patient_ids:
-                if (model_id, pid) in self._cache:
-                    self._cache.move_to_end((model_id, pid))
-                    found[pid] = self._cache[(model_id, pid)]
-        explainer = self.explainer(model_id)
+                if (model_id, background, pid) in self._cache:
+                    self._cache.move_to_end((model_id, background, pid))
+                    found[pid] = self._cache[(model_id, background, pid)]
+        explainer = self.explainer(model_id, background)
         inputs = {pid: self._patient_inputs(pid, model_id) for pid in dict.fromkeys(patient_ids) if pid not in found}
         paths = {pid: self._shap_path(model_id, explainer, seq) for pid, (_, _, _, seq) in inputs.items()}
         todo = []
@@ -160,7 +187,8 @@ class PatientExplainers:
                 continue
             shap = VisitShap(stored["phi"], stored["base"], stored["output"], list(explainer.feature_names), bool(stored["exact"]),
                              int(stored["evaluations"]), [] if explainer.bidirectional else explainer.prefix_states(seq))
-            found[pid] = PatientExplanation(pid, model_id, days, labels, raw, seq, shap, explainer.visit_importance(seq), "cache")
+            found[pid] = PatientExplanation(pid, model_id, days, labels, raw, seq, shap, explainer.visit_importance(seq),
+                                            explainer.background, "cache")
         done = len(patient_ids) - len(todo)
         if progress:
             progress(done, len(patient_ids))
@@ -174,14 +202,15 @@ class PatientExplainers:
                 save_arrays(paths[pid], phi=shap.phi, base=shap.base, output=shap.output,
                             exact=np.array(shap.exact), evaluations=np.array(shap.evaluations))
                 days, raw, labels, _ = inputs[pid]
-                found[pid] = PatientExplanation(pid, model_id, days, labels, raw, seq, shap, explainer.visit_importance(seq))
+                found[pid] = PatientExplanation(pid, model_id, days, labels, raw, seq, shap, explainer.visit_importance(seq),
+                                                explainer.background)
             done += len(part)
             if progress:
                 progress(done, len(patient_ids))
         with self._lock:
             for pid in patient_ids:
-                self._cache[(model_id, pid)] = found[pid]
-                self._cache.move_to_end((model_id, pid))
+                self._cache[(model_id, background, pid)] = found[pid]
+                self._cache.move_to_end((model_id, background, pid))
             while len(self._cache) > self._max:
                 self._cache.popitem(last=False)
         return [found[pid] for pid in patient_ids]
@@ -198,29 +227,33 @@ class PatientExplainers:
         except (KeyError, ValueError) as exc:
             raise PathReviewError(f"patient {patient_id}'s visits do not fit model {model_id}: {exc}") from exc
 
-    def _shap_path(self, model_id: str, explainer: SequenceExplainer, seq: PatientSequence):
+    def _shap_path(self, model_id: str, explainer: SequenceExplainer, seq: PatientSequence) -> Path:
         """Cache file of one sequence's SHAP values: keyed by the weights, the explainer's settings and the encoded visits."""
         bg = explainer.background
         key = content_key("visit-shap", SHAP_CACHE_FORMAT, self.workspace.manifest(model_id).weights_sha256, explainer.feature_names,
-                          [explainer.max_exact, explainer.n_samples, explainer.seed, bg.elapsed], bg.numeric.double().numpy(),
-                          bg.categories.numpy(), seq.numeric.double().numpy(), seq.categories.numpy(), seq.elapsed.double().numpy())
+                          [explainer.max_exact, explainer.n_samples, explainer.seed, bg.kind], bg.numeric.double().numpy(),
+                          bg.categories.numpy(), bg.elapsed.double().numpy(), seq.numeric.double().numpy(), seq.categories.numpy(),
+                          seq.elapsed.double().numpy())
         return explanation_path(self.workspace.cache_dir, "shap", key, ".npz")
 
-    def what_if(self, patient_id: str, visit: int, values: dict[str, object], model_id: str | None = None) -> PatientExplanation:
+    def what_if(self, patient_id: str, visit: int, values: dict[str, object], model_id: str | None = None,
+                background: str = DEFAULT_BACKGROUND) -> PatientExplanation:
         """The explanation with visit ``visit`` replaced by ``values``; only visits >= ``visit`` are recomputed.
         Raises ``VisitEditError`` listing every invalid cell. Nothing is written to the case store."""
-        base, days, raw = self._edited_visits(patient_id, visit, values, model_id)
+        base, days, raw = self._edited_visits(patient_id, visit, values, model_id, background)
         seq = self._encode(self.workspace.manifest(base.model_id).input, days, raw)
-        explainer = self.explainer(base.model_id)
+        explainer = self.explainer(base.model_id, background)
         return PatientExplanation(patient_id, base.model_id, days, base.labels, raw, seq,
-                                  explainer.explain_visits(seq, from_visit=visit, previous=base.shap), explainer.visit_importance(seq))
+                                  explainer.explain_visits(seq, from_visit=visit, previous=base.shap), explainer.visit_importance(seq),
+                                  explainer.background)
 
-    def check_what_if(self, patient_id: str, visit: int, values: dict[str, object], model_id: str | None = None) -> None:
+    def check_what_if(self, patient_id: str, visit: int, values: dict[str, object], model_id: str | None = None,
+                      background: str = DEFAULT_BACKGROUND) -> None:
         """Raise as ``what_if`` would for this edit, without explaining it."""
-        self._edited_visits(patient_id, visit, values, model_id)
+        self._edited_visits(patient_id, visit, values, model_id, background)
 
-    def _edited_visits(self, patient_id: str, visit: int, values: dict[str, object],
-                       model_id: str | None) -> tuple[PatientExplanation, list[float], list[dict]]:
+    def _edited_visits(self, patient_id: str, visit: int, values: dict[str, object], model_id: str | None,
+                       background: str) -> tuple[PatientExplanation, list[float], list[dict]]:
         """The stored explanation, and the visit days and raw values with the edit applied (checked)."""
         if not isinstance(patient_id, str):
             raise PathReviewError("a what-if edit needs a patient id")
@@ -228,7 +261,7 @@ class PatientExplainers:
             raise PathReviewError(f"the visit to edit must be a visit number, not {_shown(visit)}")
         if not isinstance(values, Mapping):
             raise PathReviewError("a what-if edit needs the visit's values by feature name")
-        base = self.explain(patient_id, model_id)
+        base = self.explain(patient_id, model_id, background)
         if not 0 <= visit < len(base.days):
             raise PathReviewError(f"visit {visit + 1} does not exist; patient {patient_id} has {len(base.days)} visits")
         parsed, errors = validate_visit_edit(self.workspace.manifest(base.model_id).input, values)

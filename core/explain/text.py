@@ -10,20 +10,18 @@ coefficients are the word weights and whose weighted R^2 is the local fit.
 
 from __future__ import annotations
 
-import difflib
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 
 from core.errors import PathReviewError
 from core.models.registry import LoadedModel
-from core.models.report_text import STOP_WORDS, clean_report, report_tokens, term_counts
+from core.models.report_text import clean_report, report_tokens, term_counts
 
 MAX_REPORT_BYTES = 200_000
-_TOKEN_SPAN = re.compile(r"[a-z]+|\d+")
 
 
 class ReportTextError(PathReviewError):
@@ -36,12 +34,12 @@ class LimeSettings:
     num_samples: int = 5000
     kernel_width: float = 25.0
     seed: int = 0
-    mode: str = "bow"  # "bow": a feature is a distinct word (all occurrences); "position": one occurrence
+    mode: str = "bow"  # "bow": a feature is a distinct word (all occurrences); "position": one token, keyed by its position
     feature_selection: str = "auto"  # auto | forward_selection | highest_weights
     batch_size: int = 2048
 
     @classmethod
-    def from_form(cls, num_features, num_samples, seed, kernel_width) -> LimeSettings:
+    def from_form(cls, num_features: Any, num_samples: Any, seed: Any, kernel_width: Any) -> LimeSettings:
         """Checked settings from a form's (or a request's) values."""
         try:
             return cls(num_features=int(num_features), num_samples=int(num_samples), seed=int(seed), kernel_width=float(kernel_width)).validate()
@@ -66,7 +64,7 @@ class ReportFeatures:
 
     cleaned: str
     tokens: list[str]  # model tokens in order (stop words removed)
-    features: list[str]  # distinct words (bow) or one entry per token (position)
+    features: list[str]  # feature keys: distinct words (bow), or each token's position "0", "1", ... (position)
     token_feature: np.ndarray  # (T,) feature index of each token
 
 
@@ -108,8 +106,8 @@ def report_features(text: str, mode: str = "bow") -> ReportFeatures:
         features = list(dict.fromkeys(tokens))
         index = {w: i for i, w in enumerate(features)}
         token_feature = np.array([index[t] for t in tokens])
-    else:
-        features = list(tokens)
+    else:  # keyed by position, so a repeated word is several features and none overwrites another's weight
+        features = [str(i) for i in range(len(tokens))]
         token_feature = np.arange(len(tokens))
     return ReportFeatures(clean_report(text), tokens, features, token_feature)
 
@@ -272,7 +270,7 @@ def _predict_masked(features: ReportFeatures, masks: torch.Tensor, model: Loaded
             with torch.no_grad():
                 counts = masked_term_counts(features, chunk, model.vocabulary, model.manifest.input.max_ngram)
                 out.append(torch.softmax(model.module(counts), 1).float())
-        else:
+        elif predictor is not None:
             out.append(torch.as_tensor(np.asarray(predictor(perturbed_texts(features, chunk))), dtype=torch.float32, device=masks.device))
     return torch.cat(out)
 
@@ -362,32 +360,3 @@ def explanation_stability(text: str, model: LoadedModel, settings: LimeSettings 
         weight_mean=dict(zip(words, matrix.mean(0).round(5).tolist(), strict=True)),
         weight_std=dict(zip(words, matrix.std(0).round(5).tolist(), strict=True)), top_k_overlap=overlap, label=label,
     )
-
-
-def token_spans(text: str) -> list[tuple[int, int, str | None]]:
-    """(start, end, model token or None) spans of the cleaned text, for highlighting what the model reads."""
-    cleaned = clean_report(text)
-    lowered = cleaned.lower()
-    spans, pos = [], 0
-    for m in _TOKEN_SPAN.finditer(lowered):
-        if m.start() > pos:
-            spans.append((pos, m.start(), None))
-        token = m.group(0)
-        spans.append((m.start(), m.end(), None if token in STOP_WORDS else token))
-        pos = m.end()
-    if pos < len(cleaned):
-        spans.append((pos, len(cleaned), None))
-    return spans
-
-
-
-def token_diff(original: str, edited: str) -> list[tuple[str, str]]:
-    """What the model reads in the edit versus the original: (op, token) with op in equal | added | removed."""
-    a, b = report_tokens(original), report_tokens(edited)
-    out: list[tuple[str, str]] = []
-    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
-        if op == "equal":
-            out += [("equal", t) for t in a[i1:i2]]
-        else:
-            out += [("removed", t) for t in a[i1:i2]] + [("added", t) for t in b[j1:j2]]
-    return out

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.errors import NotFoundError, PathReviewError
-from core.explain.patient_explanations import PatientExplainers, PatientExplanation
+from core.explain.patient_explanations import DEFAULT_BACKGROUND, PatientExplainers, PatientExplanation
 from core.explain.report_explanations import report_explanation, report_model_id, stored_report_text
 from core.explain.text import LimeSettings
 from core.export.patient_figures import visit_figures
@@ -52,13 +52,14 @@ class CaseView:
     max_zoom: int | None = None
     region_um: list[float] | None = None  # [x, y, width, height] in µm; None = the current view
     output_width: int = 1200
+    background: str = DEFAULT_BACKGROUND  # the SHAP background the patient panel shows
 
 
 def _patient(explainers: PatientExplainers, view: CaseView) -> tuple[PatientExplanation, PatientExplanation | None]:
-    stored = explainers.explain(view.patient_id)
+    stored = explainers.explain(view.patient_id, background=view.background)
     edited = None
     if view.what_if:
-        edited = explainers.what_if(view.patient_id, int(view.what_if["visit"]), view.what_if["values"])
+        edited = explainers.what_if(view.patient_id, int(view.what_if["visit"]), view.what_if["values"], background=view.background)
     return stored, edited
 
 
@@ -73,7 +74,7 @@ def _patient_figure(workspace: Workspace, explainers: PatientExplainers, name: s
     stored, edited = _patient(explainers, view)
     t = _visit(stored, view)
     suffix = " (what-if edit)" if edited else ""
-    settings = {"visit": t + 1, "what_if": bool(edited)}
+    settings: dict[str, object] = {"visit": t + 1, "what_if": bool(edited)}
     shown = edited or stored
     risk, importance, waterfall = visit_figures(stored, edited, t, workspace.manifest(stored.model_id).score_class,
                                                 f"Visit {t + 1} (day {shown.days[t]:.0f}): from expected value to output{suffix}")
@@ -82,9 +83,13 @@ def _patient_figure(workspace: Workspace, explainers: PatientExplainers, name: s
     if name == "importance":
         return ReportFigure(CASE_FIGURES[name] + suffix, importance,
                             model_provenance(workspace, stored.model_id, "visit importance (occlusion + output change)", settings),
-                            "tanh(4 (0.7 occlusion + 0.3 output change)); red raises the final prediction, blue lowers it.")
+                            "tanh(4 (0.7 occlusion + 0.3 output change)); the first visit, with no earlier output, scores "
+                            "tanh(4 occlusion). Red raises the final prediction, blue lowers it.")
     explainer = "SHAP (exact)" if shown.shap.exact else "SHAP (sampled)"
+    settings = {**settings, "background": shown.background.kind, "background_visits": shown.background.description,
+                "expected_value": round(float(shown.shap.base[t]), 6)}
     return ReportFigure(f"SHAP waterfall, visit {t + 1}{suffix}", waterfall, model_provenance(workspace, stored.model_id, explainer, settings),
+                        f"Background: {shown.background.description}; expected value at this visit {shown.shap.base[t]:.3f}. "
                         f"Additivity residual {shown.shap.additivity_residual:.1e}.")
 
 

@@ -27,10 +27,10 @@ def shap_waterfall_figure(base: float, phi: Values, names: Sequence[str], values
         y=["expected value", *labels, "model output"], x=[base, *deltas, output],
         increasing={"marker": {"color": "#d62728"}}, decreasing={"marker": {"color": "#1f77b4"}},
         totals={"marker": {"color": "#555"}}, connector={"line": {"color": "#bbb"}},
-        text=[f"{base:.3f}", *[f"{d:+.3f}" for d in deltas], f"{output:.3f}"], textposition="outside",
+        text=[f"{base:.3f}", *[f"{d:+.3f}" for d in deltas], f"{output:.3f}"], textposition="outside", cliponaxis=False,
     ))
     fig.update_layout(title=title, yaxis={"autorange": "reversed"}, xaxis={"title": "probability"},
-                      height=80 + 34 * (len(deltas) + 2), margin={"l": 230, "r": 40, "t": 40, "b": 40}, template="plotly_white")
+                      height=80 + 34 * (len(deltas) + 2), margin={"l": 230, "r": 70, "t": 40, "b": 40}, template="plotly_white")
     return fig
 
 

@@ -80,7 +80,9 @@ class MethodScores:
     dice: float
     f1_foreground: float
     f1_background: float
-    mask: np.ndarray  # thresholded map on the cell grid
+    mask: np.ndarray  # thresholded map on the cell grid (tissue cells only)
+    empty_truth: bool = False  # the slide's annotation has no tumour in its tissue
+    predicted_fraction: float = 0.0  # share of the tissue marked as tumour
 
 
 def localisation_maps(workspace: Workspace, heat: SlideHeatmap) -> dict[str, np.ndarray]:
@@ -97,16 +99,16 @@ def localisation_maps(workspace: Workspace, heat: SlideHeatmap) -> dict[str, np.
 
 def compare_methods(workspace: Workspace, heat: SlideHeatmap, labels: np.ndarray, mask_um_per_px: float,
                     threshold: float = 0.5) -> list[MethodScores]:
-    """F1+, F1- and Dice of each method's thresholded map (cells outside tissue count as negative), and the all-ones bound."""
+    """F1+, F1- and Dice of each method's thresholded map and of the all-ones bound, over tissue cells only (as
+    Belharbi et al. score within the image, and the image is the tissue, not the glass around it)."""
     true = mask_on_cells(labels, mask_um_per_px, heat.cell_um, heat.cell_shape) >= TUMOUR_LABEL_MIN
+    tissue = heat.tissue.astype(bool)
+    grids = {**localisation_maps(workspace, heat), "all-ones (lower bound)": np.ones(tissue.shape)}
     rows = []
-    for name, grid in localisation_maps(workspace, heat).items():
-        pred = np.nan_to_num(grid, nan=0.0) >= threshold
-        s = segmentation_scores(pred, true)
-        rows.append(MethodScores(name, s.dice, s.f1_foreground, s.f1_background, pred))
-    ones = np.ones_like(true)
-    s = segmentation_scores(ones, true)
-    rows.append(MethodScores("all-ones (lower bound)", s.dice, s.f1_foreground, s.f1_background, ones))
+    for name, grid in grids.items():
+        pred = (np.nan_to_num(grid, nan=0.0) >= threshold) & tissue
+        s = segmentation_scores(pred, true, within=tissue)
+        rows.append(MethodScores(name, s.dice, s.f1_foreground, s.f1_background, pred, s.empty_truth, s.predicted_fraction))
     return rows
 
 
@@ -119,12 +121,25 @@ def comparison_slides(workspace: Workspace) -> list:
     return [sl for sl in slides if held_out is None or sl.patient_id in held_out]
 
 
+def mean_scores(rows: list[MethodScores]) -> dict[str, float]:
+    """One method's scores over slides: F1+, F1- and Dice averaged over slides with tumour in their annotation; slides
+    without tumour (where Dice has nothing to agree on) are counted apart, with their F1- and the tissue share marked."""
+    tumour = [r for r in rows if not r.empty_truth]
+    benign = [r for r in rows if r.empty_truth]
+    def mean(values: list[float]) -> float:  # over slides where the score is defined
+        defined = [v for v in values if not np.isnan(v)]
+        return float(np.mean(defined)) if defined else float("nan")
+
+    return {"F1+": mean([r.f1_foreground for r in tumour]), "F1-": mean([r.f1_background for r in tumour]),
+            "Dice": mean([r.dice for r in tumour]), "slides": len(tumour), "benign slides": len(benign),
+            "benign F1-": mean([r.f1_background for r in benign]), "benign marked": mean([r.predicted_fraction for r in benign])}
+
+
 def cohort_comparison(workspace: Workspace, patch_model_id: str, threshold: float = 0.5) -> dict[str, dict[str, float]]:
-    """Mean F1+, F1- and Dice per method over the comparison slides (heatmaps computed where missing)."""
+    """Per method, ``mean_scores`` over the comparison slides (heatmaps computed where missing)."""
     totals: dict[str, list[MethodScores]] = {}
     for slide in comparison_slides(workspace):
         heat = compute_heatmap(workspace, slide.id, patch_model_id)
         for row in compare_methods(workspace, heat, read_label_mask(workspace.slides_dir / slide.mask_file), slide.mask_mpp, threshold):
             totals.setdefault(row.method, []).append(row)
-    return {m: {"F1+": float(np.mean([r.f1_foreground for r in rows])), "F1-": float(np.mean([r.f1_background for r in rows])),
-                "Dice": float(np.mean([r.dice for r in rows])), "slides": len(rows)} for m, rows in totals.items()}
+    return {m: mean_scores(rows) for m, rows in totals.items()}

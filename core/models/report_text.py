@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Sequence
 
@@ -47,3 +48,31 @@ def term_counts(texts: Sequence[str], vocabulary: dict[str, int], max_n: int = 2
             if col is not None:
                 counts[row, col] += 1
     return counts
+
+
+def token_spans(text: str) -> list[tuple[int, int, str | None]]:
+    """(start, end, model token or None) spans of the cleaned text, for showing what the model reads."""
+    cleaned = clean_report(text)
+    spans: list[tuple[int, int, str | None]] = []
+    pos = 0
+    for m in _TOKEN.finditer(cleaned.lower()):
+        if m.start() > pos:
+            spans.append((pos, m.start(), None))
+        token = m.group(0)
+        spans.append((m.start(), m.end(), None if token in STOP_WORDS else token))
+        pos = m.end()
+    if pos < len(cleaned):
+        spans.append((pos, len(cleaned), None))
+    return spans
+
+
+def token_diff(original: str, edited: str) -> list[tuple[str, str]]:
+    """What the model reads in the edit versus the original: (op, token) with op in equal | added | removed."""
+    a, b = report_tokens(original), report_tokens(edited)
+    out: list[tuple[str, str]] = []
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
+        if op == "equal":
+            out += [("equal", t) for t in a[i1:i2]]
+        else:
+            out += [("removed", t) for t in a[i1:i2]] + [("added", t) for t in b[j1:j2]]
+    return out

@@ -2,7 +2,7 @@
 background job with progress.
 
 The view to export is read as named parts. The case page owns its id, the chosen report and the shown slide; each
-panel that can be on it owns a part (the patient panel: visit and what-if; the report panel: LIME settings; the slide
+panel that can be on it owns a part (the patient panel: visit, what-if and SHAP background; the report panel: LIME settings; the slide
 viewer: heatmap, overlay and viewport), mirrored in the browser into a store the page places beside the panel. The
 export reads the parts present, so a case without a slide or a report, or a workspace without a report model, exports
 what it has."""
@@ -16,7 +16,7 @@ import dash_bootstrap_components as dbc
 from dash import ALL, Dash, Input, Output, State, dcc, html, no_update
 
 from core.errors import PathReviewError
-from core.explain.patient_explanations import PatientExplainers
+from core.explain.patient_explanations import DEFAULT_BACKGROUND, PatientExplainers
 from core.export.case_figures import CASE_FIGURES, CaseView, case_figure
 from core.export.case_report import build_case_report, case_report_filename
 from core.export.figure_export import FORMATS, export_figure, export_filename
@@ -27,7 +27,7 @@ from dashboard.callbacks import forked_job_workspace
 VIEW_PART = "case-view-part"
 # Each part's values by name, from the panel's components.
 VIEW_PARTS = {
-    "patient": {"visit": ("selected-visit", "data"), "what_if": ("whatif-store", "data")},
+    "patient": {"visit": ("selected-visit", "data"), "what_if": ("whatif-store", "data"), "background": ("shap-background", "value")},
     "report": {"lime_class": ("lime-class", "value"), "num_features": ("lime-num-features", "value"),
                "num_samples": ("lime-num-samples", "value"), "seed": ("lime-seed", "value"), "kernel_width": ("lime-kernel-width", "value")},
     "slide": {"heat_key": ("heat-key", "data"), "layer": ("heat-layer-choice", "value"), "method": ("heat-method", "value"),
@@ -80,7 +80,7 @@ def case_view(view: dict) -> CaseView:
                     style=style if layer else {}, opacity=float(opacity if opacity is not None else 0.5),
                     bounds=None if region_mode == "slide" else parts.get("bounds"),  # no bounds and no region: the whole slide
                     max_zoom=(parts.get("slide_ctx") or {}).get("max_zoom"), region_um=_region_um(region_mode, view.get("region")),
-                    output_width=output_width)
+                    output_width=output_width, background=parts.get("background") or DEFAULT_BACKGROUND)
 
 
 def card(figure_names: list[str], read_only: bool = False) -> dbc.Card:

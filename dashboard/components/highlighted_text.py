@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dash import html
 
-from core.explain.text import token_spans
-from core.models.report_text import clean_report
+from core.models.report_text import clean_report, token_spans
 
 POSITIVE = (214, 39, 40)  # supports the chosen class
 NEGATIVE = (31, 119, 180)  # speaks against it

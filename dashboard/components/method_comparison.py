@@ -26,9 +26,13 @@ def comparison_grid(rows: list[MethodScores], truth: np.ndarray) -> html.Div:
     return html.Div(figures, className="inspector-images")
 
 
-def scores_table(rows: list[tuple[str, float, float, float]], element_id: str) -> dbc.Table:
-    """Rows of (method, F1+, F1-, Dice), as in Belharbi et al.'s Table 1."""
+def _score(value: float) -> str:
+    return "n/a" if value != value else f"{value:.3f}"  # NaN: undefined (no tumour in the truth and none predicted)
+
+
+def scores_table(rows: list[tuple[str, float, float, float]], element_id: str, headers: tuple[str, ...] = ("F1+", "F1−", "Dice")) -> dbc.Table:
+    """Rows of (method, F1+, F1-, Dice), as in Belharbi et al.'s Table 1 (or other scores named by ``headers``)."""
     return dbc.Table([
-        html.Thead(html.Tr([html.Th("method"), html.Th("F1+"), html.Th("F1−"), html.Th("Dice")])),
-        html.Tbody([html.Tr([html.Td(m), html.Td(f"{a:.3f}"), html.Td(f"{b:.3f}"), html.Td(f"{c:.3f}")]) for m, a, b, c in rows]),
+        html.Thead(html.Tr([html.Th("method"), *[html.Th(h) for h in headers]])),
+        html.Tbody([html.Tr([html.Td(row[0]), *[html.Td(_score(v)) for v in row[1:]]]) for row in rows]),
     ], size="sm", striped=True, id=element_id)

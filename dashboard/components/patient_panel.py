@@ -1,5 +1,5 @@
-"""The patient panel: risk at each visit, SHAP waterfall, visit importance and what-if edits, with its callbacks.
-The patient page and the case page both show it."""
+"""The patient panel: risk at each visit, SHAP waterfall (with its background), visit importance and what-if edits,
+with its callbacks. The patient page and the case page both show it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,15 @@ import dash_bootstrap_components as dbc
 from dash import Dash, Input, Output, State, dash_table, dcc, html, no_update
 
 from core.errors import PathReviewError
-from core.explain.patient_explanations import ELAPSED_FEATURE, PatientExplainers, PatientExplanation, VisitEditError, salient_features
+from core.explain.patient_explanations import (
+    DEFAULT_BACKGROUND,
+    ELAPSED_FEATURE,
+    MAX_BACKGROUND_VISITS,
+    PatientExplainers,
+    PatientExplanation,
+    VisitEditError,
+    salient_features,
+)
 from core.export.patient_figures import visit_figures
 from core.workspace import Workspace
 from dashboard.auth import audit
@@ -30,10 +38,16 @@ def layout(explainers: PatientExplainers, patient_id: str, visit: int | None = N
         ]),
         dcc.Graph(id="patient-importance", config={"displaylogo": False}),
         html.P("Visit importance (Ferreira et al.): tanh(4 (0.7 occlusion + 0.3 output change)); red raises the final "
-               "prediction, blue lowers it. The first visit's output change is measured from the background visit.",
-               className="small text-muted"),
+               "prediction, blue lowers it. The first visit has no earlier output, so, as in the authors' reference code, "
+               "its score is tanh(4 occlusion).", className="small text-muted", id="importance-caption"),
         dbc.Row([
-            dbc.Col(dcc.Graph(id="visit-waterfall", config={"displaylogo": False}), **main),
+            dbc.Col([
+                html.Div([dbc.Label("SHAP background", html_for="shap-background", className="small me-2 mb-0"),
+                          dbc.RadioItems(id="shap-background", options=BACKGROUND_OPTIONS, value=DEFAULT_BACKGROUND, inline=True,
+                                         className="small")], className="d-flex flex-wrap align-items-center"),
+                html.Div(id="shap-background-note", className="small text-muted"),
+                dcc.Graph(id="visit-waterfall", config={"displaylogo": False}),
+            ], **main),
             dbc.Col([
                 html.H5("Edit visit (what-if)"),
                 html.P("Values are checked against the model's plausible ranges. The stored visit is never changed.",
@@ -53,6 +67,20 @@ def layout(explainers: PatientExplainers, patient_id: str, visit: int | None = N
             ], **side),
         ]),
     ])
+
+
+BACKGROUND_OPTIONS = [{"label": "all-zero visit (paper)", "value": "zero"}, {"label": "cohort mean", "value": "cohort"},
+                      {"label": f"{MAX_BACKGROUND_VISITS} sampled cohort visits", "value": "sampled"}]
+
+
+def background_note(expl: PatientExplanation, t: int) -> html.Div:
+    """Which background the waterfall starts from, and its expected value at this visit (it changes from visit to visit)."""
+    return html.Div([
+        html.Span(f"Background: {expl.background.description}. "),
+        html.Span(f"Expected value at visit {t + 1}: "), html.B(f"{expl.shap.base[t]:.3f}", id="visit-expected-value"),
+        html.Span(" — the output with this visit's features taken from the background after the real earlier visits, "
+                  "so it differs from visit to visit."),
+    ], id="shap-background-text")
 
 
 def _edit_rows(workspace: Workspace, expl: PatientExplanation, t: int) -> list[dict]:
@@ -116,13 +144,14 @@ def register_callbacks(app: Dash, workspace: Workspace, explainers: PatientExpla
     @app.callback(
         Output("whatif-store", "data", allow_duplicate=True), Output("visit-edit-errors", "children", allow_duplicate=True),
         Input("visit-edit-apply", "n_clicks"), State("visit-edit-table", "data"), State("selected-visit", "data"),
-        State("patient-id", "data"), prevent_initial_call=True,
+        State("patient-id", "data"), State("shap-background", "value"), prevent_initial_call=True,
     )
-    def apply_what_if(_clicks, rows, t, patient_id):
+    def apply_what_if(_clicks, rows, t, patient_id, background):
         rows = rows if isinstance(rows, list) else []
         values = {r["feature"]: r.get("value") for r in rows if isinstance(r, dict) and isinstance(r.get("feature"), str)}
         try:
-            explainers.check_what_if(patient_id, t, values)  # the edit is explained once, by show_patient
+            # Checked only: show_patient explains the edit, once.
+            explainers.check_what_if(patient_id, t, values, background=background or DEFAULT_BACKGROUND)
         except VisitEditError as exc:
             return None, dbc.Alert([html.Div(f"{name}: {message}", className="cell-error") for name, message in exc.errors.items()],
                                    color="danger", id="visit-edit-alert")
@@ -134,15 +163,17 @@ def register_callbacks(app: Dash, workspace: Workspace, explainers: PatientExpla
     @app.callback(
         Output("patient-risk", "figure"), Output("patient-importance", "figure"), Output("visit-outcome", "children"),
         Output("visit-salient", "children"), Output("visit-waterfall", "figure"), Output("visit-edit-comparison", "children"),
-        Input("selected-visit", "data"), Input("whatif-store", "data"), State("patient-id", "data"),
+        Output("shap-background-note", "children"),
+        Input("selected-visit", "data"), Input("whatif-store", "data"), Input("shap-background", "value"), State("patient-id", "data"),
     )
-    def show_patient(t, what_if, patient_id):
-        stored = explainers.explain(patient_id)
+    def show_patient(t, what_if, background, patient_id):
+        background = background or DEFAULT_BACKGROUND  # a request that names none gets the page's default
+        stored = explainers.explain(patient_id, background=background)
         _check_visit(stored, t)
         what_if = what_if if isinstance(what_if, dict) else None
         manifest = workspace.manifest(stored.model_id)
         positive = manifest.score_class
-        edited = explainers.what_if(patient_id, what_if.get("visit"), what_if.get("values")) if what_if else None
+        edited = explainers.what_if(patient_id, what_if.get("visit"), what_if.get("values"), background=background) if what_if else None
         shown = edited or stored
         risk, importance, waterfall = visit_figures(stored, edited, t, positive,
                                                     f"Visit {t + 1}: from expected value to output" + (" (what-if)" if edited else ""))
@@ -160,4 +191,4 @@ def register_callbacks(app: Dash, workspace: Workspace, explainers: PatientExpla
                 html.Tr([html.Td(f"importance of visit {t + 1}"), html.Td(f"{stored.importance['score'][t]:+.2f}"),
                          html.Td(f"{edited.importance['score'][t]:+.2f}")]),
             ])], size="sm", id="whatif-comparison")
-        return risk, importance, _outcome(shown, t, positive), salient, waterfall, comparison
+        return risk, importance, _outcome(shown, t, positive), salient, waterfall, comparison, background_note(shown, t)

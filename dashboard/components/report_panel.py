@@ -8,8 +8,9 @@ from dash import Dash, Input, Output, State, dcc, html, no_update
 
 from core.errors import PathReviewError
 from core.explain.report_explanations import cached_report_explanation, report_explanation, report_model_id, stored_report
-from core.explain.text import MAX_EDITED_REPORT_CHARS, LimeSettings, check_edited_report, explain_report, token_diff
+from core.explain.text import MAX_EDITED_REPORT_CHARS, LimeSettings, check_edited_report, explain_report
 from core.export.report_figures import word_weight_figure
+from core.models.report_text import token_diff
 from core.workspace import Workspace
 from dashboard.auth import audit
 from dashboard.components.highlighted_text import highlighted_report, weight_legend

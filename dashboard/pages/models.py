@@ -48,8 +48,10 @@ def _localisation_card(workspace: Workspace) -> html.Div:
         dbc.CardHeader("Localisation methods on held-out slides with ground truth"),
         dbc.CardBody([
             html.P("Mean F1+, F1− and Dice of each method's thresholded tumour map (threshold 0.5) over the slides with an "
-                   "annotation mask (for the demo, its held-out patients' slides). Heatmaps are computed where missing.",
-                   className="small text-muted"),
+                   "annotation mask (for the demo, its held-out patients' slides), scored over tissue cells only; the all-ones "
+                   "bound marks all tissue. Slides whose annotation has no tumour are not averaged in (their Dice is undefined, "
+                   "not 1.0): they get a table of their own with F1− and the share of tissue marked as tumour. Heatmaps are "
+                   "computed where missing.", className="small text-muted"),
             dbc.Button("Compute the table", id="localisation-run", size="sm", color="secondary"),
             dcc.Loading(html.Div(id="localisation-table", className="mt-2")),
         ]),
@@ -63,9 +65,15 @@ def register_callbacks(app: Dash, workspace: Workspace) -> None:
         table = cohort_comparison(workspace, patch_model)
         if not table:
             return html.P("No slide with a ground-truth mask.", className="small text-muted")
-        n = next(iter(table.values()))["slides"]
-        return html.Div([html.P(f"{n} slides", className="small text-muted"),
-                         scores_table([(m, v["F1+"], v["F1-"], v["Dice"]) for m, v in table.items()], "localisation-scores")])
+        first = next(iter(table.values()))
+        n, n_benign = first["slides"], first["benign slides"]
+        parts = [html.P(f"{n} slides with annotated tumour", className="small text-muted"),
+                 scores_table([(m, v["F1+"], v["F1-"], v["Dice"]) for m, v in table.items()], "localisation-scores")]
+        if n_benign:
+            parts += [html.P(f"{n_benign} slides without annotated tumour", className="small text-muted mt-2"),
+                      scores_table([(m, v["benign F1-"], v["benign marked"]) for m, v in table.items()], "localisation-benign-scores",
+                                   ("F1−", "tissue marked tumour"))]
+        return html.Div(parts)
 
 
 def layout(workspace: Workspace) -> html.Div:

@@ -186,7 +186,8 @@ def viewer_panel(workspace: Workspace, tiles: TileService, slide_id: str, view: 
             dbc.CardHeader("Method comparison against the ground truth"),
             dbc.CardBody([
                 html.P("Each method's tumour map, normalised per slide and thresholded, next to the annotation; F1+ is Dice on "
-                       "the foreground, F1− on the background (Belharbi et al., Table 1). The all-ones map is the lower bound.",
+                       "the foreground, F1− on the background (Belharbi et al., Table 1), both over tissue cells only (glass is not "
+                       "scored). The all-ones map (all tissue marked) is the lower bound.",
                        className="small text-muted"),
                 dbc.Row([dbc.Col(dcc.Slider(id="comparison-threshold", min=0.05, max=0.95, step=0.05, value=0.5,
                                             marks={0.05: "0.05", 0.5: "0.5", 0.95: "0.95"}), md=6),
@@ -235,11 +236,13 @@ def heat_tile_url(slide_id: str, key: str, style: OverlayStyle) -> str:
 
 def _scores_table(scores, threshold: float) -> html.Div:
     rows = [("Dice (tumour)", scores.dice), ("F1+ (foreground)", scores.f1_foreground), ("F1− (background)", scores.f1_background),
-            ("Predicted tumour, % of slide", 100 * scores.predicted_fraction), ("Annotated tumour, % of slide", 100 * scores.true_fraction)]
+            ("Predicted tumour, % of tissue", 100 * scores.predicted_fraction), ("Annotated tumour, % of tissue", 100 * scores.true_fraction)]
+    note = " No tumour in the annotation: Dice and F1+ have nothing to agree on." if scores.empty_truth else ""
     return html.Div([
         html.H6(f"Against the ground-truth mask (tumour probability ≥ {threshold:.2f})"),
-        dbc.Table([html.Tbody([html.Tr([html.Td(n), html.Td(f"{v:.3f}" if v <= 1 else f"{v:.1f}")]) for n, v in rows])],
+        dbc.Table([html.Tbody([html.Tr([html.Td(n), html.Td("n/a" if v != v else f"{v:.3f}" if v <= 1 else f"{v:.1f}")]) for n, v in rows])],
                   size="sm", bordered=False, id="ground-truth-table"),
+        html.P("Scored over tissue cells only." + note, className="small text-muted"),
     ])
 
 
