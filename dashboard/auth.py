@@ -124,18 +124,6 @@ maxlength="1024"><button id="login-submit" type="submit">Sign in</button></form>
     return Response(body, status=status, mimetype="text/html")
 
 
-def _callback_outputs() -> list[str]:
-    """The component ids a Dash callback request writes to."""
-    payload = request.get_json(silent=True) or {}
-    outputs = payload.get("outputs", [])
-    flat = []
-    for item in outputs if isinstance(outputs, list) else [outputs]:
-        for output in item if isinstance(item, list) else [item]:
-            if isinstance(output, dict):
-                flat.append(output.get("id") if isinstance(output.get("id"), str) else str(output.get("id")))
-    return flat
-
-
 def _callback_state(component_id: str) -> str:
     payload = request.get_json(silent=True) or {}
     for item in payload.get("state", []) if isinstance(payload.get("state"), list) else []:
@@ -208,6 +196,6 @@ def install_auth(server: Flask, workspace: Workspace, secure_cookies: bool = Fal
             needed = roles.get(output) if isinstance(output, str) else None
             if needed and not current_user.account.may(needed):
                 return Response(f"Your role ({current_user.role}) may not do this; it needs {needed}.", status=403, mimetype="text/plain")
-            if "case-report-download" in _callback_outputs() and "cacheKey" not in request.args:  # a new job, not its progress polls
+            if isinstance(output, str) and "case-report-download." in output and "cacheKey" not in request.args:  # a new job, not a poll
                 audit(workspace, "export", _callback_state("case-id"), {"what": "case report"})
         return None

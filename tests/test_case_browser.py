@@ -17,6 +17,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from core.export.case_figures import CASE_FIGURES
 from core.export.figure_export import read_provenance
+from core.store.audit import audit_events
 from core.store.cases import case_summary
 from core.store.reviews import review_history
 from core.workspace import open_workspace
@@ -183,6 +184,10 @@ def test_the_command_line_writes_the_case_report_the_page_builds(live_server, br
     assert len(from_cli.pages) == len(from_page.pages) == 1 + len(CASE_FIGURES)
     assert _figure_titles(from_cli) == _figure_titles(from_page)
     assert _figure_titles(from_cli)[0] == "Case P001"
+    ws = open_workspace(demo_workspace)
+    exports = [e for e in audit_events(ws.store, action="export") if e.target == "P001" and e.detail.get("what") == "case report"]
+    ws.store.dispose()
+    assert {e.user for e in exports} >= {ACCOUNTS["reviewer"]} and any(e.user.startswith("command line (") for e in exports)
 
 
 def test_export_from_a_case_without_a_slide_in_a_workspace_without_a_report_model(live_server, browser, demo_workspace, tmp_path):
