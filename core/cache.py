@@ -39,8 +39,8 @@ def explanation_path(cache_dir: Path, kind: str, key: str, suffix: str) -> Path:
     return cache_dir / EXPLANATIONS_DIR / kind / f"{key}{suffix}"
 
 
-def write_atomic(path: Path, write: Callable[[IO[bytes]], None], mode: int = 0o666) -> Path:
-    """Write through ``write(file)`` to a unique temporary name beside ``path``, flush it to disk, then rename.
+def write_atomic(path: Path, write: Callable[[IO[bytes]], object], mode: int = 0o666) -> Path:
+    """Write through ``write(file)`` (its return value is ignored) to a unique temporary name beside ``path``, flush it to disk, then rename.
     ``mode`` (less the umask) applies from creation, so a secret is never readable by others, even briefly."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}.part")
@@ -56,7 +56,7 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], None], mode: int = 0o6
 
 
 def save_arrays(path: Path, **arrays: np.ndarray) -> Path:
-    return write_atomic(path, lambda fh: np.savez(fh, **arrays))
+    return write_atomic(path, lambda fh: np.savez(fh, allow_pickle=False, **arrays))  # load_arrays never unpickles either
 
 
 def load_arrays(path: Path) -> dict[str, np.ndarray] | None:

@@ -12,21 +12,27 @@ def default_demo_dir() -> Path:
     return Path(os.environ.get("PATHREVIEW_DEMO_DIR", Path.cwd() / "demo-workspace")).resolve()
 
 
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8050
+
+
 @dataclass(frozen=True)
 class Settings:
     workspace: Path
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     database_url: str | None = None  # overrides workspace.toml
-    host: str = "127.0.0.1"
-    port: int = 8050
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
 
     @classmethod
-    def from_env(cls, workspace: Path | None = None, **overrides) -> Settings:
+    def from_env(cls, workspace: Path | None = None, *, device: str | None = None, database_url: str | None = None,
+                 host: str | None = None, port: int | None = None) -> Settings:
+        """A flag given (not None) wins over its ``PATHREVIEW_*`` variable, which wins over the default."""
         env = os.environ
-        values = {
-            "workspace": workspace or Path(env.get("PATHREVIEW_WORKSPACE", default_demo_dir())),
-            "device": env.get("PATHREVIEW_DEVICE", "auto"),
-            "database_url": env.get("PATHREVIEW_DATABASE_URL"),
-        }
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
+        return cls(
+            workspace=workspace or Path(env.get("PATHREVIEW_WORKSPACE", default_demo_dir())),
+            device=device if device is not None else env.get("PATHREVIEW_DEVICE", "auto"),
+            database_url=database_url if database_url is not None else env.get("PATHREVIEW_DATABASE_URL"),
+            host=host if host is not None else DEFAULT_HOST,
+            port=port if port is not None else DEFAULT_PORT,
+        )

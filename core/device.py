@@ -5,15 +5,23 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
-from collections.abc import Callable, Iterator, Sequence
-from typing import TypeVar
+from collections.abc import Callable, Iterator
+from typing import Protocol, Self, TypeVar
 
 import torch
 
 from core.errors import PathReviewError
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
+class Sliceable(Protocol):
+    """What ``map_batches`` cuts into batches: a list or an array, whose slices are of its own kind."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: slice, /) -> Self: ...
+
+
+Items = TypeVar("Items", bound=Sliceable)
 
 _override: str | None = None
 
@@ -56,8 +64,8 @@ class DeviceMemoryError(PathReviewError):
 
 
 def map_batches(
-    fn: Callable[[Sequence[T]], torch.Tensor], items: Sequence[T], batch_size: int,
-    on_exhausted: Callable[[], Callable[[Sequence[T]], torch.Tensor] | None] | None = None,
+    fn: Callable[[Items], torch.Tensor], items: Items, batch_size: int,
+    on_exhausted: Callable[[], Callable[[Items], torch.Tensor] | None] | None = None,
     on_shrink: Callable[[int], None] | None = None,
 ) -> Iterator[torch.Tensor]:
     """Apply ``fn`` to ``items`` in batches, halving the batch whenever the device runs out of memory.

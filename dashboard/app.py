@@ -15,7 +15,7 @@ from core.jobs.dispatch import JobDispatcher
 from core.slides.tiles import TileService
 from core.workspace import Workspace
 from dashboard.auth import audit, current_role, current_role_allows, current_username, install_auth
-from dashboard.components import patient_panel, report_panel
+from dashboard.components import patient_panel, report_panel, slide_viewer
 from dashboard.pages import admin, case, cohort, models, patient, report, slide
 from dashboard.pages import jobs as jobs_page
 from dashboard.pages import patients as patients_page
@@ -112,9 +112,9 @@ def create_app(workspace: Workspace, secure_cookies: bool = False, celery_app=No
 
     cohort.register_callbacks(app, workspace)
     case.register_callbacks(app, workspace, tiles, patients)
-    slide.register_callbacks(app, workspace, tiles)
     models.register_callbacks(app, workspace)
-    # The panels shown by more than one page register their callbacks once, here.
+    # The components shown by more than one page register their callbacks once, here.
+    slide_viewer.register_callbacks(app, workspace, tiles, dispatcher)
     patient_panel.register_callbacks(app, workspace, patients)
     report_panel.register_callbacks(app, workspace)
     patients_page.register_callbacks(app, workspace, patients)
@@ -124,5 +124,5 @@ def create_app(workspace: Workspace, secure_cookies: bool = False, celery_app=No
     # whose required roles it enforces.
     install_auth(app.server, workspace, secure_cookies, app.callback_map)
     install_request_limits(app.server, app.callback_map)
-    register_routes(app.server, workspace, tiles)
+    register_routes(app.server, workspace, tiles, dispatcher)
     return app

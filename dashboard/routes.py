@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 from flask import Flask, Response, abort, request
 
 from core.errors import NotFoundError, PathReviewError
-from core.heatmaps.attention import slide_attention
-from core.heatmaps.cam_maps import stitched_cam
-from core.heatmaps.overlay import ATTENTION_LAYER, CAM_LAYERS, OverlayStyle, render_overlay_tile
-from core.heatmaps.slide_heatmap import loaded_heatmap
+from core.heatmaps.overlay import OverlayStyle, render_overlay_tile, source_layer
+from core.heatmaps.slide_heatmap import slide_heatmap_by_key
+from core.heatmaps.slide_layers import slide_layers
+from core.jobs.dispatch import JobDispatcher
+from core.jobs.layer_jobs import start_layer_job
 from core.slides.reader import SlideReadError
 from core.slides.thumbnails import slide_thumbnail_jpeg
 from core.slides.tiles import TileService, etag_for
 from core.store.audit import audit_csv
 from core.workspace import Workspace
-from dashboard.auth import current_role_allows
+from dashboard.auth import current_role_allows, current_username
 
 SLIDE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 HEATMAP_KEY = re.compile(r"^[0-9a-f]{32}$")
@@ -42,7 +44,15 @@ def _unreadable(exc: SlideReadError) -> Response:
     return Response(str(exc), status=422, mimetype="text/plain")
 
 
-def register_routes(server: Flask, workspace: Workspace, tiles: TileService) -> None:
+def _layer_not_ready(layer: str, status: str, progress: float, job_id: int, message: str = "") -> Response:
+    """202: the layer is being computed by job ``job_id``; ask again later. Never cached, so the layer shows once it is stored."""
+    body = {"layer": layer, "status": status, "progress": round(progress, 3), "job": job_id, "message": message}
+    response = Response(json.dumps(body), status=202, mimetype="application/json")
+    response.headers.update({"X-Layer-Status": status, "Retry-After": "2", "Cache-Control": "no-store"})
+    return response
+
+
+def register_routes(server: Flask, workspace: Workspace, tiles: TileService, dispatcher: JobDispatcher) -> None:
     @server.route("/admin/audit.csv")
     def audit_trail_csv() -> Response:
         if not current_role_allows("admin"):  # signed in is checked for every route; this one is for admins
@@ -78,16 +88,15 @@ def register_routes(server: Flask, workspace: Workspace, tiles: TileService) -> 
             abort(404)
         if len(request.query_string) > MAX_QUERY_CHARS:
             return Response("query string too long", status=400, mimetype="text/plain")
-        heatmap = loaded_heatmap(workspace, key)
-        if heatmap is None or heatmap.slide_id != slide_id:
+        heatmap = slide_heatmap_by_key(workspace, key, slide_id)
+        if heatmap is None:
             abort(404)
         try:
             geometry = tiles.geometry(slide_id)
             style = OverlayStyle.from_query(request.args.to_dict(), heatmap.class_names)
-            if style.layer == ATTENTION_LAYER:
-                slide_attention(workspace, heatmap)
-            elif style.layer in CAM_LAYERS:
-                stitched_cam(workspace, heatmap, style.layer.split(":", 1)[1])
+            layers = slide_layers(workspace, heatmap)
+            layer = source_layer(style)
+            ready = layers.ready(layer)
         except SlideReadError as exc:
             return _unreadable(exc)
         except PathReviewError as exc:
@@ -97,7 +106,13 @@ def register_routes(server: Flask, workspace: Workspace, tiles: TileService) -> 
         span = geometry.tile_size * 2 ** (geometry.max_zoom - z)
         if x * span >= geometry.width or y * span >= geometry.height:
             abort(404)
-        return _image(render_overlay_tile(heatmap, style, z, x, y, geometry.max_zoom, geometry.tile_size), "image/png", 86400)
+        if not ready:  # whole-slide model work: a job computes it, this request only says where it stands
+            try:
+                job = start_layer_job(dispatcher, heatmap, layer, current_username())
+            except PathReviewError as exc:  # e.g. the job broker cannot be reached
+                return Response(str(exc), status=503, mimetype="text/plain")
+            return _layer_not_ready(layer, job.status, job.progress, job.id, job.message)
+        return _image(render_overlay_tile(layers, style, z, x, y, geometry.max_zoom, geometry.tile_size), "image/png", 86400)
 
     @server.route("/slides/<path:anything>")
     def no_such_slide_resource(anything: str) -> Response:

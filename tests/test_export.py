@@ -20,8 +20,10 @@ from core.export.case_report import CaseReportContent, ReportFigure, case_report
 from core.export.figure_export import FORMATS, MEDIA_TYPES, export_figure, export_filename, read_provenance
 from core.export.provenance import Provenance, model_provenance
 from core.export.slide_figure import SlideRegion, nice_scale_length, slide_figure, viewport_region
+from core.heatmaps.cam_maps import cam_cache_path
 from core.heatmaps.overlay import OverlayStyle
 from core.heatmaps.slide_heatmap import HeatmapParams, compute_heatmap
+from core.heatmaps.slide_layers import slide_layers
 from core.store.schema import Slide
 
 PROVENANCE = Provenance("patch-cnn", "0123456789abcdef" * 4, "Grad-CAM", {"overlap": 0.5, "cmap": "Viridis"}, seed=0,
@@ -186,7 +188,7 @@ def test_slide_figure_computes_the_cam_layer_it_shows(workspace, slide_and_heat)
     fig, prov = slide_figure(workspace, slide_id, region=SlideRegion(0, 0, width // 2, height // 2), output_width=300,
                              heat=heat, style=OverlayStyle(layer="cam:gradcam"))
     assert prov.explainer == "Grad-CAM" and "Grad-CAM" in " ".join(annotation_texts(fig))
-    assert "gradcam" in heat.__dict__.get("_cams", {})
+    assert cam_cache_path(workspace, heat, "gradcam").is_file() and slide_layers(workspace, heat).ready("cam:gradcam")
 
 
 def test_slide_region_validation(workspace, slide_and_heat):
@@ -207,7 +209,7 @@ def test_slide_region_validation(workspace, slide_and_heat):
 def test_viewport_region_inverts_the_map_bounds():
     max_zoom, width, height = 12, 4096, 3000
     scale = 2.0**max_zoom
-    whole = [[-height / scale, 0.0], [0.0, width / scale]]  # as dashboard.pages.slide.map_bounds
+    whole = [[-height / scale, 0.0], [0.0, width / scale]]  # as dashboard.components.slide_viewer.map_bounds
     assert viewport_region(whole, max_zoom) == SlideRegion(0, 0, width, height)
     view = {"_southWest": {"lat": -900 / scale, "lng": 100 / scale}, "_northEast": {"lat": -300 / scale, "lng": 700 / scale}}
     assert viewport_region(view, max_zoom) == SlideRegion(100, 300, 600, 600)

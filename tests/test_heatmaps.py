@@ -12,6 +12,7 @@ from core.heatmaps.groundtruth import read_label_mask, tumour_agreement
 from core.heatmaps.inference import InferenceCancelled
 from core.heatmaps.overlay import OverlayStyle, grade_fractions, layer_grid, render_overlay_tile
 from core.heatmaps.slide_heatmap import HeatmapParams, cached_heatmap, compute_heatmap
+from core.heatmaps.slide_layers import slide_layers
 from core.store.schema import Slide
 
 
@@ -27,12 +28,12 @@ def test_heatmaps_match_the_ground_truth_on_held_out_slides(workspace, held_out_
     for slide in held_out_slides:
         heat = compute_heatmap(workspace, slide.id, "patch-cnn", HeatmapParams(overlap=0.5))
         for method in ("overlap", "bilinear"):
-            tumour = layer_grid(heat, OverlayStyle(method=method))
+            tumour = layer_grid(slide_layers(workspace, heat), OverlayStyle(method=method))
             labels = read_label_mask(workspace.slides_dir / slide.mask_file)
             scores = tumour_agreement(tumour, heat.tissue, labels, slide.mask_mpp, heat.cell_um, 0.5)
             if method == "overlap":
                 pred_area, true_area = scores.predicted_fraction, scores.true_fraction
-                intersections += scores.dice * (pred_area + true_area)
+                intersections += np.nan_to_num(scores.dice) * (pred_area + true_area)  # NaN only where both areas are 0
                 totals += pred_area + true_area
                 if true_area > 0:
                     per_slide.append(scores.dice)
@@ -54,7 +55,7 @@ def test_heatmap_is_cached_and_reused(workspace, held_out_slides):
     assert again.key == first.key and "recomputed" not in calls
     assert np.allclose(first.probs.sum(1), 1, atol=1e-4)
     assert not list((workspace.cache_dir / "heatmaps").glob("*.part"))
-    fractions = grade_fractions(again)
+    fractions = grade_fractions(slide_layers(workspace, again))
     assert set(fractions) == {"benign", "GG3", "GG4", "GG5"} and sum(fractions.values()) == pytest.approx(1, abs=1e-3)
 
 
@@ -78,9 +79,9 @@ def test_overlay_tiles_are_transparent_outside_tissue(workspace, held_out_slides
 
     heat = compute_heatmap(workspace, held_out_slides[0].id, "patch-cnn", HeatmapParams(overlap=0.5))
     max_zoom = int(np.ceil(np.log2(max(heat.slide_size))))
-    tile = np.asarray(Image.open(BytesIO(render_overlay_tile(heat, OverlayStyle(), max_zoom - 4, 0, 0, max_zoom))))
+    tile = np.asarray(Image.open(BytesIO(render_overlay_tile(slide_layers(workspace, heat), OverlayStyle(), max_zoom - 4, 0, 0, max_zoom))))
     assert tile.shape[2] == 4 and tile[0, 0, 3] == 0  # the slide corner is background
     assert (tile[..., 3] == 255).any()  # tissue is coloured
     hot = OverlayStyle(threshold=1.0)
-    hot_tile = np.asarray(Image.open(BytesIO(render_overlay_tile(heat, hot, max_zoom - 4, 0, 0, max_zoom))))
+    hot_tile = np.asarray(Image.open(BytesIO(render_overlay_tile(slide_layers(workspace, heat), hot, max_zoom - 4, 0, 0, max_zoom))))
     assert (hot_tile[..., 3] > 0).sum() < (tile[..., 3] > 0).sum()

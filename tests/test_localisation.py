@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from core.heatmaps.attention import slide_attention
-from core.heatmaps.cam_maps import cohort_comparison, comparison_slides, stitched_cam
+from core.heatmaps.localisation import cohort_comparison, comparison_slides
 from core.heatmaps.slide_heatmap import compute_heatmap
+from core.heatmaps.slide_layers import slide_layers
 
 
 def test_comparison_table_over_held_out_slides(workspace, held_out):
@@ -31,7 +31,7 @@ def test_attention_mil_from_heatmap_embeddings_separates_held_out_slides(workspa
     probs, labels = [], []
     for slide in slides:
         heat = compute_heatmap(workspace, slide.id, "patch-cnn")
-        attention = slide_attention(workspace, heat)
+        attention = slide_layers(workspace, heat).compute("attention")
         assert attention.kind == "attention" and attention.weights.sum() == pytest.approx(1.0, abs=1e-5)
         probs.append(attention.probability)
         labels.append(slide.label)
@@ -42,7 +42,7 @@ def test_attention_mil_from_heatmap_embeddings_separates_held_out_slides(workspa
 def test_stitched_cam_is_raw_and_on_the_cell_grid(workspace):
     slide = comparison_slides(workspace)[0]
     heat = compute_heatmap(workspace, slide.id, "patch-cnn")
-    cam = stitched_cam(workspace, heat, "cam")
+    cam = slide_layers(workspace, heat).compute("cam:cam")
     assert cam.shape == heat.cell_shape
     informed = np.isfinite(cam)
     assert informed.sum() >= len(heat.origins)  # every patch paints its 4 x 4 cells

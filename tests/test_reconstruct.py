@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.heatmaps.cam_maps import MethodScores, mean_scores
 from core.heatmaps.groundtruth import dice, mask_on_cells, segmentation_scores, tumour_agreement
+from core.heatmaps.localisation import MethodScores, mean_scores
 from core.heatmaps.reconstruct import (
     class_area_fractions,
     normalise_per_slide,

@@ -12,7 +12,7 @@ from core.errors import PathReviewError
 from core.store.database import CaseStore
 
 
-def add_users_parser(sub) -> None:
+def add_users_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     users = sub.add_parser("users", help="manage accounts: add, remove, list, passwd")
     actions = users.add_subparsers(dest="users_command", required=True)
     for name, helptext in (("add", "create an account"), ("remove", "delete an account"), ("list", "list accounts"),

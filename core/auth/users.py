@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from core.errors import NotFoundError, PathReviewError
-from core.store.database import CaseStore
+from core.store.database import CaseStore, rows_matched
 from core.store.schema import User
 
 # Each role can do what the one before it can.
@@ -60,7 +60,7 @@ def add_user(store: CaseStore, username: str, password: str, role: str) -> Accou
 
 def remove_user(store: CaseStore, username: str) -> None:
     with store.session() as s:
-        if s.execute(delete(User).where(User.username == username)).rowcount == 0:
+        if rows_matched(s.execute(delete(User).where(User.username == username))) == 0:
             raise NotFoundError(f"no user {username!r}")
 
 

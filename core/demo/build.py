@@ -16,12 +16,21 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from sqlalchemy import select
 
 from core.demo import train_patch, train_report, train_sequence
 from core.demo.patch_dataset import PATCH_CLASSES, PATCH_MPP, PATCH_PX, SlidePatches, slide_patches
 from core.demo.report_synthesis import synthesise_report
 from core.demo.slide_synthesis import BASE_MPP, GG4, GG5, MAP_UM_PER_PX, SlidePlan, write_slide_job
-from core.demo.visit_synthesis import FEATURE_RANGES, FEATURE_UNITS, NUMERIC_FEATURES, ONSET_TYPES, synthesise_visits
+from core.demo.visit_synthesis import (
+    FEATURE_RANGES,
+    FEATURE_UNITS,
+    NUMERIC_FEATURES,
+    ONSET_TYPES,
+    PatientProfile,
+    SyntheticVisit,
+    synthesise_visits,
+)
 from core.errors import WorkspaceError
 from core.models.metrics import binary_metrics, multiclass_metrics
 from core.models.mil import GatedAttentionMIL, InstancePoolingMIL
@@ -39,6 +48,16 @@ DEMO_FORMAT = 4  # bump when generators, training or the stored fields change, s
 _GLEASON = [None, (3, 3), (3, 4), (4, 3), (4, 4), (4, 5), (5, 4), (5, 5)]
 _GLEASON_P = [0.15, 0.2, 0.15, 0.1, 0.15, 0.1, 0.05, 0.1]
 _PATTERN_CLASS = {3: 2, 4: 3, 5: 4}  # Gleason pattern -> class-map label
+
+
+@dataclass(frozen=True)
+class _DemoPatient:
+    id: str
+    gleason: tuple[int, int] | None
+    profile: PatientProfile
+    visits: list[SyntheticVisit]
+    reports: list[tuple[str, int]]  # (text, label)
+    slides: list[tuple[str, SlidePlan]]  # (slide id, plan)
 
 
 @dataclass(frozen=True)
@@ -121,7 +140,7 @@ class _DemoBuild:
         return test_ids
 
     # -- data -----------------------------------------------------------------------------
-    def synthesise_patients(self) -> list[dict]:
+    def synthesise_patients(self) -> list[_DemoPatient]:
         patients = []
         for i in range(self.spec.n_patients):
             pid = f"P{i + 1:03d}"
@@ -136,22 +155,22 @@ class _DemoBuild:
             if i == 0 and self.spec.large_slide_px:
                 px = self.spec.large_slide_px
                 slides.append((f"{pid}-S{n_slides + 1}", SlidePlan(px, px, patterns, int(rng.integers(1 << 31)))))
-            patients.append({"id": pid, "gleason": gleason, "profile": profile, "visits": visits, "reports": reports, "slides": slides})
+            patients.append(_DemoPatient(pid, gleason, profile, visits, reports, slides))
         with self.store.session() as s:
             for p in patients:
-                s.add(Patient(id=p["id"], age=p["profile"].age, sex=p["profile"].sex, onset_type=p["profile"].onset_type))
-                s.add_all(Visit(patient_id=p["id"], day=v.day, features=v.features, label=v.label) for v in p["visits"])
-                report_days = _spread_over_visits([v.day for v in p["visits"]], len(p["reports"]))
-                s.add_all(Report(id=f"{p['id']}-R{k + 1}", patient_id=p["id"], text=t, label=lab, day=day)
-                          for k, ((t, lab), day) in enumerate(zip(p["reports"], report_days)))
-        self.say(f"{len(patients)} patients, {sum(len(p['visits']) for p in patients)} visits, "
-                 f"{sum(len(p['reports']) for p in patients)} reports")
+                s.add(Patient(id=p.id, age=p.profile.age, sex=p.profile.sex, onset_type=p.profile.onset_type))
+                s.add_all(Visit(patient_id=p.id, day=v.day, features=v.features, label=v.label) for v in p.visits)
+                report_days = _spread_over_visits([v.day for v in p.visits], len(p.reports))
+                s.add_all(Report(id=f"{p.id}-R{k + 1}", patient_id=p.id, text=t, label=lab, day=day)
+                          for k, ((t, lab), day) in enumerate(zip(p.reports, report_days)))
+        self.say(f"{len(patients)} patients, {sum(len(p.visits) for p in patients)} visits, "
+                 f"{sum(len(p.reports) for p in patients)} reports")
         return patients
 
-    def write_slides(self, patients: list[dict]) -> dict[str, np.ndarray]:
-        jobs = [(sid, plan, p["id"]) for p in patients for sid, plan in p["slides"]]
+    def write_slides(self, patients: list[_DemoPatient]) -> dict[str, np.ndarray]:
+        jobs = [(sid, plan, p.id) for p in patients for sid, plan in p.slides]
         slide_days = {sid: day for p in patients
-                      for (sid, _), day in zip(p["slides"], _spread_over_visits([v.day for v in p["visits"]], len(p["slides"])))}
+                      for (sid, _), day in zip(p.slides, _spread_over_visits([v.day for v in p.visits], len(p.slides)))}
         jobs.sort(key=lambda j: -j[1].width)  # largest first keeps both workers busy to the end
         workers = max(1, min(2, os.cpu_count() or 1))
         class_maps: dict[str, np.ndarray] = {}
@@ -168,11 +187,11 @@ class _DemoBuild:
                     self.say(f"slides written: {n}/{len(jobs)}")
         return class_maps
 
-    def split(self, patients: list[dict]) -> set[str]:
+    def split(self, patients: list[_DemoPatient]) -> set[str]:
         """Held-out patients, stratified by Gleason category."""
-        test = set()
+        test: set[str] = set()
         for g in _GLEASON:
-            ids = [p["id"] for p in patients if p["gleason"] == g]
+            ids = [p.id for p in patients if p.gleason == g]
             self.rng.shuffle(ids)
             test.update(ids[: int(round(len(ids) * self.spec.test_fraction))])
         return test
@@ -189,12 +208,15 @@ class _DemoBuild:
     def _predictions(self, model_id: str, rows: list[tuple[str, str, str, float]]) -> None:
         """rows: (subject kind, subject id, patient id, score)."""
         with self.store.session() as s:
-            sha = s.get(ModelRecord, model_id).weights_sha256
+            record = s.get(ModelRecord, model_id)
+            if record is None:  # _register stores the record before any prediction; a miss is a build bug
+                raise WorkspaceError(f"model {model_id} is not registered in the demo store")
+            sha = record.weights_sha256
             s.add_all(Prediction(model_id=model_id, weights_sha256=sha, subject_kind=k, subject_id=sid, patient_id=pid, score=float(v))
                       for k, sid, pid, v in rows)
 
-    def train_slide_models(self, patients, class_maps, test_ids) -> list[str]:
-        slide_owner = {sid: p["id"] for p in patients for sid, _ in p["slides"]}
+    def train_slide_models(self, patients: list[_DemoPatient], class_maps: dict[str, np.ndarray], test_ids: set[str]) -> list[str]:
+        slide_owner = {sid: p.id for p in patients for sid, _ in p.slides}
         patches: dict[str, SlidePatches] = {}
         for sid in slide_owner:
             patches[sid] = slide_patches(sid, self.root / "slides" / f"{sid}.tiff", class_maps[sid])
@@ -217,14 +239,15 @@ class _DemoBuild:
             "metrics": multiclass_metrics(ty, probs, split="held-out patients' slides, pure patches"),
         }, cnn)
 
-        bags, labels, owners, slide_ids = [], [], [], []
+        bags: list[np.ndarray] = []
+        owners: list[str] = []
+        slide_ids: list[str] = []
         for sid, owner in slide_owner.items():
             _, feats = train_patch.predict_patches(cnn, patches[sid].images)
             bags.append(feats)
-            labels.append(_slide_label(class_maps[sid]))
             owners.append(owner)
             slide_ids.append(sid)
-        labels = np.array(labels)
+        labels = np.array([_slide_label(class_maps[sid]) for sid in slide_ids])
         is_test = np.array([o in test_ids for o in owners])
         train_bags = [b for b, t in zip(bags, is_test) if not t]
         mil = train_patch.train_mil_head(GatedAttentionMIL(bags[0].shape[1], num_classes=2), train_bags, labels[~is_test],
@@ -257,7 +280,7 @@ class _DemoBuild:
         self._slide_predictions(lse_id, slide_ids, owners, lse_scores)
         return [cnn_id, mil_id, lse_id]
 
-    def _slide_predictions(self, model_id: str, slide_ids, owners, scores) -> None:
+    def _slide_predictions(self, model_id: str, slide_ids: list[str], owners: list[str], scores: np.ndarray) -> None:
         """Per slide, and per patient the highest of their slides."""
         rows = [("slide", sid, o, sc) for sid, o, sc in zip(slide_ids, owners, scores)]
         per_patient: dict[str, float] = {}
@@ -265,9 +288,9 @@ class _DemoBuild:
             per_patient[o] = max(per_patient.get(o, 0.0), sc)
         self._predictions(model_id, rows + [("patient", o, o, sc) for o, sc in per_patient.items()])
 
-    def train_visit_model(self, patients, test_ids) -> str:
-        seqs = [[(v.day, v.features, v.label) for v in p["visits"]] for p in patients]
-        is_test = np.array([p["id"] in test_ids for p in patients])
+    def train_visit_model(self, patients: list[_DemoPatient], test_ids: set[str]) -> str:
+        seqs = [[(v.day, v.features, v.label) for v in p.visits] for p in patients]
+        is_test = np.array([p.id in test_ids for p in patients])
         train_values = np.array([[v[1][k] for k in NUMERIC_FEATURES] for s, t in zip(seqs, is_test) if not t for v in s])
         means, stds = train_sequence.feature_standardisation(train_values)
         categorical = {"onset_type": list(ONSET_TYPES)}
@@ -291,17 +314,18 @@ class _DemoBuild:
             "metrics": binary_metrics(data.labels[test_mask].numpy(), risks[test_mask].numpy(), split="held-out patients' visits"),
         }, net)
         with self.store.session() as s:
-            visit_ids = {pid: [v.id for v in s.get(Patient, pid).visits] for pid in (p["id"] for p in patients)}
+            visit_ids = {p.id: [v.id for v in s.scalars(select(Visit).where(Visit.patient_id == p.id).order_by(Visit.day, Visit.id))]
+                         for p in patients}
         rows = []
         for i, p in enumerate(patients):
-            n = len(p["visits"])
-            rows += [("visit", str(vid), p["id"], float(risks[i, j])) for j, vid in enumerate(visit_ids[p["id"]])]
-            rows.append(("patient", p["id"], p["id"], float(risks[i, n - 1])))
+            n = len(p.visits)
+            rows += [("visit", str(vid), p.id, float(risks[i, j])) for j, vid in enumerate(visit_ids[p.id])]
+            rows.append(("patient", p.id, p.id, float(risks[i, n - 1])))
         self._predictions(model_id, rows)
         return model_id
 
-    def train_report_model(self, patients, test_ids) -> str:
-        items = [(f"{p['id']}-R{k + 1}", p["id"], text, label) for p in patients for k, (text, label) in enumerate(p["reports"])]
+    def train_report_model(self, patients: list[_DemoPatient], test_ids: set[str]) -> str:
+        items = [(f"{p.id}-R{k + 1}", p.id, text, label) for p in patients for k, (text, label) in enumerate(p.reports)]
         train = [it for it in items if it[1] not in test_ids]
         test = [it for it in items if it[1] in test_ids]
         vocabulary = train_report.build_vocabulary([t for _, _, t, _ in train])

@@ -8,6 +8,7 @@ bank, so levels agree without ever holding the level-0 image in memory.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +42,7 @@ def _disk_offsets(radius: float) -> tuple[np.ndarray, np.ndarray]:
     return yy[keep], xx[keep]
 
 
-def _stamp_disks(img: np.ndarray, centres: np.ndarray, radius: float, colour, rng) -> None:
+def _stamp_disks(img: np.ndarray, centres: np.ndarray, radius: float, colour: tuple[int, int, int], rng: np.random.Generator) -> None:
     """Paint disks on a torus so the bank tiles seamlessly."""
     dy, dx = _disk_offsets(radius)
     h, w = img.shape[:2]
@@ -50,7 +51,7 @@ def _stamp_disks(img: np.ndarray, centres: np.ndarray, radius: float, colour, rn
         img[(cy + dy) % h, (cx + dx) % w] = np.clip(np.asarray(colour) + jitter, 0, 255)
 
 
-def _glands(img, rng, count, r_lumen, nuclei_per_gland, nucleus_r=4.0):
+def _glands(img: np.ndarray, rng: np.random.Generator, count: int, r_lumen: float, nuclei_per_gland: int, nucleus_r: float = 4.0) -> None:
     """Glands: a white lumen ringed by purple nuclei."""
     centres = rng.integers(0, BANK, size=(count, 2))
     for cy, cx in centres:
@@ -91,7 +92,7 @@ def texture_bank(seed: int = 0) -> np.ndarray:
     return bank
 
 
-def _smooth_field(rng, shape, sigma) -> np.ndarray:
+def _smooth_field(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
     f = ndimage.gaussian_filter(rng.normal(0, 1, shape), sigma)
     return (f - f.mean()) / (f.std() + 1e-9)
 
@@ -130,7 +131,7 @@ def _level_bank(bank: np.ndarray, downsample: int) -> np.ndarray:
     return bank.reshape(n, s, downsample, s, downsample, 3).mean((2, 4)).astype(np.uint8)
 
 
-def _render_tile(labels, lbank, downsample, ty, tx, th, tw) -> np.ndarray:
+def _render_tile(labels: np.ndarray, lbank: np.ndarray, downsample: int, ty: int, tx: int, th: int, tw: int) -> np.ndarray:
     """RGB tile at a pyramid level: texture looked up by the upsampled class map."""
     cell = MAP_UM_PER_PX / BASE_MPP / downsample  # level pixels per map cell
     ys = ((ty + np.arange(th)) / cell).astype(int).clip(0, labels.shape[0] - 1)
@@ -155,7 +156,7 @@ def write_slide(path: Path, plan: SlidePlan, bank: np.ndarray, quality: int = 80
             w, h = -(-plan.width // ds), -(-plan.height // ds)
             lbank = _level_bank(bank, ds)
 
-            def tiles(w=w, h=h, lbank=lbank, ds=ds):
+            def tiles(w: int = w, h: int = h, lbank: np.ndarray = lbank, ds: int = ds) -> Iterator[np.ndarray]:
                 for ty in range(0, h, TILE):
                     for tx in range(0, w, TILE):
                         yield _render_tile(labels, lbank, ds, ty, tx, TILE, TILE)

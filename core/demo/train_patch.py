@@ -26,15 +26,16 @@ def _augment(x: torch.Tensor) -> torch.Tensor:
     return torch.rot90(x, int(torch.randint(0, 4, ())), dims=(2, 3))
 
 
-def training_patches(slides: list[SlidePatches], rng: np.random.Generator, per_class: int, min_purity: float = 0.75):
+def training_patches(slides: list[SlidePatches], rng: np.random.Generator, per_class: int,
+                     min_purity: float = 0.75) -> tuple[np.ndarray, np.ndarray]:
     images = np.concatenate([s.images for s in slides])
     labels = np.concatenate([s.label for s in slides])
     pure = np.concatenate([(s.purity >= min_purity) & (s.tissue >= 0.5) for s in slides])
-    keep = []
+    per_class_keep = []
     for k in range(len(PATCH_CLASSES)):
         idx = np.flatnonzero(pure & (labels == k))
-        keep.append(rng.choice(idx, size=min(per_class, len(idx)), replace=False))
-    keep = np.concatenate(keep)
+        per_class_keep.append(rng.choice(idx, size=min(per_class, len(idx)), replace=False))
+    keep = np.concatenate(per_class_keep)
     return images[keep], labels[keep]
 
 
@@ -67,7 +68,9 @@ def train_patch_cnn(images: np.ndarray, labels: np.ndarray, epochs: int, seed: i
 def predict_patches(model: PatchResNet, images: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """(class probabilities, embeddings) for every patch, computed as the app's slide inference computes them,
     so MIL heads train on the same embeddings they later score."""
-    return classify_and_embed_patches(model, torch.device("cpu"), images, batch_size, embed=True)
+    probs, embeddings = classify_and_embed_patches(model, torch.device("cpu"), images, batch_size, embed=True)
+    assert embeddings is not None  # a PatchResNet has ``features`` and a linear ``fc``, so its embeddings always come back
+    return probs, embeddings
 
 
 def mil_log_probs(model: nn.Module, bag: torch.Tensor) -> torch.Tensor:

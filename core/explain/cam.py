@@ -26,10 +26,10 @@ def target_layer(module: nn.Module, name: str | None) -> nn.Module:
         raise PathReviewError(f"the model has no layer {name!r} to take class activation maps from") from exc
 
 
-def _activations_and_logits(module: nn.Module, layer: nn.Module, x: torch.Tensor):
+def _activations_and_logits(module: nn.Module, layer: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     store: dict[str, torch.Tensor] = {}
 
-    def hook(_m, _inp, out):
+    def hook(_m: nn.Module, _inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
         store["a"] = out
 
     handle = layer.register_forward_hook(hook)
@@ -80,7 +80,7 @@ def class_activation_maps(module: nn.Module, x: torch.Tensor, classes: torch.Ten
 
 
 @torch.no_grad()
-def _score_cam(module, layer, x, classes, score_batch) -> torch.Tensor:
+def _score_cam(module: nn.Module, layer: nn.Module, x: torch.Tensor, classes: torch.Tensor, score_batch: int) -> torch.Tensor:
     a, _ = _activations_and_logits(module, layer, x)
     b, k = a.shape[:2]
     masks = F.interpolate(a, size=x.shape[2:], mode="bilinear", align_corners=False)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from sqlalchemy import select
 
+from core.errors import PathReviewError
 from core.explain.patient_explanations import PatientExplainers
 from core.store.schema import Patient, Visit
 
@@ -47,13 +48,23 @@ def cohort_shap(explainers: PatientExplainers, patient_ids: list[str]) -> Cohort
         owner += [i] * len(e.days)
         for t in range(len(e.days)):
             row = e.feature_values(t)
-            values.append([spec.categorical[n].index(row[n]) if n in spec.categorical else float(row[n]) for n in names])
+            values.append([_colour_value(n, row[n], spec.categorical.get(n)) for n in names])
     m = len(names)
     return CohortShap(list(patient_ids), names, np.concatenate(phi) if phi else np.zeros((0, m)),
                       np.array(values, float).reshape(-1, m), np.array(owner, int))
 
 
-def visit_importance_page(explainers: PatientExplainers, patient_ids: list[str], page: int, page_size: int = 20):
+def _colour_value(name: str, value: object, categories: list[str] | None) -> float:
+    """A visit's value as the beeswarm colours it: a category's code, or the number itself."""
+    if categories is not None:
+        return float(categories.index(str(value)))
+    if not isinstance(value, int | float | str):
+        raise PathReviewError(f"a visit has no value for {name!r}; complete the visit record")
+    return float(value)
+
+
+def visit_importance_page(explainers: PatientExplainers, patient_ids: list[str], page: int,
+                          page_size: int = 20) -> tuple[list[str], list[list[float]]]:
     """(patient ids, importance scores per visit) for one page of patients."""
     ids = patient_ids[page * page_size : (page + 1) * page_size]
     return ids, [explainers.explain(pid).importance["score"].tolist() for pid in ids]

@@ -8,6 +8,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 from sqlalchemy import select
@@ -134,12 +135,13 @@ class PatientExplainers:
         with self._lock:
             if (model_id, background) not in self._explainers:
                 model = self.workspace.model(model_id)
-                if not isinstance(model.module, VisitSequenceNet):
-                    raise PathReviewError(f"model {model_id} is not a visit-sequence model, so it cannot explain a patient's visits")
+                # A lab's own sequence net (``package.module:factory``) need not subclass VisitSequenceNet; it is used
+                # through the same members (visit_inputs, rnn, head, elapsed_time), so the type is asserted, not checked.
+                net = cast(VisitSequenceNet, model.module)
                 spec = model.manifest.input
-                names = [*spec.features, *spec.categorical] + ([ELAPSED_FEATURE] if model.module.elapsed_time else [])
+                names = [*spec.features, *spec.categorical] + ([ELAPSED_FEATURE] if net.elapsed_time else [])
                 visits = Background.of(background, self._cohort_sequences(spec), self.background_visits)
-                self._explainers[(model_id, background)] = SequenceExplainer(model.module, visits, names, device=model.device)
+                self._explainers[(model_id, background)] = SequenceExplainer(net, visits, names, device=model.device)
             return self._explainers[(model_id, background)]
 
     def _cohort_sequences(self, spec: InputSpec) -> list[PatientSequence]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
@@ -39,8 +38,8 @@ class LimeSettings:
     batch_size: int = 2048
 
     @classmethod
-    def from_form(cls, num_features: Any, num_samples: Any, seed: Any, kernel_width: Any) -> LimeSettings:
-        """Checked settings from a form's (or a request's) values."""
+    def from_form(cls, num_features: str | float, num_samples: str | float, seed: str | float, kernel_width: str | float) -> LimeSettings:
+        """Checked settings from a form's (or a request's) values; an empty field (None) is refused like any non-number."""
         try:
             return cls(num_features=int(num_features), num_samples=int(num_samples), seed=int(seed), kernel_width=float(kernel_width)).validate()
         except (TypeError, ValueError) as exc:
@@ -270,7 +269,8 @@ def _predict_masked(features: ReportFeatures, masks: torch.Tensor, model: Loaded
             with torch.no_grad():
                 counts = masked_term_counts(features, chunk, model.vocabulary, model.manifest.input.max_ngram)
                 out.append(torch.softmax(model.module(counts), 1).float())
-        elif predictor is not None:
+        else:
+            assert predictor is not None  # the caller checks that exactly one of model and predictor is given
             out.append(torch.as_tensor(np.asarray(predictor(perturbed_texts(features, chunk))), dtype=torch.float32, device=masks.device))
     return torch.cat(out)
 

@@ -14,7 +14,6 @@ nets: the output at t also reads the visits after t, so a coalition is a whole s
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
@@ -22,7 +21,8 @@ import torch
 from core.explain.shapley import exact_coalitions, shapley_values
 from core.models.sequence import VisitSequenceNet
 
-RecurrentState = Any  # a GRU/RNN state tensor or an LSTM (h, c) pair; None before the first visit
+# A recurrent net's state between steps: h (RNN, GRU) or (h, c) (LSTM); None before the first visit (zeros).
+RecurrentState = torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None
 BACKGROUND_KINDS = ("zero", "cohort", "sampled")
 MAX_BACKGROUND_VISITS = 32
 
@@ -124,7 +124,7 @@ class VisitShap:
     feature_names: list[str]
     exact: bool
     evaluations: int  # distinct model inputs evaluated
-    _states: list = field(default_factory=list, repr=False)
+    _states: list[RecurrentState] = field(default_factory=list, repr=False)
 
     @property
     def additivity_residual(self) -> float:
@@ -172,11 +172,11 @@ class SequenceExplainer:
         return torch.cat(outs)
 
     @torch.no_grad()
-    def prefix_states(self, seq: PatientSequence, start: int = 0, start_state: RecurrentState = None) -> list:
+    def prefix_states(self, seq: PatientSequence, start: int = 0, start_state: RecurrentState = None) -> list[RecurrentState]:
         """Recurrent state before each visit t >= start (index t), for unidirectional nets."""
         n, c, e = self._to(seq.numeric[None], seq.categories[None], seq.elapsed[None])
         x = self.module.visit_inputs(n, c, e)
-        states: list = [None] * (len(seq) + 1)
+        states: list[RecurrentState] = [None] * (len(seq) + 1)
         state = start_state
         for t in range(start, len(seq)):
             states[t] = state
@@ -362,16 +362,21 @@ class _PerVisitStates:
     ``per_step[t]`` holds the state before step t for ``n_patients`` sequences (None: zeros); row
     ``t * n_patients + patient`` of the table is that patient's state before visit t."""
 
-    def __init__(self, per_step: list, n_patients: int, explainer: SequenceExplainer) -> None:
+    def __init__(self, per_step: list[RecurrentState], n_patients: int, explainer: SequenceExplainer) -> None:
         rnn = explainer.module.rnn
         zeros = torch.zeros(rnn.num_layers, n_patients, rnn.hidden_size, device=explainer.device)
         self.lstm = isinstance(rnn, torch.nn.LSTM)
-        parts: list[int | None] = [0, 1] if self.lstm else [None]
-        self.tables = [
-            torch.cat([zeros if st is None else (st[k] if k is not None else st) for st in per_step], 1) for k in parts
-        ]
 
-    def initial(self, index: torch.Tensor) -> RecurrentState:
+        def part(state: RecurrentState, k: int) -> torch.Tensor:
+            """Part k of a state: h, or h and c of an LSTM."""
+            if state is None:
+                return zeros
+            return state[k] if isinstance(state, tuple) else state
+
+        self.tables = [torch.cat([part(st, k) for st in per_step], 1) for k in range(2 if self.lstm else 1)]
+
+    def initial(self, index: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         index = index.to(self.tables[0].device)
         picked = [table[:, index] for table in self.tables]
         return tuple(picked) if self.lstm else picked[0]
+

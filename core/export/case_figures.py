@@ -19,7 +19,7 @@ from core.export.report_content import ReportFigure
 from core.export.report_figures import word_weight_figure
 from core.export.slide_figure import SlideRegion, slide_figure, viewport_region
 from core.heatmaps.overlay import TUMOUR_LAYER, OverlayStyle
-from core.heatmaps.slide_heatmap import cached_heatmap, loaded_heatmap
+from core.heatmaps.slide_heatmap import cached_heatmap, slide_heatmap_by_key
 from core.store.cases import CaseSummary, case_summary, slide_record
 from core.workspace import Workspace
 
@@ -114,9 +114,7 @@ def _slide_figure(workspace: Workspace, view: CaseView) -> ReportFigure:
         raise PathReviewError("this case has no slide to export")
     if not 100 <= int(view.output_width) <= MAX_EXPORT_WIDTH:
         raise PathReviewError(f"the export width must be between 100 and {MAX_EXPORT_WIDTH} px")
-    heat = loaded_heatmap(workspace, view.heat_key) if view.heat_key else None
-    if heat is not None and heat.slide_id != view.slide_id:
-        heat = None  # a stale key from the previously shown slide
+    heat = slide_heatmap_by_key(workspace, view.heat_key, view.slide_id)
     with workspace.store.session() as s:
         record = slide_record(s, view.slide_id)
         if record.patient_id != view.patient_id:

@@ -8,10 +8,11 @@ import json
 import re
 import struct
 import zlib
+from collections.abc import Mapping
 from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
-from PIL import Image
+from PIL import Image, PngImagePlugin
 from pypdf import PdfReader, PdfWriter
 
 from core.errors import PathReviewError
@@ -41,15 +42,19 @@ def embed_provenance(data: bytes, fmt: str, provenance: Provenance) -> bytes:
 
 def read_provenance(data: bytes, fmt: str) -> dict | None:
     """The provenance embedded by ``export_figure``, or None when the file carries none."""
+    text: object  # a PNG or SVG text, or a PDF metadata value
     try:
         if fmt == "png":
-            text = Image.open(io.BytesIO(data)).text.get(PROVENANCE_KEY)
+            image = Image.open(io.BytesIO(data))
+            if not isinstance(image, PngImagePlugin.PngImageFile):
+                raise ValueError(f"it holds a {image.format} image")
+            text = image.text.get(PROVENANCE_KEY)
         elif fmt == "svg":
             root = ElementTree.fromstring(data)
             node = root.find(f"{{{_SVG_NS}}}metadata[@id='{PROVENANCE_KEY}']")
             text = node.text if node is not None else None
         elif fmt == "pdf":
-            info = PdfReader(io.BytesIO(data)).metadata or {}
+            info: Mapping[str, object] = PdfReader(io.BytesIO(data)).metadata or {}
             text = info.get(_PDF_KEY)
         else:
             raise PathReviewError(f"unknown figure format {fmt!r}")

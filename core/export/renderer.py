@@ -10,7 +10,8 @@ import atexit
 import concurrent.futures
 import os
 import threading
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import kaleido
 from kaleido.errors import JavascriptError, KaleidoError
@@ -19,6 +20,7 @@ from core.errors import PathReviewError
 
 RENDER_TIMEOUT_S = 60.0
 START_TIMEOUT_S = 60.0
+Result = TypeVar("Result")  # what a coroutine sent to the renderer's loop returns
 
 
 class FigureRenderer:
@@ -83,7 +85,8 @@ class FigureRenderer:
         await browser.open()
         return browser
 
-    def _call(self, coroutine, timeout_s: float):
+    def _call(self, coroutine: Coroutine[Any, Any, Result], timeout_s: float) -> Result:
+        assert self._loop is not None, "the renderer's event loop starts before anything is sent to it"
         future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
         try:
             return future.result(timeout_s)

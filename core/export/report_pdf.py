@@ -16,7 +16,19 @@ from reportlab.lib.units import mm
 from reportlab.lib.utils import ImageReader
 from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.ttfonts import TTFont
-from reportlab.platypus import Image, KeepInFrame, PageBreak, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+from reportlab.pdfgen.canvas import Canvas
+from reportlab.platypus import (
+    BaseDocTemplate,
+    Flowable,
+    Image,
+    KeepInFrame,
+    PageBreak,
+    Paragraph,
+    SimpleDocTemplate,
+    Spacer,
+    Table,
+    TableStyle,
+)
 
 from core.export.report_content import CaseReportContent, Progress, generated_at, render_figures, reviews_to_show, truncate
 
@@ -70,8 +82,8 @@ def _table(header: list[str] | None, rows: list[list[str]], widths: list[float],
     return table
 
 
-def _case_page(content: CaseReportContent, width: float, st: dict[str, ParagraphStyle]) -> list:
-    story = [_p(f"Case {content.patient_id}", st["title"]),
+def _case_page(content: CaseReportContent, width: float, st: dict[str, ParagraphStyle]) -> list[Flowable]:
+    story: list[Flowable] = [_p(f"Case {content.patient_id}", st["title"]),
              _p(f"Workspace {content.workspace_name} · generated {generated_at()} by {content.generated_by}", st["meta"])]
     if content.summary:
         lines = content.summary[:MAX_SUMMARY_LINES]
@@ -112,7 +124,7 @@ def build_case_report_pdf(content: CaseReportContent, progress: Progress | None 
                             title=f"Case {content.patient_id}", author=content.generated_by, creator="PathReview",
                             subject=f"Case report, workspace {content.workspace_name}")
     width, height = doc.width, doc.height - 2  # a hair under the frame: KeepInFrame must never spill
-    story: list = [KeepInFrame(width, height, _case_page(content, width, st), mode="shrink")]
+    story: list[Flowable] = [KeepInFrame(width, height, _case_page(content, width, st), mode="shrink")]
     for item, png in zip(content.figures, images):
         px_w, px_h = ImageReader(io.BytesIO(png)).getSize()
         fit = min(width / px_w, (height - FIGURE_TEXT_ALLOWANCE) / px_h)
@@ -123,7 +135,7 @@ def build_case_report_pdf(content: CaseReportContent, progress: Progress | None 
             page.append(_p(item.note, st["body"]))
         story += [PageBreak(), KeepInFrame(width, height, page, mode="shrink")]
 
-    def footer(canvas, document) -> None:
+    def footer(canvas: Canvas, document: BaseDocTemplate) -> None:
         canvas.saveState()
         canvas.setFont(_FONT, 7)
         canvas.setFillColor(colors.HexColor("#777777"))

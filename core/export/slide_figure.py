@@ -15,8 +15,7 @@ from core.errors import PathReviewError
 from core.export.provenance import Provenance
 from core.export.slide_image import composite, heat_pixels, read_region_rgb
 from core.export.slide_region import SlideRegion, viewport_region
-from core.heatmaps.attention import slide_attention
-from core.heatmaps.cam_maps import stitched_cam
+from core.heatmaps.attention import SlideAttention
 from core.heatmaps.overlay import (
     ARGMAX_LAYER,
     ATTENTION_LAYER,
@@ -27,8 +26,10 @@ from core.heatmaps.overlay import (
     TUMOUR_LAYER,
     OverlayStyle,
     layer_grid,
+    source_layer,
 )
 from core.heatmaps.slide_heatmap import SlideHeatmap
+from core.heatmaps.slide_layers import slide_layers
 from core.slides.reader import open_slide
 from core.store.cases import slide_record
 from core.workspace import Workspace
@@ -107,17 +108,18 @@ def _checked_style(style: OverlayStyle, heat: SlideHeatmap | None) -> OverlaySty
 def _layer(workspace: Workspace, heat: SlideHeatmap, style: OverlayStyle) -> tuple[np.ndarray, dict]:
     """The layer's cell grid (computing the stitched CAM or MIL attention it needs first) and the settings that shaped it."""
     settings: dict = {"layer": style.layer}
+    layers = slide_layers(workspace, heat)
+    source = layers.compute(source_layer(style))  # an export draws what it names, computing it when no job has yet
     if style.layer in CAM_LAYERS:
-        stitched_cam(workspace, heat, style.layer.split(":", 1)[1])
         settings.update(cmap=style.cmap, threshold=style.threshold, norm=style.norm if style.norm != "raw" else "minmax")
     elif style.layer == ATTENTION_LAYER:
-        attention = slide_attention(workspace, heat)
+        attention: SlideAttention = source
         settings.update(cmap=style.cmap, threshold=style.threshold, mil_model=attention.model_id)
     elif style.layer == ARGMAX_LAYER:
         settings.update(method=style.method, smooth=style.smooth)
     elif style.layer != TISSUE_LAYER:
         settings.update(method=style.method, cmap=style.cmap, threshold=style.threshold, norm=style.norm, smooth=style.smooth)
-    return layer_grid(heat, style), settings
+    return layer_grid(layers, style), settings
 
 
 def _png_data_uri(image: np.ndarray) -> str:

@@ -1,14 +1,17 @@
-"""Slide-level MIL predictions from a heatmap's patch embeddings, with each patch's attention or contribution."""
+"""Slide-level MIL predictions from a heatmap's patch embeddings, with each patch's attention or contribution: the
+``attention`` layer kind."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from core.cache import content_key, explanation_path, load_arrays, save_arrays
 from core.errors import PathReviewError
+from core.heatmaps.layer_kind import LayerKind, Layers
 from core.heatmaps.slide_heatmap import SlideHeatmap
 from core.models.mil import GatedAttentionMIL
 from core.workspace import Workspace
@@ -35,22 +38,26 @@ def mil_models_for(workspace: Workspace, heat: SlideHeatmap) -> list[str]:
     return sorted(ids, key=lambda m: workspace.manifest(m).architecture != "gated_attention_mil")
 
 
-def slide_attention(workspace: Workspace, heat: SlideHeatmap, model_id: str | None = None) -> SlideAttention:
+def _attention_path(workspace: Workspace, heat: SlideHeatmap, model_id: str) -> Path:
+    return explanation_path(workspace.cache_dir, "attention", content_key(
+        "mil-attention", ATTENTION_CACHE_FORMAT, heat.key, model_id, workspace.manifest(model_id).weights_sha256), ".npz")
+
+
+def attention_model(layers: Layers, model_id: str) -> str:
+    """The MIL head an attention layer reads: ``model_id``, or the first (attention heads first) when none is named."""
+    heat, workspace = layers.heat, layers.workspace
     if heat.embeddings is None or len(heat.embeddings) == 0:
         raise PathReviewError("this heatmap has no patch embeddings; recompute it to see MIL attention")
     candidates = mil_models_for(workspace, heat)
     if not candidates:
         raise PathReviewError(f"no MIL model in this workspace reads patch model {heat.model_id}")
-    model_id = model_id or candidates[0]
-    cache = heat.__dict__.setdefault("_attention", {})
-    if model_id in cache:
-        return cache[model_id]
-    path = explanation_path(workspace.cache_dir, "attention", content_key(
-        "mil-attention", ATTENTION_CACHE_FORMAT, heat.key, model_id, workspace.manifest(model_id).weights_sha256), ".npz")
-    stored = load_arrays(path)
-    if stored is not None:
-        cache[model_id] = SlideAttention(model_id, float(stored["probability"]), stored["weights"], str(stored["kind"]))
-        return cache[model_id]
+    if model_id and model_id not in candidates:
+        raise PathReviewError(f"MIL model {model_id} does not read patch model {heat.model_id}; choose one of {', '.join(candidates)}")
+    return model_id or candidates[0]
+
+
+def slide_attention(workspace: Workspace, heat: SlideHeatmap, model_id: str) -> SlideAttention:
+    """The bag probability and per-patch weights of MIL head ``model_id``, computed and stored in the workspace cache."""
     model = workspace.model(model_id)
     bag = torch.from_numpy(heat.embeddings).float().to(model.device)
     with torch.no_grad():
@@ -60,6 +67,21 @@ def slide_attention(workspace: Workspace, heat: SlideHeatmap, model_id: str | No
         else:
             probs, weights = model.module(bag)
             probability, kind = float(probs[-1]), "contribution"
-    cache[model.id] = SlideAttention(model.id, probability, weights.cpu().numpy(), kind)
-    save_arrays(path, probability=np.array(probability), weights=cache[model.id].weights, kind=np.array(kind))
-    return cache[model.id]
+    attention = SlideAttention(model.id, probability, weights.cpu().numpy(), kind)
+    save_arrays(_attention_path(workspace, heat, model.id), probability=np.array(probability), weights=attention.weights, kind=np.array(kind))
+    return attention
+
+
+def _stored(layers: Layers, model_id: str) -> SlideAttention | None:
+    stored = load_arrays(_attention_path(layers.workspace, layers.heat, model_id))
+    if stored is None:
+        return None
+    return SlideAttention(model_id, float(stored["probability"]), stored["weights"], str(stored["kind"]))
+
+
+# ``attention`` (the first MIL head) or ``attention:<MIL model id>``. A forward pass over the slide's bag of
+# embeddings: whole-slide model work, so a job computes it like the stitched CAMs.
+MIL_ATTENTION = LayerKind(
+    name="attention", background=True, variant=attention_model, stored=_stored,
+    compute=lambda layers, model_id, progress: slide_attention(layers.workspace, layers.heat, model_id),
+)

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Protocol, cast
 
 import numpy as np
 import torch
@@ -24,6 +25,21 @@ log = logging.getLogger(__name__)
 
 class InferenceCancelled(PathReviewError):
     """The user cancelled a heatmap computation; nothing was stored."""
+
+
+class _EmbeddingNet(Protocol):
+    """A patch net with its pooled embedding (``features``) and a linear head on it (``fc``), as PatchResNet has."""
+
+    fc: torch.nn.Linear
+
+    def features(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
+def _embedding_net(module: torch.nn.Module) -> _EmbeddingNet | None:
+    """``module`` seen as an embedding net when it is one (a lab's own net may not be), else None."""
+    if hasattr(module, "features") and isinstance(getattr(module, "fc", None), torch.nn.Linear):
+        return cast(_EmbeddingNet, module)  # the members the protocol names were just checked
+    return None
 
 
 def _patch_reader(path: Path, grid: PatchGrid) -> Callable[[np.ndarray], np.ndarray]:
@@ -86,13 +102,14 @@ class PatchClassifier:
 
     def _runner(self, embed: bool) -> Callable[[np.ndarray], torch.Tensor]:
         module, device = self.module, self.device
+        net = _embedding_net(module) if embed else None
 
         def run(chunk: np.ndarray) -> torch.Tensor:
             x = torch.from_numpy(np.ascontiguousarray(chunk)).to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
             with autocast(device):
-                if embed:
-                    features = module.features(x).float()
-                    return torch.cat([torch.softmax(module.fc(features).float(), 1), features], 1).cpu()
+                if net is not None:
+                    features = net.features(x).float()
+                    return torch.cat([torch.softmax(net.fc(features).float(), 1), features], 1).cpu()
                 return torch.softmax(module(x).float(), 1).cpu()
 
         return run
@@ -113,17 +130,18 @@ class PatchClassifier:
 
     @torch.no_grad()
     def __call__(self, patches: np.ndarray, embed: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
-        module = self.module
-        embed = embed and hasattr(module, "features") and isinstance(getattr(module, "fc", None), torch.nn.Linear)
+        head = getattr(self.module, "fc", None)
+        net = _embedding_net(self.module) if embed else None
+        embed = net is not None
         if len(patches) == 0:
-            n_classes = module.fc.out_features if isinstance(getattr(module, "fc", None), torch.nn.Linear) else 0
-            return np.zeros((0, n_classes), np.float32), (np.zeros((0, module.embedding_dim), np.float32) if embed else None)
+            n_classes = head.out_features if isinstance(head, torch.nn.Linear) else 0
+            return np.zeros((0, n_classes), np.float32), (np.zeros((0, net.fc.in_features), np.float32) if net is not None else None)
         batches = map_batches(self._runner(embed), patches, self.batch_size, on_exhausted=lambda: self._fall_back_to_cpu(embed),
                               on_shrink=self._shrunk)
         out = torch.cat(list(batches)).numpy()
-        if not embed:
+        if net is None:
             return out, None
-        n_classes = module.fc.out_features
+        n_classes = net.fc.out_features
         return out[:, :n_classes], out[:, n_classes:]
 
 

@@ -22,6 +22,7 @@ from core.heatmaps.reconstruct import (
     tissue_argmax,
 )
 from core.heatmaps.slide_heatmap import METHODS, SlideHeatmap
+from core.heatmaps.slide_layers import SlideLayers
 from core.slides.grid import CELLS_PER_PATCH
 
 COLORMAPS = ("Viridis", "Inferno", "Magma", "Plasma", "Jet", "Hot", "YlOrRd", "RdBu_r")
@@ -72,40 +73,41 @@ def _benign_index(h: SlideHeatmap) -> int:
     return h.class_names.index("benign") if "benign" in h.class_names else 0
 
 
+def source_layer(style: OverlayStyle) -> str:
+    """The derived layer (see ``slide_layers``) a style draws."""
+    if style.layer in (TISSUE_LAYER, ATTENTION_LAYER, *CAM_LAYERS):
+        return style.layer
+    return f"reconstruction:{style.method}"
+
+
 _LAYER_CACHE: OrderedDict[tuple, np.ndarray] = OrderedDict()
 _LAYER_LOCK = threading.Lock()
 
 
-def layer_grid(h: SlideHeatmap, style: OverlayStyle) -> np.ndarray:
-    """The (rows, cols) grid a style shows: probabilities in [0, 1] (NaN = no data), or class indices for argmax."""
-    key = (h.key, style.method, style.layer, style.norm, style.smooth)
+def layer_grid(layers: SlideLayers, style: OverlayStyle) -> np.ndarray:
+    """The (rows, cols) grid a style shows: probabilities in [0, 1] (NaN = no data), or class indices for argmax.
+    A stitched CAM or attention layer must be stored first (``LayerNotReady`` otherwise)."""
+    h = layers.heat
+    key = (str(layers.workspace.cache_dir), h.key, style.method, style.layer, style.norm, style.smooth)
     with _LAYER_LOCK:
         if key in _LAYER_CACHE:
             _LAYER_CACHE.move_to_end(key)
             return _LAYER_CACHE[key]
+    source = layers.get(source_layer(style))
     if style.layer == TISSUE_LAYER:
-        return h.tissue.astype(np.float32)
-    if style.layer in CAM_LAYERS:
-        cams = h.__dict__.get("_cams", {})
-        method = style.layer.split(":", 1)[1]
-        if method not in cams:
-            raise PathReviewError("the stitched class activation map has not been computed for this heatmap")
-        return normalise_per_slide(np.where(h.tissue, cams[method], np.nan), style.norm if style.norm != "raw" else "minmax")
-    if style.layer == ATTENTION_LAYER:
-        attention = h.__dict__.get("_attention")
-        if not attention:
-            raise PathReviewError("no MIL attention has been computed for this heatmap")
-        weights = next(iter(attention.values())).weights
-        grid = reconstruct_overlap_mean(weights[:, None], h.cell_index, CELLS_PER_PATCH, h.cell_shape)[0]
-        return normalise_per_slide(np.where(h.tissue, grid, np.nan), "minmax")  # attention is relative within a slide
-    maps = h.class_maps(style.method)
-    if style.smooth > 0:
-        maps = np.stack([smooth(m, style.smooth) for m in maps])
-    if style.layer == ARGMAX_LAYER:
-        grid = tissue_argmax(maps, h.tissue).astype(np.float32)
+        grid = source.astype(np.float32)
+    elif style.layer in CAM_LAYERS:
+        grid = normalise_per_slide(np.where(h.tissue, source, np.nan), style.norm if style.norm != "raw" else "minmax")
+    elif style.layer == ATTENTION_LAYER:
+        cells = reconstruct_overlap_mean(source.weights[:, None], h.cell_index, CELLS_PER_PATCH, h.cell_shape)[0]
+        grid = normalise_per_slide(np.where(h.tissue, cells, np.nan), "minmax")  # attention is relative within a slide
     else:
-        grid = 1 - maps[_benign_index(h)] if style.layer == TUMOUR_LAYER else maps[h.class_names.index(style.layer)]
-        grid = normalise_per_slide(np.where(h.tissue, grid, np.nan), style.norm)
+        maps = source if style.smooth <= 0 else np.stack([smooth(m, style.smooth) for m in source])
+        if style.layer == ARGMAX_LAYER:
+            grid = tissue_argmax(maps, h.tissue).astype(np.float32)
+        else:
+            grid = 1 - maps[_benign_index(h)] if style.layer == TUMOUR_LAYER else maps[h.class_names.index(style.layer)]
+            grid = normalise_per_slide(np.where(h.tissue, grid, np.nan), style.norm)
     with _LAYER_LOCK:
         _LAYER_CACHE[key] = grid
         while len(_LAYER_CACHE) > 64:
@@ -143,10 +145,11 @@ def overlay_rgba(values: np.ndarray, style: OverlayStyle, class_names: list[str]
     return rgba
 
 
-def render_overlay_tile(h: SlideHeatmap, style: OverlayStyle, z: int, x: int, y: int, max_zoom: int, tile_size: int = 256) -> bytes:
+def render_overlay_tile(layers: SlideLayers, style: OverlayStyle, z: int, x: int, y: int, max_zoom: int, tile_size: int = 256) -> bytes:
     """RGBA PNG for Deep Zoom tile (z, x, y): transparent outside tissue, where no patch informs the cell,
     and below the threshold."""
-    grid = layer_grid(h, style)
+    h = layers.heat
+    grid = layer_grid(layers, style)
     scale = 2.0 ** (max_zoom - z)
     px = (np.arange(tile_size) + 0.5) * scale
     cols = ((x * tile_size * scale + px) / h.cell_level0).astype(np.int64)
@@ -160,7 +163,7 @@ def render_overlay_tile(h: SlideHeatmap, style: OverlayStyle, z: int, x: int, y:
     return buffer.getvalue()
 
 
-def grade_fractions(h: SlideHeatmap, method: str = "overlap") -> dict[str, float]:
-    """Share of tissue area per class from the tissue-masked argmax."""
-    labels = tissue_argmax(h.class_maps(method), h.tissue)
-    return dict(zip(h.class_names, class_area_fractions(labels, len(h.class_names)).round(4).tolist(), strict=True))
+def grade_fractions(layers: SlideLayers, method: str = "overlap") -> dict[str, float]:
+    """Share of tissue area per class from the tissue-masked argmax (the class map)."""
+    names = layers.heat.class_names
+    return dict(zip(names, class_area_fractions(layers.get(f"class-map:{method}"), len(names)).round(4).tolist(), strict=True))

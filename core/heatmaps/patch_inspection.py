@@ -34,8 +34,8 @@ def read_heatmap_patches(workspace: Workspace, heatmap: SlideHeatmap, indices: l
     manifest = workspace.manifest(heatmap.model_id)
     with workspace.store.session() as s:
         path = workspace.slides_dir / slide_record(s, heatmap.slide_id).file
-    grid = PatchGrid(heatmap.slide_size[0], heatmap.slide_size[1], heatmap.slide_mpp, manifest.input.patch_size_px,
-                     manifest.input.mpp, heatmap.params.overlap, heatmap.origins, heatmap.cell_index, np.ones(len(heatmap.origins)))
+    grid = PatchGrid(heatmap.slide_size[0], heatmap.slide_size[1], heatmap.slide_mpp, *manifest.patch_geometry(),
+                     heatmap.params.overlap, heatmap.origins, heatmap.cell_index, np.ones(len(heatmap.origins)))
     return read_patches(path, grid, np.asarray(indices))
 
 
@@ -61,5 +61,6 @@ def inspect_patch(workspace: Workspace, heatmap: SlideHeatmap, index: int, targe
     target = target_class if target_class in names else names[int(probs.argmax())]
     cls = torch.tensor([names.index(target)], device=model.device)
     maps = {m: class_activation_maps(net, x, cls, m, manifest.cam_target_layer)[0].detach().cpu().numpy() for m in methods}
-    return PatchInspection(index, tuple(int(v) for v in heatmap.origins[index]), image, names, probs, samples.mean(0),
+    x0, y0 = (int(v) for v in heatmap.origins[index])
+    return PatchInspection(index, (x0, y0), image, names, probs, samples.mean(0),
                            samples.std(0), target, maps)

@@ -1,4 +1,4 @@
-"""A slide's patch predictions for one model and its reconstructed maps, cached on disk by content hash."""
+"""A slide's patch predictions for one model, cached on disk by content hash (its derived layers: ``slide_layers``)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,14 @@ import time
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from core.cache import write_atomic
 from core.errors import PathReviewError
 from core.heatmaps.inference import ProgressFn, predict_slide
-from core.heatmaps.reconstruct import reconstruct_bilinear, reconstruct_overlap_mean
+from core.models.manifest import ModelManifest
 from core.slides.grid import CELLS_PER_PATCH, patch_grid
 from core.slides.reader import open_slide
 from core.slides.tissue import detect_tissue
@@ -59,10 +60,6 @@ class SlideHeatmap:
     def cell_um(self) -> float:
         return self.cell_level0 * self.slide_mpp
 
-    def class_maps(self, method: str) -> np.ndarray:
-        """(C, rows, cols) per-class probability maps by reconstruction ``method``."""
-        return _class_maps(self, method)
-
     def patch_at(self, x0: float, y0: float) -> int | None:
         """Index of the patch whose area holds level-0 point (x0, y0), nearest centre first."""
         size0 = self.cell_level0 * CELLS_PER_PATCH
@@ -73,23 +70,6 @@ class SlideHeatmap:
         idx = np.flatnonzero(inside)
         centres = self.origins[idx] + size0 / 2
         return int(idx[np.argmin(((centres - (x0, y0)) ** 2).sum(1))])
-
-
-_MAPS_LOCK = threading.Lock()
-
-
-def _class_maps(h: SlideHeatmap, method: str) -> np.ndarray:
-    """Reconstructions are computed once per loaded heatmap and method."""
-    if method not in METHODS:
-        raise PathReviewError(f"reconstruction method must be one of {', '.join(METHODS)}")
-    with _MAPS_LOCK:
-        cache = h.__dict__.setdefault("_maps", {})
-        if method not in cache:
-            if method == "overlap":
-                cache[method] = reconstruct_overlap_mean(h.probs, h.cell_index, CELLS_PER_PATCH, h.cell_shape)
-            else:
-                cache[method] = reconstruct_bilinear(h.probs, h.cell_index, CELLS_PER_PATCH, h.stride_cells, h.cell_shape)
-        return cache[method]
 
 
 def slide_fingerprint(path: Path) -> str:
@@ -120,9 +100,9 @@ def _save(path: Path, h: SlideHeatmap) -> None:
         "class_names": h.class_names, "cell_level0": h.cell_level0, "cell_shape": list(h.cell_shape),
         "stride_cells": h.stride_cells, "slide_mpp": h.slide_mpp, "slide_size": list(h.slide_size), "notices": list(h.notices),
     }
-    extra = {} if h.embeddings is None else {"embeddings": h.embeddings}
+    extra: dict[str, Any] = {} if h.embeddings is None else {"embeddings": h.embeddings}
     # A unique temporary name: two workers computing the same heatmap (a redelivered task) never write one file.
-    write_atomic(path, lambda fh: np.savez(fh, origins=h.origins, cell_index=h.cell_index, probs=h.probs, tissue=h.tissue,
+    write_atomic(path, lambda fh: np.savez(fh, allow_pickle=False, origins=h.origins, cell_index=h.cell_index, probs=h.probs, tissue=h.tissue,
                                            meta=np.array(json.dumps(meta)), **extra))
 
 
@@ -183,7 +163,14 @@ def loaded_heatmap(workspace: Workspace, key: str) -> SlideHeatmap | None:
     return _load(_cache_path(workspace, key), key)
 
 
-def _slide_and_model(workspace: Workspace, slide_id: str, model_id: str):
+def slide_heatmap_by_key(workspace: Workspace, key: str | None, slide_id: str | None) -> SlideHeatmap | None:
+    """The stored heatmap with this key when it belongs to this slide: a key a page holds may be stale (another slide
+    was shown since) or forged."""
+    heat = loaded_heatmap(workspace, key) if key and slide_id else None
+    return heat if heat is not None and heat.slide_id == slide_id else None
+
+
+def _slide_and_model(workspace: Workspace, slide_id: str, model_id: str) -> tuple[Path, float, ModelManifest]:
     with workspace.store.session() as s:
         record = slide_record(s, slide_id)
         path, mpp = workspace.slides_dir / record.file, record.mpp
@@ -221,7 +208,7 @@ def compute_heatmap(
     finally:
         slide.close()
     sweep_stale_parts(_cache_path(workspace, key).parent)
-    grid = patch_grid(width, height, mpp, manifest.input.patch_size_px, manifest.input.mpp, tissue, params.overlap, params.min_tissue)
+    grid = patch_grid(width, height, mpp, *manifest.patch_geometry(), tissue, params.overlap, params.min_tissue)
     model = workspace.model(model_id)
     notices: list[str] = []
     probs, embeddings = predict_slide(path, grid, model.module, model.device, batch_size, workers, progress, cancel, with_embeddings=True,
@@ -240,4 +227,5 @@ def compute_heatmap(
         cell_index=grid.cell_index, probs=probs, tissue=tissue.mask[np.ix_(rr, cc)], embeddings=embeddings, notices=notices,
     )
     _save(_cache_path(workspace, key), heatmap)
-    return _load(_cache_path(workspace, key), key)
+    loaded = _load(_cache_path(workspace, key), key)  # the shared in-memory copy, as loaded_heatmap returns it
+    return heatmap if loaded is None else loaded

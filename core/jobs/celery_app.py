@@ -16,7 +16,7 @@ import os
 import threading
 from pathlib import Path
 
-from celery import Celery
+from celery import Celery, Task
 from celery.signals import worker_process_init
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -65,7 +65,7 @@ def worker_workspace(root: str, database_url: str | None) -> Workspace:
         return _WORKSPACES[key]
 
 
-def _run_job_task(task, root: str, database_url: str | None, job_id: int) -> str:
+def _run_job_task(task: Task, root: str, database_url: str | None, job_id: int) -> str:
     try:
         outcome = execute_job(worker_workspace(root, database_url), int(job_id), worker=task.request.hostname or "")
     except SQLAlchemyError as exc:  # the case store is unreachable from this worker: try later, a bounded number of times
@@ -76,7 +76,7 @@ def _run_job_task(task, root: str, database_url: str | None, job_id: int) -> str
 
 
 @worker_process_init.connect
-def _init_worker_process(**_kwargs) -> None:
+def _init_worker_process(**_kwargs: object) -> None:
     """In each pool process: its own torch thread count (the parent's OpenMP pool does not survive fork) and no
     database connection inherited from the parent."""
     threads = os.environ.get("PATHREVIEW_TORCH_THREADS")

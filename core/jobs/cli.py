@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from core.workspace import Workspace
 
 
-def add_job_parsers(sub) -> None:
+def add_job_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     pre = sub.add_parser("precompute", help="compute heatmaps, CAMs, SHAP and LIME for a cohort ahead of review")
     pre.add_argument("--workspace", type=Path, required=True)
     pre.add_argument("--what", default=",".join(WHAT), help=f"comma-separated, from {','.join(WHAT)} (default: all)")
@@ -106,7 +106,11 @@ def run_precompute(args: argparse.Namespace) -> int:
     for n, job_id in enumerate(new):
         job = get_job(workspace.store, job_id)
         label = f"{job.kind} {job.subject}"
-        status = run_job_here(workspace, job_id, worker_name("precompute"), on_progress=lambda f, m, n=n, label=label: bar.show(n + f, f"{label}: {m}"))
+
+        def show(fraction: float, message: str, n: int = n, label: str = label) -> None:
+            bar.show(n + fraction, f"{label}: {message}")
+
+        status = run_job_here(workspace, job_id, worker_name("precompute"), on_progress=show)
         job = get_job(workspace.store, job_id)
         failed += status != "done"
         bar.show(n + 1, label, f"{status:9s} {label}: {job.message}")

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from core.errors import PathReviewError
 from core.jobs.runner import LocalJobRunner
 from core.jobs.state import JobSpec, JobView, cancel_job, create_jobs, requeue_job, set_task_id
 from core.workspace import Workspace, resolve_database_url
+
+if TYPE_CHECKING:
+    from celery import Celery
 
 
 class JobDispatcher:
     """Queue jobs and send them on. With ``celery_app`` the job task goes through the broker to the workers;
     without, a local runner (one thread) works through them. Either way the jobs table says where each stands."""
 
-    def __init__(self, workspace: Workspace, celery_app=None) -> None:
+    def __init__(self, workspace: Workspace, celery_app: Celery | None = None) -> None:
         self.workspace = workspace
         self.celery_app = celery_app
         self._local = LocalJobRunner(workspace) if celery_app is None else None
@@ -28,7 +33,8 @@ class JobDispatcher:
         return new, existing
 
     def send(self, job_ids: list[int]) -> None:
-        if self._local is not None:
+        if self.celery_app is None:
+            assert self._local is not None  # made in __init__ whenever there is no Celery app
             self._local.submit(job_ids)
             return
         from core.jobs.celery_app import TASK_NAME

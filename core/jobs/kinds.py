@@ -17,9 +17,10 @@ from core.errors import NotFoundError, PathReviewError
 from core.explain.patient_explanations import PatientExplainers
 from core.explain.report_explanations import report_explanation, report_model_id, stored_report_text
 from core.explain.text import LimeSettings
-from core.heatmaps.attention import mil_models_for, slide_attention
-from core.heatmaps.cam_maps import STITCHED_METHODS, stitched_cam
-from core.heatmaps.slide_heatmap import HeatmapParams, compute_heatmap
+from core.heatmaps.attention import mil_models_for
+from core.heatmaps.cam_maps import STITCHED_METHODS
+from core.heatmaps.slide_heatmap import HeatmapParams, SlideHeatmap, compute_heatmap, loaded_heatmap
+from core.heatmaps.slide_layers import slide_layers
 from core.jobs import WHAT
 from core.jobs.state import JobSpec
 from core.slides.grid import OVERLAPS
@@ -34,7 +35,7 @@ def _patch_model(workspace: Workspace, params: dict) -> str:
     return params.get("model_id") or workspace.default_model("patch")
 
 
-def _heatmap(workspace: Workspace, slide_id: str, params: dict, progress: Progress, share: float = 1.0):
+def _heatmap(workspace: Workspace, slide_id: str, params: dict, progress: Progress, share: float = 1.0) -> SlideHeatmap:
     def patches(done: int, total: int) -> None:
         progress(share * done / max(total, 1), f"heatmap: {done}/{total} patches")
     return compute_heatmap(workspace, slide_id, _patch_model(workspace, params), HeatmapParams(overlap=float(params.get("overlap", 0.0))),
@@ -50,17 +51,32 @@ def slide_heatmap_job(workspace: Workspace, slide_id: str, params: dict, progres
 def slide_cams_job(workspace: Workspace, slide_id: str, params: dict, progress: Progress) -> dict:
     """The heatmap (when missing), then every stitched CAM layer and each MIL head's attention over its patches."""
     heat = _heatmap(workspace, slide_id, params, progress, share=0.25)
+    layers = slide_layers(workspace, heat)
     for i, method in enumerate(STITCHED_METHODS):
         def batches(done: int, total: int, i: int = i, method: str = method) -> None:
             progress(0.25 + 0.75 * (i + done / max(total, 1)) / len(STITCHED_METHODS), f"{method}: {done}/{total} patches")
-        stitched_cam(workspace, heat, method, progress=batches)
+        layers.compute(f"cam:{method}", batches)
     attention = []
     if heat.embeddings is not None and len(heat.embeddings):
         for mil_id in mil_models_for(workspace, heat):
-            slide_attention(workspace, heat, mil_id)
+            layers.compute(f"attention:{mil_id}")
             attention.append(mil_id)
     progress(1.0, "stitched CAMs and attention stored")
     return {"key": heat.key, "slide_id": slide_id, "methods": list(STITCHED_METHODS), "attention": attention, "notices": list(heat.notices)}
+
+
+def slide_layer_job(workspace: Workspace, slide_id: str, params: dict, progress: Progress) -> dict:
+    """One derived layer of a stored heatmap (a stitched CAM, MIL attention), as the slide viewer asks for it."""
+    heat = loaded_heatmap(workspace, str(params.get("heatmap", "")))
+    if heat is None or heat.slide_id != slide_id:
+        raise NotFoundError(f"the heatmap of slide {slide_id} this layer belongs to is no longer stored; compute the heatmap again")
+    layer = str(params.get("layer", ""))
+
+    def patches(done: int, total: int) -> None:
+        progress(done / max(total, 1), f"{layer}: {done}/{total} patches")
+    slide_layers(workspace, heat).compute(layer, patches)
+    progress(1.0, f"{layer} stored")
+    return {"key": heat.key, "slide_id": slide_id, "layer": layer, "notices": list(heat.notices)}
 
 
 def cohort_shap_job(workspace: Workspace, subject: str, params: dict, progress: Progress) -> dict:
@@ -86,7 +102,7 @@ def report_lime_job(workspace: Workspace, report_id: str, params: dict, progress
 
 
 JOB_KINDS: dict[str, Callable[[Workspace, str, dict, Progress], dict]] = {
-    "heatmap": slide_heatmap_job, "cams": slide_cams_job, "shap": cohort_shap_job, "lime": report_lime_job,
+    "heatmap": slide_heatmap_job, "cams": slide_cams_job, "layer": slide_layer_job, "shap": cohort_shap_job, "lime": report_lime_job,
 }
 KIND_OF_WHAT = {"heatmaps": "heatmap", "cams": "cams", "shap": "shap", "lime": "lime"}
 

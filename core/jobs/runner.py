@@ -17,6 +17,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from types import FrameType
+from typing import NoReturn
 
 import psutil
 
@@ -91,6 +93,8 @@ def _summary(kind: str, result: dict) -> str:
         return f"{result['patches']} tissue patches.{notices}"
     if kind == "cams":
         return f"{len(result['methods'])} CAM layers, {len(result['attention'])} attention maps.{notices}"
+    if kind == "layer":
+        return f"{result['layer']} stored.{notices}"
     if kind == "shap":
         return f"{result['patients']} patients ({result['computed']} computed, {result['from_cache']} already stored)"
     if kind == "lime":
@@ -140,7 +144,7 @@ def _cancel_on_sigterm(workspace: Workspace, job_id: int) -> Iterator[None]:
         yield
         return
 
-    def stop(signum, frame):
+    def stop(signum: int, frame: FrameType | None) -> NoReturn:
         with contextlib.suppress(PathReviewError):
             cancel_job(workspace.store, job_id, "")
         raise JobCancelled(f"job {job_id} was cancelled")

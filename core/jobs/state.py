@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 
 from core.errors import NotFoundError, PathReviewError
-from core.store.database import CaseStore
+from core.store.database import CaseStore, rows_matched
 from core.store.schema import Job, as_utc, utc_now
 
 ACTIVE = ("queued", "running")
@@ -120,11 +120,11 @@ def list_jobs(store: CaseStore, statuses: tuple[str, ...] | None = None, limit: 
         return [JobView.of(r) for r in s.scalars(query)]
 
 
-def _set(store: CaseStore, job_id: int, when: tuple[str, ...], **values) -> bool:
+def _set(store: CaseStore, job_id: int, when: tuple[str, ...], **values: object) -> bool:
     """Compare-and-set: update the job only while its status is one of ``when``; True when it was."""
     with store.session() as s:
         result = s.execute(update(Job).where(Job.id == job_id, Job.status.in_(when)).values(updated_at=utc_now(), **values))
-        return result.rowcount == 1
+        return rows_matched(result) == 1
 
 
 def claim_job(store: CaseStore, job_id: int, worker: str) -> JobView | None:
@@ -134,7 +134,7 @@ def claim_job(store: CaseStore, job_id: int, worker: str) -> JobView | None:
         result = s.execute(update(Job).where(Job.id == job_id, Job.status.in_(ACTIVE), Job.attempts < Job.max_attempts)
                            .values(status="running", attempts=Job.attempts + 1, worker=worker[:128], progress=0.0,
                                    updated_at=utc_now()))
-        claimed = result.rowcount == 1
+        claimed = rows_matched(result) == 1
     job = get_job(store, job_id)
     if claimed:
         return job

@@ -65,6 +65,12 @@ class ModelManifest(BaseModel):
         """The class whose probability the dashboard shows as the model's score: ``positive_class``, else the last class."""
         return self.positive_class or self.class_names[-1]
 
+    def patch_geometry(self) -> tuple[int, float]:
+        """(patch size in pixels, microns per pixel) of what a patch model reads; refused when the manifest leaves either out."""
+        if not self.input.patch_size_px or not self.input.mpp:
+            raise ModelLoadError(f"model {self.id} does not declare its patch size and microns per pixel")
+        return self.input.patch_size_px, self.input.mpp
+
 
 def read_manifest(model_dir: Path) -> ModelManifest:
     path = model_dir / MANIFEST_NAME

@@ -28,6 +28,9 @@ class PatchResNet(nn.Module):
     """Patch CNN: RGB in [0, 1] -> class logits; ``features`` gives the pooled embedding (for MIL)
     and ``layer4`` is the default CAM target layer (global average pooling + linear head)."""
 
+    mean: torch.Tensor  # registered buffers (saved with the weights), declared for the type checker
+    std: torch.Tensor
+
     def __init__(
         self,
         num_classes: int,

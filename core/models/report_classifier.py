@@ -10,6 +10,8 @@ class TfidfLogisticRegression(nn.Module):
     """Term counts (B, V) -> class logits (B, C). Sub-linear tf, idf weighting, L2 normalisation,
     then a linear layer: the same maths as scikit-learn's TfidfVectorizer + LogisticRegression."""
 
+    idf: torch.Tensor  # a registered buffer (saved with the weights), declared for the type checker
+
     def __init__(self, vocabulary_size: int, num_classes: int = 2) -> None:
         super().__init__()
         self.register_buffer("idf", torch.ones(vocabulary_size))

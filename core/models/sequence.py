@@ -43,8 +43,12 @@ class VisitSequenceNet(nn.Module):
     def visit_inputs(self, numeric: torch.Tensor, categories: torch.Tensor | None, elapsed: torch.Tensor | None) -> torch.Tensor:
         parts = [numeric]
         if self.embeddings:
+            if categories is None:
+                raise ValueError("this net embeds categorical features: pass their codes")
             parts += [emb(categories[..., i]) for i, emb in enumerate(self.embeddings)]
         if self.elapsed_time:
+            if elapsed is None:
+                raise ValueError("this net reads the time elapsed between visits: pass it")
             parts.append(elapsed.unsqueeze(-1))
         return torch.cat(parts, dim=-1)
 

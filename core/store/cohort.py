@@ -18,9 +18,10 @@ predictions (which summarise several subjects), are not compared. ``disagreement
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import ColumnElement, FromClause, String, and_, case, cast, exists, func, or_, select, true, union_all
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, FromClause, Select, String, and_, case, cast, exists, func, or_, select, true, union_all
+from sqlalchemy.orm import QueryableAttribute, Session
 
 from core.errors import PathReviewError
 from core.store.schema import Patient, Prediction, Report, Review, Slide, Visit
@@ -35,13 +36,19 @@ WORKLISTS = {
 }
 
 
+# A column of the cohort table: a mapped attribute (Patient.age) or a SQL expression (a count, a CASE).
+CohortColumn = ColumnElement[Any] | QueryableAttribute[Any]
+# The tables whose rows belong to one patient and carry a label.
+PatientSubject = type[Slide] | type[Visit] | type[Report]
+
+
 @dataclass(frozen=True)
 class CohortPage:
     rows: list[dict]
     total: int  # patients on the chosen worklist
 
 
-def _count(model, patient_col) -> ColumnElement:
+def _count(model: PatientSubject, patient_col: QueryableAttribute[str]) -> ColumnElement[int]:
     return select(func.count()).where(model.patient_id == patient_col).correlate(Patient).scalar_subquery()
 
 
@@ -68,7 +75,7 @@ def _review_stats() -> FromClause:
                                  Review.version == newest.c.version))
               .subquery("latest_review"))
 
-    def signed(condition) -> ColumnElement:
+    def signed(condition: ColumnElement[bool]) -> ColumnElement[int]:
         return func.sum(case((and_(latest.c.signed_off.is_(true()), condition), 1), else_=0))
 
     # Flags are a JSON list; compared as text so that no JSON function can fail on an odd stored value.
@@ -91,7 +98,7 @@ def _review_stats() -> FromClause:
 def _label_agreement(model_ids: list[str]) -> FromClause:
     """Per patient: labelled (model, subject) pairs compared, and how many the model gets on the wrong side of 0.5."""
 
-    def pairs(subject, kind: str, subject_key: ColumnElement):
+    def pairs(subject: PatientSubject, kind: str, subject_key: CohortColumn) -> Select[str, float, int | None]:
         return (
             select(subject.patient_id.label("patient_id"), Prediction.score.label("score"), subject.label.label("label"))
             .join(Prediction, and_(Prediction.subject_kind == kind, Prediction.subject_id == subject_key,
@@ -119,8 +126,8 @@ def _label_agreement(model_ids: list[str]) -> FromClause:
 @dataclass(frozen=True)
 class _CohortSql:
     source: FromClause  # patients outer-joined to their review and label statistics
-    columns: dict[str, ColumnElement]
-    sort_keys: dict[str, ColumnElement]  # where sorting by a column differs from sorting its values
+    columns: dict[str, CohortColumn]
+    sort_keys: dict[str, CohortColumn]  # where sorting by a column differs from sorting its values
     worklists: dict[str, ColumnElement]  # worklist -> WHERE condition
 
 
@@ -129,7 +136,7 @@ def _cohort_sql(model_ids: list[str]) -> _CohortSql:
     source = Patient.__table__.outerjoin(reviews, reviews.c.patient_id == Patient.id).outerjoin(
         labels, labels.c.patient_id == Patient.id)
 
-    def lacks_or_signed(model, signed_count) -> ColumnElement:
+    def lacks_or_signed(model: PatientSubject, signed_count: ColumnElement[Any]) -> ColumnElement[bool]:
         return or_(~exists().where(model.patient_id == Patient.id), signed_count > 0)
 
     unreviewed = reviews.c.entries.is_(None)
@@ -138,7 +145,7 @@ def _cohort_sql(model_ids: list[str]) -> _CohortSql:
     flagged = func.coalesce(reviews.c.flagged, 0) == 1
     disagrees = func.coalesce(labels.c.disagreements, 0) > 0
 
-    columns: dict[str, ColumnElement] = {
+    columns: dict[str, CohortColumn] = {
         "patient_id": Patient.id,
         "age": Patient.age,
         "sex": Patient.sex,

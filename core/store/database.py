@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, text, update
+from sqlalchemy import Column, Connection, CursorResult, Engine, Result, create_engine, event, inspect, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -18,7 +20,7 @@ def _create_v1(engine: Engine) -> None:
     Base.metadata.create_all(engine)
 
 
-def _add_column_if_missing(conn: Connection, column) -> None:
+def _add_column_if_missing(conn: Connection, column: Column[Any]) -> None:
     """``ALTER TABLE t ADD COLUMN c TYPE`` (nullable, no default): the one form SQLite and PostgreSQL both accept."""
     table = column.table.name
     if column.name in {c["name"] for c in inspect(conn).get_columns(table)}:
@@ -52,7 +54,7 @@ def _add_days_and_review_version_index(engine: Engine) -> None:
             index.create(conn, checkfirst=True)
 
 
-def _create_table(model) -> Callable[[Engine], None]:
+def _create_table(model: type[Base]) -> Callable[[Engine], None]:
     """A migration that adds one new table (left alone when it exists)."""
     def create(engine: Engine) -> None:
         model.__table__.create(engine, checkfirst=True)
@@ -119,6 +121,14 @@ class CaseStore:
         self.engine.dispose()
 
 
+def rows_matched(result: Result[Any]) -> int:
+    """Rows an UPDATE or DELETE run through a session matched. The session hands back a ``CursorResult`` for them,
+    though its signature promises only a ``Result``."""
+    if not isinstance(result, CursorResult):
+        raise TypeError(f"expected the result of an UPDATE or DELETE, got {type(result).__name__}")
+    return result.rowcount
+
+
 def postgresql_driver_url(url: str) -> str:
     """``postgresql://`` and ``postgres://`` URLs use psycopg 3 (the driver requirements.txt installs), not psycopg2."""
     for prefix in ("postgresql://", "postgres://"):
@@ -132,7 +142,7 @@ def decode_stored_text(raw: bytes) -> str:
     return raw.decode("utf-8", errors="replace")
 
 
-def _sqlite_pragmas(dbapi_conn, _record, busy_timeout_s: float = SQLITE_BUSY_TIMEOUT_S) -> None:
+def _sqlite_pragmas(dbapi_conn: sqlite3.Connection, _record: object, busy_timeout_s: float = SQLITE_BUSY_TIMEOUT_S) -> None:
     dbapi_conn.text_factory = decode_stored_text
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA foreign_keys=ON")

@@ -9,10 +9,11 @@ number of processes and on SQLite or PostgreSQL alike.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import Subquery, func, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -67,7 +68,7 @@ class ReviewConflict(PathReviewError):
         super().__init__(message)
 
 
-def _clean_flags(flags) -> tuple[str, ...]:
+def _clean_flags(flags: Iterable[str] | None) -> tuple[str, ...]:
     if isinstance(flags, str) or not all(isinstance(f, str) for f in flags or ()):
         raise PathReviewError("flags must be a list of short texts, e.g. ['second opinion']")
     cleaned = tuple(dict.fromkeys(f.strip() for f in flags or () if f.strip()))
@@ -99,7 +100,7 @@ def _latest(session: Session, patient_id: str, modality: str) -> Review | None:
                            .order_by(Review.version.desc()).limit(1)).first()
 
 
-def record_review(store: CaseStore, patient_id: str, modality: str, verdict: str, comment: str, flags,
+def record_review(store: CaseStore, patient_id: str, modality: str, verdict: str, comment: str, flags: Iterable[str] | None,
                   signed_off: bool, user: str, expected_version: int) -> ReviewEntry:
     """Append version ``expected_version + 1`` of the (patient, modality) verdict and an audit event.
 
@@ -115,7 +116,7 @@ def record_review(store: CaseStore, patient_id: str, modality: str, verdict: str
                 raise NotFoundError(f"no patient {patient_id!r} in this workspace")
             latest = _latest(s, patient_id, modality)
             if (latest.version if latest else 0) != expected_version:
-                raise ReviewConflict(patient_id, modality, user, expected_version, latest and ReviewEntry.from_row(latest))
+                raise ReviewConflict(patient_id, modality, user, expected_version, ReviewEntry.from_row(latest) if latest else None)
             row = Review(patient_id=patient_id, modality=modality, verdict=verdict, comment=comment, flags=list(clean_flags),
                          signed_off=bool(signed_off), user=user, version=expected_version + 1)
             s.add(row)
@@ -129,14 +130,14 @@ def record_review(store: CaseStore, patient_id: str, modality: str, verdict: str
         with store.session() as s:
             latest = _latest(s, patient_id, modality)
             raise ReviewConflict(patient_id, modality, user, expected_version,
-                                 latest and ReviewEntry.from_row(latest)) from None
+                                 ReviewEntry.from_row(latest) if latest else None) from None
     except OperationalError as exc:  # e.g. SQLite still locked by another writer after the busy timeout
         raise PathReviewError(f"the case store did not accept the verdict ({exc.orig}); nothing was saved — "
                              "try again in a moment") from exc
     return entry
 
 
-def _latest_versions(patient_id: str):
+def _latest_versions(patient_id: str) -> Subquery:
     return (select(Review.modality, func.max(Review.version).label("version"))
             .where(Review.patient_id == patient_id).group_by(Review.modality).subquery())
 

@@ -20,9 +20,9 @@ from core.explain.patient_explanations import DEFAULT_BACKGROUND, PatientExplain
 from core.export.case_figures import CASE_FIGURES, CaseView, case_figure
 from core.export.case_report import build_case_report, case_report_filename
 from core.export.figure_export import FORMATS, export_figure, export_filename
+from core.jobs.forked import forked_job_workspace
 from core.workspace import Workspace
 from dashboard.auth import audit, requires_role
-from dashboard.callbacks import forked_job_workspace
 
 VIEW_PART = "case-view-part"
 # Each part's values by name, from the panel's components.

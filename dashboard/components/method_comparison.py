@@ -7,7 +7,7 @@ import numpy as np
 from dash import html
 from PIL import Image
 
-from core.heatmaps.cam_maps import MethodScores
+from core.heatmaps.localisation import MethodScores
 from dashboard.components.patch_inspector import png_data_uri
 
 

@@ -21,7 +21,7 @@ from core.store.reviews import (
 )
 from core.workspace import Workspace
 from dashboard.auth import current_role_allows, current_username, requires_role
-from dashboard.callbacks import ctx_triggered_click
+from dashboard.components.clicks import ctx_triggered_click
 
 VERDICT_COLOURS = {"agree": "success", "disagree": "danger", "uncertain": "warning"}
 

@@ -14,8 +14,8 @@ from core.store.cases import CaseSummary, case_summary
 from core.store.reviews import current_reviews
 from core.workspace import Workspace
 from dashboard.auth import current_role_allows
-from dashboard.components import case_export, patient_panel, report_panel, review_form
-from dashboard.pages import slide
+from dashboard.components import case_export, patient_panel, report_panel, review_form, slide_viewer
+from dashboard.components.clicks import ctx_triggered_click
 
 __all__ = ["layout", "nearest_by_day", "register_callbacks"]
 
@@ -89,7 +89,7 @@ def layout(workspace: Workspace, tiles: TileService, explainers: PatientExplaine
     # Each panel's part of the view sits beside it, for the export (see components.case_export).
     slide_body = (html.P("No slides for this patient.", className="text-muted") if not case.slides else html.Div([
         _slide_strip(case, view["slide"], view["near_slide"]),
-        html.Div(_safe(lambda: slide.viewer_panel(workspace, tiles, view["slide"], view["viewer"]), "case-slide-error"), id="case-slide-panel"),
+        html.Div(_safe(lambda: slide_viewer.layout(workspace, tiles, view["slide"], view["viewer"]), "case-slide-error"), id="case-slide-panel"),
         case_export.view_part("slide"),
     ]))
     patient_body = (html.P("No visits recorded.", className="text-muted") if not days else html.Div([
@@ -137,12 +137,12 @@ def register_callbacks(app: Dash, workspace: Workspace, tiles: TileService, expl
         Input({"type": "case-slide-thumb", "slide": ALL}, "n_clicks"), State("case-selected-slide", "data"), prevent_initial_call=True,
     )
     def switch_slide(clicks, current):
-        if not slide.ctx_triggered_click(clicks):
+        if not ctx_triggered_click(clicks):
             return no_update, no_update, no_update
         slide_id = callback_context.triggered_id["slide"]
         if slide_id == current:
             return no_update, no_update, no_update
-        return _safe(lambda: slide.viewer_panel(workspace, tiles, slide_id), "case-slide-error"), slide_id, f"/slide/{slide_id}"
+        return _safe(lambda: slide_viewer.layout(workspace, tiles, slide_id), "case-slide-error"), slide_id, f"/slide/{slide_id}"
 
     @app.callback(
         Output({"type": "case-slide-thumb", "slide": ALL}, "className"),

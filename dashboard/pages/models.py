@@ -5,7 +5,7 @@ from __future__ import annotations
 import dash_bootstrap_components as dbc
 from dash import Dash, Input, Output, dcc, html
 
-from core.heatmaps.cam_maps import cohort_comparison
+from core.heatmaps.localisation import cohort_comparison
 from core.models.manifest import ModelManifest
 from core.workspace import Workspace
 from dashboard.components.method_comparison import scores_table
