@@ -190,8 +190,12 @@ def test_the_command_line_writes_the_case_report_the_page_builds(live_server, br
     assert {e.user for e in exports} >= {ACCOUNTS["reviewer"]} and any(e.user.startswith("command line (") for e in exports)
 
 
+NO_SLIDE_PATIENT = "P002"  # not P001, whose case report the test above downloads (same file name within a minute)
+
+
 def test_export_from_a_case_without_a_slide_in_a_workspace_without_a_report_model(live_server, browser, demo_workspace, tmp_path):
-    """The export reads only the parts of the view the page has: no slide viewer and no LIME controls here."""
+    """The export reads only the parts of the view the page has: no slide viewer and no LIME controls here. A patient
+    of its own, so no download of an earlier test in the same minute has the same file name."""
     from sqlalchemy import delete
 
     from core.store.schema import Slide
@@ -202,13 +206,13 @@ def test_export_from_a_case_without_a_slide_in_a_workspace_without_a_report_mode
     ws = open_workspace(root)
     assert ws.models_for("report") == []
     with ws.store.session() as s:
-        s.execute(delete(Slide).where(Slide.patient_id == "P001"))
-        last_visit = len(case_summary(s, "P001").visits)
+        s.execute(delete(Slide).where(Slide.patient_id == NO_SLIDE_PATIENT))
+        last_visit = len(case_summary(s, NO_SLIDE_PATIENT).visits)
     ws.store.dispose()
     server = LiveServer(root)
     try:
         sign_in_browser(browser, server.url)
-        browser.get(f"{server.url}/case/P001")
+        browser.get(f"{server.url}/case/{NO_SLIDE_PATIENT}")
         _wait(browser, lambda b: _plot_data(b, "visit-waterfall"))
         _wait(browser, lambda b: b.find_elements(By.ID, "report-plain-text"))
         assert "No slides for this patient." in element_text(browser, "case-slide-card")
