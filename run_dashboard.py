@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """PathReview: serve a workspace (``--workspace DIR``) or the demo (``--demo``); precompute a cohort; run a job worker;
-import and export annotations."""
+import and export annotations; write a case report."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from core.annotations.cli import add_annotations_parser, run_annotations_command
 from core.auth.accounts_cli import add_users_parser, run_users_command
 from core.config import Settings, default_demo_dir
 from core.errors import PathReviewError
+from core.export.report_cli import add_report_parser, run_report
 from core.jobs.cli import add_job_parsers, run_precompute, run_worker
 
 
@@ -37,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     add_users_parser(sub)
     add_job_parsers(sub)
     add_annotations_parser(sub)
+    add_report_parser(sub)
     return parser
 
 
@@ -119,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_worker(args, register_app=_worker_app)
         elif args.command == "annotations":
             run_annotations_command(args, _workspace(args))
+        elif args.command == "report":
+            return run_report(args)
     except PathReviewError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -24,8 +24,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from core.export.figure_export import export_figure  # noqa: E402
+from core.export.patient_figures import shap_waterfall_figure  # noqa: E402
 from core.export.provenance import Provenance  # noqa: E402
-from dashboard.figures.patient_figures import shap_waterfall_figure  # noqa: E402
 
 WIDTH, HEIGHT, SCALE = 1000, 600, 2.0
 

@@ -15,7 +15,7 @@ from core.jobs.dispatch import JobDispatcher
 from core.slides.tiles import TileService
 from core.workspace import Workspace
 from dashboard.auth import csrf_token, current_role, current_role_allows, current_username, install_auth
-from dashboard.components import slide_viewer
+from dashboard.components import patient_panel, report_panel, slide_viewer
 from dashboard.pages import admin, case, cohort, models, patient, report, slide
 from dashboard.pages import jobs as jobs_page
 from dashboard.pages import patients as patients_page
@@ -112,10 +112,11 @@ def create_app(workspace: Workspace, secure_cookies: bool = False, celery_app=No
 
     cohort.register_callbacks(app, workspace)
     case.register_callbacks(app, workspace, tiles, patients)
-    slide_viewer.register_callbacks(app, workspace, tiles, dispatcher)
-    report.register_callbacks(app, workspace)
     models.register_callbacks(app, workspace)
-    patient.register_callbacks(app, workspace, patients)
+    # The components shown by more than one page register their callbacks once, here.
+    slide_viewer.register_callbacks(app, workspace, tiles, dispatcher)
+    patient_panel.register_callbacks(app, workspace, patients)
+    report_panel.register_callbacks(app, workspace)
     patients_page.register_callbacks(app, workspace, patients)
     admin.register_callbacks(app, workspace)
     jobs_page.register_callbacks(app, workspace, dispatcher)

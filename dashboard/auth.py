@@ -15,8 +15,10 @@ import html
 import os
 import secrets
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import quote, urlsplit
 
 from flask import Flask, Response, has_request_context, redirect, request, session
@@ -34,6 +36,29 @@ MIN_SECRET_KEY_BYTES = 32
 PUBLIC_ENDPOINTS = {"login"}  # the sign-in form is the only thing an anonymous request may reach
 SEEN_EVERY_S = 60  # the idle clock in the session cookie is refreshed at most this often
 USER_HEADER = "X-PathReview-User"  # set by the server on callback requests, so background jobs know who asked
+REQUIRED_ROLE = "required_role"  # the attribute ``requires_role`` sets; Dash's callback wrapper copies it
+Callback = TypeVar("Callback", bound=Callable)
+
+
+def requires_role(role: str) -> Callable[[Callback], Callback]:
+    """Mark a Dash callback as needing ``role`` (for callbacks that change the record or take data out). Put it below
+    ``@app.callback``; ``install_auth`` then refuses the callback's requests from a lesser role (403) before the
+    callback, or a background job of it, runs.
+
+        @app.callback(Output("review-versions", "data"), ...)
+        @requires_role("reviewer")
+        def save_review(...): ...
+    """
+    def mark(callback: Callback) -> Callback:
+        setattr(callback, REQUIRED_ROLE, role)
+        return callback
+    return mark
+
+
+def roles_for_callbacks(callback_map: dict) -> dict[str, str]:
+    """The role each marked callback needs, by its key in the Dash callback map (what a request names as its output)."""
+    return {key: getattr(entry["callback"], REQUIRED_ROLE) for key, entry in callback_map.items()
+            if hasattr(entry.get("callback"), REQUIRED_ROLE)}
 
 
 class SessionUser(UserMixin):

@@ -4,7 +4,7 @@ request (``gate`` and ``after``, run around Dash's dispatch by ``dashboard.reque
 - ``VALUE_TYPES``: the type of every component property a callback reads, as pydantic types in strict mode (a boolean
   is a JSON boolean, never ``"false"``; numbers are finite; strings and lists are bounded). One schema per callback is
   assembled from it, keyed by the callback's first output (``CALLBACK_SCHEMAS``), when the app's callbacks are known.
-- ``RULES``: by the same key, the role a callback needs, whether it starts a background job (counted against the
+- ``RULES``: by the same key, whether it starts a background job (counted against the
   per-user limit), and the audit row its answer means (a read of patient data, a what-if, an export and its outcome).
 
 A request whose values do not fit gets 400 with the field and the reason; nothing runs. A callback that then fails on
@@ -13,6 +13,7 @@ values that are each valid but do not fit together (a visit past the patient's l
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Callable
@@ -25,6 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 from core.export.figure_export import FORMATS
 from core.jobs import WHAT
 from core.store.reviews import FLAGS, MODALITIES, VERDICTS
+from dashboard.auth import REQUIRED_ROLE
+from dashboard.components.case_export import VIEW_PARTS
 
 MAX_ID = 128
 MAX_NUMBER = 1e12
@@ -202,8 +205,16 @@ VALUE_TYPES: dict[tuple[str, str], Any] = {
     ("job-cancel", "n_clicks"): Clicks,
     ("job-retry", "n_clicks"): Clicks,
 }
+# A part of the case view the export reads (``dashboard.components.case_export.VIEW_PARTS``): each value has the type
+# of the component property it mirrors.
+VALUE_TYPES[("case-view-part", "data")] = create_model(
+    "CaseViewPart", __base__=Strict,
+    **{name: (VALUE_TYPES[source] | None, None) for part in VIEW_PARTS.values() for name, source in part.items()},
+) | None
 # The ids of pattern-matched components, by their type.
 PATTERN_IDS: dict[str, Any] = {
+    "case-view-part": create_model("CaseViewPartId", __base__=Strict, type=(Literal["case-view-part"], ...),
+                                   part=(Literal[tuple(VIEW_PARTS)], ...)),
     "case-slide-thumb": create_model("CaseSlideThumbId", __base__=Strict, type=(Literal["case-slide-thumb"], ...), slide=(Id, ...)),
     "topk-tile": create_model("TopkTileId", __base__=Strict, type=(Literal["topk-tile"], ...),
                               index=(Annotated[StrictInt, Field(ge=0, le=100)], ...)),
@@ -314,15 +325,12 @@ RULES: dict[str, Rule] = {
     "whatif-store.data": Rule(audit=_what_if_applied),
     "patient-risk.figure": Rule(audit=_what_if_shown),
     "report-edit-result.children": Rule(audit=_report_what_if),
-    "review-versions.data": Rule(role="reviewer"),
-    "figure-download.data": Rule(role="reviewer", audit=_export("figure-download", "export-error", lambda v: {
+        "figure-download.data": Rule(audit=_export("figure-download", "export-error", lambda v: {
         "what": v.get("export-figure.value"), "format": v.get("export-format.value")})),
-    "case-report-download.data": Rule(role="reviewer", audit=_export("case-report-download", "case-report-error", lambda v: {
+    "case-report-download.data": Rule(audit=_export("case-report-download", "case-report-error", lambda v: {
         "what": "case report", "format": v.get("report-format.value")})),
-    "heat-key.data": Rule(role="reviewer", starts_job=True),
-    "jobs-start-message.children": Rule(role="reviewer", starts_job=True),
-    "jobs-action-message.children": Rule(role="reviewer"),
-    "admin-audit-table.children": Rule(role="admin"),
+    "heat-key.data": Rule(starts_job=True),
+    "jobs-start-message.children": Rule(starts_job=True),
 }
 _HASH = re.compile(r"@[0-9a-f]+$")
 
@@ -367,7 +375,10 @@ def build_schemas(callback_map: dict) -> dict[str, CallbackSchema]:
             fields[_field_name(i)] = (Annotated[list[value_type], Field(max_length=1000)] if is_pattern else value_type, ...)
         model = create_model(f"Callback{len(schemas)}", __base__=Strict, **fields)
         key = callback_key(map_key)
-        schemas[map_key] = CallbackSchema(key, labels, wildcard, model, "callback" in callback, RULES.get(key, Rule()))
+        rule = RULES.get(key, Rule())
+        # The role is declared where the callback is defined (``dashboard.auth.requires_role``); Dash keeps the mark.
+        rule = dataclasses.replace(rule, role=getattr(callback.get("callback"), REQUIRED_ROLE, rule.role))
+        schemas[map_key] = CallbackSchema(key, labels, wildcard, model, "callback" in callback, rule)
     return schemas
 
 

@@ -105,6 +105,46 @@ def test_a_viewer_cannot_save_a_verdict_or_export(app, workspace):
     assert client.get("/admin/audit.csv").status_code == 403
 
 
+def test_each_callback_that_records_or_exports_declares_its_role(app):
+    from dashboard.auth import roles_for_callbacks
+
+    needed = {key.split("@")[0]: role for key, role in roles_for_callbacks(app.callback_map).items()}
+    expected = {"review-versions": "reviewer", "figure-download": "reviewer", "case-report-download": "reviewer",
+                "admin-audit-table": "admin", "jobs-start-message": "reviewer", "jobs-action-message": "reviewer"}
+    for output, role in expected.items():
+        assert [r for key, r in needed.items() if output in key] == [role], f"{output}: {needed}"
+
+
+def test_a_hand_made_request_cannot_leave_out_the_guarded_outputs(app, workspace):
+    """Dash runs the callback the body's ``output`` names, whatever its ``outputs`` list says."""
+    from tests.helpers import callback_dependency
+    from tests.load.reviewers import callback_body
+
+    client = app.server.test_client()
+    sign_in(client, "viewer")
+    before = len(review_history(workspace.store, "P001"))
+    body = callback_body(callback_dependency(app, "review-versions.data"), {}, [], {"modality": ["slide", "patient", "report"]})
+    for outputs in ([], [{"id": "review-message", "property": "children"}]):
+        response = client.post("/_dash-update-component", json={**body, "outputs": outputs})
+        assert response.status_code == 403 and b"needs reviewer" in response.data
+    assert len(review_history(workspace.store, "P001")) == before
+
+
+def test_a_viewer_cannot_start_cancel_or_retry_jobs(app, workspace):
+    from core.jobs.state import list_jobs
+
+    client = app.server.test_client()
+    sign_in(client, "viewer")
+    before = len(list_jobs(workspace.store))
+    start = post_callback(client, app, "jobs-start-message.children", {("jobs-start", "n_clicks"): 1, ("jobs-what", "value"): ["shap"],
+                                                                        ("jobs-overlap", "value"): 0.0}, ["jobs-start.n_clicks"])
+    assert start.status_code == 403 and b"needs reviewer" in start.data
+    retry = post_callback(client, app, "jobs-action-message.children", {("jobs-action", "data"): 0}, ['{"index":1,"type":"job-retry"}.n_clicks'],
+                          {"index": [1]})
+    assert retry.status_code == 403
+    assert len(list_jobs(workspace.store)) == before
+
+
 def test_removed_user_is_signed_out_at_the_next_request(app, workspace):
     add_user(workspace.store, "short-lived", PASSWORD, "reviewer")
     client = app.server.test_client()

@@ -1,5 +1,6 @@
 """The case page in headless Chromium: open a case from the cohort, select a visit and watch the linked panels,
-record a verdict that survives a reload, export a figure and a case report, and restore a deep link."""
+record a verdict that survives a reload, export a figure and a case report (the same one the command line writes), restore
+a deep link, and export from a case without a slide in a workspace without a report model."""
 
 from __future__ import annotations
 
@@ -14,13 +15,14 @@ from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+from core.export.case_figures import CASE_FIGURES
 from core.export.figure_export import read_provenance
+from core.store.audit import audit_events
 from core.store.cases import case_summary
 from core.store.reviews import review_history
 from core.workspace import open_workspace
-from dashboard.figures.case_figures import CASE_FIGURES
 from dashboard.pages.case import nearest_by_day
-from tests.helpers import ACCOUNTS, click_plot_point, element_text, js_click
+from tests.helpers import ACCOUNTS, LiveServer, click_plot_point, copy_demo, element_text, js_click, run_cli, sign_in_browser
 
 
 def _wait(browser, condition, timeout=90):
@@ -160,3 +162,70 @@ def test_deep_link_restores_the_view(live_server, browser, case_patient):
     js_click(browser, browser.find_element(By.XPATH, f"//button[contains(@id, '\"slide\":\"{other}\"')]"))
     _wait(browser, lambda b: f"slide={other}" in b.find_element(By.ID, "case-link").get_attribute("value"))
     assert other in browser.find_element(By.CSS_SELECTOR, ".slide-strip-item.selected").text
+
+
+def _figure_titles(reader: PdfReader) -> list[str]:
+    """Each page's first line under the footer: the case title, then each figure's title."""
+    return [next(line for line in page.extract_text().splitlines() if not line.startswith("PathReview ·")) for page in reader.pages]
+
+
+def test_the_command_line_writes_the_case_report_the_page_builds(live_server, browser, demo_workspace, tmp_path):
+    browser.get(f"{live_server.url}/case/P001")
+    _wait(browser, lambda b: _plot_data(b, "visit-waterfall"))
+    _wait(browser, lambda b: b.find_elements(By.ID, "report-highlighted"))
+    before = {p.name for p in browser.download_dir.iterdir()}
+    js_click(browser, "case-report-run")
+    from_page = PdfReader(io.BytesIO(_new_download(browser, ".pdf", before, timeout=300)))
+
+    out = tmp_path / "P001.pdf"
+    result = run_cli("report", "--workspace", str(demo_workspace), "--patient", "P001", "--out", str(out), timeout=300)
+    assert result.returncode == 0, result.stderr
+    from_cli = PdfReader(out)
+    assert len(from_cli.pages) == len(from_page.pages) == 1 + len(CASE_FIGURES)
+    assert _figure_titles(from_cli) == _figure_titles(from_page)
+    assert _figure_titles(from_cli)[0] == "Case P001"
+    ws = open_workspace(demo_workspace)
+    exports = [e for e in audit_events(ws.store, action="export") if e.target == "P001" and e.detail.get("what") == "case report"]
+    ws.store.dispose()
+    assert {e.user for e in exports} >= {ACCOUNTS["reviewer"]} and any(e.user.startswith("command line (") for e in exports)
+
+
+NO_SLIDE_PATIENT = "P002"  # not P001, whose case report the test above downloads (same file name within a minute)
+
+
+def test_export_from_a_case_without_a_slide_in_a_workspace_without_a_report_model(live_server, browser, demo_workspace, tmp_path):
+    """The export reads only the parts of the view the page has: no slide viewer and no LIME controls here. A patient
+    of its own, so no download of an earlier test in the same minute has the same file name."""
+    from sqlalchemy import delete
+
+    from core.store.schema import Slide
+
+    root = copy_demo(demo_workspace, tmp_path / "ws")
+    config = root / "workspace.toml"
+    config.write_text(config.read_text().replace('    "report-tfidf",\n', ""))
+    ws = open_workspace(root)
+    assert ws.models_for("report") == []
+    with ws.store.session() as s:
+        s.execute(delete(Slide).where(Slide.patient_id == NO_SLIDE_PATIENT))
+        last_visit = len(case_summary(s, NO_SLIDE_PATIENT).visits)
+    ws.store.dispose()
+    server = LiveServer(root)
+    try:
+        sign_in_browser(browser, server.url)
+        browser.get(f"{server.url}/case/{NO_SLIDE_PATIENT}")
+        _wait(browser, lambda b: _plot_data(b, "visit-waterfall"))
+        _wait(browser, lambda b: b.find_elements(By.ID, "report-plain-text"))
+        assert "No slides for this patient." in element_text(browser, "case-slide-card")
+        assert not browser.find_elements(By.ID, "slide-map") and not browser.find_elements(By.ID, "lime-class")
+
+        before = {p.name for p in browser.download_dir.iterdir()}
+        js_click(browser, "export-figure-run")
+        assert _new_download(browser, ".png", before, timeout=120).startswith(b"\x89PNG\r\n\x1a\n")
+        before = {p.name for p in browser.download_dir.iterdir()}
+        js_click(browser, "case-report-run")
+        reader = PdfReader(io.BytesIO(_new_download(browser, ".pdf", before, timeout=300)))
+        assert _figure_titles(reader)[1:] == ["Risk at each visit", "Visit importance", f"SHAP waterfall, visit {last_visit}"]
+    finally:
+        server.stop()
+        sign_in_browser(browser, live_server.url)
+

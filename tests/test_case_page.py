@@ -65,8 +65,8 @@ def test_nearest_by_day_prefers_the_closest_then_the_earlier():
 
 
 def test_a_click_on_any_risk_marker_selects_its_own_visit():
-    from dashboard.figures.visit_risk import visit_risk_figure
-    from dashboard.pages.patient import clicked_visit
+    from core.export.visit_risk import visit_risk_figure
+    from dashboard.components.patient_panel import clicked_visit
 
     days, labels = [0.0, 90.0, 200.0], [None, 1, 0]  # the first visit has no label, so label index ≠ visit index
     fig = visit_risk_figure(days, [0.1, 0.6, 0.3], labels, "risk", what_if=([0.0, 90.0, 150.0], [0.1, 0.7, 0.9]), selected=1)

@@ -92,3 +92,9 @@ def test_users_command_adds_lists_changes_and_removes_accounts(demo_workspace, t
     assert users("remove", "alice").returncode == 0
     assert "alice" not in users("list").stdout
     assert users("remove", "alice").returncode == 2
+
+
+def test_case_report_for_an_unknown_patient_is_one_error_line(demo_workspace, tmp_path):
+    out = tmp_path / "report.pdf"
+    assert_one_line_error(run_cli("report", "--workspace", str(demo_workspace), "--patient", "P999", "--out", str(out)), "no patient 'P999'")
+    assert not out.exists() and list(tmp_path.iterdir()) == []

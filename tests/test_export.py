@@ -308,9 +308,9 @@ def test_case_figures_refuse_a_foreign_slide_and_show_the_cached_lime_explanatio
     from core.explain.patient_explanations import PatientExplainers
     from core.explain.report_explanations import lime_cache_path, report_explanation, report_model_id, stored_report_text
     from core.explain.text import LimeSettings
+    from core.export.case_figures import CaseView, case_figure
+    from core.export.report_figures import word_weight_figure
     from core.store.schema import Report
-    from dashboard.figures.case_figures import CaseView, case_figure
-    from dashboard.figures.report_figures import word_weight_figure
 
     explainers = PatientExplainers(workspace)
     with workspace.store.session() as s:
@@ -334,7 +334,7 @@ def test_case_figures_refuse_a_foreign_slide_and_show_the_cached_lime_explanatio
 
 def test_an_exported_waterfall_names_its_shap_background(workspace):
     from core.explain.patient_explanations import PatientExplainers
-    from dashboard.figures.case_figures import CaseView, case_figure
+    from core.export.case_figures import CaseView, case_figure
 
     explainers = PatientExplainers(workspace)
     with workspace.store.session() as s:

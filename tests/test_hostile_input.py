@@ -181,7 +181,7 @@ def test_unknown_patient_in_a_callback_is_404_with_its_message(client, app):
 
 
 def test_huge_report_edit_is_refused_before_anything_is_computed(client, app, workspace, monkeypatch):
-    import dashboard.pages.report as report_page
+    import dashboard.components.report_panel as report_page
 
     explained = []
     monkeypatch.setattr(report_page, "explain_report", lambda *a, **k: explained.append(a) or pytest.fail("explained"))

@@ -27,12 +27,12 @@ from core.explain.text import (
     select_features,
     weighted_ridge,
 )
+from core.export.report_figures import word_weight_figure
 from core.models.manifest import ModelManifest
 from core.models.registry import LoadedModel
 from core.models.report_classifier import TfidfLogisticRegression
 from core.models.report_text import report_tokens, token_diff
 from core.store.schema import Report
-from dashboard.figures.report_figures import word_weight_figure
 from dashboard.pages.report import layout as report_layout
 
 CPU = torch.device("cpu")

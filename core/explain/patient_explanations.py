@@ -242,6 +242,21 @@ class PatientExplainers:
                 background: str = DEFAULT_BACKGROUND) -> PatientExplanation:
         """The explanation with visit ``visit`` replaced by ``values``; only visits >= ``visit`` are recomputed.
         Raises ``VisitEditError`` listing every invalid cell. Nothing is written to the case store."""
+        base, days, raw = self._edited_visits(patient_id, visit, values, model_id, background)
+        seq = self._encode(self.workspace.manifest(base.model_id).input, days, raw)
+        explainer = self.explainer(base.model_id, background)
+        return PatientExplanation(patient_id, base.model_id, days, base.labels, raw, seq,
+                                  explainer.explain_visits(seq, from_visit=visit, previous=base.shap), explainer.visit_importance(seq),
+                                  explainer.background)
+
+    def check_what_if(self, patient_id: str, visit: int, values: dict[str, object], model_id: str | None = None,
+                      background: str = DEFAULT_BACKGROUND) -> None:
+        """Raise as ``what_if`` would for this edit, without explaining it."""
+        self._edited_visits(patient_id, visit, values, model_id, background)
+
+    def _edited_visits(self, patient_id: str, visit: int, values: dict[str, object], model_id: str | None,
+                       background: str) -> tuple[PatientExplanation, list[float], list[dict]]:
+        """The stored explanation, and the visit days and raw values with the edit applied (checked)."""
         if not isinstance(patient_id, str):
             raise PathReviewError("a what-if edit needs a patient id")
         if isinstance(visit, bool) or not isinstance(visit, int):
@@ -251,8 +266,7 @@ class PatientExplainers:
         base = self.explain(patient_id, model_id, background)
         if not 0 <= visit < len(base.days):
             raise PathReviewError(f"visit {visit + 1} does not exist; patient {patient_id} has {len(base.days)} visits")
-        spec = self.workspace.manifest(base.model_id).input
-        parsed, errors = validate_visit_edit(spec, values)
+        parsed, errors = validate_visit_edit(self.workspace.manifest(base.model_id).input, values)
         if errors:
             raise VisitEditError(errors)
         raw = [dict(r) for r in base.raw]
@@ -261,11 +275,7 @@ class PatientExplainers:
         if ELAPSED_FEATURE in values and visit > 0:
             gap = _parse_gap(values[ELAPSED_FEATURE], days[visit + 1] - days[visit - 1] if visit + 1 < len(days) else MAX_GAP_DAYS)
             days[visit] = days[visit - 1] + gap
-        seq = self._encode(spec, days, raw)
-        explainer = self.explainer(base.model_id, background)
-        return PatientExplanation(patient_id, base.model_id, days, base.labels, raw, seq,
-                                  explainer.explain_visits(seq, from_visit=visit, previous=base.shap), explainer.visit_importance(seq),
-                                  explainer.background)
+        return base, days, raw
 
 
 class VisitEditError(PathReviewError):

@@ -68,6 +68,14 @@ def report_explanation(workspace: Workspace, model_id: str, text: str, settings:
     return explanation, stability, "computed"
 
 
+def cached_report_explanation(workspace: Workspace, model_id: str, text: str, settings: LimeSettings = LimeSettings(),
+                              n_seeds: int = STABILITY_SEEDS) -> ReportExplanation | None:
+    """The explanation ``report_explanation`` stored for this text, model and settings, or None when there is none."""
+    settings.validate()
+    stored = load_json(lime_cache_path(workspace, model_id, text, settings, n_seeds))
+    return None if stored is None else _explanation_from_json(stored["explanation"])
+
+
 def _explanation_to_json(e: ReportExplanation) -> dict:
     f = e.features
     return {"features": {"cleaned": f.cleaned, "tokens": f.tokens, "features": f.features, "token_feature": f.token_feature.tolist()},

@@ -1,13 +1,27 @@
 """A case report for the record: the case, the models' outputs with provenance, the reviewers' verdicts and figures,
-as a PDF (page 1 the case, then one page per figure) or one offline HTML file."""
+as a PDF (page 1 the case, then one page per figure) or one offline HTML file. The case page's report job and the
+``report`` command both build it here."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from core.errors import PathReviewError
+from core.explain.patient_explanations import PatientExplainers
+from core.export.case_figures import CASE_FIGURES, CaseView, case_figure
+from core.export.figure_export import safe_file_stem
 from core.export.report_content import CaseReportContent, Progress, ReportFigure
 from core.export.report_html import build_case_report_html
 from core.export.report_pdf import build_case_report_pdf
+from core.store.cases import case_summary
+from core.store.reviews import review_history
+from core.workspace import Workspace
 
-__all__ = ["CaseReportContent", "ReportFigure", "case_report_html", "case_report_pdf"]
+__all__ = ["REPORT_FORMATS", "CaseReportContent", "ReportFigure", "build_case_report", "case_report_content", "case_report_filename", "case_report_html",
+           "case_report_pdf"]
+
+REPORT_FORMATS = ("pdf", "html")
+StepProgress = Callable[[float, str], None]  # fraction done, what is being done
 
 
 def case_report_pdf(content: CaseReportContent, progress: Progress | None = None) -> bytes:
@@ -18,3 +32,57 @@ def case_report_pdf(content: CaseReportContent, progress: Progress | None = None
 def case_report_html(content: CaseReportContent, progress: Progress | None = None) -> str:
     """A self-contained HTML document (inline CSS, figures embedded); ``progress(done, total)`` after each figure."""
     return build_case_report_html(content, progress)
+
+
+def case_report_content(workspace: Workspace, view: CaseView, figures: list[ReportFigure]) -> CaseReportContent:
+    """Everything a case report holds besides its figures: demographics, stored model outputs, reviews."""
+    with workspace.store.session() as s:
+        case = case_summary(s, view.patient_id)
+        p = case.patient
+        summary = [("Age", "" if p.age is None else f"{p.age:.0f}"), ("Sex", p.sex or ""), ("Onset", p.onset_type or ""),
+                   ("Slides", str(len(case.slides))), ("Visits", str(len(case.visits))), ("Reports", str(len(case.reports)))]
+        subjects: dict[str, dict[str, object]] = {
+            "slide": {sl.id: sl.label for sl in case.slides}, "report": {r.id: r.label for r in case.reports},
+            "visit": {str(v.id): (f"visit day {v.day:.0f}", v.label) for v in case.visits}}
+        outputs = []
+        for model_id, kinds in case.predictions.items():
+            manifest = workspace.manifest(model_id) if model_id in workspace.manifests else None
+            positive = manifest.score_class if manifest else "positive"
+            for kind, preds in kinds.items():
+                for subject_id, pred in preds.items():
+                    label = subjects.get(kind, {}).get(subject_id)
+                    name, label = label if isinstance(label, tuple) else (f"{kind} {subject_id}", label)
+                    outputs.append({"subject": name, "model_id": model_id, "weights_sha256": pred.weights_sha256,
+                                    "output": f"P({positive}) = {pred.score:.3f}", "label": "" if label is None else str(label)})
+    reviews = [{"modality": e.modality, "verdict": e.verdict, "comment": e.comment, "flags": list(e.flags), "signed_off": e.signed_off,
+                "user": e.user, "at": e.at.strftime("%Y-%m-%d %H:%M UTC"), "version": e.version}
+               for e in review_history(workspace.store, view.patient_id)]
+    return CaseReportContent(patient_id=view.patient_id, workspace_name=workspace.name, summary=summary,
+                             model_outputs=sorted(outputs, key=lambda o: (o["model_id"], o["subject"])), reviews=reviews, figures=figures)
+
+
+def build_case_report(workspace: Workspace, explainers: PatientExplainers, view: CaseView, names: list[str], fmt: str = "pdf",
+                      progress: StepProgress | None = None) -> tuple[bytes, int]:
+    """The case report of ``view`` with the figures ``names`` (in ``CASE_FIGURES`` order), as PDF or HTML bytes, and
+    how many figures it holds. ``progress(fraction, step)`` before each figure and before the document."""
+    if fmt not in REPORT_FORMATS:
+        raise PathReviewError(f"unknown report format {fmt!r}; choose {' or '.join(REPORT_FORMATS)}")
+    names = [n for n in CASE_FIGURES if n in names]
+    total = len(names) + 1  # the figures, then the document
+    figures = []
+    for done, name in enumerate(names):
+        if progress:
+            progress(done / total, f"figure {done + 1}/{len(names)}: {CASE_FIGURES[name]}")
+        figures.append(case_figure(workspace, explainers, name, view))
+    if progress:
+        progress(len(names) / total, "writing the document")
+    content = case_report_content(workspace, view, figures)
+    data = case_report_pdf(content) if fmt == "pdf" else case_report_html(content).encode("utf-8")
+    return data, len(figures)
+
+
+def case_report_filename(patient_id: str, fmt: str, stamp: str) -> str:
+    """``case-<patient>-<stamp>.pdf`` (or ``.html``), safe as a file name and in a download header."""
+    if fmt not in REPORT_FORMATS:
+        raise PathReviewError(f"unknown report format {fmt!r}; choose {' or '.join(REPORT_FORMATS)}")
+    return f"{safe_file_stem(f'case-{patient_id}-{stamp}')}.{fmt}"

@@ -78,7 +78,11 @@ def _wrap(caption: str, max_chars: int) -> list[str]:
     return lines
 
 
+def safe_file_stem(stem: str) -> str:
+    """A file name stem safe on every OS and in a Content-Disposition header: only [A-Za-z0-9._-]."""
+    return _UNSAFE_NAME.sub("_", stem).strip("._-")[:100] or "figure"
+
+
 def export_filename(stem: str, fmt: str) -> str:
-    """A file name safe on every OS and in a Content-Disposition header: only [A-Za-z0-9._-]."""
-    safe = _UNSAFE_NAME.sub("_", stem).strip("._-")[:100] or "figure"
-    return f"{safe}.{check_format(fmt)}"
+    """A figure's file name, safe as ``safe_file_stem``."""
+    return f"{safe_file_stem(stem)}.{check_format(fmt)}"

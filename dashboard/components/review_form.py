@@ -20,7 +20,7 @@ from core.store.reviews import (
     review_status,
 )
 from core.workspace import Workspace
-from dashboard.auth import current_role_allows, current_username
+from dashboard.auth import current_role_allows, current_username, requires_role
 from dashboard.components.clicks import ctx_triggered_click
 
 VERDICT_COLOURS = {"agree": "success", "disagree": "danger", "uncertain": "warning"}
@@ -106,6 +106,7 @@ def register_callbacks(app: Dash, workspace: Workspace) -> None:
         State("review-versions", "data"), State("case-id", "data"),
         prevent_initial_call=True,
     )
+    @requires_role("reviewer")
     def save_review(clicks, verdicts, comments, flags, signoffs, ids, versions, patient_id):
         if not ctx_triggered_click(clicks):
             return (no_update,) * 4 + ([no_update] * len(ids),)

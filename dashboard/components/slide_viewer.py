@@ -44,7 +44,7 @@ from core.slides.reader import SlideReadError
 from core.slides.tiles import SlideGeometry, TileService
 from core.store.cases import slide_record
 from core.workspace import Workspace
-from dashboard.auth import current_username, requesting_user
+from dashboard.auth import current_username, requesting_user, requires_role
 from dashboard.components.clicks import ctx_triggered_click
 from dashboard.components.method_comparison import comparison_grid, scores_table
 from dashboard.components.patch_inspector import patch_inspector, png_data_uri
@@ -287,6 +287,7 @@ def register_callbacks(app: Dash, workspace: Workspace, tiles: TileService, disp
         running=[(Output("heat-compute", "disabled"), True, False), (Output("heat-cancel", "disabled"), False, True)],
         cancel=[Input("heat-cancel", "n_clicks")],
     )
+    @requires_role("reviewer")
     def compute_slide_heatmap(set_progress, _clicks, ctx, model_id, overlap):
         job_workspace = forked_job_workspace(workspace)
 

@@ -10,6 +10,7 @@ from dash import Dash, Input, Output, dcc, html
 from core.auth.users import list_users
 from core.store.audit import ACTIONS, audit_events
 from core.workspace import Workspace
+from dashboard.auth import requires_role
 from dashboard.figures.audit_figures import audit_activity_figure
 
 SHOWN_EVENTS = 500
@@ -40,6 +41,7 @@ def layout(workspace: Workspace) -> html.Div:
 def register_callbacks(app: Dash, workspace: Workspace) -> None:
     @app.callback(Output("admin-audit-table", "children"), Output("audit-activity", "figure"),
                   Input("audit-action", "value"), Input("audit-user", "value"))
+    @requires_role("admin")
     def show_audit(action, user):
         events = audit_events(workspace.store, limit=SHOWN_EVENTS, action=action or None, user=(user or "").strip() or None)
         rows = [html.Tr([html.Td(e.at.strftime("%Y-%m-%d %H:%M:%S")), html.Td(e.user), html.Td(e.action), html.Td(e.target),

@@ -8,22 +8,16 @@ from dash import ALL, ClientsideFunction, Dash, Input, Output, State, callback_c
 
 from core.errors import PathReviewError
 from core.explain.patient_explanations import PatientExplainers
+from core.export.case_figures import case_figure_names, nearest_by_day
 from core.slides.tiles import TileService
 from core.store.cases import CaseSummary, case_summary
 from core.store.reviews import current_reviews
 from core.workspace import Workspace
 from dashboard.auth import current_role_allows
-from dashboard.components import case_export, review_form, slide_viewer
+from dashboard.components import case_export, patient_panel, report_panel, review_form, slide_viewer
 from dashboard.components.clicks import ctx_triggered_click
-from dashboard.pages import patient, report
 
-
-def nearest_by_day(days: dict[str, float | None], day: float | None) -> str | None:
-    """The item taken nearest a visit's day (ties: the earlier one); items without a day count as day 0."""
-    if not days:
-        return None
-    target = day or 0.0
-    return min(days, key=lambda k: (abs((days[k] or 0.0) - target), days[k] or 0.0, k))
+__all__ = ["layout", "nearest_by_day", "register_callbacks"]
 
 
 def _visit_text(visit: int | None, days: list[float]) -> str:
@@ -92,17 +86,22 @@ def layout(workspace: Workspace, tiles: TileService, explainers: PatientExplaine
     summary = " · ".join(x for x in [f"age {p.age:.0f}" if p.age is not None else "", p.sex or "",
                                      f"{p.onset_type} onset" if p.onset_type else "",
                                      f"{len(case.slides)} slides · {len(case.visits)} visits · {len(case.reports)} reports"] if x)
+    # Each panel's part of the view sits beside it, for the export (see components.case_export).
     slide_body = (html.P("No slides for this patient.", className="text-muted") if not case.slides else html.Div([
         _slide_strip(case, view["slide"], view["near_slide"]),
         html.Div(_safe(lambda: slide_viewer.layout(workspace, tiles, view["slide"], view["viewer"]), "case-slide-error"), id="case-slide-panel"),
+        case_export.view_part("slide"),
     ]))
-    patient_body = (html.P("No visits recorded.", className="text-muted") if not days else
-                    _safe(lambda: patient.panel(explainers, patient_id, visit, narrow=True), "case-patient-error"))
+    patient_body = (html.P("No visits recorded.", className="text-muted") if not days else html.Div([
+        _safe(lambda: patient_panel.layout(explainers, patient_id, visit, narrow=True), "case-patient-error"),
+        case_export.view_part("patient"),
+    ]))
     report_options = [{"label": f"{r.id} ({_day_text(r.day)})" if r.day is not None else r.id, "value": r.id} for r in case.reports]
     report_body = html.Div([
         html.P("No reports.", className="text-muted") if not case.reports else "",
         dbc.RadioItems(id="case-report-choice", options=report_options, value=view["report"], inline=True, className="mb-2"),
         html.Div(id="case-report-panel"),
+        case_export.view_part("report") if case.reports else "",
     ])
     return html.Div([
         dcc.Store(id="case-id", data=patient_id),
@@ -128,7 +127,7 @@ def layout(workspace: Workspace, tiles: TileService, explainers: PatientExplaine
                                 html.Span("the report nearest the selected visit is shown", className="small text-muted ms-auto")),
                   dbc.CardBody(report_body)], className="mb-3", id="case-report-card"),
         review_form.card(workspace, patient_id, current),
-        case_export.card(read_only=not current_role_allows("reviewer")),
+        case_export.card(case_figure_names(case, bool(workspace.models_for("report"))), read_only=not current_role_allows("reviewer")),
     ])
 
 
@@ -168,7 +167,7 @@ def register_callbacks(app: Dash, workspace: Workspace, tiles: TileService, expl
 
     @app.callback(Output("case-report-panel", "children"), Input("case-report-choice", "value"))
     def show_report(report_id):
-        return _safe(lambda: report.panel(workspace, report_id), "case-report-error") if report_id else ""
+        return _safe(lambda: report_panel.layout(workspace, report_id), "case-report-error") if report_id else ""
 
     # The link to this view is rewritten in the address bar (history.replaceState) without reloading the page.
     app.clientside_callback(

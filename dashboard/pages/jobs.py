@@ -17,13 +17,14 @@ from core.jobs.kinds import plan_precompute
 from core.jobs.state import ACTIVE, JobView, list_jobs
 from core.store.schema import Patient, Slide
 from core.workspace import Workspace
-from dashboard.auth import current_role_allows, current_username
+from dashboard.auth import current_role_allows, current_username, requires_role
 
 SHOWN_JOBS = 100
 REFRESH_MS = 1000
 FILTERS = {"all": None, "active": ACTIVE, "failed": ("failed", "cancelled"), "done": ("done",)}
 STATUS_COLOURS = {"queued": "secondary", "running": "primary", "done": "success", "failed": "danger", "cancelled": "warning",
                   "stalled": "dark"}
+JOB_MANAGER_ROLE = "reviewer"
 WHAT_LABELS = {"heatmaps": "Heatmaps", "cams": "CAM + attention maps", "shap": "Visit SHAP", "lime": "Report LIME"}
 
 
@@ -31,9 +32,9 @@ def nav_item() -> dbc.NavItem:
     return dbc.NavItem(dbc.NavLink("Jobs", href="/jobs", active="exact"))
 
 
-def _may_manage_jobs() -> bool:
-    """Reviewers and admins start, cancel and retry jobs; viewers watch."""
-    return not has_request_context() or current_role_allows("reviewer")
+def _shows_job_controls() -> bool:
+    """Reviewers and admins start, cancel and retry jobs (the callbacks require it); viewers watch, without the buttons."""
+    return not has_request_context() or current_role_allows(JOB_MANAGER_ROLE)
 
 
 def layout(workspace: Workspace) -> html.Div:
@@ -60,14 +61,14 @@ def layout(workspace: Workspace) -> html.Div:
                              dbc.RadioItems(id="jobs-overlap", options=[{"label": "0 %", "value": 0.0}, {"label": "50 %", "value": 0.5},
                                                                         {"label": "75 %", "value": 0.75}], value=0.0, inline=True),
                              dbc.Button("Start", id="jobs-start", color="primary", size="sm", className="mt-3",
-                                        disabled=not _may_manage_jobs())], md=4),
+                                        disabled=not _shows_job_controls())], md=4),
                 ]),
                 html.Div(id="jobs-start-message", className="mt-2"),
             ]),
         ], className="mb-3"),
         html.Div([dbc.RadioItems(id="jobs-filter", options=[{"label": k, "value": k} for k in FILTERS], value="all", inline=True),
                   html.Div(id="jobs-action-message", className="small ms-3")], className="d-flex align-items-center mb-2"),
-        html.Div(id="jobs-table", children=jobs_table(list_jobs(workspace.store, limit=SHOWN_JOBS), _may_manage_jobs())),
+        html.Div(id="jobs-table", children=jobs_table(list_jobs(workspace.store, limit=SHOWN_JOBS), _shows_job_controls())),
         dcc.Store(id="jobs-action", data=0),
         dcc.Interval(id="jobs-refresh", interval=REFRESH_MS),
     ])
@@ -122,9 +123,8 @@ def register_callbacks(app: Dash, workspace: Workspace, dispatcher: JobDispatche
     @app.callback(Output("jobs-start-message", "children"), Output("jobs-action", "data", allow_duplicate=True),
                   Input("jobs-start", "n_clicks"), State("jobs-what", "value"), State("jobs-patients", "value"),
                   State("jobs-slides", "value"), State("jobs-overlap", "value"), State("jobs-action", "data"), prevent_initial_call=True)
+    @requires_role(JOB_MANAGER_ROLE)
     def start_precompute(_clicks, what, patients, slides, overlap, action):
-        if not _may_manage_jobs():
-            return dbc.Alert("Your role may not start jobs.", color="warning", id="jobs-start-error"), no_update
         try:
             specs = plan_precompute(workspace, what or [], patients or None, slides or None, float(overlap or 0.0))
             if not specs:
@@ -140,18 +140,17 @@ def register_callbacks(app: Dash, workspace: Workspace, dispatcher: JobDispatche
     @app.callback(Output("jobs-table", "children"), Input("jobs-refresh", "n_intervals"), Input("jobs-filter", "value"),
                   Input("jobs-action", "data"))
     def refresh_jobs(_n, status_filter, _action):
-        return jobs_table(list_jobs(workspace.store, FILTERS.get(status_filter), SHOWN_JOBS), _may_manage_jobs())
+        return jobs_table(list_jobs(workspace.store, FILTERS.get(status_filter), SHOWN_JOBS), _shows_job_controls())
 
     @app.callback(Output("jobs-action-message", "children"), Output("jobs-action", "data"),
                   Input({"type": "job-cancel", "index": ALL}, "n_clicks"), Input({"type": "job-retry", "index": ALL}, "n_clicks"),
                   State("jobs-action", "data"), prevent_initial_call=True)
+    @requires_role(JOB_MANAGER_ROLE)
     def cancel_or_retry(_cancels, _retries, action):
         triggered = callback_context.triggered
         if not triggered or not triggered[0].get("value"):
             return no_update, no_update  # a button appeared with the table; nothing was clicked
         target = callback_context.triggered_id
-        if not _may_manage_jobs():
-            return html.Span("Your role may not cancel or retry jobs.", className="text-danger"), no_update
         user = current_username()
         try:
             if target["type"] == "job-cancel":

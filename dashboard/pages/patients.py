@@ -8,10 +8,10 @@ from dash import Dash, Input, Output, State, dcc, html, no_update
 
 from core.explain.cohort_explanations import cohort_shap, dataset_overview, filtered_patient_ids, visit_importance_page
 from core.explain.patient_explanations import PatientExplainers
+from core.export.patient_figures import cohort_importance_figure
 from core.store.schema import Patient
 from core.workspace import Workspace
 from dashboard.figures.cohort_figures import dataset_overview_figure, feature_importance_figure, shap_beeswarm_figure
-from dashboard.figures.patient_figures import cohort_importance_figure
 
 PAGE_SIZE = 20
 

@@ -89,12 +89,15 @@ def _split_outputs(output: str) -> list[tuple[str, str]]:
 
 
 def _expand(component_id: str, wildcards: dict[str, list]) -> list[dict] | None:
-    """A pattern-matching id (``{"modality":["ALL"],...}``) expanded over the values in ``wildcards``."""
+    """A pattern-matching id (``{"modality":["ALL"],...}``) expanded over the values in ``wildcards``; with none given,
+    over nothing, as on a page without such components."""
     if not component_id.startswith("{"):
         return None
     pattern = json.loads(component_id)
-    key = next(k for k, v in pattern.items() if v == ["ALL"])
-    return [{**pattern, key: value} for value in wildcards[key]]
+    key = next((k for k, v in pattern.items() if v == ["ALL"]), None)
+    if key is None:  # a concrete dict id (e.g. a clientside callback's output): one component, sent as declared
+        return None
+    return [{**pattern, key: value} for value in wildcards.get(key, [])]
 
 
 def callback_body(dependency: dict, values: dict[tuple[str, str], object], changed: list[str],

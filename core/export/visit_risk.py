@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import plotly.graph_objects as go
 
+Values = Sequence[float] | np.ndarray  # per visit
 
-def visit_risk_figure(days: Sequence[float], risks: Sequence[float | None], labels: Sequence[int | None], title: str,
-                      what_if: tuple[Sequence[float], Sequence[float]] | None = None, selected: int | None = None) -> go.Figure:
+
+def visit_risk_figure(days: Sequence[float], risks: Sequence[float | None] | np.ndarray, labels: Sequence[int | None], title: str,
+                      what_if: tuple[Sequence[float], Values] | None = None, selected: int | None = None) -> go.Figure:
     """Risk at every visit; optionally a what-if trajectory and a highlighted visit. Every point carries its visit's
     index as customdata, so a click on any trace (a label marker often covers the risk marker) selects that visit."""
     fig = go.Figure()
@@ -20,7 +23,7 @@ def visit_risk_figure(days: Sequence[float], risks: Sequence[float | None], labe
     observed = [t for t, y in enumerate(labels) if y is not None]
     if observed:
         fig.add_trace(go.Scatter(
-            x=[days[t] for t in observed], y=[float(labels[t]) for t in observed], customdata=observed, mode="markers", name="recorded label",
+            x=[days[t] for t in observed], y=[float(labels[t] or 0) for t in observed], customdata=observed, mode="markers", name="recorded label",
             marker={"symbol": "x", "size": 9, "color": "#333"}, hovertemplate="day %{x:.0f}<br>label %{y:.0f}<extra></extra>",
         ))
     if what_if is not None:

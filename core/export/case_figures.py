@@ -1,4 +1,4 @@
-"""The case page's exportable figures, rebuilt on the server from what the reviewer is looking at.
+"""A case's exportable figures, rebuilt on the server from what the reviewer is looking at (or a default view).
 
 A figure is never taken from the browser: the view (visit, what-if, report, LIME settings, slide layer and viewport)
 names it, and the same core calls that drew the panel draw it again, with provenance, for export or the case report.
@@ -7,21 +7,21 @@ names it, and the same core calls that drew the panel draw it again, with proven
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from core.errors import NotFoundError, PathReviewError
 from core.explain.patient_explanations import DEFAULT_BACKGROUND, PatientExplainers, PatientExplanation
 from core.explain.report_explanations import report_explanation, report_model_id, stored_report_text
 from core.explain.text import LimeSettings
-from core.export.case_report import CaseReportContent, ReportFigure
+from core.export.patient_figures import visit_figures
 from core.export.provenance import model_provenance
+from core.export.report_content import ReportFigure
+from core.export.report_figures import word_weight_figure
 from core.export.slide_figure import SlideRegion, slide_figure, viewport_region
-from core.heatmaps.overlay import OverlayStyle
-from core.heatmaps.slide_heatmap import slide_heatmap_by_key
-from core.store.cases import case_summary, slide_record
-from core.store.reviews import review_history
+from core.heatmaps.overlay import TUMOUR_LAYER, OverlayStyle
+from core.heatmaps.slide_heatmap import cached_heatmap, slide_heatmap_by_key
+from core.store.cases import CaseSummary, case_summary, slide_record
 from core.workspace import Workspace
-from dashboard.figures.patient_figures import visit_figures
-from dashboard.figures.report_figures import word_weight_figure
 
 CASE_FIGURES = {
     "slide": "Slide view with overlay",
@@ -31,6 +31,8 @@ CASE_FIGURES = {
     "lime": "Report word weights (LIME)",
 }
 MAX_EXPORT_WIDTH = 4000  # px; a larger slide export is refused rather than allowed to exhaust memory
+# The overlay as the slide viewer opens: the default view draws it so.
+VIEWER_STYLE = {"layer": TUMOUR_LAYER, "method": "overlap", "cmap": "Viridis", "threshold": 0.5, "norm": "raw", "smooth": 0.0}
 
 
 @dataclass
@@ -39,16 +41,16 @@ class CaseView:
 
     patient_id: str
     visit: int | None = None
-    what_if: dict | None = None
+    what_if: dict[str, Any] | None = None
     report_id: str | None = None
-    lime: dict = field(default_factory=dict)  # class_name, num_features, num_samples, seed, kernel_width
+    lime: dict[str, Any] = field(default_factory=dict)  # class_name, num_features, num_samples, seed, kernel_width
     heat_key: str | None = None
     slide_id: str | None = None
-    style: dict = field(default_factory=dict)  # OverlayStyle fields
+    style: dict[str, Any] = field(default_factory=dict)  # OverlayStyle fields
     opacity: float = 0.5
-    bounds: list | None = None  # the viewer's Leaflet bounds
+    bounds: list[list[float]] | None = None  # the viewer's Leaflet bounds
     max_zoom: int | None = None
-    region_um: list | None = None  # [x, y, width, height] in µm; None = the current view
+    region_um: list[float] | None = None  # [x, y, width, height] in µm; None = the current view
     output_width: int = 1200
     background: str = DEFAULT_BACKGROUND  # the SHAP background the patient panel shows
 
@@ -72,7 +74,7 @@ def _patient_figure(workspace: Workspace, explainers: PatientExplainers, name: s
     stored, edited = _patient(explainers, view)
     t = _visit(stored, view)
     suffix = " (what-if edit)" if edited else ""
-    settings = {"visit": t + 1, "what_if": bool(edited)}
+    settings: dict[str, object] = {"visit": t + 1, "what_if": bool(edited)}
     shown = edited or stored
     risk, importance, waterfall = visit_figures(stored, edited, t, workspace.manifest(stored.model_id).score_class,
                                                 f"Visit {t + 1} (day {shown.days[t]:.0f}): from expected value to output{suffix}")
@@ -144,28 +146,31 @@ def case_figure(workspace: Workspace, explainers: PatientExplainers, name: str, 
     raise PathReviewError(f"unknown figure {name!r}; choose one of {', '.join(CASE_FIGURES)}")
 
 
-def case_report_content(workspace: Workspace, view: CaseView, figures: list[ReportFigure]) -> CaseReportContent:
-    """Everything a case report holds besides its figures: demographics, stored model outputs, reviews."""
-    with workspace.store.session() as s:
-        case = case_summary(s, view.patient_id)
-        p = case.patient
-        summary = [("Age", "" if p.age is None else f"{p.age:.0f}"), ("Sex", p.sex or ""), ("Onset", p.onset_type or ""),
-                   ("Slides", str(len(case.slides))), ("Visits", str(len(case.visits))), ("Reports", str(len(case.reports)))]
-        subjects = {"slide": {sl.id: sl.label for sl in case.slides}, "report": {r.id: r.label for r in case.reports},
-                    "visit": {str(v.id): (f"visit day {v.day:.0f}", v.label) for v in case.visits}}
-        outputs = []
-        for model_id, kinds in case.predictions.items():
-            manifest = workspace.manifest(model_id) if model_id in workspace.manifests else None
-            positive = manifest.score_class if manifest else "positive"
-            for kind, preds in kinds.items():
-                for subject_id, pred in preds.items():
-                    label = subjects.get(kind, {}).get(subject_id)
-                    name, label = label if isinstance(label, tuple) else (f"{kind} {subject_id}", label)
-                    outputs.append({"subject": name, "model_id": model_id, "weights_sha256": pred.weights_sha256,
-                                    "output": f"P({positive}) = {pred.score:.3f}", "label": "" if label is None else str(label)})
-    reviews = [{"modality": e.modality, "verdict": e.verdict, "comment": e.comment, "flags": list(e.flags), "signed_off": e.signed_off,
-                "user": e.user, "at": e.at.strftime("%Y-%m-%d %H:%M UTC"), "version": e.version}
-               for e in review_history(workspace.store, view.patient_id)]
-    return CaseReportContent(patient_id=view.patient_id, workspace_name=workspace.name, summary=summary,
-                             model_outputs=sorted(outputs, key=lambda o: (o["model_id"], o["subject"])), reviews=reviews, figures=figures)
+def nearest_by_day(days: dict[str, float | None], day: float | None) -> str | None:
+    """The item taken nearest a visit's day (ties: the earlier one); items without a day count as day 0."""
+    if not days:
+        return None
+    target = day or 0.0
+    return min(days, key=lambda k: (abs((days[k] or 0.0) - target), days[k] or 0.0, k))
 
+
+def case_figure_names(case: CaseSummary, has_report_model: bool) -> list[str]:
+    """The ``CASE_FIGURES`` this case can show: no slide figure without a slide, no patient figures without visits,
+    no LIME figure without a report or a report model."""
+    present = {"slide": bool(case.slides), "risk": bool(case.visits), "importance": bool(case.visits), "waterfall": bool(case.visits),
+               "lime": bool(case.reports) and has_report_model}
+    return [name for name in CASE_FIGURES if present[name]]
+
+
+def default_case_view(workspace: Workspace, patient_id: str) -> CaseView:
+    """The view the case page opens on: the last visit, the slide and report nearest it, the cached heatmap of the first
+    patch model under the viewer's default overlay, LIME's default settings; the whole slide rather than a viewport."""
+    with workspace.store.session() as s:
+        case = case_summary(s, patient_id)
+    day = case.visits[-1].day if case.visits else None
+    slide_id = nearest_by_day({sl.id: sl.day for sl in case.slides}, day)
+    patch_models = workspace.models_for("patch")
+    heat = cached_heatmap(workspace, slide_id, patch_models[0]) if slide_id and patch_models else None
+    return CaseView(patient_id=patient_id, visit=len(case.visits) - 1 if case.visits else None,
+                    report_id=nearest_by_day({r.id: r.day for r in case.reports}, day), slide_id=slide_id,
+                    heat_key=heat.key if heat is not None else None, style=dict(VIEWER_STYLE) if heat is not None else {})

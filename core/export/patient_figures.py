@@ -1,4 +1,4 @@
-"""Figures of the patient page."""
+"""The patient figures (risk, visit importance, SHAP waterfall), drawn alike for the patient panel and the case report."""
 
 from __future__ import annotations
 
@@ -8,19 +8,19 @@ import numpy as np
 import plotly.graph_objects as go
 
 from core.explain.patient_explanations import PatientExplanation
-from dashboard.figures.visit_risk import visit_risk_figure
+from core.export.visit_risk import Values, visit_risk_figure
 
 
-def shap_waterfall_figure(base: float, phi: Sequence[float], names: Sequence[str], values: Sequence[object], output: float,
+def shap_waterfall_figure(base: float, phi: Values, names: Sequence[str], values: Sequence[object], output: float,
                           title: str, top_k: int = 8) -> go.Figure:
     """From the expected value (base) to the model output: the top-k contributions, the rest summed."""
-    phi = np.asarray(phi, float)
-    order = list(np.argsort(-np.abs(phi))[:top_k])
-    rest = float(phi.sum() - phi[order].sum())
+    contributions = np.asarray(phi, float)
+    order = list(np.argsort(-np.abs(contributions))[:top_k])
+    rest = float(contributions.sum() - contributions[order].sum())
     labels = [f"{names[i]} = {_fmt(values[i])}" for i in order]
-    deltas = [float(phi[i]) for i in order]
-    if len(phi) > top_k:
-        labels.append(f"{len(phi) - top_k} other features")
+    deltas = [float(contributions[i]) for i in order]
+    if len(contributions) > top_k:
+        labels.append(f"{len(contributions) - top_k} other features")
         deltas.append(rest)
     fig = go.Figure(go.Waterfall(
         orientation="h", measure=["absolute", *["relative"] * len(deltas), "total"],
@@ -38,8 +38,8 @@ def _fmt(value: object) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def visit_importance_figure(days: Sequence[float], scores: Sequence[float], title: str = "Visit importance",
-                            compare: Sequence[float] | None = None) -> go.Figure:
+def visit_importance_figure(days: Sequence[float], scores: Values, title: str = "Visit importance",
+                            compare: Values | None = None) -> go.Figure:
     """One row of cells per sequence (red pushes the final prediction up, blue down), in [-1, 1]."""
     rows = [list(scores)] + ([list(compare)] if compare is not None else [])
     names = ["stored"] + (["what-if"] if compare is not None else [])

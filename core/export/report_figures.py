@@ -1,4 +1,4 @@
-"""Figures of the report page."""
+"""The report figure (LIME word weights), drawn alike for the report panel and the case report."""
 
 from __future__ import annotations
 
