@@ -19,7 +19,9 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import threading
 import unicodedata
+from collections import OrderedDict
 
 from dash.exceptions import InvalidCallbackReturnValue
 from flask import Flask, Response, g, request
@@ -121,6 +123,29 @@ def _parsed_body() -> tuple[object, str | None]:
 INCONSISTENT_VALUES = (LookupError, TypeError, ValueError, AttributeError, ArithmeticError, InvalidCallbackReturnValue)
 
 
+class StartedJobs:
+    """The checked values each background callback job was started with, by the cache key Dash answered with."""
+
+    def __init__(self, most: int = 2000) -> None:
+        self._values: OrderedDict[str, dict] = OrderedDict()
+        self._lock = threading.Lock()
+        self._most = most
+
+    def remember(self, response: Response, values: dict) -> None:
+        if b'"cacheKey"' not in response.get_data()[:200]:
+            return  # not the start of a background job
+        key = (json.loads(response.get_data()) or {}).get("cacheKey")
+        if isinstance(key, str):
+            with self._lock:
+                self._values[key] = values
+                while len(self._values) > self._most:
+                    self._values.popitem(last=False)
+
+    def values_of(self, key: str) -> dict:
+        with self._lock:
+            return self._values.get(key, {})
+
+
 def _gate(schema: CallbackSchema, body: dict, workspace: Workspace | None) -> tuple[Response | None, dict]:
     """The role, value and job checks of one callback request: (the refusal, or None; its values)."""
     rule = schema.rule
@@ -156,6 +181,7 @@ def install_request_limits(server: Flask, callback_map: dict | None = None, work
     # First of all hooks, whenever this is installed: the role check reads the body as a JSON object.
     server.before_request_funcs.setdefault(None, []).insert(0, refuse_bodies_that_are_not_json_objects)
 
+    started_jobs = StartedJobs()
     # Built now: every callback is registered before this is installed, and one with an unknown property fails at start.
     schemas: dict[str, CallbackSchema] = build_schemas(callback_map) if callback_map is not None else {}
     dispatch = server.view_functions.get(CALLBACK_PATH)
@@ -174,7 +200,12 @@ def install_request_limits(server: Flask, callback_map: dict | None = None, work
             if shape:
                 return _plain(f"Malformed callback request: {shape}; nothing was done.", 400)
             values: dict = {}
-            if schema is not None:
+            poll = request.args.get("cacheKey")
+            if schema is not None and poll:
+                # Collecting a background job's result: the job runs with the values checked when it started (Dash sends
+                # the page's values again, and nulls once the job is done), so those are the request's values.
+                values = started_jobs.values_of(poll)
+            elif schema is not None:
                 refusal, values = _gate(schema, body, workspace)
                 if refusal is not None:
                     return refusal
@@ -184,6 +215,8 @@ def install_request_limits(server: Flask, callback_map: dict | None = None, work
                 log.warning("callback %s refused values that do not fit together", body.get("output", "")[:200], exc_info=True)
                 return _plain(f"Malformed callback request: the values sent do not fit together ({exc.__class__.__name__}); "
                               "nothing was done.", 400)
+            if schema is not None and not poll and response.status_code == 200:
+                started_jobs.remember(response, values)
             if schema is not None and schema.rule.audit is not None and workspace is not None and response.status_code == 200:
                 for row in schema.rule.audit(values, Answer(response.get_data())):  # unwritten: 503, and the answer is not sent
                     audit(workspace, row.action, row.target, row.detail)
