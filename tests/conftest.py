@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import LiveServer, add_test_accounts, sign_in_browser
+from tests.helpers import LiveServer, add_test_accounts, sign_in, sign_in_browser
 from tests.system_packages import ensure_chromium
 
 # Per-installation secrets (the session key) of the apps and servers the tests start: not the user's own state folder.
@@ -93,3 +93,19 @@ def browser(live_server):
     sign_in_browser(driver, live_server.url)
     yield driver
     driver.quit()
+
+
+@pytest.fixture(scope="module")
+def app(workspace):
+    """The Dash app over the module's ``workspace`` (the reduced demo, or a module's own copy)."""
+    from dashboard.app import create_app
+
+    return create_app(workspace)
+
+
+@pytest.fixture(scope="module")
+def client(app):
+    """A Flask test client of ``app``, signed in as a reviewer."""
+    client = app.server.test_client()
+    sign_in(client)
+    return client

@@ -30,11 +30,6 @@ def workspace(demo_workspace, tmp_path_factory):
     ws.store.dispose()
 
 
-@pytest.fixture(scope="module")
-def app(workspace):
-    return create_app(workspace)
-
-
 def _url(rule) -> str:
     def value(match: re.Match) -> str:
         return SAMPLE_VALUES.get(match.group(2), "x")

@@ -17,22 +17,9 @@ from core.models.registry import file_sha256, load_model
 from core.store.reviews import review_history
 from core.store.schema import AuditEvent, Review
 from core.workspace import read_workspace_config
-from dashboard.app import create_app
 from dashboard.request_limits import MAX_REQUEST_BYTES
-from tests.helpers import callback_dependency, post_callback, sign_in
+from tests.helpers import callback_dependency, post_callback
 from tests.load.reviewers import callback_body, find_component
-
-
-@pytest.fixture(scope="module")
-def app(workspace):
-    return create_app(workspace)
-
-
-@pytest.fixture(scope="module")
-def client(app):
-    client = app.server.test_client()
-    sign_in(client)
-    return client
 
 
 def _rows_written(workspace) -> tuple[int, int]:

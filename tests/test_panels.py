@@ -5,25 +5,10 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from core.explain.patient_explanations import PatientExplainers
 from core.explain.report_explanations import report_explanation, report_model_id, stored_report_text
 from core.explain.text import LimeSettings
-from dashboard.app import create_app
-from tests.helpers import post_callback, sign_in
-
-
-@pytest.fixture(scope="module")
-def app(workspace):
-    return create_app(workspace)
-
-
-@pytest.fixture(scope="module")
-def client(app):
-    client = app.server.test_client()
-    sign_in(client)
-    return client
+from tests.helpers import post_callback
 
 
 def test_a_what_if_is_explained_once(client, app, monkeypatch):

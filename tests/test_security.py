@@ -53,11 +53,6 @@ def workspace(root):
 
 
 @pytest.fixture(scope="module")
-def app(workspace):
-    return create_app(workspace)
-
-
-@pytest.fixture(scope="module")
 def proxied(root):
     """The real server behind a declared proxy on 127.0.0.1: these requests come "through" it."""
     server = LiveServer(root, "--trusted-proxy", "127.0.0.1")
