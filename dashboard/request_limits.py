@@ -132,9 +132,7 @@ class StartedJobs:
         self._most = most
 
     def remember(self, response: Response, values: dict) -> None:
-        if b'"cacheKey"' not in response.get_data()[:200]:
-            return  # not the start of a background job
-        key = (json.loads(response.get_data()) or {}).get("cacheKey")
+        key = (json.loads(response.get_data()) or {}).get("cacheKey")  # absent when the job's result came at once
         if isinstance(key, str):
             with self._lock:
                 self._values[key] = values
@@ -215,7 +213,7 @@ def install_request_limits(server: Flask, callback_map: dict | None = None, work
                 log.warning("callback %s refused values that do not fit together", body.get("output", "")[:200], exc_info=True)
                 return _plain(f"Malformed callback request: the values sent do not fit together ({exc.__class__.__name__}); "
                               "nothing was done.", 400)
-            if schema is not None and not poll and response.status_code == 200:
+            if schema is not None and not poll and response.status_code == 200 and callback_map[body["output"]].get("background"):
                 started_jobs.remember(response, values)
             if schema is not None and schema.rule.audit is not None and workspace is not None and response.status_code == 200:
                 for row in schema.rule.audit(values, Answer(response.get_data())):  # unwritten: 503, and the answer is not sent
