@@ -15,10 +15,10 @@ from core.store.schema import Patient, Visit
 def test_cohort_explanationss_match_the_store(workspace):
     explainers = PatientExplainers(workspace)
     everyone = filtered_patient_ids(explainers)
-    bulbar = filtered_patient_ids(explainers, onset_type="bulbar")
+    bulbar = filtered_patient_ids(explainers, {"onset_type": "bulbar"})
     with workspace.store.session() as s:
         assert len(everyone) == s.scalar(select(func.count()).select_from(Patient))
-        assert len(bulbar) == s.scalar(select(func.count()).select_from(Patient).where(Patient.onset_type == "bulbar"))
+        assert len(bulbar) == s.scalar(select(func.count()).select_from(Patient).where(Patient.attributes["onset_type"].as_string() == "bulbar"))
         n_visits = s.scalar(select(func.count()).select_from(Visit))
     overview = dataset_overview(explainers, everyone)
     assert overview.visits == n_visits == sum(overview.sequence_lengths) and overview.patients == len(everyone)
@@ -39,7 +39,7 @@ def test_patients_page_filters_and_pages(live_server, browser):
     wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "#cohort-beeswarm .js-plotly-plot"))
     browser.execute_script("arguments[0].click()", browser.find_element(By.ID, "patients-next"))
     wait.until(lambda b: "page 2 of" in b.find_element(By.ID, "patients-page-status").text)
-    browser.find_element(By.ID, "patients-onset").click()
+    browser.find_element(By.ID, '{"name":"onset_type","type":"patients-attribute"}').click()
     wait.until(lambda b: b.find_elements(By.XPATH, "//*[@role='option' and normalize-space(.)='bulbar']"))
     browser.find_element(By.XPATH, "//*[@role='option' and normalize-space(.)='bulbar']").click()
     wait.until(lambda b: "page 1 of" in b.find_element(By.ID, "patients-page-status").text)

@@ -38,7 +38,7 @@ from core.models.registry import save_model
 from core.models.visit_encoding import VisitTensors, encode_sequences
 from core.store.database import open_store
 from core.store.schema import ModelRecord, Patient, Prediction, Report, Slide, Visit
-from core.workspace import DEMO_BUILD_MARKER, WorkspaceConfig, write_workspace_config
+from core.workspace import DEMO_BUILD_MARKER, PatientAttribute, WorkspaceConfig, write_workspace_config
 
 Progress = Callable[[str], None]
 BUILD_MARKER = DEMO_BUILD_MARKER
@@ -134,6 +134,8 @@ class _DemoBuild:
                 name="Demo prostate and ALS cohort",
                 description="Synthetic, deterministic demo: slides, visits and reports with models trained on them.",
                 models=models,
+                patient_attributes={"age": PatientAttribute(label="Age", unit="years"), "sex": PatientAttribute(label="Sex"),
+                                    "onset_type": PatientAttribute(label="Onset")},
             ),
         )
         self.store.dispose()
@@ -158,7 +160,7 @@ class _DemoBuild:
             patients.append(_DemoPatient(pid, gleason, profile, visits, reports, slides))
         with self.store.session() as s:
             for p in patients:
-                s.add(Patient(id=p.id, age=p.profile.age, sex=p.profile.sex, onset_type=p.profile.onset_type))
+                s.add(Patient(id=p.id, attributes={"age": p.profile.age, "sex": p.profile.sex, "onset_type": p.profile.onset_type}))
                 s.add_all(Visit(patient_id=p.id, day=v.day, features=v.features, label=v.label) for v in p.visits)
                 report_days = _spread_over_visits([v.day for v in p.visits], len(p.reports))
                 s.add_all(Report(id=f"{p.id}-R{k + 1}", patient_id=p.id, text=t, label=lab, day=day)

@@ -6,14 +6,11 @@ from __future__ import annotations
 import dash_bootstrap_components as dbc
 from dash import Dash, Input, Output, ctx, dash_table, html
 
-from core.store.cohort import DECISION_THRESHOLD, WORKLISTS, cohort_page, worklist_counts
-from core.workspace import Workspace
+from core.store.cohort import ATTRIBUTE_COLUMN, DECISION_THRESHOLD, WORKLISTS, cohort_page, worklist_counts
+from core.workspace import PatientAttribute, Workspace
 
 PAGE_SIZE = 15
-_BASE_COLUMNS = [
-    ("patient_id", "Patient"), ("age", "Age"), ("sex", "Sex"), ("onset_type", "Onset"),
-    ("slides", "Slides"), ("visits", "Visits"), ("reports", "Reports"),
-]
+_COUNT_COLUMNS = [("slides", "Slides"), ("visits", "Visits"), ("reports", "Reports")]
 _REVIEW_COLUMNS = [("review", "Review"), ("flagged", "Flagged"), ("disagreements", "Model vs label")]
 _REVIEW_TOOLTIPS = {
     "review": "unreviewed: no verdict yet · in review: some verdicts, not all signed off · signed off: the latest "
@@ -47,7 +44,8 @@ def _help_text() -> html.Details:
 
 def layout(workspace: Workspace) -> html.Div:
     columns = [{"id": "patient_id", "name": "Patient", "presentation": "markdown"}]
-    columns += [{"id": c, "name": n} for c, n in _BASE_COLUMNS[1:]]
+    columns += [{"id": ATTRIBUTE_COLUMN + name, "name": _heading(a)} for name, a in workspace.patient_attributes().items()]
+    columns += [{"id": c, "name": n} for c, n in _COUNT_COLUMNS]
     tooltips = dict(_REVIEW_TOOLTIPS)
     for model_id in scored_models(workspace):
         m = workspace.manifest(model_id)
@@ -83,8 +81,15 @@ def layout(workspace: Workspace) -> html.Div:
     ])
 
 
-def _display(row: dict) -> dict:
-    """Cell texts: a link to the case, the flag, and how many compared predictions disagree with their labels."""
+def _heading(attribute: PatientAttribute) -> str:
+    return f"{attribute.label} ({attribute.unit})" if attribute.unit else attribute.label
+
+
+def _display(row: dict, attributes: dict[str, PatientAttribute]) -> dict:
+    """Cell texts: a link to the case, attribute values (the unit is in the heading), the flag, and how many compared
+    predictions disagree with their labels."""
+    for name, attribute in attributes.items():
+        row[ATTRIBUTE_COLUMN + name] = attribute.text(row[ATTRIBUTE_COLUMN + name], with_unit=False)
     pid, disagreements, compared = row["patient_id"], row.pop("disagreements"), row.pop("labelled")
     row["patient_id"] = f"[{pid}](/case/{pid})"
     row["flagged"] = "⚑ flagged" if row["flagged"] else ""
@@ -108,15 +113,17 @@ def register_callbacks(app: Dash, workspace: Workspace) -> None:
         page = 0 if ctx.triggered_id == "cohort-worklist" else page or 0
         sort = (sort_by or [{"column_id": "patient_id", "direction": "asc"}])[0]
         models = scored_models(workspace)
+        attributes = workspace.patient_attributes()
         with workspace.store.session() as s:
             counts = worklist_counts(s, models)
             pages = max(1, -(-counts[worklist] // page_size))
             page = min(page, pages - 1)  # a worklist that shrank since the page was turned
-            result = cohort_page(s, models, page, page_size, sort["column_id"], sort["direction"] == "desc", worklist, counts[worklist])
+            result = cohort_page(s, models, page, page_size, sort["column_id"], sort["direction"] == "desc", worklist, counts[worklist],
+                                 list(attributes))
         options = [{"label": f"{name} ({counts[key]})", "value": key} for key, name in WORKLISTS.items()]
         shown = f"{result.total} patients" if worklist == "all" else \
             f"{result.total} of {counts['all']} patients ({WORKLISTS[worklist].lower()})"
-        return [_display(r) for r in result.rows], pages, page, f"{shown} · page {page + 1} of {pages}", options
+        return [_display(r, attributes) for r in result.rows], pages, page, f"{shown} · page {page + 1} of {pages}", options
 
 
 def nav_item() -> dbc.NavItem:
