@@ -65,7 +65,7 @@ def main() -> None:
     parser.add_argument("--peer-patients", type=int, default=40)
     args = parser.parse_args()
     root = bench_workspace_root(args.workspace)
-    model = open_workspace(root).model("niv-gru")
+    model = open_workspace(root).model("progression-gru")
     spec = model.manifest.input
     names = [*spec.features, *spec.categorical, "elapsed_days"]
     patients = cohort(args.patients, spec)

@@ -16,7 +16,7 @@ from core.store.database import open_store
 from core.store.reviews import record_review
 from core.store.schema import Patient, Prediction, Report, Review, Slide, Visit
 
-MODELS = ["mil-attention", "mil-lse", "niv-gru", "report-tfidf"]
+MODELS = ["mil-attention", "mil-lse", "progression-gru", "report-tfidf"]
 
 
 @pytest.fixture
