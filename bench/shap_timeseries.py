@@ -21,9 +21,9 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from core.demo.visit_synthesis import synthesise_visits  # noqa: E402
 from demo_workspace import bench_workspace_root  # noqa: E402
 
-from core.demo.visit_synthesis import synthesise_visits  # noqa: E402
 from core.explain.timeseries import Background, PatientSequence, SequenceExplainer  # noqa: E402
 from core.models.visit_encoding import encode_sequences  # noqa: E402
 from core.workspace import open_workspace  # noqa: E402
