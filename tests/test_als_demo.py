@@ -3,11 +3,13 @@ who have no slides and no reports."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from core.demo.build import ALS_SPEC, build_demo
+from core.demo.build import ALS_SPEC, BUILD_MARKER, build_demo
 from core.explain.patient_explanations import PatientExplainers
 from core.slides.tiles import TileService
 from core.store.cohort import cohort_page
@@ -39,6 +41,8 @@ def test_visits_only_with_the_cohorts_attributes(als):
 def test_niv_model_is_honest_and_calibrated(als):
     metrics = als.manifest("niv-gru").metrics
     assert 0.80 <= metrics.auc <= 0.97
+    baselines = json.loads((als.root / BUILD_MARKER).read_text())["baselines"]["niv-gru"]
+    assert len(baselines) == 2 and all(metrics.auc >= auc + 0.03 for auc in baselines.values()), baselines
     with als.store.session() as s:
         scores = np.array(s.scalars(select(Prediction.score).where(Prediction.subject_kind == "visit")).all())
     assert ((scores < 0.01) | (scores > 0.99)).mean() < 0.30
