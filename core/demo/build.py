@@ -213,7 +213,7 @@ class _Build:
         means, stds = train_sequence.feature_standardisation(train_values)
         data = encode_sequences(visits, numeric, means, stds, categorical)
         params = {"n_numeric": len(numeric), "category_sizes": [len(v) for v in categorical.values()], "cell": "gru",
-                  "hidden": 16, "bidirectional": False, "elapsed_time": True}
+                  "hidden": 16, "bidirectional": False, "elapsed_time": True, "clip_z": 3.0}
         train_idx = np.flatnonzero(~is_test)
         order = self.rng.permutation(train_idx)
         n_val = int(round(len(order) * self.spec.validation_fraction))

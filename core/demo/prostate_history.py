@@ -72,8 +72,10 @@ def synthesise_history(rng: np.random.Generator) -> ProstateHistory:
     age = float(np.clip(rng.normal(66, 7), 48, 82).round())
     bmi = float(np.clip(rng.normal(28, 4), 19, 45))
     volume0 = float(np.clip(rng.lognormal(np.log(45), 0.35), 18, 150))
-    growth = float(max(0.02, 0.06 + 0.35 / (1 + np.exp(-1.8 * (aggressiveness - 0.3))) + rng.normal(0, 0.06)))  # log PSA per year
-    tumour_psa0 = float(rng.lognormal(0.6 + 0.35 * aggressiveness, 0.7))
+    # The tumour's PSA grows at a rate set by its aggressiveness; its starting level says little (it varies widely), so a
+    # single visit shows less than the PSA kinetics over several.
+    growth = float(max(0.02, 0.03 + 0.9 / (1 + np.exp(-2.5 * (aggressiveness - 0.3))) + rng.normal(0, 0.04)))  # log PSA per year
+    tumour_psa0 = float(rng.lognormal(0.7, 0.9))
     group = _grade_group(aggressiveness + rng.normal(0, 0.45))
     stage = STAGES[int(np.clip(round(0.8 * aggressiveness + rng.normal(0.4, 0.7)), 0, 3))]
     biopsy_day = float(rng.integers(14, 60))
@@ -86,7 +88,7 @@ def synthesise_history(rng: np.random.Generator) -> ProstateHistory:
         specimens.append(Specimen("RP", "prostatectomy", progression, _gleason(rng, min(5, group + int(rng.random() < 0.25)))))
     else:
         # Surveillance: the tumour upgrades after a time that shortens as its PSA grows faster.
-        upgrade_day = biopsy_day + 365 * float(rng.uniform(0.4, 1.6)) * 0.3 / growth
+        upgrade_day = biopsy_day + 365 * float(rng.uniform(0.8, 1.25)) * 0.25 / growth
         doubling_days = 365 * np.log(2) / growth
         rebiopsy = biopsy_day + float(rng.uniform(300, 430)) if doubling_days > 3 * 365 else biopsy_day + float(rng.uniform(150, 300))
         if rebiopsy < follow_up:
@@ -110,13 +112,13 @@ def synthesise_history(rng: np.random.Generator) -> ProstateHistory:
         days.append(days[-1] + gap)
     if progression is not None and len(days) < 3:  # at least a referral, a result and a pre-treatment visit
         days = sorted({0.0, *np.linspace(0, end - 10, 3).round().tolist()})
-    pirads_z = 1.0 + 0.9 * aggressiveness + rng.normal(0, 0.7)
+    pirads_z = 1.2 + 0.7 * aggressiveness + rng.normal(0, 1.0)
     visits, previous = [], None
     for day in days:
         years = day / 365.0
         volume = volume0 * (1 + 0.02 * years)
         psa_true = 0.07 * volume + tumour_psa0 * np.exp(growth * years)
-        psa = float(psa_true * rng.lognormal(0, 0.12))
+        psa = float(psa_true * rng.lognormal(0, 0.08))
         measured_volume = float(volume * rng.lognormal(0, 0.1))
         free = (0.25 * 0.07 * volume + 0.1 * (psa_true - 0.07 * volume)) / psa_true * 100 + rng.normal(0, 2.0)
         pirads = PIRADS[int(np.clip(np.floor(pirads_z + 0.25 * growth * years * 4), 0, 3))]

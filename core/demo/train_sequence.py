@@ -12,7 +12,8 @@ from torch import nn
 from core.models.sequence import VisitSequenceNet
 from core.models.visit_encoding import VisitTensors
 
-PATIENCE_EPOCHS = 15  # stop when the validation loss has not improved for this many epochs
+PATIENCE_EPOCHS = 30  # stop when the validation loss has not improved for this many epochs
+WARM_UP_EPOCHS = 20  # a few validation patients are noisy: the best epoch is looked for only after these
 WEIGHT_DECAY = 1e-2
 
 
@@ -46,21 +47,21 @@ def _train(train: VisitTensors, validation: VisitTensors, params: dict, max_epoc
            progress: Callable[[str], None]) -> tuple[VisitSequenceNet, float]:
     torch.manual_seed(seed)
     model = VisitSequenceNet(**params)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=WEIGHT_DECAY)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=5e-3, weight_decay=WEIGHT_DECAY)
     loss_fn = nn.BCEWithLogitsLoss()
     best, best_state, since_best = float("inf"), {k: v.clone() for k, v in model.state_dict().items()}, 0
     for epoch in range(max_epochs):
         model.train()
         order = torch.randperm(len(train.lengths))
-        for start in range(0, len(order), 16):
-            loss = _loss(model, subset(train, order[start : start + 16].numpy()), loss_fn)
+        for start in range(0, len(order), 8):
+            loss = _loss(model, subset(train, order[start : start + 8].numpy()), loss_fn)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
         model.eval()
         with torch.no_grad():
             val = float(_loss(model, validation, loss_fn))
-        if val < best - 1e-4:
+        if epoch + 1 >= WARM_UP_EPOCHS and val < best - 1e-4:
             best, best_state, since_best = val, {k: v.clone() for k, v in model.state_dict().items()}, 0
         else:
             since_best += 1
