@@ -33,7 +33,8 @@ _BIOPSY_EXTENT = ["Carcinoma involves {n} of {cores} cores, up to {x}% of core l
 _RP_EXTENT = ["Tumour volume: approx. {x}% of the gland.", "Dominant nodule {mm} mm, {side} peripheral zone.",
               "Tumour is multifocal, the dominant focus in the {side} lobe."]
 _NEGATIONS = ["No perineural invasion identified.", "Negative for lymphovascular invasion.", "No pattern 5 identified.",
-              "No cribriform architecture seen.", "No HGPIN in the remaining cores."]
+              "No cribriform architecture seen."]
+_NEGATIONS_BIOPSY = ["No HGPIN in the remaining cores."]
 _NEGATIONS_RP = ["No extraprostatic extension seen.", "Seminal vesicles negative for tumour.", "Margins are free of tumour.",
                  "Lymph nodes negative (0/{nodes})."]
 _HIGH_GRADE_FINDINGS = ["Perineural invasion is present.", "Cribriform pattern present.", "Intraductal carcinoma identified.",
@@ -77,7 +78,8 @@ def synthesise_report(rng: np.random.Generator, identity: ReportIdentity, kind: 
     specimen = "SPECIMEN: " + pick(_SPECIMEN[kind]).format(cores=cores)
     diagnosis = ["DIAGNOSIS:"]
     if gleason is None:
-        diagnosis += [pick(_BENIGN)] + [str(x) for x in rng.choice(_NEGATIONS[:2] + _NEGATIONS[4:], size=1)]
+        benign = _BENIGN if kind == "biopsy" else [b for b in _BENIGN if "core" not in b]
+        diagnosis += [pick(benign)] + [str(x) for x in rng.choice(_NEGATIONS[:2] + (_NEGATIONS_BIOPSY if kind == "biopsy" else []), size=1)]
     else:
         p, s = gleason
         group = GRADE_GROUP[gleason]
@@ -100,6 +102,8 @@ def synthesise_report(rng: np.random.Generator, identity: ReportIdentity, kind: 
         negations = [n for n in _NEGATIONS if not (n.startswith("No pattern 5") and 5 in gleason)]
         if kind == "prostatectomy":
             negations += [n.format(nodes=int(rng.integers(4, 18))) for n in _NEGATIONS_RP]
+        else:
+            negations += _NEGATIONS_BIOPSY
         diagnosis += [str(x) for x in rng.choice(negations, size=int(rng.integers(1, 4)), replace=False)]
         if group >= 3 and rng.random() < 0.5:
             diagnosis.append(pick(_HIGH_GRADE_FINDINGS))
