@@ -95,6 +95,11 @@ class Workspace:
         return self.config.name
 
     @property
+    def is_demo(self) -> bool:
+        """A workspace the demo builder made (its build marker is there): its data are synthetic, and every page says so."""
+        return (self.root / DEMO_BUILD_MARKER).is_file()
+
+    @property
     def slides_dir(self) -> Path:
         return self.root / "slides"
 

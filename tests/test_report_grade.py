@@ -62,3 +62,12 @@ def test_statements_keep_their_words_and_patterns():
     assert [(s.grade_group, s.primary, s.secondary) for s in grade.statements] == [(3, 4, 3), (3, None, None)]
     assert grade.statements[0].text == "Gleason score 7 (4+3"
     assert grade.summary == "Gleason 4+3=7, grade group 3"
+
+
+def test_specimen_type_from_the_report():
+    from core.models.report_grade import report_specimen
+
+    assert report_specimen("SPECIMEN: Prostate, radical prostatectomy. Prior biopsy: 3+4=7.") == "prostatectomy"
+    assert report_specimen("SPECIMEN: PROSTATE, NEEDLE BIOPSY") == "biopsy"
+    assert report_specimen("PROSTATE CORE BIOPSIES (12 cores)") == "biopsy"
+    assert report_specimen("Prostate gland, resection") is None

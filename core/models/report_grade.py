@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from core.heatmaps.grade_group import isup_grade_group
+from core.heatmaps.grade_group import SpecimenType, isup_grade_group
 
 _NEGATION = re.compile(r"\b(?:no|not|without|negative for|absence of|free of|rather than|rules? out)\b[^.;:\n]*$", re.IGNORECASE)
 _TERTIARY = re.compile(r"\btertiary\b[^.;\n]{0,20}$", re.IGNORECASE)
@@ -104,3 +104,15 @@ def report_grade(text: str) -> ReportGrade:
     if _BENIGN.search(text) and not _mentions_carcinoma(text):
         return ReportGrade(0, ())
     return ReportGrade(None, ())
+
+
+_PROSTATECTOMY = re.compile(r"\bprostatectom(?:y|ies)\b", re.IGNORECASE)
+_BIOPSY = re.compile(r"\bbiops(?:y|ies)\b|\bcores?\b", re.IGNORECASE)
+
+
+def report_specimen(text: str) -> SpecimenType | None:
+    """The specimen a report describes: "prostatectomy" when it names one (a prostatectomy report may mention the earlier
+    biopsy), "biopsy" for needle or core biopsies, None when it says neither."""
+    if _PROSTATECTOMY.search(text):
+        return "prostatectomy"
+    return "biopsy" if _BIOPSY.search(text) else None
