@@ -60,7 +60,8 @@ def case_report_content(workspace: Workspace, view: CaseView, figures: list[Repo
                 "user": e.user, "at": e.at.strftime("%Y-%m-%d %H:%M UTC"), "version": e.version}
                for e in review_history(workspace.store, view.patient_id)]
     return CaseReportContent(patient_id=view.patient_id, workspace_name=workspace.name, summary=summary,
-                             model_outputs=_grade_outputs(workspace, view.patient_id) + sorted(outputs, key=lambda o: (o["model_id"], o["subject"])), reviews=reviews, figures=figures)
+                             model_outputs=_grade_outputs(workspace, view.patient_id) + sorted(outputs, key=lambda o: (o["model_id"], o["subject"])),
+                             reviews=reviews, figures=figures)
 
 
 def _grade_outputs(workspace: Workspace, patient_id: str) -> list[dict]:
