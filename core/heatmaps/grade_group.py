@@ -26,17 +26,15 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
 
 from core.errors import PathReviewError
+from core.models.gleason import SPECIMEN_LABELS, SPECIMEN_TYPES, SpecimenType, isup_grade_group
 
-SpecimenType = Literal["biopsy", "prostatectomy"]
-SPECIMEN_TYPES: tuple[SpecimenType, ...] = ("biopsy", "prostatectomy")
-SPECIMEN_LABELS: dict[SpecimenType, str] = {"biopsy": "needle biopsy", "prostatectomy": "radical prostatectomy"}
-GLEASON_PATTERNS = (3, 4, 5)
+__all__ = ["SPECIMEN_LABELS", "SPECIMEN_TYPES", "SlideGrade", "SpecimenType", "display_class_name", "gleason_pattern", "grading_rule_text",
+           "isup_grade_group", "pattern_fractions", "slide_grade"]
+
 MINOR_PATTERN_THRESHOLD = 0.10  # the thesis's T: a pattern counts in the score from 10 % of the tissue
 PRESENCE_FLOOR = 0.01  # a pattern below 1 % of the tissue is taken as isolated misclassified cells
-GRADE_GROUP_NAMES = {0: "no tumour", 1: "grade group 1", 2: "grade group 2", 3: "grade group 3", 4: "grade group 4", 5: "grade group 5"}
 
 # "GG3", "G4", "Gleason 5", "Gleason pattern 3", "gleason_grade_4", "pattern 5": a class that is a Gleason pattern.
 _PATTERN_NAME = re.compile(r"^\s*(?:gleason[\s_-]*(?:pattern|grade)?|gg|g|pattern|grade)[\s_-]*([345])\s*$", re.IGNORECASE)
@@ -52,18 +50,6 @@ def display_class_name(class_name: str) -> str:
     """How a class is named to a pathologist: "Gleason pattern 4" for "GG4" (a pattern, not an ISUP grade group)."""
     pattern = gleason_pattern(class_name)
     return f"Gleason pattern {pattern}" if pattern is not None else class_name
-
-
-def isup_grade_group(primary: int, secondary: int) -> int:
-    """ISUP 2014 grade group of a Gleason score primary + secondary (patterns 3 to 5)."""
-    if primary not in GLEASON_PATTERNS or secondary not in GLEASON_PATTERNS:
-        raise PathReviewError(f"Gleason patterns are 3, 4 or 5 (got {primary}+{secondary})")
-    total = primary + secondary
-    if total <= 6:
-        return 1
-    if total == 7:
-        return 2 if primary == 3 else 3
-    return 4 if total == 8 else 5
 
 
 @dataclass(frozen=True)

@@ -7,15 +7,15 @@ patients a model was trained on would flatter it."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from sqlalchemy import String, cast, select
+from sqlalchemy.orm import Session
 
+from core.models.manifest import ModelManifest
 from core.store.schema import Prediction, Report, Slide, Visit
-from core.workspace import DEMO_BUILD_MARKER, Workspace
 
 # A labelled subject of a patient, and its id as predictions name it.
 Subject = type[Slide] | type[Report] | type[Visit]
@@ -36,37 +36,20 @@ class HeldOutPredictions:
         return len(set(self.patients))
 
 
-def held_out_patients(workspace: Workspace, model_id: str) -> tuple[set[str], str] | None:
-    """The patients ``model_id`` never saw in training, and where that is declared; None when nowhere."""
-    declared = workspace.manifest(model_id).metrics.held_out_patients
-    if declared:
-        return set(declared), f"models/{model_id}/model.toml"
-    marker = workspace.root / DEMO_BUILD_MARKER
-    if marker.is_file():
-        patients = json.loads(marker.read_text()).get("held_out_patients") or []
-        if patients:
-            return set(map(str, patients)), "the demo build"
-    return None
-
-
-def held_out_predictions(workspace: Workspace, model_id: str) -> HeldOutPredictions | None:
-    """The model's stored predictions for labelled slides, reports and visits of its held-out patients; None for a model
-    that is not binary, has no declared held-out patients, or no such prediction."""
-    if len(workspace.manifest(model_id).class_names) != 2:
+def held_out_predictions(session: Session, manifest: ModelManifest, patients: set[str], source: str) -> HeldOutPredictions | None:
+    """The model's stored predictions for labelled slides, reports and visits of its held-out ``patients`` (named by
+    ``source``; see ``Workspace.held_out_patients``); None for a model that is not binary, or without such a prediction."""
+    if len(manifest.class_names) != 2:
         return None
-    held_out = held_out_patients(workspace, model_id)
-    if held_out is None:
-        return None
-    patients, source = held_out
+    model_id = manifest.id
     rows: list[tuple[str, int, float, str]] = []
-    with workspace.store.session() as s:
-        for kind, (table, key) in _SUBJECTS.items():
-            query = (select(table.patient_id, table.label, Prediction.score)
-                     .join(Prediction, (Prediction.subject_kind == kind) & (Prediction.subject_id == key)
-                           & (Prediction.patient_id == table.patient_id))
-                     .where(Prediction.model_id == model_id, table.label.is_not(None), table.patient_id.in_(sorted(patients)))
-                     .order_by(table.patient_id, key))
-            rows += [(pid, int(label or 0), float(score), kind) for pid, label, score in s.execute(query)]  # labels are not NULL here
+    for kind, (table, key) in _SUBJECTS.items():
+        query = (select(table.patient_id, table.label, Prediction.score)
+                 .join(Prediction, (Prediction.subject_kind == kind) & (Prediction.subject_id == key)
+                       & (Prediction.patient_id == table.patient_id))
+                 .where(Prediction.model_id == model_id, table.label.is_not(None), table.patient_id.in_(sorted(patients)))
+                 .order_by(table.patient_id, key))
+        rows += [(pid, int(label or 0), float(score), kind) for pid, label, score in session.execute(query)]  # labels are not NULL here
     if not rows:
         return None
     return HeldOutPredictions(model_id=model_id, patients=[r[0] for r in rows], labels=np.array([r[1] for r in rows]),

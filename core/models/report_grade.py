@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from core.heatmaps.grade_group import SpecimenType, isup_grade_group
+from core.models.gleason import SpecimenType, isup_grade_group
 
 _NEGATION = re.compile(r"\b(?:no|not|without|negative for|absence of|free of|rather than|rules? out)\b[^.;:\n]*$", re.IGNORECASE)
 _TERTIARY = re.compile(r"\btertiary\b[^.;\n]{0,20}$", re.IGNORECASE)

@@ -129,12 +129,21 @@ def _localisation_card(workspace: Workspace) -> html.Div:
     ], className="mb-4")
 
 
+def held_out(workspace: Workspace, model_id: str) -> HeldOutPredictions | None:
+    """The model's stored predictions on its held-out patients, when the workspace names them."""
+    patients = workspace.held_out_patients(model_id)
+    if patients is None:
+        return None
+    with workspace.store.session() as s:
+        return held_out_predictions(s, workspace.manifest(model_id), *patients)
+
+
 def register_callbacks(app: Dash, workspace: Workspace) -> None:
     @app.callback(Output({"type": "model-operating-point", "model": MATCH}, "children"), Output({"type": "model-confusion", "model": MATCH}, "figure"),
                   Input({"type": "model-threshold", "model": MATCH}, "value"), prevent_initial_call=True)
     def show_operating_point(threshold):
         model_id = callback_context.triggered_id["model"]
-        held = held_out_predictions(workspace, model_id) if model_id in workspace.manifests else None
+        held = held_out(workspace, model_id) if model_id in workspace.manifests else None
         if held is None or threshold is None:
             return no_update, no_update
         return operating_point_view(held, float(threshold), workspace.manifest(model_id).class_names)
@@ -163,7 +172,7 @@ def layout(workspace: Workspace) -> html.Div:
     return html.Div([html.H2("Models"), html.P("Held-out test performance recorded when each model was trained.", className="text-muted"),
                      dcc.Graph(figure=comparison, id="model-comparison", config={"displaylogo": False}),
                      _localisation_card(workspace),
-                     *[model_card(m, held_out_predictions(workspace, m.id)) for m in manifests]])
+                     *[model_card(m, held_out(workspace, m.id)) for m in manifests]])
 
 
 def nav_item() -> dbc.NavItem:
