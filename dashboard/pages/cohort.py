@@ -87,8 +87,9 @@ def layout(workspace: Workspace) -> html.Div:
             id="cohort-table", columns=columns, page_current=0, page_size=PAGE_SIZE, page_action="custom",
             sort_action="custom", sort_mode="single", sort_by=[], markdown_options={"link_target": "_self"}, merge_duplicate_headers=True,
             tooltip_header=tooltips, tooltip_delay=0, tooltip_duration=None,
-            style_table={"overflowX": "auto"}, style_cell={"fontFamily": "inherit", "padding": "6px"},
-            style_header={"fontWeight": "600", "backgroundColor": "#f3f5f8"},
+            # Compact cells and wrapping headers: every column fits at 1366 px.
+            style_table={"overflowX": "auto"}, style_cell={"fontFamily": "inherit", "padding": "3px 5px", "fontSize": "0.8rem"},
+            style_header={"fontWeight": "600", "backgroundColor": "#f3f5f8", "whiteSpace": "normal", "height": "auto"},
             style_data_conditional=[
                 {"if": {"filter_query": "{disagreements} contains 'disagree'", "column_id": "disagreements"},
                  "color": "#b02a37", "fontWeight": "600"},
@@ -130,9 +131,8 @@ def _display(row: dict, grades: dict[str, PatientGradeComparison]) -> dict:
 def register_callbacks(app: Dash, workspace: Workspace) -> None:
     @app.callback(
         Output("cohort-table", "data"), Output("cohort-table", "page_count"), Output("cohort-table", "page_current"),
-        Output("cohort-status", "children"), Output("cohort-worklist", "options"),
+        Output("cohort-status", "children"), Output("cohort-worklist", "options"), Output("cohort-grade", "options"),
         Input("cohort-table", "page_current"), Input("cohort-table", "page_size"), Input("cohort-table", "sort_by"),
-        Output("cohort-grade", "options"),
         Input("cohort-worklist", "value"), Input("cohort-grade", "value"),
     )
     def show_cohort_page(page, page_size, sort_by, worklist, grade_filter):
