@@ -64,5 +64,6 @@ def calibration_figure(curve: ReliabilityCurve, title: str = "Calibration (held-
     )
     fig.update_yaxes(title_text="observed positive share", range=[-0.02, 1.02], row=1, col=1)
     fig.update_yaxes(title_text="n", row=2, col=1)
-    fig.update_xaxes(title_text="predicted probability", range=[0, 1], row=2, col=1)
+    fig.update_xaxes(range=[-0.03, 1.03], row=1, col=1)
+    fig.update_xaxes(title_text="predicted probability", range=[-0.03, 1.03], row=2, col=1)
     return fig
