@@ -9,7 +9,7 @@ from functools import lru_cache
 
 import dash_bootstrap_components as dbc
 import numpy as np
-from dash import MATCH, Dash, Input, Output, callback_context, dcc, html, no_update
+from dash import ALL, Dash, Input, Output, callback_context, dcc, html, no_update
 
 from core.heatmaps.grade_group import display_class_name
 from core.heatmaps.localisation import cohort_comparison
@@ -139,14 +139,18 @@ def held_out(workspace: Workspace, model_id: str) -> HeldOutPredictions | None:
 
 
 def register_callbacks(app: Dash, workspace: Workspace) -> None:
-    @app.callback(Output({"type": "model-operating-point", "model": MATCH}, "children"), Output({"type": "model-confusion", "model": MATCH}, "figure"),
-                  Input({"type": "model-threshold", "model": MATCH}, "value"), prevent_initial_call=True)
-    def show_operating_point(threshold):
-        model_id = callback_context.triggered_id["model"]
-        held = held_out(workspace, model_id) if model_id in workspace.manifests else None
-        if held is None or threshold is None:
-            return no_update, no_update
-        return operating_point_view(held, float(threshold), workspace.manifest(model_id).class_names)
+    # ALL rather than MATCH: the request gate takes pattern-matched values as lists. Only the moved slider's model is redrawn.
+    @app.callback(Output({"type": "model-operating-point", "model": ALL}, "children"), Output({"type": "model-confusion", "model": ALL}, "figure"),
+                  Input({"type": "model-threshold", "model": ALL}, "value"), prevent_initial_call=True)
+    def show_operating_point(thresholds):
+        models = [item["id"]["model"] for item in callback_context.inputs_list[0]]
+        moved = (callback_context.triggered_id or {}).get("model")
+        texts, figures = [no_update] * len(models), [no_update] * len(models)
+        for i, (model_id, threshold) in enumerate(zip(models, thresholds, strict=True)):
+            held = held_out(workspace, model_id) if model_id == moved and model_id in workspace.manifests else None
+            if held is not None and threshold is not None:
+                texts[i], figures[i] = operating_point_view(held, float(threshold), workspace.manifest(model_id).class_names)
+        return texts, figures
 
     @app.callback(Output("localisation-table", "children"), Input("localisation-run", "n_clicks"), prevent_initial_call=True)
     def show_localisation_table(_clicks):
