@@ -119,8 +119,8 @@ def slide_grade(class_fractions: Mapping[str, float], specimen: SpecimenType, th
 
 def grading_rule_text(specimen: SpecimenType, threshold: float = MINOR_PATTERN_THRESHOLD, presence: float = PRESENCE_FLOOR) -> str:
     """The rule applied, in words, for the caption under a grade group."""
-    base = (f"Patterns covering at least {threshold:.0%} of the tissue count; primary and secondary by area "
-            "(thesis ch. 2, Arvaniti's rule, T = 10 %). ")
+    base = (f"A Gleason pattern enters the score when it covers at least {threshold:.0%} of the tissue; primary and secondary "
+            "by area (thesis ch. 2, Arvaniti's rule, T = 10 %). ")
     if specimen == "biopsy":
         return base + (f"Needle biopsy (ISUP 2014): a higher pattern present (≥ {presence:.0%} of tissue) below the threshold "
                        "becomes the secondary grade.")
