@@ -16,19 +16,21 @@ _MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
 _DATES = re.compile(rf"\b\d{{1,2}}(?:st|nd|rd|th)?\s+{_MONTH},?\s+\d{{2,4}}\b|\b{_MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{2,4}}\b"
                     rf"|\b\d{{1,4}}[/.-]\d{{1,2}}[/.-]\d{{1,4}}\b|\b{_MONTH}\s+\d{{4}}\b", re.IGNORECASE)
 # A word holding both letters and digits (P001, S21-12345, MRN1234567, TCGA-2A-1234, LAB-0001) is an identifier;
-# grade groups written "GG2" are spelled out first, and TNM stages (pT3a, N1) are kept.
+# grade groups written "GG2" are spelled out first, and TNM stages (pT3a, N1) are kept as words (their digits are
+# removed like other numbers that are not grades).
 _GRADE_GROUP_SHORT = re.compile(r"\bGG\s?([1-5])\b", re.IGNORECASE)
 _STAGE_WORD = r"\b[pcy]?T[0-4][a-c]?\b|\b[pc]?N[0-3xX]\b|\b[pc]?M[0-1][a-c]?\b"
 _STAGE = re.compile(_STAGE_WORD)
 _MIXED_WORD = re.compile(r"\b[A-Za-z0-9]+(?:[-_/.#:][A-Za-z0-9]+)*\b")
-_IDENTIFIER_KEYS = re.compile(r"\b(?:mrn|medical record(?: number)?|patient id|accession(?: number| no\.?)?|hospital number)\s*[:#]?\s*\S+",
+_IDENTIFIER_KEYS = re.compile(r"\b(?:mrn|medical record(?: number)?|patient id|accession(?: number| no\.?)?|hospital number)\s*[:#]?\s*\S*\d\S*",
                               re.IGNORECASE)
 # Numbers that are grade evidence: after a grade word (Gleason, score, pattern, grade, group, primary, ...), a chain of
-# small numbers joined by + = and or , / ( ) of: "Gleason score 3+4=7", "primary pattern 4", "grade group 2 of 5".
+# small numbers joined by + = and or , / ( ) of or spaces: "Gleason score 3+4=7", "primary pattern 4", "grade group 2 of 5".
+# Spaces count so that the model's own tokens, joined ("gleason score 3 4 7"), read the same again (LIME's text path).
 # Every other number (PSA values, lengths, percentages, counts, years) is removed.
 _GRADE_NUMBERS = re.compile(
     r"\b(?:gleason|scores?|patterns?|grades?|groups?|primary|secondary|tertiary|isup|sum|total)\b[\s:#]*"
-    r"\d{1,2}(?![.,]\d)(?:\s*(?:\+|=|,|/|\(|\)|\band\b|\bor\b|\bof\b)\s*\d{1,2}(?![.,]\d))*", re.IGNORECASE)
+    r"\d{1,2}(?![.,]\d)(?:\s*(?:\+|=|,|/|\(|\)|\band\b|\bor\b|\bof\b)?\s*\d{1,2}(?![.,]\d))*", re.IGNORECASE)
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
 REMOVED = {"id": "[ID]", "date": "[DATE]", "number": "[#]"}  # what the shown text has in place of removed parts
 _TOKEN = re.compile(r"\[(?:ID|DATE|#)\]|[a-z]+|\d+", re.IGNORECASE)
@@ -50,7 +52,7 @@ def _without_identifiers(text: str) -> str:
 
 
 def _without_other_numbers(text: str) -> str:
-    keep = [m.span() for m in _GRADE_NUMBERS.finditer(text)] + [m.span() for m in _STAGE.finditer(text)]
+    keep = [m.span() for m in _GRADE_NUMBERS.finditer(text)]
 
     def number(m: re.Match[str]) -> str:
         inside = any(a <= m.start() and m.end() <= b for a, b in keep)
