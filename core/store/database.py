@@ -66,6 +66,12 @@ def _add_session_versions(engine: Engine) -> None:
             conn.execute(update(t).where(t.c.id == user_id).values(session_version=secrets.token_hex(16)))
 
 
+def _add_review_regions(engine: Engine) -> None:
+    """v7: a verdict may name the slide regions it refers to."""
+    with engine.begin() as conn:
+        _add_column_if_missing(conn, Review.__table__.c.regions)
+
+
 def _create_table(model: type[Base]) -> Callable[[Engine], None]:
     """A migration that adds one new table (left alone when it exists)."""
     def create(engine: Engine) -> None:
@@ -78,9 +84,10 @@ def _create_table(model: type[Base]) -> Callable[[Engine], None]:
 # (a new store's v1 creates the current schema) and leave it alone.
 # v3: user accounts; v4: jobs (long work and its progress, seen by the app, the workers and the Jobs page);
 # v5: a session version per account (sign-out, password and role changes end the account's sessions);
-# v6: reviewers' regions on slides, every version kept.
+# v6: reviewers' regions on slides, every version kept; v7: the regions a verdict refers to.
 MIGRATIONS: dict[int, Callable[[Engine], None]] = {1: _create_v1, 2: _add_days_and_review_version_index, 3: _create_table(User),
-                                                   4: _create_table(Job), 5: _add_session_versions, 6: _create_table(AnnotationVersion)}
+                                                   4: _create_table(Job), 5: _add_session_versions, 6: _create_table(AnnotationVersion),
+                                                   7: _add_review_regions}
 SCHEMA_VERSION = max(MIGRATIONS)
 
 

@@ -1,0 +1,138 @@
+"""Reviewers' regions on the viewer at any count: vector features for a view that holds few, raster tiles otherwise.
+
+A slide's current regions are loaded once per change (keyed by ``slide_regions_stamp``) into a ``RegionIndex``: the
+shapely geometries in an STR-tree, so a view or a tile asks only for the regions whose bounding box meets it. A view
+with at most ``VECTOR_LIMIT`` regions gets them as GeoJSON features (clickable, editable); a view with more gets PNG
+tiles on which the regions' outlines are drawn in their class colours, so 10,000 polygons cost the browser a few
+images instead of 10,000 SVG paths.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections import OrderedDict
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import shapely
+from PIL import Image, ImageDraw
+from shapely.geometry import box, shape
+
+from core.annotations.map_coordinates import to_map
+from core.store.annotations import RegionVersion, current_regions, slide_regions_stamp
+from core.store.database import CaseStore
+from core.workspace import AnnotationClass
+
+VECTOR_LIMIT = 600  # regions in a view above which the view is drawn as tiles
+INDEXES_KEPT = 8
+UNKNOWN_COLOUR = (128, 128, 128)
+MARKER_RADIUS_PX = 4
+OUTLINE_PX = 2
+MARKER_TYPE_IDS = (0, 4)  # shapely's type ids of Point and MultiPoint
+
+
+@dataclass(frozen=True)
+class RegionIndex:
+    slide_id: str
+    stamp: int
+    regions: list[RegionVersion]
+    geometries: np.ndarray  # shapely geometries, one per region
+    authors: np.ndarray  # str, one per region
+    tree: shapely.STRtree
+
+    @classmethod
+    def build(cls, slide_id: str, stamp: int, regions: list[RegionVersion]) -> RegionIndex:
+        geometries = np.array([shape(r.geometry) for r in regions], dtype=object)
+        return cls(slide_id, stamp, regions, np.asarray(geometries, dtype=object),
+                   np.array([r.author for r in regions], dtype=object), shapely.STRtree(geometries))
+
+    def in_box(self, x0: float, y0: float, x1: float, y1: float, authors: Collection[str] | None = None) -> np.ndarray:
+        """Indices of the regions (of ``authors``, when given) whose geometry meets the level-0 box, in drawing order."""
+        if not self.regions:
+            return np.array([], dtype=int)
+        hits = np.sort(self.tree.query(box(x0, y0, x1, y1), predicate="intersects"))
+        if authors is not None:
+            hits = hits[np.isin(self.authors[hits], list(authors))]
+        return hits
+
+
+class RegionIndexes:
+    """The latest index of each recently shown slide, rebuilt when the slide's regions change."""
+
+    def __init__(self, store: CaseStore, kept: int = INDEXES_KEPT) -> None:
+        self._store = store
+        self._kept = kept
+        self._indexes: OrderedDict[str, RegionIndex] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, slide_id: str) -> RegionIndex:
+        stamp = slide_regions_stamp(self._store, slide_id)
+        with self._lock:
+            index = self._indexes.get(slide_id)
+            if index is not None and index.stamp == stamp:
+                self._indexes.move_to_end(slide_id)
+                return index
+        index = RegionIndex.build(slide_id, stamp, current_regions(self._store, slide_id))
+        with self._lock:
+            self._indexes[slide_id] = index
+            while len(self._indexes) > self._kept:
+                self._indexes.popitem(last=False)
+        return index
+
+
+def colours(classes: Sequence[AnnotationClass]) -> dict[str, tuple[int, int, int]]:
+    return {c.name: c.color for c in classes}
+
+
+def hex_colour(rgb: tuple[int, int, int]) -> str:
+    return "#{:02x}{:02x}{:02x}".format(*rgb)
+
+
+def map_feature(region: RegionVersion, max_zoom: int, classes: dict[str, tuple[int, int, int]]) -> dict:
+    """A region as a GeoJSON feature in the viewer's map units, with what the viewer shows and styles it by."""
+    return {"type": "Feature", "id": region.region_id, "geometry": to_map(region.geometry, max_zoom),
+            "properties": {"region": region.region_id, "class": region.class_name, "author": region.author,
+                           "version": region.version, "colour": hex_colour(classes.get(region.class_name, UNKNOWN_COLOUR))}}
+
+
+def features_in_view(index: RegionIndex, x0: float, y0: float, x1: float, y1: float, authors: Collection[str], max_zoom: int,
+                     classes: dict[str, tuple[int, int, int]], limit: int = VECTOR_LIMIT) -> list[dict] | None:
+    """The view's regions as map features, or None when there are more than ``limit`` (the view is then tiled)."""
+    hits = index.in_box(x0, y0, x1, y1, authors)
+    if len(hits) > limit:
+        return None
+    return [map_feature(index.regions[i], max_zoom, classes) for i in hits]
+
+
+def render_region_tile(index: RegionIndex, z: int, x: int, y: int, max_zoom: int, tile_size: int, authors: Collection[str],
+                       classes: dict[str, tuple[int, int, int]]) -> bytes:
+    """An RGBA PNG of Deep Zoom tile (z, x, y) with the outlines of the regions of ``authors`` (markers as dots), in
+    their class colours; transparent elsewhere."""
+    downsample = 2.0 ** (max_zoom - z)
+    span = tile_size * downsample
+    ox, oy = x * span, y * span
+    image = Image.new("RGBA", (tile_size, tile_size), (0, 0, 0, 0))
+    hits = index.in_box(ox, oy, ox + span, oy + span, authors)
+    if len(hits):
+        draw = ImageDraw.Draw(image)
+        geoms = index.geometries[hits]
+        rings, ring_owner = shapely.get_rings(geoms, return_index=True)
+        coords, ring_of = shapely.get_coordinates(rings, return_index=True)
+        pixels = (coords - (ox, oy)) / downsample
+        starts = np.searchsorted(ring_of, np.arange(len(rings) + 1))
+        for r in range(len(rings)):
+            colour = (*classes.get(index.regions[hits[ring_owner[r]]].class_name, UNKNOWN_COLOUR), 255)
+            ring = pixels[starts[r]:starts[r + 1]]
+            draw.line(ring.ravel().tolist(), fill=colour, width=OUTLINE_PX)
+        markers = np.isin(shapely.get_type_id(geoms), MARKER_TYPE_IDS)
+        if markers.any():
+            points, owner = shapely.get_parts(geoms[markers], return_index=True)
+            xy = (shapely.get_coordinates(points) - (ox, oy)) / downsample
+            for (px, py), o in zip(xy, owner, strict=True):
+                colour = (*classes.get(index.regions[hits[markers][o]].class_name, UNKNOWN_COLOUR), 255)
+                draw.ellipse([px - MARKER_RADIUS_PX, py - MARKER_RADIUS_PX, px + MARKER_RADIUS_PX, py + MARKER_RADIUS_PX], fill=colour)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", compress_level=1)
+    return buffer.getvalue()
