@@ -9,7 +9,7 @@ from collections import OrderedDict
 
 from flask import Flask, Response, abort, request
 
-from core.annotations.overlay import RegionIndexes, colours, render_region_tile
+from core.annotations.overlay import RegionIndexes, RegionTiles, colours
 from core.errors import NotFoundError, PathReviewError
 from core.heatmaps.overlay import OverlayStyle, render_overlay_tile, source_layer
 from core.heatmaps.slide_heatmap import slide_heatmap_by_key
@@ -86,6 +86,7 @@ def _layer_not_ready(layer: str, status: str, progress: float, job_id: int, mess
 def register_routes(server: Flask, workspace: Workspace, tiles: TileService, dispatcher: JobDispatcher, regions: RegionIndexes) -> None:
     thumbnail_reads = FirstReads()
     region_colours = colours(workspace.config.annotation_classes)
+    region_tiles = RegionTiles(regions)
 
     @server.route("/admin/audit.csv")
     def audit_trail_csv() -> Response:
@@ -171,7 +172,7 @@ def register_routes(server: Flask, workspace: Workspace, tiles: TileService, dis
         span = geometry.tile_size * 2 ** (geometry.max_zoom - z) if 0 <= z <= geometry.max_zoom else 0
         if not span or x * span >= geometry.width or y * span >= geometry.height:
             abort(404)
-        png = render_region_tile(regions.get(slide_id), z, x, y, geometry.max_zoom, geometry.tile_size, authors, region_colours)
+        png = region_tiles.tile(slide_id, z, x, y, geometry.max_zoom, geometry.tile_size, authors, region_colours)
         return _image(png, "image/png")
 
     @server.route("/slides/<path:anything>")

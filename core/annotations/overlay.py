@@ -30,6 +30,8 @@ INDEXES_KEPT = 8
 UNKNOWN_COLOUR = (128, 128, 128)
 MARKER_RADIUS_PX = 4
 OUTLINE_PX = 2
+TINY_RING_PX = 3.0
+TILES_KEPT = 2000  # rendered region tiles kept per server (a few MB)
 MARKER_TYPE_IDS = (0, 4)  # shapely's type ids of Point and MultiPoint
 
 
@@ -82,6 +84,32 @@ class RegionIndexes:
         return index
 
 
+class RegionTiles:
+    """Rendered region tiles of the current regions, kept until the slide's regions change (the stamp is in the key)."""
+
+    def __init__(self, indexes: RegionIndexes, kept: int = TILES_KEPT) -> None:
+        self._indexes = indexes
+        self._kept = kept
+        self._tiles: OrderedDict[tuple, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def tile(self, slide_id: str, z: int, x: int, y: int, max_zoom: int, tile_size: int, authors: Collection[str],
+             classes: dict[str, tuple[int, int, int]]) -> bytes:
+        index = self._indexes.get(slide_id)
+        key = (slide_id, index.stamp, z, x, y, tuple(sorted(set(authors))))
+        with self._lock:
+            png = self._tiles.get(key)
+            if png is not None:
+                self._tiles.move_to_end(key)
+                return png
+        png = render_region_tile(index, z, x, y, max_zoom, tile_size, authors, classes)
+        with self._lock:
+            self._tiles[key] = png
+            while len(self._tiles) > self._kept:
+                self._tiles.popitem(last=False)
+        return png
+
+
 def colours(classes: Sequence[AnnotationClass]) -> dict[str, tuple[int, int, int]]:
     return {c.name: c.color for c in classes}
 
@@ -109,30 +137,46 @@ def features_in_view(index: RegionIndex, x0: float, y0: float, x1: float, y1: fl
 def render_region_tile(index: RegionIndex, z: int, x: int, y: int, max_zoom: int, tile_size: int, authors: Collection[str],
                        classes: dict[str, tuple[int, int, int]]) -> bytes:
     """An RGBA PNG of Deep Zoom tile (z, x, y) with the outlines of the regions of ``authors`` (markers as dots), in
-    their class colours; transparent elsewhere."""
+    their class colours; transparent elsewhere. A ring under ``TINY_RING_PX`` across is painted as its bounding box's
+    corners at once (it is its own outline at that size), so a zoomed-out tile of thousands of regions stays fast."""
     downsample = 2.0 ** (max_zoom - z)
     span = tile_size * downsample
     ox, oy = x * span, y * span
-    image = Image.new("RGBA", (tile_size, tile_size), (0, 0, 0, 0))
+    rgba = np.zeros((tile_size, tile_size, 4), np.uint8)
     hits = index.in_box(ox, oy, ox + span, oy + span, authors)
-    if len(hits):
-        draw = ImageDraw.Draw(image)
-        geoms = index.geometries[hits]
-        rings, ring_owner = shapely.get_rings(geoms, return_index=True)
+    geoms = index.geometries[hits]
+    colour_of = np.array([classes.get(index.regions[h].class_name, UNKNOWN_COLOUR) for h in hits], np.uint8).reshape(-1, 3)
+    rings, ring_owner = shapely.get_rings(geoms, return_index=True)
+    lines: list[tuple[np.ndarray, tuple[int, ...]]] = []
+    if len(rings):
         coords, ring_of = shapely.get_coordinates(rings, return_index=True)
         pixels = (coords - (ox, oy)) / downsample
         starts = np.searchsorted(ring_of, np.arange(len(rings) + 1))
-        for r in range(len(rings)):
-            colour = (*classes.get(index.regions[hits[ring_owner[r]]].class_name, UNKNOWN_COLOUR), 255)
-            ring = pixels[starts[r]:starts[r + 1]]
-            draw.line(ring.ravel().tolist(), fill=colour, width=OUTLINE_PX)
-        markers = np.isin(shapely.get_type_id(geoms), MARKER_TYPE_IDS)
-        if markers.any():
-            points, owner = shapely.get_parts(geoms[markers], return_index=True)
-            xy = (shapely.get_coordinates(points) - (ox, oy)) / downsample
-            for (px, py), o in zip(xy, owner, strict=True):
-                colour = (*classes.get(index.regions[hits[markers][o]].class_name, UNKNOWN_COLOUR), 255)
-                draw.ellipse([px - MARKER_RADIUS_PX, py - MARKER_RADIUS_PX, px + MARKER_RADIUS_PX, py + MARKER_RADIUS_PX], fill=colour)
+        low, high = np.minimum.reduceat(pixels, starts[:-1]), np.maximum.reduceat(pixels, starts[:-1])
+        tiny = (high - low).max(axis=1) < TINY_RING_PX
+        ring_colours = colour_of[ring_owner]
+        for corner_x, corner_y in ((low, low), (low, high), (high, low), (high, high)):
+            _paint(rgba, corner_x[tiny, 0], corner_y[tiny, 1], ring_colours[tiny])
+        lines = [(pixels[starts[r]:starts[r + 1]], (*ring_colours[r].tolist(), 255)) for r in np.flatnonzero(~tiny)]
+    markers = np.isin(shapely.get_type_id(geoms), MARKER_TYPE_IDS)
+    image = Image.fromarray(rgba, "RGBA")
+    draw = ImageDraw.Draw(image)
+    for ring, colour in lines:
+        draw.line(ring.ravel().tolist(), fill=colour, width=OUTLINE_PX)
+    if markers.any():
+        points, owner = shapely.get_parts(geoms[markers], return_index=True)
+        xy = (shapely.get_coordinates(points) - (ox, oy)) / downsample
+        for (px, py), colour in zip(xy, colour_of[markers][owner], strict=True):
+            draw.ellipse([px - MARKER_RADIUS_PX, py - MARKER_RADIUS_PX, px + MARKER_RADIUS_PX, py + MARKER_RADIUS_PX],
+                         fill=(*colour.tolist(), 255))
     buffer = io.BytesIO()
     image.save(buffer, "PNG", compress_level=1)
     return buffer.getvalue()
+
+
+def _paint(rgba: np.ndarray, xs: np.ndarray, ys: np.ndarray, colours: np.ndarray) -> None:
+    cols, rows = np.floor(xs).astype(int), np.floor(ys).astype(int)
+    size = rgba.shape[0]
+    on = (cols >= 0) & (rows >= 0) & (cols < size) & (rows < size)
+    rgba[rows[on], cols[on], :3] = colours[on]
+    rgba[rows[on], cols[on], 3] = 255

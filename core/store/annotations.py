@@ -231,3 +231,11 @@ def slides_with_regions(store: CaseStore) -> list[str]:
     """Slides that have ever had a region, in id order."""
     with store.session() as s:
         return list(s.scalars(select(AnnotationVersion.slide_id).distinct().order_by(AnnotationVersion.slide_id)))
+
+
+def slide_history(store: CaseStore, slide_id: str, limit: int = 20) -> list[RegionVersion]:
+    """The slide's latest region versions, deletions included, newest first: what changed, by whom and when."""
+    with store.session() as s:
+        rows = s.scalars(select(AnnotationVersion).where(AnnotationVersion.slide_id == slide_id)
+                         .order_by(AnnotationVersion.id.desc()).limit(limit))
+        return [RegionVersion.from_row(r) for r in rows]

@@ -11,6 +11,7 @@ from dash import Dash, Input, Output, State, callback_context, dcc, html, no_upd
 
 from core.annotations.agreement import pairwise_dice, tumour_by_reviewer
 from core.annotations.editing import describe_region, remove_region, reshape_region, save_drawn_region
+from core.annotations.ground_truth import truth_sources
 from core.annotations.map_coordinates import geojson_of
 from core.annotations.overlay import hex_colour
 from core.annotations.statistics import RegionStatistics, as_geometry, class_union, heatmap_region_statistics
@@ -19,7 +20,8 @@ from core.errors import NotFoundError, PathReviewError
 from core.heatmaps.overlay import ATTENTION_LAYER
 from core.heatmaps.slide_heatmap import slide_heatmap_by_key
 from core.heatmaps.slide_layers import slide_layers
-from core.store.annotations import AnnotationConflict, RegionVersion, current_region, current_regions, region_history, slide_regions_stamp
+from core.store.annotations import AnnotationConflict, RegionVersion, current_region, current_regions, region_history, slide_history, slide_regions_stamp
+from core.store.cases import slide_record
 from core.workspace import Workspace
 from dashboard.auth import current_role_allows, current_username, requires_role
 from dashboard.components.annotation_layer import draw_control, editable_shape
@@ -79,6 +81,8 @@ def layout(workspace: Workspace, slide_id: str) -> dbc.Card:
                                                                    " a QuPath .geojson or ASAP .xml file"]),
                        className="annotation-upload mt-2", multiple=False, disabled=not can_draw) if can_draw else html.Div(),
             html.Div(id="annotation-details", className="mt-3"),
+            html.Details([html.Summary("Recent changes on this slide", className="small"), html.Div(id="annotation-slide-history")],
+                         className="mt-2", id="annotation-slide-history-box"),
             dbc.Label("Statistics of all regions of a class", className="small mt-2 mb-0"),
             dcc.Dropdown(id="annotation-class-stats-choice", options=classes, value=None, placeholder="choose a class"),
             html.Div(id="annotation-class-stats", className="mt-2"),
@@ -109,10 +113,10 @@ def _statistics(workspace: Workspace, key: str | None, slide_id: str, mpp: float
         return html.P(str(exc), className="small text-muted", id=table_id)
 
 
-def history_list(versions: list[RegionVersion]) -> html.Ul:
-    return html.Ul([html.Li(f"v{v.version} · {v.at:%Y-%m-%d %H:%M} UTC · {v.user} · "
+def history_list(versions: list[RegionVersion], list_id: str, with_region: bool = False) -> html.Ul:
+    return html.Ul([html.Li((f"region {v.region_id[:8]} " if with_region else "") + f"v{v.version} · {v.at:%Y-%m-%d %H:%M} UTC · {v.user} · "
                             + ("deleted" if v.deleted else f"{v.class_name}" + (f" · “{v.comment}”" if v.comment else "")),
-                            className="annotation-history-item") for v in versions], className="small", id="annotation-history")
+                            className="annotation-history-item") for v in versions], className="small mb-1", id=list_id)
 
 
 def dice_table(workspace: Workspace, regions: list[RegionVersion]) -> html.Div:
@@ -222,12 +226,13 @@ def register_callbacks(app: Dash, workspace: Workspace) -> None:
             html.H6(f"Region by {region.author}: {region.class_name}", id="annotation-selected-title"),
             _statistics(workspace, key, ctx["slide_id"], ctx["mpp"], region.geometry, "annotation-region-stats"),
             html.Div("History", className="small fw-semibold"),
-            history_list(region_history(workspace.store, region.region_id)),
+            history_list(region_history(workspace.store, region.region_id), "annotation-history"),
         ])
         return draw + (editable_shape(region, ctx["max_zoom"]) if mine else []), details, not mine, not mine, region.class_name, region.comment
 
     @app.callback(
         Output("annotation-authors", "options"), Output("annotation-authors", "value"), Output("annotation-dice", "children"),
+        Output("annotation-slide-history", "children"), Output("ground-truth-source", "options"),
         Input("annotation-stamp", "data"), State("annotation-authors", "options"), State("annotation-authors", "value"), State("slide-ctx", "data"),
     )
     def list_reviewers(_stamp, options, shown, ctx):
@@ -235,7 +240,11 @@ def register_callbacks(app: Dash, workspace: Workspace) -> None:
         authors = _authors(regions)
         known = {o if isinstance(o, str) else o.get("value") for o in options or []}
         shown = [a for a in authors if a in set(shown or []) or a not in known]  # a new reviewer's layer is shown
-        return authors, shown, dice_table(workspace, regions)
+        with workspace.store.session() as s:
+            has_mask = bool(slide_record(s, ctx["slide_id"]).mask_file)
+        return (authors, shown, dice_table(workspace, regions),
+                history_list(slide_history(workspace.store, ctx["slide_id"]), "annotation-slide-history-list", with_region=True),
+                truth_sources(workspace, ctx["slide_id"], has_mask))
 
     @app.callback(Output("annotation-class-stats", "children"), Input("annotation-class-stats-choice", "value"), Input("annotation-stamp", "data"),
                   State("annotation-authors", "value"), State("heat-key", "data"), State("slide-ctx", "data"), prevent_initial_call=True)
