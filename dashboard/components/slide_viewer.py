@@ -186,6 +186,7 @@ def layout(workspace: Workspace, tiles: TileService, slide_id: str, view: dict |
                           html.Div([dbc.Spinner(size="sm", spinner_class_name="me-2", id="heat-layer-spinner"),
                                     html.Span(id="heat-layer-loading-text")], id="heat-layer-loading", className="layer-loading",
                                    style=HIDDEN)], className="slide-viewer"),
+                annotation_panel.layout(workspace, slide_id),
                 html.Div(id="selected-patch-info", className="small mt-2"),
                 dcc.Store(id="inspected-patch", data=None),
                 html.Div([dbc.Label("Explain class", className="small me-2"),
@@ -196,7 +197,6 @@ def layout(workspace: Workspace, tiles: TileService, slide_id: str, view: dict |
             dbc.Col([
                 html.Div(_overview(g), className="mb-3"),
                 *_controls(workspace, class_names, (view or {}).get("layer", TUMOUR_LAYER)),
-                annotation_panel.layout(workspace, slide_id),
             ], lg=4),
         ]),
         dbc.Row([
