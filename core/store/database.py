@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import Column, Connection, CursorResult, Engine, Result, create_engine, event, inspect, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -91,6 +92,21 @@ MIGRATIONS: dict[int, Callable[[Engine], None]] = {1: _create_v1, 2: _add_days_a
 SCHEMA_VERSION = max(MIGRATIONS)
 
 
+def _json_default(value: Any) -> Any:
+    """What orjson leaves to the caller and ``json.dumps`` accepted: subclasses of float and int (numpy scalars)."""
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, int):
+        return int(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def json_text(value: Any) -> str:
+    """JSON columns are written with orjson: regions are thousands of coordinate lists, which ``json.dumps`` encodes
+    several times slower. Keys that are not strings are written as strings, as ``json.dumps`` does."""
+    return orjson.dumps(value, default=_json_default, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY).decode()
+
+
 SQLITE_BUSY_TIMEOUT_S = 10.0  # bounded wait for a write lock held by another process (a writer, a backup)
 
 
@@ -102,7 +118,7 @@ class CaseStore:
         self.url = url
         self.busy_timeout_s = busy_timeout_s
         try:
-            self.engine = create_engine(url, pool_pre_ping=True)
+            self.engine = create_engine(url, pool_pre_ping=True, json_serializer=json_text, json_deserializer=orjson.loads)
         except (SQLAlchemyError, ImportError, ValueError) as exc:
             raise WorkspaceError(f"cannot use database URL {url!r}: {exc}") from exc
         if self.engine.dialect.name == "sqlite":
