@@ -133,7 +133,14 @@ def test_two_reviewers_layers_are_shown_and_hidden(served):
         if label.text == SECOND:
             js_click(browser, label)
     _wait(browser, lambda b: _paths(b) == shown)
-    assert "Dice" in browser.find_element(By.ID, "annotation-dice").text or browser.find_elements(By.ID, "annotation-dice-empty")
+    # A click on a region selects it: its author, class, numbers and history.
+    browser.execute_script("document.getElementById('slide-map').scrollIntoView({block: 'start'})")
+    second = [p for p in browser.find_elements(By.CSS_SELECTOR, "#slide-map .leaflet-overlay-pane path.leaflet-interactive")
+              if p.get_attribute("stroke") == "#ffc800"]  # tumour pattern 3: the second reader's region
+    ActionChains(browser).move_to_element(second[0]).click().perform()
+    _wait(browser, lambda b: b.find_elements(By.ID, "annotation-selected-title"))
+    assert browser.find_element(By.ID, "annotation-selected-title").text == f"Region by {SECOND}: tumour pattern 3"
+    assert "0.0600 mm²" in browser.find_element(By.ID, "annotation-details").text  # 600 x 400 px at 0.5 µm/px
     for width, height in ((1366, 768), (1920, 1080)):
         browser.set_window_size(width, height)
         time.sleep(1.0)

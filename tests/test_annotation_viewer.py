@@ -3,7 +3,9 @@ viewer's regions come as vector features or region tiles; an exported slide figu
 
 from __future__ import annotations
 
+import base64
 import io
+import json
 
 import numpy as np
 import pytest
@@ -103,3 +105,29 @@ def test_an_exported_slide_figure_shows_the_shown_layers(workspace):
     assert "artefact" in names and "benign" not in names  # tile-author's layer is hidden
     every = case_figure(workspace, None, "slide", CaseView(patient_id="P001", slide_id=SLIDE))
     assert {"artefact", "benign"} <= {t.name for t in every.figure.data if t.type == "scatter"}
+
+
+def _upload(client, app, ctx: dict, name: str, data: bytes):
+    contents = "data:application/geo+json;base64," + base64.b64encode(data).decode()
+    return post_callback(client, app, "annotation-stamp.data", {("annotation-upload", "contents"): contents, ("annotation-upload", "filename"): name,
+                                                                 ("slide-ctx", "data"): ctx}, ["annotation-upload.contents"])
+
+
+def test_an_uploaded_file_is_imported_whole_or_not_at_all(app, workspace, slide_ctx):
+    client = app.server.test_client()
+    sign_in(client, "reviewer")
+    good = {"type": "Feature", "geometry": rect(10, 10, 60, 60), "properties": {"objectType": "annotation",
+                                                                                "classification": {"name": "benign", "color": [0, 160, 80]}}}
+    outside = {**good, "geometry": rect(10, 10, 60, 99_999)}
+    unknown = {**good, "properties": {"classification": {"name": "mitosis"}}}
+    before = len(current_regions(workspace.store, SLIDE))
+    bad = _upload(client, app, slide_ctx, "bad.geojson", json.dumps({"type": "FeatureCollection", "features": [good, outside, unknown]}).encode())
+    alert = json.dumps(bad.get_json()["response"]["annotation-message"]["children"])
+    assert "feature 2" in alert and "outside the slide" in alert and "feature 3" in alert and "mitosis" in alert and "nothing was imported" in alert
+    assert len(current_regions(workspace.store, SLIDE)) == before
+    ok = _upload(client, app, slide_ctx, "good.geojson", json.dumps({"type": "FeatureCollection", "features": [good, good]}).encode())
+    assert "Imported 2 regions from good.geojson" in json.dumps(ok.get_json()["response"]["annotation-message"]["children"])
+    assert len(current_regions(workspace.store, SLIDE)) == before + 2
+    viewer = app.server.test_client()
+    sign_in(viewer, "viewer")
+    assert _upload(viewer, app, slide_ctx, "good.geojson", b"{}").status_code == 403
