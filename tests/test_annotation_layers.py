@@ -92,7 +92,7 @@ def test_overlay_sends_features_for_few_regions_and_tiles_for_many():
     assert tuple(tile[100, 100]) == (*COLOURS["benign"], 255)
     hidden = np.asarray(Image.open(io.BytesIO(render_region_tile(index, MAX_ZOOM, 0, 0, MAX_ZOOM, 256, ["bob"], COLOURS))))
     assert hidden[100, 100, 3] == 0  # ann's layer hidden
-    # Zoomed out 8x, r1 (x 10..15, y 0..5) is under a pixel across: its box is painted at pixel (1, 0), r0's at (0, 0).
+    # Zoomed out 8x, r1 (x 10..15, y 0..5) is under a pixel across and still painted, at pixel (1, 0); r0 is bob's, hidden.
     small = np.asarray(Image.open(io.BytesIO(render_region_tile(index, MAX_ZOOM - 3, 0, 0, MAX_ZOOM, 256, ["ann"], COLOURS))))
     assert tuple(small[0, 1]) == (*COLOURS["tumour pattern 4"], 255) and small[0, 0, 3] == 0
 
