@@ -4,6 +4,7 @@ or hidden, the consensus, inter-observer Dice, file upload, and the selected reg
 from __future__ import annotations
 
 import base64
+import binascii
 import math
 
 import dash_bootstrap_components as dbc
@@ -138,7 +139,10 @@ def _change(workspace: Workspace, trigger: str, ctx: dict, drawn: dict | None, s
     slide_id, max_zoom = ctx["slide_id"], ctx["max_zoom"]
     if trigger == "annotation-upload":
         _, _, encoded = (upload or "").partition(",")
-        data = base64.b64decode(encoded)
+        try:
+            data = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            raise PathReviewError(f"{upload_name}: the browser sent the file garbled; choose it again") from None
         result = import_annotations(workspace, slide_id, upload_name or "upload", data, user)
         notes = "".join(f"; {n}" for n in result.repaired[:5])
         return None, f"Imported {len(result.imported)} regions from {upload_name}{notes}."
