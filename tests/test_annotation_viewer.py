@@ -43,7 +43,7 @@ def app(workspace):
 def _draw(client, app, ctx: dict, geometry: dict, class_name: str = "tumour pattern 4"):
     drawn = {"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {"op": "created", "shape": "polygon", "n": 1},
                                                         "geometry": to_map(geometry, ctx["max_zoom"])}]}
-    return post_callback(client, app, "annotation-stamp.data", {("annotation-draw", "geojson"): drawn, ("annotation-class", "value"): class_name,
+    return post_callback(client, app, "annotation-message.children", {("annotation-draw", "geojson"): drawn, ("annotation-class", "value"): class_name,
                                                                  ("annotation-comment", "value"): "drawn", ("slide-ctx", "data"): ctx},
                          ["annotation-draw.geojson"])
 
@@ -109,7 +109,7 @@ def test_an_exported_slide_figure_shows_the_shown_layers(workspace):
 
 def _upload(client, app, ctx: dict, name: str, data: bytes):
     contents = "data:application/geo+json;base64," + base64.b64encode(data).decode()
-    return post_callback(client, app, "annotation-stamp.data", {("annotation-upload", "contents"): contents, ("annotation-upload", "filename"): name,
+    return post_callback(client, app, "annotation-message.children", {("annotation-upload", "contents"): contents, ("annotation-upload", "filename"): name,
                                                                  ("slide-ctx", "data"): ctx}, ["annotation-upload.contents"])
 
 
