@@ -15,11 +15,11 @@ import dash_leaflet as dl
 import numpy as np
 from dash import ALL, ClientsideFunction, Dash, Input, Output, State, callback_context, dcc, html, no_update
 
-from core.annotations.ground_truth import MASK_SOURCE, annotation_truth, truth_sources
+from core.annotations.ground_truth import truth_cells, truth_label, truth_sources
 from core.annotations.overlay import RegionIndexes
 from core.errors import PathReviewError
 from core.heatmaps.attention import ATTENTION_CAVEAT, SlideAttention
-from core.heatmaps.groundtruth import TUMOUR_LABEL_MIN, mask_on_cells, read_label_mask, segmentation_scores
+from core.heatmaps.groundtruth import segmentation_scores
 from core.heatmaps.localisation import compare_methods_on_cells
 from core.heatmaps.overlay import (
     ARGMAX_LAYER,
@@ -263,23 +263,6 @@ def heat_tile_url(slide_id: str, key: str, style: OverlayStyle) -> str:
     return f"/slides/{slide_id}/heatmap/{key}/{{z}}/{{x}}/{{y}}.png?{query}"
 
 
-def _truth_cells(workspace: Workspace, heat: SlideHeatmap, slide_id: str, source: str) -> np.ndarray:
-    """The chosen ground truth on the heatmap's cell grid: the mask resampled, or reviewers' tumour regions."""
-    if source != MASK_SOURCE:
-        return annotation_truth(workspace, slide_id, source, heat.cell_level0, heat.cell_shape)
-    with workspace.store.session() as s:
-        record = slide_record(s, slide_id)
-        if not record.mask_file:
-            raise PathReviewError("this slide has no ground-truth mask")
-        labels, mask_mpp = read_label_mask(workspace.slides_dir / record.mask_file), record.mask_mpp
-    return mask_on_cells(labels, mask_mpp, heat.cell_um, heat.cell_shape) >= TUMOUR_LABEL_MIN
-
-
-def _truth_label(source: str) -> str:
-    kind, _, name = source.partition(":")
-    return {"mask": "the ground-truth mask", "reviewer": f"{name}'s tumour regions", "consensus": f"the {name} consensus of tumour regions"}[kind]
-
-
 def _scores_table(scores, threshold: float, against: str = "the ground-truth mask") -> html.Div:
     rows = [("Dice (tumour)", scores.dice), ("F1+ (foreground)", scores.f1_foreground), ("F1− (background)", scores.f1_background),
             ("Predicted tumour, % of tissue", 100 * scores.predicted_fraction), ("Annotated tumour, % of tissue", 100 * scores.true_fraction)]
@@ -359,9 +342,9 @@ def register_callbacks(app: Dash, workspace: Workspace, tiles: TileService, disp
         if truth_source:
             tumour = layer_grid(layers, OverlayStyle(method=method, smooth=float(smooth_cells)))
             try:
-                truth = _truth_cells(workspace, heat, ctx["slide_id"], truth_source)
+                truth = truth_cells(workspace, heat, ctx["slide_id"], truth_source)
                 scores = _scores_table(segmentation_scores(np.nan_to_num(tumour, nan=0.0) >= float(threshold), truth, within=heat.tissue),
-                                       float(threshold), _truth_label(truth_source))
+                                       float(threshold), truth_label(truth_source))
             except PathReviewError as exc:
                 scores = html.P(str(exc), className="small text-muted")
         try:
@@ -402,7 +385,7 @@ def register_callbacks(app: Dash, workspace: Workspace, tiles: TileService, disp
         if not truth_source:
             return html.P("Choose a ground truth first (a mask, or reviewers' tumour regions).", className="small text-muted")
         try:
-            truth = _truth_cells(workspace, heat, ctx["slide_id"], truth_source)
+            truth = truth_cells(workspace, heat, ctx["slide_id"], truth_source)
         except PathReviewError as exc:
             return html.P(str(exc), className="small text-muted")
         rows = compare_methods_on_cells(workspace, heat, truth, float(threshold))
