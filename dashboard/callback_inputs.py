@@ -240,6 +240,9 @@ VALUE_TYPES: dict[tuple[str, str], Any] = {
     ("annotation-consensus-rule", "value"): Literal["off", "union", "majority"] | None,
     ("annotation-refresh", "n_intervals"): Count,
     ("annotation-class-stats-choice", "value"): Annotated[StrictStr, Field(max_length=64)] | None,
+    ("model-threshold", "value"): Number | None,
+    ("grade-specimen", "value"): Literal["biopsy", "prostatectomy"] | None,
+    ("cohort-grade", "value"): Literal["any", "agree", "disagree", "not compared"] | None,
 }
 # A part of the case view the export reads (``dashboard.components.case_export.VIEW_PARTS``): each value has the type
 # of the component property it mirrors.
@@ -256,6 +259,8 @@ PATTERN_IDS: dict[str, Any] = {
                               index=(Annotated[StrictInt, Field(ge=0, le=100)], ...)),
     "review-region": create_model("ReviewRegionId", __base__=Strict, type=(Literal["review-region"], ...),
                                   region=(Annotated[StrictStr, Field(min_length=1, max_length=36)], ...)),
+    "model-threshold": create_model("ModelThresholdId", __base__=Strict, type=(Literal["model-threshold"], ...),
+                                    model=(Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")], ...)),
     "job-cancel": create_model("JobCancelId", __base__=Strict, type=(Literal["job-cancel"], ...),
                                index=(Annotated[StrictInt, Field(ge=1, le=2**62)], ...)),
     "job-retry": create_model("JobRetryId", __base__=Strict, type=(Literal["job-retry"], ...),

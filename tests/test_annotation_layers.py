@@ -160,3 +160,15 @@ def test_a_verdict_names_regions_of_its_own_case(workspace):
     with workspace.store.session() as s:
         detail = s.query(AuditEvent).filter(AuditEvent.action == "review_saved").one().detail
     assert detail["regions"] == [mine.region_id]
+
+
+def test_a_regions_table_gives_its_grade_group_from_its_grade_percentages():
+    from core.annotations.statistics import RegionStatistics
+    from dashboard.components.annotation_panel import statistics_table
+
+    # Inside the region: 50 % benign, 30 % pattern 3, 20 % pattern 4 -> both count (>= 10 %): Gleason 3+4=7, grade group 2.
+    stats = RegionStatistics(area_mm2=0.5, cells=10, labelled_cells=10, grade_fractions={"benign": 0.5, "GG3": 0.3, "GG4": 0.2},
+                             mean_score=0.6, attention_mass=None)
+    text = str(statistics_table(stats, "t", "biopsy"))
+    assert "Gleason 3+4=7, grade group 2" in text and "needle biopsy rule" in text and "0.5000 mm²" in text
+    assert "Gleason pattern 3, % of labelled cells" in text

@@ -18,6 +18,7 @@ from core.annotations.overlay import hex_colour
 from core.annotations.statistics import RegionStatistics, as_geometry, class_union, heatmap_region_statistics
 from core.annotations.transfer import AnnotationImportError, import_annotations
 from core.errors import NotFoundError, PathReviewError
+from core.heatmaps.grade_group import SPECIMEN_LABELS, SpecimenType, display_class_name, slide_grade
 from core.heatmaps.overlay import ATTENTION_LAYER
 from core.heatmaps.slide_heatmap import slide_heatmap_by_key
 from core.heatmaps.slide_layers import slide_layers
@@ -91,16 +92,21 @@ def layout(workspace: Workspace, slide_id: str) -> dbc.Card:
     ], className="mt-3", id="annotation-card")
 
 
-def statistics_table(stats: RegionStatistics, table_id: str) -> dbc.Table:
+def statistics_table(stats: RegionStatistics, table_id: str, specimen: SpecimenType = "biopsy") -> dbc.Table:
+    """The numbers, and the Gleason score and grade group that the region's grade percentages give by the slide's
+    rule (``core.heatmaps.grade_group``, as the slide panel grades the whole slide) for the specimen type chosen there."""
+    grade = slide_grade(stats.grade_fractions, specimen).summary if stats.grade_fractions else "n/a (no labelled cells inside)"
     rows = [("Area", f"{stats.area_mm2:.4f} mm²"), ("Cells of the heatmap grid inside", f"{stats.cells:,}"),
+            (f"Gleason grade in the region ({SPECIMEN_LABELS[specimen].lower()} rule)", grade),
             ("Mean model score (1 − P(benign))", "n/a" if stats.mean_score is None else f"{stats.mean_score:.3f}"),
             ("MIL attention mass", "not computed (show the MIL attention layer first)" if stats.attention_mass is None
              else f"{stats.attention_mass:.3f}")]
-    rows += [(f"{name}, % of labelled cells", f"{100 * share:.1f} %") for name, share in stats.grade_fractions.items()]
+    rows += [(f"{display_class_name(name)}, % of labelled cells", f"{100 * share:.1f} %") for name, share in stats.grade_fractions.items()]
     return dbc.Table(html.Tbody([html.Tr([html.Td(n), html.Td(v)]) for n, v in rows]), size="sm", className="small", id=table_id)
 
 
-def _statistics(workspace: Workspace, key: str | None, slide_id: str, mpp: float, geometry: dict, table_id: str) -> html.Div:
+def _statistics(workspace: Workspace, key: str | None, slide_id: str, mpp: float, geometry: dict, table_id: str,
+                specimen: SpecimenType | None) -> html.Div:
     heat = slide_heatmap_by_key(workspace, key, slide_id) if key else None
     if heat is None:
         area = as_geometry(geometry).area * mpp**2 / 1e6
@@ -109,7 +115,7 @@ def _statistics(workspace: Workspace, key: str | None, slide_id: str, mpp: float
     layers = slide_layers(workspace, heat)
     attention = layers.get(ATTENTION_LAYER).weights if layers.ready(ATTENTION_LAYER) else None
     try:
-        return html.Div(statistics_table(heatmap_region_statistics(layers, geometry, attention=attention), table_id))
+        return html.Div(statistics_table(heatmap_region_statistics(layers, geometry, attention=attention), table_id, specimen or "biopsy"))
     except PathReviewError as exc:
         return html.P(str(exc), className="small text-muted", id=table_id)
 
@@ -213,9 +219,9 @@ def register_callbacks(app: Dash, workspace: Workspace) -> None:
     @app.callback(
         Output("annotation-edit-group", "children"), Output("annotation-details", "children"), Output("annotation-save", "disabled"),
         Output("annotation-delete", "disabled"), Output("annotation-class", "value"), Output("annotation-comment", "value"),
-        Input("annotation-selected", "data"), State("heat-key", "data"), State("slide-ctx", "data"),
+        Input("annotation-selected", "data"), State("heat-key", "data"), State("grade-specimen", "value"), State("slide-ctx", "data"),
     )
-    def show_selected(selected, key, ctx):
+    def show_selected(selected, key, specimen, ctx):
         draw = draw_control(current_role_allows("reviewer"))
         region = None
         if selected:
@@ -228,7 +234,7 @@ def register_callbacks(app: Dash, workspace: Workspace) -> None:
         mine = current_role_allows("reviewer") and (region.author == current_username() or current_role_allows("admin"))
         details = html.Div([
             html.H6(f"Region by {region.author}: {region.class_name}", id="annotation-selected-title"),
-            _statistics(workspace, key, ctx["slide_id"], ctx["mpp"], region.geometry, "annotation-region-stats"),
+            _statistics(workspace, key, ctx["slide_id"], ctx["mpp"], region.geometry, "annotation-region-stats", specimen),
             html.Div("History", className="small fw-semibold"),
             history_list(region_history(workspace.store, region.region_id), "annotation-history"),
         ])
@@ -251,13 +257,14 @@ def register_callbacks(app: Dash, workspace: Workspace) -> None:
                 truth_sources(workspace, ctx["slide_id"], has_mask))
 
     @app.callback(Output("annotation-class-stats", "children"), Input("annotation-class-stats-choice", "value"), Input("annotation-stamp", "data"),
-                  State("annotation-authors", "value"), State("heat-key", "data"), State("slide-ctx", "data"), prevent_initial_call=True)
-    def show_class_statistics(class_name, _stamp, authors, key, ctx):
+                  State("annotation-authors", "value"), State("heat-key", "data"), State("grade-specimen", "value"), State("slide-ctx", "data"),
+                  prevent_initial_call=True)
+    def show_class_statistics(class_name, _stamp, authors, key, specimen, ctx):
         regions = [r for r in current_regions(workspace.store, ctx["slide_id"]) if r.class_name == class_name and r.author in set(authors or [])
                    and r.geometry["type"] in ("Polygon", "MultiPolygon")]
         if not class_name or not regions:
             return html.P("No regions of this class in the shown layers.", className="small text-muted", id="annotation-class-stats-table")
         union = geojson_of(class_union([r.geometry for r in regions]))
         return html.Div([html.P(f"{len(regions)} regions of {class_name} (their union: overlaps count once).", className="small mb-1"),
-                         _statistics(workspace, key, ctx["slide_id"], ctx["mpp"], union, "annotation-class-stats-table")])
+                         _statistics(workspace, key, ctx["slide_id"], ctx["mpp"], union, "annotation-class-stats-table", specimen)])
 

@@ -19,6 +19,7 @@ from core.annotations.ground_truth import truth_cells, truth_label, truth_source
 from core.annotations.overlay import RegionIndexes
 from core.errors import PathReviewError
 from core.heatmaps.attention import ATTENTION_CAVEAT, SlideAttention
+from core.heatmaps.grade_group import display_class_name
 from core.heatmaps.groundtruth import segmentation_scores
 from core.heatmaps.localisation import compare_methods_on_cells
 from core.heatmaps.overlay import (
@@ -49,7 +50,7 @@ from core.store.annotations import slide_regions_stamp
 from core.store.cases import slide_record
 from core.workspace import Workspace
 from dashboard.auth import current_role_allows, current_username, requesting_user, requires_role
-from dashboard.components import annotation_layer, annotation_panel
+from dashboard.components import annotation_layer, annotation_panel, grade_panel
 from dashboard.components.clicks import ctx_triggered_click
 from dashboard.components.method_comparison import comparison_grid, scores_table
 from dashboard.components.patch_inspector import patch_inspector, png_data_uri
@@ -121,7 +122,7 @@ def _controls(workspace: Workspace, class_names: list[str], layer: str = TUMOUR_
     models = workspace.models_for("patch")
     layers = [{"label": "Tumour probability (1 − benign)", "value": TUMOUR_LAYER},
               {"label": "Class map (argmax)", "value": ARGMAX_LAYER}]
-    layers += [{"label": f"P({c})", "value": c} for c in class_names]
+    layers += [{"label": f"P({display_class_name(c)})", "value": c} for c in class_names]
     layers += [{"label": "Tissue mask", "value": TISSUE_LAYER}]
     if workspace.models_for("mil"):
         layers.append({"label": "MIL attention", "value": ATTENTION_LAYER})
@@ -190,7 +191,8 @@ def layout(workspace: Workspace, tiles: TileService, slide_id: str, view: dict |
                 html.Div(id="selected-patch-info", className="small mt-2"),
                 dcc.Store(id="inspected-patch", data=None),
                 html.Div([dbc.Label("Explain class", className="small me-2"),
-                          dcc.Dropdown(id="inspector-class", options=class_names, value=None, placeholder="predicted class",
+                          dcc.Dropdown(id="inspector-class", options=[{"label": display_class_name(c), "value": c} for c in class_names], value=None,
+                                       placeholder="predicted class",
                                        style={"minWidth": "200px"})], className="d-flex align-items-center mt-2"),
                 dcc.Loading(html.Div(id="patch-inspector", className="mt-2")),
             ], lg=8),
@@ -200,7 +202,8 @@ def layout(workspace: Workspace, tiles: TileService, slide_id: str, view: dict |
             ], lg=4),
         ]),
         dbc.Row([
-            dbc.Col(dcc.Graph(id="grade-fractions", config={"displaylogo": False}, style={"display": "none"}), lg=6),
+            dbc.Col([dcc.Graph(id="grade-fractions", config={"displaylogo": False}, style={"display": "none"}),
+                     grade_panel.layout(workspace, slide_id)], lg=6),
             dbc.Col([html.Div([dbc.Label("Ground truth", className="small me-2 mb-0"),
                                dcc.Dropdown(id="ground-truth-source", options=truth_options, value=truth_options[0]["value"] if truth_options else None,
                                             placeholder="none: draw tumour regions or add a mask", style={"minWidth": "260px"})],
@@ -424,7 +427,7 @@ def register_callbacks(app: Dash, workspace: Workspace, tiles: TileService, disp
         ox, oy = heat.origins[index]
         size0 = heat.cell_level0 * CELLS_PER_PATCH
         bounds = [[-(oy + size0) / scale, ox / scale], [-oy / scale, (ox + size0) / scale]]
-        probs = ", ".join(f"{n} {p:.2f}" for n, p in zip(heat.class_names, heat.probs[index], strict=True))
+        probs = ", ".join(f"{display_class_name(n)} {p:.2f}" for n, p in zip(heat.class_names, heat.probs[index], strict=True))
         return bounds, [html.B(f"Patch {index}"), f" at ({ox * ctx['mpp']:.0f}, {oy * ctx['mpp']:.0f}) µm: {probs}"], {"key": key, "index": index}
 
     @app.callback(Output("patch-inspector", "children"), Input("inspected-patch", "data"), Input("inspector-class", "value"))
