@@ -32,6 +32,7 @@ from core.demo.visit_synthesis import (
     synthesise_visits,
 )
 from core.errors import WorkspaceError
+from core.models.manifest import InputSpec
 from core.models.metrics import binary_metrics, multiclass_metrics
 from core.models.mil import GatedAttentionMIL, InstancePoolingMIL
 from core.models.registry import save_model
@@ -42,7 +43,7 @@ from core.workspace import DEMO_BUILD_MARKER, WorkspaceConfig, write_workspace_c
 
 Progress = Callable[[str], None]
 BUILD_MARKER = DEMO_BUILD_MARKER
-DEMO_FORMAT = 4  # bump when generators, training or the stored fields change, so older demo builds are rebuilt
+DEMO_FORMAT = 5  # bump when generators, training or the stored fields change, so older demo builds are rebuilt
 
 # Gleason (primary, secondary) per patient; None is benign tissue only.
 _GLEASON = [None, (3, 3), (3, 4), (4, 3), (4, 4), (4, 5), (5, 4), (5, 5)]
@@ -224,9 +225,10 @@ class _DemoBuild:
         train = [patches[s] for s, o in slide_owner.items() if o not in test_ids]
         test = [patches[s] for s, o in slide_owner.items() if o in test_ids]
         x, y = train_patch.training_patches(train, self.rng, self.spec.patches_per_class)
-        cnn = train_patch.train_patch_cnn(x, y, self.spec.cnn_epochs, self.spec.seed, self.say)
+        cnn_input = train_patch.macenko_input(x, self.rng, InputSpec(patch_size_px=PATCH_PX, mpp=PATCH_MPP))
+        cnn = train_patch.train_patch_cnn(x, y, self.spec.cnn_epochs, self.spec.seed, self.say, cnn_input)
         tx, ty = train_patch.training_patches(test, self.rng, per_class=10**9)
-        probs, _ = train_patch.predict_patches(cnn, tx)
+        probs, _ = train_patch.predict_patches(cnn, tx, input_spec=cnn_input)
         cnn_id = self._register({
             "id": "patch-cnn", "name": "Gleason pattern patch classifier",
             "description": f"ResNet-style CNN on {PATCH_PX}x{PATCH_PX} px patches at {PATCH_MPP} um/px; "
@@ -235,7 +237,7 @@ class _DemoBuild:
             "params": {"num_classes": len(PATCH_CLASSES), "channel_mean": list(cnn.mean.flatten().tolist()),
                        "channel_std": list(cnn.std.flatten().tolist())},
             "class_names": list(PATCH_CLASSES), "cam_target_layer": "layer4",
-            "input": {"patch_size_px": PATCH_PX, "mpp": PATCH_MPP},
+            "input": cnn_input.model_dump(exclude_none=True),
             "metrics": multiclass_metrics(ty, probs, split="held-out patients' slides, pure patches"),
         }, cnn)
 
@@ -243,7 +245,7 @@ class _DemoBuild:
         owners: list[str] = []
         slide_ids: list[str] = []
         for sid, owner in slide_owner.items():
-            _, feats = train_patch.predict_patches(cnn, patches[sid].images)
+            _, feats = train_patch.predict_patches(cnn, patches[sid].images, input_spec=cnn_input)
             bags.append(feats)
             owners.append(owner)
             slide_ids.append(sid)
