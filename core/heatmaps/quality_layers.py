@@ -32,6 +32,8 @@ from core.slides.quality import (
     quality_cache_path,
     save_quality,
 )
+from core.store.cases import slide_record
+from core.store.schema import SlideQuality, utc_now
 from core.workspace import Workspace
 
 ANY_FLAG = "any"
@@ -61,15 +63,50 @@ def measure_slide(workspace: Workspace, heat: SlideHeatmap, progress: Progress |
             progress(idx[-1] + 1, len(heat.origins))
     quality = PatchQuality(np.concatenate(metrics) if metrics else np.zeros((0, 3)), np.concatenate(vectors) if vectors else np.zeros((0, 6)))
     save_quality(quality_cache_path(workspace.cache_dir, heat.key), quality)
+    record_slide_quality(workspace, heat, quality)
     return quality
 
 
-def patch_flags(layers: Layers, quality: PatchQuality) -> dict[str, np.ndarray]:
+def flags_of(workspace: Workspace, heat: SlideHeatmap, quality: PatchQuality) -> dict[str, np.ndarray]:
     """(N,) bool per flag and ``any``, with the patch model's training stain statistics."""
-    statistics = layers.workspace.manifest(layers.heat.model_id).input.stain_statistics
+    statistics = workspace.manifest(heat.model_id).input.stain_statistics
     flags = quality.flags(QualityThresholds(), statistics)
     flags[ANY_FLAG] = np.logical_or.reduce([flags[f] for f in FLAGS]) if len(quality.metrics) else np.zeros(0, bool)
     return flags
+
+
+def patch_flags(layers: Layers, quality: PatchQuality) -> dict[str, np.ndarray]:
+    return flags_of(layers.workspace, layers.heat, quality)
+
+
+def flag_cells(heat: SlideHeatmap, flagged: np.ndarray) -> np.ndarray:
+    """(rows, cols) share of the patches over each cell that carry a flag (NaN where no patch lies)."""
+    return reconstruct_overlap_mean(flagged[:, None].astype(np.float32), heat.cell_index, CELLS_PER_PATCH, heat.cell_shape)[0]
+
+
+def summarise_quality(workspace: Workspace, heat: SlideHeatmap, quality: PatchQuality) -> QualitySummary:
+    """Flag counts and the share of tissue cells each covers (a cell counts when most patches over it are flagged)."""
+    flags = flags_of(workspace, heat, quality)
+    n_tissue = max(int(heat.tissue.sum()), 1)
+    fractions = {flag: float((np.nan_to_num(flag_cells(heat, flags[flag])) >= 0.5)[heat.tissue].sum() / n_tissue)
+                 for flag in (*FLAGS, ANY_FLAG)}
+    return QualitySummary({f: int(flags[f].sum()) for f in FLAGS}, fractions, int(flags[ANY_FLAG].sum()), len(quality.metrics))
+
+
+def record_slide_quality(workspace: Workspace, heat: SlideHeatmap, quality: PatchQuality) -> QualitySummary:
+    """Keep the slide's QC summary in the case database (the cohort worklist's QC column and filter read it)."""
+    summary = summarise_quality(workspace, heat, quality)
+    worst = max(FLAGS, key=lambda f: summary.tissue_fraction[f])
+    fraction = summary.tissue_fraction[worst]
+    with workspace.store.session() as s:
+        patient_id = slide_record(s, heat.slide_id).patient_id
+        row = s.get(SlideQuality, heat.key) or SlideQuality(heatmap_key=heat.key)
+        row.slide_id, row.patient_id, row.model_id = heat.slide_id, patient_id, heat.model_id
+        row.worst_flag, row.worst_fraction = (worst, fraction) if fraction > 0 else ("", 0.0)
+        row.fractions = {f: summary.tissue_fraction[f] for f in FLAGS}
+        row.computed_at = utc_now()
+        s.merge(row)
+    return summary
 
 
 def _flag_variant(layers: Layers, variant: str) -> str:
@@ -95,9 +132,7 @@ def _stored_quality(layers: Layers) -> PatchQuality | None:
 
 
 def _flag_map(layers: Layers, quality: PatchQuality, flag: str) -> np.ndarray:
-    """(rows, cols) share of the patches over each cell that carry ``flag`` (NaN where no patch lies)."""
-    h = layers.heat
-    return reconstruct_overlap_mean(patch_flags(layers, quality)[flag][:, None].astype(np.float32), h.cell_index, CELLS_PER_PATCH, h.cell_shape)[0]
+    return flag_cells(layers.heat, patch_flags(layers, quality)[flag])
 
 
 def _kept_reconstruction(layers: Layers, quality: PatchQuality, method: str) -> np.ndarray:
@@ -138,19 +173,10 @@ QUALITY_KINDS = (QUALITY, QUALITY_MAP, KEPT_RECONSTRUCTION, KEPT_CLASS_MAP)
 
 
 def quality_summary(layers: Layers) -> QualitySummary | None:
-    """Flag counts and the share of tissue cells each covers (a cell counts when most patches over it are flagged);
-    None until the measures are stored."""
+    """The slide's QC summary (``summarise_quality``); None until the measures are stored."""
     if not layers.ready("quality"):
         return None
-    quality: PatchQuality = layers.get("quality")
-    flags = patch_flags(layers, quality)
-    tissue = layers.heat.tissue
-    n_tissue = max(int(tissue.sum()), 1)
-    fractions: dict[str, float] = {}
-    for flag in (*FLAGS, ANY_FLAG):
-        cells = layers.get(f"quality-map:{flag}")
-        fractions[flag] = float((np.nan_to_num(cells) >= 0.5)[tissue].sum() / n_tissue)
-    return QualitySummary({f: int(flags[f].sum()) for f in FLAGS}, fractions, int(flags[ANY_FLAG].sum()), len(quality.metrics))
+    return summarise_quality(layers.workspace, layers.heat, layers.get("quality"))
 
 
 def kept_grade_fractions(layers: Layers, method: str = "overlap") -> dict[str, float]:

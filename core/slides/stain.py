@@ -22,11 +22,13 @@ for the viewer) is fitted on its own, as the reference fits one image; an image 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from core.models.manifest import InputSpec
+if TYPE_CHECKING:  # only the type: this module runs with torch and numpy alone (bench/stain.py)
+    from core.models.manifest import InputSpec
 
 MACENKO_IO = 240.0  # transmitted light intensity
 MACENKO_ALPHA = 1.0  # percentile of the angle distribution taken as the extreme stain directions

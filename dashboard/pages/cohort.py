@@ -6,7 +6,8 @@ from __future__ import annotations
 import dash_bootstrap_components as dbc
 from dash import Dash, Input, Output, ctx, dash_table, html
 
-from core.store.cohort import DECISION_THRESHOLD, WORKLISTS, cohort_page, worklist_counts
+from core.slides.quality import FLAG_LABELS
+from core.store.cohort import DECISION_THRESHOLD, QC_WORKLIST_MIN_FRACTION, WORKLISTS, cohort_page, worklist_counts
 from core.workspace import Workspace
 
 PAGE_SIZE = 15
@@ -14,13 +15,15 @@ _BASE_COLUMNS = [
     ("patient_id", "Patient"), ("age", "Age"), ("sex", "Sex"), ("onset_type", "Onset"),
     ("slides", "Slides"), ("visits", "Visits"), ("reports", "Reports"),
 ]
-_REVIEW_COLUMNS = [("review", "Review"), ("flagged", "Flagged"), ("disagreements", "Model vs label")]
+_REVIEW_COLUMNS = [("review", "Review"), ("flagged", "Flagged"), ("disagreements", "Model vs label"), ("qc", "Slide QC")]
 _REVIEW_TOOLTIPS = {
     "review": "unreviewed: no verdict yet · in review: some verdicts, not all signed off · signed off: the latest "
               "slide, patient and report verdicts (for what the case has) are all signed off",
     "flagged": "a latest verdict carries a flag (second opinion, poor stain, ...)",
     "disagreements": f"labelled slides, reports and visits where a model's stored prediction is on the other side of "
                      f"{DECISION_THRESHOLD} from the recorded label (disagreeing of compared model-subject pairs)",
+    "qc": "the worst quality-control flag over the case's slides (out of focus, pen ink, fold / over-dark, stain outlier) "
+          "and the share of that slide's tissue it covers; 'not run' until a heatmap with QC is computed",
 }
 
 
@@ -36,6 +39,9 @@ def _help_text() -> html.Details:
             html.Li("Review: unreviewed (no verdict saved), in review, or signed off (the latest verdict of every "
                     "modality the case has, slide, patient (visits) and report, is signed off)."),
             html.Li("Flagged: any latest verdict of the case carries a flag."),
+            html.Li(f"Slide QC: the worst quality-control flag over the case's slides and the share of tissue it covers "
+                    f"(computed with each heatmap); the QC flagged list holds cases where it covers at least "
+                    f"{QC_WORKLIST_MIN_FRACTION:.0%} of a slide's tissue."),
             html.Li(f"Model vs label: each labelled slide, report and visit is compared with every shown model's stored "
                     f"prediction for it; the model disagrees when its score is {DECISION_THRESHOLD} or more and the label "
                     f"is negative, or below {DECISION_THRESHOLD} and the label is positive. Shown as how many of the "
@@ -77,6 +83,7 @@ def layout(workspace: Workspace) -> html.Div:
                  "color": "#b02a37", "fontWeight": "600"},
                 {"if": {"filter_query": "{flagged} contains 'flagged'", "column_id": "flagged"}, "color": "#b35c00"},
                 {"if": {"filter_query": "{review} = 'signed off'", "column_id": "review"}, "color": "#1e7b34"},
+                {"if": {"filter_query": "{qc} contains '%'", "column_id": "qc"}, "color": "#b35c00"},
             ],
         ),
         html.Div(id="cohort-status", className="text-muted small mt-2"),
@@ -92,6 +99,8 @@ def _display(row: dict) -> dict:
         row["disagreements"] = "—"
     else:
         row["disagreements"] = f"{disagreements}/{compared} disagree" if disagreements else f"agrees ({compared})"
+    qc, qc_fraction = row.pop("qc"), row.pop("qc_fraction")
+    row["qc"] = "not run" if qc is None else "clean" if not qc else f"{FLAG_LABELS[qc]} {qc_fraction:.0%}"
     return row
 
 
