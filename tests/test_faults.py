@@ -125,7 +125,7 @@ def test_killed_heatmap_job_leaves_nothing_that_loads_and_can_be_retried(demo_wo
     root = _copy(demo_workspace, tmp_path / "ws", slides=(SLIDE,))
     ws = open_workspace(root)
     model_id = ws.models_for("patch")[0]
-    key = heatmap_key(ws.slides_dir / f"{SLIDE}.tiff", ws.manifest(model_id).weights_sha256, HeatmapParams())
+    key = heatmap_key(ws.slides_dir / f"{SLIDE}.tiff", ws.manifest(model_id).weights_sha256, HeatmapParams(), ws.manifest(model_id).input)
     cache = ws.cache_dir / "heatmaps"
     job = subprocess.Popen([sys.executable, "-c", JOB, str(root), SLIDE], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
