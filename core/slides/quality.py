@@ -8,9 +8,9 @@ The measures (one row per patch, ``METRICS``) and the rules that flag a patch fr
   et al., ICPR 2000). Out of focus below ``blur_laplacian_variance``. The measure depends on resolution: the default
   suits patches read at about 1-2 µm/px; a lab reading at 0.25 µm/px should raise it.
 - ``pen_fraction``: share of the patch's pixels whose hue lies outside H&E. Haematoxylin is purple-blue (hue about
-  240-300°), eosin pink to red (300-360° and 0-20°); green, cyan and blue markers over tissue lie at 60-235°. A pixel is ink when
-  its hue is in [``PEN_HUE_MIN``, ``PEN_HUE_MAX``) with saturation at least ``PEN_MIN_SATURATION`` and value at least
-  ``PEN_MIN_VALUE``. Red and black inks cannot be told from eosin and dark tissue by hue; black ink is caught as
+  240-300°), eosin pink to red (300-360° and 0-20°); green, cyan and blue markers over tissue lie at 60-235°.
+  A pixel is ink when its hue is in [``PEN_HUE_MIN``, ``PEN_HUE_MAX``) with saturation at least
+  ``PEN_MIN_SATURATION`` and value at least ``PEN_MIN_VALUE``. Red and black inks cannot be told from eosin and dark tissue by hue; black ink is caught as
   over-dark. Flagged at ``pen_fraction`` or more.
 - ``dark_fraction``: share of the tissue pixels with luma below ``DARK_LUMA`` (folds, where the section lies double,
   thick or crushed regions, black ink). Flagged at ``dark_fraction`` or more: scattered dark nuclei stay well below.

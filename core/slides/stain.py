@@ -14,7 +14,7 @@ output within 2/255 (tests/test_stain.py checks it on the same images):
   image's own mean and (population) standard deviation, then scaled to the target's; back to RGB, times 255,
   truncated to uint8.
 
-Choices the reference leaves open, stated here and in docs/models.md: each image of a batch (a patch, or a tile
+Choices the reference leaves open, stated here and in docs/methods.md: each image of a batch (a patch, or a tile
 for the viewer) is fitted on its own, as the reference fits one image; an image with fewer than
 ``MIN_STAINED_FRACTION`` of its pixels stained (glass) has no stain to estimate and passes through unchanged.
 """
