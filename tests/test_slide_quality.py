@@ -95,7 +95,8 @@ def test_flagged_patches_are_left_out_on_request(workspace, heat, tmp_path: Path
         assert sum(fractions.values()) == pytest.approx(1.0, abs=1e-3)
         grid = layer_grid(fresh, OverlayStyle(layer="qc:blur"))
         assert np.nanmax(grid) == 1.0
-        tile = np.asarray(Image.open(io.BytesIO(render_overlay_tile(fresh, OverlayStyle(layer="qc:blur"), 0, 0, 0, 0))))
+        max_zoom = TileService(workspace).geometry(SLIDE).max_zoom
+        tile = np.asarray(Image.open(io.BytesIO(render_overlay_tile(fresh, OverlayStyle(layer="qc:blur"), 0, 0, 0, max_zoom))))  # whole slide
         assert (tile[..., :3] == QC_COLOURS["blur"]).all(-1).any()  # flagged cells wear the legend's colour
         mil = [m for m, man in workspace.manifests.items() if man.task == "mil"][0]
         assert 0.0 <= kept_mil_probability(fresh, mil) <= 1.0
