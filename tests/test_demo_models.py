@@ -43,7 +43,7 @@ def test_patch_cnn_and_attention_mil_generalise_to_held_out_slides(workspace, he
     for slide in _held_out_slides(workspace, held_out):
         class_map = np.asarray(Image.open(workspace.slides_dir / slide.mask_file))
         patches = slide_patches(slide.id, workspace.slides_dir / slide.file, class_map)
-        probs, feats = predict_patches(cnn.module.cpu(), patches.images)
+        probs, feats = predict_patches(cnn.module.cpu(), patches.images, input_spec=cnn.manifest.input)  # as declared
         pure = (patches.purity >= 0.75) & (patches.tissue >= 0.5)
         patch_true.append(patches.label[pure])
         patch_probs.append(probs[pure])

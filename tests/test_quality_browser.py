@@ -21,6 +21,11 @@ def _switch(browser, element_id: str) -> None:
     browser.execute_script("arguments[0].scrollIntoView({block: 'center'}); arguments[0].click()", box)
 
 
+def _choose(browser, option: str) -> None:
+    """Click a dropdown option by script: the dropdown's search box may lie over the first option."""
+    browser.execute_script("arguments[0].click()", browser.find_element(By.XPATH, option))
+
+
 def test_quality_layers_legends_exclusion_and_normalised_tiles(live_server, browser):
     browser.get(f"{live_server.url}/slide/{SLIDE}")
     _wait(browser, lambda b: _tile_srcs(b, "/tiles/"))
@@ -39,7 +44,7 @@ def test_quality_layers_legends_exclusion_and_normalised_tiles(live_server, brow
         _open_dropdown(browser, "heat-layer-choice")
         option = f"//*[@role='option' and contains(., 'QC: {label}')]"
         _wait(browser, lambda b, o=option: b.find_elements(By.XPATH, o))
-        browser.find_element(By.XPATH, option).click()
+        _choose(browser, option)
         _wait(browser, lambda b, f=flag: any(f"layer=qc%3A{f}" in s for s in _tile_srcs(b, "/heatmap/")))
         legend = _wait(browser, lambda b: b.find_elements(By.ID, "qc-legend"))[0]
         assert label in legend.text and legend.find_element(By.CLASS_NAME, "qc-swatch").is_displayed()
@@ -49,7 +54,7 @@ def test_quality_layers_legends_exclusion_and_normalised_tiles(live_server, brow
     _wait(browser, lambda b: "excluded" in b.find_element(By.ID, "qc-excluded-note").text)
     _open_dropdown(browser, "heat-layer-choice")
     _wait(browser, lambda b: b.find_elements(By.XPATH, "//*[@role='option' and contains(., 'Tumour probability')]"))
-    browser.find_element(By.XPATH, "//*[@role='option' and contains(., 'Tumour probability')]").click()
+    _choose(browser, "//*[@role='option' and contains(., 'Tumour probability')]")
     _wait(browser, lambda b: any("qc=exclude" in s for s in _tile_srcs(b, "/heatmap/")))
     _wait(browser, lambda b: b.find_elements(By.ID, "mil-prediction-kept"))
     assert "Without QC-flagged patches" in browser.find_element(By.ID, "mil-prediction-kept").text
