@@ -88,9 +88,9 @@ def test_another_labs_stain_is_a_stain_outlier():
 def test_accumulator_puts_batches_in_grid_order():
     rng = np.random.default_rng(2)
     images = np.stack([he_patch(rng, 32) for _ in range(6)])
-    accumulator = QualityAccumulator(CPU, 6)
-    accumulator(np.array([3, 4, 5]), images[3:])
-    accumulator(np.array([0, 1, 2]), images[:3])
+    accumulator = QualityAccumulator(6)
+    accumulator(np.array([3, 4, 5]), images[3:], CPU)
+    accumulator(np.array([0, 1, 2]), images[:3], CPU)
     whole = measure_patches(images, CPU)
     result = accumulator.result()
     assert isinstance(result, PatchQuality)

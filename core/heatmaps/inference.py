@@ -22,7 +22,7 @@ from core.slides.reader import level_for_downsample, open_slide
 from core.slides.stain import model_input
 
 ProgressFn = Callable[[int, int], None]  # (patches done, total)
-PatchObserver = Callable[[np.ndarray, np.ndarray], None]  # (indices, uint8 patches as read), e.g. quality control
+PatchObserver = Callable[[np.ndarray, np.ndarray, torch.device], None]  # (indices, uint8 patches as read, device the net ran on)
 log = logging.getLogger(__name__)
 
 
@@ -170,8 +170,8 @@ def predict_slide(
     notices: list[str] | None = None, input_spec: InputSpec | None = None, observe: PatchObserver | None = None,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray | None]:
     """(N, C) class probabilities for every patch of ``grid`` (and their embeddings when asked), stain-normalised as
-    ``input_spec`` declares. ``observe`` sees every batch as read (before normalisation), so quality control shares
-    this one pass over the slide. Anything the user should know about how they were computed (e.g. a fall-back to
+    ``input_spec`` declares. ``observe`` sees every batch as read (before normalisation) and the device the net ran it
+    on, so quality control shares this one pass over the slide. Anything the user should know about how they were computed (e.g. a fall-back to
     the CPU) is appended to ``notices``."""
     module.eval()
     classifier = PatchClassifier(module, device, batch_size, notices, input_spec)
@@ -181,9 +181,9 @@ def predict_slide(
     for indices, patches in read_patch_batches(path, grid, batch_size, workers):
         if cancel is not None and cancel.is_set():
             raise InferenceCancelled("heatmap computation cancelled; nothing was stored")
-        if observe is not None:
-            observe(indices, patches)
         probs, emb = classifier(patches, embed=with_embeddings)
+        if observe is not None:
+            observe(indices, patches, classifier.device)  # after: on the device that worked (the CPU after a fall-back)
         results.append(probs)
         if emb is not None:
             embeddings.append(emb)

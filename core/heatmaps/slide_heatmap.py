@@ -225,7 +225,7 @@ def compute_heatmap(
     grid = patch_grid(width, height, mpp, *manifest.patch_geometry(), tissue, params.overlap, params.min_tissue)
     model = workspace.model(model_id)
     notices: list[str] = []
-    quality = QualityAccumulator(model.device, len(grid))  # quality control shares the pass over the slide's patches
+    quality = QualityAccumulator(len(grid))  # quality control shares the pass over the slide's patches
     probs, embeddings = predict_slide(path, grid, model.module, model.device, batch_size, workers, progress, cancel, with_embeddings=True,
                                       notices=notices, input_spec=manifest.input, observe=quality)
     if len(grid) == 0:

@@ -131,16 +131,19 @@ def measure_patches(patches: np.ndarray | torch.Tensor, device: torch.device) ->
 
 @dataclass
 class QualityAccumulator:
-    """Collects the measures batch by batch during the heatmap's pass over the slide (``predict_slide``'s observer)."""
+    """Collects the measures batch by batch during the heatmap's pass over the slide (``predict_slide``'s observer), on
+    the device the patch net ran the batch on."""
 
-    device: torch.device
     total: int
     _metrics: list[np.ndarray] = field(default_factory=list)
     _vectors: list[np.ndarray] = field(default_factory=list)
     _indices: list[np.ndarray] = field(default_factory=list)
 
-    def __call__(self, indices: np.ndarray, patches: np.ndarray) -> None:
-        measured = measure_patches(patches, self.device)
+    def __call__(self, indices: np.ndarray, patches: np.ndarray, device: torch.device) -> None:
+        try:
+            measured = measure_patches(patches, device)
+        except torch.OutOfMemoryError:  # the measures need far less than the net: the CPU does them
+            measured = measure_patches(patches, torch.device("cpu"))
         self._indices.append(np.asarray(indices))
         self._metrics.append(measured.metrics)
         self._vectors.append(measured.stain_vectors)
