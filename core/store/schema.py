@@ -118,6 +118,7 @@ class Review(Base):
     user: Mapped[str] = mapped_column(String(64))
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    regions: Mapped[list | None] = mapped_column(JSON, nullable=True)  # ids of the slide regions the verdict refers to (schema v7)
 
 
 class AuditEvent(Base):
@@ -193,7 +194,7 @@ class AnnotationVersion(Base):
 
 class SlideQuality(Base):
     """A slide's quality control summary for one heatmap (slide, patch model, grid), written when its QC measures are
-    stored: the share of tissue each QC flag covers and the worst of them (the cohort worklist's QC column; schema v7)."""
+    stored: the share of tissue each QC flag covers and the worst of them (the cohort worklist's QC column; schema v8)."""
 
     __tablename__ = "slide_quality"
     heatmap_key: Mapped[str] = mapped_column(String(32), primary_key=True)
