@@ -165,6 +165,8 @@ VALUE_TYPES: dict[tuple[str, str], Any] = {
     ("heat-norm", "value"): Literal["raw", "minmax", "percentile"] | None,
     ("heat-smooth", "value"): Number | None,
     ("heat-opacity", "value"): Number | None,
+    ("qc-exclude", "value"): StrictBool | None,
+    ("base-normalised", "value"): StrictBool | None,
     ("slide-map", "bounds"): Annotated[list[Point], Field(min_length=2, max_length=2)] | None,
     ("slide-map", "zoom"): Number | None,
     ("slide-map", "center"): Point | None,

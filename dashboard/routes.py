@@ -113,10 +113,11 @@ def register_routes(server: Flask, workspace: Workspace, tiles: TileService, dis
 
     @server.route("/slides/<slide_id>/tiles/<int:z>/<int:x>/<int:y>.jpeg")
     def slide_tile(slide_id: str, z: int, x: int, y: int) -> Response:
-        if not valid_slide_id(slide_id):
+        normalised_for = request.args.get("normalise") or None  # a patch model's id: the tile as that model sees it
+        if not valid_slide_id(slide_id) or (normalised_for is not None and not valid_slide_id(normalised_for)):
             abort(404)
         try:
-            return _image(tiles.tile_jpeg(slide_id, z, x, y), "image/jpeg")
+            return _image(tiles.tile_jpeg(slide_id, z, x, y, normalised_for), "image/jpeg")
         except NotFoundError:  # unknown slide or tile outside the pyramid
             abort(404)
         except SlideReadError as exc:  # the tile service has dropped the slide's handle and tiles

@@ -57,7 +57,7 @@ def held_out_slides(workspace, held_out):
     for slide in slides:
         class_map = np.asarray(Image.open(workspace.slides_dir / slide.mask_file))
         patches = slide_patches(slide.id, workspace.slides_dir / slide.file, class_map)
-        probs, feats = predict_patches(cnn.module.cpu(), patches.images)
+        probs, feats = predict_patches(cnn.module.cpu(), patches.images, input_spec=cnn.manifest.input)  # as declared
         with torch.no_grad():
             logits, attention = mil.module.cpu()(torch.from_numpy(feats).float())
             bag_probs, contribution = lse.module.cpu()(torch.from_numpy(feats).float())

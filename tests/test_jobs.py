@@ -148,7 +148,7 @@ def test_cancelling_a_running_job_stops_it_and_stores_nothing(ws):
     params = HeatmapParams(overlap=0.75)
     slide = "P011-S1"
     path = ws.slides_dir / f"{slide}.tiff"
-    key = heatmap_key(path, ws.manifest("patch-cnn").weights_sha256, params)
+    key = heatmap_key(path, ws.manifest("patch-cnn").weights_sha256, params, ws.manifest("patch-cnn").input)
     (job_id,), _ = create_jobs(ws.store, [JobSpec("heatmap", slide, {"overlap": 0.75})], "local")
     seen = []
 

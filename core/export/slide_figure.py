@@ -135,7 +135,7 @@ def _checked_style(style: OverlayStyle, heat: SlideHeatmap | None) -> OverlaySty
     if heat is None:
         return style
     query = {"method": style.method, "layer": style.layer, "cmap": style.cmap, "thr": str(style.threshold), "norm": style.norm,
-             "smooth": str(style.smooth)}
+             "smooth": str(style.smooth), "qc": style.qc}
     return OverlayStyle.from_query(query, heat.class_names)
 
 

@@ -17,8 +17,9 @@ import numpy as np
 from core.cache import write_atomic
 from core.errors import PathReviewError
 from core.heatmaps.inference import ProgressFn, predict_slide
-from core.models.manifest import ModelManifest
+from core.models.manifest import InputSpec, ModelManifest
 from core.slides.grid import CELLS_PER_PATCH, patch_grid
+from core.slides.quality import QualityAccumulator, quality_cache_path, save_quality
 from core.slides.reader import open_slide
 from core.slides.tissue import detect_tissue
 from core.store.cases import slide_record
@@ -83,8 +84,12 @@ def slide_fingerprint(path: Path) -> str:
     return digest.hexdigest()
 
 
-def heatmap_key(slide_path: Path, weights_sha256: str, params: HeatmapParams) -> str:
-    content = {"format": CACHE_FORMAT, "slide": slide_fingerprint(slide_path), "weights": weights_sha256, "params": asdict(params)}
+def heatmap_key(slide_path: Path, weights_sha256: str, params: HeatmapParams, input_spec: InputSpec | None = None) -> str:
+    """The content key of a heatmap: slide file, weights, grid parameters and, when the model normalises stain, its
+    declared normalisation and target (a manifest edited to another target is another heatmap)."""
+    content: dict[str, Any] = {"format": CACHE_FORMAT, "slide": slide_fingerprint(slide_path), "weights": weights_sha256, "params": asdict(params)}
+    if input_spec is not None and input_spec.stain_normalisation != "none":
+        content["stain"] = {"method": input_spec.stain_normalisation, "target": input_spec.stain_target.model_dump()}
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:32]
 
 
@@ -196,7 +201,7 @@ def cached_heatmap(workspace: Workspace, slide_id: str, model_id: str, params: H
     path, _, manifest = _slide_and_model(workspace, slide_id, model_id)
     if not path.is_file():
         return None
-    key = heatmap_key(path, manifest.weights_sha256, params)
+    key = heatmap_key(path, manifest.weights_sha256, params, manifest.input)
     return _load(_cache_path(workspace, key), key)
 
 
@@ -211,7 +216,7 @@ def compute_heatmap(
     path, mpp, manifest = _slide_and_model(workspace, slide_id, model_id)
     slide = open_slide(path)  # first: a missing or unreadable file is a SlideReadError a person can act on
     try:
-        key = heatmap_key(path, manifest.weights_sha256, params)
+        key = heatmap_key(path, manifest.weights_sha256, params, manifest.input)
         width, height = slide.dimensions
         tissue = detect_tissue(slide, mpp)
     finally:
@@ -220,8 +225,9 @@ def compute_heatmap(
     grid = patch_grid(width, height, mpp, *manifest.patch_geometry(), tissue, params.overlap, params.min_tissue)
     model = workspace.model(model_id)
     notices: list[str] = []
+    quality = QualityAccumulator(len(grid))  # quality control shares the pass over the slide's patches
     probs, embeddings = predict_slide(path, grid, model.module, model.device, batch_size, workers, progress, cancel, with_embeddings=True,
-                                      notices=notices)
+                                      notices=notices, input_spec=manifest.input, observe=quality)
     if len(grid) == 0:
         probs = np.zeros((0, len(manifest.class_names)), np.float32)
     rows, cols = grid.cell_shape
@@ -235,6 +241,7 @@ def compute_heatmap(
         stride_cells=grid.stride_cells, slide_mpp=mpp, slide_size=(width, height), origins=grid.origins,
         cell_index=grid.cell_index, probs=probs, tissue=tissue.mask[np.ix_(rr, cc)], embeddings=embeddings, notices=notices,
     )
+    save_quality(quality_cache_path(workspace.cache_dir, key), quality.result())  # before the heatmap: whoever loads it finds both
     _save(_cache_path(workspace, key), heatmap)
     loaded = _load(_cache_path(workspace, key), key)  # the shared in-memory copy, as loaded_heatmap returns it
     return heatmap if loaded is None else loaded

@@ -19,12 +19,14 @@ from core.explain.report_explanations import report_explanation, report_model_id
 from core.explain.text import LimeSettings
 from core.heatmaps.attention import mil_models_for
 from core.heatmaps.cam_maps import STITCHED_METHODS
+from core.heatmaps.quality_layers import record_slide_quality
 from core.heatmaps.slide_grades import record_slide_grade
 from core.heatmaps.slide_heatmap import HeatmapParams, SlideHeatmap, compute_heatmap, loaded_heatmap
 from core.heatmaps.slide_layers import slide_layers
 from core.jobs import WHAT
 from core.jobs.state import JobSpec
 from core.slides.grid import OVERLAPS
+from core.slides.quality import load_quality, quality_cache_path
 from core.store.schema import Patient, Report, Slide, Visit
 from core.workspace import Workspace
 
@@ -39,8 +41,12 @@ def _patch_model(workspace: Workspace, params: dict) -> str:
 def _heatmap(workspace: Workspace, slide_id: str, params: dict, progress: Progress, share: float = 1.0) -> SlideHeatmap:
     def patches(done: int, total: int) -> None:
         progress(share * done / max(total, 1), f"heatmap: {done}/{total} patches")
-    return compute_heatmap(workspace, slide_id, _patch_model(workspace, params), HeatmapParams(overlap=float(params.get("overlap", 0.0))),
+    heat = compute_heatmap(workspace, slide_id, _patch_model(workspace, params), HeatmapParams(overlap=float(params.get("overlap", 0.0))),
                            progress=patches)
+    quality = load_quality(quality_cache_path(workspace.cache_dir, heat.key))  # measured in the same pass
+    if quality is not None:
+        record_slide_quality(workspace, heat, quality)  # for the cohort worklist's QC column
+    return heat
 
 
 def slide_heatmap_job(workspace: Workspace, slide_id: str, params: dict, progress: Progress) -> dict:

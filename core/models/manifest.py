@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core.errors import ModelLoadError
 from core.tomlfile import read_toml, write_toml
@@ -13,11 +13,39 @@ from core.tomlfile import read_toml, write_toml
 MANIFEST_NAME = "model.toml"
 
 
+StainNormalisation = Literal["none", "reinhard", "macenko"]
+
+
+class StainTarget(BaseModel):
+    """The target a patch model's stain normalisation maps every patch to (``core/slides/stain.py``). Macenko:
+    ``stain_matrix`` (3 rows R, G, B x 2 columns haematoxylin, eosin; unit optical-density vectors) and
+    ``max_concentrations`` (99th percentile of each stain's concentration). Reinhard: ``lab_means`` and ``lab_stds``
+    of L* (0-100), a*, b*."""
+
+    model_config = ConfigDict(extra="forbid")
+    stain_matrix: list[list[float]] | None = None
+    max_concentrations: list[float] | None = None
+    lab_means: list[float] | None = None
+    lab_stds: list[float] | None = None
+
+
+class StainStatistics(BaseModel):
+    """The training patches' Macenko stain vectors: mean and standard deviation of the six components (haematoxylin
+    R, G, B, then eosin R, G, B). Quality control scores each patch's distance from them (``core/slides/quality.py``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    vector_means: list[float] = Field(min_length=6, max_length=6)
+    vector_stds: list[float] = Field(min_length=6, max_length=6)
+    n_patches: int = Field(ge=1)
+
+
 class InputSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     patch_size_px: int | None = Field(default=None, gt=0)
     mpp: float | None = Field(default=None, gt=0)
-    stain_normalisation: str = "none"
+    stain_normalisation: StainNormalisation = "none"
+    stain_target: StainTarget = StainTarget()
+    stain_statistics: StainStatistics | None = None
     features: list[str] = []
     feature_means: list[float] = []
     feature_stds: list[float] = []
@@ -27,6 +55,20 @@ class InputSpec(BaseModel):
     elapsed_time: bool = False
     vocabulary: str | None = None  # file in the model folder, JSON {"ngram": column}
     max_ngram: int = 2
+
+    @model_validator(mode="after")
+    def _target_for_method(self) -> InputSpec:
+        t = self.stain_target
+        if self.stain_normalisation == "macenko":
+            if not (t.stain_matrix and len(t.stain_matrix) == 3 and all(len(r) == 2 for r in t.stain_matrix)
+                    and t.max_concentrations and len(t.max_concentrations) == 2 and min(t.max_concentrations) > 0):
+                raise ValueError("stain_normalisation = \"macenko\" needs input.stain_target.stain_matrix (3 rows of 2: R, G, B "
+                                 "optical density of haematoxylin and eosin) and max_concentrations (2 positive numbers)")
+        if self.stain_normalisation == "reinhard":
+            if not (t.lab_means and len(t.lab_means) == 3 and t.lab_stds and len(t.lab_stds) == 3 and min(t.lab_stds) > 0):
+                raise ValueError("stain_normalisation = \"reinhard\" needs input.stain_target.lab_means and lab_stds "
+                                 "(3 numbers each: L*, a*, b*; standard deviations positive)")
+        return self
 
 
 class Metrics(BaseModel):

@@ -27,6 +27,9 @@ from core.heatmaps.overlay import (
     ATTENTION_LAYER,
     CAM_LAYERS,
     COLORMAPS,
+    QC_EXCLUDE,
+    QC_KEEP,
+    QC_LAYERS,
     TISSUE_LAYER,
     TUMOUR_LAYER,
     OverlayStyle,
@@ -36,6 +39,7 @@ from core.heatmaps.overlay import (
     source_layer,
 )
 from core.heatmaps.patch_inspection import inspect_patch, read_heatmap_patches
+from core.heatmaps.quality_layers import kept_mil_probability
 from core.heatmaps.slide_heatmap import SlideHeatmap, cached_heatmap, loaded_heatmap, slide_heatmap_by_key
 from core.heatmaps.slide_layers import slide_layers
 from core.jobs.dispatch import JobDispatcher
@@ -44,20 +48,24 @@ from core.jobs.layer_jobs import start_layer_job
 from core.jobs.runner import run_tracked
 from core.jobs.state import ACTIVE, JobSpec, get_job
 from core.slides.grid import CELLS_PER_PATCH
+from core.slides.quality import FLAG_LABELS
 from core.slides.reader import SlideReadError
 from core.slides.tiles import SlideGeometry, TileService
 from core.store.annotations import slide_regions_stamp
 from core.store.cases import slide_record
 from core.workspace import Workspace
 from dashboard.auth import current_role_allows, current_username, requesting_user, requires_role
-from dashboard.components import annotation_layer, annotation_panel, grade_panel
+from dashboard.components import annotation_layer, annotation_panel, grade_panel, quality_panel
 from dashboard.components.clicks import ctx_triggered_click
 from dashboard.components.method_comparison import comparison_grid, scores_table
 from dashboard.components.patch_inspector import patch_inspector, png_data_uri
 from dashboard.figures.slide_figures import grade_fraction_figure
 
 CAM_LABELS = ("CAM", "Grad-CAM", "Grad-CAM++")
-JOB_LAYER_LABELS = {ATTENTION_LAYER: "MIL attention", **dict(zip(CAM_LAYERS, CAM_LABELS, strict=True))}
+QC_LAYER_LABELS = {f"qc:{flag}": f"QC: {label}" for flag, label in FLAG_LABELS.items()}
+JOB_LAYER_LABELS = {ATTENTION_LAYER: "MIL attention", **dict(zip(CAM_LAYERS, CAM_LABELS, strict=True)),
+                    **{f"quality-map:{flag}": f"QC {label.lower()}" for flag, label in FLAG_LABELS.items()},
+                    **{f"kept-reconstruction:{m}": "the map without QC-flagged patches" for m in ("overlap", "bilinear")}}
 LAYER_POLL_MS = 700
 HIDDEN = {"display": "none"}
 
@@ -128,6 +136,7 @@ def _controls(workspace: Workspace, class_names: list[str], layer: str = TUMOUR_
         layers.append({"label": "MIL attention", "value": ATTENTION_LAYER})
     layers += [{"label": f"{label} (stitched, predicted tumour class)", "value": value}
                for label, value in zip(CAM_LABELS, CAM_LAYERS, strict=True)]
+    layers += [{"label": QC_LAYER_LABELS[value], "value": value} for value in QC_LAYERS]
     return [
         dbc.Label("Patch model"),
         dcc.Dropdown(id="heat-model", options=models, value=models[0] if models else None, clearable=False),
@@ -155,6 +164,7 @@ def _controls(workspace: Workspace, class_names: list[str], layer: str = TUMOUR_
         dcc.Slider(id="heat-smooth", min=0, max=4, step=0.5, value=0, marks={0: "0", 2: "2", 4: "4"}),
         dbc.Label("Opacity"),
         dcc.Slider(id="heat-opacity", min=0, max=1, step=0.05, value=0.5, marks={0: "0", 0.5: "0.5", 1: "1"}),
+        quality_panel.layout(),
     ]
 
 
@@ -229,7 +239,18 @@ def layout(workspace: Workspace, tiles: TileService, slide_id: str, view: dict |
     ])
 
 
-def _mil_panel(workspace: Workspace, heat: SlideHeatmap, ctx: dict) -> html.Div:
+def _kept_prediction(workspace: Workspace, heat: SlideHeatmap, model_id: str) -> html.P:
+    """The MIL prediction without the QC-flagged patches, beside the one over all patches."""
+    layers = slide_layers(workspace, heat)
+    try:
+        note = quality_panel.excluded_note(quality_panel.quality_summary(layers), True)
+        text = f"Without QC-flagged patches: P = {kept_mil_probability(layers, model_id):.3f} ({note.rstrip('.')})."
+    except PathReviewError as exc:
+        text = str(exc)
+    return html.P(text, className="small", id="mil-prediction-kept")
+
+
+def _mil_panel(workspace: Workspace, heat: SlideHeatmap, ctx: dict, exclude_qc: bool = False) -> html.Div:
     """Slide-level MIL prediction and the top-k attended patches; clicking one pans the viewer to it. The panel
     shows the attention itself, so it computes it when no job has stored it yet (a forward pass of the MIL head)."""
     try:
@@ -252,6 +273,7 @@ def _mil_panel(workspace: Workspace, heat: SlideHeatmap, ctx: dict) -> html.Div:
     return html.Div([
         html.H5(f"{manifest.name}: P({manifest.score_class}) = {attention.probability:.3f}",
                 id="mil-prediction"),
+        _kept_prediction(workspace, heat, attention.model_id) if exclude_qc else "",
         html.P(ATTENTION_CAVEAT if attention.kind == "attention" else "Contributions are each patch's instance score for the positive class.",
                className="small text-muted", id="attention-caveat"),
         dcc.Store(id="topk-centres", data=centres),
@@ -262,7 +284,7 @@ def _mil_panel(workspace: Workspace, heat: SlideHeatmap, ctx: dict) -> html.Div:
 
 def heat_tile_url(slide_id: str, key: str, style: OverlayStyle) -> str:
     query = urlencode({"method": style.method, "layer": style.layer, "cmap": style.cmap, "thr": style.threshold,
-                       "norm": style.norm, "smooth": style.smooth})
+                       "norm": style.norm, "smooth": style.smooth, "qc": style.qc})
     return f"/slides/{slide_id}/heatmap/{key}/{{z}}/{{x}}/{{y}}.png?{query}"
 
 
@@ -297,6 +319,7 @@ def _job_progress_text(layer: str, status: str, progress: float) -> str:
 def register_callbacks(app: Dash, workspace: Workspace, tiles: TileService, dispatcher: JobDispatcher, regions: RegionIndexes) -> None:
     annotation_layer.register_callbacks(app, workspace, regions)
     annotation_panel.register_callbacks(app, workspace)
+    quality_panel.register_callbacks(app, workspace)
 
     @app.callback(
         Output("heat-key", "data"), Output("heat-status", "children"),
@@ -332,15 +355,19 @@ def register_callbacks(app: Dash, workspace: Workspace, tiles: TileService, disp
         Output("heat-layer-loading", "style"),
         Input("heat-key", "data"), Input("heat-layer-choice", "value"), Input("heat-method", "value"), Input("heat-cmap", "value"),
         Input("heat-threshold", "value"), Input("heat-norm", "value"), Input("heat-smooth", "value"), Input("heat-layer-ready", "data"),
-        Input("ground-truth-source", "value"), State("slide-ctx", "data"),
+        Input("qc-exclude", "value"), Input("ground-truth-source", "value"), State("slide-ctx", "data"),
     )
-    def show_heatmap(key, layer, method, cmap, threshold, norm, smooth_cells, _ready, truth_source, ctx):
+    def show_heatmap(key, layer, method, cmap, threshold, norm, smooth_cells, _ready, exclude, truth_source, ctx):
         heat = slide_heatmap_by_key(workspace, key, ctx["slide_id"])
         if heat is None:
             return "", [], no_update, HIDDEN, no_update, None, True, no_update, HIDDEN
-        style = OverlayStyle(method=method, layer=layer, cmap=cmap, threshold=float(threshold), norm=norm, smooth=float(smooth_cells))
+        qc = QC_EXCLUDE if exclude else QC_KEEP
+        style = OverlayStyle(method=method, layer=layer, cmap=cmap, threshold=float(threshold), norm=norm, smooth=float(smooth_cells), qc=qc)
         layers = slide_layers(workspace, heat)
-        figure = grade_fraction_figure(grade_fractions(layers, method))
+        try:
+            figure = grade_fraction_figure(grade_fractions(layers, method, qc))
+        except PathReviewError:  # the QC measures are being computed: the percentages follow once they are stored
+            figure = no_update
         scores = no_update
         if truth_source:
             tumour = layer_grid(layers, OverlayStyle(method=method, smooth=float(smooth_cells)))
@@ -359,7 +386,10 @@ def register_callbacks(app: Dash, workspace: Workspace, tiles: TileService, disp
         if job is not None:  # the previous overlay is hidden while the layer is computed
             children, shown = _loading(_job_progress_text(source_layer(style), job.status, job.progress))
             return "", [], figure, {}, scores, {"job": job.id, "layer": source_layer(style)}, False, children, shown
-        legend = [] if layer in (ARGMAX_LAYER, TISSUE_LAYER) else [_colour_bar(cmap)]  # the class map's colours are fixed
+        if layer in QC_LAYERS:
+            legend = [quality_panel.qc_legend(layer.removeprefix("qc:"))]
+        else:
+            legend = [] if layer in (ARGMAX_LAYER, TISSUE_LAYER) else [_colour_bar(cmap)]  # the class map's colours are fixed
         return heat_tile_url(ctx["slide_id"], key, style), legend, figure, {}, scores, None, True, "", HIDDEN
 
     @app.callback(
@@ -395,10 +425,10 @@ def register_callbacks(app: Dash, workspace: Workspace, tiles: TileService, disp
         return html.Div([comparison_grid(rows, truth),
                          scores_table([(r.method, r.f1_foreground, r.f1_background, r.dice) for r in rows], "method-comparison-table")])
 
-    @app.callback(Output("mil-panel", "children"), Input("heat-key", "data"), State("slide-ctx", "data"))
-    def show_mil(key, ctx):
+    @app.callback(Output("mil-panel", "children"), Input("heat-key", "data"), Input("qc-exclude", "value"), State("slide-ctx", "data"))
+    def show_mil(key, exclude, ctx):
         heat = slide_heatmap_by_key(workspace, key, ctx["slide_id"])
-        return _mil_panel(workspace, heat, ctx) if heat is not None else ""
+        return _mil_panel(workspace, heat, ctx, bool(exclude)) if heat is not None else ""
 
     @app.callback(Output("slide-map", "viewport"), Output("inspected-patch", "data", allow_duplicate=True),
                   Input({"type": "topk-tile", "index": ALL}, "n_clicks"), State("topk-centres", "data"), State("topk-patches", "data"),
