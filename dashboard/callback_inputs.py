@@ -224,7 +224,8 @@ PATTERN_IDS: dict[str, Any] = {
                               index=(Annotated[StrictInt, Field(ge=1, le=2**62)], ...)),
     **{kind: create_model(f"{kind.title().replace('-', '')}Id", __base__=Strict, type=(Literal[kind], ...),
                           modality=(Literal[MODALITIES], ...))  # type: ignore[valid-type]
-       for kind in ("review-save", "review-verdict", "review-comment", "review-flags", "review-signoff", "review-current")},
+       for kind in ("review-save", "review-verdict", "review-comment", "review-flags", "review-signoff", "review-current",
+                    "review-consensus")},
 }
 
 

@@ -27,6 +27,7 @@ from core.workspace import Workspace
 CACHE_FORMAT = 2
 METHODS = ("overlap", "bilinear")
 log = logging.getLogger(__name__)
+OVERLAPS = (0.0, 0.5, 0.75)  # the patch overlaps the app offers
 STALE_PART_SECONDS = 3600  # a temporary file this old was left by a job that was killed
 
 
@@ -84,7 +85,11 @@ def slide_fingerprint(path: Path) -> str:
 
 
 def heatmap_key(slide_path: Path, weights_sha256: str, params: HeatmapParams) -> str:
-    content = {"format": CACHE_FORMAT, "slide": slide_fingerprint(slide_path), "weights": weights_sha256, "params": asdict(params)}
+    return _key(slide_fingerprint(slide_path), weights_sha256, params)
+
+
+def _key(fingerprint: str, weights_sha256: str, params: HeatmapParams) -> str:
+    content = {"format": CACHE_FORMAT, "slide": fingerprint, "weights": weights_sha256, "params": asdict(params)}
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:32]
 
 
@@ -198,6 +203,23 @@ def cached_heatmap(workspace: Workspace, slide_id: str, model_id: str, params: H
         return None
     key = heatmap_key(path, manifest.weights_sha256, params)
     return _load(_cache_path(workspace, key), key)
+
+
+def latest_cached_heatmap(workspace: Workspace, slide_id: str, model_id: str, overlaps: tuple[float, ...] = OVERLAPS) -> SlideHeatmap | None:
+    """The most recently stored heatmap of the slide and model over these overlaps (default tissue threshold), or None."""
+    path, _, manifest = _slide_and_model(workspace, slide_id, model_id)
+    if not path.is_file():
+        return None
+    fingerprint = slide_fingerprint(path)  # read once for every overlap
+    stored = []
+    for overlap in overlaps:
+        key = _key(fingerprint, manifest.weights_sha256, HeatmapParams(overlap=overlap))
+        if (cache := _cache_path(workspace, key)).is_file():
+            stored.append((cache.stat().st_mtime_ns, key, cache))
+    for _, key, cache in sorted(stored, reverse=True):
+        if (heat := _load(cache, key)) is not None:
+            return heat
+    return None
 
 
 def compute_heatmap(

@@ -1,5 +1,6 @@
 """Case page (``/case/<patient_id>``): the slide, the visits and the report side by side, linked, with the review form
-and exports. The URL query restores a view: ``slide``, ``visit`` (1-based), ``layer``, ``z``/``lat``/``lng``."""
+and exports. The URL query restores a view: ``slide``, ``visit`` (1-based), ``report``, and the viewer's ``layer``, ``z``/``lat``/``lng``,
+``overlap`` (%), ``cmap``, ``thr``, ``norm`` and ``opacity``."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from core.workspace import Workspace
 from dashboard.auth import current_role_allows
 from dashboard.components import case_export, patient_panel, report_panel, review_form, slide_viewer
 from dashboard.components.clicks import ctx_triggered_click
+from dashboard.components.viewer_link import LINK_KEYS
 
 __all__ = ["layout", "nearest_by_day", "register_callbacks"]
 
@@ -48,19 +50,25 @@ def _slide_strip(case: CaseSummary, selected: str | None, near: str | None) -> h
 
 
 def _parse_view(case: CaseSummary, days: list[float], query: dict) -> dict:
-    """A deep link's state; anything missing or not part of this case falls back to the default."""
+    """A deep link's state; anything missing or not part of this case falls back to the default, and each value that
+    did is named in ``problems`` (the viewer checks its own values)."""
+    problems = []
     try:
         visit = int(query.get("visit", "")) - 1
     except ValueError:
         visit = -1
+    if "visit" in query and not 0 <= visit < len(days):
+        problems.append(f"visit {query['visit'][:20]!r} is not one of this patient's {len(days)} visits")
     visit = visit if 0 <= visit < len(days) else (len(days) - 1 if days else None)
     day = days[visit] if days else None
     slide_days, report_days = {s.id: s.day for s in case.slides}, {r.id: r.day for r in case.reports}
     near_slide = nearest_by_day(slide_days, day)  # marked in the strip, whichever slide is shown
     slide_id = query["slide"] if query.get("slide") in slide_days else near_slide
     report_id = query["report"] if query.get("report") in report_days else nearest_by_day(report_days, day)
-    return {"visit": visit, "slide": slide_id, "near_slide": near_slide, "report": report_id,
-            "viewer": {k: query[k] for k in ("z", "lat", "lng", "layer") if k in query}}
+    problems += [f"{what} {query[what][:40]!r} is not one of this patient's" for what, known in (("slide", slide_days), ("report", report_days))
+                 if what in query and query[what] not in known]
+    return {"visit": visit, "slide": slide_id, "near_slide": near_slide, "report": report_id, "problems": problems,
+            "viewer": {k: query[k] for k in LINK_KEYS if k in query}}
 
 
 def _panel_header(title: str, chip_id: str, visit: int | None, days: list[float], *extra) -> dbc.CardHeader:
@@ -111,6 +119,8 @@ def layout(workspace: Workspace, tiles: TileService, explainers: PatientExplaine
         html.Div([html.H2(f"Case {p.id}", id="case-title", className="me-3 mb-0"), review_form.status_badge(case, current)],
                  className="d-flex align-items-center"),
         html.P(summary, className="text-muted mb-1"),
+        dbc.Alert(["This link's view could not be restored in full: ", "; ".join(view["problems"]), ". The nearest is shown instead."],
+                  color="warning", id="case-link-problems", className="small py-2") if view["problems"] else "",
         dbc.InputGroup([dbc.InputGroupText("Link to this view"),
                         dbc.Input(id="case-link", readonly=True, value="", className="small")], size="sm", className="mb-3"),
         # Slide and visits side by side on wide screens, the report below: one patient on one screen.
@@ -175,6 +185,8 @@ def register_callbacks(app: Dash, workspace: Workspace, tiles: TileService, expl
         Output("case-link", "value"),
         Input("case-id", "data"), Input("case-selected-slide", "data"), Input("selected-visit", "data"), Input("case-report-choice", "value"),
         Input("slide-map", "zoom"), Input("slide-map", "center"), Input("heat-layer-choice", "value"),
+        Input("heat-overlap", "value"), Input("heat-cmap", "value"), Input("heat-threshold", "value"), Input("heat-norm", "value"),
+        Input("heat-opacity", "value"),
     )
 
     review_form.register_callbacks(app, workspace)
