@@ -330,7 +330,7 @@ RULES: dict[str, Rule] = {
         "figure-download.data": Rule(audit=_export("figure-download", "export-error", lambda v: {
         "what": v.get("export-figure.value"), "format": v.get("export-format.value")})),
     "case-report-download.data": Rule(audit=_export("case-report-download", "case-report-error", lambda v: {
-        "what": "case report", "format": v.get("report-format.value")}), error_outcome="failed"),
+        "what": "case report", "format": v.get("report-format.value")}, error_outcome="failed")),
     "heat-key.data": Rule(starts_job=True),
     "jobs-start-message.children": Rule(starts_job=True),
 }

@@ -27,7 +27,6 @@ from core.heatmaps.overlay import (
     TISSUE_LAYER,
     TUMOUR_LAYER,
     OverlayStyle,
-    colorbar_colours,
     grade_fractions,
     layer_grid,
     source_layer,
@@ -49,6 +48,7 @@ from dashboard.auth import current_role_allows, current_username, requesting_use
 from dashboard.components.clicks import ctx_triggered_click
 from dashboard.components.method_comparison import comparison_grid, scores_table
 from dashboard.components.patch_inspector import patch_inspector, png_data_uri
+from dashboard.components.viewer_legend import overlay_key
 from dashboard.components.viewer_link import DEFAULT_STYLE, ViewerLink, parse_viewer_link, position_problem
 from dashboard.figures.slide_figures import grade_fraction_figure
 
@@ -98,13 +98,12 @@ def _map(g: SlideGeometry, view: dict | None = None) -> dl.Map:
     return dl.Map(
         id="slide-map", crs="Simple", center=center, zoom=zoom,
         minZoom=max(0, fit_zoom - 1), maxZoom=g.max_zoom + 1, maxBounds=[[bounds[0][0] * 1.5, -bounds[1][1] * 0.5], [-bounds[0][0] * 0.5, bounds[1][1] * 1.5]],
-        zoomSnap=1, trackViewport=True, style={"height": "640px", "background": "#f4f4f4"},
+        zoomSnap=1, trackViewport=True, attributionControl=False, style={"height": "640px", "background": "#f4f4f4"},
         children=[
             dl.TileLayer(id="base-layer", url=base, tileSize=g.tile_size, noWrap=True, bounds=bounds, maxNativeZoom=g.max_zoom,
-                         minZoom=0, maxZoom=g.max_zoom + 1, attribution=f"{g.slide_id} · {g.mpp} µm/px"),
+                         minZoom=0, maxZoom=g.max_zoom + 1),
             dl.TileLayer(id="heat-layer", url="", tileSize=g.tile_size, noWrap=True, bounds=bounds, maxNativeZoom=g.max_zoom,
                          maxZoom=g.max_zoom + 1, opacity=0.5, zIndex=10),
-            html.Div(id="heat-legend"),  # the shown layer's colour bar (made anew: a Leaflet control keeps its first style)
             dl.Rectangle(id="selected-patch", bounds=[[0, 0], [0, 0]], pathOptions={"color": "#ff00ff", "weight": 2, "fill": False}),
         ],
     )
@@ -194,7 +193,7 @@ def layout(workspace: Workspace, tiles: TileService, slide_id: str, query: dict 
                   color="warning", id="viewer-link-problems", className="small py-2") if link.problems else "",
         dbc.Row([
             dbc.Col([
-                html.Div([_map(g, view), html.Div([html.Div(id="scale-bar-line", className="scale-bar-line"),
+                html.Div([_map(g, view), html.Div(id="heat-legend"), html.Div([html.Div(id="scale-bar-line", className="scale-bar-line"),
                                               html.Span(id="scale-bar-text", className="scale-bar-text")],
                                              id="scale-bar", className="scale-bar"),
                           html.Div([dbc.Spinner(size="sm", spinner_class_name="me-2", id="heat-layer-spinner"),
@@ -281,11 +280,6 @@ def _scores_table(scores, threshold: float) -> html.Div:
                   size="sm", bordered=False, id="ground-truth-table"),
         html.P("Scored over tissue cells only." + note, className="small text-muted"),
     ])
-
-
-def _colour_bar(cmap: str) -> dl.Colorbar:
-    return dl.Colorbar(id="heat-colorbar", colorscale=colorbar_colours(cmap), min=0, max=1, nTicks=5, width=16, height=180,
-                       position="topright")
 
 
 def _loading(text: str, spinning: bool = True) -> tuple[list, dict]:
@@ -382,7 +376,7 @@ def register_callbacks(app: Dash, workspace: Workspace, tiles: TileService, disp
         if job is not None:  # the previous overlay is hidden while the layer is computed
             children, shown = _loading(_job_progress_text(source_layer(style), job.status, job.progress))
             return "", [], figure, {}, scores, {"job": job.id, "layer": source_layer(style)}, False, children, shown
-        legend = [] if layer in (ARGMAX_LAYER, TISSUE_LAYER) else [_colour_bar(cmap)]  # the class map's colours are fixed
+        legend = [overlay_key(layer, cmap, float(threshold), norm, heat.class_names)]
         return heat_tile_url(ctx["slide_id"], key, style), legend, figure, {}, scores, None, True, "", HIDDEN
 
     @app.callback(
