@@ -264,7 +264,8 @@ def test_case_report_pdf_groups_figures_by_modality_up_to_four_a_page(n_figures,
     if n_figures:
         assert "Fig. 1 · Figure 0" in second and "note 0" in second
         assert reader.pages[1].images  # the rendered figure
-        assert second.count(PROVENANCE.caption()[:40]) == 1  # provenance once, in the footer, not under each figure
+        for number in (1, 3):  # the figures with provenance: each once, in the footer, not under the figure
+            assert second.count(f"Fig. {number}: {PROVENANCE.caption()[:40]}") == 1
         record = json.loads(reader.metadata["/Keywords"])
         assert [f["provenance"] is not None for f in record["figures"]] == [i % 2 == 0 for i in range(n_figures)]
 

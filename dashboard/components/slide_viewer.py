@@ -45,6 +45,7 @@ from core.slides.tiles import SlideGeometry, TileService
 from core.store.cases import slide_record
 from core.workspace import Workspace
 from dashboard.auth import current_role_allows, current_username, requesting_user, requires_role
+from dashboard.components import viewer_keys
 from dashboard.components.clicks import ctx_triggered_click
 from dashboard.components.method_comparison import comparison_grid, scores_table
 from dashboard.components.patch_inspector import patch_inspector, png_data_uri
@@ -183,12 +184,15 @@ def layout(workspace: Workspace, tiles: TileService, slide_id: str, query: dict 
     heat = latest_cached_heatmap(workspace, slide_id, models[0], OVERLAPS if wanted is None else (float(wanted),)) if models else None  # type: ignore[arg-type]
     overlap = heat.params.overlap if heat else float(wanted or 0.0)  # type: ignore[arg-type]
     return html.Div([
-        dcc.Store(id="slide-ctx", data={"slide_id": slide_id, "max_zoom": g.max_zoom, "mpp": g.mpp, "width": g.width, "height": g.height}),
+        dcc.Store(id="slide-ctx", data={"slide_id": slide_id, "max_zoom": g.max_zoom, "min_zoom": max(0, _fit_zoom(g) - 1), "mpp": g.mpp,
+                                        "width": g.width, "height": g.height}),
+        *viewer_keys.components(),
         dcc.Store(id="heat-key", data=heat.key if heat else None),
         dcc.Store(id="heat-layer-job", data=None),  # the job computing the chosen layer: {"job", "layer"}
         dcc.Store(id="heat-layer-ready", data=None),  # set when that job has finished: the layer is shown again
         dcc.Interval(id="heat-layer-poll", interval=LAYER_POLL_MS, disabled=True),
-        html.P(f"{g.width:,} x {g.height:,} px at {g.mpp} µm/px · {g.max_zoom + 1} Deep Zoom levels", className="text-muted small"),
+        html.Div([html.Span(f"{g.width:,} x {g.height:,} px at {g.mpp} µm/px · {g.max_zoom + 1} Deep Zoom levels", className="me-3"),
+                  *viewer_keys.magnification_bar()], className="text-muted small d-flex align-items-center flex-wrap gap-1 mb-1"),
         dbc.Alert(["This link's view could not be restored in full: ", "; ".join(link.problems), ". The default is shown instead."],
                   color="warning", id="viewer-link-problems", className="small py-2") if link.problems else "",
         dbc.Row([
@@ -451,6 +455,7 @@ def register_callbacks(app: Dash, workspace: Workspace, tiles: TileService, disp
             return ""
         return patch_inspector(inspect_patch(workspace, heat, int(selected["index"]), class_name))
 
+    viewer_keys.register_callbacks(app)
     app.clientside_callback(
         ClientsideFunction(namespace="slideViewer", function_name="setOpacity"),
         Output("heat-layer", "opacity"), Input("heat-opacity", "value"),

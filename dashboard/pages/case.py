@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import dash_bootstrap_components as dbc
 from dash import ALL, ClientsideFunction, Dash, Input, Output, State, callback_context, dcc, html, no_update
+from dash_extensions import Keyboard
+from sqlalchemy import select
 
 from core.errors import PathReviewError
 from core.explain.patient_explanations import PatientExplainers
@@ -13,13 +15,15 @@ from core.export.case_figures import case_figure_names, nearest_by_day
 from core.slides.tiles import TileService
 from core.store.cases import CaseSummary, case_summary
 from core.store.reviews import current_reviews
+from core.store.schema import Patient
 from core.workspace import Workspace
 from dashboard.auth import current_role_allows
 from dashboard.components import case_export, patient_panel, report_panel, review_form, slide_viewer
 from dashboard.components.clicks import ctx_triggered_click
 from dashboard.components.viewer_link import LINK_KEYS
 
-__all__ = ["layout", "nearest_by_day", "register_callbacks"]
+__all__ = ["layout", "nearest_by_day", "next_case", "register_callbacks"]
+CASE_KEYS = ["[", "]", "n", "a", "d", "u"]  # the viewer's own keys: dashboard.components.viewer_keys
 
 
 def _visit_text(visit: int | None, days: list[float]) -> str:
@@ -83,6 +87,15 @@ def _safe(build, alert_id: str):
         return dbc.Alert(str(exc), color="warning", id=alert_id)
 
 
+def next_case(workspace: Workspace, patient_id: str) -> str | None:
+    """The case after this one in the worklist's default order (by patient id), the first after the last."""
+    with workspace.store.session() as s:
+        ids = list(s.scalars(select(Patient.id).order_by(Patient.id)))
+    later = [i for i in ids if i > patient_id]
+    following = later[0] if later else (ids[0] if ids else None)
+    return following if following != patient_id else None
+
+
 def layout(workspace: Workspace, tiles: TileService, explainers: PatientExplainers, patient_id: str, query: dict | None = None) -> html.Div:
     with workspace.store.session() as s:
         case = case_summary(s, patient_id)
@@ -113,6 +126,8 @@ def layout(workspace: Workspace, tiles: TileService, explainers: PatientExplaine
     ])
     return html.Div([
         dcc.Store(id="case-id", data=patient_id),
+        dcc.Store(id="next-case", data=next_case(workspace, patient_id)),
+        Keyboard(id="case-keys", captureKeys=CASE_KEYS),
         dcc.Store(id="case-days", data={"visits": days, "slides": {s.id: s.day for s in case.slides},
                                         "reports": {r.id: r.day for r in case.reports}}),
         dcc.Store(id="case-selected-slide", data=view["slide"]),
@@ -187,6 +202,14 @@ def register_callbacks(app: Dash, workspace: Workspace, tiles: TileService, expl
         Input("slide-map", "zoom"), Input("slide-map", "center"), Input("heat-layer-choice", "value"),
         Input("heat-overlap", "value"), Input("heat-cmap", "value"), Input("heat-threshold", "value"), Input("heat-norm", "value"),
         Input("heat-opacity", "value"),
+    )
+
+    app.clientside_callback(
+        ClientsideFunction(namespace="casePage", function_name="caseKeys"),
+        Output({"type": "review-verdict", "modality": ALL}, "value"),
+        Input("case-keys", "n_keydowns"), State("case-keys", "keydown"), State("next-case", "data"),
+        State({"type": "review-verdict", "modality": ALL}, "id"), State({"type": "review-verdict", "modality": ALL}, "value"),
+        prevent_initial_call=True,
     )
 
     review_form.register_callbacks(app, workspace)
