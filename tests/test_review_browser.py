@@ -23,6 +23,12 @@ def _part(browser, kind: str, modality: str, tag: str = "*"):
     return browser.find_element(By.XPATH, f"//{tag}[contains(@id, '\"type\":\"{kind}\"') and contains(@id, '\"modality\":\"{modality}\"')]")
 
 
+def _switch(browser, modality: str):
+    """The sign-off switch's checkbox (dbc.Switch puts its id on the input itself)."""
+    element = _part(browser, "review-signoff", modality)
+    return element if element.tag_name == "input" else element.find_element(By.CSS_SELECTOR, "input")
+
+
 def _consensus(browser, modality: str) -> str:
     return _part(browser, "review-consensus", modality).text
 
@@ -47,7 +53,7 @@ def test_a_second_reviewer_starts_from_an_empty_form(live_server, browser, demo_
     assert not _part(browser, "review-verdict", "patient").find_elements(By.CSS_SELECTOR, "input:checked")
     assert _part(browser, "review-comment", "patient", "textarea").get_attribute("value") == ""
     assert not _part(browser, "review-flags", "patient").find_elements(By.CSS_SELECTOR, "input:checked")
-    assert not _part(browser, "review-signoff", "patient").find_element(By.CSS_SELECTOR, "input").is_selected()
+    assert not _switch(browser, "patient").is_selected()
     # ... it is beside it, read-only, with the consensus so far.
     others = _part(browser, "review-others", "patient").text
     assert FIRST_REVIEWER in others and "Onset fits the visits." in others and "teaching case" in others
@@ -55,7 +61,7 @@ def test_a_second_reviewer_starts_from_an_empty_form(live_server, browser, demo_
 
     # The second reviewer disagrees and signs off: the consensus line says so, and their entry carries only their words.
     js_click(browser, _part(browser, "review-verdict", "patient").find_element(By.CSS_SELECTOR, "input[value='disagree']"))
-    js_click(browser, _part(browser, "review-signoff", "patient").find_element(By.CSS_SELECTOR, "input"))
+    js_click(browser, _switch(browser, "patient"))
     js_click(browser, _part(browser, "review-save", "patient", "button"))
     _wait(browser, lambda b: "reviewers disagree" in _consensus(b, "patient"))
     assert f"{ACCOUNTS['reviewer']}: disagree" in _consensus(browser, "patient")

@@ -151,12 +151,21 @@ def _slide_figure(workspace: Workspace, view: CaseView) -> ReportFigure:
             x, y, w, h = (float(v) for v in view.region_um)
         except (TypeError, ValueError) as exc:
             raise PathReviewError("give the region as four numbers in µm: x, y, width, height") from exc
+        if not (w > 0 and h > 0):
+            raise PathReviewError(f"the region's width and height must be positive (got {w:g} x {h:g} µm)")
         region = SlideRegion(round(x / mpp), round(y / mpp), round(w / mpp), round(h / mpp))
     elif view.bounds and view.max_zoom is not None:
         region = viewport_region(view.bounds, int(view.max_zoom))
     style = OverlayStyle(**view.style) if heat is not None and view.style else None
-    fig, provenance = slide_figure(workspace, view.slide_id, region=region, output_width=int(view.output_width), heat=heat, style=style,
-                                   opacity=float(view.opacity))
+    try:
+        fig, provenance = slide_figure(workspace, view.slide_id, region=region, output_width=int(view.output_width), heat=heat, style=style,
+                                       opacity=float(view.opacity))
+    except PathReviewError as exc:
+        if view.region_um and "outside the slide" in str(exc):  # said in the µm the reviewer typed, not in level-0 pixels
+            x, y, w, h = (float(v) for v in view.region_um)
+            raise PathReviewError(f"the region {w:g} x {h:g} µm at ({x:g}, {y:g}) µm lies outside slide {view.slide_id}; "
+                                  "give x and y within the slide") from exc
+        raise
     return ReportFigure(f"Slide {view.slide_id}", fig, provenance)
 
 

@@ -249,13 +249,15 @@ def _mil_panel(workspace: Workspace, heat: SlideHeatmap, ctx: dict) -> html.Div:
     images = read_heatmap_patches(workspace, heat, top)
     scale = 2.0 ** ctx["max_zoom"]
     size0 = heat.cell_level0 * CELLS_PER_PATCH
+    uniform = len(attention.weights)  # attention sums to 1: a weight times the patch count is its multiple of the uniform share
     tiles, centres = [], []
     for rank, (index, image) in enumerate(zip(top, images, strict=True)):
         ox, oy = heat.origins[index]
         centres.append([-(oy + size0 / 2) / scale, (ox + size0 / 2) / scale])
         tiles.append(html.Figure([
             html.Img(src=png_data_uri(image), className="inspector-image topk-image", id={"type": "topk-tile", "index": rank}, n_clicks=0),
-            html.Figcaption(f"#{rank + 1} · {attention.weights[index]:.3f}"),
+            html.Figcaption(f"#{rank + 1} · {attention.weights[index]:.3g}"
+                            + (f" ({attention.weights[index] * uniform:.1f}× uniform)" if attention.kind == "attention" else "")),
         ], className="inspector-figure"))
     return html.Div([
         html.H5(f"{manifest.name}: P({manifest.score_class}) = {attention.probability:.3f}",
@@ -453,7 +455,8 @@ def register_callbacks(app: Dash, workspace: Workspace, tiles: TileService, disp
         heat = loaded_heatmap(workspace, selected["key"]) if selected else None
         if heat is None:
             return ""
-        return patch_inspector(inspect_patch(workspace, heat, int(selected["index"]), class_name))
+        return patch_inspector(inspect_patch(workspace, heat, int(selected["index"]), class_name), heat.slide_mpp,
+                               heat.cell_level0 * CELLS_PER_PATCH * heat.slide_mpp)
 
     viewer_keys.register_callbacks(app)
     app.clientside_callback(
