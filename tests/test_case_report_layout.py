@@ -18,6 +18,7 @@ from sqlalchemy import select
 from core.explain.patient_explanations import PatientExplainers
 from core.export.case_figures import CASE_FIGURES, case_figure_names, default_case_view
 from core.export.case_report import build_case_report
+from core.heatmaps.slide_heatmap import compute_heatmap
 from core.store.cases import case_summary
 from core.store.reviews import record_review, review_versions
 from core.store.schema import Patient
@@ -39,6 +40,8 @@ def full_case(workspace) -> str:
             case = case_summary(s, pid)
             if case.slides and len(case.visits) >= 3 and case.reports:
                 break
+    for slide in case.slides:  # the overlay the report shows on the slide figure and the thumbnails
+        compute_heatmap(workspace, slide.id, workspace.models_for("patch")[0])
     for user, verdict in (("dr.rossi", "agree"), ("dr.okafor", "disagree")):
         record_review(workspace.store, pid, "slide", verdict, f"{user}'s reading", [], True, user, review_versions(workspace.store, pid)["slide"])
     return pid
@@ -79,7 +82,8 @@ def test_the_pdf_is_landscape_grouped_by_modality_and_nothing_overlaps_a_figure(
     for heading in ("Slide", "Patient (visits)", "Report", "Diagnosis", "Consensus", "Report excerpt"):
         assert heading in body
     for number in range(1, len(CASE_FIGURES) + 1):  # each figure's provenance once, in its page's footer
-        assert body.count(f"Fig. {number}: model ") == 1
+        assert body.count(f"Fig. {number}: model ") == 1, number
+    assert "no heatmap stored" not in body and "tumour ≥ 0.5" in body  # the thumbnails carry the overlay
     record = json.loads(PdfReader(io.BytesIO(report_pdf)).metadata["/Keywords"])
     assert [f["number"] for f in record["figures"]] == list(range(1, len(CASE_FIGURES) + 1))
     assert all(f["provenance"]["weights_sha256"] for f in record["figures"])
@@ -87,7 +91,7 @@ def test_the_pdf_is_landscape_grouped_by_modality_and_nothing_overlaps_a_figure(
     # The pages as images, for the documentation.
     assert shutil.which("pdftoppm"), "poppler-utils (pdftoppm) is needed to render the report"
     (tmp_path / "report.pdf").write_bytes(report_pdf)
-    subprocess.run(["pdftoppm", "-png", "-r", "60", str(tmp_path / "report.pdf"), str(tmp_path / "case-report")], check=True, timeout=120)
+    subprocess.run(["pdftoppm", "-png", "-r", "80", str(tmp_path / "report.pdf"), str(tmp_path / "case-report")], check=True, timeout=120)
     rendered = sorted(tmp_path.glob("case-report-*.png"))
     assert len(rendered) == len(pages)
     DOCS_IMAGES.mkdir(parents=True, exist_ok=True)

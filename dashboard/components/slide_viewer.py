@@ -99,7 +99,7 @@ def _map(g: SlideGeometry, view: dict | None = None) -> dl.Map:
     return dl.Map(
         id="slide-map", crs="Simple", center=center, zoom=zoom,
         minZoom=max(0, fit_zoom - 1), maxZoom=g.max_zoom + 1, maxBounds=[[bounds[0][0] * 1.5, -bounds[1][1] * 0.5], [-bounds[0][0] * 0.5, bounds[1][1] * 1.5]],
-        zoomSnap=1, trackViewport=True, attributionControl=False, style={"height": "640px", "background": "#f4f4f4"},
+        zoomSnap=1, trackViewport=True, attributionControl=False, style={"height": "min(640px, 62vh)", "minHeight": "360px", "background": "#f4f4f4"},
         children=[
             dl.TileLayer(id="base-layer", url=base, tileSize=g.tile_size, noWrap=True, bounds=bounds, maxNativeZoom=g.max_zoom,
                          minZoom=0, maxZoom=g.max_zoom + 1),

@@ -143,15 +143,15 @@ def layout(workspace: Workspace, tiles: TileService, explainers: PatientExplaine
             dbc.Col(dbc.Card([_panel_header("Slide", "visit-chip-slide", visit, days,
                                             html.A("open slide page", id="case-slide-page-link", href=f"/slide/{view['slide']}",
                                                    className="small ms-auto") if view["slide"] else ""),
-                              dbc.CardBody(slide_body)], className="mb-3", id="case-slide-card"), xxl=7),
+                              dbc.CardBody(slide_body)], className="mb-3", id="case-slide-card"), lg=7),
             dbc.Col(dbc.Card([_panel_header("Patient", "visit-chip-patient", visit, days,
                                             html.Span("click a visit on the risk plot", className="small text-muted ms-auto")),
-                              dbc.CardBody(patient_body)], className="mb-3", id="case-patient-card"), xxl=5),
+                              dbc.CardBody(patient_body)], className="mb-3", id="case-patient-card"), lg=5),
         ]),
+        review_form.card(workspace, patient_id, current),
         dbc.Card([_panel_header("Report", "visit-chip-report", visit, days,
                                 html.Span("the report nearest the selected visit is shown", className="small text-muted ms-auto")),
                   dbc.CardBody(report_body)], className="mb-3", id="case-report-card"),
-        review_form.card(workspace, patient_id, current),
         case_export.card(case_figure_names(case, bool(workspace.models_for("report"))), read_only=not current_role_allows("reviewer")),
     ])
 
