@@ -20,10 +20,12 @@
     window.fetch = function (resource, init) {
         return originalFetch(resource, init).then(function (response) {
             const url = typeof resource === "string" ? resource : (resource && resource.url) || "";
-            if (url.indexOf("_dash-update-component") !== -1 && shown.has(response.status)) {
-                response.clone().text().then(function (text) { show(text.trim() || "The server refused this action."); });
-            }
-            return response;
+            if (url.indexOf("_dash-update-component") === -1 || !shown.has(response.status)) { return response; }
+            // Read once here; Dash gets a fresh response with the same text, status and headers.
+            return response.text().then(function (text) {
+                show(text.trim() || "The server refused this action.");
+                return new Response(text, {status: response.status, statusText: response.statusText, headers: response.headers});
+            });
         });
     };
 })();

@@ -60,6 +60,7 @@ class WhatIf(Strict):
 class SlideCtx(Strict):
     slide_id: Id
     max_zoom: Annotated[StrictInt, Field(ge=0, le=40)]
+    min_zoom: Annotated[StrictInt, Field(ge=0, le=40)] = 0
     mpp: Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)]
     width: Annotated[StrictInt, Field(ge=1, le=10**7)]
     height: Annotated[StrictInt, Field(ge=1, le=10**7)]
