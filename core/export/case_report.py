@@ -14,6 +14,8 @@ from core.export.report_content import CaseReportContent, ModalitySummary, Progr
 from core.export.report_html import build_case_report_html
 from core.export.report_pdf import build_case_report_pdf
 from core.export.slide_thumbnail import slide_thumbnail
+from core.heatmaps.grade_comparison import grade_comparisons
+from core.heatmaps.grade_group import SPECIMEN_LABELS
 from core.store.cases import case_summary
 from core.store.reviews import MODALITIES, Consensus, consensus, review_history
 from core.workspace import Workspace
@@ -63,13 +65,18 @@ def case_report_content(workspace: Workspace, view: CaseView, figures: list[Repo
                         diagnoses["patient" if kind == "visit" else kind].append(f"{name}: P({positive}) = {pred.score:.3f}{shown}")
         present = {"slide": [sl.id for sl in case.slides], "patient": [str(v.id) for v in case.visits], "report": [r.id for r in case.reports]}
     history = review_history(workspace.store, view.patient_id)
+    grades = _grade_outputs(workspace, view.patient_id)
     modalities = [_modality_summary(workspace, view, m, diagnoses[m], consensus(history, m), present[m]) for m in MODALITIES if present[m]]
+    for part in modalities:  # the slide's grade group sits under its diagnosis line
+        if part.modality == "slide" and grades:
+            part.lines.insert(1, ("Grade group", "; ".join(f"{g['subject']}: {g['output']}" + (f" ({g['label']})" if g["label"] else "")
+                                                              for g in grades)))
     reviews = [{"modality": e.modality, "verdict": e.verdict, "comment": e.comment, "flags": list(e.flags), "signed_off": e.signed_off,
                 "user": e.user, "at": e.at.strftime("%Y-%m-%d %H:%M UTC"), "version": e.version}
                for e in history]
     return CaseReportContent(patient_id=view.patient_id, workspace_name=workspace.name, summary=summary,
-                             model_outputs=sorted(outputs, key=lambda o: (o["model_id"], o["subject"])), reviews=reviews, figures=figures,
-                             modalities=modalities)
+                             model_outputs=grades + sorted(outputs, key=lambda o: (o["model_id"], o["subject"])), reviews=reviews,
+                             figures=figures, modalities=modalities)
 
 
 def _modality_summary(workspace: Workspace, view: CaseView, modality: str, diagnoses: list[str], agreement: Consensus,
@@ -82,6 +89,18 @@ def _modality_summary(workspace: Workspace, view: CaseView, modality: str, diagn
     if modality == "report" and workspace.models_for("report"):
         summary.excerpt, summary.excerpt_class = report_excerpt(workspace, view)
     return summary
+
+
+def _grade_outputs(workspace: Workspace, patient_id: str) -> list[dict]:
+    """Each graded slide's Gleason score and ISUP grade group from the class map, beside the grade its report states."""
+    rows = []
+    graded = grade_comparisons(workspace, patient_id).get(patient_id)
+    for comparison in graded.specimens if graded is not None else ():
+        stated = "" if comparison.report is None else f"report {comparison.report_id}: {comparison.report.summary}"
+        weights = workspace.manifest(comparison.model_id).weights_sha256 if comparison.model_id in workspace.manifests else ""
+        rows.append({"subject": f"slide {comparison.slide_id} ({SPECIMEN_LABELS[comparison.specimen.specimen]})", "model_id": comparison.model_id,
+                     "weights_sha256": weights, "output": f"class map: {comparison.model.summary}", "label": stated})
+    return rows
 
 
 def build_case_report(workspace: Workspace, explainers: PatientExplainers, view: CaseView, names: list[str], fmt: str = "pdf",

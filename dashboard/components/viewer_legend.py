@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dash import html
 
+from core.heatmaps.grade_group import display_class_name
 from core.heatmaps.overlay import (
     ARGMAX_LAYER,
     ATTENTION_LAYER,
@@ -28,7 +29,7 @@ def legend_title(layer: str, norm: str) -> str:
         return f"{CAM_NAMES[layer]} ({NORMALISATION_WORDS[norm if norm != 'raw' else 'minmax']})"
     if layer == ATTENTION_LAYER:
         return f"MIL attention ({NORMALISATION_WORDS['minmax']})"
-    name = "Tumour probability (1 − benign)" if layer == TUMOUR_LAYER else f"P({layer})"
+    name = "Tumour probability (1 − benign)" if layer == TUMOUR_LAYER else f"P({display_class_name(layer)})"
     return f"{name} ({NORMALISATION_WORDS.get(norm, norm)})"
 
 
@@ -39,8 +40,8 @@ def _swatch(name: str, rgb: tuple[int, int, int], alpha: float = 1.0) -> html.Di
 
 def class_key(class_names: list[str]) -> html.Div:
     """The class map's fixed colours; classes without a colour (benign) are not drawn."""
-    drawn = [_swatch(name, rgb) for name, rgb in GRADE_COLOURS.items() if name in class_names]
-    undrawn = [n for n in class_names if n not in GRADE_COLOURS]
+    drawn = [_swatch(display_class_name(name), rgb) for name, rgb in GRADE_COLOURS.items() if name in class_names]
+    undrawn = [display_class_name(n) for n in class_names if n not in GRADE_COLOURS]
     return html.Div([html.Div("Class map (most likely class)", className="legend-title"), *drawn,
                      html.Div(f"{', '.join(undrawn)}: not drawn", className="legend-note") if undrawn else None],
                     className="heat-legend", id="heat-legend-key", **{"data-kind": "classes"})
