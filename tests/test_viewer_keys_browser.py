@@ -40,7 +40,11 @@ def _magnification(mpp: float, max_zoom: int, zoom: int) -> str:
     """The readout as assets/slide_viewer.js writes it."""
     um = mpp * 2 ** (max_zoom - zoom)
     m = 10 / um
-    return f"≈ {m:.0f}×" if m >= 10 else f"≈ {m:.1f}×" if m >= 1 else f"≈ {m:.2f}×"
+    digits = 0 if m >= 10 else 1 if m >= 1 else 2
+
+    def half_up(value: float) -> float:  # as JavaScript's toFixed rounds 1.25 (exact in binary): up, where Python rounds to even
+        return math.floor(value * 10**digits + 0.5) / 10**digits
+    return f"≈ {half_up(m):.{digits}f}×"
 
 
 @pytest.fixture(scope="module")
