@@ -6,6 +6,7 @@ import dash_bootstrap_components as dbc
 from dash import ALL, Dash, Input, Output, State, callback_context, dcc, html, no_update
 
 from core.errors import PathReviewError
+from core.store.annotations import RegionVersion, current_regions
 from core.store.cases import CaseSummary, case_summary
 from core.store.reviews import (
     FLAGS,
@@ -52,14 +53,32 @@ def _current_text(entry: ReviewEntry | None) -> str:
     return f"current: {entry.verdict} by {entry.user} (v{entry.version})" if entry else "no verdict yet"
 
 
-def history_table(entries: list[ReviewEntry]) -> html.Div:
+def region_label(region: RegionVersion) -> str:
+    return f"{region.slide_id} · {region.class_name} · {region.author} · {region.region_id[:8]}"
+
+
+def case_regions(workspace: Workspace, case: CaseSummary) -> dict[str, RegionVersion]:
+    """The current regions on the case's slides, by id."""
+    return {r.region_id: r for s in case.slides for r in current_regions(workspace.store, s.id)}
+
+
+def _region_links(e: ReviewEntry, regions: dict[str, RegionVersion]) -> list:
+    """A button per region the verdict refers to; a click pans the viewer there (``dashboard.pages.case``)."""
+    return [html.Button(region_label(regions[r]) if r in regions else f"{r[:8]} (deleted since)", id={"type": "review-region", "region": r},
+                        n_clicks=0, disabled=r not in regions, className="btn btn-link btn-sm p-0 d-block review-region-link")
+            for r in e.regions]
+
+
+def history_table(entries: list[ReviewEntry], regions: dict[str, RegionVersion] | None = None) -> html.Div:
     if not entries:
         return html.P("No verdicts recorded for this case yet.", className="small text-muted", id="review-history-empty")
+    regions = regions or {}
     rows = [html.Tr([html.Td(e.at.strftime("%Y-%m-%d %H:%M UTC")), html.Td(e.user), html.Td(e.modality),
                      html.Td(dbc.Badge(e.verdict, color=VERDICT_COLOURS.get(e.verdict, "secondary"))), html.Td(e.comment, className="review-comment"),
-                     html.Td(", ".join(e.flags)), html.Td("signed off" if e.signed_off else ""), html.Td(f"v{e.version}")],
+                     html.Td(", ".join(e.flags)), html.Td(_region_links(e, regions)), html.Td("signed off" if e.signed_off else ""),
+                     html.Td(f"v{e.version}")],
                     className="review-history-row") for e in entries]
-    head = html.Thead(html.Tr([html.Th(h) for h in ("When", "Reviewer", "Modality", "Verdict", "Comment", "Flags", "", "Version")]))
+    head = html.Thead(html.Tr([html.Th(h) for h in ("When", "Reviewer", "Modality", "Verdict", "Comment", "Flags", "Regions", "", "Version")]))
     return dbc.Table([head, html.Tbody(rows)], size="sm", striped=True, id="review-history-table", className="small")
 
 
@@ -81,12 +100,17 @@ def _consensus_line(verdicts: Consensus) -> html.Div:
                     id={"type": "review-consensus", "modality": verdicts.modality})
 
 
-def _modality_form(modality: str, latest: ReviewEntry | None, history: list[ReviewEntry], user: str, read_only: bool) -> dbc.Col:
+def _modality_form(modality: str, latest: ReviewEntry | None, history: list[ReviewEntry], user: str, read_only: bool,
+                   regions: dict[str, RegionVersion]) -> dbc.Col:
     """One modality's form: it starts from the signed-in reviewer's own last verdict (or empty), never another's."""
     key = {"modality": modality}
     by_reviewer = latest_by_reviewer(history, modality)
     mine = by_reviewer.get(user)
     others = [e for u, e in by_reviewer.items() if u != user]
+    region_choice = [dcc.Dropdown(id="review-regions", options=[{"label": region_label(r), "value": i} for i, r in regions.items()],
+                                  value=[r for r in (mine.regions if mine else ()) if r in regions], multi=True,
+                                  placeholder="regions this verdict refers to (optional)", className="small mt-1", disabled=read_only)] \
+        if modality == "slide" else []
     return dbc.Col([
         html.H6(modality.capitalize()),
         html.Div(_current_text(latest), className="small text-muted mb-1", id={"type": "review-current", **key}),
@@ -97,6 +121,7 @@ def _modality_form(modality: str, latest: ReviewEntry | None, history: list[Revi
                      maxLength=10_000, className="small mt-1", disabled=read_only),
         dbc.Checklist(id={"type": "review-flags", **key}, options=[{"label": f, "value": f, "disabled": read_only} for f in FLAGS],
                       value=list(mine.flags) if mine else [], className="small mt-1"),
+        *region_choice,
         dbc.Switch(id={"type": "review-signoff", **key}, label="sign off", value=bool(mine and mine.signed_off), className="small",
                    disabled=read_only),
         dbc.Button(f"Save {modality} verdict", id={"type": "review-save", **key}, size="sm", color="primary", n_clicks=0, className="mt-1",
@@ -108,6 +133,7 @@ def _modality_form(modality: str, latest: ReviewEntry | None, history: list[Revi
 def card(workspace: Workspace, patient_id: str, current: dict[str, ReviewEntry]) -> dbc.Card:
     """The form for the signed-in reviewer (their own last verdicts, or empty), the other reviewers' verdicts and the
     consensus beside it, and the full history. ``current`` (``current_reviews``) gives the versions a save is checked against."""
+    regions = case_regions(workspace, _case(workspace, patient_id))
     read_only = not current_role_allows("reviewer")
     user = current_username()
     who = (f"Signed in as {user}: your role may view verdicts but not record them." if read_only
@@ -118,10 +144,10 @@ def card(workspace: Workspace, patient_id: str, current: dict[str, ReviewEntry])
         dbc.CardBody([
             dcc.Store(id="review-versions", data=latest_versions(current)),
             html.P(who, className="small text-muted", id="review-who"),
-            dbc.Row([_modality_form(m, current.get(m), history, user, read_only) for m in MODALITIES]),
+            dbc.Row([_modality_form(m, current.get(m), history, user, read_only, regions) for m in MODALITIES]),
             html.Div(id="review-message", className="mt-2"),
             html.H6("History", className="mt-3"),
-            html.Div(history_table(history), id="review-history"),
+            html.Div(history_table(history, regions), id="review-history"),
         ]),
     ], className="mb-3", id="case-review-card")
 
@@ -135,11 +161,11 @@ def register_callbacks(app: Dash, workspace: Workspace) -> None:
         State({"type": "review-verdict", "modality": ALL}, "value"), State({"type": "review-comment", "modality": ALL}, "value"),
         State({"type": "review-flags", "modality": ALL}, "value"), State({"type": "review-signoff", "modality": ALL}, "value"),
         State({"type": "review-save", "modality": ALL}, "id"),
-        State("review-versions", "data"), State("case-id", "data"),
+        State("review-versions", "data"), State("case-id", "data"), State("review-regions", "value"),
         prevent_initial_call=True,
     )
     @requires_role("reviewer")
-    def save_review(clicks, verdicts, comments, flags, signoffs, ids, versions, patient_id):
+    def save_review(clicks, verdicts, comments, flags, signoffs, ids, versions, patient_id, regions):
         if not ctx_triggered_click(clicks):
             return (no_update,) * 4 + ([no_update] * len(ids),) * 2
         modality = callback_context.triggered_id["modality"]
@@ -150,7 +176,8 @@ def register_callbacks(app: Dash, workspace: Workspace) -> None:
                                         id="review-alert"), no_update, no_update, unchanged, unchanged
         try:
             entry = record_review(workspace.store, patient_id, modality, verdicts[i], comments[i] or "", flags[i] or [], bool(signoffs[i]),
-                                  current_username(), expected_version=int((versions or {}).get(modality, 0)))
+                                  current_username(), expected_version=int((versions or {}).get(modality, 0)),
+                                  regions=(regions or []) if modality == "slide" else [])
         except ReviewConflict as exc:
             return no_update, dbc.Alert([str(exc), " ", html.A("Reload the case", href=f"/case/{patient_id}")], color="danger",
                                         id="review-conflict"), no_update, no_update, unchanged, unchanged
@@ -158,9 +185,10 @@ def register_callbacks(app: Dash, workspace: Workspace) -> None:
             return no_update, dbc.Alert(str(exc), color="warning", id="review-alert"), no_update, no_update, unchanged, unchanged
         current = current_reviews(workspace.store, patient_id)
         currents = [_current_text(current.get(x["modality"])) for x in ids]
-        history = review_history(workspace.store, patient_id)
-        agreements = [_consensus_line(consensus(history, x["modality"])).children for x in ids]
         message = dbc.Alert(f"Saved the {modality} verdict ({entry.verdict}, version {entry.version}).", color="success", id="review-saved",
                             duration=8000)
-        return ({**(versions or {}), modality: entry.version}, message, history_table(history),
-                _status_badge(_case(workspace, patient_id), current), currents, agreements)
+        case = _case(workspace, patient_id)
+        history = review_history(workspace.store, patient_id)
+        agreements = [_consensus_line(consensus(history, x["modality"])).children for x in ids]
+        return ({**(versions or {}), modality: entry.version}, message, history_table(history, case_regions(workspace, case)),
+                _status_badge(case, current), currents, agreements)
