@@ -10,7 +10,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from core.heatmaps.slide_heatmap import HeatmapParams, cached_heatmap, compute_heatmap
-from core.jobs.state import list_jobs
+from core.jobs.state import ACTIVE, list_jobs
 from core.store.cases import slide_record
 from core.workspace import open_workspace
 from tests.helpers import element_text, js_click
@@ -42,7 +42,13 @@ def test_cancel_ends_as_cancelled_everywhere(live_server, browser, demo_workspac
     _wait(browser, lambda b: b.find_elements(By.ID, "heat-compute"))
     js_click(browser, browser.find_element(By.XPATH, "//*[@id='heat-overlap']//label[normalize-space()='75 %']"))
     js_click(browser, "heat-compute")
-    _wait(browser, lambda b: _progress(b)[0] > 0 and b.find_element(By.ID, "heat-cancel").is_enabled(), timeout=120)
+    # Cancel as soon as the job is recorded: the reduced demo's slides compute in seconds.
+    ws = open_workspace(demo_workspace)
+    try:
+        _wait(browser, lambda b: b.find_element(By.ID, "heat-cancel").is_enabled() and any(
+            j.kind == "heatmap" and j.subject == CANCELLED_SLIDE and j.status in ACTIVE for j in list_jobs(ws.store, limit=10)), timeout=120)
+    finally:
+        ws.store.dispose()
     js_click(browser, "heat-cancel")
     _wait(browser, lambda b: "cancelled" in element_text(b, "heat-cancelled"))
     assert _progress(browser) == (0, "cancelled")

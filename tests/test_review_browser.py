@@ -85,7 +85,7 @@ def test_a_viewer_gets_disabled_inputs_and_a_refused_save_says_why(live_server, 
         _wait(browser, lambda b: element_text(b, "case-title") == f"Case {reviewed_patient}")
         for modality in ("slide", "patient", "report"):
             form = _part(browser, "review-save", modality, "button").find_element(By.XPATH, "./ancestor::div[contains(@class, 'review-modality')]")
-            inputs = form.find_elements(By.CSS_SELECTOR, "input, textarea, button")
+            inputs = form.find_elements(By.CSS_SELECTOR, "input[type=radio], input[type=checkbox], textarea, button")
             assert len(inputs) >= 3 + 5 + 3 and all(not i.is_enabled() for i in inputs), modality
         assert "may view verdicts but not record them" in element_text(browser, "review-who")
 
