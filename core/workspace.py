@@ -5,15 +5,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import threading
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy import select
 
 from core.errors import ModelLoadError, NotFoundError, PathReviewError, WorkspaceError
 from core.models.manifest import MANIFEST_NAME, ModelManifest, read_manifest
 from core.models.registry import LoadedModel, load_model
 from core.store.database import CaseStore, open_store
+from core.store.schema import AttributeValue, Patient
 from core.tomlfile import read_toml, write_toml
 
 WORKSPACE_FILE = "workspace.toml"
@@ -44,6 +47,33 @@ DEFAULT_ANNOTATION_CLASSES = [
     AnnotationClass(name="artefact", color=(120, 120, 120)),
     AnnotationClass(name="disagree with model", color=(150, 0, 200)),
 ]
+
+
+class PatientAttribute(BaseModel):
+    """``[patient_attributes.<name>]`` in workspace.toml: how one entry of the patients' attributes is shown."""
+
+    model_config = ConfigDict(extra="forbid")
+    label: str = Field(min_length=1, max_length=64)  # column heading and case-header label, e.g. "Age"
+    unit: str = Field(default="", max_length=32)  # e.g. "years"; shown after numbers
+
+    def text(self, value: AttributeValue, with_unit: bool = True) -> str:
+        """The value as a reviewer reads it: whole numbers without decimals, others to 3 significant digits, the unit after
+        (unless the unit is shown elsewhere, as in a column heading)."""
+        if value is None:
+            return ""
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return str(value)
+        number = f"{value:.0f}" if float(value).is_integer() else f"{value:.3g}"
+        return f"{number} {self.unit}" if self.unit and with_unit else number
+
+
+def attribute_texts(declared: dict[str, PatientAttribute], values: dict[str, AttributeValue] | None) -> list[tuple[str, str]]:
+    """(label, value text) of each declared attribute a patient has, in the declared order."""
+    values = values or {}
+    return [(a.label, a.text(values[name])) for name, a in declared.items() if values.get(name) is not None]
+
+
+ATTRIBUTE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 
 
 class Limits(BaseModel):
@@ -78,6 +108,17 @@ class WorkspaceConfig(BaseModel):
     # model id -> SHA-256 of its model.toml: a manifest names code to run, so a pinned one that changed is refused.
     manifest_sha256: dict[str, str] = {}
     limits: Limits = Limits()
+    # Patient attribute name (a key of patients.attributes) -> label and unit, in the order the cohort table shows them.
+    # None declared: every name the store holds is shown, labelled by its name.
+    patient_attributes: dict[str, PatientAttribute] = {}
+
+    @field_validator("patient_attributes")
+    @classmethod
+    def _attribute_names(cls, attributes: dict[str, PatientAttribute]) -> dict[str, PatientAttribute]:
+        bad = [name for name in attributes if not ATTRIBUTE_NAME.match(name)]
+        if bad:
+            raise ValueError(f"patient attribute names are a letter then letters, digits or _ (64 at most); got {bad}")
+        return attributes
 
 
 class Workspace:
@@ -124,6 +165,14 @@ class Workspace:
     @property
     def cache_dir(self) -> Path:
         return self.root / "cache"
+
+    def patient_attributes(self) -> dict[str, PatientAttribute]:
+        """The patient attributes this workspace shows: those ``workspace.toml`` declares, else every name in the store."""
+        if self.config.patient_attributes:
+            return dict(self.config.patient_attributes)
+        with self.store.session() as s:
+            names = sorted({name for attributes in s.scalars(select(Patient.attributes)) for name in attributes or {} if ATTRIBUTE_NAME.match(name)})
+        return {name: PatientAttribute(label=name.replace("_", " ").capitalize()) for name in names}
 
     def manifest(self, model_id: str) -> ModelManifest:
         try:

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 from core.export.figure_export import FORMATS
 from core.jobs import WHAT
 from core.store.reviews import FLAGS, MODALITIES, VERDICTS
+from core.workspace import ATTRIBUTE_NAME
 from dashboard.auth import REQUIRED_ROLE
 from dashboard.components.case_export import VIEW_PARTS
 
@@ -205,8 +206,8 @@ VALUE_TYPES: dict[tuple[str, str], Any] = {
     ("visit-edit-table", "data"): _bounded_list(dict[Annotated[StrictStr, Field(max_length=64)], Cell], 500),
     ("patients-prev", "n_clicks"): Clicks,
     ("patients-next", "n_clicks"): Clicks,
-    ("patients-sex", "value"): Annotated[StrictStr, Field(max_length=32)] | None,
-    ("patients-onset", "value"): Annotated[StrictStr, Field(max_length=32)] | None,
+    ("patients-attribute", "value"): Annotated[StrictStr, Field(max_length=200)] | None,
+    ("patients-attribute", "id"): Any,  # pattern ids are checked by PATTERN_IDS
     ("patients-page", "data"): Count,
     ("cohort-visit-importance", "clickData"): PlotClick | None,
     ("audit-action", "value"): Annotated[StrictStr, Field(max_length=32)] | None,
@@ -256,6 +257,8 @@ PATTERN_IDS: dict[str, Any] = {
     "case-view-part": create_model("CaseViewPartId", __base__=Strict, type=(Literal["case-view-part"], ...),
                                    part=(Literal[tuple(VIEW_PARTS)], ...)),
     "case-slide-thumb": create_model("CaseSlideThumbId", __base__=Strict, type=(Literal["case-slide-thumb"], ...), slide=(Id, ...)),
+    "patients-attribute": create_model("PatientsAttributeId", __base__=Strict, type=(Literal["patients-attribute"], ...),
+                                       name=(Annotated[StrictStr, Field(pattern=ATTRIBUTE_NAME.pattern)], ...)),
     "topk-tile": create_model("TopkTileId", __base__=Strict, type=(Literal["topk-tile"], ...),
                               index=(Annotated[StrictInt, Field(ge=0, le=100)], ...)),
     "review-region": create_model("ReviewRegionId", __base__=Strict, type=(Literal["review-region"], ...),

@@ -162,7 +162,7 @@ def test_the_audit_trail_records_each_action(app, workspace):
     assert page.status_code == 200 and b"Case P002" in page.data
     visits = post_callback(client, app, "..visit-edit-table.data", {("selected-visit", "data"): 0, ("patient-id", "data"): "P002"},
                            ["selected-visit.data"]).get_json()["response"]["visit-edit-table"]["data"]
-    rows = [{**r, "value": 60 if r["feature"] == "fvc_percent" else r["value"]} for r in visits]
+    rows = [{**r, "value": 60 if r["feature"] == "psa" else r["value"]} for r in visits]
     what_if = post_callback(client, app, "whatif-store.data@", {("visit-edit-apply", "n_clicks"): 1, ("visit-edit-table", "data"): rows,
                                                                 ("selected-visit", "data"): 0, ("patient-id", "data"): "P002"},
                             ["visit-edit-apply.n_clicks"])

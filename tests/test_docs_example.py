@@ -33,7 +33,7 @@ def test_worked_example_workspace_is_served(tmp_path):
     thumb = client.get("/slides/LAB-0001-A/thumbnail.jpeg")
     assert thumb.status_code == 200 and thumb.data[:3] == b"\xff\xd8\xff"
     page = str(render_page(ws, TileService(ws), "/case/LAB-0001"))
-    assert "Case LAB-0001" in page
+    assert "Case LAB-0001" in page and "Age 67 years · Sex M · Onset bulbar" in page
     report_id = next(r.id for r in case_summary_of(ws, "LAB-0001").reports)
     assert "Gleason score 4+4=8" in str(render_page(ws, TileService(ws), f"/report/{report_id}"))
     ws.store.dispose()

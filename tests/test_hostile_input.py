@@ -16,7 +16,7 @@ from core.models.manifest import read_manifest, write_manifest
 from core.models.registry import file_sha256, load_model
 from core.store.reviews import review_history
 from core.store.schema import AuditEvent, Review
-from core.workspace import read_workspace_config
+from core.workspace import attribute_texts, read_workspace_config
 from dashboard.request_limits import MAX_REQUEST_BYTES
 from tests.helpers import callback_dependency, post_callback
 from tests.load.reviewers import callback_body, find_component
@@ -193,8 +193,8 @@ def test_full_module_checkpoint_is_refused_with_a_clear_message(workspace, tmp_p
     """torch.save of a whole module pickles its classes: loading it would import and run code. It is refused."""
     import shutil
 
-    folder = tmp_path / "niv-gru"
-    shutil.copytree(workspace.models_dir / "niv-gru", folder)
+    folder = tmp_path / "progression-gru"
+    shutil.copytree(workspace.models_dir / "progression-gru", folder)
     net = load_model(folder, torch.device("cpu")).module
     torch.save(net, folder / "weights.pt")
     write_manifest(folder, read_manifest(folder).model_copy(update={"weights": "weights.pt", "weights_sha256": file_sha256(folder / "weights.pt")}))
@@ -212,3 +212,18 @@ def test_workspace_file_with_unknown_keys_and_wrong_types_names_every_problem(tm
     for problem in ("name", "colour", "models", "database"):
         assert problem in message, message
     assert "workspace.toml is invalid" in message
+
+
+def test_patient_attribute_declarations_are_checked_and_shown_with_their_units(tmp_path):
+    (tmp_path / "workspace.toml").write_text('name = "x"\n[patient_attributes.age]\nlabel = "Age"\nunit = "years"\n'
+                                             '[patient_attributes.psa]\nlabel = "PSA"\nunit = "ng/mL"\n[patient_attributes.stage]\nlabel = "Stage"\n')
+    declared = read_workspace_config(tmp_path).patient_attributes
+    assert list(declared) == ["age", "psa", "stage"]  # the order the file gives
+    values = {"stage": "cT2a", "age": 67.0, "psa": 6.4321, "unknown": 1}
+    assert attribute_texts(declared, values) == [("Age", "67 years"), ("PSA", "6.43 ng/mL"), ("Stage", "cT2a")]
+    assert declared["psa"].text(12.0, with_unit=False) == "12" and declared["age"].text(None) == ""
+    for bad in ('[patient_attributes."age; DROP"]\nlabel = "A"\n', '[patient_attributes.age]\nlabel = ""\n',
+                '[patient_attributes.age]\nlabel = "Age"\ncolour = "red"\n'):
+        (tmp_path / "workspace.toml").write_text('name = "x"\n' + bad)
+        with pytest.raises(WorkspaceError, match="patient_attributes"):
+            read_workspace_config(tmp_path)

@@ -30,7 +30,7 @@ from core.store.schema import AuditEvent, Patient, Report, Review, Slide
 @pytest.fixture
 def store(empty_store):
     with empty_store.session() as session:
-        session.add_all([Patient(id="P001", age=60.0), Patient(id="P002", age=70.0)])
+        session.add_all([Patient(id="P001", attributes={"age": 60.0}), Patient(id="P002", attributes={"age": 70.0})])
     return empty_store
 
 
@@ -248,6 +248,7 @@ def test_migrations_upgrade_a_v1_store_in_place(tmp_path):
         with store.session() as s:
             assert s.get(Slide, "P001-S1").label == 1 and s.get(Slide, "P001-S1").day is None
             assert s.get(Report, "P001-R1").text == "Gleason score 4+3=7." and s.get(Report, "P001-R1").day is None
+            assert s.get(Patient, "P001").attributes == {"age": 61.0, "sex": "M", "onset_type": "spinal"}  # v8
             s.get(Slide, "P001-S1").day = 0.0
         # v1 allowed two rows with the same version; v2 numbers them in the order they were saved.
         history = review_history(store, "P001")

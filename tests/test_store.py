@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
 from core.errors import PathReviewError, WorkspaceError
 from core.store.cases import case_summary
 from core.store.cohort import cohort_page
 from core.store.database import SCHEMA_VERSION, open_store
-from core.store.schema import AuditEvent, ModelRecord, Patient, Prediction, Report, Review, SchemaVersion, Slide, Visit
+from core.store.schema import AuditEvent, Base, InvalidAttribute, ModelRecord, Patient, Prediction, Report, Review, SchemaVersion, Slide, Visit
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ def _fill(store, n=5):
         s.add(ModelRecord(id="m1", task="sequence", architecture="visit_sequence_net", weights_sha256="a" * 64, metrics={"auc": 0.9}))
         for i in range(n):
             pid = f"P{i:02d}"
-            s.add(Patient(id=pid, age=40.0 + i, sex="F" if i % 2 else "M", onset_type="spinal"))
+            s.add(Patient(id=pid, attributes={"age": 40.0 + i, "sex": "F" if i % 2 else "M", "onset_type": "spinal"}))
             s.add(Slide(id=f"{pid}-S1", patient_id=pid, file=f"{pid}.tiff", mpp=0.5, width=8192, height=4096,
                         mask_file=f"{pid}.mask.png", mask_mpp=16.0, label=i % 2))
             s.add_all(Visit(patient_id=pid, day=float(d), features={"fvc_percent": 90.0 - d, "onset_type": "spinal"}, label=int(d > 100))
@@ -41,7 +41,7 @@ def test_every_table_round_trips(store):
     reopened = open_store(store.url)
     with reopened.session() as s:
         p = s.get(Patient, "P01")
-        assert (p.age, p.sex, p.onset_type) == (41.0, "F", "spinal")
+        assert p.attributes == {"age": 41.0, "sex": "F", "onset_type": "spinal"}
         assert [v.day for v in p.visits] == [0.0, 60.0, 130.0]
         assert p.visits[1].features == {"fvc_percent": 30.0, "onset_type": "spinal"}
         assert [v.label for v in p.visits] == [0, 0, 1]
@@ -74,6 +74,56 @@ def test_migrations_are_versioned_and_idempotent(store):
         s.add(SchemaVersion(version=SCHEMA_VERSION + 1))
     with pytest.raises(WorkspaceError, match="newer than this program"):
         open_store(store.url)
+
+
+def _v7_store(url: str) -> None:
+    """A store as schema v7 left it: patients with ``age``, ``sex`` and ``onset_type`` columns, a few rows."""
+    old = open_store(url, migrate=False)
+    Base.metadata.create_all(old.engine)
+    with old.engine.begin() as conn:
+        conn.execute(text("ALTER TABLE patients DROP COLUMN attributes"))
+        conn.execute(text("ALTER TABLE patients ADD COLUMN age FLOAT"))
+        conn.execute(text("ALTER TABLE patients ADD COLUMN sex VARCHAR(16)"))
+        conn.execute(text("ALTER TABLE patients ADD COLUMN onset_type VARCHAR(32)"))
+        conn.execute(text("INSERT INTO patients (id, age, sex, onset_type) VALUES ('P1', 61.5, 'M', 'bulbar'), "
+                          "('P2', NULL, 'F', NULL), ('P3', NULL, NULL, NULL)"))
+        conn.execute(text("INSERT INTO slides (id, patient_id, file, mpp, width, height) VALUES ('P1-S1', 'P1', 's.tif', 0.5, 10, 10)"))
+        conn.execute(text("INSERT INTO schema_version (version, applied_at) VALUES " +
+                          ", ".join(f"({v}, CURRENT_TIMESTAMP)" for v in range(1, 8))))
+    old.dispose()
+
+
+def test_migration_carries_patient_columns_into_attributes(store_url):
+    _v7_store(store_url)
+    store = open_store(store_url)
+    try:
+        assert store.schema_version() == SCHEMA_VERSION >= 8
+        assert {c["name"] for c in inspect(store.engine).get_columns("patients")} == {"id", "attributes"}
+        with store.session() as s:
+            assert s.get(Patient, "P1").attributes == {"age": 61.5, "sex": "M", "onset_type": "bulbar"}
+            assert s.get(Patient, "P2").attributes == {"sex": "F"}  # unknown values are left out, not stored as null
+            assert s.get(Patient, "P3").attributes == {}
+            assert s.get(Patient, "P1").slides[0].id == "P1-S1"
+            s.add_all([Patient(id="P4", attributes={"age": 100, "psa": 4.2}), Patient(id="P5", attributes={"age": 9})])
+        with store.session() as s:  # numbers sort as numbers on both databases (not "100" < "61.5" < "9"); unknowns last
+            page = cohort_page(s, [], sort_by="attr:age", attributes=["age", "sex"])
+            assert [(r["patient_id"], r["attr:age"], r["attr:sex"]) for r in page.rows] == [
+                ("P5", 9, None), ("P1", 61.5, "M"), ("P4", 100, None), ("P2", None, "F"), ("P3", None, None)]
+    finally:
+        store.dispose()
+    reopened = open_store(store_url)  # migrating again finds nothing to do
+    with reopened.session() as s:
+        assert s.get(Patient, "P4").attributes == {"age": 100, "psa": 4.2}
+    reopened.dispose()
+
+
+@pytest.mark.parametrize("attributes", [{"psa": float("nan")}, {"psa": float("inf")}, {"age": -float("inf")},
+                                        {"sex": ["M"]}, {"": 1}, {"x" * 65: 1}, ["age"]])
+def test_patient_attributes_refuse_what_cannot_be_stored(store, attributes):
+    with pytest.raises(InvalidAttribute), store.session() as s:
+        s.add(Patient(id="P1", attributes=attributes))
+    with store.session() as s:
+        assert s.get(Patient, "P1") is None
 
 
 def test_cohort_page_sorts_and_pages_in_sql(store):

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from core.errors import PathReviewError
 from core.explain.patient_explanations import PatientExplainers
-from core.store.schema import Patient, Visit
+from core.store.schema import AttributeValue, Patient, Visit
 
 
 @dataclass
@@ -26,12 +26,12 @@ class CohortShap:
         return {self.feature_names[i]: float(scores[i]) for i in order}
 
 
-def filtered_patient_ids(explainers: PatientExplainers, sex: str | None = None, onset_type: str | None = None) -> list[str]:
+def filtered_patient_ids(explainers: PatientExplainers, attributes: dict[str, str] | None = None) -> list[str]:
+    """Patients with visits whose attributes have these values (name -> value as text; an empty value matches all)."""
     query = select(Patient.id).where(select(Visit.id).where(Visit.patient_id == Patient.id).exists()).order_by(Patient.id)
-    if sex:
-        query = query.where(Patient.sex == sex)
-    if onset_type:
-        query = query.where(Patient.onset_type == onset_type)
+    for name, value in (attributes or {}).items():
+        if value:
+            query = query.where(Patient.attributes[name].as_string() == value)
     with explainers.workspace.store.session() as s:
         return list(s.scalars(query))
 
@@ -76,13 +76,12 @@ class DatasetOverview:
     visits: int
     sequence_lengths: list[int]
     visit_intervals: list[float]
-    ages: list[float]
-    sex_counts: dict[str, int]
-    onset_counts: dict[str, int]
     label_counts: dict[str, int]
+    attributes: dict[str, list[AttributeValue]]  # a shown attribute's label (and unit) -> the patients' known values
 
 
 def dataset_overview(explainers: PatientExplainers, patient_ids: list[str]) -> DatasetOverview:
+    declared = explainers.workspace.patient_attributes()
     with explainers.workspace.store.session() as s:
         patients = list(s.scalars(select(Patient).where(Patient.id.in_(patient_ids))))
         lengths, intervals, labels = [], [], {"positive": 0, "negative": 0, "unlabelled": 0}
@@ -92,6 +91,6 @@ def dataset_overview(explainers: PatientExplainers, patient_ids: list[str]) -> D
             intervals += list(np.diff(days))
             for v in p.visits:
                 labels["unlabelled" if v.label is None else "positive" if v.label else "negative"] += 1
-    count = lambda attr: {k: sum(1 for p in patients if getattr(p, attr) == k) for k in sorted({getattr(p, attr) or "unknown" for p in patients})}  # noqa: E731
-    return DatasetOverview(len(patients), sum(lengths), lengths, [float(x) for x in intervals], [p.age for p in patients if p.age is not None],
-                           count("sex"), count("onset_type"), labels)
+    attributes = {f"{a.label} ({a.unit})" if a.unit else a.label: [p.attributes[name] for p in patients if p.attributes.get(name) is not None]
+                  for name, a in declared.items()}
+    return DatasetOverview(len(patients), sum(lengths), lengths, [float(x) for x in intervals], labels, attributes)

@@ -18,7 +18,7 @@ from core.heatmaps.grade_comparison import grade_comparisons
 from core.heatmaps.grade_group import SPECIMEN_LABELS
 from core.store.cases import case_summary
 from core.store.reviews import MODALITIES, Consensus, consensus, review_history
-from core.workspace import Workspace
+from core.workspace import Workspace, attribute_texts
 
 __all__ = ["REPORT_FORMATS", "CaseReportContent", "ReportFigure", "build_case_report", "case_report_content", "case_report_filename", "case_report_html",
            "case_report_pdf"]
@@ -44,8 +44,8 @@ def case_report_content(workspace: Workspace, view: CaseView, figures: list[Repo
     with workspace.store.session() as s:
         case = case_summary(s, view.patient_id)
         p = case.patient
-        summary = [("Age", "" if p.age is None else f"{p.age:.0f}"), ("Sex", p.sex or ""), ("Onset", p.onset_type or ""),
-                   ("Slides", str(len(case.slides))), ("Visits", str(len(case.visits))), ("Reports", str(len(case.reports)))]
+        summary = [*attribute_texts(workspace.patient_attributes(), p.attributes), ("Slides", str(len(case.slides))),
+                   ("Visits", str(len(case.visits))), ("Reports", str(len(case.reports)))]
         subjects: dict[str, dict[str, object]] = {
             "slide": {sl.id: sl.label for sl in case.slides}, "report": {r.id: r.label for r in case.reports},
             "visit": {str(v.id): (f"visit day {v.day:.0f}", v.label) for v in case.visits}}

@@ -17,7 +17,7 @@ predictions (which summarise several subjects), are not compared. ``disagreement
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +37,7 @@ WORKLISTS = {
 }
 
 
-# A column of the cohort table: a mapped attribute (Patient.age) or a SQL expression (a count, a CASE).
+# A column of the cohort table: a mapped attribute (Patient.id) or a SQL expression (a count, a CASE).
 CohortColumn = ColumnElement[Any] | QueryableAttribute[Any]
 # The tables whose rows belong to one patient and carry a label.
 PatientSubject = type[Slide] | type[Visit] | type[Report]
@@ -132,7 +132,18 @@ class _CohortSql:
     worklists: dict[str, ColumnElement]  # worklist -> WHERE condition
 
 
-def _cohort_sql(model_ids: list[str]) -> _CohortSql:
+ATTRIBUTE_COLUMN = "attr:"  # cohort column of a patient attribute: "attr:<name>"
+
+
+def _attribute_sort_key(name: str, dialect: str) -> ColumnElement[Any]:
+    """A patient attribute's value as SQL orders it: numbers by value, text alphabetically, missing as NULL.
+    JSONB values compare that way on PostgreSQL; SQLite's json_extract gives the native number or text."""
+    if dialect == "postgresql":
+        return Patient.attributes[name]
+    return func.json_extract(Patient.attributes, f'$."{name}"')
+
+
+def _cohort_sql(model_ids: list[str], attributes: Sequence[str] = (), dialect: str = "sqlite") -> _CohortSql:
     reviews, labels = _review_stats(), _label_agreement(model_ids)
     source = Patient.__table__.outerjoin(reviews, reviews.c.patient_id == Patient.id).outerjoin(
         labels, labels.c.patient_id == Patient.id)
@@ -146,11 +157,9 @@ def _cohort_sql(model_ids: list[str]) -> _CohortSql:
     flagged = func.coalesce(reviews.c.flagged, 0) == 1
     disagrees = func.coalesce(labels.c.disagreements, 0) > 0
 
-    columns: dict[str, CohortColumn] = {
-        "patient_id": Patient.id,
-        "age": Patient.age,
-        "sex": Patient.sex,
-        "onset_type": Patient.onset_type,
+    columns: dict[str, CohortColumn] = {"patient_id": Patient.id, "attributes": Patient.attributes}
+    sort_keys: dict[str, CohortColumn] = {f"{ATTRIBUTE_COLUMN}{name}": _attribute_sort_key(name, dialect) for name in attributes}
+    columns |= {
         "slides": _count(Slide, Patient.id),
         "visits": _count(Visit, Patient.id),
         "reports": _count(Report, Patient.id),
@@ -167,7 +176,7 @@ def _cohort_sql(model_ids: list[str]) -> _CohortSql:
         source=source,
         columns=columns,
         # Workflow order (unreviewed, in review, signed off) rather than alphabetical.
-        sort_keys={"review": case((unreviewed, 0), (signed_off, 2), else_=1)},
+        sort_keys=sort_keys | {"review": case((unreviewed, 0), (signed_off, 2), else_=1)},
         worklists={"all": true(), "unreviewed": unreviewed, "flagged": flagged, "disagrees": disagrees},
     )
 
@@ -188,17 +197,20 @@ def cohort_page(
     worklist: str = "all",
     total: int | None = None,
     patients: Collection[str] | None = None,
+    attributes: Sequence[str] = (),
 ) -> CohortPage:
     """One page of the cohort table on a worklist (see ``WORKLISTS``); filtering, sorting and paging happen in the database.
     ``total``: the worklist's size when the caller has it already (``worklist_counts``), so it is not counted again.
-    ``patients``: only these patients (a filter worked out outside the database, e.g. model vs report grade group)."""
-    sql = _cohort_sql(model_ids)
-    if sort_by not in sql.columns:
-        raise PathReviewError(f"cannot sort by {sort_by!r}; choose one of {', '.join(sql.columns)}")
+    ``patients``: only these patients (a filter worked out outside the database, e.g. model vs report grade group).
+    ``attributes``: patient attributes shown as columns ``attr:<name>`` (None where a patient has no value)."""
+    sql = _cohort_sql(model_ids, attributes, session.get_bind().dialect.name)
+    sortable = [c for c in sql.columns if c != "attributes"] + [k for k in sql.sort_keys if k.startswith(ATTRIBUTE_COLUMN)]
+    if sort_by not in sortable:
+        raise PathReviewError(f"cannot sort by {sort_by!r}; choose one of {', '.join(sortable)}")
     if page < 0 or not 1 <= page_size <= 500:
         raise PathReviewError("page must be >= 0 and page size between 1 and 500")
     condition = and_(_worklist(sql, worklist), _among(patients))
-    key = sql.sort_keys.get(sort_by, sql.columns[sort_by])
+    key = sql.sort_keys[sort_by] if sort_by in sql.sort_keys else sql.columns[sort_by]
     order = key.desc() if descending else key.asc()
     labelled = [expr.label(name) for name, expr in sql.columns.items()]
     query = (select(*labelled).select_from(sql.source).where(condition)
@@ -206,6 +218,8 @@ def cohort_page(
     rows = [dict(r._mapping) for r in session.execute(query)]
     for row in rows:
         row["flagged"] = bool(row["flagged"])
+        values = row.pop("attributes") or {}
+        row |= {f"{ATTRIBUTE_COLUMN}{name}": values.get(name) for name in attributes}
     if total is None:
         total = session.scalar(select(func.count()).select_from(sql.source).where(condition)) or 0
     return CohortPage(rows=rows, total=total)

@@ -16,7 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.errors import WorkspaceError
-from core.store.schema import AnnotationVersion, Base, Job, Report, Review, SchemaVersion, Slide, User
+from core.store.schema import AnnotationVersion, Base, Job, Patient, Report, Review, SchemaVersion, Slide, User, checked_attributes
 
 
 def _create_v1(engine: Engine) -> None:
@@ -73,6 +73,28 @@ def _add_review_regions(engine: Engine) -> None:
         _add_column_if_missing(conn, Review.__table__.c.regions)
 
 
+# The patient columns of schemas v1 to v7, carried into ``patients.attributes`` under the same names by v8.
+LEGACY_PATIENT_COLUMNS = ("age", "sex", "onset_type")
+
+
+def _patient_columns_to_attributes(engine: Engine) -> None:
+    """v8: patients' ``age``, ``sex`` and ``onset_type`` columns become entries of one JSON ``attributes`` column
+    (name -> value; unknown values are left out), and the columns are dropped."""
+    with engine.begin() as conn:
+        _add_column_if_missing(conn, Patient.__table__.c.attributes)
+        present = {c["name"] for c in inspect(conn).get_columns(Patient.__tablename__)}
+        legacy = [name for name in LEGACY_PATIENT_COLUMNS if name in present]
+        quote = conn.dialect.identifier_preparer.quote
+        t = Patient.__table__
+        columns = ", ".join(quote(c) for c in ["id", *legacy])
+        for row in conn.execute(text(f"SELECT {columns} FROM patients WHERE attributes IS NULL")).all():
+            values = row._mapping
+            attributes = checked_attributes({name: values[name] for name in legacy if values[name] is not None})
+            conn.execute(update(t).where(t.c.id == values["id"]).values(attributes=attributes))
+        for name in legacy:
+            conn.execute(text(f"ALTER TABLE patients DROP COLUMN {quote(name)}"))
+
+
 def _create_table(model: type[Base]) -> Callable[[Engine], None]:
     """A migration that adds one new table (left alone when it exists)."""
     def create(engine: Engine) -> None:
@@ -85,10 +107,11 @@ def _create_table(model: type[Base]) -> Callable[[Engine], None]:
 # (a new store's v1 creates the current schema) and leave it alone.
 # v3: user accounts; v4: jobs (long work and its progress, seen by the app, the workers and the Jobs page);
 # v5: a session version per account (sign-out, password and role changes end the account's sessions);
-# v6: reviewers' regions on slides, every version kept; v7: the regions a verdict refers to.
+# v6: reviewers' regions on slides, every version kept; v7: the regions a verdict refers to;
+# v8: free-form patient attributes instead of disease columns.
 MIGRATIONS: dict[int, Callable[[Engine], None]] = {1: _create_v1, 2: _add_days_and_review_version_index, 3: _create_table(User),
                                                    4: _create_table(Job), 5: _add_session_versions, 6: _create_table(AnnotationVersion),
-                                                   7: _add_review_regions}
+                                                   7: _add_review_regions, 8: _patient_columns_to_attributes}
 SCHEMA_VERSION = max(MIGRATIONS)
 
 

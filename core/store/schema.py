@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import ClassVar
 
 from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Table, Text, UniqueConstraint
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
+
+from core.errors import PathReviewError
+
+ATTRIBUTE_NAME_CHARS = 64
+# Patient attributes are JSONB on PostgreSQL, where (unlike json) values can be compared, so the cohort table sorts
+# by them in SQL on both databases.
+ATTRIBUTES_TYPE = JSON().with_variant(JSONB(), "postgresql")
+AttributeValue = str | int | float | bool | None
 
 
 def utc_now() -> datetime:
@@ -28,15 +38,40 @@ class SchemaVersion(Base):
     applied_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
 
 
+class InvalidAttribute(PathReviewError):
+    """A patient attribute that cannot be stored."""
+
+
+def checked_attributes(attributes: dict[str, AttributeValue] | None) -> dict[str, AttributeValue]:
+    """Patient attributes as stored: names of 1 to 64 characters; values text, true/false, finite numbers or empty.
+    NaN and infinity are refused: JSON has no such numbers, and PostgreSQL and SQLite would store them differently."""
+    if attributes is None:
+        return {}
+    if not isinstance(attributes, dict):
+        raise InvalidAttribute(f"patient attributes are a mapping of name to value, not {type(attributes).__name__}")
+    for name, value in attributes.items():
+        if not isinstance(name, str) or not 1 <= len(name) <= ATTRIBUTE_NAME_CHARS:
+            raise InvalidAttribute(f"patient attribute name {name!r} must be text of 1 to {ATTRIBUTE_NAME_CHARS} characters")
+        if not isinstance(value, str | int | float | bool | None):
+            raise InvalidAttribute(f"patient attribute {name!r} is a {type(value).__name__}; store text, a number, true/false or nothing")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidAttribute(f"patient attribute {name!r} is {value}; store a finite number, or leave it out when unknown")
+    return dict(attributes)
+
+
 class Patient(Base):
     __tablename__ = "patients"
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    age: Mapped[float | None] = mapped_column(Float)
-    sex: Mapped[str | None] = mapped_column(String(16))
-    onset_type: Mapped[str | None] = mapped_column(String(32))
+    # Free-form name -> value (age, sex, anything a cohort records); workspace.toml declares their display names
+    # and units. A generic store has no disease-specific columns (schema v8).
+    attributes: Mapped[dict[str, AttributeValue]] = mapped_column(ATTRIBUTES_TYPE, default=dict)
     slides: Mapped[list[Slide]] = relationship(back_populates="patient", order_by="Slide.id")
     visits: Mapped[list[Visit]] = relationship(back_populates="patient", order_by="Visit.day")
     reports: Mapped[list[Report]] = relationship(back_populates="patient", order_by="Report.id")
+
+    @validates("attributes")
+    def _check_attributes(self, _key: str, attributes: dict[str, AttributeValue] | None) -> dict[str, AttributeValue]:
+        return checked_attributes(attributes)
 
 
 class Slide(Base):

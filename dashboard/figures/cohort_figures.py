@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
@@ -44,18 +45,31 @@ def shap_beeswarm_figure(cohort: CohortShap, max_points: int = 4000, seed: int =
     return fig
 
 
+OVERVIEW_ATTRIBUTES = 3  # patient attributes shown in the overview's second row (the first three the workspace declares)
+
+
 def dataset_overview_figure(overview: DatasetOverview) -> go.Figure:
-    fig = make_subplots(rows=2, cols=3, subplot_titles=["Visits per patient", "Days between visits", "Age",
-                                                        "Sex", "Onset type", "Visit labels"])
+    """Visits per patient, days between visits and visit labels; then the distribution of each of the first patient
+    attributes (a histogram of numbers, counts of text values)."""
+    shown = list(overview.attributes.items())[:OVERVIEW_ATTRIBUTES]
+    rows = 2 if shown else 1
+    fig = make_subplots(rows=rows, cols=3, subplot_titles=["Visits per patient", "Days between visits", "Visit labels",
+                                                           *(label for label, _ in shown)])
     fig.add_trace(go.Histogram(x=overview.sequence_lengths, marker_color="#1f5fa8"), 1, 1)
     fig.add_trace(go.Histogram(x=overview.visit_intervals, nbinsx=20, marker_color="#1f5fa8"), 1, 2)
-    fig.add_trace(go.Histogram(x=overview.ages, nbinsx=15, marker_color="#1f5fa8"), 1, 3)
-    for col, counts in ((1, overview.sex_counts), (2, overview.onset_counts), (3, overview.label_counts)):
-        fig.add_trace(go.Bar(x=list(counts), y=list(counts.values()), marker_color="#6c757d", text=list(counts.values()),
-                             textposition="auto"), 2, col)
-    fig.update_layout(showlegend=False, height=520, margin={"l": 40, "r": 10, "t": 50, "b": 40}, template="plotly_white",
+    fig.add_trace(_counts_bar(overview.label_counts), 1, 3)
+    for col, (_, values) in enumerate(shown, 1):
+        numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+        trace = go.Histogram(x=values, nbinsx=15, marker_color="#1f5fa8") if numbers and values else \
+            _counts_bar(dict(sorted(Counter(str(v) for v in values).items())))
+        fig.add_trace(trace, 2, col)
+    fig.update_layout(showlegend=False, height=280 * rows, margin={"l": 40, "r": 10, "t": 50, "b": 40}, template="plotly_white",
                       title=f"{overview.patients} patients, {overview.visits} visits")
     return fig
+
+
+def _counts_bar(counts: dict[str, int]) -> go.Bar:
+    return go.Bar(x=list(counts), y=list(counts.values()), marker_color="#6c757d", text=list(counts.values()), textposition="auto")
 
 
 def model_comparison_figure(names: Sequence[str], metrics: dict[str, Sequence[float | None]]) -> go.Figure:

@@ -17,7 +17,7 @@ from core.store.annotations import current_region
 from core.store.cases import CaseSummary, case_summary, nearest_by_day, slide_record
 from core.store.reviews import current_reviews
 from core.store.schema import Patient
-from core.workspace import Workspace
+from core.workspace import Workspace, attribute_texts
 from dashboard.auth import current_role_allows
 from dashboard.components import annotation_layer, case_export, patient_panel, report_panel, review_form, slide_viewer
 from dashboard.components.clicks import ctx_triggered_click
@@ -105,9 +105,8 @@ def layout(workspace: Workspace, tiles: TileService, explainers: PatientExplaine
     days = [v.day for v in case.visits]
     view = _parse_view(case, days, query or {})
     visit = view["visit"]
-    summary = " · ".join(x for x in [f"age {p.age:.0f}" if p.age is not None else "", p.sex or "",
-                                     f"{p.onset_type} onset" if p.onset_type else "",
-                                     f"{len(case.slides)} slides · {len(case.visits)} visits · {len(case.reports)} reports"] if x)
+    summary = " · ".join([f"{label} {value}" for label, value in attribute_texts(workspace.patient_attributes(), p.attributes)]
+                         + [f"{len(case.slides)} slides · {len(case.visits)} visits · {len(case.reports)} reports"])
     # Each panel's part of the view sits beside it, for the export (see components.case_export).
     slide_body = (html.P("No slides for this patient.", className="text-muted") if not case.slides else html.Div([
         _slide_strip(case, view["slide"], view["near_slide"]),

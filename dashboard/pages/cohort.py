@@ -7,14 +7,11 @@ import dash_bootstrap_components as dbc
 from dash import Dash, Input, Output, ctx, dash_table, html
 
 from core.heatmaps.grade_comparison import GRADE_AGREEMENTS, PatientGradeComparison, grade_comparisons
-from core.store.cohort import DECISION_THRESHOLD, WORKLISTS, cohort_page, worklist_counts
-from core.workspace import Workspace
+from core.store.cohort import ATTRIBUTE_COLUMN, DECISION_THRESHOLD, WORKLISTS, cohort_page, worklist_counts
+from core.workspace import PatientAttribute, Workspace
 
 PAGE_SIZE = 15
-_BASE_COLUMNS = [
-    ("patient_id", "Patient"), ("age", "Age"), ("sex", "Sex"), ("onset_type", "Onset"),
-    ("slides", "Slides"), ("visits", "Visits"), ("reports", "Reports"),
-]
+_COUNT_COLUMNS = [("slides", "Slides"), ("visits", "Visits"), ("reports", "Reports")]
 _REVIEW_COLUMNS = [("review", "Review"), ("flagged", "Flagged"), ("disagreements", "Model vs label")]
 GRADE_COLUMN = "grade"  # filled from the grade comparison, not the database: filtered with its own control, not sorted
 GRADE_FILTERS = {"any": "Any", "disagree": "Disagree", "agree": "Agree", "not compared": "Not compared"}
@@ -58,7 +55,8 @@ def layout(workspace: Workspace) -> html.Div:
     # Two header rows: a model's score column names its model under the class it scores, so two models of one class
     # ("pattern 4/5 present") are told apart.
     columns = [{"id": "patient_id", "name": ["", "Patient"], "presentation": "markdown"}]
-    columns += [{"id": c, "name": ["", n]} for c, n in _BASE_COLUMNS[1:]]
+    columns += [{"id": ATTRIBUTE_COLUMN + name, "name": ["", _heading(a)]} for name, a in workspace.patient_attributes().items()]
+    columns += [{"id": c, "name": ["", n]} for c, n in _COUNT_COLUMNS]
     tooltips = dict(_REVIEW_TOOLTIPS)
     for model_id in scored_models(workspace):
         m = workspace.manifest(model_id)
@@ -102,6 +100,10 @@ def layout(workspace: Workspace) -> html.Div:
     ])
 
 
+def _heading(attribute: PatientAttribute) -> str:
+    return f"{attribute.label} ({attribute.unit})" if attribute.unit else attribute.label
+
+
 def _grade_name(group: int | None) -> str:
     return "—" if group is None else "benign" if group == 0 else str(group)
 
@@ -114,9 +116,11 @@ def grade_cell(comparison: PatientGradeComparison | None) -> str:
     return f"{shown} · {comparison.agreement}" if comparison.report_group is not None else f"{shown} · no report grade"
 
 
-def _display(row: dict, grades: dict[str, PatientGradeComparison]) -> dict:
-    """Cell texts: a link to the case, the flag, how many compared predictions disagree with their labels, and the
-    model vs report grade groups."""
+def _display(row: dict, grades: dict[str, PatientGradeComparison], attributes: dict[str, PatientAttribute]) -> dict:
+    """Cell texts: a link to the case, attribute values (the unit is in the heading), the flag, how many compared
+    predictions disagree with their labels, and the model vs report grade groups."""
+    for name, attribute in attributes.items():
+        row[ATTRIBUTE_COLUMN + name] = attribute.text(row[ATTRIBUTE_COLUMN + name], with_unit=False)
     pid, disagreements, compared = row["patient_id"], row.pop("disagreements"), row.pop("labelled")
     row["patient_id"] = f"[{pid}](/case/{pid})"
     row["flagged"] = "⚑ flagged" if row["flagged"] else ""
@@ -143,13 +147,15 @@ def register_callbacks(app: Dash, workspace: Workspace) -> None:
         if sort["column_id"] == GRADE_COLUMN:  # not a database column: its filter above sorts it out
             sort = {"column_id": "patient_id", "direction": "asc"}
         models = scored_models(workspace)
+        attributes = workspace.patient_attributes()
         grades = grade_comparisons(workspace)
         chosen = None if grade_filter == "any" else {pid for pid, g in grades.items() if g.agreement == grade_filter}
         with workspace.store.session() as s:
             counts = worklist_counts(s, models, chosen)
             pages = max(1, -(-counts[worklist] // page_size))
             page = min(page, pages - 1)  # a worklist that shrank since the page was turned
-            result = cohort_page(s, models, page, page_size, sort["column_id"], sort["direction"] == "desc", worklist, counts[worklist], chosen)
+            result = cohort_page(s, models, page, page_size, sort["column_id"], sort["direction"] == "desc", worklist, counts[worklist], chosen,
+                                 list(attributes))
         options = [{"label": f"{name} ({counts[key]})", "value": key} for key, name in WORKLISTS.items()]
         by_agreement = {a: sum(1 for g in grades.values() if g.agreement == a) for a in GRADE_AGREEMENTS}
         grade_options = [{"label": name if key == "any" else f"{name} ({by_agreement[key]})", "value": key} for key, name in GRADE_FILTERS.items()]
@@ -157,7 +163,8 @@ def register_callbacks(app: Dash, workspace: Workspace) -> None:
             f"{result.total} of {counts['all']} patients ({WORKLISTS[worklist].lower()})"
         if chosen is not None:
             shown += f", model and report grade groups: {grade_filter}"
-        return ([_display(r, grades) for r in result.rows], pages, page, f"{shown} · page {page + 1} of {pages}", options, grade_options)
+        return ([_display(r, grades, attributes) for r in result.rows], pages, page, f"{shown} · page {page + 1} of {pages}", options,
+                grade_options)
 
 
 def nav_item() -> dbc.NavItem:

@@ -4,7 +4,8 @@ feature importance with subgroup filters, and a dataset overview."""
 from __future__ import annotations
 
 import dash_bootstrap_components as dbc
-from dash import Dash, Input, Output, State, dcc, html, no_update
+from dash import ALL, Dash, Input, Output, State, ctx, dcc, html, no_update
+from sqlalchemy import select
 
 from core.explain.cohort_explanations import cohort_shap, dataset_overview, filtered_patient_ids, visit_importance_page
 from core.explain.patient_explanations import PatientExplainers
@@ -14,25 +15,36 @@ from core.workspace import Workspace
 from dashboard.figures.cohort_figures import dataset_overview_figure, feature_importance_figure, shap_beeswarm_figure
 
 PAGE_SIZE = 20
+FILTER = "patients-attribute"  # a subgroup filter: {"type": FILTER, "name": <patient attribute>}
+MAX_FILTER_VALUES = 20  # an attribute with more distinct text values than this is not offered as a filter
 
 
-def _choices(workspace: Workspace, column) -> list[str]:
+def subgroup_filters(workspace: Workspace) -> dict[str, list[str]]:
+    """Declared patient attributes a subgroup can be chosen by: those whose values are text, 2 to 20 distinct ones."""
     with workspace.store.session() as s:
-        return sorted({v for v in s.scalars(Patient.__table__.select().with_only_columns(column)) if v})
+        stored = list(s.scalars(select(Patient.attributes)))
+    filters = {}
+    for name in workspace.patient_attributes():
+        values = {v.get(name) for v in stored if v and v.get(name) is not None}
+        if all(isinstance(v, str) for v in values) and 2 <= len(values) <= MAX_FILTER_VALUES:
+            filters[name] = sorted(str(v) for v in values)
+    return filters
+
+
+def _chosen(values: list[str | None], ids: list[dict]) -> dict[str, str]:
+    return {i["name"]: v for i, v in zip(ids, values) if v}
 
 
 def layout(workspace: Workspace) -> html.Div:
-    sexes = _choices(workspace, Patient.sex)
-    onsets = _choices(workspace, Patient.onset_type)
+    attributes = workspace.patient_attributes()
+    filters = [dbc.Col([dbc.Label(attributes[name].label), dcc.Dropdown(id={"type": FILTER, "name": name}, options=values, placeholder="all")],
+                       md=3) for name, values in subgroup_filters(workspace).items()]
     return html.Div([
         dcc.Store(id="patients-page", data=0),
         html.H2("Patients"),
         html.P("What drives the sequence model across the cohort. Filter a subgroup; click a patient row to open it.",
                className="text-muted"),
-        dbc.Row([
-            dbc.Col([dbc.Label("Sex"), dcc.Dropdown(id="patients-sex", options=sexes, placeholder="all")], md=3),
-            dbc.Col([dbc.Label("Onset type"), dcc.Dropdown(id="patients-onset", options=onsets, placeholder="all")], md=3),
-        ], className="mb-3"),
+        dbc.Row(filters, className="mb-3"),
         dbc.Row([
             dbc.Col(dcc.Graph(id="cohort-feature-importance", config={"displaylogo": False}), lg=5),
             dbc.Col(dcc.Graph(id="cohort-beeswarm", config={"displaylogo": False}), lg=7),
@@ -50,34 +62,32 @@ def layout(workspace: Workspace) -> html.Div:
 def register_callbacks(app: Dash, workspace: Workspace, explainers: PatientExplainers) -> None:
     @app.callback(
         Output("patients-page", "data"),
-        Input("patients-prev", "n_clicks"), Input("patients-next", "n_clicks"), Input("patients-sex", "value"),
-        Input("patients-onset", "value"), State("patients-page", "data"), prevent_initial_call=True,
+        Input("patients-prev", "n_clicks"), Input("patients-next", "n_clicks"), Input({"type": FILTER, "name": ALL}, "value"),
+        State({"type": FILTER, "name": ALL}, "id"), State("patients-page", "data"), prevent_initial_call=True,
     )
-    def turn_page(_prev, _next, sex, onset, page):
-        from dash import ctx
-
-        if ctx.triggered_id in ("patients-sex", "patients-onset"):
+    def turn_page(_prev, _next, values, ids, page):
+        if isinstance(ctx.triggered_id, dict):  # a filter changed
             return 0
-        total = len(filtered_patient_ids(explainers, sex, onset))
+        total = len(filtered_patient_ids(explainers, _chosen(values, ids)))
         last = max(0, (total - 1) // PAGE_SIZE)
         return max(0, page - 1) if ctx.triggered_id == "patients-prev" else min(last, page + 1)
 
     @app.callback(
         Output("cohort-visit-importance", "figure"), Output("patients-page-status", "children"),
-        Input("patients-page", "data"), Input("patients-sex", "value"), Input("patients-onset", "value"),
+        Input("patients-page", "data"), Input({"type": FILTER, "name": ALL}, "value"), State({"type": FILTER, "name": ALL}, "id"),
     )
-    def show_importance_page(page, sex, onset):
-        ids = filtered_patient_ids(explainers, sex, onset)
+    def show_importance_page(page, values, filter_ids):
+        ids = filtered_patient_ids(explainers, _chosen(values, filter_ids))
         shown, scores = visit_importance_page(explainers, ids, page, PAGE_SIZE)
         pages = max(1, -(-len(ids) // PAGE_SIZE))
         return cohort_importance_figure(shown, scores), f"{len(ids)} patients · page {page + 1} of {pages}"
 
     @app.callback(
         Output("cohort-feature-importance", "figure"), Output("cohort-beeswarm", "figure"), Output("cohort-overview", "figure"),
-        Input("patients-sex", "value"), Input("patients-onset", "value"),
+        Input({"type": FILTER, "name": ALL}, "value"), State({"type": FILTER, "name": ALL}, "id"),
     )
-    def show_cohort(sex, onset):
-        ids = filtered_patient_ids(explainers, sex, onset)
+    def show_cohort(values, filter_ids):
+        ids = filtered_patient_ids(explainers, _chosen(values, filter_ids))
         shap_values = cohort_shap(explainers, ids)
         return (feature_importance_figure(shap_values.mean_abs()), shap_beeswarm_figure(shap_values),
                 dataset_overview_figure(dataset_overview(explainers, ids)))

@@ -22,7 +22,7 @@ from core.models.sequence import VisitSequenceNet
 from core.slides.reader import open_slide
 from core.store.database import open_store
 from core.store.schema import Patient, Report, Slide, Visit
-from core.workspace import WorkspaceConfig, write_workspace_config
+from core.workspace import PatientAttribute, WorkspaceConfig, write_workspace_config
 
 
 def main(root: Path) -> None:
@@ -45,7 +45,7 @@ def main(root: Path) -> None:
     # 2. Cases: patients, slides, visits and reports go into the case store (SQLite here).
     store = open_store(f"sqlite:///{root / 'cases.db'}")
     with store.session() as s:
-        s.add(Patient(id="LAB-0001", age=67, sex="M", onset_type="bulbar"))
+        s.add(Patient(id="LAB-0001", attributes={"age": 67, "sex": "M", "onset_type": "bulbar"}))
         s.add(Slide(id="LAB-0001-A", patient_id="LAB-0001", file=slide_path.name, mpp=0.5, width=width, height=height))
         for day, fvc in [(0, 88.0), (92, 79.5), (181, 66.0)]:
             s.add(Visit(patient_id="LAB-0001", day=day, label=None,
@@ -70,7 +70,10 @@ def main(root: Path) -> None:
     }, net)
 
     # 4. workspace.toml ties it together.
-    write_workspace_config(root, WorkspaceConfig(name="Lab example", models=["lab-niv-lstm"]))
+    #    [patient_attributes] names the attributes the cohort table and case header show, with their units.
+    attributes = {"age": PatientAttribute(label="Age", unit="years"), "sex": PatientAttribute(label="Sex"),
+                  "onset_type": PatientAttribute(label="Onset")}
+    write_workspace_config(root, WorkspaceConfig(name="Lab example", models=["lab-niv-lstm"], patient_attributes=attributes))
     print(f"workspace written to {root}; serve it with: python run_dashboard.py --workspace {root}")
 
 
