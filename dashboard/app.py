@@ -81,7 +81,7 @@ def render_page(workspace: Workspace, tiles: TileService, pathname: str | None, 
                 return patient.layout(workspace, patients, page_id)
             if kind == "report":
                 return report.layout(workspace, page_id)
-            return slide.layout(workspace, tiles, page_id)
+            return slide.layout(workspace, tiles, page_id, dict(parse_qsl(search.lstrip("?"))))
     except PathReviewError as exc:
         return dbc.Alert(str(exc), color="warning", id="page-error")
     return dbc.Alert(f"There is no page at {path[:200]}.", color="warning", id="page-error")

@@ -62,6 +62,7 @@ class WhatIf(Strict):
 class SlideCtx(Strict):
     slide_id: Id
     max_zoom: Annotated[StrictInt, Field(ge=0, le=40)]
+    min_zoom: Annotated[StrictInt, Field(ge=0, le=40)] = 0
     mpp: Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)]
     width: Annotated[StrictInt, Field(ge=1, le=10**7)]
     height: Annotated[StrictInt, Field(ge=1, le=10**7)]
@@ -272,7 +273,8 @@ PATTERN_IDS: dict[str, Any] = {
                               index=(Annotated[StrictInt, Field(ge=1, le=2**62)], ...)),
     **{kind: create_model(f"{kind.title().replace('-', '')}Id", __base__=Strict, type=(Literal[kind], ...),
                           modality=(Literal[MODALITIES], ...))  # type: ignore[valid-type]
-       for kind in ("review-save", "review-verdict", "review-comment", "review-flags", "review-signoff", "review-current")},
+       for kind in ("review-save", "review-verdict", "review-comment", "review-flags", "review-signoff", "review-current",
+                    "review-consensus")},
 }
 
 
@@ -353,12 +355,13 @@ def _report_what_if(values: dict, answer: Answer) -> list[AuditRow]:
     return [AuditRow("what_if", values["report-id.data"], {"report_chars": len(values.get("report-edit.value") or "")})]
 
 
-def _export(download: str, error_id: str, what: Callable[[dict], dict]) -> Auditor:
-    """An export's row, once validated, with its outcome; none while a background export is still running."""
+def _export(download: str, error_id: str, what: Callable[[dict], dict], error_outcome: str = "refused") -> Auditor:
+    """An export's row, once validated, with its outcome (``error_outcome`` when the answer is the error message, "exported"
+    only when a file was sent); none while a background export is still running."""
     def rows(values: dict, answer: Answer) -> list[AuditRow]:
         target = values.get("case-id.data") or ""
         if answer.has(error_id):
-            return [AuditRow("export", target, {**what(values), "outcome": "refused"})]
+            return [AuditRow("export", target, {**what(values), "outcome": error_outcome})]
         sent = answer.value(download, "data") if download.encode() in answer.raw else None
         if isinstance(sent, dict) and sent.get("filename"):
             return [AuditRow("export", target, {**what(values), "outcome": "exported", "file": sent["filename"]})]
@@ -376,7 +379,7 @@ RULES: dict[str, Rule] = {
         "figure-download.data": Rule(audit=_export("figure-download", "export-error", lambda v: {
         "what": v.get("export-figure.value"), "format": v.get("export-format.value")})),
     "case-report-download.data": Rule(audit=_export("case-report-download", "case-report-error", lambda v: {
-        "what": "case report", "format": v.get("report-format.value")})),
+        "what": "case report", "format": v.get("report-format.value")}, error_outcome="failed")),
     "heat-key.data": Rule(starts_job=True),
     "jobs-start-message.children": Rule(starts_job=True),
 }

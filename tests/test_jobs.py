@@ -99,7 +99,7 @@ def test_job_states_are_compare_and_set(empty_store):
     second = first + 1
     claim_job(empty_store, second, "host")
     assert fail_attempt(empty_store, second, "OSError: disk", retryable=True) == "queued"
-    assert "attempt 1 of 3 failed: OSError: disk; retrying" in get_job(empty_store, second).message
+    assert "try 1 of 3 failed: OSError: disk; trying again" in get_job(empty_store, second).message
     claim_job(empty_store, second, "host")
     finish_job(empty_store, second, {"key": "abc", "patches": 3})
     done = get_job(empty_store, second)

@@ -28,6 +28,7 @@ from core.workspace import Workspace
 CACHE_FORMAT = 2
 METHODS = ("overlap", "bilinear")
 log = logging.getLogger(__name__)
+OVERLAPS = (0.0, 0.5, 0.75)  # the patch overlaps the app offers
 STALE_PART_SECONDS = 3600  # a temporary file this old was left by a job that was killed
 
 
@@ -85,9 +86,13 @@ def slide_fingerprint(path: Path) -> str:
 
 
 def heatmap_key(slide_path: Path, weights_sha256: str, params: HeatmapParams, input_spec: InputSpec | None = None) -> str:
+    return _key(slide_fingerprint(slide_path), weights_sha256, params, input_spec)
+
+
+def _key(fingerprint: str, weights_sha256: str, params: HeatmapParams, input_spec: InputSpec | None = None) -> str:
     """The content key of a heatmap: slide file, weights, grid parameters and, when the model normalises stain, its
     declared normalisation and target (a manifest edited to another target is another heatmap)."""
-    content: dict[str, Any] = {"format": CACHE_FORMAT, "slide": slide_fingerprint(slide_path), "weights": weights_sha256, "params": asdict(params)}
+    content: dict[str, Any] = {"format": CACHE_FORMAT, "slide": fingerprint, "weights": weights_sha256, "params": asdict(params)}
     if input_spec is not None and input_spec.stain_normalisation != "none":
         content["stain"] = {"method": input_spec.stain_normalisation, "target": input_spec.stain_target.model_dump()}
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:32]
@@ -203,6 +208,23 @@ def cached_heatmap(workspace: Workspace, slide_id: str, model_id: str, params: H
         return None
     key = heatmap_key(path, manifest.weights_sha256, params, manifest.input)
     return _load(_cache_path(workspace, key), key)
+
+
+def latest_cached_heatmap(workspace: Workspace, slide_id: str, model_id: str, overlaps: tuple[float, ...] = OVERLAPS) -> SlideHeatmap | None:
+    """The most recently stored heatmap of the slide and model over these overlaps (default tissue threshold), or None."""
+    path, _, manifest = _slide_and_model(workspace, slide_id, model_id)
+    if not path.is_file():
+        return None
+    fingerprint = slide_fingerprint(path)  # read once for every overlap
+    stored = []
+    for overlap in overlaps:
+        key = _key(fingerprint, manifest.weights_sha256, HeatmapParams(overlap=overlap), manifest.input)
+        if (cache := _cache_path(workspace, key)).is_file():
+            stored.append((cache.stat().st_mtime_ns, key, cache))
+    for _, key, cache in sorted(stored, reverse=True):
+        if (heat := _load(cache, key)) is not None:
+            return heat
+    return None
 
 
 def compute_heatmap(

@@ -71,7 +71,7 @@ def execute_job(workspace: Workspace, job_id: int, worker: str = "", on_progress
         return "failed"
     reporter = ProgressReporter(workspace, job_id, interval, on_progress)
     try:
-        reporter(0.0, f"attempt {job.attempts} started")
+        reporter(0.0, "started" if job.attempts == 1 else f"started again (try {job.attempts} of {job.max_attempts})")
         result = function(workspace, job.subject, job.params, reporter)
     except JobCancelled:
         return "cancelled"
