@@ -98,6 +98,12 @@ class LayerJob(Strict):
     layer: Annotated[StrictStr, Field(max_length=64)]
 
 
+class MilJob(Strict):
+    job: Annotated[StrictInt, Field(ge=1, le=2**62)]
+    what: Literal["prediction", "refine"]
+    layer: Annotated[StrictStr, Field(max_length=128)]
+
+
 class CaseDays(Strict):
     visits: Annotated[list[Number], Field(max_length=10_000)]
     slides: dict[Id, Number | None]
@@ -204,6 +210,19 @@ VALUE_TYPES: dict[tuple[str, str], Any] = {
     ("jobs-filter", "value"): Annotated[StrictStr, Field(max_length=16)] | None,
     ("job-cancel", "n_clicks"): Clicks,
     ("job-retry", "n_clicks"): Clicks,
+    ("milf-head", "value"): Id | None,
+    ("slides-head", "value"): Id | None,
+    ("slides-sort", "value"): Literal["probability-desc", "probability-asc", "disagreement", "slide"] | None,
+    ("slides-compute", "n_clicks"): Clicks,
+    ("milf-layer-choice", "value"): Annotated[StrictStr, Field(max_length=MAX_ID + 16)] | None,
+    ("milf-cmap", "value"): Annotated[StrictStr, Field(max_length=32)] | None,
+    ("milf-threshold", "value"): Number | None,
+    ("milf-ready", "data"): Count,
+    ("milf-refine", "n_clicks"): Clicks,
+    ("milf-overlap", "value"): Number | None,
+    ("milf-poll", "n_intervals"): Count,
+    ("milf-pending", "data"): MilJob | None,
+    ("milf-refined", "data"): Annotated[StrictStr, Field(max_length=128)] | None,
 }
 # A part of the case view the export reads (``dashboard.components.case_export.VIEW_PARTS``): each value has the type
 # of the component property it mirrors.
@@ -331,6 +350,8 @@ RULES: dict[str, Rule] = {
         "what": "case report", "format": v.get("report-format.value")})),
     "heat-key.data": Rule(starts_job=True),
     "jobs-start-message.children": Rule(starts_job=True),
+    "milf-refine-status.children": Rule(starts_job=True),
+    "slides-compute-status.children": Rule(starts_job=True),
 }
 _HASH = re.compile(r"@[0-9a-f]+$")
 

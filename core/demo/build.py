@@ -19,6 +19,7 @@ from PIL import Image
 from sqlalchemy import select
 
 from core.demo import train_patch, train_report, train_sequence
+from core.demo.feature_files import write_demo_feature_heads
 from core.demo.patch_dataset import PATCH_CLASSES, PATCH_MPP, PATCH_PX, SlidePatches, slide_patches
 from core.demo.report_synthesis import synthesise_report
 from core.demo.slide_synthesis import BASE_MPP, GG4, GG5, MAP_UM_PER_PX, SlidePlan, write_slide_job
@@ -42,7 +43,7 @@ from core.workspace import DEMO_BUILD_MARKER, WorkspaceConfig, write_workspace_c
 
 Progress = Callable[[str], None]
 BUILD_MARKER = DEMO_BUILD_MARKER
-DEMO_FORMAT = 4  # bump when generators, training or the stored fields change, so older demo builds are rebuilt
+DEMO_FORMAT = 5  # bump when generators, training or the stored fields change, so older demo builds are rebuilt
 
 # Gleason (primary, secondary) per patient; None is benign tissue only.
 _GLEASON = [None, (3, 3), (3, 4), (4, 3), (4, 4), (4, 5), (5, 4), (5, 5)]
@@ -278,7 +279,7 @@ class _DemoBuild:
             "metrics": binary_metrics(labels[is_test], lse_scores[is_test], split="held-out patients' slides"),
         }, lse)
         self._slide_predictions(lse_id, slide_ids, owners, lse_scores)
-        return [cnn_id, mil_id, lse_id]
+        return [cnn_id, mil_id, lse_id, *write_demo_feature_heads(self.root, self.store, cnn_id, dict(zip(slide_ids, bags)), patches, dict(zip(slide_ids, labels.tolist())), {s for s, t in zip(slide_ids, is_test) if t}, self.spec.seed, self.say)]  # noqa: E501
 
     def _slide_predictions(self, model_id: str, slide_ids: list[str], owners: list[str], scores: np.ndarray) -> None:
         """Per slide, and per patient the highest of their slides."""

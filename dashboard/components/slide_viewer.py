@@ -45,6 +45,7 @@ from core.slides.tiles import SlideGeometry, TileService
 from core.store.cases import slide_record
 from core.workspace import Workspace
 from dashboard.auth import current_username, requesting_user, requires_role
+from dashboard.components import mil_panel
 from dashboard.components.clicks import ctx_triggered_click
 from dashboard.components.method_comparison import comparison_grid, scores_table
 from dashboard.components.patch_inspector import patch_inspector, png_data_uri
@@ -99,6 +100,7 @@ def _map(g: SlideGeometry, view: dict | None = None) -> dl.Map:
                          maxZoom=g.max_zoom + 1, opacity=0.5, zIndex=10),
             html.Div(id="heat-legend"),  # the shown layer's colour bar (made anew: a Leaflet control keeps its first style)
             dl.Rectangle(id="selected-patch", bounds=[[0, 0], [0, 0]], pathOptions={"color": "#ff00ff", "weight": 2, "fill": False}),
+            *mil_panel.map_children(g, bounds),
         ],
     )
 
@@ -177,7 +179,7 @@ def layout(workspace: Workspace, tiles: TileService, slide_id: str, view: dict |
                                              id="scale-bar", className="scale-bar"),
                           html.Div([dbc.Spinner(size="sm", spinner_class_name="me-2", id="heat-layer-spinner"),
                                     html.Span(id="heat-layer-loading-text")], id="heat-layer-loading", className="layer-loading",
-                                   style=HIDDEN)], className="slide-viewer"),
+                                   style=HIDDEN), mil_panel.legend_slot()], className="slide-viewer"),
                 html.Div(id="selected-patch-info", className="small mt-2"),
                 dcc.Store(id="inspected-patch", data=None),
                 html.Div([dbc.Label("Explain class", className="small me-2"),
@@ -196,6 +198,7 @@ def layout(workspace: Workspace, tiles: TileService, slide_id: str, view: dict |
                 "No ground-truth mask for this slide.", className="text-muted small")), lg=6),
         ], className="mt-3"),
         html.Div(id="mil-panel", className="mt-3"),
+        mil_panel.layout(workspace, slide_id),
         dbc.Card([
             dbc.CardHeader("Method comparison against the ground truth"),
             dbc.CardBody([
@@ -278,6 +281,7 @@ def _job_progress_text(layer: str, status: str, progress: float) -> str:
 
 
 def register_callbacks(app: Dash, workspace: Workspace, tiles: TileService, dispatcher: JobDispatcher) -> None:
+    mil_panel.register_callbacks(app, workspace, dispatcher)
     @app.callback(
         Output("heat-key", "data"), Output("heat-status", "children"),
         Input("heat-compute", "n_clicks"),
