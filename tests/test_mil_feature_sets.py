@@ -11,9 +11,11 @@ import torch
 from PIL import Image
 
 from core.errors import PathReviewError
+from core.features import files as files_module
 from core.features.cohort_triage import TriageRow, sort_rows
 from core.features.feature_sets import FEATURE_SET_FILE, feature_sets_of_slide, read_feature_set, register_feature_set, slide_features
-from core.features.files import FeatureFileError
+from core.features.files import FeatureFileError, non_finite_rows, read_clam_h5
+from core.features.maps import predict, predict_while_reading
 from core.features.mil_layers import DisplayGrid, parse_region, region_name, render_display_tile
 from core.features.refinement import RefinedRegion, Region
 from core.models.clam import CLAMSB
@@ -198,3 +200,26 @@ def test_triage_sorts_disagreements_first_then_by_confidence():
     assert [r.slide_id for r in sort_rows(rows, "probability-asc")] == ["s3", "s4", "s1", "s2", "s5"]
     with pytest.raises(PathReviewError):
         sort_rows(rows, "size")
+
+
+def test_rows_with_nan_or_infinity_are_found_and_large_finite_rows_are_not():
+    block = np.array([[1.0, 2.0], [np.nan, 0.0], [3e38, 3e38], [-np.inf, 1.0]], np.float32)  # row 2 sums to inf, all finite
+    np.testing.assert_array_equal(non_finite_rows(block), [False, True, False, True])
+
+
+def test_the_head_run_while_the_file_is_read_equals_the_head_on_the_whole_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(files_module, "BLOCK_ROWS", 7)  # several blocks, the last one short
+    features = RNG.normal(size=(40, 16)).astype(np.float32)
+    patches, h5, _ = write_clam(tmp_path, "S-A", features, COORDS, clam_patch_attrs("S-A"))
+    torch.manual_seed(0)
+    head = CLAMSB(gate=True, size_arg="small", dropout=0.0, n_classes=3, embed_dim=16).eval()
+    blocks = []
+    streamed, fs = predict_while_reading(head, lambda on_block: read_clam_h5(h5, patches, lambda s, r, n: (blocks.append((s, len(r), n)),
+                                                                                                           on_block(s, r, n))))
+    assert blocks == [(0, 7, 40), (7, 7, 40), (14, 7, 40), (21, 7, 40), (28, 7, 40), (35, 5, 40)]
+    whole = predict(head, fs)
+    np.testing.assert_allclose(streamed.probabilities, whole.probabilities, rtol=1e-5)
+    np.testing.assert_allclose(streamed.attention_raw, whole.attention_raw, rtol=1e-5)
+    np.testing.assert_allclose(streamed.instance_scores, whole.instance_scores, rtol=1e-5)
+    with pytest.raises(FeatureFileError, match="16 dimensions but the model reads 8"):
+        predict_while_reading(CLAMSB(embed_dim=8), lambda on_block: read_clam_h5(h5, patches, on_block))

@@ -11,6 +11,7 @@ supplied, checked against their hash.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -41,6 +42,7 @@ from core.workspace import Workspace
 REFINE_OVERLAPS = (0.5, 0.75)
 MAX_REGION_PATCHES = 20_000  # a region needing more patches is refused: select a smaller one
 REFINE_FORMAT = 1
+READ_WORKERS = max(2, min(8, (os.cpu_count() or 2) // 2))  # OpenSlide reader threads feeding the encoder
 ProgressCallback = Callable[[int, int], None]  # (patches done, total)
 
 
@@ -154,14 +156,14 @@ def region_grid(path: Path, slide_mpp: float, spec: PatchEncoderSpec, region: Re
 
 
 def encode_patches(path: Path, grid: PatchGrid, encoder: torch.nn.Module, spec: PatchEncoderSpec, device: torch.device,
-                   batch_size: int = 64, progress: ProgressCallback | None = None) -> np.ndarray:
+                   batch_size: int = 64, progress: ProgressCallback | None = None, workers: int = READ_WORKERS) -> np.ndarray:
     """(N, D) float32 embeddings of the grid's patches. OpenSlide reads run in threads ahead of the encoder, so reading
     and compute overlap; mixed precision on CUDA."""
     mean = torch.tensor(spec.channel_mean, device=device).view(1, 3, 1, 1)
     std = torch.tensor(spec.channel_std, device=device).view(1, 3, 1, 1)
     out: np.ndarray | None = None
     done = 0
-    for indices, patches in read_patch_batches(path, grid, batch_size):
+    for indices, patches in read_patch_batches(path, grid, batch_size, workers=workers, prefetch=2 * workers):
         x = torch.from_numpy(patches).to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
         with torch.inference_mode(), autocast(device):
             embedded = encoder((x - mean) / std).float().cpu().numpy()
