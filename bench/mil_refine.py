@@ -24,8 +24,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.device import compute_device  # noqa: E402
-from core.features.refinement import READ_WORKERS, Region, encode_patches, region_grid  # noqa: E402
 from core.heatmaps.inference import read_patch_batches  # noqa: E402
+from core.heatmaps.region_refinement import READ_WORKERS, Region, encode_patches, region_grid  # noqa: E402
 from core.models.clam import CLAMSB  # noqa: E402
 from core.models.manifest import PatchEncoderSpec  # noqa: E402
 from core.models.vit import VisionTransformer  # noqa: E402

@@ -10,7 +10,7 @@ from collections import OrderedDict
 from flask import Flask, Response, abort, request
 
 from core.errors import NotFoundError, PathReviewError
-from core.features.mil_layers import mil_layers, refined_display, render_display_tile
+from core.heatmaps.feature_layers import mil_layers, refined_display, render_display_tile
 from core.heatmaps.overlay import COLORMAPS, OverlayStyle, render_overlay_tile, source_layer
 from core.heatmaps.slide_heatmap import slide_heatmap_by_key
 from core.heatmaps.slide_layers import slide_layers

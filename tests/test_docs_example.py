@@ -42,7 +42,7 @@ def test_worked_example_workspace_is_served(tmp_path):
 def test_clam_project_example_gives_maps_and_a_refined_region(tmp_path):
     """docs/workspace.md "Bring a CLAM or TRIDENT project": the example's workspace opens, its CLAM-SB head reads the
     registered feature set, the viewer's tiles are served, and a region is refined by the named encoder."""
-    from core.features.mil_layers import heads_for_slide, mil_layers
+    from core.heatmaps.feature_layers import heads_for_slide, mil_layers
     from core.jobs.kinds import mil_prediction_job, mil_refine_job
 
     target = tmp_path / "clam-workspace"

@@ -12,12 +12,12 @@ from PIL import Image
 
 from core.errors import PathReviewError
 from core.features import files as files_module
-from core.features.cohort_triage import TriageRow, sort_rows
 from core.features.feature_sets import FEATURE_SET_FILE, feature_sets_of_slide, read_feature_set, register_feature_set, slide_features
 from core.features.files import FeatureFileError, non_finite_rows, read_clam_h5
 from core.features.maps import predict, predict_while_reading
-from core.features.mil_layers import DisplayGrid, parse_region, region_name, render_display_tile
-from core.features.refinement import RefinedRegion, Region
+from core.heatmaps.feature_layers import DisplayGrid, parse_region, region_name, render_display_tile
+from core.heatmaps.feature_triage import TriageRow, sort_rows
+from core.heatmaps.region_refinement import RefinedRegion, Region
 from core.models.clam import CLAMSB
 from core.models.manifest import ModelManifest, PatchEncoderSpec, write_manifest
 from core.models.registry import file_sha256, load_model
@@ -53,52 +53,52 @@ def lab(tmp_path):
 def test_clam_h5_set_is_registered_copied_and_read_back(lab, tmp_path):
     clam = tmp_path / "clam"
     write_clam(clam, "S-A", FEATURES, COORDS, clam_patch_attrs("S-A", level_dim=(4096, 3072)))
-    manifest = register_feature_set(lab, "uni_v1", "UNI", "clam_h5", clam)
+    manifest = register_feature_set(lab.root, lab.store, "uni_v1", "UNI", "clam_h5", clam)
     assert manifest.dim == 8 and list(manifest.slides) == ["S-A"]  # S-B has no file: not in the set
     assert manifest.slides["S-A"].features == "h5_files/S-A.h5" and manifest.slides["S-A"].patches == "patches/S-A.h5"
     assert (lab.root / "features" / "uni_v1" / FEATURE_SET_FILE).is_file()
-    fs = slide_features(lab, "uni_v1", "S-A", in_dim=8)
+    fs = slide_features(lab.root, lab.store, "uni_v1", "S-A", in_dim=8)
     np.testing.assert_array_equal(fs.features, FEATURES)
     assert read_feature_set(lab.root, "uni_v1").encoder == "UNI"
     with pytest.raises(PathReviewError, match="already registered"):
-        register_feature_set(lab, "uni_v1", "UNI", "clam_h5", clam)
+        register_feature_set(lab.root, lab.store, "uni_v1", "UNI", "clam_h5", clam)
 
 
 def test_a_slide_has_one_set_per_encoder(lab, tmp_path):
     write_clam(tmp_path / "clam", "S-A", FEATURES, COORDS, clam_patch_attrs("S-A"))
     write_trident(tmp_path / "trident", "conch_v15", "S-A", FEATURES[:, :4], COORDS, trident_coords_attrs("S-A", src_mag=20, target_mag=20))
-    register_feature_set(lab, "uni_v1", "UNI", "clam_pt", tmp_path / "clam")
-    register_feature_set(lab, "conch", "conch_v15", "trident_h5", tmp_path / "trident")
+    register_feature_set(lab.root, lab.store, "uni_v1", "UNI", "clam_pt", tmp_path / "clam")
+    register_feature_set(lab.root, lab.store, "conch", "conch_v15", "trident_h5", tmp_path / "trident")
     assert feature_sets_of_slide(lab.root, "S-A") == ["conch", "uni_v1"]
-    assert slide_features(lab, "conch", "S-A").dim == 4 and slide_features(lab, "uni_v1", "S-A").dim == 8
+    assert slide_features(lab.root, lab.store, "conch", "S-A").dim == 4 and slide_features(lab.root, lab.store, "uni_v1", "S-A").dim == 8
 
 
 def test_bad_files_are_refused_with_their_message_and_nothing_is_registered(lab, tmp_path):
     # another slide's file: its patches reach x = 2560 > 1024, the width of S-B
     write_clam(tmp_path / "far", "S-B", FEATURES, COORDS, clam_patch_attrs("S-B"))
     with pytest.raises(FeatureFileError, match="slide S-B: .*outside this slide"):
-        register_feature_set(lab, "far", "UNI", "clam_h5", tmp_path / "far")
+        register_feature_set(lab.root, lab.store, "far", "UNI", "clam_h5", tmp_path / "far")
     # two slides whose features have different dimensions (different encoders)
     write_clam(tmp_path / "mixed", "S-A", FEATURES, COORDS, clam_patch_attrs("S-A"))
     write_clam(tmp_path / "mixed", "S-B", FEATURES[:4, :6], COORDS[:4], clam_patch_attrs("S-B"))
     with pytest.raises(FeatureFileError, match="6 dimensions but the model reads 8"):
-        register_feature_set(lab, "mixed", "UNI", "clam_h5", tmp_path / "mixed")
+        register_feature_set(lab.root, lab.store, "mixed", "UNI", "clam_h5", tmp_path / "mixed")
     # missing attributes
     attrs = trident_coords_attrs("S-A")
     del attrs["patch_size_level0"]
     write_trident(tmp_path / "noattr", "uni", "S-A", FEATURES, COORDS, attrs)
     with pytest.raises(FeatureFileError, match="lacks the attribute.*patch_size_level0"):
-        register_feature_set(lab, "noattr", "uni", "trident_h5", tmp_path / "noattr")
+        register_feature_set(lab.root, lab.store, "noattr", "uni", "trident_h5", tmp_path / "noattr")
     # NaN features
     nan = FEATURES.copy()
     nan[3, 2] = np.nan
     write_clam(tmp_path / "nan", "S-A", nan, COORDS, clam_patch_attrs("S-A"))
     with pytest.raises(FeatureFileError, match="1 of 40 patches have NaN"):
-        register_feature_set(lab, "nan", "UNI", "clam_h5", tmp_path / "nan")
+        register_feature_set(lab.root, lab.store, "nan", "UNI", "clam_h5", tmp_path / "nan")
     # the file's name attribute names another slide
     write_clam(tmp_path / "named", "S-A", FEATURES, COORDS, clam_patch_attrs("S-Z"))
     with pytest.raises(FeatureFileError, match="written for slide 'S-Z'"):
-        register_feature_set(lab, "named", "UNI", "clam_h5", tmp_path / "named")
+        register_feature_set(lab.root, lab.store, "named", "UNI", "clam_h5", tmp_path / "named")
     assert not (lab.root / "features").exists() or not list((lab.root / "features").glob(f"*/{FEATURE_SET_FILE}"))
 
 

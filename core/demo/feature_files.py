@@ -19,7 +19,7 @@ from torch import nn
 from core.demo.patch_dataset import PATCH_MPP, PATCH_PX, SlidePatches
 from core.demo.slide_synthesis import BASE_MPP
 from core.features.feature_sets import register_feature_set
-from core.features.mil_layers import compute_slide_prediction
+from core.heatmaps.feature_layers import compute_slide_prediction
 from core.models.clam import ABMIL, CLAMSB, AttentionMIL
 from core.models.manifest import read_manifest
 from core.models.metrics import binary_metrics
@@ -124,7 +124,7 @@ def write_demo_feature_heads(root: Path, store: CaseStore, cnn_id: str, bags: di
     with tempfile.TemporaryDirectory(prefix="clam-") as tmp:
         for slide_id, bag in bags.items():
             write_clam_files(Path(tmp), slide_id, root / "slides" / f"{slide_id}.tiff", bag, patches[slide_id].grid_rc)
-        register_feature_set(workspace, FEATURE_SET, ENCODER_NAME, "clam_h5", Path(tmp), {s: s for s in bags})
+        register_feature_set(root, store, FEATURE_SET, ENCODER_NAME, "clam_h5", Path(tmp), {s: s for s in bags})
     say(f"CLAM feature files registered as feature set {FEATURE_SET}: {len(bags)} slides")
     cnn_dir = root / "models" / cnn_id
     cnn = read_manifest(cnn_dir)

@@ -23,11 +23,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from core.errors import NotFoundError, PathReviewError
-from core.features.files import FeatureFileError, FeatureSet, check_fits, read_clam_h5, read_clam_pt, read_trident_h5
+from core.features.files import FeatureFileError, FeatureSet, OnBlock, check_fits, read_clam_h5, read_clam_pt, read_trident_h5
 from core.store.cases import slide_record
+from core.store.database import CaseStore
 from core.store.schema import Slide
 from core.tomlfile import read_toml, write_toml
-from core.workspace import Workspace
 
 FEATURES_DIR = "features"
 FEATURE_SET_FILE = "feature_set.toml"
@@ -73,33 +73,35 @@ def feature_sets_of_slide(root: Path, slide_id: str) -> list[str]:
     return [n for n in feature_set_names(root) if slide_id in read_feature_set(root, n).slides]
 
 
-def read_feature_file(fmt: str, features: Path, patches: Path | None) -> FeatureSet:
+def read_feature_file(fmt: str, features: Path, patches: Path | None, on_block: OnBlock | None = None) -> FeatureSet:
     if fmt == "trident_h5":
-        return read_trident_h5(features)
+        return read_trident_h5(features, on_block)
     if fmt == "clam_h5":
-        return read_clam_h5(features, patches)
+        return read_clam_h5(features, patches, on_block)
     if patches is None:
         raise FeatureFileError(f"{features.name}: a CLAM .pt file holds no coordinates; also name its patches/<slide>.h5")
     return read_clam_pt(features, patches)
 
 
-def _slide_geometry(workspace: Workspace, slide_id: str) -> tuple[int, int]:
-    with workspace.store.session() as s:
+def _slide_geometry(store: CaseStore, slide_id: str) -> tuple[int, int]:
+    with store.session() as s:
         record = slide_record(s, slide_id)
         if not record.width or not record.height:
             raise PathReviewError(f"slide {slide_id} has no recorded width and height; feature files are checked against them")
         return int(record.width), int(record.height)
 
 
-def slide_features(workspace: Workspace, set_name: str, slide_id: str, in_dim: int | None = None) -> FeatureSet:
-    """One slide's features from a registered set, checked again against the slide and the head reading them."""
-    manifest = read_feature_set(workspace.root, set_name)
+def slide_features(root: Path, store: CaseStore, set_name: str, slide_id: str, in_dim: int | None = None,
+                   on_block: OnBlock | None = None) -> FeatureSet:
+    """One slide's features from the workspace at ``root`` (its case store: ``store``), checked again against the slide
+    and the head reading them; ``on_block`` receives the rows as they are read."""
+    manifest = read_feature_set(root, set_name)
     files = manifest.slides.get(slide_id)
     if files is None:
         raise NotFoundError(f"feature set {set_name!r} has no features for slide {slide_id}")
-    folder = feature_set_dir(workspace.root, set_name)
-    fs = read_feature_file(manifest.format, folder / files.features, folder / files.patches if files.patches else None)
-    check_fits(fs, _slide_geometry(workspace, slide_id), in_dim)
+    folder = feature_set_dir(root, set_name)
+    fs = read_feature_file(manifest.format, folder / files.features, folder / files.patches if files.patches else None, on_block)
+    check_fits(fs, _slide_geometry(store, slide_id), in_dim)
     return fs
 
 
@@ -111,19 +113,19 @@ def _source_files(source: Path, fmt: str, stem: str, encoder_folder: str | None)
     return source / sub / f"{stem}{suffix}", source / "patches" / f"{stem}.h5"
 
 
-def register_feature_set(workspace: Workspace, name: str, encoder: str, fmt: str, source: Path,
+def register_feature_set(root: Path, store: CaseStore, name: str, encoder: str, fmt: str, source: Path,
                          slides: dict[str, str] | None = None, trident_folder: str | None = None) -> FeatureSetManifest:
-    """Copy a CLAM or TRIDENT output folder's files for the workspace's slides into ``features/<name>/``, after
-    checking every one. ``slides`` maps slide id -> file stem (default: each slide of the store whose id has a file);
+    """Copy a CLAM or TRIDENT output folder's files for the slides of the workspace at ``root`` (case store ``store``)
+    into ``features/<name>/``, after checking every one. ``slides`` maps slide id -> file stem (default: each slide of the store whose id has a file);
     ``trident_folder`` is TRIDENT's ``features_<encoder>`` folder under ``source`` (default ``features_<encoder>``)."""
     if fmt not in FORMATS:
         raise PathReviewError(f"feature file format must be one of {', '.join(FORMATS)}")
-    folder = feature_set_dir(workspace.root, name)
+    folder = feature_set_dir(root, name)
     if (folder / FEATURE_SET_FILE).exists():
         raise PathReviewError(f"feature set {name!r} is already registered; choose another name or remove {folder}")
     encoder_folder = trident_folder or f"features_{encoder}"
     if slides is None:
-        with workspace.store.session() as s:
+        with store.session() as s:
             ids = list(s.scalars(select(Slide.id).order_by(Slide.id)))
         slides = {sid: sid for sid in ids if _source_files(source, fmt, sid, encoder_folder)[0].is_file()}
     if not slides:
@@ -134,7 +136,7 @@ def register_feature_set(workspace: Workspace, name: str, encoder: str, fmt: str
         features, patches = _source_files(source, fmt, stem, encoder_folder)
         fs = read_feature_file(fmt, features, patches)
         try:
-            check_fits(fs, _slide_geometry(workspace, slide_id), dim, stem)
+            check_fits(fs, _slide_geometry(store, slide_id), dim, stem)
         except FeatureFileError as exc:
             raise FeatureFileError(f"slide {slide_id}: {exc}") from exc
         dim = fs.dim if dim is None else dim

@@ -17,9 +17,9 @@ from core.errors import NotFoundError, PathReviewError
 from core.explain.patient_explanations import PatientExplainers
 from core.explain.report_explanations import report_explanation, report_model_id, stored_report_text
 from core.explain.text import LimeSettings
-from core.features.mil_layers import mil_layers, parse_region, region_name
 from core.heatmaps.attention import mil_models_for
 from core.heatmaps.cam_maps import STITCHED_METHODS
+from core.heatmaps.feature_layers import mil_layers, parse_region, region_name
 from core.heatmaps.slide_heatmap import HeatmapParams, SlideHeatmap, compute_heatmap, loaded_heatmap
 from core.heatmaps.slide_layers import slide_layers
 from core.jobs import WHAT

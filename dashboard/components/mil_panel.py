@@ -14,9 +14,9 @@ import numpy as np
 from dash import Dash, Input, Output, State, dcc, html, no_update
 
 from core.errors import PathReviewError
-from core.features.mil_layers import MilSlideResult, heads_for_slide, mil_layers, read_patches_at, region_name
-from core.features.refinement import REFINE_OVERLAPS, RefinedRegion, Region
+from core.heatmaps.feature_layers import MilSlideResult, heads_for_slide, mil_layers, read_patches_at, region_name
 from core.heatmaps.overlay import COLORMAPS, colorbar_colours
+from core.heatmaps.region_refinement import REFINE_OVERLAPS, RefinedRegion, Region
 from core.jobs.dispatch import JobDispatcher
 from core.jobs.layer_jobs import start_job_once
 from core.jobs.state import ACTIVE, JobSpec, get_job

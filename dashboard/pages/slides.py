@@ -7,8 +7,8 @@ import dash_bootstrap_components as dbc
 from dash import Dash, Input, Output, State, dcc, html
 
 from core.errors import PathReviewError
-from core.features.cohort_triage import DECISION, TriageRow, sort_rows, triage_rows
-from core.features.mil_layers import feature_heads, read_patches_at
+from core.heatmaps.feature_layers import feature_heads, read_patches_at
+from core.heatmaps.feature_triage import DECISION, TriageRow, sort_rows, triage_rows
 from core.jobs.dispatch import JobDispatcher
 from core.jobs.state import JobSpec
 from core.workspace import Workspace

@@ -22,7 +22,7 @@ import tifffile
 import torch
 
 from core.features.feature_sets import register_feature_set
-from core.features.refinement import encode_patches
+from core.heatmaps.region_refinement import encode_patches
 from core.models.clam import CLAMSB
 from core.models.manifest import ModelManifest, PatchEncoderSpec, write_manifest
 from core.models.registry import file_sha256
@@ -99,7 +99,7 @@ def main(root: Path) -> None:
 
     # 3. Register the feature files: each is read and checked against its slide, then copied to features/uni_like/.
     workspace = open_workspace(root)
-    register_feature_set(workspace, "uni_like", spec.name, "clam_h5", clam)
+    register_feature_set(workspace.root, workspace.store, "uni_like", spec.name, "clam_h5", clam)
     workspace.store.dispose()
 
     # 4. The head's manifest names its feature set and its encoder (for region refinement, with the encoder's licence).

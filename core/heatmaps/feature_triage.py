@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from core.errors import PathReviewError
 from core.features.feature_sets import read_feature_set
-from core.features.mil_layers import stored_slide_prediction
+from core.heatmaps.feature_layers import stored_slide_prediction
 from core.store.schema import Slide
 from core.workspace import Workspace
 

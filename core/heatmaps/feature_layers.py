@@ -27,10 +27,10 @@ from PIL import Image
 from core.cache import content_key, explanation_path, load_arrays, save_arrays
 from core.errors import PathReviewError
 from core.features.feature_sets import feature_set_dir, read_feature_set, slide_features
-from core.features.maps import GridMap, SlidePrediction, place_on_grid, predict, to_percentiles
-from core.features.refinement import RefinedRegion, Region, refine_region, stored_refinement
+from core.features.maps import GridMap, SlidePrediction, place_on_grid, predict_while_reading, to_percentiles
 from core.heatmaps.layer_kind import LayerKind, LayerNotReady, Layers, Progress
 from core.heatmaps.overlay import OverlayStyle, overlay_rgba
+from core.heatmaps.region_refinement import RefinedRegion, Region, refine_region, stored_refinement
 from core.heatmaps.slide_heatmap import slide_fingerprint
 from core.models.clam import AttentionMIL
 from core.slides.reader import level_for_downsample, open_slide
@@ -95,11 +95,12 @@ def compute_slide_prediction(workspace: Workspace, slide_id: str, model_id: str)
     head = workspace.model(model_id)
     if not isinstance(head.module, AttentionMIL):
         raise PathReviewError(f"model {model_id} ({manifest.architecture}) gives no per-patch attention; its maps need an ABMIL or CLAM head")
-    fs = slide_features(workspace, manifest.feature_set, slide_id, head.module.embed_dim)
     with workspace.store.session() as s:
         record = slide_record(s, slide_id)
         size = (int(record.width), int(record.height))
-    prediction = predict(head.module, fs)
+    set_name, module = manifest.feature_set, head.module
+    prediction, fs = predict_while_reading(module, lambda on_block: slide_features(workspace.root, workspace.store, set_name, slide_id,
+                                                                                   module.embed_dim, on_block))
     extra = {} if prediction.instance_scores is None else {"instance_scores": prediction.instance_scores}
     save_arrays(_prediction_path(workspace, model_id, slide_id), probabilities=prediction.probabilities,
                 attention_raw=prediction.attention_raw, coords=fs.coords, side=np.array(fs.geometry.patch_size_level0),
