@@ -39,7 +39,7 @@ def map_children(g: SlideGeometry, bounds: list[list[float]]) -> list:
 
 
 def legend_slot() -> html.Div:
-    """Where the shown MIL layer's legend sits, over the viewer's lower right corner."""
+    """Where the shown MIL layer's legend sits, over the viewer's upper left corner, beside the zoom buttons."""
     return html.Div(id="milf-legend", className="milf-legend", style=HIDDEN)
 
 
@@ -113,7 +113,7 @@ def _gallery(images: list[np.ndarray], scores: np.ndarray, title: str, gallery_i
     figures = [html.Figure([html.Img(src=png_data_uri(image), className="inspector-image"),
                             html.Figcaption(f"#{rank + 1} · {score:.3f}")], className="inspector-figure")
                for rank, (image, score) in enumerate(zip(images, scores, strict=True))]
-    return html.Div([html.Div(title, className="small fw-bold"), html.Div(figures, className="inspector-images", id=gallery_id)])
+    return html.Div([html.Div(title, className="small fw-bold"), html.Div(figures, className="inspector-images milf-gallery", id=gallery_id)])
 
 
 def prediction_view(workspace: Workspace, slide_id: str, result: MilSlideResult) -> html.Div:
@@ -133,16 +133,18 @@ def prediction_view(workspace: Workspace, slide_id: str, result: MilSlideResult)
     ])
 
 
-def refined_view(workspace: Workspace, slide_id: str, refined: RefinedRegion, cmap: str) -> html.Div:
+def refined_view(workspace: Workspace, slide_id: str, model_id: str, refined: RefinedRegion, cmap: str) -> html.Div:
     top = refined.top_patches(4)
     images = read_patches_at(workspace, slide_id, refined.origins[top], refined.patch0)
+    names = workspace.manifest(model_id).class_names
+    probabilities = ", ".join(f"P({name}) = {p:.3f}" for name, p in zip(names, refined.probabilities, strict=True))
     gradient = f"linear-gradient(to right, {', '.join(colorbar_colours(cmap))})"
     return html.Div([
         html.Div([html.Span("Region map: attention percentile 0", className="me-1"),
                   html.Span(className="milf-legend-bar d-inline-block", style={"background": gradient, "width": "120px"}),
                   html.Span("100", className="ms-1")], id="milf-refined-legend"),
         html.Div(f"Refined: {len(refined.origins):,} patches at {refined.region.overlap:.0%} overlap in {refined.seconds:.1f} s on "
-                 f"{refined.device}; region P(class) = {', '.join(f'{p:.3f}' for p in refined.probabilities)}; percentiles against "
+                 f"{refined.device}; the region's bag: {probabilities}; percentiles against "
                  f"the {refined.percentile_reference}'s scores.", id="milf-refined-summary"),
         _gallery(images, refined.attention_raw[top], "Region's top patches", "milf-refined-topk"),
     ])
@@ -249,4 +251,4 @@ def register_callbacks(app: Dash, workspace: Workspace, dispatcher: JobDispatche
         if not layer:
             return "", ""
         refined = mil_layers(workspace, ctx["slide_id"], model_id).get(layer)
-        return tile_url(ctx["slide_id"], model_id, layer, cmap, 0.0), refined_view(workspace, ctx["slide_id"], refined, cmap)
+        return tile_url(ctx["slide_id"], model_id, layer, cmap, 0.0), refined_view(workspace, ctx["slide_id"], model_id, refined, cmap)

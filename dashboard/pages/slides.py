@@ -55,8 +55,10 @@ def _agreement(row: TriageRow) -> html.Span:
     return html.Span("disagrees", className="fw-bold text-danger") if row.disagrees else html.Span("agrees", className="text-success")
 
 
-def triage_table(workspace: Workspace, rows: list[TriageRow]) -> dbc.Table:
-    header = html.Thead(html.Tr([html.Th(h) for h in ("Slide", "Patient", "Label", "P(positive)", "Top patches", "Head vs label")]))
+def triage_table(workspace: Workspace, model_id: str, rows: list[TriageRow]) -> dbc.Table:
+    score_class = workspace.manifest(model_id).score_class
+    header = html.Thead(html.Tr([html.Th(h) for h in ("Slide", "Patient", f"Label (1: {score_class})", f"P({score_class})",
+                                                      "Top patches", "Head vs label")]))
     body = [html.Tr([
         html.Td(html.A(r.slide_id, href=f"/slide/{r.slide_id}")), html.Td(html.A(r.patient_id, href=f"/case/{r.patient_id}")),
         html.Td("—" if r.label is None else str(r.label)), html.Td("—" if r.probability is None else f"{r.probability:.3f}"),
@@ -72,7 +74,7 @@ def register_callbacks(app: Dash, workspace: Workspace, dispatcher: JobDispatche
             rows = sort_rows(triage_rows(workspace, model_id), sort)
         except PathReviewError as exc:
             return dbc.Alert(str(exc), color="warning")
-        return triage_table(workspace, rows)
+        return triage_table(workspace, model_id, rows)
 
     @app.callback(Output("slides-compute-status", "children"), Input("slides-compute", "n_clicks"), State("slides-head", "value"),
                   prevent_initial_call=True)
