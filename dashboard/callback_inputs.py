@@ -223,6 +223,9 @@ VALUE_TYPES: dict[tuple[str, str], Any] = {
     ("milf-poll", "n_intervals"): Count,
     ("milf-pending", "data"): MilJob | None,
     ("milf-refined", "data"): Annotated[StrictStr, Field(max_length=128)] | None,
+    ("model-threshold", "value"): Number | None,
+    ("grade-specimen", "value"): Literal["biopsy", "prostatectomy"] | None,
+    ("cohort-grade", "value"): Literal["any", "agree", "disagree", "not compared"] | None,
 }
 # A part of the case view the export reads (``dashboard.components.case_export.VIEW_PARTS``): each value has the type
 # of the component property it mirrors.
@@ -237,6 +240,8 @@ PATTERN_IDS: dict[str, Any] = {
     "case-slide-thumb": create_model("CaseSlideThumbId", __base__=Strict, type=(Literal["case-slide-thumb"], ...), slide=(Id, ...)),
     "topk-tile": create_model("TopkTileId", __base__=Strict, type=(Literal["topk-tile"], ...),
                               index=(Annotated[StrictInt, Field(ge=0, le=100)], ...)),
+    "model-threshold": create_model("ModelThresholdId", __base__=Strict, type=(Literal["model-threshold"], ...),
+                                    model=(Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")], ...)),
     "job-cancel": create_model("JobCancelId", __base__=Strict, type=(Literal["job-cancel"], ...),
                                index=(Annotated[StrictInt, Field(ge=1, le=2**62)], ...)),
     "job-retry": create_model("JobRetryId", __base__=Strict, type=(Literal["job-retry"], ...),

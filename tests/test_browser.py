@@ -78,7 +78,8 @@ def test_models_page_shows_metrics_roc_and_confusion(live_server, browser):
     browser.find_element(By.LINK_TEXT, "Models").click()
     _wait(browser).until(EC.url_contains("/models"))
     _wait(browser).until(lambda b: len(b.find_elements(By.CSS_SELECTOR, ".model-card")) == 5)
-    _wait(browser).until(lambda b: len(b.find_elements(By.CSS_SELECTOR, ".model-card .js-plotly-plot")) == 10)
+    # ROC and confusion for the patch CNN; ROC, confusion at the threshold and calibration for each binary model
+    _wait(browser).until(lambda b: len(b.find_elements(By.CSS_SELECTOR, ".model-card .js-plotly-plot")) == 14)
     text = browser.find_element(By.ID, "model-niv-gru").text
     assert "AUC" in text and "NIV within 90 days" in text
     assert browser.find_elements(By.CSS_SELECTOR, "#model-report-tfidf .heatmaplayer, #model-report-tfidf .hm")

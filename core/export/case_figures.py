@@ -20,7 +20,7 @@ from core.export.report_figures import word_weight_figure
 from core.export.slide_figure import SlideRegion, slide_figure, viewport_region
 from core.heatmaps.overlay import TUMOUR_LAYER, OverlayStyle
 from core.heatmaps.slide_heatmap import cached_heatmap, slide_heatmap_by_key
-from core.store.cases import CaseSummary, case_summary, slide_record
+from core.store.cases import CaseSummary, case_summary, nearest_by_day, slide_record
 from core.workspace import Workspace
 
 CASE_FIGURES = {
@@ -144,14 +144,6 @@ def case_figure(workspace: Workspace, explainers: PatientExplainers, name: str, 
     if name == "lime":
         return _lime_figure(workspace, view)
     raise PathReviewError(f"unknown figure {name!r}; choose one of {', '.join(CASE_FIGURES)}")
-
-
-def nearest_by_day(days: dict[str, float | None], day: float | None) -> str | None:
-    """The item taken nearest a visit's day (ties: the earlier one); items without a day count as day 0."""
-    if not days:
-        return None
-    target = day or 0.0
-    return min(days, key=lambda k: (abs((days[k] or 0.0) - target), days[k] or 0.0, k))
 
 
 def case_figure_names(case: CaseSummary, has_report_model: bool) -> list[str]:

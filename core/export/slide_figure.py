@@ -16,6 +16,7 @@ from core.export.provenance import Provenance
 from core.export.slide_image import composite, heat_pixels, read_region_rgb
 from core.export.slide_region import SlideRegion, viewport_region
 from core.heatmaps.attention import SlideAttention
+from core.heatmaps.grade_group import display_class_name
 from core.heatmaps.overlay import (
     ARGMAX_LAYER,
     ATTENTION_LAYER,
@@ -43,8 +44,8 @@ _LAYER_LABELS = {TUMOUR_LAYER: "P(tumour)", ARGMAX_LAYER: "grade (argmax)", TISS
 
 
 def layer_label(layer: str) -> str:
-    """What a heatmap layer shows, in words: "Grad-CAM" for "cam:gradcam", "P(GG4)" for a class."""
-    return _LAYER_LABELS.get(layer, f"P({layer})")
+    """What a heatmap layer shows, in words: "Grad-CAM" for "cam:gradcam", "P(Gleason pattern 4)" for the class "GG4"."""
+    return _LAYER_LABELS.get(layer, f"P({display_class_name(layer)})")
 
 
 def nice_scale_length(target_um: float) -> float:
@@ -157,7 +158,7 @@ def _add_key(fig: go.Figure, heat: SlideHeatmap, style: OverlayStyle) -> None:
     if style.layer == ARGMAX_LAYER:
         for name, rgb in GRADE_COLOURS.items():
             if name in heat.class_names:
-                fig.add_trace(swatch(name, rgb))
+                fig.add_trace(swatch(display_class_name(name), rgb))
         return
     if style.layer == TISSUE_LAYER:
         fig.add_trace(swatch("tissue", TISSUE_COLOUR))

@@ -41,6 +41,9 @@ class Metrics(BaseModel):
     roc_fpr: list[float] = []
     roc_tpr: list[float] = []
     confusion: list[list[int]] = []
+    # Patients the model never saw in training: the Models page evaluates the stored predictions on them (confidence
+    # intervals resampling patients, operating points, calibration). A demo workspace names them in its build marker.
+    held_out_patients: list[str] = []
 
 
 class PatchEncoderSpec(BaseModel):

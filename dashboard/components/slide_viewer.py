@@ -16,6 +16,7 @@ from dash import ALL, ClientsideFunction, Dash, Input, Output, State, callback_c
 
 from core.errors import PathReviewError
 from core.heatmaps.attention import ATTENTION_CAVEAT, SlideAttention
+from core.heatmaps.grade_group import display_class_name
 from core.heatmaps.groundtruth import TUMOUR_LABEL_MIN, mask_on_cells, read_label_mask, tumour_agreement
 from core.heatmaps.localisation import compare_methods
 from core.heatmaps.overlay import (
@@ -45,7 +46,7 @@ from core.slides.tiles import SlideGeometry, TileService
 from core.store.cases import slide_record
 from core.workspace import Workspace
 from dashboard.auth import current_username, requesting_user, requires_role
-from dashboard.components import mil_panel
+from dashboard.components import grade_panel, mil_panel
 from dashboard.components.clicks import ctx_triggered_click
 from dashboard.components.method_comparison import comparison_grid, scores_table
 from dashboard.components.patch_inspector import patch_inspector, png_data_uri
@@ -117,7 +118,7 @@ def _controls(workspace: Workspace, class_names: list[str], layer: str = TUMOUR_
     models = workspace.models_for("patch")
     layers = [{"label": "Tumour probability (1 − benign)", "value": TUMOUR_LAYER},
               {"label": "Class map (argmax)", "value": ARGMAX_LAYER}]
-    layers += [{"label": f"P({c})", "value": c} for c in class_names]
+    layers += [{"label": f"P({display_class_name(c)})", "value": c} for c in class_names]
     layers += [{"label": "Tissue mask", "value": TISSUE_LAYER}]
     if workspace.models_for("mil"):
         layers.append({"label": "MIL attention", "value": ATTENTION_LAYER})
@@ -183,7 +184,8 @@ def layout(workspace: Workspace, tiles: TileService, slide_id: str, view: dict |
                 html.Div(id="selected-patch-info", className="small mt-2"),
                 dcc.Store(id="inspected-patch", data=None),
                 html.Div([dbc.Label("Explain class", className="small me-2"),
-                          dcc.Dropdown(id="inspector-class", options=class_names, value=None, placeholder="predicted class",
+                          dcc.Dropdown(id="inspector-class", options=[{"label": display_class_name(c), "value": c} for c in class_names], value=None,
+                                       placeholder="predicted class",
                                        style={"minWidth": "200px"})], className="d-flex align-items-center mt-2"),
                 dcc.Loading(html.Div(id="patch-inspector", className="mt-2")),
             ], lg=8),
@@ -193,7 +195,8 @@ def layout(workspace: Workspace, tiles: TileService, slide_id: str, view: dict |
             ], lg=4),
         ]),
         dbc.Row([
-            dbc.Col(dcc.Graph(id="grade-fractions", config={"displaylogo": False}, style={"display": "none"}), lg=6),
+            dbc.Col([dcc.Graph(id="grade-fractions", config={"displaylogo": False}, style={"display": "none"}),
+                     grade_panel.layout(workspace, slide_id)], lg=6),
             dbc.Col(html.Div(id="ground-truth-scores", children="" if has_mask else html.P(
                 "No ground-truth mask for this slide.", className="text-muted small")), lg=6),
         ], className="mt-3"),
@@ -407,7 +410,7 @@ def register_callbacks(app: Dash, workspace: Workspace, tiles: TileService, disp
         ox, oy = heat.origins[index]
         size0 = heat.cell_level0 * CELLS_PER_PATCH
         bounds = [[-(oy + size0) / scale, ox / scale], [-oy / scale, (ox + size0) / scale]]
-        probs = ", ".join(f"{n} {p:.2f}" for n, p in zip(heat.class_names, heat.probs[index], strict=True))
+        probs = ", ".join(f"{display_class_name(n)} {p:.2f}" for n, p in zip(heat.class_names, heat.probs[index], strict=True))
         return bounds, [html.B(f"Patch {index}"), f" at ({ox * ctx['mpp']:.0f}, {oy * ctx['mpp']:.0f}) µm: {probs}"], {"key": key, "index": index}
 
     @app.callback(Output("patch-inspector", "children"), Input("inspected-patch", "data"), Input("inspector-class", "value"))

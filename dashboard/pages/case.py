@@ -8,9 +8,9 @@ from dash import ALL, ClientsideFunction, Dash, Input, Output, State, callback_c
 
 from core.errors import PathReviewError
 from core.explain.patient_explanations import PatientExplainers
-from core.export.case_figures import case_figure_names, nearest_by_day
+from core.export.case_figures import case_figure_names
 from core.slides.tiles import TileService
-from core.store.cases import CaseSummary, case_summary
+from core.store.cases import CaseSummary, case_summary, nearest_by_day
 from core.store.reviews import current_reviews
 from core.workspace import Workspace
 from dashboard.auth import current_role_allows
