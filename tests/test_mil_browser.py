@@ -49,6 +49,7 @@ def test_clam_sb_attention_gallery_and_region_refinement(live_server, browser):
     _wait(browser, lambda b: "Refining" in b.find_element(By.ID, "milf-refine-status").text or
           "Refinement done" in b.find_element(By.ID, "milf-refine-status").text)
     _wait(browser, lambda b: "Refinement done" in b.find_element(By.ID, "milf-refine-status").text, timeout=240)
+    _wait(browser, lambda b: b.find_elements(By.ID, "milf-refined-summary"))  # drawn by the next callback
     summary = browser.find_element(By.ID, "milf-refined-summary").text
     assert "50% overlap" in summary and "against the slide's scores" in summary
     _wait(browser, lambda b: _loaded_tiles(b, "layer=refine%3A"))
