@@ -25,7 +25,8 @@ def test_held_out_split_is_a_real_minority(held_out):
 
 
 def test_manifests_record_held_out_metrics(workspace):
-    assert set(workspace.config.models) == {"patch-cnn", "mil-attention", "mil-lse", "niv-gru", "report-tfidf"}
+    assert set(workspace.config.models) == {"patch-cnn", "mil-attention", "mil-lse", "niv-gru", "report-tfidf", "clam-sb-features",
+                                            "abmil-features"}
     for model_id in workspace.config.models:
         metrics = workspace.manifest(model_id).metrics
         assert metrics.auc >= MIN_AUC, model_id
@@ -63,6 +64,25 @@ def test_patch_cnn_and_attention_mil_generalise_to_held_out_slides(workspace, he
     y, p = np.concatenate(patch_true), np.concatenate(patch_probs)
     assert roc_auc_score(y, p, multi_class="ovr", labels=[0, 1, 2, 3]) >= MIN_AUC
     assert (p.argmax(1) == y).mean() >= 0.8
+
+
+def test_heads_over_the_demo_clam_feature_files_generalise_to_held_out_slides(workspace, held_out):
+    """The CLAM-SB and ABMIL heads, read back through the lab path (registered feature set, manifest, strict load),
+    separate the held-out slides, and CLAM-SB's instance scores are probabilities per class."""
+    from core.features.feature_sets import slide_features
+    from core.features.maps import predict
+
+    slides = _held_out_slides(workspace, held_out)
+    labels = [s.label for s in slides]
+    assert 0 < sum(labels) < len(labels)
+    for model_id in ("clam-sb-features", "abmil-features"):
+        model = workspace.model(model_id)
+        assert model.manifest.feature_set == "demo-patch-cnn" and model.manifest.patch_encoder is not None
+        predictions = [predict(model.module.cpu(), slide_features(workspace.root, workspace.store, "demo-patch-cnn", s.id)) for s in slides]
+        assert roc_auc_score(labels, [p.probabilities[1] for p in predictions]) >= MIN_AUC, model_id
+        if model_id == "clam-sb-features":
+            assert all(p.instance_scores.shape == (p.attention_raw.shape[1], 2) for p in predictions)
+            assert all(((p.instance_scores >= 0) & (p.instance_scores <= 1)).all() for p in predictions)
 
 
 def _held_out_visits(workspace, held_out, spec):
