@@ -103,10 +103,11 @@ BLOCK_ROWS = 4096  # rows per read: bounds the NaN check's temporaries, and what
 
 
 def non_finite_rows(block: np.ndarray) -> np.ndarray:
-    """Rows holding a NaN or an infinity. A row's sum is finite when all its values are (a cheap screen); only rows
-    whose sum is not (a NaN, an infinity, or an overflow of large finite values) are checked value by value."""
-    with np.errstate(over="ignore"):  # an overflowing sum only sends its row to the exact check
-        suspect = ~np.isfinite(block.sum(axis=1))
+    """Rows holding a NaN or an infinity. A row's sum is finite when all its values are (a cheap screen, one
+    matrix-vector product); only rows whose sum is not (a NaN, an infinity, or an overflow of large finite values) are
+    checked value by value."""
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflowing sum only sends its row to the exact check
+        suspect = ~np.isfinite(block @ np.ones(block.shape[1], dtype=block.dtype))
     if suspect.any():
         suspect[suspect] = ~np.isfinite(block[suspect]).all(axis=1)
     return suspect
