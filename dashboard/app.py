@@ -9,6 +9,7 @@ import dash_bootstrap_components as dbc
 import diskcache
 from dash import CeleryManager, Dash, DiskcacheManager, Input, Output, State, dcc, html
 
+from core.annotations.overlay import RegionIndexes
 from core.errors import PathReviewError
 from core.explain.patient_explanations import PatientExplainers
 from core.jobs.dispatch import JobDispatcher
@@ -107,6 +108,7 @@ def create_app(workspace: Workspace, secure_cookies: bool = False, celery_app=No
     # processes forked from this one with their state in the workspace cache (the one-machine setup).
     jobs = CeleryManager(celery_app) if celery_app is not None else DiskcacheManager(diskcache.Cache(str(workspace.cache_dir / "jobs")))
     dispatcher = JobDispatcher(workspace, celery_app)
+    regions = RegionIndexes(workspace.store)  # the regions of recently shown slides, indexed for the viewer and its tiles
     # Bootstrap (Bootswatch Flatly) is served from assets/: the app must work with no internet access.
     app = Dash(__name__, title=APP_TITLE, assets_folder=str(ASSETS_DIR), suppress_callback_exceptions=True,
                background_callback_manager=jobs)
@@ -126,7 +128,7 @@ def create_app(workspace: Workspace, secure_cookies: bool = False, celery_app=No
     case.register_callbacks(app, workspace, tiles, patients)
     models.register_callbacks(app, workspace)
     # The components shown by more than one page register their callbacks once, here.
-    slide_viewer.register_callbacks(app, workspace, tiles, dispatcher)
+    slide_viewer.register_callbacks(app, workspace, tiles, dispatcher, regions)
     grade_panel.register_callbacks(app, workspace)
     patient_panel.register_callbacks(app, workspace, patients)
     report_panel.register_callbacks(app, workspace)
@@ -136,6 +138,6 @@ def create_app(workspace: Workspace, secure_cookies: bool = False, celery_app=No
     jobs_page.register_callbacks(app, workspace, dispatcher)
     install_auth(app.server, workspace, secure_cookies)  # first: an anonymous request learns nothing, not even about its body
     install_request_limits(app.server, app.callback_map, workspace)
-    register_routes(app.server, workspace, tiles, dispatcher)
+    register_routes(app.server, workspace, tiles, dispatcher, regions)
     install_security_headers(app.server, app.csp_hashes())
     return app

@@ -105,7 +105,8 @@ def test_each_callback_that_records_or_exports_declares_its_role(app):
 
     needed = {key.split("@")[0]: role for key, role in roles_for_callbacks(app.callback_map).items()}
     expected = {"review-versions": "reviewer", "figure-download": "reviewer", "case-report-download": "reviewer",
-                "admin-audit-table": "admin", "jobs-start-message": "reviewer", "jobs-action-message": "reviewer"}
+                "admin-audit-table": "admin", "jobs-start-message": "reviewer", "jobs-action-message": "reviewer",
+                "annotation-stamp": "reviewer"}
     for output, role in expected.items():
         assert [r for key, r in needed.items() if output in key] == [role], f"{output}: {needed}"
 

@@ -238,6 +238,7 @@ def test_migrations_upgrade_a_v1_store_in_place(tmp_path):
         schema = inspect(store.engine)
         assert "day" in {c["name"] for c in schema.get_columns("slides")}
         assert "day" in {c["name"] for c in schema.get_columns("reports")}
+        assert "regions" in {c["name"] for c in schema.get_columns("reviews")}  # v7: the regions a verdict names
         index = {i["name"]: i for i in schema.get_indexes("reviews")}["uq_reviews_patient_modality_version"]
         assert index["unique"] and index["column_names"] == ["patient_id", "modality", "version"]
         with store.session() as s:

@@ -118,6 +118,7 @@ class Review(Base):
     user: Mapped[str] = mapped_column(String(64))
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    regions: Mapped[list | None] = mapped_column(JSON, nullable=True)  # ids of the slide regions the verdict refers to (schema v7)
 
 
 class AuditEvent(Base):
