@@ -101,6 +101,10 @@ class LayerJob(Strict):
     layer: Annotated[StrictStr, Field(max_length=64)]
 
 
+class MilJob(Strict):
+    job: Annotated[StrictInt, Field(ge=1, le=2**62)]
+    what: Literal["prediction", "refine"]
+    layer: Annotated[StrictStr, Field(max_length=128)]
 class SelectedRegion(Strict):
     region: Annotated[StrictStr, Field(min_length=1, max_length=36)]
     version: Annotated[StrictInt, Field(ge=1, le=10**9)]
@@ -224,6 +228,19 @@ VALUE_TYPES: dict[tuple[str, str], Any] = {
     ("jobs-filter", "value"): Annotated[StrictStr, Field(max_length=16)] | None,
     ("job-cancel", "n_clicks"): Clicks,
     ("job-retry", "n_clicks"): Clicks,
+    ("milf-head", "value"): Id | None,
+    ("slides-head", "value"): Id | None,
+    ("slides-sort", "value"): Literal["probability-desc", "probability-asc", "disagreement", "slide"] | None,
+    ("slides-compute", "n_clicks"): Clicks,
+    ("milf-layer-choice", "value"): Annotated[StrictStr, Field(max_length=MAX_ID + 16)] | None,
+    ("milf-cmap", "value"): Annotated[StrictStr, Field(max_length=32)] | None,
+    ("milf-threshold", "value"): Number | None,
+    ("milf-ready", "data"): Count,
+    ("milf-refine", "n_clicks"): Clicks,
+    ("milf-overlap", "value"): Number | None,
+    ("milf-poll", "n_intervals"): Count,
+    ("milf-pending", "data"): MilJob | None,
+    ("milf-refined", "data"): Annotated[StrictStr, Field(max_length=128)] | None,
     ("annotation-draw", "geojson"): DrawnChange | None,
     ("ground-truth-source", "value"): Annotated[StrictStr, Field(max_length=100)] | None,
     ("review-regions", "value"): _bounded_list(Annotated[StrictStr, Field(max_length=36)], 50),
@@ -382,6 +399,8 @@ RULES: dict[str, Rule] = {
         "what": "case report", "format": v.get("report-format.value")}, error_outcome="failed")),
     "heat-key.data": Rule(starts_job=True),
     "jobs-start-message.children": Rule(starts_job=True),
+    "milf-refine-status.children": Rule(starts_job=True),
+    "slides-compute-status.children": Rule(starts_job=True),
 }
 _HASH = re.compile(r"@[0-9a-f]+$")
 

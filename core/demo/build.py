@@ -28,6 +28,7 @@ from sklearn.metrics import roc_auc_score
 from sqlalchemy import select
 
 from core.demo import als_visits, prostate_history, train_patch, train_report, train_sequence
+from core.demo.feature_files import write_demo_feature_heads
 from core.demo.patch_dataset import PATCH_CLASSES, PATCH_MPP, PATCH_PX, SlidePatches, slide_patches
 from core.demo.prostate_history import GRADE_GROUP, ProstateHistory, Specimen, synthesise_history
 from core.demo.report_synthesis import ReportIdentity, report_identity, synthesise_report
@@ -459,7 +460,9 @@ class _ProstateBuild(_Build):
         }, lse)
         self._slide_predictions(lse_id, slide_ids, owners, lse_scores)
         self.baselines[lse_id] = {"fraction of patches called pattern 4/5": fraction_auc}
-        return [cnn_id, mil_id, lse_id]
+        feature_heads = write_demo_feature_heads(self.root, self.store, cnn_id, dict(zip(slide_ids, bags)), patches, dict(zip(slide_ids, labels.tolist())),
+                                                 {s for s, t in zip(slide_ids, is_test) if t}, self.spec.seed, self.say)
+        return [cnn_id, mil_id, lse_id, *feature_heads]
 
     def train_report_model(self, patients: list[_DemoPatient], test_ids: set[str]) -> str:
         with self.store.session() as s:

@@ -95,6 +95,10 @@ def _summary(kind: str, result: dict) -> str:
         return f"{len(result['methods'])} CAM layers, {len(result['attention'])} attention maps.{notices}"
     if kind == "layer":
         return f"{result['layer']} stored.{notices}"
+    if kind == "mil":
+        return f"{result['model_id']}: {result['patches']} patches."
+    if kind == "mil-refine":
+        return f"{result['patches']} patches re-extracted in {result['seconds']} s on {result['device']}."
     if kind == "shap":
         return f"{result['patients']} patients ({result['computed']} computed, {result['from_cache']} already stored)"
     if kind == "lime":

@@ -88,6 +88,29 @@ class Metrics(BaseModel):
     held_out_patients: list[str] = []
 
 
+class PatchEncoderSpec(BaseModel):
+    """The patch encoder a MIL head's features came from, for re-extracting features in a region. The lab supplies the
+    weights (nothing is downloaded); their hash is checked on every load and their licence is shown beside the maps."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1)  # e.g. "UNI"
+    architecture: str  # "vit" (built-in, timm key layout) or "package.module:factory"
+    params: dict[str, Any] = {}
+    weights: str  # file in the model folder
+    weights_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    licence: str = Field(min_length=1)  # e.g. "CC-BY-NC-ND-4.0"
+    patch_size_px: int = Field(gt=0)  # the encoder's input side
+    mpp: float = Field(gt=0)  # microns per pixel it reads at
+    channel_mean: tuple[float, float, float] = (0.485, 0.456, 0.406)  # normalisation of RGB in [0, 1]
+    channel_std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    stain_normalisation: StainNormalisation = "none"  # applied before the channel normalisation, as for a patch model
+    stain_target: StainTarget = StainTarget()
+
+    def stain_input(self) -> InputSpec:
+        """The encoder's stain normalisation as a patch model's input (checked like one: a method needs its target)."""
+        return InputSpec(stain_normalisation=self.stain_normalisation, stain_target=self.stain_target)
+
+
 class ModelManifest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -101,6 +124,8 @@ class ModelManifest(BaseModel):
     class_names: list[str]
     positive_class: str | None = None  # for binary tasks: the class whose probability is the score
     feature_model: str | None = None  # MIL: id of the patch model that embeds patches
+    feature_set: str | None = None  # MIL over a lab's feature files: the workspace feature set (features/<name>/) it reads
+    patch_encoder: PatchEncoderSpec | None = None  # MIL over feature files: the encoder, for region refinement
     cam_target_layer: str | None = None
     input: InputSpec = InputSpec()
     metrics: Metrics = Metrics()

@@ -55,7 +55,7 @@ from core.store.annotations import slide_regions_stamp
 from core.store.cases import slide_record
 from core.workspace import Workspace
 from dashboard.auth import current_role_allows, current_username, requesting_user, requires_role
-from dashboard.components import annotation_layer, annotation_panel, grade_panel, quality_panel, viewer_keys
+from dashboard.components import annotation_layer, annotation_panel, grade_panel, mil_panel, quality_panel, viewer_keys
 from dashboard.components.clicks import ctx_triggered_click
 from dashboard.components.method_comparison import comparison_grid, scores_table
 from dashboard.components.patch_inspector import patch_inspector, png_data_uri
@@ -120,6 +120,7 @@ def _map(g: SlideGeometry, view: dict | None = None, can_draw: bool = False) -> 
                          maxZoom=g.max_zoom + 1, opacity=0.5, zIndex=10),
             dl.Rectangle(id="selected-patch", bounds=[[0, 0], [0, 0]], pathOptions={"color": "#ff00ff", "weight": 2, "fill": False}),
             *annotation_layer.map_layers(g, can_draw),
+            *mil_panel.map_children(g, bounds),
         ],
     )
 
@@ -221,7 +222,7 @@ def layout(workspace: Workspace, tiles: TileService, slide_id: str, query: dict 
                                              id="scale-bar", className="scale-bar"),
                           html.Div([dbc.Spinner(size="sm", spinner_class_name="me-2", id="heat-layer-spinner"),
                                     html.Span(id="heat-layer-loading-text")], id="heat-layer-loading", className="layer-loading",
-                                   style=HIDDEN)], className="slide-viewer"),
+                                   style=HIDDEN), mil_panel.legend_slot()], className="slide-viewer"),
                 annotation_panel.layout(workspace, slide_id),
                 html.Div(id="selected-patch-info", className="small mt-2"),
                 dcc.Store(id="inspected-patch", data=None),
@@ -247,6 +248,7 @@ def layout(workspace: Workspace, tiles: TileService, slide_id: str, query: dict 
                          "No ground truth for this slide: no mask, and no reviewer's tumour regions.", className="text-muted small"))], lg=6),
         ], className="mt-3"),
         html.Div(id="mil-panel", className="mt-3"),
+        mil_panel.layout(workspace, slide_id),
         dbc.Card([
             dbc.CardHeader("Method comparison against the ground truth"),
             dbc.CardBody([
@@ -343,6 +345,7 @@ def _heatmap_spec(ctx: dict, model_id: str, overlap: float) -> JobSpec:
 
 
 def register_callbacks(app: Dash, workspace: Workspace, tiles: TileService, dispatcher: JobDispatcher, regions: RegionIndexes) -> None:
+    mil_panel.register_callbacks(app, workspace, dispatcher)
     annotation_layer.register_callbacks(app, workspace, regions)
     annotation_panel.register_callbacks(app, workspace)
     quality_panel.register_callbacks(app, workspace)

@@ -80,7 +80,7 @@ def _ago(t: datetime, now: datetime) -> str:
 
 
 def _subject_link(job: JobView):
-    if job.kind in ("heatmap", "cams", "layer"):
+    if job.kind in ("heatmap", "cams", "layer", "mil", "mil-refine"):
         return html.A(job.subject, href=f"/slide/{job.subject}")
     if job.kind == "lime":
         return html.A(job.subject, href=f"/report/{job.subject}")
