@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """PathReview: serve a workspace (``--workspace DIR``) or the demo (``--demo``); precompute a cohort; run a job worker;
-import and export annotations; write a case report."""
+import and export annotations; write a case report; import a cohort from CSV files and a slide folder."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from core.auth.accounts_cli import add_users_parser, run_users_command
 from core.config import Settings, default_demo_dir
 from core.errors import PathReviewError
 from core.export.report_cli import add_report_parser, run_report
+from core.imports.cli import add_import_parser, run_import
 from core.jobs.cli import add_job_parsers, run_precompute, run_worker
 
 
@@ -39,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     add_job_parsers(sub)
     add_annotations_parser(sub)
     add_report_parser(sub)
+    add_import_parser(sub)
     return parser
 
 
@@ -123,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
             run_annotations_command(args, _workspace(args))
         elif args.command == "report":
             return run_report(args)
+        elif args.command == "import":
+            return run_import(args)
     except PathReviewError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
