@@ -17,6 +17,7 @@ from core.errors import PathReviewError
 from core.export.report_cli import add_report_parser, run_report
 from core.imports.cli import add_import_parser, run_import
 from core.jobs.cli import add_job_parsers, run_precompute, run_worker
+from core.training.cli import add_model_parsers, run_fit, run_models_command, run_predict
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     add_annotations_parser(sub)
     add_report_parser(sub)
     add_import_parser(sub)
+    add_model_parsers(sub)
     return parser
 
 
@@ -118,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "users":
             run_users_command(args, _store(args))
         elif args.command == "precompute":
+            run_predict(argparse.Namespace(models=None), _workspace(args))  # stored scores first: the cohort page shows them
             return run_precompute(args)
         elif args.command == "worker":
             return run_worker(args, register_app=_worker_app)
@@ -127,6 +130,12 @@ def main(argv: list[str] | None = None) -> int:
             return run_report(args)
         elif args.command == "import":
             return run_import(args)
+        elif args.command == "models":
+            return run_models_command(args, _workspace(args))
+        elif args.command == "fit":
+            return run_fit(args, _workspace(args))
+        elif args.command == "predict":
+            return run_predict(args, _workspace(args))
     except PathReviewError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

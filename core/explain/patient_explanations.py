@@ -18,7 +18,7 @@ from core.errors import PathReviewError
 from core.explain.timeseries import BACKGROUND_KINDS, MAX_BACKGROUND_VISITS, Background, PatientSequence, SequenceExplainer, VisitShap
 from core.models.manifest import InputSpec
 from core.models.sequence import VisitSequenceNet
-from core.models.visit_encoding import encode_sequences
+from core.models.visit_encoding import VisitEncodingError, encode_sequences
 from core.store.cases import case_summary
 from core.store.schema import Patient
 from core.workspace import Workspace
@@ -153,7 +153,7 @@ class PatientExplainers:
             if patient:
                 try:
                     sequences.append(self._encode(spec, [d for d, _ in patient], [f for _, f in patient]))
-                except (KeyError, ValueError):
+                except VisitEncodingError:
                     continue  # a patient whose visits do not fit the model cannot be part of its background
         if not sequences:
             raise PathReviewError("no patient's visits fit this model, so no SHAP background can be drawn from the cohort")
@@ -161,7 +161,10 @@ class PatientExplainers:
 
     def _encode(self, spec: InputSpec, days: list[float], raw: list[dict]) -> PatientSequence:
         data = encode_sequences([[(d, f, None) for d, f in zip(days, raw, strict=True)]], spec.features, spec.feature_means,
-                                spec.feature_stds, spec.categorical)
+                                spec.feature_stds, spec.categorical, spec.elapsed_scale_days, spec.missing)
+        if len(data.kept[0]) != len(days):  # explanations are per visit: every visit must be encoded
+            raise VisitEncodingError(f"{len(days) - len(data.kept[0])} of these visits are excluded by the model's missing-value policy, "
+                                     "so they cannot be explained visit by visit")
         return PatientSequence(data.numeric[0], data.categories[0], data.elapsed[0])
 
     def explain(self, patient_id: str, model_id: str | None = None, background: str = DEFAULT_BACKGROUND) -> PatientExplanation:

@@ -19,6 +19,7 @@ from core.imports.ids import id_problem
 from core.imports.naming import match_name
 from core.imports.problems import Problem
 from core.imports.values import ColumnKind, attribute_value, infer_kind, parse_date, parse_day, parse_label, whole_numbers
+from core.models.visit_encoding import MissingPolicy
 from core.store.schema import ATTRIBUTE_NAME_CHARS, AttributeValue
 from core.tomlfile import read_toml
 from core.workspace import ATTRIBUTE_NAME
@@ -33,6 +34,9 @@ class ColumnInfo(BaseModel):
     label: str = Field(default="", max_length=64)
     unit: str = Field(default="", max_length=32)
     kind: ColumnKind | None = None  # None: inferred from the values
+    # a visit feature's missing-value policy for models fitted here (carry_forward, cohort_mean, exclude_visit)
+    missing: MissingPolicy | None = None
+    range: list[float] = []  # a visit feature's plausible [min, max], for what-if edits; default: the observed range
 
 
 class Sidecar(BaseModel):
