@@ -12,6 +12,7 @@ from pathlib import Path
 
 from core.annotations.cli import add_annotations_parser, run_annotations_command
 from core.auth.accounts_cli import add_users_parser, run_users_command
+from core.checks.cli import add_check_parser, run_check
 from core.config import Settings, default_demo_dir
 from core.errors import PathReviewError
 from core.export.report_cli import add_report_parser, run_report
@@ -43,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     add_report_parser(sub)
     add_import_parser(sub)
     add_model_parsers(sub)
+    add_check_parser(sub)
     return parser
 
 
@@ -136,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_fit(args, _workspace(args))
         elif args.command == "predict":
             return run_predict(args, _workspace(args))
+        elif args.command == "check":
+            return run_check(_workspace(args))
     except PathReviewError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -96,3 +96,22 @@ def write_slide_folder(folder: Path) -> dict[str, Path]:
     }
     (folder / "README.txt").write_text("slides of the lab's cohort\n", encoding="utf-8")
     return files
+
+
+def write_labelled_cohort(folder: Path, n_patients: int, seed: int = 0) -> dict[str, Path]:
+    """patients.csv and visits.csv of ``n_patients`` with two visits 90 days apart, whose labels follow a latent risk
+    that the features show (FVC falls and ALSFRS-R respiratory drops with it), so a fitted model has something to learn."""
+    rng = np.random.default_rng(seed)
+    ids = [f"L{i:05d}" for i in range(n_patients)]
+    patients = write_csv(folder / "patients.csv", ["patient_id", "age", "sex"], [[p, int(rng.integers(35, 85)), "FM"[i % 2]] for i, p in enumerate(ids)])
+    rows = []
+    for i, p in enumerate(ids):
+        risk = rng.normal()
+        for k in range(2):
+            label = int(risk + 0.3 * k + rng.normal(0, 0.7) > 0.8)
+            rows.append([p, 90 * k, round(80 - 10 * risk - 5 * k + rng.normal(0, 5), 1), round(9 - risk + rng.normal(0, 1), 1),
+                         ["spinal", "bulbar"][i % 2], label])
+    visits = write_csv(folder / "visits.csv", ["patient_id", "day", *FEATURES, "onset_type", "label"], rows)
+    (folder / "visits.toml").write_text('[columns.fvc_percent]\nlabel = "FVC"\nunit = "% predicted"\nrange = [10.0, 130.0]\n\n'
+                                        '[columns.alsfrs_respiratory]\nunit = "points"\nmissing = "cohort_mean"\n', encoding="utf-8")
+    return {"patients": patients, "visits": visits, "sidecar": folder / "visits.toml"}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from sqlalchemy import select
@@ -19,6 +19,7 @@ class CohortShap:
     phi: np.ndarray  # (visits, M)
     values: np.ndarray  # (visits, M) numeric value shown for colouring (category code for categories)
     visit_patient: np.ndarray  # (visits,) index into patient_ids
+    left_out: dict[str, str] = field(default_factory=dict)  # patients whose visits the model cannot read -> why
 
     def mean_abs(self) -> dict[str, float]:
         scores = np.abs(self.phi).mean(0) if len(self.phi) else np.zeros(len(self.feature_names))
@@ -37,8 +38,10 @@ def filtered_patient_ids(explainers: PatientExplainers, attributes: dict[str, st
 
 
 def cohort_shap(explainers: PatientExplainers, patient_ids: list[str]) -> CohortShap:
-    """SHAP values of every visit of these patients (one batched request for the sequences not yet explained)."""
-    explained = explainers.explain_many(list(patient_ids))
+    """SHAP values of every visit of these patients (one batched request for the sequences not yet explained); patients
+    whose visits the model cannot read are left out, and listed in ``left_out``."""
+    patient_ids, left_out = explainers.encodable(list(patient_ids))
+    explained = explainers.explain_many(patient_ids)
     model_id = explainers.sequence_model_id()
     spec = explainers.workspace.manifest(model_id).input
     names = explainers.explainer(model_id).feature_names
@@ -51,7 +54,7 @@ def cohort_shap(explainers: PatientExplainers, patient_ids: list[str]) -> Cohort
             values.append([_colour_value(n, row[n], spec.categorical.get(n)) for n in names])
     m = len(names)
     return CohortShap(list(patient_ids), names, np.concatenate(phi) if phi else np.zeros((0, m)),
-                      np.array(values, float).reshape(-1, m), np.array(owner, int))
+                      np.array(values, float).reshape(-1, m), np.array(owner, int), left_out)
 
 
 def _colour_value(name: str, value: object, categories: list[str] | None) -> float:
@@ -66,8 +69,8 @@ def _colour_value(name: str, value: object, categories: list[str] | None) -> flo
 def visit_importance_page(explainers: PatientExplainers, patient_ids: list[str], page: int,
                           page_size: int = 20) -> tuple[list[str], list[list[float]]]:
     """(patient ids, importance scores per visit) for one page of patients."""
-    ids = patient_ids[page * page_size : (page + 1) * page_size]
-    return ids, [explainers.explain(pid).importance["score"].tolist() for pid in ids]
+    ids, _ = explainers.encodable(patient_ids[page * page_size : (page + 1) * page_size])
+    return ids, [e.importance["score"].tolist() for e in explainers.explain_many(ids)]
 
 
 @dataclass

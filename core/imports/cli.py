@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from core.errors import PathReviewError
-from core.imports.problems import ImportRejected, Problem, write_skip_report
+from core.imports.problems import SKIP_REPORTS, ImportRejected, Problem, write_skip_report
 from core.imports.slide_files import SlideRecord, scan_slides
 from core.imports.store_changes import ImportPlan, apply_import, plan_import
 from core.imports.tables import ColumnPlan, PatientRecord, ReportRecord, VisitRecord, read_patients, read_reports, read_visits
@@ -114,7 +114,7 @@ def run_import(args: argparse.Namespace) -> int:
     _write(workspace, plan, plans)
     if problems:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        report = write_skip_report(workspace.root / "imports" / f"skipped-{stamp}.csv", problems)
+        report = write_skip_report(workspace.root / SKIP_REPORTS / f"skipped-{stamp}.csv", problems)
         print(f"skipped {len(problems)} rows or files (listed in {report}):")
         for problem in problems:
             print(f"  {problem.line()}")

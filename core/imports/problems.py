@@ -8,6 +8,8 @@ from pathlib import Path
 
 from core.errors import PathReviewError
 
+SKIP_REPORTS = "imports"  # the workspace folder that --skip-invalid writes its reports to
+
 
 @dataclass(frozen=True)
 class Problem:
