@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from run_dashboard import main
-from tests.cohort_files import write_csv, write_cohort, write_generic_tiff, write_slide_folder
+from tests.cohort_files import write_cohort, write_csv, write_generic_tiff, write_slide_folder
 from tests.helpers import run_cli
 
 TABLES = ("patients", "visits", "reports", "slides")
