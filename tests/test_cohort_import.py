@@ -13,6 +13,8 @@ from run_dashboard import main
 from tests.cohort_files import write_cohort, write_csv, write_generic_tiff, write_slide_folder
 from tests.helpers import run_cli
 
+pytestmark = pytest.mark.store  # the command line against a real SQLite case store
+
 TABLES = ("patients", "visits", "reports", "slides")
 
 

@@ -17,6 +17,8 @@ from run_dashboard import main
 from tests.cohort_files import FEATURES, write_labelled_cohort
 from tests.helpers import add_test_accounts
 
+pytestmark = pytest.mark.store  # the command line against a real SQLite case store
+
 LAB_PARAMS = {"n_numeric": 2, "category_sizes": [2], "cell": "lstm", "hidden": 8, "elapsed_time": True}
 
 
