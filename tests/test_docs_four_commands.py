@@ -26,7 +26,8 @@ def test_the_four_commands_build_a_workspace_the_app_serves(tmp_path):
     assert [c.split()[2] for c in commands if c.startswith("python run_dashboard.py")] == ["import", "fit", "predict", "check", "serve"]
     python = f"{sys.executable} "
     for command in commands:
-        command = command.split("  #")[0].replace("python docs/", f"{python}{REPO}/docs/").replace("python run_dashboard.py", f"{python}{REPO}/run_dashboard.py")
+        command = command.split("  #")[0].replace("python docs/", f"{python}{REPO}/docs/")
+        command = command.replace("python run_dashboard.py", f"{python}{REPO}/run_dashboard.py")
         if " serve " in command:
             continue  # served below, in this process
         result = subprocess.run(command, shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=300,

@@ -48,7 +48,7 @@ def main(folder: Path) -> None:
     (folder / "patients.toml").write_text('[columns.age]\nlabel = "Age"\nunit = "years"\n\n[columns.onset_type]\nlabel = "Onset"\n',
                                           encoding="utf-8")
     visits, reports = [], []
-    for i, p in enumerate(ids):
+    for p in ids:
         risk = rng.normal()
         for k, date in enumerate(["2024-02-05", "2024-05-06"]):  # two visits, 91 days apart
             label = int(risk + 0.3 * k + rng.normal(0, 0.7) > 0.8)
