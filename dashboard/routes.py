@@ -13,6 +13,7 @@ from core.errors import NotFoundError, PathReviewError
 from core.heatmaps.overlay import OverlayStyle, render_overlay_tile, source_layer
 from core.heatmaps.slide_heatmap import slide_heatmap_by_key
 from core.heatmaps.slide_layers import slide_layers
+from core.imports.ids import is_valid_id
 from core.jobs.dispatch import JobDispatcher
 from core.jobs.layer_jobs import start_layer_job
 from core.slides.reader import SlideReadError
@@ -22,7 +23,6 @@ from core.store.audit import audit_csv
 from core.workspace import Workspace
 from dashboard.auth import audit, current_role_allows, current_username, session_id
 
-SLIDE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 HEATMAP_KEY = re.compile(r"^[0-9a-f]{32}$")
 MAX_QUERY_CHARS = 512
 # Slide images are patient data: the browser may keep them only in memory for the page that shows them, never on
@@ -32,7 +32,9 @@ THUMBNAIL_READS_KEPT = 100_000  # (session, slide) pairs remembered, so a thumbn
 
 
 def valid_slide_id(slide_id: str) -> bool:
-    return bool(SLIDE_ID.match(slide_id)) and ".." not in slide_id
+    """An id the import allows (letters of any alphabet, digits, '_', '-', '.'), never a path: Flask has already
+    percent-decoded it, so a slide named P003_Färbung-ü is found by its encoded URL."""
+    return is_valid_id(slide_id) and ".." not in slide_id
 
 
 def _image(data: bytes, mimetype: str) -> Response:

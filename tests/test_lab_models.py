@@ -69,7 +69,7 @@ def test_fit_writes_held_out_metrics_with_patient_bootstrap_intervals(lab_worksp
     manifest = tomllib.loads((lab_workspace / "models" / "fitted-gru" / "model.toml").read_text())
     m = manifest["metrics"]
     assert 0.5 < m["auc"] <= 1 and m["auc_ci95"][0] <= m["auc"] <= m["auc_ci95"][1]
-    assert m["n_patients_test"] == 24 and m["bootstrap_resamples"] == 200 and m["calibration"].startswith("temperature scaling on 18 ")
+    assert m["n_patients_test"] == 24 and m["bootstrap_resamples"] == 200 and m["calibration"].startswith("Platt scaling on 18 ")
     spec = manifest["input"]
     assert spec["features"] == ["alsfrs_respiratory", "fvc_percent"] and spec["categorical"] == {"onset_type": ["bulbar", "spinal"]}
     assert spec["feature_units"] == {"fvc_percent": "% predicted", "alsfrs_respiratory": "points"}
@@ -157,3 +157,17 @@ def test_models_remove_takes_its_predictions(lab_workspace, tmp_path, capsys):
         assert s.scalar(select(Prediction.id).where(Prediction.model_id == "spare")) is None
     assert "spare" not in ws.config.models and not (lab_workspace / "models" / "spare").exists()
     ws.store.dispose()
+
+
+def test_platt_scaling_matches_an_unregularised_logistic_regression():
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    from core.training.fit_sequence import fit_platt
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(2, 2, 300)
+    labels = (rng.random(300) < 1 / (1 + np.exp(-(0.5 * logits - 1.5)))).astype(int)
+    reference = LogisticRegression(C=1e12, tol=1e-10, max_iter=10_000).fit(logits[:, None], labels)
+    a, b = fit_platt(logits, labels)
+    assert a == pytest.approx(reference.coef_[0, 0], abs=1e-4) and b == pytest.approx(reference.intercept_[0], abs=1e-4)

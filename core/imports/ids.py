@@ -19,3 +19,7 @@ def id_problem(value: str) -> str | None:
     if len(value) > ID_MAX_CHARS or not _ID.match(value):
         return f"id {value!r} is not allowed; ids are {ID_RULE}"
     return None
+
+
+def is_valid_id(value: str) -> bool:
+    return id_problem(value) is None

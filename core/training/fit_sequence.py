@@ -1,5 +1,5 @@
 """Fitting the built-in visit-sequence net on a workspace's imported cohort, as the seeds' dashboard trains its recurrent
-models from the data it shows: a held-out patient split, early stopping on validation patients, temperature scaling
+models from the data it shows: a held-out patient split, early stopping on validation patients, Platt scaling
 on the same validation patients, and held-out metrics with 95 % bootstrap intervals that resample patients."""
 
 from __future__ import annotations
@@ -139,13 +139,30 @@ def train_with_early_stopping(data: VisitTensors, train: list[int], val: list[in
     return net.eval(), best_epoch
 
 
-def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
-    """Temperature scaling (Guo et al. 2017): the T > 0 minimising the validation negative log-likelihood of
-    sigmoid(logit / T), searched on a log grid from 0.25 to 4."""
-    grid = np.geomspace(0.25, 4.0, 241)
-    z = logits[None, :] / grid[:, None]
-    nll = np.mean(np.logaddexp(0, z) - labels[None, :] * z, axis=1)
-    return float(grid[int(np.argmin(nll))])
+def fit_platt(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """Platt scaling (Platt 1999): the a, b minimising the validation negative log-likelihood of sigmoid(a * logit + b),
+    by Newton's method on the two parameters (a logistic regression on the one feature, unregularised). The class
+    weighting used in training shifts the net's logits; b takes the shift back out, a rescales their spread."""
+    x, y = logits.astype(float), labels.astype(float)
+
+    def nll(a: float, b: float) -> float:
+        z = a * x + b
+        return float(np.mean(np.logaddexp(0, z) - y * z))
+
+    a, b = 1.0, 0.0
+    for _ in range(100):
+        p = 1 / (1 + np.exp(-np.clip(a * x + b, -50, 50)))
+        gradient = np.array([np.sum((p - y) * x), np.sum(p - y)])
+        w = p * (1 - p) + 1e-12
+        hessian = np.array([[np.sum(w * x * x), np.sum(w * x)], [np.sum(w * x), np.sum(w)]]) + 1e-9 * np.eye(2)
+        step = np.linalg.solve(hessian, gradient)
+        scale, before = 1.0, nll(a, b)
+        while nll(a - scale * float(step[0]), b - scale * float(step[1])) > before and scale > 1e-6:
+            scale /= 2  # a damped step: never worse than where it started
+        a, b = a - scale * float(step[0]), b - scale * float(step[1])
+        if scale * np.abs(step).max() < 1e-8:
+            break
+    return a, b
 
 
 def rank_auc(y: np.ndarray, score: np.ndarray) -> float:
@@ -217,11 +234,11 @@ def fit_sequence_model(workspace: Workspace, sidecar: Sidecar, options: Sequence
     val_rows = np.zeros(len(patients), bool)
     val_rows[val] = True
     val_mask = (labels >= 0) & val_rows[:, None]
-    temperature = fit_temperature(logits[val_mask], labels[val_mask])
-    with torch.no_grad():  # calibrated logits are logit / T: folded into the output layer, so the saved net is calibrated
-        net.head.weight.div_(temperature)
-        net.head.bias.div_(temperature)
-    score = 1 / (1 + np.exp(-logits / temperature))
+    a, b = fit_platt(logits[val_mask], labels[val_mask])
+    with torch.no_grad():  # calibrated logits are a * logit + b: folded into the output layer, so the saved net is calibrated
+        net.head.weight.mul_(a)
+        net.head.bias.mul_(a).add_(b)
+    score = 1 / (1 + np.exp(-(a * logits + b)))
     test_rows = np.zeros(len(patients), bool)
     test_rows[test] = True
     test_mask = (labels >= 0) & test_rows[:, None]
@@ -232,7 +249,7 @@ def fit_sequence_model(workspace: Workspace, sidecar: Sidecar, options: Sequence
     metrics = binary_metrics(y, s, split="held-out patients' labelled visits") | bootstrap_intervals(
         patient_of_visit, y, s, options.bootstrap_resamples, options.seed) | {
         "bootstrap_resamples": options.bootstrap_resamples, "n_patients_test": len(test),
-        "calibration": f"temperature scaling on {len(val)} validation patients (T = {temperature:.3g})"}
+        "calibration": f"Platt scaling on {len(val)} validation patients (a = {a:.3g}, b = {b:.3g})"}
     manifest = save_fitted_model(workspace, {
         "id": options.model_id, "name": options.name or f"{options.class_names[1]} ({options.cell.upper()} over visits, fitted here)",
         "description": f"Unidirectional {options.cell.upper()} ({options.hidden} hidden units) fitted on {len(train)} patients' visits; "
