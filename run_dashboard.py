@@ -86,6 +86,9 @@ def serve(args: argparse.Namespace) -> None:
     from dashboard.app import create_app
 
     app = create_app(workspace, secure_cookies=args.secure_cookies)
+    from core.checks.startup import start_startup_check
+
+    start_startup_check(workspace)  # in the background: problems are logged and shown on the Admin page
     server = create_server(app.server, host=settings.host, port=settings.port, threads=args.threads, **proxy_options(args.trusted_proxy))
     print(f"PathReview: workspace {workspace.name!r} ({workspace.root}), models on {compute_device()}", flush=True)
     print(f"Serving on http://{settings.host}:{settings.port}", flush=True)

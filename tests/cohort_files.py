@@ -115,3 +115,15 @@ def write_labelled_cohort(folder: Path, n_patients: int, seed: int = 0) -> dict[
     (folder / "visits.toml").write_text('[columns.fvc_percent]\nlabel = "FVC"\nunit = "% predicted"\nrange = [10.0, 130.0]\n\n'
                                         '[columns.alsfrs_respiratory]\nunit = "points"\nmissing = "cohort_mean"\n', encoding="utf-8")
     return {"patients": patients, "visits": visits, "sidecar": folder / "visits.toml"}
+
+
+def corrupt_tiles(path: Path) -> Path:
+    """Overwrite the start of every tile's JPEG data: OpenSlide still opens the file (its directories are intact), and
+    then fails on reading any region."""
+    with tifffile.TiffFile(path) as tif:
+        offsets = [o for page in tif.pages for o in page.dataoffsets]
+    with path.open("r+b") as f:
+        for offset in offsets:
+            f.seek(offset)
+            f.write(b"\x00" * 16)
+    return path

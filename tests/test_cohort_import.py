@@ -211,3 +211,26 @@ def test_the_command_line_reports_problems_on_stderr_with_exit_code_2(tmp_path):
     assert result.stderr.splitlines()[1] == ("visits.csv, row 3, column day: a second visit on the same day 0 for patient 'P001' after 0 on row 2; "
                                              "list each patient's visits in time order, one per day")
     assert store_rows(tmp_path / "ws") in ({}, {t: [] for t in TABLES})
+
+
+def test_a_slide_that_opens_but_fails_on_read(imported, tmp_path, capsys):
+    from core.workspace import open_workspace
+    from dashboard.app import create_app
+    from tests.cohort_files import corrupt_tiles
+    from tests.helpers import add_test_accounts, sign_in
+
+    bad = corrupt_tiles(write_generic_tiff(tmp_path / "bad" / "P004_HE.tiff", size=512))
+    assert bad_import(imported, capsys, "--slides", str(bad.parent)) == [
+        "P004_HE.tiff: OpenSlide opens it but cannot read it: Not a JPEG file: starts with 0x00 0x00"]
+
+    good = write_generic_tiff(tmp_path / "good" / "P004_HE.tiff", size=512)
+    assert main(["import", "--workspace", str(imported), "--slides", str(good.parent)]) == 0
+    corrupt_tiles(good)  # broken after it was imported
+    add_test_accounts(imported)
+    ws = open_workspace(imported)
+    client = create_app(ws).server.test_client()
+    sign_in(client)
+    response = client.get("/slides/P004_HE/thumbnail.jpeg")
+    assert response.status_code == 422
+    assert response.get_data(as_text=True) == "slide file P004_HE.tiff opens but cannot be read: Not a JPEG file: starts with 0x00 0x00"
+    ws.store.dispose()

@@ -115,3 +115,14 @@ def test_the_cli_built_workspace_in_a_browser(lab_browser):
     browser.get(f"{url}/slide/L00003_broken")
     _wait(browser, lambda b: b.find_elements(By.ID, "page-content") and "L00003_broken" in b.page_source)
     assert not browser.find_elements(By.ID, "slide-map")
+
+
+def test_admins_see_the_start_up_check(lab_browser):
+    browser, url = lab_browser
+    browser.delete_all_cookies()
+    sign_in_browser(browser, url, role="admin")
+    browser.get(f"{url}/admin")
+    _wait(browser, lambda b: b.find_elements(By.ID, "admin-check") and "still running" not in element_text(b, "admin-check")
+          or (b.refresh() and False))
+    text = element_text(browser, "admin-check")
+    assert text.startswith("Workspace check: 1 problem.") and "L00003_broken.svs" in text and "OpenSlide cannot open it" in text
