@@ -171,3 +171,16 @@ def test_platt_scaling_matches_an_unregularised_logistic_regression():
     reference = LogisticRegression(C=1e12, tol=1e-10, max_iter=10_000).fit(logits[:, None], labels)
     a, b = fit_platt(logits, labels)
     assert a == pytest.approx(reference.coef_[0, 0], abs=1e-4) and b == pytest.approx(reference.intercept_[0], abs=1e-4)
+
+
+def test_import_warns_of_visits_a_sequence_model_cannot_read(lab_workspace, tmp_path, capsys):
+    from tests.cohort_files import write_csv
+
+    patients = write_csv(tmp_path / "patients.csv", ["patient_id"], [["L09999"]])
+    visits = write_csv(tmp_path / "visits.csv", ["patient_id", "day", *FEATURES, "onset_type"], [["L09999", "0", "", "9", "spinal"]])
+    capsys.readouterr()
+    assert main(["import", "--workspace", str(lab_workspace), "--patients", str(patients), "--visits", str(visits), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert ("warning: 1 imported patients' visits do not fit model lab-lstm, e.g. patient 'L09999', visit on day 0: no value for "
+            "fvc_percent and the model declares no missing-value policy") in out
+    assert "fitted-gru" not in out  # its policies fill the value

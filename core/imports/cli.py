@@ -13,6 +13,7 @@ from core.imports.problems import SKIP_REPORTS, ImportRejected, Problem, write_s
 from core.imports.slide_files import SlideRecord, scan_slides
 from core.imports.store_changes import ImportPlan, apply_import, plan_import
 from core.imports.tables import ColumnPlan, PatientRecord, ReportRecord, VisitRecord, read_patients, read_reports, read_visits
+from core.models.visit_encoding import VisitEncodingError, encode_sequences
 from core.store.schema import Patient
 from core.workspace import WORKSPACE_FILE, PatientAttribute, Workspace, WorkspaceConfig, open_workspace, read_workspace_config, write_workspace_config
 
@@ -93,6 +94,8 @@ def run_import(args: argparse.Namespace) -> int:
         scan = scan_slides(args.slides, known, args.slide_pattern, args.slide_map, args.mpp, args.masks)
         slides, warnings = scan.records, scan.warnings
         problems += scan.problems
+    if workspace is not None:
+        warnings += visit_fit_warnings(workspace, visits)
     for warning in warnings:
         print(f"warning: {warning}")
     if workspace is None:  # a dry run into a workspace that does not exist yet: everything is new
@@ -119,6 +122,28 @@ def run_import(args: argparse.Namespace) -> int:
         for problem in problems:
             print(f"  {problem.line()}")
     return 0
+
+
+def visit_fit_warnings(workspace: Workspace, visits: list[VisitRecord]) -> list[str]:
+    """One line per sequence model whose declared inputs some imported patients' visits do not fit (check lists them all)."""
+    by_patient: dict[str, list[tuple[float, dict, int | None]]] = {}
+    for v in visits:
+        by_patient.setdefault(v.patient_id, []).append((v.day, dict(v.features), v.label))
+    lines = []
+    for model_id in workspace.models_for("sequence"):
+        spec = workspace.manifest(model_id).input
+        bad = {}
+        for pid, seq in by_patient.items():
+            try:
+                encode_sequences([sorted(seq, key=lambda v: v[0])], spec.features, spec.feature_means, spec.feature_stds, spec.categorical,
+                                 spec.elapsed_scale_days, spec.missing, [pid])
+            except VisitEncodingError as exc:
+                bad[pid] = str(exc)
+        if bad:
+            first = next(iter(bad.values()))
+            lines.append(f"{len(bad)} imported patients' visits do not fit model {model_id}, e.g. {first}; they are left out of its "
+                         "cohort plots and predictions (check lists them)")
+    return lines
 
 
 def _write(workspace: Workspace, plan: ImportPlan, plans: list[ColumnPlan]) -> None:
