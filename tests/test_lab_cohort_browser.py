@@ -4,8 +4,6 @@ fitted model, and the slide page of every readable slide; the unreadable file is
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 from urllib.parse import quote
 
@@ -15,8 +13,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.cohort_files import write_csv, write_generic_tiff, write_labelled_cohort, write_svs_like, write_unreadable
-from tests.helpers import LiveServer, add_test_accounts, element_text, js_click, run_cli, sign_in_browser
-from tests.system_packages import ensure_chromium
+from tests.helpers import LiveServer, add_test_accounts, element_text, headless_chromium, js_click, run_cli, sign_in_browser
 
 pytestmark = pytest.mark.browser
 
@@ -51,23 +48,12 @@ def lab_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def lab_browser(lab_root):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
     server = LiveServer(lab_root)
-    chromium, chromedriver = ensure_chromium()
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    profile = tempfile.mkdtemp(prefix="chromium-")
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1366,768", f"--user-data-dir={profile}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(chromedriver), options=options)
-    driver.set_page_load_timeout(60)
+    driver = headless_chromium()
     sign_in_browser(driver, server.url)
     yield driver, server.url
     driver.quit()
     server.stop()
-    shutil.rmtree(profile, ignore_errors=True)
 
 
 def _wait(browser, condition, timeout=90):

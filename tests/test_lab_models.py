@@ -78,10 +78,11 @@ def test_fit_writes_held_out_metrics_with_patient_bootstrap_intervals(lab_worksp
     assert spec["elapsed_scale_days"] == 100.0
 
 
-def test_a_none_a_nan_and_a_missing_key_leave_the_cohort_working(lab_workspace, capsys):
+def break_three_patients(root: Path) -> None:
+    """L00001's first visit has no FVC (None), L00002's lacks its ALSFRS-R key, and a NaN for L00003 is refused."""
     from core.workspace import open_workspace
 
-    ws = open_workspace(lab_workspace)
+    ws = open_workspace(root)
     with ws.store.session() as s:
         first = s.scalars(select(Visit).where(Visit.patient_id == "L00001").order_by(Visit.day)).first()
         first.features = {**first.features, "fvc_percent": None}
@@ -92,6 +93,11 @@ def test_a_none_a_nan_and_a_missing_key_leave_the_cohort_working(lab_workspace, 
             s.scalars(select(Visit).where(Visit.patient_id == "L00003")).first().features = {"fvc_percent": math.nan}
     ws.store.dispose()
 
+
+def test_a_none_a_nan_and_a_missing_key_leave_the_cohort_working(lab_workspace, capsys):
+    from core.workspace import open_workspace
+
+    break_three_patients(lab_workspace)
     capsys.readouterr()
     assert main(["check", "--workspace", str(lab_workspace)]) == 1
     table = capsys.readouterr().out.splitlines()
@@ -184,3 +190,36 @@ def test_import_warns_of_visits_a_sequence_model_cannot_read(lab_workspace, tmp_
     assert ("warning: 1 imported patients' visits do not fit model lab-lstm, e.g. patient 'L09999', visit on day 0: no value for "
             "fvc_percent and the model declares no missing-value policy") in out
     assert "fitted-gru" not in out  # its policies fill the value
+
+
+@pytest.mark.browser
+def test_flagged_patients_are_listed_and_every_page_still_renders_in_a_browser(lab_workspace):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tests.helpers import LiveServer, element_text, headless_chromium, sign_in_browser
+
+    break_three_patients(lab_workspace)
+    server = LiveServer(lab_workspace)
+    browser = headless_chromium()
+    try:
+        sign_in_browser(browser, server.url)
+        wait = WebDriverWait(browser, 120)
+        browser.get(f"{server.url}/patients")
+        wait.until(lambda b: b.find_elements(By.ID, "patients-left-out-alert"))
+        notice = element_text(browser, "patients-left-out-alert")
+        assert notice.startswith("2 patients left out of these plots") and "L00001" in notice and "L00002" in notice
+        wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "#cohort-beeswarm .js-plotly-plot"))
+        assert browser.execute_script("return document.querySelector('#cohort-feature-importance .js-plotly-plot').data[0].x.length") == 4
+        browser.get(f"{server.url}/")
+        wait.until(lambda b: "L00000" in b.page_source and b.find_elements(By.CSS_SELECTOR, ".dash-spreadsheet"))
+        for pid in ("L00000", "L00001", "L00002", "L00004"):
+            browser.get(f"{server.url}/case/{pid}")
+            wait.until(lambda b, p=pid: f"Case {p}" in b.page_source)
+        browser.get(f"{server.url}/patient/L00004")
+        wait.until(lambda b: "Visit" in element_text(b, "visit-outcome-card"))
+        browser.get(f"{server.url}/patient/L00001")
+        wait.until(lambda b: "do not fit model lab-lstm" in b.page_source and "no value for fvc_percent" in b.page_source)
+    finally:
+        browser.quit()
+        server.stop()
