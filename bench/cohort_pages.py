@@ -97,9 +97,9 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cohort-pages-") as tmp:
         ws = build(Path(tmp), args.patients)
-        ids, read, build = precompute_shap(ws)
+        ids, read, built = precompute_shap(ws)
         cold, warm = time_page(ws, args.repeats)
-    print(f"{len(ids)} patients with cached SHAP: read in {read:.3f} s; cohort array built from them in {build:.1f} s; "
+    print(f"{len(ids)} patients with cached SHAP: read in {read:.3f} s; cohort array built from them in {built:.1f} s; "
           f"Patients page cohort callback {cold:.2f} s on the server's first request, {warm:.2f} s after")
     print(f"RESULT cohort_page_cold_vs_read={cold / read:.2f}")
     print(f"RESULT cohort_page_vs_read={warm / read:.2f}")
