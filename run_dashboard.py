@@ -26,9 +26,13 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command")
     serve = sub.add_parser("serve", help="serve the review dashboard (the default command)")
     source = serve.add_mutually_exclusive_group(required=True)
-    source.add_argument("--demo", action="store_true", help="build the demo workspace if missing, then serve it")
+    source.add_argument("--demo", nargs="?", const="prostate", choices=["prostate", "als"], default=None,
+                        help="build a demo workspace if missing, then serve it: prostate (the default; slides, visits, reports) "
+                             "or als (the ALS non-invasive-ventilation cohort, visits only)")
     source.add_argument("--workspace", type=Path, help="serve this workspace folder")
-    serve.add_argument("--demo-dir", type=Path, default=None, help=f"where --demo builds (default {default_demo_dir()})")
+    serve.add_argument("--demo-dir", type=Path, default=None,
+                       help=f"where --demo builds (default {default_demo_dir()}, or {default_demo_dir('als')} for als)")
+    serve.add_argument("--build-only", action="store_true", help="with --demo: build the demo workspace, then exit")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8050)
     serve.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
@@ -65,9 +69,11 @@ def serve(args: argparse.Namespace) -> None:
     set_device_override(args.device)
     root = args.workspace
     if args.demo:
-        from core.demo.build import build_demo
+        from core.demo.build import ALS_SPEC, DemoSpec, build_demo
 
-        root = build_demo(args.demo_dir or default_demo_dir())
+        root = build_demo(args.demo_dir or default_demo_dir(args.demo), ALS_SPEC if args.demo == "als" else DemoSpec())
+        if args.build_only:
+            return
     settings = Settings.from_env(workspace=root, host=args.host, port=args.port, device=args.device, database_url=args.database_url)
     workspace = open_workspace(settings.workspace, settings.database_url)
     if args.demo:

@@ -48,7 +48,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench.tiff"
         t = time.perf_counter()
-        write_slide(path, SlidePlan(args.size, args.size, (GG4, GG3), seed=11), texture_bank(0))
+        bank = texture_bank(0)
+        write_slide(path, SlidePlan(args.size, args.size, "prostatectomy", (GG4, GG3), seed=11), bank, bank)  # no blurred region
         print(f"wrote {args.size} x {args.size} slide in {time.perf_counter() - t:.1f} s")
         slide = open_slide(path)
         tissue = detect_tissue(slide, BASE_MPP)

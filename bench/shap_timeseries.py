@@ -23,7 +23,7 @@ sys.path.insert(0, str(REPO))
 
 from demo_workspace import bench_workspace_root  # noqa: E402
 
-from core.demo.visit_synthesis import synthesise_visits  # noqa: E402
+from core.demo.prostate_history import synthesise_history  # noqa: E402
 from core.explain.timeseries import Background, PatientSequence, SequenceExplainer  # noqa: E402
 from core.models.visit_encoding import encode_sequences  # noqa: E402
 from core.workspace import open_workspace  # noqa: E402
@@ -33,7 +33,7 @@ def cohort(n: int, spec, seed: int = 123) -> list[PatientSequence]:
     """Demo-like patients from the demo's own generator, encoded for the model."""
     out = []
     for i in range(n):
-        _, visits = synthesise_visits(np.random.default_rng([seed, i]))
+        visits = synthesise_history(np.random.default_rng([seed, i])).visits
         d = encode_sequences([[(v.day, v.features, v.label) for v in visits]], spec.features, spec.feature_means,
                              spec.feature_stds, spec.categorical)
         out.append(PatientSequence(d.numeric[0], d.categories[0], d.elapsed[0]))
@@ -65,7 +65,7 @@ def main() -> None:
     parser.add_argument("--peer-patients", type=int, default=40)
     args = parser.parse_args()
     root = bench_workspace_root(args.workspace)
-    model = open_workspace(root).model("niv-gru")
+    model = open_workspace(root).model("progression-gru")
     spec = model.manifest.input
     names = [*spec.features, *spec.categorical, "elapsed_days"]
     patients = cohort(args.patients, spec)

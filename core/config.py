@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-def default_demo_dir() -> Path:
-    """Where ``--demo`` builds its workspace unless told otherwise."""
-    return Path(os.environ.get("PATHREVIEW_DEMO_DIR", Path.cwd() / "demo-workspace")).resolve()
+def default_demo_dir(cohort: str = "prostate") -> Path:
+    """Where ``--demo [cohort]`` builds its workspace unless told otherwise: ``demo-workspace`` for the prostate demo,
+    ``demo-workspace-<cohort>`` beside it for another."""
+    base = Path(os.environ.get("PATHREVIEW_DEMO_DIR", Path.cwd() / "demo-workspace")).resolve()
+    return base if cohort == "prostate" else base.with_name(f"{base.name}-{cohort}")
 
 
 DEFAULT_HOST = "127.0.0.1"

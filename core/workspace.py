@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import threading
@@ -134,6 +135,24 @@ class Workspace:
     @property
     def name(self) -> str:
         return self.config.name
+
+    @property
+    def is_demo(self) -> bool:
+        """A workspace the demo builder made (its build marker is there): its data are synthetic, and every page says so."""
+        return (self.root / DEMO_BUILD_MARKER).is_file()
+
+    def held_out_patients(self, model_id: str) -> tuple[set[str], str] | None:
+        """The patients ``model_id`` never saw in training and where that is declared (its manifest's
+        ``[metrics] held_out_patients``, else the demo build marker); None when nowhere."""
+        declared = self.manifest(model_id).metrics.held_out_patients
+        if declared:
+            return set(declared), f"models/{model_id}/{MANIFEST_NAME}"
+        marker = self.root / DEMO_BUILD_MARKER
+        if marker.is_file():
+            patients = json.loads(marker.read_text()).get("held_out_patients") or []
+            if patients:
+                return set(map(str, patients)), "the demo build"
+        return None
 
     @property
     def slides_dir(self) -> Path:

@@ -31,6 +31,7 @@ from dashboard.auth import REQUIRED_ROLE
 from dashboard.components.case_export import VIEW_PARTS
 
 MAX_ID = 128
+MAX_UPLOAD_CHARS = 2 << 20
 MAX_NUMBER = 1e12
 Id = Annotated[StrictStr, Field(min_length=1, max_length=MAX_ID)]
 Text = Annotated[StrictStr, Field(max_length=512)]
@@ -97,6 +98,21 @@ class InspectedPatch(Strict):
 class LayerJob(Strict):
     job: Annotated[StrictInt, Field(ge=1, le=2**62)]
     layer: Annotated[StrictStr, Field(max_length=64)]
+
+
+class SelectedRegion(Strict):
+    region: Annotated[StrictStr, Field(min_length=1, max_length=36)]
+    version: Annotated[StrictInt, Field(ge=1, le=10**9)]
+
+
+class DrawnChange(Loose):
+    """What ``assets/annotations.js`` sends for a drawing event; the geometry is checked by ``core.annotations``."""
+
+    features: Annotated[list[dict[Annotated[StrictStr, Field(max_length=32)], Any]], Field(max_length=20)]
+
+
+class RegionClick(Loose):
+    properties: dict[Annotated[StrictStr, Field(max_length=32)], Any]
 
 
 class CaseDays(Strict):
@@ -205,6 +221,29 @@ VALUE_TYPES: dict[tuple[str, str], Any] = {
     ("jobs-filter", "value"): Annotated[StrictStr, Field(max_length=16)] | None,
     ("job-cancel", "n_clicks"): Clicks,
     ("job-retry", "n_clicks"): Clicks,
+    ("annotation-draw", "geojson"): DrawnChange | None,
+    ("ground-truth-source", "value"): Annotated[StrictStr, Field(max_length=100)] | None,
+    ("review-regions", "value"): _bounded_list(Annotated[StrictStr, Field(max_length=36)], 50),
+    ("review-region", "n_clicks"): Clicks,
+    ("review-region", "id"): Any,
+    ("annotation-save", "n_clicks"): Clicks,
+    ("annotation-delete", "n_clicks"): Clicks,
+    # A data URL; the request's 2 MiB ceiling bounds it, and the panel names the command line for larger files.
+    ("annotation-upload", "contents"): Annotated[StrictStr, Field(max_length=MAX_UPLOAD_CHARS)] | None,
+    ("annotation-upload", "filename"): Text | None,
+    ("annotation-selected", "data"): SelectedRegion | None,
+    ("annotation-class", "value"): Annotated[StrictStr, Field(max_length=64)] | None,
+    ("annotation-comment", "value"): Annotated[StrictStr, Field(max_length=10_000)] | None,
+    ("annotation-vector", "clickData"): RegionClick | None,
+    ("annotation-authors", "options"): _bounded_list(Annotated[StrictStr, Field(max_length=64)]),
+    ("annotation-authors", "value"): _bounded_list(Annotated[StrictStr, Field(max_length=64)]),
+    ("annotation-stamp", "data"): Count,
+    ("annotation-consensus-rule", "value"): Literal["off", "union", "majority"] | None,
+    ("annotation-refresh", "n_intervals"): Count,
+    ("annotation-class-stats-choice", "value"): Annotated[StrictStr, Field(max_length=64)] | None,
+    ("model-threshold", "value"): Number | None,
+    ("grade-specimen", "value"): Literal["biopsy", "prostatectomy"] | None,
+    ("cohort-grade", "value"): Literal["any", "agree", "disagree", "not compared"] | None,
 }
 # A part of the case view the export reads (``dashboard.components.case_export.VIEW_PARTS``): each value has the type
 # of the component property it mirrors.
@@ -221,6 +260,10 @@ PATTERN_IDS: dict[str, Any] = {
                                        name=(Annotated[StrictStr, Field(pattern=ATTRIBUTE_NAME.pattern)], ...)),
     "topk-tile": create_model("TopkTileId", __base__=Strict, type=(Literal["topk-tile"], ...),
                               index=(Annotated[StrictInt, Field(ge=0, le=100)], ...)),
+    "review-region": create_model("ReviewRegionId", __base__=Strict, type=(Literal["review-region"], ...),
+                                  region=(Annotated[StrictStr, Field(min_length=1, max_length=36)], ...)),
+    "model-threshold": create_model("ModelThresholdId", __base__=Strict, type=(Literal["model-threshold"], ...),
+                                    model=(Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")], ...)),
     "job-cancel": create_model("JobCancelId", __base__=Strict, type=(Literal["job-cancel"], ...),
                                index=(Annotated[StrictInt, Field(ge=1, le=2**62)], ...)),
     "job-retry": create_model("JobRetryId", __base__=Strict, type=(Literal["job-retry"], ...),

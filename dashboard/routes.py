@@ -9,6 +9,7 @@ from collections import OrderedDict
 
 from flask import Flask, Response, abort, request
 
+from core.annotations.overlay import RegionIndexes, RegionTiles, colours
 from core.errors import NotFoundError, PathReviewError
 from core.heatmaps.overlay import OverlayStyle, render_overlay_tile, source_layer
 from core.heatmaps.slide_heatmap import slide_heatmap_by_key
@@ -20,11 +21,13 @@ from core.slides.reader import SlideReadError
 from core.slides.thumbnails import slide_thumbnail_jpeg
 from core.slides.tiles import TileService, etag_for
 from core.store.audit import audit_csv
+from core.store.reviews import MAX_USER_CHARS
 from core.workspace import Workspace
 from dashboard.auth import audit, current_role_allows, current_username, session_id
 
 HEATMAP_KEY = re.compile(r"^[0-9a-f]{32}$")
 MAX_QUERY_CHARS = 512
+MAX_ANNOTATION_QUERY_CHARS = 8192  # the shown reviewers' names
 # Slide images are patient data: the browser may keep them only in memory for the page that shows them, never on
 # disk, where the next user of a shared PC could find them. The server's own tile cache keeps panning fast.
 PATIENT_IMAGE_CACHE = "private, no-store"
@@ -82,8 +85,10 @@ def _layer_not_ready(layer: str, status: str, progress: float, job_id: int, mess
     return response
 
 
-def register_routes(server: Flask, workspace: Workspace, tiles: TileService, dispatcher: JobDispatcher) -> None:
+def register_routes(server: Flask, workspace: Workspace, tiles: TileService, dispatcher: JobDispatcher, regions: RegionIndexes) -> None:
     thumbnail_reads = FirstReads()
+    region_colours = colours(workspace.config.annotation_classes)
+    region_tiles = RegionTiles(regions)
 
     @server.route("/admin/audit.csv")
     def audit_trail_csv() -> Response:
@@ -151,11 +156,32 @@ def register_routes(server: Flask, workspace: Workspace, tiles: TileService, dis
             return _layer_not_ready(layer, job.status, job.progress, job.id, job.message)
         return _image(render_overlay_tile(layers, style, z, x, y, geometry.max_zoom, geometry.tile_size), "image/png")
 
+    @server.route("/slides/<slide_id>/annotations/<int:z>/<int:x>/<int:y>.png")
+    def annotation_tile(slide_id: str, z: int, x: int, y: int) -> Response:
+        """The outlines of the regions of the reviewers named in ``authors`` (comma-separated), for views that hold too
+        many regions to send as vector features. ``v`` (the regions' stamp) only keeps the browser's copy current."""
+        if not valid_slide_id(slide_id):
+            abort(404)
+        authors = [a for a in request.args.get("authors", "").split(",") if a]
+        if len(request.query_string) > MAX_ANNOTATION_QUERY_CHARS or any(len(a) > MAX_USER_CHARS for a in authors):
+            return Response("too many or too long reviewer names", status=400, mimetype="text/plain")
+        try:
+            geometry = tiles.geometry(slide_id)
+        except NotFoundError:
+            abort(404)
+        except SlideReadError as exc:
+            return _unreadable(exc)
+        span = geometry.tile_size * 2 ** (geometry.max_zoom - z) if 0 <= z <= geometry.max_zoom else 0
+        if not span or x * span >= geometry.width or y * span >= geometry.height:
+            abort(404)
+        png = region_tiles.tile(slide_id, z, x, y, geometry.max_zoom, geometry.tile_size, authors, region_colours)
+        return _image(png, "image/png")
+
     @server.route("/slides/<path:anything>")
     def no_such_slide_resource(anything: str) -> Response:
         abort(404)  # never fall through to the page router: /slides/ only serves known resources
 
-    slide_endpoints = {"slide_thumbnail", "slide_tile", "heatmap_tile", "no_such_slide_resource"}
+    slide_endpoints = {"slide_thumbnail", "slide_tile", "heatmap_tile", "annotation_tile", "no_such_slide_resource"}
 
     @server.before_request
     def slides_are_never_pages():

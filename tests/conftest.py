@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import LiveServer, add_test_accounts, sign_in, sign_in_browser
-from tests.system_packages import ensure_chromium
+from tests.helpers import LiveServer, add_test_accounts, chromium_driver, sign_in, sign_in_browser
 
 # Per-installation secrets (the session key) of the apps and servers the tests start: not the user's own state folder.
 os.environ.setdefault("PATHREVIEW_STATE_DIR", tempfile.mkdtemp(prefix="pathreview-state-"))
@@ -74,22 +73,7 @@ def live_server(demo_workspace):
 @pytest.fixture(scope="session")
 def browser(live_server):
     """Headless Chromium, signed in to the live server as a reviewer."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    chromium, chromedriver = ensure_chromium()
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1400,1000", f"--user-data-dir={tempfile.mkdtemp(prefix='chromium-')}"):
-        options.add_argument(flag)
-    downloads = tempfile.mkdtemp(prefix="downloads-")
-    options.add_experimental_option("prefs", {"download.default_directory": downloads, "download.prompt_for_download": False})
-    driver = webdriver.Chrome(service=Service(chromedriver), options=options)
-    driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": downloads})
-    driver.download_dir = Path(downloads)  # where exports from the app land
-    driver.set_page_load_timeout(60)
+    driver = chromium_driver()
     sign_in_browser(driver, live_server.url)
     yield driver
     driver.quit()

@@ -107,6 +107,29 @@ class LiveServer:
         stop_process(self.process)
 
 
+def chromium_driver(width: int = 1400, height: int = 1000):
+    """Headless Chromium with downloads going to its own folder (``driver.download_dir``)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    from tests.system_packages import ensure_chromium
+
+    chromium, chromedriver = ensure_chromium()
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 f"--window-size={width},{height}", f"--user-data-dir={tempfile.mkdtemp(prefix='chromium-')}"):
+        options.add_argument(flag)
+    downloads = tempfile.mkdtemp(prefix="downloads-")
+    options.add_experimental_option("prefs", {"download.default_directory": downloads, "download.prompt_for_download": False})
+    driver = webdriver.Chrome(service=Service(chromedriver), options=options)
+    driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": downloads})
+    driver.download_dir = Path(downloads)  # where exports from the app land
+    driver.set_page_load_timeout(60)
+    return driver
+
+
 def sign_in_browser(driver, base: str, role: str = "reviewer") -> None:
     """Sign the browser in to the server at ``base`` through its sign-in form."""
     from selenium.common.exceptions import TimeoutException

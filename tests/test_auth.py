@@ -105,7 +105,8 @@ def test_each_callback_that_records_or_exports_declares_its_role(app):
 
     needed = {key.split("@")[0]: role for key, role in roles_for_callbacks(app.callback_map).items()}
     expected = {"review-versions": "reviewer", "figure-download": "reviewer", "case-report-download": "reviewer",
-                "admin-audit-table": "admin", "jobs-start-message": "reviewer", "jobs-action-message": "reviewer"}
+                "admin-audit-table": "admin", "jobs-start-message": "reviewer", "jobs-action-message": "reviewer",
+                "annotation-stamp": "reviewer"}
     for output, role in expected.items():
         assert [r for key, r in needed.items() if output in key] == [role], f"{output}: {needed}"
 
@@ -161,7 +162,7 @@ def test_the_audit_trail_records_each_action(app, workspace):
     assert page.status_code == 200 and b"Case P002" in page.data
     visits = post_callback(client, app, "..visit-edit-table.data", {("selected-visit", "data"): 0, ("patient-id", "data"): "P002"},
                            ["selected-visit.data"]).get_json()["response"]["visit-edit-table"]["data"]
-    rows = [{**r, "value": 60 if r["feature"] == "fvc_percent" else r["value"]} for r in visits]
+    rows = [{**r, "value": 60 if r["feature"] == "psa" else r["value"]} for r in visits]
     what_if = post_callback(client, app, "whatif-store.data@", {("visit-edit-apply", "n_clicks"): 1, ("visit-edit-table", "data"): rows,
                                                                 ("selected-visit", "data"): 0, ("patient-id", "data"): "P002"},
                             ["visit-edit-apply.n_clicks"])

@@ -32,16 +32,16 @@ def test_cohort_pages_sorts_and_opens_a_case(live_server, browser):
     browser.get(live_server.url + "/")
     first = _wait_for_rows(browser)
     assert first[:3] == ["P001", "P002", "P003"] and len(first) == 15
-    assert "page 1 of 3" in browser.find_element(By.ID, "cohort-status").text
+    assert "page 1 of 4" in browser.find_element(By.ID, "cohort-status").text
 
     browser.find_element(By.CSS_SELECTOR, "#cohort-table button.next-page").click()
     second = _wait_for_rows(browser, first)
     assert second[0] == "P016" and not set(first) & set(second)
-    assert "page 2 of 3" in browser.find_element(By.ID, "cohort-status").text
+    assert "page 2 of 4" in browser.find_element(By.ID, "cohort-status").text
 
     browser.find_element(By.CSS_SELECTOR, "#cohort-table button.last-page").click()
     last = _wait_for_rows(browser, second)
-    assert last[-1] == "P040" and len(last) == 10
+    assert last[-1] == "P060" and len(last) == 15
 
     # Sorting by the report model's score, highest first, is done by the server.
     browser.find_element(By.CSS_SELECTOR, "#cohort-table button.first-page").click()
@@ -78,9 +78,10 @@ def test_models_page_shows_metrics_roc_and_confusion(live_server, browser):
     browser.find_element(By.LINK_TEXT, "Models").click()
     _wait(browser).until(EC.url_contains("/models"))
     _wait(browser).until(lambda b: len(b.find_elements(By.CSS_SELECTOR, ".model-card")) == 5)
-    _wait(browser).until(lambda b: len(b.find_elements(By.CSS_SELECTOR, ".model-card .js-plotly-plot")) == 10)
-    text = browser.find_element(By.ID, "model-niv-gru").text
-    assert "AUC" in text and "NIV within 90 days" in text
+    # ROC and confusion for the patch CNN; ROC, confusion at the threshold and calibration for each binary model
+    _wait(browser).until(lambda b: len(b.find_elements(By.CSS_SELECTOR, ".model-card .js-plotly-plot")) == 14)
+    text = browser.find_element(By.ID, "model-progression-gru").text
+    assert "AUC" in text and "progression within 12 months" in text
     assert browser.find_elements(By.CSS_SELECTOR, "#model-report-tfidf .heatmaplayer, #model-report-tfidf .hm")
 
 

@@ -48,7 +48,8 @@ SAMPLE = {
     ("heat-cmap", "value"): "Viridis", ("heat-threshold", "value"): 0.5, ("heat-norm", "value"): "raw", ("heat-smooth", "value"): 0,
     ("slide-map", "zoom"): 10, ("comparison-threshold", "value"): 0.5, ("report-edit", "value"): "carcinoma",
 }
-WILDCARDS = {"modality": ["slide", "patient", "report"], "slide": ["P001-S1"], "index": [1], "part": ["patient", "report", "slide"]}
+WILDCARDS = {"modality": ["slide", "patient", "report"], "slide": ["P001-S1"], "index": [1], "part": ["patient", "report", "slide"],
+             "model": ["mil-attention", "report-tfidf"], "region": ["00000000-0000-4000-8000-000000000000"]}
 SERVER_ERROR = 500
 
 

@@ -35,9 +35,9 @@ def test_invalid_workspace_toml(tmp_path, content, expected):
 def test_tampered_model_in_workspace_is_reported(demo_workspace, tmp_path):
     copy = tmp_path / "ws"
     shutil.copytree(demo_workspace, copy, ignore=shutil.ignore_patterns("*.tiff"))
-    manifest = copy / "models" / "niv-gru" / "model.toml"
+    manifest = copy / "models" / "progression-gru" / "model.toml"
     manifest.write_text(manifest.read_text().replace('task = "sequence"', 'task = "weather"'))
-    assert_one_line_error(run_cli("--workspace", str(copy)), "niv-gru")
+    assert_one_line_error(run_cli("--workspace", str(copy)), "progression-gru")
 
 
 def test_bad_device_is_reported(tmp_path):

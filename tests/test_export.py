@@ -178,7 +178,7 @@ def test_slide_figure_whole_slide_reads_a_pyramid_level_and_exports(workspace, s
     image = figure_image(fig)
     assert image.shape[1] == 400 and abs(image.shape[0] - round(400 * height / width)) <= 1
     assert not any(getattr(t.marker, "showscale", False) for t in fig.data[1:])  # argmax: a legend, no colour bar
-    assert {t.name for t in fig.data[1:]} <= {"GG3", "GG4", "GG5"} and len(fig.data) > 1
+    assert {t.name for t in fig.data[1:]} <= {"Gleason pattern 3", "Gleason pattern 4", "Gleason pattern 5"} and len(fig.data) > 1
     png = export_figure(fig, "png", prov, width=fig.layout.width, height=fig.layout.height, scale=1)
     assert read_provenance(png, "png")["explainer"] == "grade (argmax)"
 

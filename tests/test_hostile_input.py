@@ -193,8 +193,8 @@ def test_full_module_checkpoint_is_refused_with_a_clear_message(workspace, tmp_p
     """torch.save of a whole module pickles its classes: loading it would import and run code. It is refused."""
     import shutil
 
-    folder = tmp_path / "niv-gru"
-    shutil.copytree(workspace.models_dir / "niv-gru", folder)
+    folder = tmp_path / "progression-gru"
+    shutil.copytree(workspace.models_dir / "progression-gru", folder)
     net = load_model(folder, torch.device("cpu")).module
     torch.save(net, folder / "weights.pt")
     write_manifest(folder, read_manifest(folder).model_copy(update={"weights": "weights.pt", "weights_sha256": file_sha256(folder / "weights.pt")}))

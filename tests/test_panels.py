@@ -14,7 +14,7 @@ from tests.helpers import post_callback
 def test_a_what_if_is_explained_once(client, app, monkeypatch):
     rows = post_callback(client, app, "..visit-edit-table.data", {("selected-visit", "data"): 1, ("patient-id", "data"): "P003"},
                          ["selected-visit.data"]).get_json()["response"]["visit-edit-table"]["data"]
-    rows = [{**r, "value": 55 if r["feature"] == "fvc_percent" else r["value"]} for r in rows]
+    rows = [{**r, "value": 55 if r["feature"] == "psa" else r["value"]} for r in rows]
     explained = []
     what_if = PatientExplainers.what_if
     monkeypatch.setattr(PatientExplainers, "what_if", lambda self, *a, **k: explained.append(a) or what_if(self, *a, **k))

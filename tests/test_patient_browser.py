@@ -56,29 +56,29 @@ def test_visit_selection_what_if_invalid_value_and_reset(live_server, browser, d
     stored_output = float(element_text(browser, "visit-output"))
     waterfall_before = _waterfall_labels(browser)
 
-    # What-if: respiratory failure at this visit (low FVC and respiratory score) raises the predicted risk.
-    _edit_cell(browser, "fvc_percent", "30")
-    _edit_cell(browser, "alsfrs_respiratory", "3")
+    # What-if: a PSA that has shot up at this visit raises the predicted risk of progression.
+    _edit_cell(browser, "psa", "80")
+    _edit_cell(browser, "psa_density", "2.5")
     js_click(browser, "visit-edit-apply")
     _wait(browser, lambda b: b.find_elements(By.ID, "whatif-output"))
     assert float(element_text(browser, "whatif-output")) > stored_output
     _wait(browser, lambda b: _waterfall_labels(b) != waterfall_before)
-    assert "fvc_percent = 30" in _waterfall_labels(browser)
+    assert "psa = 80" in _waterfall_labels(browser)
     assert "what-if" in browser.execute_script("return JSON.stringify(document.querySelector('#patient-risk .js-plotly-plot').data.map(t => t.name))")
 
     # An invalid value gets a message per cell.
-    _edit_cell(browser, "fvc_percent", "abc")
-    _edit_cell(browser, "alsfrs_bulbar", "40")
+    _edit_cell(browser, "psa", "abc")
+    _edit_cell(browser, "free_psa_percent", "90")
     js_click(browser, "visit-edit-apply")
     _wait(browser, lambda b: b.find_elements(By.ID, "visit-edit-alert"))
     alert = element_text(browser, "visit-edit-alert")
-    assert "fvc_percent: 'abc' is not a number" in alert and "alsfrs_bulbar: must be between 0 and 12" in alert
+    assert "psa: 'abc' is not a number" in alert and "free_psa_percent: must be between 1 and 60" in alert
 
     # Reset restores the stored values and drops the what-if.
     js_click(browser, "visit-edit-reset")
     _wait(browser, lambda b: not b.find_elements(By.ID, "whatif-output") and not b.find_elements(By.ID, "visit-edit-alert"))
-    fvc_cell = [r for r in browser.find_elements(By.CSS_SELECTOR, "#visit-edit-table tr") if r.text.startswith("fvc_percent")][0]
-    assert str(stored[2][2]["fvc_percent"]) in fvc_cell.text
+    psa_cell = [r for r in browser.find_elements(By.CSS_SELECTOR, "#visit-edit-table tr") if r.text.split()[:1] == ["psa"]][0]
+    assert str(stored[2][2]["psa"]) in psa_cell.text
     assert float(element_text(browser, "visit-output")) == stored_output
 
     assert _stored_visits(demo_workspace) == stored  # a what-if never writes

@@ -15,16 +15,16 @@ from core.store.schema import Patient, Visit
 def test_cohort_explanationss_match_the_store(workspace):
     explainers = PatientExplainers(workspace)
     everyone = filtered_patient_ids(explainers)
-    bulbar = filtered_patient_ids(explainers, {"onset_type": "bulbar"})
+    stage = filtered_patient_ids(explainers, {"clinical_stage": "cT1c"})
     with workspace.store.session() as s:
         assert len(everyone) == s.scalar(select(func.count()).select_from(Patient))
-        assert len(bulbar) == s.scalar(select(func.count()).select_from(Patient).where(Patient.attributes["onset_type"].as_string() == "bulbar"))
+        assert 0 < len(stage) == s.scalar(select(func.count()).select_from(Patient).where(Patient.attributes["clinical_stage"].as_string() == "cT1c"))
         n_visits = s.scalar(select(func.count()).select_from(Visit))
     overview = dataset_overview(explainers, everyone)
     assert overview.visits == n_visits == sum(overview.sequence_lengths) and overview.patients == len(everyone)
     assert sum(overview.label_counts.values()) == n_visits and min(overview.visit_intervals) > 0
-    shap_values = cohort_shap(explainers, bulbar)
-    assert shap_values.phi.shape[0] == sum(len(explainers.explain(p).days) for p in bulbar)
+    shap_values = cohort_shap(explainers, stage)
+    assert shap_values.phi.shape[0] == sum(len(explainers.explain(p).days) for p in stage)
     importance = shap_values.mean_abs()
     assert list(importance.values()) == sorted(importance.values(), reverse=True)
     ids, scores = visit_importance_page(explainers, everyone, page=1, page_size=15)
@@ -39,8 +39,8 @@ def test_patients_page_filters_and_pages(live_server, browser):
     wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "#cohort-beeswarm .js-plotly-plot"))
     browser.execute_script("arguments[0].click()", browser.find_element(By.ID, "patients-next"))
     wait.until(lambda b: "page 2 of" in b.find_element(By.ID, "patients-page-status").text)
-    browser.find_element(By.ID, '{"name":"onset_type","type":"patients-attribute"}').click()
-    wait.until(lambda b: b.find_elements(By.XPATH, "//*[@role='option' and normalize-space(.)='bulbar']"))
-    browser.find_element(By.XPATH, "//*[@role='option' and normalize-space(.)='bulbar']").click()
+    browser.find_element(By.ID, '{"name":"clinical_stage","type":"patients-attribute"}').click()
+    wait.until(lambda b: b.find_elements(By.XPATH, "//*[@role='option' and normalize-space(.)='cT1c']"))
+    browser.find_element(By.XPATH, "//*[@role='option' and normalize-space(.)='cT1c']").click()
     wait.until(lambda b: "page 1 of" in b.find_element(By.ID, "patients-page-status").text)
     assert int(browser.find_element(By.ID, "patients-page-status").text.split()[0]) < total

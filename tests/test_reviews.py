@@ -238,12 +238,13 @@ def test_migrations_upgrade_a_v1_store_in_place(tmp_path):
         schema = inspect(store.engine)
         assert "day" in {c["name"] for c in schema.get_columns("slides")}
         assert "day" in {c["name"] for c in schema.get_columns("reports")}
+        assert "regions" in {c["name"] for c in schema.get_columns("reviews")}  # v7: the regions a verdict names
         index = {i["name"]: i for i in schema.get_indexes("reviews")}["uq_reviews_patient_modality_version"]
         assert index["unique"] and index["column_names"] == ["patient_id", "modality", "version"]
         with store.session() as s:
             assert s.get(Slide, "P001-S1").label == 1 and s.get(Slide, "P001-S1").day is None
             assert s.get(Report, "P001-R1").text == "Gleason score 4+3=7." and s.get(Report, "P001-R1").day is None
-            assert s.get(Patient, "P001").attributes == {"age": 61.0, "sex": "M", "onset_type": "spinal"}  # v7
+            assert s.get(Patient, "P001").attributes == {"age": 61.0, "sex": "M", "onset_type": "spinal"}  # v8
             s.get(Slide, "P001-S1").day = 0.0
         # v1 allowed two rows with the same version; v2 numbers them in the order they were saved.
         history = review_history(store, "P001")

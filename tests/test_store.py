@@ -76,8 +76,8 @@ def test_migrations_are_versioned_and_idempotent(store):
         open_store(store.url)
 
 
-def _v6_store(url: str) -> None:
-    """A store as schema v6 left it: patients with ``age``, ``sex`` and ``onset_type`` columns, a few rows."""
+def _v7_store(url: str) -> None:
+    """A store as schema v7 left it: patients with ``age``, ``sex`` and ``onset_type`` columns, a few rows."""
     old = open_store(url, migrate=False)
     Base.metadata.create_all(old.engine)
     with old.engine.begin() as conn:
@@ -89,15 +89,15 @@ def _v6_store(url: str) -> None:
                           "('P2', NULL, 'F', NULL), ('P3', NULL, NULL, NULL)"))
         conn.execute(text("INSERT INTO slides (id, patient_id, file, mpp, width, height) VALUES ('P1-S1', 'P1', 's.tif', 0.5, 10, 10)"))
         conn.execute(text("INSERT INTO schema_version (version, applied_at) VALUES " +
-                          ", ".join(f"({v}, CURRENT_TIMESTAMP)" for v in range(1, 7))))
+                          ", ".join(f"({v}, CURRENT_TIMESTAMP)" for v in range(1, 8))))
     old.dispose()
 
 
 def test_migration_carries_patient_columns_into_attributes(store_url):
-    _v6_store(store_url)
+    _v7_store(store_url)
     store = open_store(store_url)
     try:
-        assert store.schema_version() == SCHEMA_VERSION >= 7
+        assert store.schema_version() == SCHEMA_VERSION >= 8
         assert {c["name"] for c in inspect(store.engine).get_columns("patients")} == {"id", "attributes"}
         with store.session() as s:
             assert s.get(Patient, "P1").attributes == {"age": 61.5, "sex": "M", "onset_type": "bulbar"}

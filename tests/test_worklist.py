@@ -16,7 +16,7 @@ from core.store.database import open_store
 from core.store.reviews import record_review
 from core.store.schema import Patient, Prediction, Report, Review, Slide, Visit
 
-MODELS = ["mil-attention", "mil-lse", "niv-gru", "report-tfidf"]
+MODELS = ["mil-attention", "mil-lse", "progression-gru", "report-tfidf"]
 
 
 @pytest.fixture
@@ -150,7 +150,7 @@ def test_cohort_page_filters_to_the_disagreement_worklist(live_server, browser, 
     wait = WebDriverWait(browser, 30)
     browser.get(live_server.url + "/")
     wait.until(lambda b: len(_cells(b, "patient_id")) == 15)
-    assert "(40)" in browser.find_element(By.ID, "cohort-worklist").text
+    assert "(60)" in browser.find_element(By.ID, "cohort-worklist").text
     browser.find_element(By.CSS_SELECTOR, "#cohort-worklist input[value='disagrees']").click()
     wait.until(lambda b: _cells(b, "patient_id") == expected[:15])
     status = browser.find_element(By.ID, "cohort-status").text
@@ -160,3 +160,12 @@ def test_cohort_page_filters_to_the_disagreement_worklist(live_server, browser, 
     browser.find_element(By.CSS_SELECTOR, "#cohort-worklist input[value='all']").click()
     wait.until(lambda b: len(_cells(b, "patient_id")) == 15)
     assert "40 patients · page 1 of 3" in browser.find_element(By.ID, "cohort-status").text
+
+
+def test_a_patient_filter_worked_out_outside_the_database_limits_pages_and_counts(store):
+    chosen = {"P002", "P005", "P007"}
+    assert _ids(store, "all", patients=chosen) == sorted(chosen)
+    with store.session() as s:
+        counts = worklist_counts(s, MODELS, chosen)
+        assert counts["all"] == 3 and counts["unreviewed"] == 3
+        assert worklist_counts(s, MODELS, set())["all"] == 0

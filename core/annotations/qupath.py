@@ -10,10 +10,13 @@ a plain string is accepted too) and ``metadata``, a map of strings.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+import orjson
 import shapely
 from shapely.errors import GEOSException
 from shapely.geometry.base import BaseGeometry
@@ -65,11 +68,15 @@ def read_geojson(text: str | bytes, width: int, height: int, classes: Sequence[A
 def _read_geojson(text: str | bytes, width: int, height: int, classes: Sequence[AnnotationClass]) -> ParsedFile:
     try:
         text = text.decode("utf-8-sig") if isinstance(text, bytes) else text
-        document = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise GeoJSONFileError(f"it is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
     except UnicodeDecodeError as exc:
         raise GeoJSONFileError(f"it is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    try:
+        document = orjson.loads(text)  # several times faster than json.loads on a file of 10,000 polygons
+    except orjson.JSONDecodeError:
+        try:  # NaN and Infinity, which orjson refuses, reach the per-feature checks; the standard reader words any other fault
+            document = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise GeoJSONFileError(f"it is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
     features = _features(document)
     reader = FileReader(width, height, classes)
     reader.total = len(features)
@@ -92,7 +99,37 @@ def _read_geojson(text: str | bytes, width: int, height: int, classes: Sequence[
         name, comment = properties.get("name"), metadata.get("comment") if isinstance(metadata, dict) else None
         name, comment = (name if isinstance(name, str) else ""), (comment if isinstance(comment, str) else "")
         reader.add(label, feature.get("geometry"), _classification(properties.get("classification")), object_type, name, comment)
-    return reader.finish(_geos_reading(text, len(features)))
+    return reader.finish(_polygon_reading(features) or _geos_reading(text, len(features)))
+
+
+def _polygon_reading(features: list[Any]) -> list[BaseGeometry] | None:
+    """When every feature is a Polygon (as QuPath's annotation exports are), their geometries built from the parsed
+    coordinate lists in a few vectorised calls, quicker than GEOS reading the text again; None when any feature is
+    something else or its rings are not closed lists of x, y pairs (GEOS then reads the file, or each feature is parsed
+    alone for its message)."""
+    rings: list[Any] = []
+    polygon_of_ring: list[int] = []
+    for i, feature in enumerate(features):
+        geometry = feature.get("geometry") if isinstance(feature, dict) else None
+        coordinates = geometry.get("coordinates") if isinstance(geometry, dict) and geometry.get("type") == "Polygon" else None
+        if not isinstance(coordinates, list) or not coordinates or not all(isinstance(r, list) for r in coordinates):
+            return None
+        rings.extend(coordinates)
+        polygon_of_ring.extend([i] * len(coordinates))
+    if not rings:
+        return None
+    lengths = np.fromiter(map(len, rings), int, len(rings))
+    try:
+        coords = np.array(list(itertools.chain.from_iterable(rings)), dtype=float)
+    except (TypeError, ValueError):
+        return None
+    if coords.ndim != 2 or coords.shape[1] != 2 or (lengths < 4).any():
+        return None
+    ends = np.cumsum(lengths)
+    if not (coords[ends - lengths] == coords[ends - 1]).all():
+        return None
+    linear = np.asarray(shapely.linearrings(coords, indices=np.repeat(np.arange(len(rings)), lengths)))
+    return list(np.asarray(shapely.polygons(linear, indices=polygon_of_ring)))
 
 
 def _geos_reading(text: str, n: int) -> list[BaseGeometry] | None:

@@ -1,4 +1,10 @@
-"""Building the deterministic demo workspace: patients, slides, visits, reports, trained models."""
+"""Building the deterministic demo workspaces.
+
+``prostate`` (the default): one prostate-cancer cohort of men followed with PSA visits, their needle biopsies (thin
+cores, several per slide), re-biopsies and radical prostatectomies (one large section), one report per specimen, and
+five models trained on the training patients and scored on held-out patients. ``als``: the ALS cohort of Ferreira et
+al., visits only, with its NIV model.
+"""
 
 from __future__ import annotations
 
@@ -6,31 +12,26 @@ import hashlib
 import json
 import multiprocessing
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
 from sqlalchemy import select
 
-from core.demo import train_patch, train_report, train_sequence
+from core.demo import als_visits, prostate_history, train_patch, train_report, train_sequence
 from core.demo.patch_dataset import PATCH_CLASSES, PATCH_MPP, PATCH_PX, SlidePatches, slide_patches
-from core.demo.report_synthesis import synthesise_report
-from core.demo.slide_synthesis import BASE_MPP, GG4, GG5, MAP_UM_PER_PX, SlidePlan, write_slide_job
-from core.demo.visit_synthesis import (
-    FEATURE_RANGES,
-    FEATURE_UNITS,
-    NUMERIC_FEATURES,
-    ONSET_TYPES,
-    PatientProfile,
-    SyntheticVisit,
-    synthesise_visits,
-)
+from core.demo.prostate_history import GRADE_GROUP, ProstateHistory, Specimen, synthesise_history
+from core.demo.report_synthesis import ReportIdentity, report_identity, synthesise_report
+from core.demo.slide_synthesis import BASE_MPP, GG3, GG4, GG5, MAP_UM_PER_PX, SlidePlan, artefact_boxes, write_slide_job
 from core.errors import WorkspaceError
 from core.models.metrics import binary_metrics, multiclass_metrics
 from core.models.mil import GatedAttentionMIL, InstancePoolingMIL
@@ -42,36 +43,28 @@ from core.workspace import DEMO_BUILD_MARKER, PatientAttribute, WorkspaceConfig,
 
 Progress = Callable[[str], None]
 BUILD_MARKER = DEMO_BUILD_MARKER
-DEMO_FORMAT = 4  # bump when generators, training or the stored fields change, so older demo builds are rebuilt
+DEMO_FORMAT = 5  # bump when generators, training or the stored fields change, so older demo builds are rebuilt
+COHORTS = ("prostate", "als")
 
-# Gleason (primary, secondary) per patient; None is benign tissue only.
-_GLEASON = [None, (3, 3), (3, 4), (4, 3), (4, 4), (4, 5), (5, 4), (5, 5)]
-_GLEASON_P = [0.15, 0.2, 0.15, 0.1, 0.15, 0.1, 0.05, 0.1]
-_PATTERN_CLASS = {3: 2, 4: 3, 5: 4}  # Gleason pattern -> class-map label
-
-
-@dataclass(frozen=True)
-class _DemoPatient:
-    id: str
-    gleason: tuple[int, int] | None
-    profile: PatientProfile
-    visits: list[SyntheticVisit]
-    reports: list[tuple[str, int]]  # (text, label)
-    slides: list[tuple[str, SlidePlan]]  # (slide id, plan)
+_PATTERN_CLASS = {3: GG3, 4: GG4, 5: GG5}  # Gleason pattern -> class-map label
+_CLASS_PATTERN = {v: k for k, v in _PATTERN_CLASS.items()}
+DISCORDANT_FRACTION = 0.075  # of the reports: their stated Gleason differs from the slides' mask (the stated range is 5-10 %)
+MINOR_PATTERN_SHARE = 0.05  # a pattern under this share of a specimen's tumour area is not graded
 
 
 @dataclass(frozen=True)
 class DemoSpec:
-    n_patients: int = 40
-    slide_px: int = 8192
-    large_slide_px: int | None = 32768  # one extra slide this size, for a realistic viewer load
-    second_slide_every: int = 5  # every k-th patient has a second slide
-    reports_per_patient: int = 3
+    cohort: str = "prostate"
+    n_patients: int = 60
+    biopsy_px: tuple[int, int] = (6144, 1536)  # a biopsy slide: three thin cores side by side
+    prostatectomy_px: int = 8192  # a prostatectomy section, square
+    large_slide_px: int | None = 32768  # the first prostatectomy this size instead, for a realistic viewer load
     cnn_epochs: int = 5
     patches_per_class: int = 1000
     mil_epochs: int = 40
-    sequence_epochs: int = 120
+    sequence_epochs: int = 300  # at most: training stops early on the validation patients
     test_fraction: float = 0.3
+    validation_fraction: float = 0.2  # of the training patients, for early stopping and calibration
     seed: int = 7
 
     def fingerprint(self) -> str:
@@ -79,7 +72,8 @@ class DemoSpec:
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
 
-REDUCED_SPEC = DemoSpec(slide_px=4096, large_slide_px=None, second_slide_every=8, cnn_epochs=4)
+REDUCED_SPEC = DemoSpec(biopsy_px=(3072, 1536), prostatectomy_px=3072, large_slide_px=None, cnn_epochs=4)
+ALS_SPEC = DemoSpec(cohort="als", n_patients=200)
 
 
 def demo_is_built(root: Path, spec: DemoSpec) -> bool:
@@ -92,6 +86,8 @@ def build_demo(root: Path, spec: DemoSpec = DemoSpec(), progress: Progress = pri
 
     Everything is written to a sibling temporary folder that is renamed into place at the end,
     so an interrupted build never leaves a workspace that looks complete."""
+    if spec.cohort not in COHORTS:
+        raise WorkspaceError(f"unknown demo {spec.cohort!r}; choose one of {', '.join(COHORTS)}")
     root = Path(root).resolve()
     if demo_is_built(root, spec):
         return root
@@ -102,9 +98,11 @@ def build_demo(root: Path, spec: DemoSpec = DemoSpec(), progress: Progress = pri
     (staging / "slides").mkdir(parents=True)
     started = time.monotonic()
     say = lambda msg: progress(f"[demo {time.monotonic() - started:5.1f}s] {msg}")  # noqa: E731
-    held_out = _DemoBuild(staging, spec, say).run()
+    build = _ProstateBuild(staging, spec, say) if spec.cohort == "prostate" else _AlsBuild(staging, spec, say)
+    held_out = build.run()
     (staging / BUILD_MARKER).write_text(json.dumps(
-        {"fingerprint": spec.fingerprint(), "spec": asdict(spec), "held_out_patients": sorted(held_out)}, indent=1))
+        {"fingerprint": spec.fingerprint(), "spec": asdict(spec), "held_out_patients": sorted(held_out),
+         "baselines": build.baselines, "artefacts": build.artefacts}, indent=1))
     if root.exists():
         shutil.rmtree(root)
     os.replace(staging, root)
@@ -112,93 +110,75 @@ def build_demo(root: Path, spec: DemoSpec = DemoSpec(), progress: Progress = pri
     return root
 
 
-class _DemoBuild:
+@dataclass
+class _SlideOfSpecimen:
+    id: str
+    plan: SlidePlan
+
+
+@dataclass
+class _DemoSpecimen:
+    specimen: Specimen
+    slides: list[_SlideOfSpecimen]
+    stated: tuple[int, int] | None  # the Gleason the report states
+    report_id: str = ""
+    mask_gleason: tuple[int, int] | None = None  # from the slides' masks, once written
+
+
+@dataclass
+class _DemoPatient:
+    id: str
+    history: ProstateHistory
+    identity: ReportIdentity
+    specimens: list[_DemoSpecimen] = field(default_factory=list)
+
+    @property
+    def slides(self) -> list[_SlideOfSpecimen]:
+        return [sl for sp in self.specimens for sl in sp.slides]
+
+
+def mask_gleason(annotations: list[np.ndarray]) -> tuple[int, int] | None:
+    """(primary, secondary) Gleason pattern of a specimen from its slides' masks: the patterns by tumour area, those
+    under ``MINOR_PATTERN_SHARE`` of it left out; one pattern is graded as itself twice; None without tumour."""
+    areas = {p: sum(int((a == cls).sum()) for a in annotations) for cls, p in _CLASS_PATTERN.items()}
+    total = sum(areas.values())
+    if total == 0:
+        return None
+    graded = sorted((p for p, a in areas.items() if a >= MINOR_PATTERN_SHARE * total), key=lambda p: -areas[p])
+    return (graded[0], graded[1] if len(graded) > 1 else graded[0])
+
+
+_GLEASON_SUM = re.compile(r"(\d)\s*\+\s*(\d)")
+
+
+def regex_gleason_sum(text: str) -> float:
+    """The trivial report baseline: the first "a+b" Gleason sum in the text, 0 when there is none."""
+    m = _GLEASON_SUM.search(text)
+    return float(int(m.group(1)) + int(m.group(2))) if m else 0.0
+
+
+class _Build:
+    """What both demos share: the store, model registration, stored predictions and the visit model."""
+
     def __init__(self, root: Path, spec: DemoSpec, say: Progress) -> None:
         self.root, self.spec, self.say = root, spec, say
         self.rng = np.random.default_rng(spec.seed)
         self.store = open_store(f"sqlite:///{root / 'cases.db'}")
+        self.baselines: dict[str, dict[str, float]] = {}
+        self.artefacts: dict[str, dict[str, list[list[int]]]] = {}
 
     def run(self) -> set[str]:
-        """Build everything; return the held-out (test) patient ids."""
-        patients = self.synthesise_patients()
-        class_maps = self.write_slides(patients)
-        test_ids = self.split(patients)
-        models = [
-            *self.train_slide_models(patients, class_maps, test_ids),
-            self.train_visit_model(patients, test_ids),
-            self.train_report_model(patients, test_ids),
-        ]
-        write_workspace_config(
-            self.root,
-            WorkspaceConfig(
-                name="Demo prostate and ALS cohort",
-                description="Synthetic, deterministic demo: slides, visits and reports with models trained on them.",
-                models=models,
-                patient_attributes={"age": PatientAttribute(label="Age", unit="years"), "sex": PatientAttribute(label="Sex"),
-                                    "onset_type": PatientAttribute(label="Onset")},
-            ),
-        )
-        self.store.dispose()
-        return test_ids
+        raise NotImplementedError
 
-    # -- data -----------------------------------------------------------------------------
-    def synthesise_patients(self) -> list[_DemoPatient]:
-        patients = []
-        for i in range(self.spec.n_patients):
-            pid = f"P{i + 1:03d}"
-            rng = np.random.default_rng([self.spec.seed, i])
-            gleason = _GLEASON[rng.choice(len(_GLEASON), p=_GLEASON_P)]
-            profile, visits = synthesise_visits(rng)
-            reports = [synthesise_report(rng, gleason, pid) for _ in range(self.spec.reports_per_patient)]
-            n_slides = 2 if self.spec.second_slide_every and (i + 1) % self.spec.second_slide_every == 0 else 1
-            patterns = () if gleason is None else tuple(dict.fromkeys(_PATTERN_CLASS[g] for g in gleason))
-            slides = [(f"{pid}-S{k + 1}", SlidePlan(self.spec.slide_px, self.spec.slide_px, patterns, int(rng.integers(1 << 31))))
-                      for k in range(n_slides)]
-            if i == 0 and self.spec.large_slide_px:
-                px = self.spec.large_slide_px
-                slides.append((f"{pid}-S{n_slides + 1}", SlidePlan(px, px, patterns, int(rng.integers(1 << 31)))))
-            patients.append(_DemoPatient(pid, gleason, profile, visits, reports, slides))
-        with self.store.session() as s:
-            for p in patients:
-                s.add(Patient(id=p.id, attributes={"age": p.profile.age, "sex": p.profile.sex, "onset_type": p.profile.onset_type}))
-                s.add_all(Visit(patient_id=p.id, day=v.day, features=v.features, label=v.label) for v in p.visits)
-                report_days = _spread_over_visits([v.day for v in p.visits], len(p.reports))
-                s.add_all(Report(id=f"{p.id}-R{k + 1}", patient_id=p.id, text=t, label=lab, day=day)
-                          for k, ((t, lab), day) in enumerate(zip(p.reports, report_days)))
-        self.say(f"{len(patients)} patients, {sum(len(p.visits) for p in patients)} visits, "
-                 f"{sum(len(p.reports) for p in patients)} reports")
-        return patients
-
-    def write_slides(self, patients: list[_DemoPatient]) -> dict[str, np.ndarray]:
-        jobs = [(sid, plan, p.id) for p in patients for sid, plan in p.slides]
-        slide_days = {sid: day for p in patients
-                      for (sid, _), day in zip(p.slides, _spread_over_visits([v.day for v in p.visits], len(p.slides)))}
-        jobs.sort(key=lambda j: -j[1].width)  # largest first keeps both workers busy to the end
-        workers = max(1, min(2, os.cpu_count() or 1))
-        class_maps: dict[str, np.ndarray] = {}
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {sid: pool.submit(write_slide_job, str(self.root / "slides" / f"{sid}.tiff"), plan, self.spec.seed) for sid, plan, _ in jobs}
-            for n, (sid, plan, pid) in enumerate(jobs, 1):
-                class_maps[sid] = futures[sid].result()
-                Image.fromarray(class_maps[sid]).save(self.root / "slides" / f"{sid}.mask.png")
-                with self.store.session() as s:
-                    s.add(Slide(id=sid, patient_id=pid, file=f"{sid}.tiff", mpp=BASE_MPP, width=plan.width, height=plan.height,
-                                mask_file=f"{sid}.mask.png", mask_mpp=MAP_UM_PER_PX, label=_slide_label(class_maps[sid]),
-                                day=slide_days[sid]))
-                if n % 10 == 0 or n == len(jobs):
-                    self.say(f"slides written: {n}/{len(jobs)}")
-        return class_maps
-
-    def split(self, patients: list[_DemoPatient]) -> set[str]:
-        """Held-out patients, stratified by Gleason category."""
+    def split(self, strata: dict[str, object]) -> set[str]:
+        """Held-out patients, stratified by ``strata`` (patient id -> stratum)."""
         test: set[str] = set()
-        for g in _GLEASON:
-            ids = [p.id for p in patients if p.gleason == g]
+        for stratum in sorted(set(strata.values()), key=repr):
+            ids = sorted(pid for pid, s in strata.items() if s == stratum)
             self.rng.shuffle(ids)
             test.update(ids[: int(round(len(ids) * self.spec.test_fraction))])
         return test
 
-    # -- models ---------------------------------------------------------------------------
     def _register(self, fields: dict, module: torch.nn.Module, vocabulary: dict | None = None) -> str:
         manifest = save_model(self.root / "models" / fields["id"], fields, module, vocabulary)
         with self.store.session() as s:
@@ -217,8 +197,200 @@ class _DemoBuild:
             s.add_all(Prediction(model_id=model_id, weights_sha256=sha, subject_kind=k, subject_id=sid, patient_id=pid, score=float(v))
                       for k, sid, pid, v in rows)
 
+    def _slide_predictions(self, model_id: str, slide_ids: list[str], owners: list[str], scores: np.ndarray) -> None:
+        """Per slide, and per patient the highest of their slides."""
+        rows = [("slide", sid, o, sc) for sid, o, sc in zip(slide_ids, owners, scores)]
+        per_patient: dict[str, float] = {}
+        for _, _, o, sc in rows:
+            per_patient[o] = max(per_patient.get(o, 0.0), sc)
+        self._predictions(model_id, rows + [("patient", o, o, sc) for o, sc in per_patient.items()])
+
+    def train_visit_model(self, ids: list[str], visits: list[list[tuple[float, dict, int | None]]], test_ids: set[str], model: dict,
+                          numeric: tuple[str, ...], categorical: dict[str, list[str]]) -> str:
+        """Train, calibrate and register a visit-sequence model; store its output at every visit."""
+        is_test = np.array([pid in test_ids for pid in ids])
+        train_values = np.array([[v[1][k] for k in numeric] for seq, t in zip(visits, is_test) if not t for v in seq])
+        means, stds = train_sequence.feature_standardisation(train_values)
+        data = encode_sequences(visits, numeric, means, stds, categorical)
+        params = {"n_numeric": len(numeric), "category_sizes": [len(v) for v in categorical.values()], "cell": "gru",
+                  "hidden": 16, "bidirectional": False, "elapsed_time": True, "clip_z": 3.0}
+        train_idx = np.flatnonzero(~is_test)
+        order = self.rng.permutation(train_idx)
+        n_val = int(round(len(order) * self.spec.validation_fraction))
+        net, temperature = train_sequence.train_sequence_net(train_sequence.subset(data, np.sort(order[n_val:])),
+                                                             train_sequence.subset(data, np.sort(order[:n_val])),
+                                                             params, self.spec.sequence_epochs, self.spec.seed, self.say)
+        risks = train_sequence.visit_risks(net, data)
+        test_mask = (data.labels >= 0) & torch.from_numpy(is_test)[:, None]
+        self.baselines[model["id"]] = _visit_baselines(data, ~is_test, is_test, list(numeric))
+        units, ranges = model.pop("feature_units"), model.pop("feature_ranges")
+        model_id = self._register({
+            **model, "task": "sequence", "architecture": "visit_sequence_net", "params": params,
+            "input": {"features": list(numeric), "feature_means": means, "feature_stds": stds, "categorical": categorical,
+                      "elapsed_time": True, "feature_units": units, "feature_ranges": ranges},
+            "metrics": binary_metrics(data.labels[test_mask].numpy(), risks[test_mask].numpy(),
+                                      split=f"held-out patients' visits; calibrated (temperature {temperature:.2f})"),
+        }, net)
+        with self.store.session() as s:
+            visit_ids = {pid: [v.id for v in s.scalars(select(Visit).where(Visit.patient_id == pid).order_by(Visit.day, Visit.id))]
+                         for pid in ids}
+        rows = []
+        for i, pid in enumerate(ids):
+            rows += [("visit", str(vid), pid, float(risks[i, j])) for j, vid in enumerate(visit_ids[pid])]
+            rows.append(("patient", pid, pid, float(risks[i, len(visit_ids[pid]) - 1])))
+        self._predictions(model_id, rows)
+        return model_id
+
+
+def _visit_baselines(data: VisitTensors, train: np.ndarray, test: np.ndarray, numeric: list[str]) -> dict[str, float]:
+    """Held-out AUCs of the trivial visit baselines: logistic regression on each single numeric feature (the best one
+    is reported) and on all of one visit's features with no sequence (numbers, elapsed time, category codes one-hot)."""
+    def rows(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        keep = (data.labels >= 0) & torch.from_numpy(mask)[:, None]
+        cats = [torch.nn.functional.one_hot(data.categories[..., c], int(data.categories[..., c].max()) + 1).float()
+                for c in range(data.categories.shape[-1])]
+        x = torch.cat([data.numeric, data.elapsed.unsqueeze(-1), *cats], -1)[keep].numpy()
+        return x, data.labels[keep].numpy()
+
+    x_train, y_train = rows(train)
+    x_test, y_test = rows(test)
+    single = {name: roc_auc_score(y_test, LogisticRegression().fit(x_train[:, [j]], y_train).decision_function(x_test[:, [j]]))
+              for j, name in enumerate(numeric)}
+    best = max(single, key=lambda k: single[k])
+    per_visit = LogisticRegression(max_iter=2000).fit(x_train, y_train).decision_function(x_test)
+    return {f"single feature ({best})": round(float(single[best]), 4),
+            "last visit, all features": round(float(roc_auc_score(y_test, per_visit)), 4)}
+
+
+class _ProstateBuild(_Build):
+    def run(self) -> set[str]:
+        patients = self.synthesise_patients()
+        class_maps = self.write_slides(patients)
+        self.write_reports(patients, class_maps)
+        test_ids = self.split({p.id: (p.specimens[0].stated is not None, p.history.progression_day is not None) for p in patients})
+        visits = [[(v.day, v.features, v.label) for v in p.history.visits] for p in patients]
+        models = [
+            *self.train_slide_models(patients, class_maps, test_ids),
+            self.train_visit_model([p.id for p in patients], visits, test_ids, {
+                "id": "progression-gru", "name": "Progression within 12 months (GRU over visits)",
+                "description": "Unidirectional GRU over PSA follow-up visits with PI-RADS and DRE embeddings and the time "
+                               "between visits; predicts at every visit whether the cancer progresses (upgrade on re-biopsy, "
+                               "or radical prostatectomy) within 12 months. Early stopping and temperature calibration on "
+                               "validation patients.",
+                "class_names": ["no progression within 12 months", "progression within 12 months"],
+                "positive_class": "progression within 12 months",
+                "feature_units": prostate_history.FEATURE_UNITS, "feature_ranges": prostate_history.FEATURE_RANGES,
+            }, prostate_history.NUMERIC_FEATURES, prostate_history.CATEGORICAL),
+            self.train_report_model(patients, test_ids),
+        ]
+        write_workspace_config(self.root, WorkspaceConfig(
+            name="Demo prostate cancer cohort",
+            description="Synthetic, deterministic demo: men on PSA follow-up with their biopsies, prostatectomies and "
+                        "reports, and models trained on them.",
+            models=models,
+            patient_attributes={"age": PatientAttribute(label="Age", unit="years"), "sex": PatientAttribute(label="Sex"),
+                                "clinical_stage": PatientAttribute(label="Clinical stage")},
+        ))
+        self.store.dispose()
+        return test_ids
+
+    # -- data -----------------------------------------------------------------------------
+    def synthesise_patients(self) -> list[_DemoPatient]:
+        patients = []
+        for i in range(self.spec.n_patients):
+            pid = f"P{i + 1:03d}"
+            rng = np.random.default_rng([self.spec.seed, i])
+            history = synthesise_history(rng)
+            patient = _DemoPatient(pid, history, report_identity(rng, pid))
+            for k, specimen in enumerate(history.specimens, 1):  # reports R1, R2, ... and slides S1, S2, ... in time order
+                slides = self._slides_of(rng, pid, specimen, first=len(patient.slides) + 1)
+                patient.specimens.append(_DemoSpecimen(specimen, slides, specimen.gleason, report_id=f"{pid}-R{k}"))
+            patients.append(patient)
+        self._make_discordant(patients)
+        with self.store.session() as s:
+            for p in patients:
+                s.add(Patient(id=p.id, attributes={"age": p.history.age, "sex": "M", "clinical_stage": p.history.stage}))
+                s.add_all(Visit(patient_id=p.id, day=v.day, features=v.features, label=v.label) for v in p.history.visits)
+        self.say(f"{len(patients)} patients, {sum(len(p.history.visits) for p in patients)} visits, "
+                 f"{sum(len(p.specimens) for p in patients)} specimens, {sum(len(p.slides) for p in patients)} slides")
+        return patients
+
+    def _slides_of(self, rng: np.random.Generator, pid: str, specimen: Specimen, first: int) -> list[_SlideOfSpecimen]:
+        """A biopsy: one or two slides of three cores, the tumour on the first and perhaps the second; a prostatectomy:
+        one large section."""
+        gleason = specimen.gleason
+        patterns = () if gleason is None else tuple(dict.fromkeys(_PATTERN_CLASS[g] for g in gleason))
+        n = 1 if specimen.kind == "prostatectomy" else int(rng.integers(1, 3))
+        slides = []
+        for k in range(n):
+            with_tumour = patterns if k == 0 or rng.random() < 0.6 else ()
+            if specimen.kind == "biopsy":
+                width, height = self.spec.biopsy_px
+                fraction = float(rng.uniform(0.08, 0.5))
+            else:
+                width = height = self.spec.prostatectomy_px
+                fraction = float(rng.uniform(0.06, 0.25))
+            plan = SlidePlan(width, height, specimen.kind, with_tumour, int(rng.integers(1 << 31)),
+                             secondary_share=float(rng.uniform(0.2, 0.35)), tumour_fraction=fraction,
+                             blur=bool(rng.random() < 0.2), pen=bool(rng.random() < 0.2))
+            slides.append(_SlideOfSpecimen(f"{pid}-S{first + k}", plan))
+        return slides
+
+    def _make_discordant(self, patients: list[_DemoPatient]) -> None:
+        """A fixed share of the reports state a grade one step off the slides' (a pathologist's over- or under-call)."""
+        cancers = [sp for p in patients for sp in p.specimens if sp.stated is not None]
+        n_reports = sum(len(p.specimens) for p in patients)
+        for index in self.rng.permutation(len(cancers))[: int(round(DISCORDANT_FRACTION * n_reports))]:
+            specimen = cancers[int(index)]
+            assert specimen.stated is not None
+            p, s = specimen.stated
+            for candidate in ((p, s + 1), (p, s - 1), (s, p)):
+                if candidate in GRADE_GROUP and candidate != (p, s):
+                    specimen.stated = candidate
+                    break
+
+    def write_slides(self, patients: list[_DemoPatient]) -> dict[str, np.ndarray]:
+        jobs = [(sl.id, sl.plan, p.id, sp.specimen.day) for p in patients for sp in p.specimens for sl in sp.slides]
+        big = next((k for k, j in enumerate(jobs) if j[1].kind == "prostatectomy"), None)
+        if self.spec.large_slide_px and big is not None:
+            sid, plan, pid, day = jobs[big]
+            jobs[big] = (sid, _resized(plan, self.spec.large_slide_px), pid, day)
+        jobs.sort(key=lambda j: -j[1].width * j[1].height)  # largest first keeps both workers busy to the end
+        workers = max(1, min(2, os.cpu_count() or 1))
+        class_maps: dict[str, np.ndarray] = {}
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {sid: pool.submit(write_slide_job, str(self.root / "slides" / f"{sid}.tiff"), plan, self.spec.seed)
+                       for sid, plan, _, _ in jobs}
+            for n, (sid, plan, pid, day) in enumerate(jobs, 1):
+                maps = futures[sid].result()
+                class_maps[sid] = maps.annotation
+                boxes = artefact_boxes(maps)
+                if boxes:
+                    self.artefacts[sid] = boxes
+                Image.fromarray(maps.annotation).save(self.root / "slides" / f"{sid}.mask.png")
+                with self.store.session() as s:
+                    s.add(Slide(id=sid, patient_id=pid, file=f"{sid}.tiff", mpp=BASE_MPP, width=plan.width, height=plan.height,
+                                mask_file=f"{sid}.mask.png", mask_mpp=MAP_UM_PER_PX, label=_slide_label(maps.annotation), day=day))
+                if n % 20 == 0 or n == len(jobs):
+                    self.say(f"slides written: {n}/{len(jobs)}")
+        return class_maps
+
+    def write_reports(self, patients: list[_DemoPatient], class_maps: dict[str, np.ndarray]) -> None:
+        """One report per specimen, on the specimen's day; labelled high grade (Gleason score above 7) from the slides'
+        masks, whatever the text states."""
+        with self.store.session() as s:
+            for p in patients:
+                rng = np.random.default_rng([self.spec.seed, 1, int(p.id[1:])])
+                for sp in p.specimens:
+                    sp.mask_gleason = mask_gleason([class_maps[sl.id] for sl in sp.slides])
+                    psa = _psa_before(p.history, sp.specimen.day)
+                    text = synthesise_report(rng, p.identity, sp.specimen.kind, sp.specimen.day, sp.stated, psa, 3 * len(sp.slides))
+                    label = int(sp.mask_gleason is not None and sum(sp.mask_gleason) > 7)
+                    s.add(Report(id=sp.report_id, patient_id=p.id, text=text, label=label, day=sp.specimen.day))
+
+    # -- models ---------------------------------------------------------------------------
     def train_slide_models(self, patients: list[_DemoPatient], class_maps: dict[str, np.ndarray], test_ids: set[str]) -> list[str]:
-        slide_owner = {sid: p.id for p in patients for sid, _ in p.slides}
+        slide_owner = {sl.id: p.id for p in patients for sl in p.slides}
         patches: dict[str, SlidePatches] = {}
         for sid in slide_owner:
             patches[sid] = slide_patches(sid, self.root / "slides" / f"{sid}.tiff", class_maps[sid])
@@ -227,7 +399,7 @@ class _DemoBuild:
         test = [patches[s] for s, o in slide_owner.items() if o in test_ids]
         x, y = train_patch.training_patches(train, self.rng, self.spec.patches_per_class)
         cnn = train_patch.train_patch_cnn(x, y, self.spec.cnn_epochs, self.spec.seed, self.say)
-        tx, ty = train_patch.training_patches(test, self.rng, per_class=10**9)
+        tx, ty = train_patch.all_patches(test)  # every tissue patch of the held-out patients, not only pure ones
         probs, _ = train_patch.predict_patches(cnn, tx)
         cnn_id = self._register({
             "id": "patch-cnn", "name": "Gleason pattern patch classifier",
@@ -238,14 +410,16 @@ class _DemoBuild:
                        "channel_std": list(cnn.std.flatten().tolist())},
             "class_names": list(PATCH_CLASSES), "cam_target_layer": "layer4",
             "input": {"patch_size_px": PATCH_PX, "mpp": PATCH_MPP},
-            "metrics": multiclass_metrics(ty, probs, split="held-out patients' slides, pure patches"),
+            "metrics": multiclass_metrics(ty, probs, split="held-out patients' slides, every tissue patch (majority label)"),
         }, cnn)
 
         bags: list[np.ndarray] = []
         owners: list[str] = []
         slide_ids: list[str] = []
+        called: list[float] = []  # the trivial slide baseline: the fraction of a slide's patches called pattern 4 or 5
         for sid, owner in slide_owner.items():
-            _, feats = train_patch.predict_patches(cnn, patches[sid].images)
+            patch_probs, feats = train_patch.predict_patches(cnn, patches[sid].images)
+            called.append(float(np.isin(patch_probs.argmax(1), (2, 3)).mean()))
             bags.append(feats)
             owners.append(owner)
             slide_ids.append(sid)
@@ -255,6 +429,7 @@ class _DemoBuild:
         mil = train_patch.train_mil_head(GatedAttentionMIL(bags[0].shape[1], num_classes=2), train_bags, labels[~is_test],
                                          self.spec.mil_epochs, self.spec.seed, self.say)
         scores = train_patch.mil_scores(mil, bags)
+        fraction_auc = round(float(roc_auc_score(labels[is_test], np.array(called)[is_test])), 4)
         mil_common = {
             "task": "mil", "feature_model": cnn_id, "class_names": ["no pattern 4/5", "pattern 4/5 present"],
             "positive_class": "pattern 4/5 present", "input": {"patch_size_px": PATCH_PX, "mpp": PATCH_MPP},
@@ -267,6 +442,7 @@ class _DemoBuild:
             "metrics": binary_metrics(labels[is_test], scores[is_test], split="held-out patients' slides"),
         }, mil)
         self._slide_predictions(mil_id, slide_ids, owners, scores)
+        self.baselines[mil_id] = {"fraction of patches called pattern 4/5": fraction_auc}
         # A pooling baseline beside attention: log-sum-exp over instance probabilities (r = 8), as WeGleNet.
         lse = train_patch.train_mil_head(InstancePoolingMIL(bags[0].shape[1], 2, "lse_probabilities"), train_bags, labels[~is_test],
                                          self.spec.mil_epochs, self.spec.seed, self.say)
@@ -280,54 +456,12 @@ class _DemoBuild:
             "metrics": binary_metrics(labels[is_test], lse_scores[is_test], split="held-out patients' slides"),
         }, lse)
         self._slide_predictions(lse_id, slide_ids, owners, lse_scores)
+        self.baselines[lse_id] = {"fraction of patches called pattern 4/5": fraction_auc}
         return [cnn_id, mil_id, lse_id]
 
-    def _slide_predictions(self, model_id: str, slide_ids: list[str], owners: list[str], scores: np.ndarray) -> None:
-        """Per slide, and per patient the highest of their slides."""
-        rows = [("slide", sid, o, sc) for sid, o, sc in zip(slide_ids, owners, scores)]
-        per_patient: dict[str, float] = {}
-        for _, _, o, sc in rows:
-            per_patient[o] = max(per_patient.get(o, 0.0), sc)
-        self._predictions(model_id, rows + [("patient", o, o, sc) for o, sc in per_patient.items()])
-
-    def train_visit_model(self, patients: list[_DemoPatient], test_ids: set[str]) -> str:
-        seqs = [[(v.day, v.features, v.label) for v in p.visits] for p in patients]
-        is_test = np.array([p.id in test_ids for p in patients])
-        train_values = np.array([[v[1][k] for k in NUMERIC_FEATURES] for s, t in zip(seqs, is_test) if not t for v in s])
-        means, stds = train_sequence.feature_standardisation(train_values)
-        categorical = {"onset_type": list(ONSET_TYPES)}
-        data = encode_sequences(seqs, NUMERIC_FEATURES, means, stds, categorical)
-        params = {"n_numeric": len(NUMERIC_FEATURES), "category_sizes": [len(ONSET_TYPES)], "cell": "gru",
-                  "hidden": 32, "bidirectional": False, "elapsed_time": True}
-        train_idx = torch.from_numpy(np.flatnonzero(~is_test))
-        sub = VisitTensors(*(getattr(data, f)[train_idx] for f in ("numeric", "categories", "elapsed", "lengths", "labels")))
-        net = train_sequence.train_sequence_net(sub, params, self.spec.sequence_epochs, self.spec.seed, self.say)
-        risks = train_sequence.visit_risks(net, data)
-        test_mask = (data.labels >= 0) & torch.from_numpy(is_test)[:, None]
-        model_id = self._register({
-            "id": "niv-gru", "name": "NIV within 90 days (GRU over visits)",
-            "description": "Unidirectional GRU with onset-type embedding and elapsed time between visits; "
-                           "predicts at every visit whether non-invasive ventilation starts within 90 days.",
-            "task": "sequence", "architecture": "visit_sequence_net", "params": params,
-            "class_names": ["no NIV within 90 days", "NIV within 90 days"], "positive_class": "NIV within 90 days",
-            "input": {"features": list(NUMERIC_FEATURES), "feature_means": means, "feature_stds": stds,
-                      "categorical": categorical, "elapsed_time": True, "feature_units": FEATURE_UNITS,
-                      "feature_ranges": FEATURE_RANGES},
-            "metrics": binary_metrics(data.labels[test_mask].numpy(), risks[test_mask].numpy(), split="held-out patients' visits"),
-        }, net)
-        with self.store.session() as s:
-            visit_ids = {p.id: [v.id for v in s.scalars(select(Visit).where(Visit.patient_id == p.id).order_by(Visit.day, Visit.id))]
-                         for p in patients}
-        rows = []
-        for i, p in enumerate(patients):
-            n = len(p.visits)
-            rows += [("visit", str(vid), p.id, float(risks[i, j])) for j, vid in enumerate(visit_ids[p.id])]
-            rows.append(("patient", p.id, p.id, float(risks[i, n - 1])))
-        self._predictions(model_id, rows)
-        return model_id
-
     def train_report_model(self, patients: list[_DemoPatient], test_ids: set[str]) -> str:
-        items = [(f"{p.id}-R{k + 1}", p.id, text, label) for p in patients for k, (text, label) in enumerate(p.reports)]
+        with self.store.session() as s:
+            items = [(r.id, r.patient_id, r.text, r.label) for r in s.scalars(select(Report).order_by(Report.id))]
         train = [it for it in items if it[1] not in test_ids]
         test = [it for it in items if it[1] in test_ids]
         vocabulary = train_report.build_vocabulary([t for _, _, t, _ in train])
@@ -336,14 +470,17 @@ class _DemoBuild:
         is_test = np.array([it[1] in test_ids for it in items])
         model_id = self._register({
             "id": "report-tfidf", "name": "Report: high vs low grade (TF-IDF + logistic regression)",
-            "description": "Word 1-2-gram TF-IDF and logistic regression on cleaned report text; high grade "
-                           "means Gleason score above 7.",
+            "description": "Word 1-2-gram TF-IDF and logistic regression on cleaned report text (identifiers, dates and "
+                           "numbers other than grades removed); high grade means a Gleason score above 7 in the "
+                           "specimen's slides.",
             "task": "report", "architecture": "tfidf_logistic_regression",
             "params": {"vocabulary_size": len(vocabulary), "num_classes": 2},
             "class_names": ["low grade", "high grade"], "positive_class": "high grade",
             "input": {"max_ngram": 2},
             "metrics": binary_metrics(np.array([it[3] for it in test]), probs[is_test], split="held-out patients' reports"),
         }, model, vocabulary)
+        regex = np.array([regex_gleason_sum(t) for _, _, t, _ in test])
+        self.baselines[model_id] = {"regex on the Gleason sum": round(float(roc_auc_score([it[3] for it in test], regex)), 4)}
         rows = [("report", rid, pid, pr) for (rid, pid, _, _), pr in zip(items, probs)]
         per_patient: dict[str, float] = {}
         for _, _, pid, pr in rows:
@@ -352,16 +489,55 @@ class _DemoBuild:
         return model_id
 
 
-def _spread_over_visits(visit_days: list[float], count: int) -> list[float]:
-    """The day of each of ``count`` specimens, spread evenly over the visits: the first at the first visit, the last
-    (when there are several) at the last. Uses no random numbers, so every other generated value is unchanged."""
-    n = len(visit_days)
-    if count <= 1 or n == 1:
-        return [visit_days[0]] * count
-    return [visit_days[round(k * (n - 1) / (count - 1))] for k in range(count)]
+def _resized(plan: SlidePlan, px: int) -> SlidePlan:
+    return SlidePlan(px, px, plan.kind, plan.patterns, plan.seed, plan.secondary_share, plan.tumour_fraction, plan.blur, plan.pen)
+
+
+def _psa_before(history: ProstateHistory, day: float) -> float:
+    """The PSA of the last visit on or before ``day`` (the first visit's when none is)."""
+    before = [v for v in history.visits if v.day <= day] or history.visits[:1]
+    return float(before[-1].features["psa"])
 
 
 def _slide_label(class_map: np.ndarray) -> int:
     """Positive when Gleason pattern 4 or 5 covers at least 1% of the tissue."""
     tissue = (class_map > 0).sum()
     return int(tissue > 0 and np.isin(class_map, (GG4, GG5)).sum() / tissue >= 0.01)
+
+
+class _AlsBuild(_Build):
+    """The ALS cohort of Ferreira et al.: visits only (no slides, no reports) and the NIV-within-90-days model."""
+
+    def run(self) -> set[str]:
+        ids: list[str] = []
+        visits: list[list[tuple[float, dict, int | None]]] = []
+        profiles = []
+        for i in range(self.spec.n_patients):
+            rng = np.random.default_rng([self.spec.seed, i])
+            profile, history = als_visits.synthesise_visits(rng)
+            ids.append(f"ALS{i + 1:03d}")
+            profiles.append(profile)
+            visits.append([(v.day, v.features, v.label) for v in history])
+        with self.store.session() as s:
+            for pid, profile, seq in zip(ids, profiles, visits):
+                s.add(Patient(id=pid, attributes={"age": profile.age, "sex": profile.sex, "onset_type": profile.onset_type}))
+                s.add_all(Visit(patient_id=pid, day=day, features=features, label=label) for day, features, label in seq)
+        self.say(f"{len(ids)} patients, {sum(len(v) for v in visits)} visits")
+        test_ids = self.split({pid: profile.onset_type for pid, profile in zip(ids, profiles)})
+        model_id = self.train_visit_model(ids, visits, test_ids, {
+            "id": "niv-gru", "name": "NIV within 90 days (GRU over visits)",
+            "description": "Unidirectional GRU with onset-type embedding and elapsed time between visits; predicts at every "
+                           "visit whether non-invasive ventilation starts within 90 days. Early stopping and temperature "
+                           "calibration on validation patients.",
+            "class_names": ["no NIV within 90 days", "NIV within 90 days"], "positive_class": "NIV within 90 days",
+            "feature_units": als_visits.FEATURE_UNITS, "feature_ranges": als_visits.FEATURE_RANGES,
+        }, als_visits.NUMERIC_FEATURES, {"onset_type": list(als_visits.ONSET_TYPES)})
+        write_workspace_config(self.root, WorkspaceConfig(
+            name="Demo ALS cohort (NIV)",
+            description="Synthetic, deterministic demo of the ALS non-invasive-ventilation cohort: visits only.",
+            models=[model_id],
+            patient_attributes={"age": PatientAttribute(label="Age", unit="years"), "sex": PatientAttribute(label="Sex"),
+                                "onset_type": PatientAttribute(label="Onset")},
+        ))
+        self.store.dispose()
+        return test_ids

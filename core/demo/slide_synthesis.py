@@ -27,12 +27,28 @@ CLASS_NAMES = ("background", "benign", "GG3", "GG4", "GG5")
 
 @dataclass(frozen=True)
 class SlidePlan:
-    """What one synthetic slide shows: its size and its tumour patterns."""
+    """What one synthetic slide shows: its size, the specimen it comes from, its tumour and its artefacts."""
 
     width: int
     height: int
+    kind: str  # biopsy (thin core strips) | prostatectomy (one large section)
     patterns: tuple[int, ...]  # tumour classes present, primary first
     seed: int
+    secondary_share: float = 0.3  # of the tumour area, when there are two patterns
+    tumour_fraction: float = 0.3  # of the tissue
+    blur: bool = False  # an out-of-focus region
+    pen: bool = False  # a pen mark circling part of the tissue
+
+
+@dataclass(frozen=True)
+class SlideMaps:
+    truth: np.ndarray  # class per map cell, as rendered
+    annotation: np.ndarray  # the ground-truth mask as an annotator drew it: boundaries off by a cell or two
+    artefacts: np.ndarray  # 0 none, BLURRED, INKED
+
+
+BLURRED, INKED = 1, 2
+CORES_PER_BIOPSY_SLIDE = 3
 
 
 def _disk_offsets(radius: float) -> tuple[np.ndarray, np.ndarray]:
@@ -63,6 +79,13 @@ def _glands(img: np.ndarray, rng: np.random.Generator, count: int, r_lumen: floa
         _stamp_disks(img, ring.astype(int), nucleus_r, (95, 60, 150), rng)
 
 
+def _fused_sheet(img: np.ndarray, rng: np.random.Generator, fused: np.ndarray, nuclei: int, lumens: int) -> None:
+    img[fused] = (200, 130, 190)
+    cells = np.argwhere(fused)
+    _stamp_disks(img, cells[rng.choice(len(cells), nuclei)], 3.5, (90, 55, 145), rng)
+    _stamp_disks(img, cells[rng.choice(len(cells), lumens)], 6.0, (245, 235, 240), rng)
+
+
 def texture_bank(seed: int = 0) -> np.ndarray:
     """One seamless ``BANK x BANK`` RGB texture per class at 0.5 um/px."""
     rng = np.random.default_rng(seed)
@@ -78,14 +101,15 @@ def texture_bank(seed: int = 0) -> np.ndarray:
         _stamp_disks(bank[c], rng.integers(0, BANK, (300, 2)), 3.0, (120, 80, 160), rng)
     # Benign: few large glands with wide lumens.
     _glands(bank[BENIGN], rng, count=6, r_lumen=70, nuclei_per_gland=90)
-    # Pattern 3: many discrete, small, well-formed glands.
+    # Pattern 3: many discrete, small, well-formed glands, and a few small fused clusters: the two patterns overlap,
+    # as they do for pathologists (tangentially cut pattern 3 glands pass for fused ones).
     _glands(bank[GG3], rng, count=70, r_lumen=18, nuclei_per_gland=22)
-    # Pattern 4: fused cribriform sheets punched by small lumens.
+    clusters = ndimage.gaussian_filter(rng.random((BANK, BANK)), 25, mode="wrap")
+    _fused_sheet(bank[GG3], rng, clusters > np.quantile(clusters, 0.88), nuclei=400, lumens=45)
+    # Pattern 4: fused cribriform sheets punched by small lumens, beside poorly formed discrete glands.
     sheet = ndimage.gaussian_filter(rng.random((BANK, BANK)), 40, mode="wrap")
-    fused = sheet > np.quantile(sheet, 0.35)
-    bank[GG4][fused] = (200, 130, 190)
-    _stamp_disks(bank[GG4], np.argwhere(fused)[rng.choice(fused.sum(), 2200)], 3.5, (90, 55, 145), rng)
-    _stamp_disks(bank[GG4], np.argwhere(fused)[rng.choice(fused.sum(), 260)], 6.0, (245, 235, 240), rng)
+    _fused_sheet(bank[GG4], rng, sheet > np.quantile(sheet, 0.5), nuclei=1700, lumens=200)
+    _glands(bank[GG4], rng, count=30, r_lumen=12, nuclei_per_gland=16)
     # Pattern 5: solid sheets of crowded dark nuclei, no lumens.
     bank[GG5][:] = np.clip(np.array([170, 105, 175]) + noise(6.0), 0, 255)
     _stamp_disks(bank[GG5], rng.integers(0, BANK, (9000, 2)), 4.0, (70, 40, 125), rng)
@@ -97,38 +121,124 @@ def _smooth_field(rng: np.random.Generator, shape: tuple[int, int], sigma: float
     return (f - f.mean()) / (f.std() + 1e-9)
 
 
-def class_map(plan: SlidePlan) -> np.ndarray:
-    """Class label per ``MAP_UM_PER_PX`` cell: background, benign tissue and tumour regions."""
+def _biopsy_tissue(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """Thin needle cores laid side by side: wavy strips with tapered ends, some broken in two."""
+    tissue = np.zeros((h, w), bool)
+    xx = np.arange(w)[None, :]
+    yy = np.arange(h)[:, None]
+    band = h / CORES_PER_BIOPSY_SLIDE
+    for k in range(CORES_PER_BIOPSY_SLIDE):
+        x0, x1 = rng.uniform(0.02, 0.12) * w, rng.uniform(0.82, 0.98) * w
+        centre = (k + 0.5) * band + rng.uniform(-0.06, 0.06) * band + rng.uniform(0.5, 1.5) * np.sin(
+            2 * np.pi * xx / w * rng.uniform(0.5, 1.5) + rng.uniform(0, 2 * np.pi))
+        half = band * rng.uniform(0.3, 0.36) * (1 + 0.12 * _smooth_field(rng, (1, w), 6.0))
+        half = half * np.clip(np.minimum(xx - x0, x1 - xx) / 4.0, 0, 1)  # tapered ends
+        core = (np.abs(yy - centre) < half) & (xx >= x0) & (xx <= x1)
+        if rng.random() < 0.4:  # a fragmented core
+            gap = rng.uniform(x0 + 0.3 * (x1 - x0), x1 - 0.3 * (x1 - x0))
+            core &= np.abs(xx - gap) > rng.uniform(1.0, 2.5)
+        tissue |= core
+    return tissue
+
+
+def _section_tissue(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """A whole-mount prostatectomy section: one large rounded slice with a ragged rim and the urethra."""
+    yy, xx = np.mgrid[0:h, 0:w] / np.array([h, w])[:, None, None]
+    cy, cx = rng.uniform(0.47, 0.53, 2)
+    score = 1 - ((yy - cy) / rng.uniform(0.38, 0.44)) ** 2 - ((xx - cx) / rng.uniform(0.4, 0.46)) ** 2
+    tissue = score + 0.15 * _smooth_field(rng, (h, w), max(2, h / 30)) > 0
+    urethra = ((yy - cy + 0.08) / 0.04) ** 2 + ((xx - cx) / 0.03) ** 2 < 1
+    return ndimage.binary_opening(tissue & ~urethra, iterations=2)
+
+
+def _tumour(rng: np.random.Generator, plan: SlidePlan, tissue: np.ndarray) -> np.ndarray:
+    """Class per cell: background, benign tissue, and the plan's patterns over its share of the tissue. Biopsy foci
+    run along the cores; the second pattern takes ``secondary_share`` of the tumour."""
+    labels = np.where(tissue, BENIGN, BACKGROUND).astype(np.uint8)
+    if not plan.patterns or not tissue.any():
+        return labels
+    h, w = tissue.shape
+    sigma = (1.5, 8.0) if plan.kind == "biopsy" else (max(2.0, h / 14), max(2.0, w / 14))
+    focus = ndimage.gaussian_filter(rng.normal(0, 1, (h, w)), sigma)
+    tumour = tissue & (focus >= np.quantile(focus[tissue], 1 - plan.tumour_fraction))
+    labels[tumour] = plan.patterns[0]
+    if len(plan.patterns) > 1:
+        split = ndimage.gaussian_filter(rng.normal(0, 1, (h, w)), tuple(x / 2 for x in sigma))
+        labels[tumour & (split >= np.quantile(split[tumour], 1 - plan.secondary_share))] = plan.patterns[1]
+    return labels
+
+
+def _annotated(rng: np.random.Generator, truth: np.ndarray) -> np.ndarray:
+    """The mask an annotator draws: tumour outlines pushed out here and pulled in there by a cell or two."""
+    tissue = truth != BACKGROUND
+    field = _smooth_field(rng, truth.shape, 4.0)
+    grown = ndimage.grey_dilation(truth, size=(3, 3))
+    shrunk = ndimage.grey_erosion(np.where(tissue, truth, 255).astype(np.uint8), size=(3, 3))
+    annotation = truth.copy()
+    annotation[tissue & (field > 0.6)] = grown[tissue & (field > 0.6)]
+    inwards = tissue & (field < -0.6)
+    annotation[inwards] = np.maximum(shrunk[inwards], BENIGN)
+    return annotation
+
+
+def _artefacts(rng: np.random.Generator, plan: SlidePlan, truth: np.ndarray) -> np.ndarray:
+    h, w = truth.shape
+    artefacts = np.zeros((h, w), np.uint8)
+    yy, xx = np.mgrid[0:h, 0:w]
+    cells = np.argwhere(truth != BACKGROUND)
+    if plan.blur and len(cells):
+        cy, cx = cells[rng.integers(len(cells))]
+        ry, rx = rng.uniform(0.2, 0.35) * h, rng.uniform(0.12, 0.25) * w
+        artefacts[((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 < 1] = BLURRED
+    if plan.pen and len(cells):
+        tumour = np.argwhere(truth >= GG3)
+        cy, cx = (tumour if len(tumour) else cells)[rng.integers(len(tumour) if len(tumour) else len(cells))]
+        radius = rng.uniform(0.12, 0.25) * min(h, w) + 3
+        angle = np.arctan2(yy - cy, xx - cx)
+        start = rng.uniform(-np.pi, np.pi)
+        arc = np.mod(angle - start, 2 * np.pi) < rng.uniform(3.5, 5.5)  # most of a circle, as a marker ring
+        artefacts[(np.abs(np.hypot(yy - cy, xx - cx) - radius) < 1.3) & arc] = INKED
+    return artefacts
+
+
+def class_map(plan: SlidePlan) -> SlideMaps:
+    """The slide's classes per ``MAP_UM_PER_PX`` cell as rendered, as annotated, and where its artefacts are."""
     rng = np.random.default_rng(plan.seed)
     h = int(np.ceil(plan.height * BASE_MPP / MAP_UM_PER_PX))
     w = int(np.ceil(plan.width * BASE_MPP / MAP_UM_PER_PX))
-    yy, xx = np.mgrid[0:h, 0:w] / np.array([h, w])[:, None, None]
-    # Tissue: a few overlapping ellipses with ragged borders.
-    tissue_score = -np.ones((h, w))
-    for _ in range(rng.integers(2, 4)):
-        cy, cx = rng.uniform(0.3, 0.7, 2)
-        ry, rx = rng.uniform(0.18, 0.32, 2)
-        tissue_score = np.maximum(tissue_score, 1 - ((yy - cy) / ry) ** 2 - ((xx - cx) / rx) ** 2)
-    tissue = tissue_score + 0.25 * _smooth_field(rng, (h, w), max(2, h / 40)) > 0
-    tissue = ndimage.binary_opening(tissue, iterations=2)
-    labels = np.where(tissue, BENIGN, BACKGROUND).astype(np.uint8)
-    # Tumour foci inside tissue; the primary pattern gets the larger share.
-    tissue_cells = np.argwhere(tissue)
-    for rank, pattern in enumerate(plan.patterns):
-        for _ in range(2 if rank == 0 else 1):
-            cy, cx = tissue_cells[rng.integers(len(tissue_cells))] / np.array([h, w])
-            radius = rng.uniform(0.09, 0.14) * (1.0 if rank == 0 else 0.7)
-            blob = 1 - ((yy - cy) ** 2 + (xx - cx) ** 2) / radius**2
-            blob += 0.3 * _smooth_field(rng, (h, w), max(2, h / 50))
-            labels[(blob > 0) & tissue] = pattern
-    return labels
+    tissue = _biopsy_tissue(rng, h, w) if plan.kind == "biopsy" else _section_tissue(rng, h, w)
+    truth = _tumour(rng, plan, tissue)
+    return SlideMaps(truth, _annotated(rng, truth), _artefacts(rng, plan, truth))
+
+
+def stained_bank(bank: np.ndarray, blurred: np.ndarray, plan: SlidePlan) -> tuple[np.ndarray, np.ndarray]:
+    """This slide's textures: its stain and scanner colour (a per-channel optical-density gain and white balance), with
+    the blurred and inked variants its artefacts need; and per artefact value (none, BLURRED, INKED) the offset of its
+    variant's textures in the bank (a cell's texture is class + offset)."""
+    rng = np.random.default_rng([plan.seed, 1])
+    gain, white = np.exp(rng.normal(0, 0.2, 3)), rng.uniform(0.93, 1.0, 3)
+    levels = np.arange(256) / 255.0
+    luts = np.stack([np.clip(255 * white[c] * levels ** gain[c], 0, 255) for c in range(3)]).astype(np.uint8)
+    n = len(CLASS_NAMES)
+    variants, offsets = [bank], np.zeros(3, np.uint8)
+    if plan.blur:
+        offsets[BLURRED] = n * len(variants)
+        variants.append(blurred)
+    if plan.pen:
+        ink = np.array([(40, 70, 160), (30, 120, 70), (40, 40, 50)][int(rng.integers(3))]) / 255.0
+        offsets[INKED] = n * len(variants)
+        variants.append((bank * (0.35 + 0.65 * ink)).astype(np.uint8))
+    out = np.concatenate(variants)
+    for c in range(3):
+        out[..., c] = luts[c][out[..., c]]
+    return out, offsets
 
 
 def _level_bank(bank: np.ndarray, downsample: int) -> np.ndarray:
     if downsample == 1:
         return bank
-    n, s = bank.shape[0], BANK // downsample
-    return bank.reshape(n, s, downsample, s, downsample, 3).mean((2, 4)).astype(np.uint8)
+    n, s = bank.shape[0], bank.shape[1] // downsample
+    return bank.reshape(n, s, downsample, s, downsample, 3).astype(np.float32).mean((2, 4)).round().astype(np.uint8)
 
 
 def _render_tile(labels: np.ndarray, lbank: np.ndarray, downsample: int, ty: int, tx: int, th: int, tw: int) -> np.ndarray:
@@ -145,16 +255,19 @@ def _render_tile(labels: np.ndarray, lbank: np.ndarray, downsample: int, ty: int
     return lbank[tile_labels, ry[:, None], rx[None, :]]
 
 
-def write_slide(path: Path, plan: SlidePlan, bank: np.ndarray, quality: int = 80) -> np.ndarray:
-    """Write a pyramidal JPEG-tiled TIFF (OpenSlide generic TIFF); return its class map."""
-    labels = class_map(plan)
+def write_slide(path: Path, plan: SlidePlan, bank: np.ndarray, blurred: np.ndarray, quality: int = 80) -> SlideMaps:
+    """Write a pyramidal JPEG-tiled TIFF (OpenSlide generic TIFF); return its maps."""
+    maps = class_map(plan)
+    slide_bank, offsets = stained_bank(bank, blurred, plan)
+    labels = maps.truth + offsets[maps.artefacts]
     tmp = path.with_name(path.name + ".part")
     with tifffile.TiffWriter(tmp, bigtiff=True) as writer:
-        level = 0
+        level, lbank = 0, slide_bank
         while True:
             ds = 2**level
             w, h = -(-plan.width // ds), -(-plan.height // ds)
-            lbank = _level_bank(bank, ds)
+            if level:  # each level's textures from the previous level's (float32 2x2 means: cheaper than from level 0)
+                lbank = _level_bank(lbank, 2)
 
             def tiles(w: int = w, h: int = h, lbank: np.ndarray = lbank, ds: int = ds) -> Iterator[np.ndarray]:
                 for ty in range(0, h, TILE):
@@ -173,15 +286,27 @@ def write_slide(path: Path, plan: SlidePlan, bank: np.ndarray, quality: int = 80
                 break
             level += 1
     tmp.replace(path)
-    return labels
+    return maps
 
 
-_BANK: np.ndarray | None = None
+_BANKS: tuple[np.ndarray, np.ndarray] | None = None
 
 
-def write_slide_job(path: str, plan: SlidePlan, bank_seed: int) -> np.ndarray:
-    """Process-pool entry: the texture bank is built once per worker process."""
-    global _BANK
-    if _BANK is None:
-        _BANK = texture_bank(bank_seed)
-    return write_slide(Path(path), plan, _BANK)
+def artefact_boxes(maps: SlideMaps) -> dict[str, list[list[int]]]:
+    """Bounding boxes [x0, y0, x1, y1] in level-0 pixels of each artefact, by kind (blur, pen)."""
+    scale = MAP_UM_PER_PX / BASE_MPP
+    boxes: dict[str, list[list[int]]] = {}
+    for name, value in (("blur", BLURRED), ("pen", INKED)):
+        ys, xs = np.nonzero(maps.artefacts == value)
+        if len(ys):
+            boxes[name] = [[int(xs.min() * scale), int(ys.min() * scale), int((xs.max() + 1) * scale), int((ys.max() + 1) * scale)]]
+    return boxes
+
+
+def write_slide_job(path: str, plan: SlidePlan, bank_seed: int) -> SlideMaps:
+    """Process-pool entry: the texture bank and its blurred copy are built once per worker process."""
+    global _BANKS
+    if _BANKS is None:
+        bank = texture_bank(bank_seed)
+        _BANKS = bank, ndimage.gaussian_filter(bank, (0, 4, 4, 0), mode="wrap")
+    return write_slide(Path(path), plan, *_BANKS)

@@ -39,6 +39,11 @@ def training_patches(slides: list[SlidePatches], rng: np.random.Generator, per_c
     return images[keep], labels[keep]
 
 
+def all_patches(slides: list[SlidePatches]) -> tuple[np.ndarray, np.ndarray]:
+    """Every tissue patch of these slides with its majority label (mixed and boundary patches included)."""
+    return np.concatenate([s.images for s in slides]), np.concatenate([s.label for s in slides])
+
+
 def train_patch_cnn(images: np.ndarray, labels: np.ndarray, epochs: int, seed: int, progress: Progress) -> PatchResNet:
     torch.manual_seed(seed)
     x_all, y_all = to_tensor(images), torch.from_numpy(labels).long()

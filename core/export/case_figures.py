@@ -20,7 +20,9 @@ from core.export.report_figures import word_weight_figure
 from core.export.slide_figure import SlideRegion, slide_figure, viewport_region
 from core.heatmaps.overlay import TUMOUR_LAYER, OverlayStyle
 from core.heatmaps.slide_heatmap import cached_heatmap, slide_heatmap_by_key
-from core.store.cases import CaseSummary, case_summary, slide_record
+from core.store.annotations import current_regions
+from core.store.cases import CaseSummary, case_summary, nearest_by_day, slide_record
+from core.store.reviews import current_reviews
 from core.workspace import Workspace
 
 CASE_FIGURES = {
@@ -53,6 +55,7 @@ class CaseView:
     region_um: list[float] | None = None  # [x, y, width, height] in µm; None = the current view
     output_width: int = 1200
     background: str = DEFAULT_BACKGROUND  # the SHAP background the patient panel shows
+    annotation_authors: list[str] | None = None  # reviewers whose regions the viewer shows; None: every reviewer's
 
 
 def _patient(explainers: PatientExplainers, view: CaseView) -> tuple[PatientExplanation, PatientExplanation | None]:
@@ -130,8 +133,13 @@ def _slide_figure(workspace: Workspace, view: CaseView) -> ReportFigure:
     elif view.bounds and view.max_zoom is not None:
         region = viewport_region(view.bounds, int(view.max_zoom))
     style = OverlayStyle(**view.style) if heat is not None and view.style else None
+    shown = current_regions(workspace.store, view.slide_id)
+    if view.annotation_authors is not None:
+        shown = [r for r in shown if r.author in set(view.annotation_authors)]
+    named = {r for entry in current_reviews(workspace.store, view.patient_id).values() for r in entry.regions}
+    shown += [r for r in current_regions(workspace.store, view.slide_id) if r.region_id in named and r not in shown]  # a verdict's always
     fig, provenance = slide_figure(workspace, view.slide_id, region=region, output_width=int(view.output_width), heat=heat, style=style,
-                                   opacity=float(view.opacity))
+                                   opacity=float(view.opacity), regions=shown, highlighted=named)
     return ReportFigure(f"Slide {view.slide_id}", fig, provenance)
 
 
@@ -144,14 +152,6 @@ def case_figure(workspace: Workspace, explainers: PatientExplainers, name: str, 
     if name == "lime":
         return _lime_figure(workspace, view)
     raise PathReviewError(f"unknown figure {name!r}; choose one of {', '.join(CASE_FIGURES)}")
-
-
-def nearest_by_day(days: dict[str, float | None], day: float | None) -> str | None:
-    """The item taken nearest a visit's day (ties: the earlier one); items without a day count as day 0."""
-    if not days:
-        return None
-    target = day or 0.0
-    return min(days, key=lambda k: (abs((days[k] or 0.0) - target), days[k] or 0.0, k))
 
 
 def case_figure_names(case: CaseSummary, has_report_model: bool) -> list[str]:

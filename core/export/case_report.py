@@ -13,6 +13,8 @@ from core.export.figure_export import safe_file_stem
 from core.export.report_content import CaseReportContent, Progress, ReportFigure
 from core.export.report_html import build_case_report_html
 from core.export.report_pdf import build_case_report_pdf
+from core.heatmaps.grade_comparison import grade_comparisons
+from core.heatmaps.grade_group import SPECIMEN_LABELS
 from core.store.cases import case_summary
 from core.store.reviews import review_history
 from core.workspace import Workspace, attribute_texts
@@ -58,7 +60,20 @@ def case_report_content(workspace: Workspace, view: CaseView, figures: list[Repo
                 "user": e.user, "at": e.at.strftime("%Y-%m-%d %H:%M UTC"), "version": e.version}
                for e in review_history(workspace.store, view.patient_id)]
     return CaseReportContent(patient_id=view.patient_id, workspace_name=workspace.name, summary=summary,
-                             model_outputs=sorted(outputs, key=lambda o: (o["model_id"], o["subject"])), reviews=reviews, figures=figures)
+                             model_outputs=_grade_outputs(workspace, view.patient_id) + sorted(outputs, key=lambda o: (o["model_id"], o["subject"])),
+                             reviews=reviews, figures=figures)
+
+
+def _grade_outputs(workspace: Workspace, patient_id: str) -> list[dict]:
+    """Each graded slide's Gleason score and ISUP grade group from the class map, beside the grade its report states."""
+    rows = []
+    graded = grade_comparisons(workspace, patient_id).get(patient_id)
+    for comparison in graded.specimens if graded is not None else ():
+        stated = "" if comparison.report is None else f"report {comparison.report_id}: {comparison.report.summary}"
+        weights = workspace.manifest(comparison.model_id).weights_sha256 if comparison.model_id in workspace.manifests else ""
+        rows.append({"subject": f"slide {comparison.slide_id} ({SPECIMEN_LABELS[comparison.specimen.specimen]})", "model_id": comparison.model_id,
+                     "weights_sha256": weights, "output": f"class map: {comparison.model.summary}", "label": stated})
+    return rows
 
 
 def build_case_report(workspace: Workspace, explainers: PatientExplainers, view: CaseView, names: list[str], fmt: str = "pdf",

@@ -43,7 +43,7 @@ def build_case_report_html(content: CaseReportContent, progress: Progress | None
         parts.append("<section><h2>Summary</h2>" + _table(None, [[label, value] for label, value in content.summary], {0: "label"}) + "</section>")
     parts.append("<section><h2>Model outputs</h2>")
     if content.model_outputs:
-        parts.append(_table(["Subject", "Model", "Weights (sha256)", "Output", "Label"],
+        parts.append(_table(["Subject", "Model", "Weights (sha256)", "Output", "Label or report grade"],
                             [[o.get("subject", ""), o.get("model_id", ""), str(o.get("weights_sha256", ""))[:12], o.get("output", ""),
                               o.get("label") or "—"] for o in content.model_outputs]))
     else:

@@ -93,7 +93,7 @@ def _case_page(content: CaseReportContent, width: float, st: dict[str, Paragraph
     if content.model_outputs:
         rows = [[o.get("subject", ""), o.get("model_id", ""), str(o.get("weights_sha256", ""))[:12], o.get("output", ""), o.get("label") or "—"]
                 for o in content.model_outputs[:MAX_OUTPUT_ROWS]]
-        story.append(_table(["Subject", "Model", "Weights (sha256)", "Output", "Label"], rows,
+        story.append(_table(["Subject", "Model", "Weights (sha256)", "Output", "Label or report grade"], rows,
                             [w * width for w in (0.2, 0.2, 0.18, 0.27, 0.15)], st))
         if len(content.model_outputs) > MAX_OUTPUT_ROWS:
             story.append(_p(f"{len(content.model_outputs) - MAX_OUTPUT_ROWS} more model outputs in the app.", st["meta"]))

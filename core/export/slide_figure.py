@@ -6,9 +6,12 @@ from __future__ import annotations
 import base64
 import io
 import math
+from collections.abc import Collection, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
+import shapely
+import shapely.geometry
 from PIL import Image
 
 from core.errors import PathReviewError
@@ -16,6 +19,7 @@ from core.export.provenance import Provenance
 from core.export.slide_image import composite, heat_pixels, read_region_rgb
 from core.export.slide_region import SlideRegion, viewport_region
 from core.heatmaps.attention import SlideAttention
+from core.heatmaps.grade_group import display_class_name
 from core.heatmaps.overlay import (
     ARGMAX_LAYER,
     ATTENTION_LAYER,
@@ -31,8 +35,9 @@ from core.heatmaps.overlay import (
 from core.heatmaps.slide_heatmap import SlideHeatmap
 from core.heatmaps.slide_layers import slide_layers
 from core.slides.reader import open_slide
+from core.store.annotations import RegionVersion
 from core.store.cases import slide_record
-from core.workspace import Workspace
+from core.workspace import AnnotationClass, Workspace
 
 __all__ = ["SlideRegion", "layer_label", "nice_scale_length", "slide_figure", "viewport_region"]
 
@@ -43,8 +48,8 @@ _LAYER_LABELS = {TUMOUR_LAYER: "P(tumour)", ARGMAX_LAYER: "grade (argmax)", TISS
 
 
 def layer_label(layer: str) -> str:
-    """What a heatmap layer shows, in words: "Grad-CAM" for "cam:gradcam", "P(GG4)" for a class."""
-    return _LAYER_LABELS.get(layer, f"P({layer})")
+    """What a heatmap layer shows, in words: "Grad-CAM" for "cam:gradcam", "P(Gleason pattern 4)" for the class "GG4"."""
+    return _LAYER_LABELS.get(layer, f"P({display_class_name(layer)})")
 
 
 def nice_scale_length(target_um: float) -> float:
@@ -61,9 +66,11 @@ def _length_label(um: float) -> str:
 
 
 def slide_figure(workspace: Workspace, slide_id: str, *, region: SlideRegion | None = None, output_width: int = 1200,
-                 heat: SlideHeatmap | None = None, style: OverlayStyle | None = None, opacity: float = 0.5) -> tuple[go.Figure, Provenance]:
-    """A region of a slide (whole slide by default) with ``heat`` shown in ``style`` at ``opacity``; never reads level 0
-    of more than the region needs. Returns the figure and the provenance of what it shows."""
+                 heat: SlideHeatmap | None = None, style: OverlayStyle | None = None, opacity: float = 0.5,
+                 regions: Sequence[RegionVersion] = (), highlighted: Collection[str] = ()) -> tuple[go.Figure, Provenance]:
+    """A region of a slide (whole slide by default) with ``heat`` shown in ``style`` at ``opacity`` and the outlines of
+    ``regions`` (reviewers' annotations; those in ``highlighted``, e.g. named by a verdict, drawn thicker and labelled);
+    never reads level 0 of more than the region needs. Returns the figure and the provenance of what it shows."""
     if not 0.0 <= opacity <= 1.0:
         raise PathReviewError(f"overlay opacity must be in [0, 1], not {opacity}")
     if not 64 <= output_width <= MAX_OUTPUT_SIDE:
@@ -93,7 +100,34 @@ def slide_figure(workspace: Workspace, slide_id: str, *, region: SlideRegion | N
     caption = f"Slide {slide_id} · region {region.describe()} @ {mpp:g} µm/px"
     if heat is not None:
         caption += f" · layer {layer_label(style.layer)} · model {heat.model_id} · opacity {opacity:g}"
-    return _figure(image, heat, style, region.width * mpp, caption), provenance
+    fig = _figure(image, heat, style, region.width * mpp, caption)
+    if regions:
+        _add_regions(fig, regions, set(highlighted), region, out_w / region.width, workspace.config.annotation_classes)
+    return fig, provenance
+
+
+def _add_regions(fig: go.Figure, regions: Sequence[RegionVersion], highlighted: set[str], area: SlideRegion, ratio: float,
+                 classes: Sequence[AnnotationClass]) -> None:
+    """Outlines in output pixels, one trace per class (and per kind: outline or marker); a verdict's regions thicker."""
+    colour = {c.name: f"rgb{tuple(c.color)}" for c in classes}
+    traces: dict[tuple[str, bool, bool], tuple[list, list]] = {}
+    for r in regions:
+        geom = shapely.geometry.shape(r.geometry)
+        is_marker = r.geometry["type"] in ("Point", "MultiPoint")
+        xs, ys = traces.setdefault((r.class_name, r.region_id in highlighted, is_marker), ([], []))
+        for part in shapely.get_parts(geom) if is_marker else shapely.get_rings(geom):
+            coords = shapely.get_coordinates(part)
+            xs.extend([*((coords[:, 0] - area.x) * ratio), None])
+            ys.extend([*((coords[:, 1] - area.y) * ratio), None])
+    for (name, marked, is_marker), (xs, ys) in sorted(traces.items()):
+        rgb = colour.get(name, "rgb(128,128,128)")
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers" if is_marker else "lines", hoverinfo="skip", connectgaps=False,
+                                 name=f"{name} (named by a verdict)" if marked else name, legendgroup=name,
+                                 line={"color": rgb, "width": 4 if marked else 1.5},
+                                 marker={"color": rgb, "size": 12 if marked else 8, "line": {"color": "white", "width": 1}}))
+    margin = fig.layout.margin
+    fig.update_layout(showlegend=True, legend={"x": 1.02, "y": 1, "xanchor": "left", "yanchor": "top", "title": {"text": "Regions"}},
+                      margin={"l": margin.l, "r": max(margin.r or 0, 190), "t": margin.t, "b": margin.b})
 
 
 def _checked_style(style: OverlayStyle, heat: SlideHeatmap | None) -> OverlayStyle:
@@ -157,7 +191,7 @@ def _add_key(fig: go.Figure, heat: SlideHeatmap, style: OverlayStyle) -> None:
     if style.layer == ARGMAX_LAYER:
         for name, rgb in GRADE_COLOURS.items():
             if name in heat.class_names:
-                fig.add_trace(swatch(name, rgb))
+                fig.add_trace(swatch(display_class_name(name), rgb))
         return
     if style.layer == TISSUE_LAYER:
         fig.add_trace(swatch("tissue", TISSUE_COLOUR))

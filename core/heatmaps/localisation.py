@@ -49,7 +49,13 @@ def compare_methods(workspace: Workspace, heat: SlideHeatmap, labels: np.ndarray
                     threshold: float = 0.5) -> list[MethodScores]:
     """F1+, F1- and Dice of each method's thresholded map and of the all-ones bound, over tissue cells only (as
     Belharbi et al. score within the image, and the image is the tissue, not the glass around it)."""
-    true = mask_on_cells(labels, mask_um_per_px, heat.cell_um, heat.cell_shape) >= TUMOUR_LABEL_MIN
+    return compare_methods_on_cells(workspace, heat, mask_on_cells(labels, mask_um_per_px, heat.cell_um, heat.cell_shape) >= TUMOUR_LABEL_MIN,
+                                    threshold)
+
+
+def compare_methods_on_cells(workspace: Workspace, heat: SlideHeatmap, true: np.ndarray, threshold: float = 0.5) -> list[MethodScores]:
+    """``compare_methods`` against a ground truth already on the heatmap's cell grid (a mask resampled, or reviewers'
+    tumour regions rasterised by ``core.annotations.ground_truth``)."""
     tissue = heat.tissue.astype(bool)
     grids = {**localisation_maps(workspace, heat), "all-ones (lower bound)": np.ones(tissue.shape)}
     rows = []

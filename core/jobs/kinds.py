@@ -19,6 +19,7 @@ from core.explain.report_explanations import report_explanation, report_model_id
 from core.explain.text import LimeSettings
 from core.heatmaps.attention import mil_models_for
 from core.heatmaps.cam_maps import STITCHED_METHODS
+from core.heatmaps.slide_grades import record_slide_grade
 from core.heatmaps.slide_heatmap import HeatmapParams, SlideHeatmap, compute_heatmap, loaded_heatmap
 from core.heatmaps.slide_layers import slide_layers
 from core.jobs import WHAT
@@ -45,6 +46,7 @@ def _heatmap(workspace: Workspace, slide_id: str, params: dict, progress: Progre
 def slide_heatmap_job(workspace: Workspace, slide_id: str, params: dict, progress: Progress) -> dict:
     """Patch inference over the slide's tissue: the heatmap the slide viewer shows."""
     heat = _heatmap(workspace, slide_id, params, progress)
+    record_slide_grade(workspace, slide_layers(workspace, heat))  # the worklist's model grade group
     return {"key": heat.key, "slide_id": slide_id, "model_id": heat.model_id, "patches": int(len(heat.probs)), "notices": list(heat.notices)}
 
 

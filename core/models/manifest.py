@@ -52,7 +52,10 @@ class Metrics(BaseModel):
     accuracy_ci95: list[float] = []
     bootstrap_resamples: int | None = None
     n_patients_test: int | None = None
-    calibration: str = ""  # e.g. "temperature scaling on the validation patients (T = 1.32)"
+    calibration: str = ""  # e.g. "Platt scaling on 300 validation patients (a = 0.8, b = -1.2)"
+    # Patients the model never saw in training: the Models page evaluates the stored predictions on them (confidence
+    # intervals resampling patients, operating points, calibration). A demo workspace names them in its build marker.
+    held_out_patients: list[str] = []
 
 
 class ModelManifest(BaseModel):

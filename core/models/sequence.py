@@ -27,8 +27,12 @@ class VisitSequenceNet(nn.Module):
         bidirectional: bool = False,
         elapsed_time: bool = True,
         dropout: float = 0.1,
+        clip_z: float | None = None,
     ) -> None:
+        """``clip_z``: z-scored numeric inputs are clipped to [-clip_z, clip_z], so that a heavy-tailed measurement (a PSA
+        of 200 ng/mL in a cohort whose mean is 10) does not saturate the recurrent cell; None reads them as they are."""
         super().__init__()
+        self.clip_z = clip_z
         if cell not in CELLS:
             raise ValueError(f"unknown recurrent cell {cell!r}; choose one of {sorted(CELLS)}")
         self.embeddings = nn.ModuleList(nn.Embedding(n, embedding_dim) for n in category_sizes)
@@ -41,7 +45,7 @@ class VisitSequenceNet(nn.Module):
         self.head = nn.Linear(hidden * (2 if bidirectional else 1), 1)
 
     def visit_inputs(self, numeric: torch.Tensor, categories: torch.Tensor | None, elapsed: torch.Tensor | None) -> torch.Tensor:
-        parts = [numeric]
+        parts = [numeric if self.clip_z is None else numeric.clamp(-self.clip_z, self.clip_z)]
         if self.embeddings:
             if categories is None:
                 raise ValueError("this net embeds categorical features: pass their codes")

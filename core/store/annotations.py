@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from sqlalchemy import func, insert, select
@@ -50,8 +50,9 @@ class RegionVersion:
     comment: str
     geometry: dict = field(repr=False)
     deleted: bool
-    user: str
+    user: str  # who saved this version
     at: datetime  # UTC
+    author: str = ""  # who drew or imported the region (its first version's user); set by ``current_regions``
 
     @classmethod
     def from_row(cls, row: AnnotationVersion) -> RegionVersion:
@@ -195,9 +196,27 @@ def current_regions(store: CaseStore, slide_id: str) -> list[RegionVersion]:
              .where(AnnotationVersion.deleted.is_(False)))
     with store.session() as s:
         rows = [RegionVersion.from_row(r) for r in s.scalars(query)]
-        first_seen: dict[str, int] = {r: i for r, i in s.execute(select(AnnotationVersion.region_id, func.min(AnnotationVersion.id))
-                                    .where(AnnotationVersion.slide_id == slide_id).group_by(AnnotationVersion.region_id))}
-    return sorted(rows, key=lambda r: first_seen[r.region_id])
+        first = {r: (i, u) for r, i, u in s.execute(select(AnnotationVersion.region_id, AnnotationVersion.id, AnnotationVersion.user)
+                                                    .where(AnnotationVersion.slide_id == slide_id, AnnotationVersion.version == 1))}
+    return [replace(r, author=first[r.region_id][1]) for r in sorted(rows, key=lambda r: first[r.region_id][0])]
+
+
+def current_region(store: CaseStore, region_id: str) -> RegionVersion:
+    """The latest version of one region, with its author; ``NotFoundError`` when it is unknown or deleted."""
+    with store.session() as s:
+        latest = _latest(s, region_id)
+        if latest is None or latest.deleted:
+            raise NotFoundError(f"no region {region_id!r} on this slide (it may have been deleted; reload the slide)")
+        author = s.scalars(select(AnnotationVersion.user).where(AnnotationVersion.region_id == region_id,
+                                                                  AnnotationVersion.version == 1)).first()
+        return replace(RegionVersion.from_row(latest), author=author or latest.user)
+
+
+def slide_regions_stamp(store: CaseStore, slide_id: str) -> int:
+    """A number that changes whenever any region of the slide changes (the id of its newest version row; 0 when
+    none): the key of cached overlays and indexes."""
+    with store.session() as s:
+        return int(s.scalar(select(func.max(AnnotationVersion.id)).where(AnnotationVersion.slide_id == slide_id)) or 0)
 
 
 def region_history(store: CaseStore, region_id: str) -> list[RegionVersion]:
@@ -212,3 +231,11 @@ def slides_with_regions(store: CaseStore) -> list[str]:
     """Slides that have ever had a region, in id order."""
     with store.session() as s:
         return list(s.scalars(select(AnnotationVersion.slide_id).distinct().order_by(AnnotationVersion.slide_id)))
+
+
+def slide_history(store: CaseStore, slide_id: str, limit: int = 20) -> list[RegionVersion]:
+    """The slide's latest region versions, deletions included, newest first: what changed, by whom and when."""
+    with store.session() as s:
+        rows = s.scalars(select(AnnotationVersion).where(AnnotationVersion.slide_id == slide_id)
+                         .order_by(AnnotationVersion.id.desc()).limit(limit))
+        return [RegionVersion.from_row(r) for r in rows]

@@ -42,6 +42,14 @@ def case_summary(session: Session, patient_id: str) -> CaseSummary:
     )
 
 
+def nearest_by_day(days: dict[str, float | None], day: float | None) -> str | None:
+    """The item taken nearest a day (ties: the earlier one); items without a day count as day 0."""
+    if not days:
+        return None
+    target = day or 0.0
+    return min(days, key=lambda k: (abs((days[k] or 0.0) - target), days[k] or 0.0, k))
+
+
 def slide_record(session: Session, slide_id: str) -> Slide:
     slide = session.get(Slide, slide_id)
     if slide is None:

@@ -17,7 +17,7 @@ predictions (which summarise several subjects), are not compared. ``disagreement
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -196,10 +196,12 @@ def cohort_page(
     descending: bool = False,
     worklist: str = "all",
     total: int | None = None,
+    patients: Collection[str] | None = None,
     attributes: Sequence[str] = (),
 ) -> CohortPage:
     """One page of the cohort table on a worklist (see ``WORKLISTS``); filtering, sorting and paging happen in the database.
     ``total``: the worklist's size when the caller has it already (``worklist_counts``), so it is not counted again.
+    ``patients``: only these patients (a filter worked out outside the database, e.g. model vs report grade group).
     ``attributes``: patient attributes shown as columns ``attr:<name>`` (None where a patient has no value)."""
     sql = _cohort_sql(model_ids, attributes, session.get_bind().dialect.name)
     sortable = [c for c in sql.columns if c != "attributes"] + [k for k in sql.sort_keys if k.startswith(ATTRIBUTE_COLUMN)]
@@ -207,7 +209,7 @@ def cohort_page(
         raise PathReviewError(f"cannot sort by {sort_by!r}; choose one of {', '.join(sortable)}")
     if page < 0 or not 1 <= page_size <= 500:
         raise PathReviewError("page must be >= 0 and page size between 1 and 500")
-    condition = _worklist(sql, worklist)
+    condition = and_(_worklist(sql, worklist), _among(patients))
     key = sql.sort_keys[sort_by] if sort_by in sql.sort_keys else sql.columns[sort_by]
     order = key.desc() if descending else key.asc()
     labelled = [expr.label(name) for name, expr in sql.columns.items()]
@@ -223,9 +225,13 @@ def cohort_page(
     return CohortPage(rows=rows, total=total)
 
 
-def worklist_counts(session: Session, model_ids: list[str]) -> dict[str, int]:
-    """Worklist -> number of patients on it, in one query."""
+def _among(patients: Collection[str] | None) -> ColumnElement[bool]:
+    return true() if patients is None else Patient.id.in_(sorted(patients))
+
+
+def worklist_counts(session: Session, model_ids: list[str], patients: Collection[str] | None = None) -> dict[str, int]:
+    """Worklist -> number of patients on it (of ``patients``, when given), in one query."""
     sql = _cohort_sql(model_ids)
     sums = [func.coalesce(func.sum(case((cond, 1), else_=0)), 0).label(name) for name, cond in sql.worklists.items()]
-    row = session.execute(select(*sums).select_from(sql.source)).one()
+    row = session.execute(select(*sums).select_from(sql.source).where(_among(patients))).one()
     return {name: int(row._mapping[name]) for name in sql.worklists}

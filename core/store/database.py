@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import Column, Connection, CursorResult, Engine, Result, create_engine, event, inspect, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -66,12 +67,18 @@ def _add_session_versions(engine: Engine) -> None:
             conn.execute(update(t).where(t.c.id == user_id).values(session_version=secrets.token_hex(16)))
 
 
-# The patient columns of schemas v1 to v6, carried into ``patients.attributes`` under the same names by v7.
+def _add_review_regions(engine: Engine) -> None:
+    """v7: a verdict may name the slide regions it refers to."""
+    with engine.begin() as conn:
+        _add_column_if_missing(conn, Review.__table__.c.regions)
+
+
+# The patient columns of schemas v1 to v7, carried into ``patients.attributes`` under the same names by v8.
 LEGACY_PATIENT_COLUMNS = ("age", "sex", "onset_type")
 
 
 def _patient_columns_to_attributes(engine: Engine) -> None:
-    """v7: patients' ``age``, ``sex`` and ``onset_type`` columns become entries of one JSON ``attributes`` column
+    """v8: patients' ``age``, ``sex`` and ``onset_type`` columns become entries of one JSON ``attributes`` column
     (name -> value; unknown values are left out), and the columns are dropped."""
     with engine.begin() as conn:
         _add_column_if_missing(conn, Patient.__table__.c.attributes)
@@ -100,11 +107,27 @@ def _create_table(model: type[Base]) -> Callable[[Engine], None]:
 # (a new store's v1 creates the current schema) and leave it alone.
 # v3: user accounts; v4: jobs (long work and its progress, seen by the app, the workers and the Jobs page);
 # v5: a session version per account (sign-out, password and role changes end the account's sessions);
-# v6: reviewers' regions on slides, every version kept; v7: free-form patient attributes instead of disease columns.
+# v6: reviewers' regions on slides, every version kept; v7: the regions a verdict refers to;
+# v8: free-form patient attributes instead of disease columns.
 MIGRATIONS: dict[int, Callable[[Engine], None]] = {1: _create_v1, 2: _add_days_and_review_version_index, 3: _create_table(User),
                                                    4: _create_table(Job), 5: _add_session_versions, 6: _create_table(AnnotationVersion),
-                                                   7: _patient_columns_to_attributes}
+                                                   7: _add_review_regions, 8: _patient_columns_to_attributes}
 SCHEMA_VERSION = max(MIGRATIONS)
+
+
+def _json_default(value: Any) -> Any:
+    """What orjson leaves to the caller and ``json.dumps`` accepted: subclasses of float and int (numpy scalars)."""
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, int):
+        return int(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def json_text(value: Any) -> str:
+    """JSON columns are written with orjson: regions are thousands of coordinate lists, which ``json.dumps`` encodes
+    several times slower. Keys that are not strings are written as strings, as ``json.dumps`` does."""
+    return orjson.dumps(value, default=_json_default, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY).decode()
 
 
 SQLITE_BUSY_TIMEOUT_S = 10.0  # bounded wait for a write lock held by another process (a writer, a backup)
@@ -118,7 +141,7 @@ class CaseStore:
         self.url = url
         self.busy_timeout_s = busy_timeout_s
         try:
-            self.engine = create_engine(url, pool_pre_ping=True)
+            self.engine = create_engine(url, pool_pre_ping=True, json_serializer=json_text, json_deserializer=orjson.loads)
         except (SQLAlchemyError, ImportError, ValueError) as exc:
             raise WorkspaceError(f"cannot use database URL {url!r}: {exc}") from exc
         if self.engine.dialect.name == "sqlite":

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from core.errors import NotFoundError, PathReviewError
 from core.store.database import CaseStore
-from core.store.schema import AuditEvent, Patient, Review, as_utc
+from core.store.schema import AnnotationVersion, AuditEvent, Patient, Review, Slide, as_utc
 
 MODALITIES = ("slide", "patient", "report")
 VERDICTS = ("agree", "disagree", "uncertain")
@@ -28,6 +28,7 @@ MAX_COMMENT_CHARS = 10_000
 MAX_FLAGS = 20
 MAX_FLAG_CHARS = 64
 MAX_USER_CHARS = 64
+MAX_REGIONS = 50
 _MODALITY_NAMES = {"slide": "slide", "patient": "patient (visits)", "report": "report"}
 
 
@@ -42,11 +43,13 @@ class ReviewEntry:
     user: str
     version: int
     at: datetime  # UTC
+    regions: tuple[str, ...] = ()  # ids of the slide regions the verdict refers to
 
     @classmethod
     def from_row(cls, row: Review) -> ReviewEntry:
         return cls(patient_id=row.patient_id, modality=row.modality, verdict=row.verdict, comment=row.comment or "",
-                   flags=tuple(row.flags or ()), signed_off=bool(row.signed_off), user=row.user, version=row.version, at=as_utc(row.created_at))
+                   flags=tuple(row.flags or ()), signed_off=bool(row.signed_off), user=row.user, version=row.version, at=as_utc(row.created_at),
+                   regions=tuple(row.regions or ()))
 
 
 class ReviewConflict(PathReviewError):
@@ -95,18 +98,42 @@ def _validate(modality: str, verdict: str, comment: str, user: str, expected_ver
         raise PathReviewError(f"expected version must be a whole number >= 0 (got {expected_version!r})")
 
 
+def _check_regions(session: Session, patient_id: str, regions: Iterable[str] | None) -> list[str]:
+    """The region ids a verdict names: each a current (not deleted) region on one of the patient's slides."""
+    if isinstance(regions, str) or not all(isinstance(r, str) for r in regions or ()):
+        raise PathReviewError("regions must be a list of region ids")
+    ids = list(dict.fromkeys(regions or ()))
+    if len(ids) > MAX_REGIONS:
+        raise PathReviewError(f"a verdict refers to at most {MAX_REGIONS} regions (got {len(ids)})")
+    if not ids:
+        return []
+    rows = session.execute(select(AnnotationVersion.region_id, AnnotationVersion.version, AnnotationVersion.deleted, Slide.patient_id)
+                           .join(Slide, Slide.id == AnnotationVersion.slide_id).where(AnnotationVersion.region_id.in_(ids))).all()
+    latest: dict[str, tuple[int, bool, str]] = {}
+    for region_id, version, deleted, owner in rows:
+        if region_id not in latest or version > latest[region_id][0]:
+            latest[region_id] = (version, bool(deleted), owner)
+    for region_id in ids:
+        state = latest.get(region_id)
+        if state is None or state[1] or state[2] != patient_id:
+            raise PathReviewError(f"region {region_id[:36]} is not a current region on this case's slides (deleted, or another case's); "
+                                  "reload the case and choose again")
+    return ids
+
+
 def _latest(session: Session, patient_id: str, modality: str) -> Review | None:
     return session.scalars(select(Review).where(Review.patient_id == patient_id, Review.modality == modality)
                            .order_by(Review.version.desc()).limit(1)).first()
 
 
 def record_review(store: CaseStore, patient_id: str, modality: str, verdict: str, comment: str, flags: Iterable[str] | None,
-                  signed_off: bool, user: str, expected_version: int) -> ReviewEntry:
+                  signed_off: bool, user: str, expected_version: int, regions: Iterable[str] | None = None) -> ReviewEntry:
     """Append version ``expected_version + 1`` of the (patient, modality) verdict and an audit event.
 
     ``expected_version`` is the version the reviewer saw (0: none yet). Raises ``ReviewConflict`` when the
     latest version differs, or when a concurrent save of the same version wins; ``NotFoundError`` for an
-    unknown patient; ``PathReviewError`` for invalid input. On any error nothing is written."""
+    unknown patient; ``PathReviewError`` for invalid input. ``regions``: ids of slide regions of this patient the verdict
+    refers to. On any error nothing is written."""
     _validate(modality, verdict, comment, user, expected_version)
     clean_flags = _clean_flags(flags)
     user = user.strip()
@@ -114,16 +141,18 @@ def record_review(store: CaseStore, patient_id: str, modality: str, verdict: str
         with store.session() as s:
             if s.get(Patient, patient_id) is None:
                 raise NotFoundError(f"no patient {patient_id!r} in this workspace")
+            region_ids = _check_regions(s, patient_id, regions)
             latest = _latest(s, patient_id, modality)
             if (latest.version if latest else 0) != expected_version:
                 raise ReviewConflict(patient_id, modality, user, expected_version, ReviewEntry.from_row(latest) if latest else None)
             row = Review(patient_id=patient_id, modality=modality, verdict=verdict, comment=comment, flags=list(clean_flags),
-                         signed_off=bool(signed_off), user=user, version=expected_version + 1)
+                         signed_off=bool(signed_off), user=user, version=expected_version + 1, regions=region_ids or None)
             s.add(row)
             s.flush()  # the unique index refuses a version a concurrent writer has just taken
             s.add(AuditEvent(user=user, action="review_saved", target=patient_id,
                              detail={"modality": modality, "verdict": verdict, "version": row.version,
-                                     "signed_off": bool(signed_off), "flags": list(clean_flags)}))
+                                     "signed_off": bool(signed_off), "flags": list(clean_flags),
+                                     **({"regions": region_ids} if region_ids else {})}))
             s.flush()
             entry = ReviewEntry.from_row(row)
     except IntegrityError:

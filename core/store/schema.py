@@ -80,7 +80,7 @@ class Patient(Base):
     __tablename__ = "patients"
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     # Free-form name -> value (age, sex, anything a cohort records); workspace.toml declares their display names
-    # and units. A generic store has no disease-specific columns (schema v7).
+    # and units. A generic store has no disease-specific columns (schema v8).
     attributes: Mapped[dict[str, AttributeValue]] = mapped_column(ATTRIBUTES_TYPE, default=dict)
     slides: Mapped[list[Slide]] = relationship(back_populates="patient", order_by="Slide.id")
     visits: Mapped[list[Visit]] = relationship(back_populates="patient", order_by="Visit.day")
@@ -174,6 +174,7 @@ class Review(Base):
     user: Mapped[str] = mapped_column(String(64))
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    regions: Mapped[list | None] = mapped_column(JSON, nullable=True)  # ids of the slide regions the verdict refers to (schema v7)
 
 
 class AuditEvent(Base):

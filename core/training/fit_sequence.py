@@ -13,13 +13,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.stats import rankdata
 from torch import nn
 
 from core.errors import PathReviewError
 from core.imports.tables import Sidecar
 from core.models.manifest import ModelManifest
-from core.models.metrics import binary_metrics
+from core.models.metrics import binary_metrics, patient_bootstrap
 from core.models.sequence import VisitSequenceNet
 from core.models.visit_encoding import ELAPSED_SCALE_DAYS, VisitTensors, encode_sequences
 from core.training.predictions import PatientVisits, PredictionRun, cohort_visits, predict_model
@@ -165,37 +164,6 @@ def fit_platt(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     return a, b
 
 
-def rank_auc(y: np.ndarray, score: np.ndarray) -> float:
-    """ROC AUC as the Mann-Whitney U statistic over midranks (ties count one half), the same value as sklearn's."""
-    ranks = rankdata(score)
-    positives = int(y.sum())
-    negatives = len(y) - positives
-    return float((ranks[y == 1].sum() - positives * (positives + 1) / 2) / (positives * negatives))
-
-
-def bootstrap_intervals(patient_of_visit: np.ndarray, y: np.ndarray, score: np.ndarray, resamples: int, seed: int) -> dict[str, list[float]]:
-    """95 % percentile intervals of AUC, F1 and accuracy (threshold 0.5) over ``resamples`` resamples of the held-out
-    patients (with replacement; a drawn patient brings all its visits). Resamples with one class only are skipped for the AUC."""
-    rng = np.random.default_rng(seed)
-    patients = np.unique(patient_of_visit)
-    visits_of = [np.flatnonzero(patient_of_visit == p) for p in patients]
-    aucs, f1s, accs = [], [], []
-    for _ in range(resamples):
-        rows = np.concatenate([visits_of[k] for k in rng.integers(0, len(patients), len(patients))])
-        yt, st = y[rows], score[rows]
-        pred = st >= 0.5
-        tp, fp, fn = int((pred & (yt == 1)).sum()), int((pred & (yt == 0)).sum()), int((~pred & (yt == 1)).sum())
-        f1s.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
-        accs.append(float((pred == (yt == 1)).mean()))
-        if 0 < yt.sum() < len(yt):
-            aucs.append(rank_auc(yt, st))
-
-    def interval(values: list[float]) -> list[float]:
-        return [round(float(np.percentile(values, 2.5)), 4), round(float(np.percentile(values, 97.5)), 4)] if values else []
-
-    return {"auc_ci95": interval(aucs), "f1_ci95": interval(f1s), "accuracy_ci95": interval(accs)}
-
-
 def fit_sequence_model(workspace: Workspace, sidecar: Sidecar, options: SequenceFitOptions,
                        progress: Progress = lambda message: None) -> tuple[ModelManifest, PredictionRun]:
     """Fit, calibrate, evaluate and register a sequence model on the workspace's labelled visits; then store its predictions."""
@@ -245,10 +213,12 @@ def fit_sequence_model(workspace: Workspace, sidecar: Sidecar, options: Sequence
     y, s = labels[test_mask].astype(int), score[test_mask]
     if len(set(y.tolist())) < 2:
         raise PathReviewError("the held-out patients' visits have only one label class; an AUC needs both (label more patients)")
-    patient_of_visit = np.broadcast_to(np.arange(len(patients))[:, None], labels.shape)[test_mask]
-    metrics = binary_metrics(y, s, split="held-out patients' labelled visits") | bootstrap_intervals(
-        patient_of_visit, y, s, options.bootstrap_resamples, options.seed) | {
+    patient_of_visit = np.array([p.patient_id for p in patients])[:, None].repeat(labels.shape[1], axis=1)[test_mask]
+    intervals = patient_bootstrap(patient_of_visit.tolist(), y, s, resamples=options.bootstrap_resamples, seed=options.seed)
+    metrics = binary_metrics(y, s, split="held-out patients' labelled visits") | {
+        f"{name}_ci95": [round(ci.low, 4), round(ci.high, 4)] for name, ci in intervals.items()} | {
         "bootstrap_resamples": options.bootstrap_resamples, "n_patients_test": len(test),
+        "held_out_patients": sorted(patients[i].patient_id for i in test),
         "calibration": f"Platt scaling on {len(val)} validation patients (a = {a:.3g}, b = {b:.3g})"}
     manifest = save_fitted_model(workspace, {
         "id": options.model_id, "name": options.name or f"{options.class_names[1]} ({options.cell.upper()} over visits, fitted here)",

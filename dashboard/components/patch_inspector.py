@@ -10,6 +10,7 @@ import numpy as np
 from dash import html
 from PIL import Image
 
+from core.heatmaps.grade_group import display_class_name
 from core.heatmaps.overlay import colour_lut
 from core.heatmaps.patch_inspection import PatchInspection
 
@@ -37,7 +38,7 @@ def cam_overlay_image(patch: np.ndarray, cam: np.ndarray, alpha: float = 0.5, cm
 
 
 def patch_inspector(inspection: PatchInspection) -> html.Div:
-    probs = [html.Tr([html.Td(name), html.Td(f"{p:.3f}"), html.Td(f"{m:.3f} ± {s:.3f}")])
+    probs = [html.Tr([html.Td(display_class_name(name)), html.Td(f"{p:.3f}"), html.Td(f"{m:.3f} ± {s:.3f}")])
              for name, p, m, s in zip(inspection.class_names, inspection.probabilities, inspection.mc_mean, inspection.mc_std, strict=True)]
     images = [html.Figure([html.Img(src=png_data_uri(Image.fromarray(inspection.image).resize((DISPLAY_PX, DISPLAY_PX), Image.Resampling.NEAREST)),
                                     className="inspector-image"), html.Figcaption("patch (model input)")], className="inspector-figure")]

@@ -44,7 +44,8 @@ def layout(workspace: Workspace, report_id: str) -> html.Div:
         dbc.Row([
             dbc.Col([
                 html.H5("What the model reads"),
-                html.P("Noise removed (rule lines, patient and sample identifiers, control characters); each word the model "
+                html.P("Noise removed (rule lines, control characters); identifiers, dates and numbers other than Gleason patterns, scores "
+                       "and grade groups replaced by [ID], [DATE] and [#], which the model does not read; each word the model "
                        "reads is shaded by its LIME weight for the chosen class.", className="small text-muted"),
                 dbc.RadioItems(id="lime-class", options=list(model.class_names), value=model.class_names[-1], inline=True),
                 html.Div(id="lime-legend"),

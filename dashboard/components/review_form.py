@@ -6,6 +6,7 @@ import dash_bootstrap_components as dbc
 from dash import ALL, Dash, Input, Output, State, callback_context, dcc, html, no_update
 
 from core.errors import PathReviewError
+from core.store.annotations import RegionVersion, current_regions
 from core.store.cases import CaseSummary, case_summary
 from core.store.reviews import (
     FLAGS,
@@ -49,19 +50,41 @@ def _current_text(entry: ReviewEntry | None) -> str:
     return f"current: {entry.verdict} by {entry.user} (v{entry.version})" if entry else "no verdict yet"
 
 
-def history_table(entries: list[ReviewEntry]) -> html.Div:
+def region_label(region: RegionVersion) -> str:
+    return f"{region.slide_id} · {region.class_name} · {region.author} · {region.region_id[:8]}"
+
+
+def case_regions(workspace: Workspace, case: CaseSummary) -> dict[str, RegionVersion]:
+    """The current regions on the case's slides, by id."""
+    return {r.region_id: r for s in case.slides for r in current_regions(workspace.store, s.id)}
+
+
+def _region_links(e: ReviewEntry, regions: dict[str, RegionVersion]) -> list:
+    """A button per region the verdict refers to; a click pans the viewer there (``dashboard.pages.case``)."""
+    return [html.Button(region_label(regions[r]) if r in regions else f"{r[:8]} (deleted since)", id={"type": "review-region", "region": r},
+                        n_clicks=0, disabled=r not in regions, className="btn btn-link btn-sm p-0 d-block review-region-link")
+            for r in e.regions]
+
+
+def history_table(entries: list[ReviewEntry], regions: dict[str, RegionVersion] | None = None) -> html.Div:
     if not entries:
         return html.P("No verdicts recorded for this case yet.", className="small text-muted", id="review-history-empty")
+    regions = regions or {}
     rows = [html.Tr([html.Td(e.at.strftime("%Y-%m-%d %H:%M UTC")), html.Td(e.user), html.Td(e.modality),
                      html.Td(dbc.Badge(e.verdict, color=VERDICT_COLOURS.get(e.verdict, "secondary"))), html.Td(e.comment, className="review-comment"),
-                     html.Td(", ".join(e.flags)), html.Td("signed off" if e.signed_off else ""), html.Td(f"v{e.version}")],
+                     html.Td(", ".join(e.flags)), html.Td(_region_links(e, regions)), html.Td("signed off" if e.signed_off else ""),
+                     html.Td(f"v{e.version}")],
                     className="review-history-row") for e in entries]
-    head = html.Thead(html.Tr([html.Th(h) for h in ("When", "Reviewer", "Modality", "Verdict", "Comment", "Flags", "", "Version")]))
+    head = html.Thead(html.Tr([html.Th(h) for h in ("When", "Reviewer", "Modality", "Verdict", "Comment", "Flags", "Regions", "", "Version")]))
     return dbc.Table([head, html.Tbody(rows)], size="sm", striped=True, id="review-history-table", className="small")
 
 
-def _modality_form(modality: str, entry: ReviewEntry | None, read_only: bool) -> dbc.Col:
+def _modality_form(modality: str, entry: ReviewEntry | None, read_only: bool, regions: dict[str, RegionVersion]) -> dbc.Col:
     key = {"modality": modality}
+    region_choice = [dcc.Dropdown(id="review-regions", options=[{"label": region_label(r), "value": i} for i, r in regions.items()],
+                                  value=[r for r in (entry.regions if entry else ()) if r in regions], multi=True,
+                                  placeholder="regions this verdict refers to (optional)", className="small mt-1", disabled=read_only)] \
+        if modality == "slide" else []
     return dbc.Col([
         html.H6(modality.capitalize()),
         html.Div(_current_text(entry), className="small text-muted mb-1", id={"type": "review-current", **key}),
@@ -71,6 +94,7 @@ def _modality_form(modality: str, entry: ReviewEntry | None, read_only: bool) ->
                      maxLength=10_000, className="small mt-1"),
         dbc.Checklist(id={"type": "review-flags", **key}, options=[{"label": f, "value": f} for f in FLAGS],
                       value=list(entry.flags) if entry else [], className="small mt-1"),
+        *region_choice,
         dbc.Switch(id={"type": "review-signoff", **key}, label="sign off", value=bool(entry and entry.signed_off), className="small"),
         dbc.Button(f"Save {modality} verdict", id={"type": "review-save", **key}, size="sm", color="primary", n_clicks=0, className="mt-1",
                    disabled=read_only),
@@ -79,6 +103,7 @@ def _modality_form(modality: str, entry: ReviewEntry | None, read_only: bool) ->
 
 def card(workspace: Workspace, patient_id: str, current: dict[str, ReviewEntry]) -> dbc.Card:
     """The form for the case's ``current_reviews``, with the full history."""
+    regions = case_regions(workspace, _case(workspace, patient_id))
     read_only = not current_role_allows("reviewer")
     who = (f"Signed in as {current_username()}: your role may view verdicts but not record them." if read_only
            else f"Verdicts are recorded as {current_username()}, with the time.")
@@ -87,10 +112,10 @@ def card(workspace: Workspace, patient_id: str, current: dict[str, ReviewEntry])
         dbc.CardBody([
             dcc.Store(id="review-versions", data=latest_versions(current)),
             html.P(who, className="small text-muted", id="review-who"),
-            dbc.Row([_modality_form(m, current.get(m), read_only) for m in MODALITIES]),
+            dbc.Row([_modality_form(m, current.get(m), read_only, regions) for m in MODALITIES]),
             html.Div(id="review-message", className="mt-2"),
             html.H6("History", className="mt-3"),
-            html.Div(history_table(review_history(workspace.store, patient_id)), id="review-history"),
+            html.Div(history_table(review_history(workspace.store, patient_id), regions), id="review-history"),
         ]),
     ], className="mb-3", id="case-review-card")
 
@@ -103,11 +128,11 @@ def register_callbacks(app: Dash, workspace: Workspace) -> None:
         State({"type": "review-verdict", "modality": ALL}, "value"), State({"type": "review-comment", "modality": ALL}, "value"),
         State({"type": "review-flags", "modality": ALL}, "value"), State({"type": "review-signoff", "modality": ALL}, "value"),
         State({"type": "review-save", "modality": ALL}, "id"),
-        State("review-versions", "data"), State("case-id", "data"),
+        State("review-versions", "data"), State("case-id", "data"), State("review-regions", "value"),
         prevent_initial_call=True,
     )
     @requires_role("reviewer")
-    def save_review(clicks, verdicts, comments, flags, signoffs, ids, versions, patient_id):
+    def save_review(clicks, verdicts, comments, flags, signoffs, ids, versions, patient_id, regions):
         if not ctx_triggered_click(clicks):
             return (no_update,) * 4 + ([no_update] * len(ids),)
         modality = callback_context.triggered_id["modality"]
@@ -118,7 +143,8 @@ def register_callbacks(app: Dash, workspace: Workspace) -> None:
                                         id="review-alert"), no_update, no_update, unchanged
         try:
             entry = record_review(workspace.store, patient_id, modality, verdicts[i], comments[i] or "", flags[i] or [], bool(signoffs[i]),
-                                  current_username(), expected_version=int((versions or {}).get(modality, 0)))
+                                  current_username(), expected_version=int((versions or {}).get(modality, 0)),
+                                  regions=(regions or []) if modality == "slide" else [])
         except ReviewConflict as exc:
             return no_update, dbc.Alert([str(exc), " ", html.A("Reload the case", href=f"/case/{patient_id}")], color="danger",
                                         id="review-conflict"), no_update, no_update, unchanged
@@ -128,5 +154,7 @@ def register_callbacks(app: Dash, workspace: Workspace) -> None:
         currents = [_current_text(current.get(x["modality"])) for x in ids]
         message = dbc.Alert(f"Saved the {modality} verdict ({entry.verdict}, version {entry.version}).", color="success", id="review-saved",
                             duration=8000)
-        return ({**(versions or {}), modality: entry.version}, message, history_table(review_history(workspace.store, patient_id)),
-                _status_badge(_case(workspace, patient_id), current), currents)
+        case = _case(workspace, patient_id)
+        return ({**(versions or {}), modality: entry.version}, message,
+                history_table(review_history(workspace.store, patient_id), case_regions(workspace, case)),
+                _status_badge(case, current), currents)

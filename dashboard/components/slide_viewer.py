@@ -12,12 +12,16 @@ from urllib.parse import urlencode
 
 import dash_bootstrap_components as dbc
 import dash_leaflet as dl
+import numpy as np
 from dash import ALL, ClientsideFunction, Dash, Input, Output, State, callback_context, dcc, html, no_update
 
+from core.annotations.ground_truth import truth_cells, truth_label, truth_sources
+from core.annotations.overlay import RegionIndexes
 from core.errors import PathReviewError
 from core.heatmaps.attention import ATTENTION_CAVEAT, SlideAttention
-from core.heatmaps.groundtruth import TUMOUR_LABEL_MIN, mask_on_cells, read_label_mask, tumour_agreement
-from core.heatmaps.localisation import compare_methods
+from core.heatmaps.grade_group import display_class_name
+from core.heatmaps.groundtruth import segmentation_scores
+from core.heatmaps.localisation import compare_methods_on_cells
 from core.heatmaps.overlay import (
     ARGMAX_LAYER,
     ATTENTION_LAYER,
@@ -42,9 +46,11 @@ from core.jobs.state import ACTIVE, JobSpec, get_job
 from core.slides.grid import CELLS_PER_PATCH
 from core.slides.reader import SlideReadError
 from core.slides.tiles import SlideGeometry, TileService
+from core.store.annotations import slide_regions_stamp
 from core.store.cases import slide_record
 from core.workspace import Workspace
-from dashboard.auth import current_username, requesting_user, requires_role
+from dashboard.auth import current_role_allows, current_username, requesting_user, requires_role
+from dashboard.components import annotation_layer, annotation_panel, grade_panel
 from dashboard.components.clicks import ctx_triggered_click
 from dashboard.components.method_comparison import comparison_grid, scores_table
 from dashboard.components.patch_inspector import patch_inspector, png_data_uri
@@ -83,7 +89,7 @@ def restored_view(g: SlideGeometry, view: dict | None) -> tuple[list[float], int
     return center, zoom
 
 
-def _map(g: SlideGeometry, view: dict | None = None) -> dl.Map:
+def _map(g: SlideGeometry, view: dict | None = None, can_draw: bool = False) -> dl.Map:
     bounds = map_bounds(g)
     fit_zoom = _fit_zoom(g)
     center, zoom = restored_view(g, view)
@@ -99,6 +105,7 @@ def _map(g: SlideGeometry, view: dict | None = None) -> dl.Map:
                          maxZoom=g.max_zoom + 1, opacity=0.5, zIndex=10),
             html.Div(id="heat-legend"),  # the shown layer's colour bar (made anew: a Leaflet control keeps its first style)
             dl.Rectangle(id="selected-patch", bounds=[[0, 0], [0, 0]], pathOptions={"color": "#ff00ff", "weight": 2, "fill": False}),
+            *annotation_layer.map_layers(g, can_draw),
         ],
     )
 
@@ -115,7 +122,7 @@ def _controls(workspace: Workspace, class_names: list[str], layer: str = TUMOUR_
     models = workspace.models_for("patch")
     layers = [{"label": "Tumour probability (1 − benign)", "value": TUMOUR_LAYER},
               {"label": "Class map (argmax)", "value": ARGMAX_LAYER}]
-    layers += [{"label": f"P({c})", "value": c} for c in class_names]
+    layers += [{"label": f"P({display_class_name(c)})", "value": c} for c in class_names]
     layers += [{"label": "Tissue mask", "value": TISSUE_LAYER}]
     if workspace.models_for("mil"):
         layers.append({"label": "MIL attention", "value": ATTENTION_LAYER})
@@ -151,7 +158,7 @@ def _controls(workspace: Workspace, class_names: list[str], layer: str = TUMOUR_
     ]
 
 
-def layout(workspace: Workspace, tiles: TileService, slide_id: str, view: dict | None = None) -> html.Div:
+def layout(workspace: Workspace, tiles: TileService, slide_id: str, view: dict | None = None, selected_region: dict | None = None) -> html.Div:
     """The viewer with its controls, heatmap job, patch inspector and MIL panel; ``view`` restores a deep link
     (``lat``, ``lng``, ``z``, ``layer``). The slide page and the case page both show it."""
     with workspace.store.session() as s:
@@ -163,25 +170,29 @@ def layout(workspace: Workspace, tiles: TileService, slide_id: str, view: dict |
     models = workspace.models_for("patch")
     heat = cached_heatmap(workspace, slide_id, models[0]) if models else None
     class_names = list(workspace.manifest(models[0]).class_names) if models else []
+    truth_options = truth_sources(workspace, slide_id, has_mask)
     return html.Div([
         dcc.Store(id="slide-ctx", data={"slide_id": slide_id, "max_zoom": g.max_zoom, "mpp": g.mpp, "width": g.width, "height": g.height}),
         dcc.Store(id="heat-key", data=heat.key if heat else None),
         dcc.Store(id="heat-layer-job", data=None),  # the job computing the chosen layer: {"job", "layer"}
         dcc.Store(id="heat-layer-ready", data=None),  # set when that job has finished: the layer is shown again
         dcc.Interval(id="heat-layer-poll", interval=LAYER_POLL_MS, disabled=True),
+        *annotation_layer.stores(slide_regions_stamp(workspace.store, slide_id), selected_region),
         html.P(f"{g.width:,} x {g.height:,} px at {g.mpp} µm/px · {g.max_zoom + 1} Deep Zoom levels", className="text-muted small"),
         dbc.Row([
             dbc.Col([
-                html.Div([_map(g, view), html.Div([html.Div(id="scale-bar-line", className="scale-bar-line"),
+                html.Div([_map(g, view, current_role_allows("reviewer")), html.Div([html.Div(id="scale-bar-line", className="scale-bar-line"),
                                               html.Span(id="scale-bar-text", className="scale-bar-text")],
                                              id="scale-bar", className="scale-bar"),
                           html.Div([dbc.Spinner(size="sm", spinner_class_name="me-2", id="heat-layer-spinner"),
                                     html.Span(id="heat-layer-loading-text")], id="heat-layer-loading", className="layer-loading",
                                    style=HIDDEN)], className="slide-viewer"),
+                annotation_panel.layout(workspace, slide_id),
                 html.Div(id="selected-patch-info", className="small mt-2"),
                 dcc.Store(id="inspected-patch", data=None),
                 html.Div([dbc.Label("Explain class", className="small me-2"),
-                          dcc.Dropdown(id="inspector-class", options=class_names, value=None, placeholder="predicted class",
+                          dcc.Dropdown(id="inspector-class", options=[{"label": display_class_name(c), "value": c} for c in class_names], value=None,
+                                       placeholder="predicted class",
                                        style={"minWidth": "200px"})], className="d-flex align-items-center mt-2"),
                 dcc.Loading(html.Div(id="patch-inspector", className="mt-2")),
             ], lg=8),
@@ -191,15 +202,21 @@ def layout(workspace: Workspace, tiles: TileService, slide_id: str, view: dict |
             ], lg=4),
         ]),
         dbc.Row([
-            dbc.Col(dcc.Graph(id="grade-fractions", config={"displaylogo": False}, style={"display": "none"}), lg=6),
-            dbc.Col(html.Div(id="ground-truth-scores", children="" if has_mask else html.P(
-                "No ground-truth mask for this slide.", className="text-muted small")), lg=6),
+            dbc.Col([dcc.Graph(id="grade-fractions", config={"displaylogo": False}, style={"display": "none"}),
+                     grade_panel.layout(workspace, slide_id)], lg=6),
+            dbc.Col([html.Div([dbc.Label("Ground truth", className="small me-2 mb-0"),
+                               dcc.Dropdown(id="ground-truth-source", options=truth_options, value=truth_options[0]["value"] if truth_options else None,
+                                            placeholder="none: draw tumour regions or add a mask", style={"minWidth": "260px"})],
+                              className="d-flex align-items-center mb-2"),
+                     html.Div(id="ground-truth-scores", children="" if truth_options else html.P(
+                         "No ground truth for this slide: no mask, and no reviewer's tumour regions.", className="text-muted small"))], lg=6),
         ], className="mt-3"),
         html.Div(id="mil-panel", className="mt-3"),
         dbc.Card([
             dbc.CardHeader("Method comparison against the ground truth"),
             dbc.CardBody([
-                html.P("Each method's tumour map, normalised per slide and thresholded, next to the annotation; F1+ is Dice on "
+                html.P("Each method's tumour map, normalised per slide and thresholded, next to the ground truth chosen above (the "
+                       "mask, or reviewers' tumour regions rasterised on the cell grid by cell centre); F1+ is Dice on "
                        "the foreground, F1− on the background (Belharbi et al., Table 1), both over tissue cells only (glass is not "
                        "scored). The all-ones map (all tissue marked) is the lower bound.",
                        className="small text-muted"),
@@ -208,7 +225,7 @@ def layout(workspace: Workspace, tiles: TileService, slide_id: str, view: dict |
                          dbc.Col(dbc.Button("Compare methods", id="comparison-run", size="sm", color="secondary"), md=3)]),
                 dcc.Loading(html.Div(id="method-comparison", className="mt-2")),
             ]),
-        ], className="mt-3") if has_mask else html.Div(),
+        ], className="mt-3"),
     ])
 
 
@@ -249,12 +266,12 @@ def heat_tile_url(slide_id: str, key: str, style: OverlayStyle) -> str:
     return f"/slides/{slide_id}/heatmap/{key}/{{z}}/{{x}}/{{y}}.png?{query}"
 
 
-def _scores_table(scores, threshold: float) -> html.Div:
+def _scores_table(scores, threshold: float, against: str = "the ground-truth mask") -> html.Div:
     rows = [("Dice (tumour)", scores.dice), ("F1+ (foreground)", scores.f1_foreground), ("F1− (background)", scores.f1_background),
             ("Predicted tumour, % of tissue", 100 * scores.predicted_fraction), ("Annotated tumour, % of tissue", 100 * scores.true_fraction)]
     note = " No tumour in the annotation: Dice and F1+ have nothing to agree on." if scores.empty_truth else ""
     return html.Div([
-        html.H6(f"Against the ground-truth mask (tumour probability ≥ {threshold:.2f})"),
+        html.H6(f"Against {against} (tumour probability ≥ {threshold:.2f})"),
         dbc.Table([html.Tbody([html.Tr([html.Td(n), html.Td("n/a" if v != v else f"{v:.3f}" if v <= 1 else f"{v:.1f}")]) for n, v in rows])],
                   size="sm", bordered=False, id="ground-truth-table"),
         html.P("Scored over tissue cells only." + note, className="small text-muted"),
@@ -277,7 +294,10 @@ def _job_progress_text(layer: str, status: str, progress: float) -> str:
     return f"waiting to compute {label}…" if status == "queued" else f"computing {label}… {round(100 * progress)} %"
 
 
-def register_callbacks(app: Dash, workspace: Workspace, tiles: TileService, dispatcher: JobDispatcher) -> None:
+def register_callbacks(app: Dash, workspace: Workspace, tiles: TileService, dispatcher: JobDispatcher, regions: RegionIndexes) -> None:
+    annotation_layer.register_callbacks(app, workspace, regions)
+    annotation_panel.register_callbacks(app, workspace)
+
     @app.callback(
         Output("heat-key", "data"), Output("heat-status", "children"),
         Input("heat-compute", "n_clicks"),
@@ -312,23 +332,24 @@ def register_callbacks(app: Dash, workspace: Workspace, tiles: TileService, disp
         Output("heat-layer-loading", "style"),
         Input("heat-key", "data"), Input("heat-layer-choice", "value"), Input("heat-method", "value"), Input("heat-cmap", "value"),
         Input("heat-threshold", "value"), Input("heat-norm", "value"), Input("heat-smooth", "value"), Input("heat-layer-ready", "data"),
-        State("slide-ctx", "data"),
+        Input("ground-truth-source", "value"), State("slide-ctx", "data"),
     )
-    def show_heatmap(key, layer, method, cmap, threshold, norm, smooth_cells, _ready, ctx):
+    def show_heatmap(key, layer, method, cmap, threshold, norm, smooth_cells, _ready, truth_source, ctx):
         heat = slide_heatmap_by_key(workspace, key, ctx["slide_id"])
         if heat is None:
             return "", [], no_update, HIDDEN, no_update, None, True, no_update, HIDDEN
         style = OverlayStyle(method=method, layer=layer, cmap=cmap, threshold=float(threshold), norm=norm, smooth=float(smooth_cells))
         layers = slide_layers(workspace, heat)
         figure = grade_fraction_figure(grade_fractions(layers, method))
-        with workspace.store.session() as s:
-            record = slide_record(s, ctx["slide_id"])
-            mask_path, mask_mpp = (workspace.slides_dir / record.mask_file, record.mask_mpp) if record.mask_file else (None, None)
         scores = no_update
-        if mask_path is not None:
+        if truth_source:
             tumour = layer_grid(layers, OverlayStyle(method=method, smooth=float(smooth_cells)))
-            scores = _scores_table(tumour_agreement(tumour, heat.tissue, read_label_mask(mask_path), mask_mpp, heat.cell_um, float(threshold)),
-                                   float(threshold))
+            try:
+                truth = truth_cells(workspace, heat, ctx["slide_id"], truth_source)
+                scores = _scores_table(segmentation_scores(np.nan_to_num(tumour, nan=0.0) >= float(threshold), truth, within=heat.tissue),
+                                       float(threshold), truth_label(truth_source))
+            except PathReviewError as exc:
+                scores = html.P(str(exc), className="small text-muted")
         try:
             ready = layers.ready(source_layer(style))
             job = None if ready else start_layer_job(dispatcher, heat, source_layer(style), current_username())
@@ -358,16 +379,19 @@ def register_callbacks(app: Dash, workspace: Workspace, tiles: TileService, disp
         return _loading(f"Could not compute {label}: {job.message or job.status}", spinning=False)[0], no_update, True
 
     @app.callback(Output("method-comparison", "children"), Input("comparison-run", "n_clicks"),
-                  State("comparison-threshold", "value"), State("heat-key", "data"), State("slide-ctx", "data"), prevent_initial_call=True)
-    def show_method_comparison(_clicks, threshold, key, ctx):
+                  State("comparison-threshold", "value"), State("heat-key", "data"), State("ground-truth-source", "value"), State("slide-ctx", "data"),
+                  prevent_initial_call=True)
+    def show_method_comparison(_clicks, threshold, key, truth_source, ctx):
         heat = slide_heatmap_by_key(workspace, key, ctx["slide_id"])
         if heat is None:
             return html.P("Compute the heatmap first.", className="small text-muted")
-        with workspace.store.session() as s:
-            record = slide_record(s, ctx["slide_id"])
-            labels, mask_mpp = read_label_mask(workspace.slides_dir / record.mask_file), record.mask_mpp
-        rows = compare_methods(workspace, heat, labels, mask_mpp, float(threshold))
-        truth = mask_on_cells(labels, mask_mpp, heat.cell_um, heat.cell_shape) >= TUMOUR_LABEL_MIN
+        if not truth_source:
+            return html.P("Choose a ground truth first (a mask, or reviewers' tumour regions).", className="small text-muted")
+        try:
+            truth = truth_cells(workspace, heat, ctx["slide_id"], truth_source)
+        except PathReviewError as exc:
+            return html.P(str(exc), className="small text-muted")
+        rows = compare_methods_on_cells(workspace, heat, truth, float(threshold))
         return html.Div([comparison_grid(rows, truth),
                          scores_table([(r.method, r.f1_foreground, r.f1_background, r.dice) for r in rows], "method-comparison-table")])
 
@@ -403,7 +427,7 @@ def register_callbacks(app: Dash, workspace: Workspace, tiles: TileService, disp
         ox, oy = heat.origins[index]
         size0 = heat.cell_level0 * CELLS_PER_PATCH
         bounds = [[-(oy + size0) / scale, ox / scale], [-oy / scale, (ox + size0) / scale]]
-        probs = ", ".join(f"{n} {p:.2f}" for n, p in zip(heat.class_names, heat.probs[index], strict=True))
+        probs = ", ".join(f"{display_class_name(n)} {p:.2f}" for n, p in zip(heat.class_names, heat.probs[index], strict=True))
         return bounds, [html.B(f"Patch {index}"), f" at ({ox * ctx['mpp']:.0f}, {oy * ctx['mpp']:.0f}) µm: {probs}"], {"key": key, "index": index}
 
     @app.callback(Output("patch-inspector", "children"), Input("inspected-patch", "data"), Input("inspector-class", "value"))

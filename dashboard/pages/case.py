@@ -8,13 +8,14 @@ from dash import ALL, ClientsideFunction, Dash, Input, Output, State, callback_c
 
 from core.errors import PathReviewError
 from core.explain.patient_explanations import PatientExplainers
-from core.export.case_figures import case_figure_names, nearest_by_day
+from core.export.case_figures import case_figure_names
 from core.slides.tiles import TileService
-from core.store.cases import CaseSummary, case_summary
+from core.store.annotations import current_region
+from core.store.cases import CaseSummary, case_summary, nearest_by_day, slide_record
 from core.store.reviews import current_reviews
 from core.workspace import Workspace, attribute_texts
 from dashboard.auth import current_role_allows
-from dashboard.components import case_export, patient_panel, report_panel, review_form, slide_viewer
+from dashboard.components import annotation_layer, case_export, patient_panel, report_panel, review_form, slide_viewer
 from dashboard.components.clicks import ctx_triggered_click
 
 __all__ = ["layout", "nearest_by_day", "register_callbacks"]
@@ -175,6 +176,31 @@ def register_callbacks(app: Dash, workspace: Workspace, tiles: TileService, expl
         Input("case-id", "data"), Input("case-selected-slide", "data"), Input("selected-visit", "data"), Input("case-report-choice", "value"),
         Input("slide-map", "zoom"), Input("slide-map", "center"), Input("heat-layer-choice", "value"),
     )
+
+    @app.callback(
+        Output("case-slide-panel", "children", allow_duplicate=True), Output("case-selected-slide", "data", allow_duplicate=True),
+        Output("slide-map", "viewport", allow_duplicate=True), Output("annotation-selected", "data", allow_duplicate=True),
+        Input({"type": "review-region", "region": ALL}, "n_clicks"), State("case-selected-slide", "data"), State("case-id", "data"),
+        prevent_initial_call=True,
+    )
+    def show_verdict_region(clicks, shown_slide, patient_id):
+        """A region a verdict refers to: the viewer pans to it (switching to its slide first) and selects it."""
+        if not ctx_triggered_click(clicks):
+            return no_update, no_update, no_update, no_update
+        try:
+            region = current_region(workspace.store, callback_context.triggered_id["region"])
+            with workspace.store.session() as s:
+                if slide_record(s, region.slide_id).patient_id != patient_id:
+                    return no_update, no_update, no_update, no_update
+            max_zoom = tiles.geometry(region.slide_id).max_zoom
+        except PathReviewError:
+            return no_update, no_update, no_update, no_update
+        view = annotation_layer.region_view(region, max_zoom)
+        selected = {"region": region.region_id, "version": region.version}
+        if region.slide_id != shown_slide:
+            panel = _safe(lambda: slide_viewer.layout(workspace, tiles, region.slide_id, view, selected), "case-slide-error")
+            return panel, region.slide_id, no_update, no_update
+        return no_update, no_update, {"center": [view["lat"], view["lng"]], "zoom": view["z"], "transition": "flyTo"}, selected
 
     review_form.register_callbacks(app, workspace)
     case_export.register_callbacks(app, workspace, explainers)

@@ -6,16 +6,21 @@ from __future__ import annotations
 import dash_bootstrap_components as dbc
 from dash import Dash, Input, Output, ctx, dash_table, html
 
+from core.heatmaps.grade_comparison import GRADE_AGREEMENTS, PatientGradeComparison, grade_comparisons
 from core.store.cohort import ATTRIBUTE_COLUMN, DECISION_THRESHOLD, WORKLISTS, cohort_page, worklist_counts
 from core.workspace import PatientAttribute, Workspace
 
 PAGE_SIZE = 15
 _COUNT_COLUMNS = [("slides", "Slides"), ("visits", "Visits"), ("reports", "Reports")]
 _REVIEW_COLUMNS = [("review", "Review"), ("flagged", "Flagged"), ("disagreements", "Model vs label")]
+GRADE_COLUMN = "grade"  # filled from the grade comparison, not the database: filtered with its own control, not sorted
+GRADE_FILTERS = {"any": "Any", "disagree": "Disagree", "agree": "Agree", "not compared": "Not compared"}
 _REVIEW_TOOLTIPS = {
     "review": "unreviewed: no verdict yet · in review: some verdicts, not all signed off · signed off: the latest "
               "slide, patient and report verdicts (for what the case has) are all signed off",
     "flagged": "a latest verdict carries a flag (second opinion, poor stain, ...)",
+    GRADE_COLUMN: "ISUP grade group of the slide's class map (highest over the patient's slides with a computed heatmap) against the "
+                  "grade group stated by the report taken nearest each slide; 'benign' is no tumour",
     "disagreements": f"labelled slides, reports and visits where a model's stored prediction is on the other side of "
                      f"{DECISION_THRESHOLD} from the recorded label (disagreeing of compared model-subject pairs)",
 }
@@ -38,21 +43,28 @@ def _help_text() -> html.Details:
                     f"is negative, or below {DECISION_THRESHOLD} and the label is positive. Shown as how many of the "
                     "compared pairs disagree; a dash means nothing labelled could be compared. Patient-level scores "
                     "(a summary over subjects) are not compared."),
+            html.Li("Model vs report grade: the ISUP grade group the patch model's class map gives each slide whose heatmap has "
+                    "been computed (Gleason patterns covering at least 10 % of the tissue, by the rule for the specimen type the "
+                    "slide's report names; see the slide page), the highest over the patient's slides, against the highest grade "
+                    "group stated by the reports paired with those slides (nearest in days), read from their text."),
         ], className="small text-muted mb-0"),
     ], className="mb-2")
 
 
 def layout(workspace: Workspace) -> html.Div:
-    columns = [{"id": "patient_id", "name": "Patient", "presentation": "markdown"}]
-    columns += [{"id": ATTRIBUTE_COLUMN + name, "name": _heading(a)} for name, a in workspace.patient_attributes().items()]
-    columns += [{"id": c, "name": n} for c, n in _COUNT_COLUMNS]
+    # Two header rows: a model's score column names its model under the class it scores, so two models of one class
+    # ("pattern 4/5 present") are told apart.
+    columns = [{"id": "patient_id", "name": ["", "Patient"], "presentation": "markdown"}]
+    columns += [{"id": ATTRIBUTE_COLUMN + name, "name": ["", _heading(a)]} for name, a in workspace.patient_attributes().items()]
+    columns += [{"id": c, "name": ["", n]} for c, n in _COUNT_COLUMNS]
     tooltips = dict(_REVIEW_TOOLTIPS)
     for model_id in scored_models(workspace):
         m = workspace.manifest(model_id)
-        columns.append({"id": f"score:{model_id}", "name": m.score_class,
+        columns.append({"id": f"score:{model_id}", "name": [f"P({m.score_class})", model_id],
                         "type": "numeric", "format": {"specifier": ".2f"}})
         tooltips[f"score:{model_id}"] = f"{m.name} [{model_id}]"
-    columns += [{"id": c, "name": n} for c, n in _REVIEW_COLUMNS]
+    columns += [{"id": c, "name": ["", n]} for c, n in _REVIEW_COLUMNS]
+    columns.append({"id": GRADE_COLUMN, "name": ["Grade group", "model vs report"]})
     return html.Div([
         html.H2("Cohort"),
         html.P(f"{workspace.name}. Open a case to review its slides, visits and reports. Scores are the "
@@ -63,18 +75,25 @@ def layout(workspace: Workspace) -> html.Div:
             dbc.RadioItems(id="cohort-worklist", options=[{"label": name, "value": key} for key, name in WORKLISTS.items()],
                            value="all", inline=True, className="d-inline-block"),
         ], className="mb-1"),
+        html.Div([
+            html.Span("Model vs report grade group:", className="me-2 fw-semibold"),
+            dbc.RadioItems(id="cohort-grade", options=[{"label": name, "value": key} for key, name in GRADE_FILTERS.items()],
+                           value="any", inline=True, className="d-inline-block"),
+        ], className="mb-1"),
         _help_text(),
         dash_table.DataTable(
             id="cohort-table", columns=columns, page_current=0, page_size=PAGE_SIZE, page_action="custom",
-            sort_action="custom", sort_mode="single", sort_by=[], markdown_options={"link_target": "_self"},
+            sort_action="custom", sort_mode="single", sort_by=[], markdown_options={"link_target": "_self"}, merge_duplicate_headers=True,
             tooltip_header=tooltips, tooltip_delay=0, tooltip_duration=None,
-            style_table={"overflowX": "auto"}, style_cell={"fontFamily": "inherit", "padding": "6px"},
-            style_header={"fontWeight": "600", "backgroundColor": "#f3f5f8"},
+            # Compact cells and wrapping headers: every column fits at 1366 px.
+            style_table={"overflowX": "auto"}, style_cell={"fontFamily": "inherit", "padding": "3px 5px", "fontSize": "0.8rem"},
+            style_header={"fontWeight": "600", "backgroundColor": "#f3f5f8", "whiteSpace": "normal", "height": "auto"},
             style_data_conditional=[
                 {"if": {"filter_query": "{disagreements} contains 'disagree'", "column_id": "disagreements"},
                  "color": "#b02a37", "fontWeight": "600"},
                 {"if": {"filter_query": "{flagged} contains 'flagged'", "column_id": "flagged"}, "color": "#b35c00"},
                 {"if": {"filter_query": "{review} = 'signed off'", "column_id": "review"}, "color": "#1e7b34"},
+                {"if": {"filter_query": "{grade} contains 'disagree'", "column_id": GRADE_COLUMN}, "color": "#b02a37", "fontWeight": "600"},
             ],
         ),
         html.Div(id="cohort-status", className="text-muted small mt-2"),
@@ -85,9 +104,21 @@ def _heading(attribute: PatientAttribute) -> str:
     return f"{attribute.label} ({attribute.unit})" if attribute.unit else attribute.label
 
 
-def _display(row: dict, attributes: dict[str, PatientAttribute]) -> dict:
-    """Cell texts: a link to the case, attribute values (the unit is in the heading), the flag, and how many compared
-    predictions disagree with their labels."""
+def _grade_name(group: int | None) -> str:
+    return "—" if group is None else "benign" if group == 0 else str(group)
+
+
+def grade_cell(comparison: PatientGradeComparison | None) -> str:
+    """"2 vs 3 · disagree", "benign vs benign · agree", "2 vs — · no report grade", or a dash with nothing graded."""
+    if comparison is None or comparison.model_group is None:
+        return "—"
+    shown = f"{_grade_name(comparison.model_group)} vs {_grade_name(comparison.report_group)}"
+    return f"{shown} · {comparison.agreement}" if comparison.report_group is not None else f"{shown} · no report grade"
+
+
+def _display(row: dict, grades: dict[str, PatientGradeComparison], attributes: dict[str, PatientAttribute]) -> dict:
+    """Cell texts: a link to the case, attribute values (the unit is in the heading), the flag, how many compared
+    predictions disagree with their labels, and the model vs report grade groups."""
     for name, attribute in attributes.items():
         row[ATTRIBUTE_COLUMN + name] = attribute.text(row[ATTRIBUTE_COLUMN + name], with_unit=False)
     pid, disagreements, compared = row["patient_id"], row.pop("disagreements"), row.pop("labelled")
@@ -97,33 +128,43 @@ def _display(row: dict, attributes: dict[str, PatientAttribute]) -> dict:
         row["disagreements"] = "—"
     else:
         row["disagreements"] = f"{disagreements}/{compared} disagree" if disagreements else f"agrees ({compared})"
+    row[GRADE_COLUMN] = grade_cell(grades.get(pid))
     return row
 
 
 def register_callbacks(app: Dash, workspace: Workspace) -> None:
     @app.callback(
         Output("cohort-table", "data"), Output("cohort-table", "page_count"), Output("cohort-table", "page_current"),
-        Output("cohort-status", "children"), Output("cohort-worklist", "options"),
+        Output("cohort-status", "children"), Output("cohort-worklist", "options"), Output("cohort-grade", "options"),
         Input("cohort-table", "page_current"), Input("cohort-table", "page_size"), Input("cohort-table", "sort_by"),
-        Input("cohort-worklist", "value"),
+        Input("cohort-worklist", "value"), Input("cohort-grade", "value"),
     )
-    def show_cohort_page(page, page_size, sort_by, worklist):
-        worklist = worklist or "all"
+    def show_cohort_page(page, page_size, sort_by, worklist, grade_filter):
+        worklist, grade_filter = worklist or "all", grade_filter or "any"
         page_size = page_size or PAGE_SIZE
-        page = 0 if ctx.triggered_id == "cohort-worklist" else page or 0
+        page = 0 if ctx.triggered_id in ("cohort-worklist", "cohort-grade") else page or 0
         sort = (sort_by or [{"column_id": "patient_id", "direction": "asc"}])[0]
+        if sort["column_id"] == GRADE_COLUMN:  # not a database column: its filter above sorts it out
+            sort = {"column_id": "patient_id", "direction": "asc"}
         models = scored_models(workspace)
         attributes = workspace.patient_attributes()
+        grades = grade_comparisons(workspace)
+        chosen = None if grade_filter == "any" else {pid for pid, g in grades.items() if g.agreement == grade_filter}
         with workspace.store.session() as s:
-            counts = worklist_counts(s, models)
+            counts = worklist_counts(s, models, chosen)
             pages = max(1, -(-counts[worklist] // page_size))
             page = min(page, pages - 1)  # a worklist that shrank since the page was turned
-            result = cohort_page(s, models, page, page_size, sort["column_id"], sort["direction"] == "desc", worklist, counts[worklist],
+            result = cohort_page(s, models, page, page_size, sort["column_id"], sort["direction"] == "desc", worklist, counts[worklist], chosen,
                                  list(attributes))
         options = [{"label": f"{name} ({counts[key]})", "value": key} for key, name in WORKLISTS.items()]
+        by_agreement = {a: sum(1 for g in grades.values() if g.agreement == a) for a in GRADE_AGREEMENTS}
+        grade_options = [{"label": name if key == "any" else f"{name} ({by_agreement[key]})", "value": key} for key, name in GRADE_FILTERS.items()]
         shown = f"{result.total} patients" if worklist == "all" else \
             f"{result.total} of {counts['all']} patients ({WORKLISTS[worklist].lower()})"
-        return [_display(r, attributes) for r in result.rows], pages, page, f"{shown} · page {page + 1} of {pages}", options
+        if chosen is not None:
+            shown += f", model and report grade groups: {grade_filter}"
+        return ([_display(r, grades, attributes) for r in result.rows], pages, page, f"{shown} · page {page + 1} of {pages}", options,
+                grade_options)
 
 
 def nav_item() -> dbc.NavItem:

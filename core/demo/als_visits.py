@@ -1,4 +1,5 @@
-"""Synthetic ALS-style visit histories with a trajectory-dependent "NIV within 90 days" label."""
+"""Synthetic ALS visit histories (the cohort of Ferreira et al.) with a trajectory-dependent "NIV within 90 days" label:
+noisy measurements, missed visits, and a ventilation threshold that differs between patients."""
 
 from __future__ import annotations
 
@@ -47,26 +48,28 @@ def synthesise_visits(rng: np.random.Generator) -> tuple[PatientProfile, list[Sy
     fvc0 = float(np.clip(rng.normal(95, 12), 70, 125))
     fvc_slope = rate * (2.6 if bulbar else 1.8) * rng.uniform(0.8, 1.2)  # % predicted per month
     # Ventilation starts at a higher FVC when bulbar weakness adds to the respiratory load.
-    niv_fvc = NIV_FVC_THRESHOLD[profile.onset_type]
-    niv_day = (fvc0 - niv_fvc) / fvc_slope * DAYS_PER_MONTH
+    niv_fvc = NIV_FVC_THRESHOLD[profile.onset_type] + rng.normal(0, 10)  # clinicians start NIV at different FVCs
+    niv_month = (fvc0 - niv_fvc) / fvc_slope  # months from onset
+    # Patients are first seen at different points of their disease, so a single visit's values mix stage and speed.
+    entry_month = float(np.clip(rng.uniform(0, 15), 0, max(0.0, niv_month - 4)))
+    niv_day = max(120.0, (niv_month - entry_month) * DAYS_PER_MONTH)
     weight0 = rng.normal(78 if profile.sex == "M" else 64, 8)
     n_visits = int(rng.integers(3, 16))
-    gaps = rng.uniform(35, 140, n_visits - 1)
+    gaps = rng.uniform(35, 140, n_visits - 1) * np.where(rng.random(n_visits - 1) < 0.15, 2, 1)  # some visits missed
     days = np.concatenate([[0.0], np.cumsum(gaps)])
     if days[-1] > niv_day:  # no visits once ventilation has begun
         days = days[days <= niv_day]
         if len(days) < 3:
-            days = np.sort(rng.uniform(0, niv_day, 3)).round()
-            days -= days[0]
+            days = np.linspace(0, niv_day - rng.uniform(5, 40), 3).round()
     visits = []
     for day in days:
-        months = day / DAYS_PER_MONTH
+        months = entry_month + day / DAYS_PER_MONTH
         features: dict[str, float | str] = {
-            "alsfrs_respiratory": 12 - rate * (0.55 if bulbar else 0.35) * months + rng.normal(0, 0.4),
-            "alsfrs_bulbar": 12 - rate * (0.9 if bulbar else 0.25) * months + rng.normal(0, 0.5),
-            "alsfrs_fine_motor": 12 - rate * (0.3 if bulbar else 0.8) * months + rng.normal(0, 0.5),
-            "alsfrs_gross_motor": 12 - rate * (0.3 if bulbar else 0.9) * months + rng.normal(0, 0.5),
-            "fvc_percent": fvc0 - fvc_slope * months + rng.normal(0, 3),
+            "alsfrs_respiratory": 12 - rate * (0.55 if bulbar else 0.35) * months + rng.normal(0, 0.9),
+            "alsfrs_bulbar": 12 - rate * (0.9 if bulbar else 0.25) * months + rng.normal(0, 0.9),
+            "alsfrs_fine_motor": 12 - rate * (0.3 if bulbar else 0.8) * months + rng.normal(0, 0.9),
+            "alsfrs_gross_motor": 12 - rate * (0.3 if bulbar else 0.9) * months + rng.normal(0, 0.9),
+            "fvc_percent": fvc0 - fvc_slope * months + rng.normal(0, 7),  # spirometry is effort-dependent
             "weight_kg": weight0 - 0.35 * rate * months + rng.normal(0, 0.8),
         }
         for name in DYNAMIC_FEATURES[:4]:

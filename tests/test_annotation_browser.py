@@ -1,0 +1,178 @@
+"""Annotations in headless Chromium: draw a polygon, classify, reshape and delete it, find its history after a reload;
+show and hide two reviewers' layers; a verdict's region pans the viewer. Screens at 1366 x 768 and 1920 x 1080."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+from selenium.webdriver import ActionChains
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from core.slides.tiles import TileService
+from core.store.annotations import RegionDraft, add_regions, current_regions, region_history
+from core.store.reviews import record_review
+from core.workspace import open_workspace
+from dashboard.components.annotation_layer import region_view
+from tests.helpers import ACCOUNTS, LiveServer, chromium_driver, copy_demo, js_click, sign_in_browser
+
+pytestmark = pytest.mark.browser
+SLIDE = "P001-S1"
+SECOND = "second-reader"
+SCREENS = Path(os.environ.get("PATHREVIEW_SCREENS", tempfile.mkdtemp(prefix="annotation-screens-")))
+
+
+def _wait(browser, condition, timeout=60):
+    return WebDriverWait(browser, timeout).until(condition)
+
+
+def rect(x0: float, y0: float, x1: float, y1: float) -> dict:
+    return {"type": "Polygon", "coordinates": [[[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]]}
+
+
+@pytest.fixture(scope="module")
+def served(demo_workspace, tmp_path_factory):
+    """A copy of the demo with a second reviewer's tumour region and a verdict that names it, served."""
+    root = copy_demo(demo_workspace, tmp_path_factory.mktemp("annotation-browser") / "ws", (SLIDE,))
+    ws = open_workspace(root)
+    region, = add_regions(ws.store, SLIDE, [RegionDraft(rect(2600, 2600, 3200, 3000), "tumour pattern 3")], SECOND)
+    record_review(ws.store, "P001", "slide", "disagree", "missed focus", [], False, SECOND, 0, regions=[region.region_id])
+    server = LiveServer(root)
+    driver = chromium_driver(1400, 1000)
+    sign_in_browser(driver, server.url)
+    yield server, driver, ws, region
+    driver.quit()
+    server.stop()
+    ws.store.dispose()
+
+
+def _paths(browser) -> int:
+    """Regions drawn as vector paths on the map (the drawing layer's shape included)."""
+    return browser.execute_script("return document.querySelectorAll('#slide-map .leaflet-overlay-pane path.leaflet-interactive').length")
+
+
+def _message(browser) -> str:
+    found = browser.find_elements(By.ID, "annotation-message")
+    return found[0].text if found else ""
+
+
+def _choose(browser, dropdown_id: str, text: str) -> None:
+    """Open a dropdown and click the option with this text."""
+    js_click(browser, dropdown_id)
+    option = f"//*[@role='option' and normalize-space(.)='{text}']"
+    _wait(browser, lambda b: b.find_elements(By.XPATH, option))[0].click()
+
+
+def _map_click(browser, dx: int, dy: int) -> None:
+    the_map = browser.find_element(By.ID, "slide-map")
+    ActionChains(browser).move_to_element_with_offset(the_map, dx, dy).pause(0.15).click().perform()
+
+
+def test_draw_classify_reshape_delete_and_find_the_history(served):
+    server, browser, ws, _ = served
+    browser.get(f"{server.url}/slide/{SLIDE}")
+    _wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, ".leaflet-draw-draw-polygon"))
+    browser.execute_script("document.getElementById('slide-map').scrollIntoView({block: 'start'})")
+    before = {r.region_id for r in current_regions(ws.store, SLIDE)}
+    # Draw a polygon: four clicks, then Leaflet.draw's Finish.
+    browser.find_element(By.CSS_SELECTOR, ".leaflet-draw-draw-polygon").click()
+    for dx, dy in ((-120, -80), (40, -90), (60, 50), (-100, 70)):
+        _map_click(browser, dx, dy)
+    [a for a in browser.find_elements(By.CSS_SELECTOR, ".leaflet-draw-actions a") if a.text == "Finish"][0].click()
+    _wait(browser, lambda b: "Saved a" in _message(b))
+    drawn = [r for r in current_regions(ws.store, SLIDE) if r.region_id not in before]
+    assert len(drawn) == 1 and drawn[0].author == ACCOUNTS["reviewer"] and len(drawn[0].geometry["coordinates"][0]) == 5
+    region_id = drawn[0].region_id
+    _wait(browser, lambda b: "v1" in b.find_element(By.ID, "annotation-history").text)
+    # Classify it.
+    _choose(browser, "annotation-class", "tumour pattern 5")
+    browser.find_element(By.ID, "annotation-comment").send_keys("solid sheets")
+    js_click(browser, "annotation-save")
+    _wait(browser, lambda b: "version 2" in _message(b))
+    assert current_regions(ws.store, SLIDE)[-1].class_name == "tumour pattern 5"
+    # Reshape it: the edit tool, drag a vertex, save.
+    browser.execute_script("document.getElementById('slide-map').scrollIntoView({block: 'start'})")
+    time.sleep(0.5)
+    browser.find_element(By.CSS_SELECTOR, ".leaflet-draw-edit-edit").click()
+    handle = _wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, ".leaflet-editing-icon"))[0]
+    ActionChains(browser).click_and_hold(handle).move_by_offset(15, 10).move_by_offset(15, 10).release().perform()
+    [a for a in browser.find_elements(By.CSS_SELECTOR, ".leaflet-draw-actions a") if a.text == "Save"][0].click()
+    _wait(browser, lambda b: "new shape (version 3)" in _message(b))
+    assert region_history(ws.store, region_id)[0].geometry != region_history(ws.store, region_id)[1].geometry
+    # Delete it.
+    js_click(browser, "annotation-delete")
+    _wait(browser, lambda b: "Deleted" in _message(b))
+    assert region_id not in {r.region_id for r in current_regions(ws.store, SLIDE)}
+    # After a reload the slide's history lists every version, the deletion first.
+    browser.refresh()
+    box = _wait(browser, lambda b: b.find_elements(By.ID, "annotation-slide-history-box"))[0]
+    js_click(browser, box.find_element(By.TAG_NAME, "summary"))
+    text = _wait(browser, lambda b: b.find_element(By.ID, "annotation-slide-history-list").text)
+    lines = [line for line in text.splitlines() if region_id[:8] in line]
+    assert [re.search(r"v(\d)", line).group(1) for line in lines] == ["4", "3", "2", "1"] and "deleted" in lines[0]
+
+
+def test_two_reviewers_layers_are_shown_and_hidden(served):
+    server, browser, ws, _ = served
+    add_regions(ws.store, SLIDE, [RegionDraft(rect(2000, 2000, 2600, 2400), "benign")], ACCOUNTS["reviewer"])
+    browser.get(f"{server.url}/slide/{SLIDE}")
+    checklist = _wait(browser, lambda b: b.find_elements(By.ID, "annotation-authors"))[0]
+    _wait(browser, lambda b: {SECOND, ACCOUNTS["reviewer"]} <= set(b.find_element(By.ID, "annotation-authors").text.splitlines()))
+    shown = _wait(browser, lambda b: _paths(b) >= 2 and _paths(b))
+    for label in checklist.find_elements(By.TAG_NAME, "label"):
+        if label.text == SECOND:
+            js_click(browser, label)
+    _wait(browser, lambda b: _paths(b) == shown - 1)
+    for label in browser.find_element(By.ID, "annotation-authors").find_elements(By.TAG_NAME, "label"):
+        if label.text == SECOND:
+            js_click(browser, label)
+    _wait(browser, lambda b: _paths(b) == shown)
+    # A click on a region selects it: its author, class, numbers and history.
+    browser.execute_script("document.getElementById('slide-map').scrollIntoView({block: 'start'})")
+    second = [p for p in browser.find_elements(By.CSS_SELECTOR, "#slide-map .leaflet-overlay-pane path.leaflet-interactive")
+              if p.get_attribute("stroke") == "#ffc800"]  # tumour pattern 3: the second reader's region
+    ActionChains(browser).move_to_element(second[0]).click().perform()
+    _wait(browser, lambda b: b.find_elements(By.ID, "annotation-selected-title"))
+    assert browser.find_element(By.ID, "annotation-selected-title").text == f"Region by {SECOND}: tumour pattern 3"
+    assert "0.0600 mm²" in browser.find_element(By.ID, "annotation-details").text  # 600 x 400 px at 0.5 µm/px
+    for width, height in ((1366, 768), (1920, 1080)):
+        browser.set_window_size(width, height)
+        time.sleep(1.0)
+        browser.execute_script("document.getElementById('annotation-card').scrollIntoView({block: 'start'})")
+        browser.save_screenshot(str(SCREENS / f"slide-annotations-{width}x{height}.png"))
+        browser.execute_script("document.getElementById('slide-map').scrollIntoView({block: 'start'})")
+        browser.save_screenshot(str(SCREENS / f"slide-map-{width}x{height}.png"))
+    browser.set_window_size(1400, 1000)
+
+
+def test_clicking_a_verdicts_region_pans_the_viewer(served):
+    server, browser, ws, region = served
+    max_zoom = TileService(ws).geometry(SLIDE).max_zoom
+    expected = region_view(region, max_zoom)  # centre (2900, 2800) px, zoomed to fit the 600 x 400 px region
+    assert (expected["lng"] * 2**max_zoom, -expected["lat"] * 2**max_zoom) == (2900, 2800)
+    browser.get(f"{server.url}/case/P001")
+    link = _wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, ".review-region-link"))[0]
+    assert SECOND in link.text and "tumour pattern 3" in link.text
+
+    def shown_view(b) -> dict:
+        query = parse_qs(urlparse(b.find_element(By.ID, "case-link").get_attribute("value")).query)
+        return {k: float(query[k][0]) for k in ("lat", "lng", "z") if k in query}
+
+    _wait(browser, lambda b: "z" in shown_view(b))
+    assert shown_view(browser)["z"] != expected["z"]  # the case opens fitted to the slide
+    js_click(browser, link)
+    _wait(browser, lambda b: shown_view(b).get("z") == expected["z"]
+          and abs(shown_view(b)["lat"] - expected["lat"]) * 2**max_zoom < 2 and abs(shown_view(b)["lng"] - expected["lng"]) * 2**max_zoom < 2)
+    title = _wait(browser, lambda b: b.find_elements(By.ID, "annotation-selected-title"))[0]
+    assert title.text == f"Region by {SECOND}: tumour pattern 3"  # and it is selected, its numbers and history shown
+    browser.set_window_size(1366, 768)
+    time.sleep(1.0)
+    browser.execute_script("document.getElementById('case-slide-card').scrollIntoView({block: 'start'})")
+    browser.save_screenshot(str(SCREENS / "case-verdict-region-1366x768.png"))
+    browser.set_window_size(1400, 1000)
