@@ -49,7 +49,7 @@ SAMPLE = {
     ("slide-map", "zoom"): 10, ("comparison-threshold", "value"): 0.5, ("report-edit", "value"): "carcinoma",
 }
 WILDCARDS = {"modality": ["slide", "patient", "report"], "slide": ["P001-S1"], "index": [1], "part": ["patient", "report", "slide"],
-             "model": ["mil-attention", "report-tfidf"], "region": ["00000000-0000-4000-8000-000000000000"]}
+             "model": ["mil-attention", "report-tfidf"], "region": ["00000000-0000-4000-8000-000000000000"], "name": ["age", "sex"]}
 SERVER_ERROR = 500
 
 

@@ -85,7 +85,7 @@ def test_the_pdf_is_landscape_grouped_by_modality_and_nothing_overlaps_a_figure(
         assert heading in body
     for number in range(1, len(CASE_FIGURES) + 1):  # each figure's provenance once, in its page's footer
         assert body.count(f"Fig. {number}: model ") == 1, number
-    assert "no heatmap stored" not in body and "tumour ≥ 0.5" in body  # the thumbnails carry the overlay
+    assert "no heatmap stored" not in body and "≥ 0.5, 0% overlap" in body  # the thumbnails carry the overlay (captions side by side wrap)
     record = json.loads(PdfReader(io.BytesIO(report_pdf)).metadata["/Keywords"])
     assert [f["number"] for f in record["figures"]] == list(range(1, len(CASE_FIGURES) + 1))
     assert all(f["provenance"]["weights_sha256"] for f in record["figures"])
