@@ -43,7 +43,7 @@ from core.workspace import DEMO_BUILD_MARKER, PatientAttribute, WorkspaceConfig,
 
 Progress = Callable[[str], None]
 BUILD_MARKER = DEMO_BUILD_MARKER
-DEMO_FORMAT = 5  # bump when generators, training or the stored fields change, so older demo builds are rebuilt
+DEMO_FORMAT = 6  # bump when generators, training or the stored fields change, so older demo builds are rebuilt
 COHORTS = ("prostate", "als")
 
 _PATTERN_CLASS = {3: GG3, 4: GG4, 5: GG5}  # Gleason pattern -> class-map label
