@@ -4,6 +4,39 @@ window.dash_clientside = Object.assign({}, window.dash_clientside, {
         setOpacity: function (value) {
             return value;
         },
+        // The objective magnification the screen shows, by the usual convention that 40x is 0.25 µm per pixel.
+        magnification: function (zoom, ctx) {
+            if (!ctx || zoom === undefined || zoom === null) { return ""; }
+            const umPerPx = ctx.mpp * Math.pow(2, ctx.max_zoom - zoom);
+            const m = EQUIVALENT_UM_AT_1X / umPerPx;
+            return "≈ " + (m >= 10 ? m.toFixed(0) : m.toFixed(m >= 1 ? 1 : 2)) + "× (" + umPerPx.toFixed(2) + " µm/px)";
+        },
+        // Preset buttons and keys: arrows pan by a quarter of the view, + and - zoom, 1-6 the presets; ? opens the help.
+        viewerKeys: function (nKeys, p1, p2, p3, p4, p5, p6, keydown, ctx, zoom, center, bounds, helpOpen) {
+            const noUpdate = window.dash_clientside.no_update;
+            const triggered = (window.dash_clientside.callback_context.triggered || []).map((t) => t.prop_id);
+            if (!ctx || zoom === undefined || zoom === null || !center) { return [noUpdate, noUpdate]; }
+            const lat = Array.isArray(center) ? center[0] : center.lat;
+            const lng = Array.isArray(center) ? center[1] : center.lng;
+            const view = (z, la, ln) => ({center: [la, ln], zoom: Math.max(ctx.min_zoom, Math.min(ctx.max_zoom + 1, z))});
+            const preset = triggered.find((id) => id.startsWith("mag-preset-"));
+            if (preset) {
+                return [view(presetZoom(ctx, MAGNIFICATIONS[parseInt(preset.slice(11), 10)]), lat, lng), noUpdate];
+            }
+            if (!triggered.includes("viewer-keys.n_keydowns") || !keydown || typingInAField()) { return [noUpdate, noUpdate]; }
+            if (keydown.ctrlKey || keydown.altKey || keydown.metaKey) { return [noUpdate, noUpdate]; }
+            const key = keydown.key;
+            if (key === "?") { return [noUpdate, !helpOpen]; }
+            const height = bounds ? Math.abs(bounds[1][0] - bounds[0][0]) : 0;
+            const width = bounds ? Math.abs(bounds[1][1] - bounds[0][1]) : 0;
+            const pans = {ArrowUp: [height / 4, 0], ArrowDown: [-height / 4, 0], ArrowLeft: [0, -width / 4], ArrowRight: [0, width / 4]};
+            if (pans[key]) { return [view(zoom, lat + pans[key][0], lng + pans[key][1]), noUpdate]; }
+            if (key === "+" || key === "=") { return [view(zoom + 1, lat, lng), noUpdate]; }
+            if (key === "-" || key === "_") { return [view(zoom - 1, lat, lng), noUpdate]; }
+            const digit = parseInt(key, 10);
+            if (digit >= 1 && digit <= MAGNIFICATIONS.length) { return [view(presetZoom(ctx, MAGNIFICATIONS[digit - 1]), lat, lng), noUpdate]; }
+            return [noUpdate, noUpdate];
+        },
         viewportWidgets: function (zoom, bounds, ctx) {
             const noUpdate = window.dash_clientside.no_update;
             if (!ctx || zoom === undefined || zoom === null) {
@@ -21,6 +54,22 @@ window.dash_clientside = Object.assign({}, window.dash_clientside, {
         }
     }
 });
+
+const EQUIVALENT_UM_AT_1X = 10;  // µm per screen pixel at 1x: 0.25 µm/px at 40x
+const MAGNIFICATIONS = [1.25, 2.5, 5, 10, 20, 40];
+
+// The zoom level nearest a magnification: the screen then shows EQUIVALENT_UM_AT_1X / m µm per pixel.
+function presetZoom(ctx, m) {
+    return Math.round(ctx.max_zoom + Math.log2(m * ctx.mpp / EQUIVALENT_UM_AT_1X));
+}
+
+// Keys typed into a comment, a number box or a dropdown are text, not commands.
+function typingInAField() {
+    const el = document.activeElement;
+    if (!el) { return false; }
+    if (el.tagName === "INPUT") { return !["radio", "checkbox", "button", "range", "submit"].includes(el.type); }
+    return el.tagName === "TEXTAREA" || el.tagName === "SELECT" || el.isContentEditable;
+}
 
 // The main viewer's extent as a box over the overview thumbnail, in % of the slide.
 function overviewBox(bounds, ctx) {

@@ -1,6 +1,7 @@
 """A CLAM-SB attention map from a CLAM feature file (20,000 patches x 1,024 dims): the whole build (read and check the
 file, run the head, place the attention on the patch-size cell grid) against reading the file alone with h5py; our
 placement against a naive per-patch Python loop; and the build's peak memory against the feature matrix's size.
+The head runs on the GPU when there is one, on each block of rows while the next is read (``predict_while_reading``).
 
     python bench/mil_features.py [--patches 20000] [--dim 1024] [--repeats 3]
 
@@ -30,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.device import compute_device  # noqa: E402
 from core.features.files import read_clam_h5  # noqa: E402
-from core.features.maps import GridMap, place_on_grid, predict, slide_attention_map  # noqa: E402
+from core.features.maps import GridMap, place_on_grid, predict, slide_attention_map, slide_attention_map_from_file  # noqa: E402
 from core.models.clam import CLAMSB  # noqa: E402
 from tests.feature_files import clam_patch_attrs, write_clam  # noqa: E402
 
@@ -60,7 +61,8 @@ def head(dim: int) -> CLAMSB:
 
 
 def build(h5: Path, patches_h5: Path, dims: tuple[int, int], model: CLAMSB) -> GridMap:
-    return slide_attention_map(model, read_clam_h5(h5, patches_h5), dims)[1]
+    """Read and check the file with the head run on each block as it is read, then place the attention."""
+    return slide_attention_map_from_file(model, lambda on_block: read_clam_h5(h5, patches_h5, on_block), dims)[1]
 
 
 def naive_placement(values: np.ndarray, coords: np.ndarray, side: int, dims: tuple[int, int]) -> np.ndarray:

@@ -20,6 +20,7 @@ from dashboard.components import grade_panel, patient_panel, report_panel, slide
 from dashboard.pages import admin, case, cohort, models, patient, report, slide
 from dashboard.pages import jobs as jobs_page
 from dashboard.pages import patients as patients_page
+from dashboard.pages import slides as slides_page
 from dashboard.request_limits import install_request_limits, page_id_problem
 from dashboard.routes import register_routes
 from dashboard.security_headers import install_security_headers
@@ -29,7 +30,7 @@ ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
 
 
 def _navbar(workspace: Workspace) -> dbc.Navbar:
-    items = [cohort.nav_item(), patients_page.nav_item(), models.nav_item(), jobs_page.nav_item()]
+    items = [cohort.nav_item(), patients_page.nav_item(), slides_page.nav_item(), models.nav_item(), jobs_page.nav_item()]
     if current_role_allows("admin"):
         items.append(admin.nav_item())
     return dbc.Navbar(dbc.Container([
@@ -63,6 +64,8 @@ def render_page(workspace: Workspace, tiles: TileService, pathname: str | None, 
             return cohort.layout(workspace)
         if path == "/patients":
             return patients_page.layout(workspace)
+        if path == "/slides":
+            return slides_page.layout(workspace)
         if path == "/models":
             return models.layout(workspace)
         if path == "/jobs":
@@ -81,7 +84,7 @@ def render_page(workspace: Workspace, tiles: TileService, pathname: str | None, 
                 return patient.layout(workspace, patients, page_id)
             if kind == "report":
                 return report.layout(workspace, page_id)
-            return slide.layout(workspace, tiles, page_id)
+            return slide.layout(workspace, tiles, page_id, dict(parse_qsl(search.lstrip("?"))))
     except PathReviewError as exc:
         return dbc.Alert(str(exc), color="warning", id="page-error")
     return dbc.Alert(f"There is no page at {path[:200]}.", color="warning", id="page-error")
@@ -131,6 +134,7 @@ def create_app(workspace: Workspace, secure_cookies: bool = False, celery_app=No
     report_panel.register_callbacks(app, workspace)
     patients_page.register_callbacks(app, workspace, patients)
     admin.register_callbacks(app, workspace)
+    slides_page.register_callbacks(app, workspace, dispatcher)
     jobs_page.register_callbacks(app, workspace, dispatcher)
     install_auth(app.server, workspace, secure_cookies)  # first: an anonymous request learns nothing, not even about its body
     install_request_limits(app.server, app.callback_map, workspace)

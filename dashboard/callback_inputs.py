@@ -62,6 +62,7 @@ class WhatIf(Strict):
 class SlideCtx(Strict):
     slide_id: Id
     max_zoom: Annotated[StrictInt, Field(ge=0, le=40)]
+    min_zoom: Annotated[StrictInt, Field(ge=0, le=40)] = 0
     mpp: Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)]
     width: Annotated[StrictInt, Field(ge=1, le=10**7)]
     height: Annotated[StrictInt, Field(ge=1, le=10**7)]
@@ -100,6 +101,10 @@ class LayerJob(Strict):
     layer: Annotated[StrictStr, Field(max_length=64)]
 
 
+class MilJob(Strict):
+    job: Annotated[StrictInt, Field(ge=1, le=2**62)]
+    what: Literal["prediction", "refine"]
+    layer: Annotated[StrictStr, Field(max_length=128)]
 class SelectedRegion(Strict):
     region: Annotated[StrictStr, Field(min_length=1, max_length=36)]
     version: Annotated[StrictInt, Field(ge=1, le=10**9)]
@@ -165,6 +170,8 @@ VALUE_TYPES: dict[tuple[str, str], Any] = {
     ("heat-norm", "value"): Literal["raw", "minmax", "percentile"] | None,
     ("heat-smooth", "value"): Number | None,
     ("heat-opacity", "value"): Number | None,
+    ("qc-exclude", "value"): StrictBool | None,
+    ("base-normalised", "value"): StrictBool | None,
     ("slide-map", "bounds"): Annotated[list[Point], Field(min_length=2, max_length=2)] | None,
     ("slide-map", "zoom"): Number | None,
     ("slide-map", "center"): Point | None,
@@ -221,6 +228,19 @@ VALUE_TYPES: dict[tuple[str, str], Any] = {
     ("jobs-filter", "value"): Annotated[StrictStr, Field(max_length=16)] | None,
     ("job-cancel", "n_clicks"): Clicks,
     ("job-retry", "n_clicks"): Clicks,
+    ("milf-head", "value"): Id | None,
+    ("slides-head", "value"): Id | None,
+    ("slides-sort", "value"): Literal["probability-desc", "probability-asc", "disagreement", "slide"] | None,
+    ("slides-compute", "n_clicks"): Clicks,
+    ("milf-layer-choice", "value"): Annotated[StrictStr, Field(max_length=MAX_ID + 16)] | None,
+    ("milf-cmap", "value"): Annotated[StrictStr, Field(max_length=32)] | None,
+    ("milf-threshold", "value"): Number | None,
+    ("milf-ready", "data"): Count,
+    ("milf-refine", "n_clicks"): Clicks,
+    ("milf-overlap", "value"): Number | None,
+    ("milf-poll", "n_intervals"): Count,
+    ("milf-pending", "data"): MilJob | None,
+    ("milf-refined", "data"): Annotated[StrictStr, Field(max_length=128)] | None,
     ("annotation-draw", "geojson"): DrawnChange | None,
     ("ground-truth-source", "value"): Annotated[StrictStr, Field(max_length=100)] | None,
     ("review-regions", "value"): _bounded_list(Annotated[StrictStr, Field(max_length=36)], 50),
@@ -270,7 +290,8 @@ PATTERN_IDS: dict[str, Any] = {
                               index=(Annotated[StrictInt, Field(ge=1, le=2**62)], ...)),
     **{kind: create_model(f"{kind.title().replace('-', '')}Id", __base__=Strict, type=(Literal[kind], ...),
                           modality=(Literal[MODALITIES], ...))  # type: ignore[valid-type]
-       for kind in ("review-save", "review-verdict", "review-comment", "review-flags", "review-signoff", "review-current")},
+       for kind in ("review-save", "review-verdict", "review-comment", "review-flags", "review-signoff", "review-current",
+                    "review-consensus")},
 }
 
 
@@ -351,12 +372,13 @@ def _report_what_if(values: dict, answer: Answer) -> list[AuditRow]:
     return [AuditRow("what_if", values["report-id.data"], {"report_chars": len(values.get("report-edit.value") or "")})]
 
 
-def _export(download: str, error_id: str, what: Callable[[dict], dict]) -> Auditor:
-    """An export's row, once validated, with its outcome; none while a background export is still running."""
+def _export(download: str, error_id: str, what: Callable[[dict], dict], error_outcome: str = "refused") -> Auditor:
+    """An export's row, once validated, with its outcome (``error_outcome`` when the answer is the error message, "exported"
+    only when a file was sent); none while a background export is still running."""
     def rows(values: dict, answer: Answer) -> list[AuditRow]:
         target = values.get("case-id.data") or ""
         if answer.has(error_id):
-            return [AuditRow("export", target, {**what(values), "outcome": "refused"})]
+            return [AuditRow("export", target, {**what(values), "outcome": error_outcome})]
         sent = answer.value(download, "data") if download.encode() in answer.raw else None
         if isinstance(sent, dict) and sent.get("filename"):
             return [AuditRow("export", target, {**what(values), "outcome": "exported", "file": sent["filename"]})]
@@ -374,9 +396,11 @@ RULES: dict[str, Rule] = {
         "figure-download.data": Rule(audit=_export("figure-download", "export-error", lambda v: {
         "what": v.get("export-figure.value"), "format": v.get("export-format.value")})),
     "case-report-download.data": Rule(audit=_export("case-report-download", "case-report-error", lambda v: {
-        "what": "case report", "format": v.get("report-format.value")})),
+        "what": "case report", "format": v.get("report-format.value")}, error_outcome="failed")),
     "heat-key.data": Rule(starts_job=True),
     "jobs-start-message.children": Rule(starts_job=True),
+    "milf-refine-status.children": Rule(starts_job=True),
+    "slides-compute-status.children": Rule(starts_job=True),
 }
 _HASH = re.compile(r"@[0-9a-f]+$")
 

@@ -11,11 +11,13 @@ from flask import Flask, Response, abort, request
 
 from core.annotations.overlay import RegionIndexes, RegionTiles, colours
 from core.errors import NotFoundError, PathReviewError
-from core.heatmaps.overlay import OverlayStyle, render_overlay_tile, source_layer
+from core.heatmaps.feature_layers import mil_layers, refined_display, render_display_tile
+from core.heatmaps.overlay import COLORMAPS, OverlayStyle, render_overlay_tile, source_layer
 from core.heatmaps.slide_heatmap import slide_heatmap_by_key
 from core.heatmaps.slide_layers import slide_layers
 from core.jobs.dispatch import JobDispatcher
-from core.jobs.layer_jobs import start_layer_job
+from core.jobs.layer_jobs import start_job_once, start_layer_job
+from core.jobs.state import JobSpec
 from core.slides.reader import SlideReadError
 from core.slides.thumbnails import slide_thumbnail_jpeg
 from core.slides.tiles import TileService, etag_for
@@ -83,6 +85,22 @@ def _layer_not_ready(layer: str, status: str, progress: float, job_id: int, mess
     return response
 
 
+def mil_tile_style(query: dict[str, str]) -> tuple[str, str, float, str]:
+    """(layer, colour map, threshold, refined-region view) of a MIL tile request; each bad value a ``PathReviewError``."""
+    layer, cmap, show = query.get("layer", "attention:raw"), query.get("cmap", "Viridis"), query.get("show", "percentile")
+    try:
+        threshold = float(query.get("thr", 0.0))
+    except ValueError as exc:
+        raise PathReviewError(f"bad threshold: {exc}") from exc
+    if cmap not in COLORMAPS:
+        raise PathReviewError(f"colormap must be one of {', '.join(COLORMAPS)}")
+    if not 0.0 <= threshold <= 1.0:
+        raise PathReviewError("threshold must be in [0, 1]")
+    if show not in ("raw", "percentile"):
+        raise PathReviewError("show must be raw or percentile")
+    return layer, cmap, threshold, show
+
+
 def register_routes(server: Flask, workspace: Workspace, tiles: TileService, dispatcher: JobDispatcher, regions: RegionIndexes) -> None:
     thumbnail_reads = FirstReads()
     region_colours = colours(workspace.config.annotation_classes)
@@ -113,10 +131,11 @@ def register_routes(server: Flask, workspace: Workspace, tiles: TileService, dis
 
     @server.route("/slides/<slide_id>/tiles/<int:z>/<int:x>/<int:y>.jpeg")
     def slide_tile(slide_id: str, z: int, x: int, y: int) -> Response:
-        if not valid_slide_id(slide_id):
+        normalised_for = request.args.get("normalise") or None  # a patch model's id: the tile as that model sees it
+        if not valid_slide_id(slide_id) or (normalised_for is not None and not valid_slide_id(normalised_for)):
             abort(404)
         try:
-            return _image(tiles.tile_jpeg(slide_id, z, x, y), "image/jpeg")
+            return _image(tiles.tile_jpeg(slide_id, z, x, y, normalised_for), "image/jpeg")
         except NotFoundError:  # unknown slide or tile outside the pyramid
             abort(404)
         except SlideReadError as exc:  # the tile service has dropped the slide's handle and tiles
@@ -175,11 +194,48 @@ def register_routes(server: Flask, workspace: Workspace, tiles: TileService, dis
         png = region_tiles.tile(slide_id, z, x, y, geometry.max_zoom, geometry.tile_size, authors, region_colours)
         return _image(png, "image/png")
 
+    @server.route("/slides/<slide_id>/mil/<model_id>/<int:z>/<int:x>/<int:y>.png")
+    def mil_tile(slide_id: str, model_id: str, z: int, x: int, y: int) -> Response:
+        """A MIL head's map from the slide's feature file (``layer``: attention:raw|percentile, instance:<class>,
+        refine:<region>; ``show`` raw|percentile for a refined region; ``cmap``, ``thr``)."""
+        if not valid_slide_id(slide_id) or not valid_slide_id(model_id):
+            abort(404)
+        if len(request.query_string) > MAX_QUERY_CHARS:
+            return Response("query string too long", status=400, mimetype="text/plain")
+        try:
+            geometry = tiles.geometry(slide_id)
+            layers = mil_layers(workspace, slide_id, model_id)
+            layer, cmap, threshold, show = mil_tile_style(request.args.to_dict())
+            ready = layers.ready(layer)
+        except NotFoundError:
+            abort(404)
+        except SlideReadError as exc:
+            return _unreadable(exc)
+        except PathReviewError as exc:
+            return Response(str(exc), status=400, mimetype="text/plain")
+        if not 0 <= z <= geometry.max_zoom:
+            abort(404)
+        if not ready:
+            if layer.startswith("refine:"):  # a region is refined only when a reviewer asks for it
+                return Response("this region has not been refined; start its refinement from the MIL panel", status=404, mimetype="text/plain")
+            try:
+                job = start_job_once(dispatcher, JobSpec("mil", slide_id, {"model_id": model_id}), (slide_id, f"mil:{model_id}"),
+                                     current_username())
+            except PathReviewError as exc:
+                return Response(str(exc), status=503, mimetype="text/plain")
+            return _layer_not_ready(layer, job.status, job.progress, job.id, job.message)
+        try:
+            value = layers.get(layer)
+            grid = refined_display(value, show) if layer.startswith("refine:") else value
+        except PathReviewError as exc:
+            return Response(str(exc), status=400, mimetype="text/plain")
+        return _image(render_display_tile(grid, cmap, threshold, z, x, y, geometry.max_zoom, geometry.tile_size), "image/png")
+
     @server.route("/slides/<path:anything>")
     def no_such_slide_resource(anything: str) -> Response:
         abort(404)  # never fall through to the page router: /slides/ only serves known resources
 
-    slide_endpoints = {"slide_thumbnail", "slide_tile", "heatmap_tile", "annotation_tile", "no_such_slide_resource"}
+    slide_endpoints = {"slide_thumbnail", "slide_tile", "heatmap_tile", "annotation_tile", "mil_tile", "no_such_slide_resource"}
 
     @server.before_request
     def slides_are_never_pages():

@@ -26,6 +26,7 @@ from core.store.schema import Patient, Prediction, Report, Slide
 AUC_RANGE = (0.80, 0.97)
 BASELINE_GAP = 0.03
 SEQUENCE_MODEL = "progression-gru"
+FEATURE_HEADS = ("clam-sb-features", "abmil-features")  # trained on the demo's CLAM feature files, through the lab path
 
 
 def _in_range(auc: float) -> bool:
@@ -39,7 +40,7 @@ def test_held_out_split_is_a_real_minority(held_out, workspace):
 
 
 def test_manifests_record_held_out_metrics_in_the_honest_range(workspace):
-    assert set(workspace.config.models) == {"patch-cnn", "mil-attention", "mil-lse", SEQUENCE_MODEL, "report-tfidf"}
+    assert set(workspace.config.models) == {"patch-cnn", "mil-attention", "mil-lse", SEQUENCE_MODEL, "report-tfidf", *FEATURE_HEADS}
     for model_id in workspace.config.models:
         metrics = workspace.manifest(model_id).metrics
         assert _in_range(metrics.auc), (model_id, metrics.auc)
@@ -57,7 +58,7 @@ def held_out_slides(workspace, held_out):
     for slide in slides:
         class_map = np.asarray(Image.open(workspace.slides_dir / slide.mask_file))
         patches = slide_patches(slide.id, workspace.slides_dir / slide.file, class_map)
-        probs, feats = predict_patches(cnn.module.cpu(), patches.images)
+        probs, feats = predict_patches(cnn.module.cpu(), patches.images, input_spec=cnn.manifest.input)  # as declared
         with torch.no_grad():
             logits, attention = mil.module.cpu()(torch.from_numpy(feats).float())
             bag_probs, contribution = lse.module.cpu()(torch.from_numpy(feats).float())
@@ -84,6 +85,27 @@ def test_mil_heads_beat_the_fraction_of_positive_patches(held_out_slides):
     for head in ("attention", "lse"):
         auc = roc_auc_score(labels, [s[head] for s in held_out_slides])
         assert _in_range(auc) and auc >= baseline + BASELINE_GAP, (head, auc, baseline)
+
+
+def test_heads_over_the_demo_clam_feature_files_on_held_out_slides(workspace, held_out):
+    """The CLAM-SB and ABMIL heads, read back through the lab path (registered feature set, manifest, strict load),
+    score the held-out slides in the honest range, and CLAM-SB's instance scores are probabilities per class."""
+    from core.features.feature_sets import slide_features
+    from core.features.maps import predict
+
+    with workspace.store.session() as s:
+        slides = list(s.scalars(select(Slide).where(Slide.patient_id.in_(held_out)).order_by(Slide.id)))
+    labels = [s.label for s in slides]
+    assert 0 < sum(labels) < len(labels)
+    for model_id in FEATURE_HEADS:
+        model = workspace.model(model_id)
+        assert model.manifest.feature_set == "demo-patch-cnn" and model.manifest.patch_encoder is not None
+        assert model.manifest.patch_encoder.stain_normalisation == workspace.manifest("patch-cnn").input.stain_normalisation
+        predictions = [predict(model.module.cpu(), slide_features(workspace.root, workspace.store, "demo-patch-cnn", s.id)) for s in slides]
+        assert _in_range(roc_auc_score(labels, [p.probabilities[1] for p in predictions])), model_id
+        if model_id == "clam-sb-features":
+            assert all(p.instance_scores.shape == (p.attention_raw.shape[1], 2) for p in predictions)
+            assert all(((p.instance_scores >= 0) & (p.instance_scores <= 1)).all() for p in predictions)
 
 
 def _visit_data(workspace, patient_ids, spec):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import re
 import threading
 from xml.etree import ElementTree
@@ -19,6 +20,7 @@ from core.errors import PathReviewError
 from core.export.case_report import CaseReportContent, ReportFigure, case_report_html, case_report_pdf
 from core.export.figure_export import FORMATS, MEDIA_TYPES, export_figure, export_filename, read_provenance
 from core.export.provenance import Provenance, model_provenance
+from core.export.report_content import ModalitySummary
 from core.export.slide_figure import SlideRegion, nice_scale_length, slide_figure, viewport_region
 from core.heatmaps.cam_maps import cam_cache_path
 from core.heatmaps.overlay import OverlayStyle
@@ -228,7 +230,8 @@ def test_scale_bar_lengths_are_nice():
 
 
 def report_content(n_figures: int, reviews: list[dict] | None = None) -> CaseReportContent:
-    figures = [ReportFigure(f"Figure {i}", bar_figure(), PROVENANCE if i % 2 == 0 else None, note=f"note {i}") for i in range(n_figures)]
+    figures = [ReportFigure(f"Figure {i}", bar_figure(), PROVENANCE if i % 2 == 0 else None, note=f"note {i}",
+                            modality=("slide", "patient", "patient", "report")[i % 4]) for i in range(n_figures)]
     return CaseReportContent(
         patient_id="P-0042", workspace_name="demo", summary=[("Age", "64"), ("Sex", "M")],
         model_outputs=[{"subject": "slide P-0042-S1", "model_id": "patch-cnn", "weights_sha256": "ab" * 32,
@@ -236,7 +239,8 @@ def report_content(n_figures: int, reviews: list[dict] | None = None) -> CaseRep
         reviews=reviews if reviews is not None else [
             {"modality": "slide", "verdict": "agree", "comment": "Tumour focus matches the heatmap <script>alert(1)</script>",
              "flags": ["stain artefact"], "signed_off": True, "user": "dr.rossi", "at": "2026-11-20 09:30", "version": 2}],
-        figures=figures,
+        figures=figures, modalities=[ModalitySummary("slide", [("Diagnosis", "slide P-0042-S1: P(GG≥4) = 0.83"),
+                                                               ("Consensus", "one reviewer signed off (dr.rossi: agree)")])],
     )
 
 
@@ -244,19 +248,27 @@ def pdf_text(data: bytes, page: int = 0) -> str:
     return PdfReader(io.BytesIO(data)).pages[page].extract_text()
 
 
-@pytest.mark.parametrize("n_figures", [0, 3])
-def test_case_report_pdf_has_one_page_per_figure(n_figures):
+@pytest.mark.parametrize(("n_figures", "pages"), [(0, 2), (3, 2), (6, 4)])
+def test_case_report_pdf_groups_figures_by_modality_up_to_four_a_page(n_figures, pages):
     calls = []
     data = case_report_pdf(report_content(n_figures), progress=lambda done, total: calls.append((done, total)))
     reader = PdfReader(io.BytesIO(data))
-    assert len(reader.pages) == 1 + n_figures
+    assert len(reader.pages) == pages  # the case page, then modalities packed at most four figures a page
+    assert all(p.mediabox.width > p.mediabox.height for p in reader.pages)  # landscape
     first = pdf_text(data)
     assert "P-0042" in first and "Tumour focus matches the heatmap" in first and "dr.rossi" in first
     assert "P(GG≥4) = 0.83" in first and "abababababab" in first
     assert calls == [(i, n_figures) for i in range(1, n_figures + 1)]
+    second = pdf_text(data, 1)
+    assert "Slide" in second and "Diagnosis" in second and "dr.rossi: agree" in second
     if n_figures:
-        assert "Figure 0" in pdf_text(data, 1) and "note 0" in pdf_text(data, 1)
+        assert "Fig. 1 · Figure 0" in second and "note 0" in second
         assert reader.pages[1].images  # the rendered figure
+        on_page = [n for n in range(1, n_figures + 1) if f"Fig. {n} · Figure {n - 1}" in second]
+        for number in on_page:  # a figure with provenance (the even ones): once, in the footer, not under the figure
+            assert second.count(f"Fig. {number}: {PROVENANCE.caption()[:40]}") == (1 if number % 2 == 1 else 0)
+        record = json.loads(reader.metadata["/Keywords"])
+        assert [f["provenance"] is not None for f in record["figures"]] == [i % 2 == 0 for i in range(n_figures)]
 
 
 def test_case_report_pdf_keeps_page_one_to_one_page_with_many_reviews():
@@ -264,7 +276,7 @@ def test_case_report_pdf_keeps_page_one_to_one_page_with_many_reviews():
                 "signed_off": False, "user": "dr.b", "at": f"2026-11-{v:02d} 10:00", "version": v}
                for m in ("slide", "patient", "report") for v in range(1, 11)]
     data = case_report_pdf(report_content(1, reviews))
-    assert len(PdfReader(io.BytesIO(data)).pages) == 2
+    assert len(PdfReader(io.BytesIO(data)).pages) == 2  # the case page, shrunk to one page, and the slide page
     first = pdf_text(data)
     assert "27 earlier entries" in first
     assert "entry 10" in first and "entry 9 " not in first  # only the latest per modality

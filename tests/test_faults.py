@@ -125,7 +125,7 @@ def test_killed_heatmap_job_leaves_nothing_that_loads_and_can_be_retried(demo_wo
     root = _copy(demo_workspace, tmp_path / "ws", slides=(SLIDE,))
     ws = open_workspace(root)
     model_id = ws.models_for("patch")[0]
-    key = heatmap_key(ws.slides_dir / f"{SLIDE}.tiff", ws.manifest(model_id).weights_sha256, HeatmapParams())
+    key = heatmap_key(ws.slides_dir / f"{SLIDE}.tiff", ws.manifest(model_id).weights_sha256, HeatmapParams(), ws.manifest(model_id).input)
     cache = ws.cache_dir / "heatmaps"
     job = subprocess.Popen([sys.executable, "-c", JOB, str(root), SLIDE], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -246,7 +246,10 @@ def test_heatmap_computed_after_a_fallback_says_so_on_the_result_and_in_the_cach
     model_id = ws.models_for("patch")[0]
     real = ws.model(model_id)
     log = CallLog()
-    ws._models[model_id] = LoadedModel(real.manifest, SimulatedGpuNet(real.module, room=0, log=log), ACCELERATOR, real.vocabulary)
+    # The simulated accelerator (the meta device) computes nothing, so the net reads the slide unnormalised here.
+    unnormalised = real.manifest.model_copy(update={"input": real.manifest.input.model_copy(update={"stain_normalisation": "none"})})
+    ws.manifests[model_id] = unnormalised
+    ws._models[model_id] = LoadedModel(unnormalised, SimulatedGpuNet(real.module, room=0, log=log), ACCELERATOR, real.vocabulary)
     heat = compute_heatmap(ws, SLIDE, model_id, batch_size=16)
     assert len(heat.notices) == 1 and "CPU" in heat.notices[0] and log[0] == ("gpu", 16)
     # The same numbers as on the CPU all along; the notice is stored with the result, so the slide page shows it later.

@@ -99,7 +99,7 @@ def test_job_states_are_compare_and_set(empty_store):
     second = first + 1
     claim_job(empty_store, second, "host")
     assert fail_attempt(empty_store, second, "OSError: disk", retryable=True) == "queued"
-    assert "attempt 1 of 3 failed: OSError: disk; retrying" in get_job(empty_store, second).message
+    assert "try 1 of 3 failed: OSError: disk; trying again" in get_job(empty_store, second).message
     claim_job(empty_store, second, "host")
     finish_job(empty_store, second, {"key": "abc", "patches": 3})
     done = get_job(empty_store, second)
@@ -148,7 +148,7 @@ def test_cancelling_a_running_job_stops_it_and_stores_nothing(ws):
     params = HeatmapParams(overlap=0.75)
     slide = "P011-S1"
     path = ws.slides_dir / f"{slide}.tiff"
-    key = heatmap_key(path, ws.manifest("patch-cnn").weights_sha256, params)
+    key = heatmap_key(path, ws.manifest("patch-cnn").weights_sha256, params, ws.manifest("patch-cnn").input)
     (job_id,), _ = create_jobs(ws.store, [JobSpec("heatmap", slide, {"overlap": 0.75})], "local")
     seen = []
 

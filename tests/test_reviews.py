@@ -6,6 +6,7 @@ test session starts (tests/services.py)."""
 from __future__ import annotations
 
 import multiprocessing
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import event, inspect, select
@@ -15,7 +16,10 @@ from core.store.database import SCHEMA_VERSION, open_store
 from core.store.reviews import (
     MAX_COMMENT_CHARS,
     ReviewConflict,
+    ReviewEntry,
+    consensus,
     current_reviews,
+    latest_by_reviewer,
     record_review,
     review_history,
     review_versions,
@@ -266,3 +270,27 @@ def test_a_new_store_gets_the_v2_schema_from_v1_and_v2_finds_nothing_to_do(store
     assert "day" in {c["name"] for c in schema.get_columns("slides")}
     assert "uq_reviews_patient_modality_version" in {i["name"] for i in schema.get_indexes("reviews")}
     assert store.schema_version() == SCHEMA_VERSION
+
+
+def _entry(user: str, verdict: str, signed_off: bool, version: int, modality: str = "slide") -> ReviewEntry:
+    return ReviewEntry("P001", modality, verdict, f"{user}'s words", (), signed_off, user, version, datetime(2026, 1, 1, tzinfo=UTC))
+
+
+def test_consensus_counts_each_reviewers_latest_signed_off_verdict():
+    history = [  # newest first, as review_history returns it
+        _entry("bob", "disagree", False, 5),  # bob's later draft does not replace his sign-off
+        _entry("carol", "agree", True, 4, modality="report"),
+        _entry("bob", "agree", True, 3),
+        _entry("alice", "disagree", True, 2),
+        _entry("alice", "agree", True, 1),
+    ]
+    slide = consensus(history, "slide")
+    assert slide.verdicts == {"alice": "disagree", "bob": "agree"} and slide.agreed is False
+    assert slide.line() == "reviewers disagree (alice: disagree, bob: agree)"
+    report = consensus(history, "report")
+    assert report.agreed is None and report.line().startswith("one reviewer signed off (carol: agree)")
+    assert consensus(history, "patient").line() == "no signed-off verdict yet"
+    agreeing = consensus([_entry("bob", "agree", True, 2), _entry("alice", "agree", True, 1)], "slide")
+    assert agreeing.agreed is True and agreeing.line() == "2 reviewers agree: agree (alice: agree, bob: agree)"
+    # A reviewer's own form starts from their own latest entry: bob's draft, not alice's sign-off.
+    assert {u: e.version for u, e in latest_by_reviewer(history, "slide").items()} == {"bob": 5, "alice": 2}

@@ -10,6 +10,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
+from tests.helpers import js_click
+
 SLIDE = "P010-S1"
 
 
@@ -88,7 +90,7 @@ def test_slide_viewer_pans_zooms_and_shows_the_heatmap(live_server, browser):
     _wait(browser, lambda b: any("thr=0.8" in s for s in _tile_srcs(b, "/heatmap/")))
     _open_dropdown(browser, "heat-layer-choice")
     _wait(browser, lambda b: b.find_elements(By.XPATH, "//*[@role='option' and contains(., 'Class map')]"))
-    browser.find_element(By.XPATH, "//*[@role='option' and contains(., 'Class map')]").click()
+    js_click(browser, browser.find_element(By.XPATH, "//*[@role='option' and contains(., 'Class map')]"))  # the long layer list scrolls
     _wait(browser, lambda b: any("layer=argmax" in s for s in _tile_srcs(b, "/heatmap/")))
 
     # A click on the tissue selects the patch under the cursor and opens the inspector with CAM overlays.
@@ -107,7 +109,7 @@ def test_slide_viewer_pans_zooms_and_shows_the_heatmap(live_server, browser):
     # A stitched Grad-CAM layer at sub-patch resolution.
     _open_dropdown(browser, "heat-layer-choice")
     _wait(browser, lambda b: b.find_elements(By.XPATH, "//*[@role='option' and contains(., 'Grad-CAM (stitched')]"))
-    browser.find_element(By.XPATH, "//*[@role='option' and contains(., 'Grad-CAM (stitched')]").click()
+    js_click(browser, browser.find_element(By.XPATH, "//*[@role='option' and contains(., 'Grad-CAM (stitched')]"))  # the long layer list scrolls
     _wait(browser, lambda b: any("layer=cam%3Agradcam" in s and "gradcam%2B" not in s for s in _tile_srcs(b, "/heatmap/")))
 
     # MIL: the slide prediction, the caveat, an attention layer and a top-k gallery whose tiles pan the viewer.
@@ -116,7 +118,7 @@ def test_slide_viewer_pans_zooms_and_shows_the_heatmap(live_server, browser):
     assert "not patch-level predictions" in browser.find_element(By.ID, "attention-caveat").text
     _open_dropdown(browser, "heat-layer-choice")
     _wait(browser, lambda b: b.find_elements(By.XPATH, "//*[@role='option' and contains(., 'MIL attention')]"))
-    browser.find_element(By.XPATH, "//*[@role='option' and contains(., 'MIL attention')]").click()
+    js_click(browser, browser.find_element(By.XPATH, "//*[@role='option' and contains(., 'MIL attention')]"))  # the long layer list scrolls
     _wait(browser, lambda b: any("layer=attention" in s for s in _tile_srcs(b, "/heatmap/")))
     box_before = browser.find_element(By.ID, "overview-box").get_attribute("style")
     tile = browser.find_elements(By.CSS_SELECTOR, "#topk-gallery img")[0]

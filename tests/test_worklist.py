@@ -92,7 +92,7 @@ def test_worklists_return_exactly_the_expected_patients(store):
     assert [rows[p]["flagged"] for p in ("P001", "P002", "P003", "P004")] == [False, True, False, True]
     with store.session() as s:
         assert worklist_counts(s, MODELS) == {"all": len(everyone), "unreviewed": len(everyone) - 4, "flagged": 2,
-                                              "disagrees": len(expected_disagreements)}
+                                              "disagrees": len(expected_disagreements), "qc": len(_ids(store, "qc"))}
 
 
 def test_signed_off_needs_only_the_modalities_a_case_has(store):

@@ -28,11 +28,13 @@ from sklearn.metrics import roc_auc_score
 from sqlalchemy import select
 
 from core.demo import als_visits, prostate_history, train_patch, train_report, train_sequence
+from core.demo.feature_files import write_demo_feature_heads
 from core.demo.patch_dataset import PATCH_CLASSES, PATCH_MPP, PATCH_PX, SlidePatches, slide_patches
 from core.demo.prostate_history import GRADE_GROUP, ProstateHistory, Specimen, synthesise_history
 from core.demo.report_synthesis import ReportIdentity, report_identity, synthesise_report
 from core.demo.slide_synthesis import BASE_MPP, GG3, GG4, GG5, MAP_UM_PER_PX, SlidePlan, artefact_boxes, write_slide_job
 from core.errors import WorkspaceError
+from core.models.manifest import InputSpec
 from core.models.metrics import binary_metrics, multiclass_metrics
 from core.models.mil import GatedAttentionMIL, InstancePoolingMIL
 from core.models.registry import save_model
@@ -404,9 +406,10 @@ class _ProstateBuild(_Build):
         train = [patches[s] for s, o in slide_owner.items() if o not in test_ids]
         test = [patches[s] for s, o in slide_owner.items() if o in test_ids]
         x, y = train_patch.training_patches(train, self.rng, self.spec.patches_per_class)
-        cnn = train_patch.train_patch_cnn(x, y, self.spec.cnn_epochs, self.spec.seed, self.say)
+        cnn_input = train_patch.macenko_input(x, self.rng, InputSpec(patch_size_px=PATCH_PX, mpp=PATCH_MPP))
+        cnn = train_patch.train_patch_cnn(x, y, self.spec.cnn_epochs, self.spec.seed, self.say, cnn_input)
         tx, ty = train_patch.all_patches(test)  # every tissue patch of the held-out patients, not only pure ones
-        probs, _ = train_patch.predict_patches(cnn, tx)
+        probs, _ = train_patch.predict_patches(cnn, tx, input_spec=cnn_input)
         cnn_id = self._register({
             "id": "patch-cnn", "name": "Gleason pattern patch classifier",
             "description": f"ResNet-style CNN on {PATCH_PX}x{PATCH_PX} px patches at {PATCH_MPP} um/px; "
@@ -415,7 +418,7 @@ class _ProstateBuild(_Build):
             "params": {"num_classes": len(PATCH_CLASSES), "channel_mean": list(cnn.mean.flatten().tolist()),
                        "channel_std": list(cnn.std.flatten().tolist())},
             "class_names": list(PATCH_CLASSES), "cam_target_layer": "layer4",
-            "input": {"patch_size_px": PATCH_PX, "mpp": PATCH_MPP},
+            "input": cnn_input.model_dump(exclude_none=True),
             "metrics": multiclass_metrics(ty, probs, split="held-out patients' slides, every tissue patch (majority label)"),
         }, cnn)
 
@@ -424,7 +427,7 @@ class _ProstateBuild(_Build):
         slide_ids: list[str] = []
         called: list[float] = []  # the trivial slide baseline: the fraction of a slide's patches called pattern 4 or 5
         for sid, owner in slide_owner.items():
-            patch_probs, feats = train_patch.predict_patches(cnn, patches[sid].images)
+            patch_probs, feats = train_patch.predict_patches(cnn, patches[sid].images, input_spec=cnn_input)
             called.append(float(np.isin(patch_probs.argmax(1), (2, 3)).mean()))
             bags.append(feats)
             owners.append(owner)
@@ -463,7 +466,9 @@ class _ProstateBuild(_Build):
         }, lse)
         self._slide_predictions(lse_id, slide_ids, owners, lse_scores)
         self.baselines[lse_id] = {"fraction of patches called pattern 4/5": fraction_auc}
-        return [cnn_id, mil_id, lse_id]
+        feature_heads = write_demo_feature_heads(self.root, self.store, cnn_id, dict(zip(slide_ids, bags)), patches, dict(zip(slide_ids, labels.tolist())),
+                                                 {s for s, t in zip(slide_ids, is_test) if t}, self.spec.seed, self.say)
+        return [cnn_id, mil_id, lse_id, *feature_heads]
 
     def train_report_model(self, patients: list[_DemoPatient], test_ids: set[str]) -> str:
         with self.store.session() as s:

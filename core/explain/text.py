@@ -39,11 +39,17 @@ class LimeSettings:
 
     @classmethod
     def from_form(cls, num_features: str | float, num_samples: str | float, seed: str | float, kernel_width: str | float) -> LimeSettings:
-        """Checked settings from a form's (or a request's) values; an empty field (None) is refused like any non-number."""
+        """Checked settings from a form's (or a request's) values. A browser sends an empty number box, and one holding a
+        value outside the box's range, as None: the message names the setting and its range rather than calling it text."""
+        given = {"number of features": (num_features, "1–50"), "number of samples": (num_samples, "10–50,000"), "seed": (seed, "0 or more"),
+                 "kernel width": (kernel_width, "above 0, up to 1000")}
+        missing = [f"{name} ({allowed})" for name, (value, allowed) in given.items() if value is None]
+        if missing:
+            raise PathReviewError(f"the LIME setting {', '.join(missing)} is empty or outside the range its box allows; enter a value in range")
         try:
             return cls(num_features=int(num_features), num_samples=int(num_samples), seed=int(seed), kernel_width=float(kernel_width)).validate()
         except (TypeError, ValueError) as exc:
-            raise PathReviewError("fill in every LIME setting with a number") from exc
+            raise PathReviewError("every LIME setting must be a number (features, samples and seed whole numbers)") from exc
 
     def validate(self) -> LimeSettings:
         if self.mode not in ("bow", "position"):

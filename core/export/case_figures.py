@@ -19,7 +19,8 @@ from core.export.report_content import ReportFigure
 from core.export.report_figures import word_weight_figure
 from core.export.slide_figure import SlideRegion, slide_figure, viewport_region
 from core.heatmaps.overlay import TUMOUR_LAYER, OverlayStyle
-from core.heatmaps.slide_heatmap import cached_heatmap, slide_heatmap_by_key
+from core.heatmaps.slide_heatmap import latest_cached_heatmap, slide_heatmap_by_key
+from core.models.report_text import clean_report, token_spans
 from core.store.annotations import current_regions
 from core.store.cases import CaseSummary, case_summary, nearest_by_day, slide_record
 from core.store.reviews import current_reviews
@@ -32,6 +33,7 @@ CASE_FIGURES = {
     "waterfall": "SHAP waterfall of the selected visit",
     "lime": "Report word weights (LIME)",
 }
+EXCERPT_CHARS = 900  # of the report text in the case report's report summary
 MAX_EXPORT_WIDTH = 4000  # px; a larger slide export is refused rather than allowed to exhaust memory
 # The overlay as the slide viewer opens: the default view draws it so.
 VIEWER_STYLE = {"layer": TUMOUR_LAYER, "method": "overlap", "cmap": "Viridis", "threshold": 0.5, "norm": "raw", "smooth": 0.0}
@@ -96,13 +98,36 @@ def _patient_figure(workspace: Workspace, explainers: PatientExplainers, name: s
                         f"Additivity residual {shown.shap.additivity_residual:.1e}.")
 
 
+def _lime_settings(view: CaseView) -> LimeSettings:
+    lime, default = view.lime or {}, LimeSettings()
+    return LimeSettings.from_form(lime.get("num_features", default.num_features), lime.get("num_samples", default.num_samples),
+                                  lime.get("seed", default.seed), lime.get("kernel_width", default.kernel_width))
+
+
+def report_excerpt(workspace: Workspace, view: CaseView, max_chars: int = EXCERPT_CHARS) -> tuple[list[tuple[str, float | None]], str]:
+    """The shown report as the model reads it, in pieces with the LIME weight of each model word for the predicted
+    class (None for words the model skips), cut after ``max_chars``; and that class."""
+    if not view.report_id:
+        return [], ""
+    text = stored_report_text(workspace, view.report_id)
+    explanation = report_explanation(workspace, report_model_id(workspace), text, _lime_settings(view))[0]
+    weights = explanation.predicted.weights
+    cleaned, used = clean_report(text), 0
+    pieces: list[tuple[str, float | None]] = []
+    for start, end, token in token_spans(text):
+        if used >= max_chars:
+            pieces.append(("…", None))
+            break
+        pieces.append((cleaned[start:end], weights.get(token) if token is not None else None))
+        used += end - start
+    return pieces, explanation.predicted.class_name
+
+
 def _lime_figure(workspace: Workspace, view: CaseView) -> ReportFigure:
     if not view.report_id:
         raise PathReviewError("this case has no report to explain")
     model_id = report_model_id(workspace)
-    lime, default = view.lime or {}, LimeSettings()
-    settings = LimeSettings.from_form(lime.get("num_features", default.num_features), lime.get("num_samples", default.num_samples),
-                                      lime.get("seed", default.seed), lime.get("kernel_width", default.kernel_width))
+    settings = _lime_settings(view)
     # Through the cache the report panel filled: the figure shows the explanation the reviewer saw, without rerunning LIME.
     explanation = report_explanation(workspace, model_id, stored_report_text(workspace, view.report_id), settings)[0]
     predicted = explanation.predicted
@@ -129,6 +154,8 @@ def _slide_figure(workspace: Workspace, view: CaseView) -> ReportFigure:
             x, y, w, h = (float(v) for v in view.region_um)
         except (TypeError, ValueError) as exc:
             raise PathReviewError("give the region as four numbers in µm: x, y, width, height") from exc
+        if not (w > 0 and h > 0):
+            raise PathReviewError(f"the region's width and height must be positive (got {w:g} x {h:g} µm)")
         region = SlideRegion(round(x / mpp), round(y / mpp), round(w / mpp), round(h / mpp))
     elif view.bounds and view.max_zoom is not None:
         region = viewport_region(view.bounds, int(view.max_zoom))
@@ -138,20 +165,33 @@ def _slide_figure(workspace: Workspace, view: CaseView) -> ReportFigure:
         shown = [r for r in shown if r.author in set(view.annotation_authors)]
     named = {r for entry in current_reviews(workspace.store, view.patient_id).values() for r in entry.regions}
     shown += [r for r in current_regions(workspace.store, view.slide_id) if r.region_id in named and r not in shown]  # a verdict's always
-    fig, provenance = slide_figure(workspace, view.slide_id, region=region, output_width=int(view.output_width), heat=heat, style=style,
-                                   opacity=float(view.opacity), regions=shown, highlighted=named)
+    try:
+        fig, provenance = slide_figure(workspace, view.slide_id, region=region, output_width=int(view.output_width), heat=heat, style=style,
+                                       opacity=float(view.opacity), regions=shown, highlighted=named)
+    except PathReviewError as exc:
+        if view.region_um and "outside the slide" in str(exc):  # said in the µm the reviewer typed, not in level-0 pixels
+            x, y, w, h = (float(v) for v in view.region_um)
+            raise PathReviewError(f"the region {w:g} x {h:g} µm at ({x:g}, {y:g}) µm lies outside slide {view.slide_id}; "
+                                  "give x and y within the slide") from exc
+        raise
     return ReportFigure(f"Slide {view.slide_id}", fig, provenance)
 
 
+FIGURE_MODALITY = {"slide": "slide", "risk": "patient", "importance": "patient", "waterfall": "patient", "lime": "report"}
+
+
 def case_figure(workspace: Workspace, explainers: PatientExplainers, name: str, view: CaseView) -> ReportFigure:
-    """One of ``CASE_FIGURES``, with its provenance."""
+    """One of ``CASE_FIGURES``, with its provenance and the modality it belongs to."""
     if name == "slide":
-        return _slide_figure(workspace, view)
-    if name in ("risk", "importance", "waterfall"):
-        return _patient_figure(workspace, explainers, name, view)
-    if name == "lime":
-        return _lime_figure(workspace, view)
-    raise PathReviewError(f"unknown figure {name!r}; choose one of {', '.join(CASE_FIGURES)}")
+        figure = _slide_figure(workspace, view)
+    elif name in ("risk", "importance", "waterfall"):
+        figure = _patient_figure(workspace, explainers, name, view)
+    elif name == "lime":
+        figure = _lime_figure(workspace, view)
+    else:
+        raise PathReviewError(f"unknown figure {name!r}; choose one of {', '.join(CASE_FIGURES)}")
+    figure.modality = FIGURE_MODALITY[name]
+    return figure
 
 
 def case_figure_names(case: CaseSummary, has_report_model: bool) -> list[str]:
@@ -170,7 +210,7 @@ def default_case_view(workspace: Workspace, patient_id: str) -> CaseView:
     day = case.visits[-1].day if case.visits else None
     slide_id = nearest_by_day({sl.id: sl.day for sl in case.slides}, day)
     patch_models = workspace.models_for("patch")
-    heat = cached_heatmap(workspace, slide_id, patch_models[0]) if slide_id and patch_models else None
+    heat = latest_cached_heatmap(workspace, slide_id, patch_models[0]) if slide_id and patch_models else None
     return CaseView(patient_id=patient_id, visit=len(case.visits) - 1 if case.visits else None,
                     report_id=nearest_by_day({r.id: r.day for r in case.reports}, day), slide_id=slide_id,
                     heat_key=heat.key if heat is not None else None, style=dict(VIEWER_STYLE) if heat is not None else {})

@@ -8,26 +8,29 @@ from collections.abc import Callable
 
 from core.errors import PathReviewError
 from core.explain.patient_explanations import PatientExplainers
-from core.export.case_figures import CASE_FIGURES, CaseView, case_figure
+from core.export.case_figures import CASE_FIGURES, CaseView, case_figure, report_excerpt
 from core.export.figure_export import safe_file_stem
-from core.export.report_content import CaseReportContent, Progress, ReportFigure
+from core.export.report_content import CaseReportContent, ModalitySummary, Progress, ReportFigure
 from core.export.report_html import build_case_report_html
 from core.export.report_pdf import build_case_report_pdf
+from core.export.slide_thumbnail import slide_thumbnail
 from core.heatmaps.grade_comparison import grade_comparisons
 from core.heatmaps.grade_group import SPECIMEN_LABELS
 from core.store.cases import case_summary
-from core.store.reviews import review_history
+from core.store.reviews import MODALITIES, Consensus, consensus, review_history
 from core.workspace import Workspace, attribute_texts
 
 __all__ = ["REPORT_FORMATS", "CaseReportContent", "ReportFigure", "build_case_report", "case_report_content", "case_report_filename", "case_report_html",
            "case_report_pdf"]
 
 REPORT_FORMATS = ("pdf", "html")
+MAX_THUMBNAILS = 4
 StepProgress = Callable[[float, str], None]  # fraction done, what is being done
 
 
 def case_report_pdf(content: CaseReportContent, progress: Progress | None = None) -> bytes:
-    """PDF bytes with exactly ``1 + len(content.figures)`` pages; ``progress(done, total)`` after each figure."""
+    """Landscape PDF bytes: the case page, then each modality's summary and figures (``report_pdf.page_plan``);
+    ``progress(done, total)`` after each figure."""
     return build_case_report_pdf(content, progress)
 
 
@@ -46,7 +49,8 @@ def case_report_content(workspace: Workspace, view: CaseView, figures: list[Repo
         subjects: dict[str, dict[str, object]] = {
             "slide": {sl.id: sl.label for sl in case.slides}, "report": {r.id: r.label for r in case.reports},
             "visit": {str(v.id): (f"visit day {v.day:.0f}", v.label) for v in case.visits}}
-        outputs = []
+        outputs: list[dict] = []
+        diagnoses: dict[str, list[str]] = {"slide": [], "patient": [], "report": []}
         for model_id, kinds in case.predictions.items():
             manifest = workspace.manifest(model_id) if model_id in workspace.manifests else None
             positive = manifest.score_class if manifest else "positive"
@@ -56,12 +60,35 @@ def case_report_content(workspace: Workspace, view: CaseView, figures: list[Repo
                     name, label = label if isinstance(label, tuple) else (f"{kind} {subject_id}", label)
                     outputs.append({"subject": name, "model_id": model_id, "weights_sha256": pred.weights_sha256,
                                     "output": f"P({positive}) = {pred.score:.3f}", "label": "" if label is None else str(label)})
+                    if kind in ("slide", "report") or kind == "visit" and case.visits and str(case.visits[-1].id) == subject_id:
+                        shown = "" if label is None else f" (label {label})"
+                        diagnoses["patient" if kind == "visit" else kind].append(f"{name}: P({positive}) = {pred.score:.3f}{shown}")
+        present = {"slide": [sl.id for sl in case.slides], "patient": [str(v.id) for v in case.visits], "report": [r.id for r in case.reports]}
+    history = review_history(workspace.store, view.patient_id)
+    grades = _grade_outputs(workspace, view.patient_id)
+    modalities = [_modality_summary(workspace, view, m, diagnoses[m], consensus(history, m), present[m]) for m in MODALITIES if present[m]]
+    for part in modalities:  # the slide's grade group sits under its diagnosis line
+        if part.modality == "slide" and grades:
+            part.lines.insert(1, ("Grade group", "; ".join(f"{g['subject']}: {g['output']}" + (f" ({g['label']})" if g["label"] else "")
+                                                              for g in grades)))
     reviews = [{"modality": e.modality, "verdict": e.verdict, "comment": e.comment, "flags": list(e.flags), "signed_off": e.signed_off,
                 "user": e.user, "at": e.at.strftime("%Y-%m-%d %H:%M UTC"), "version": e.version}
-               for e in review_history(workspace.store, view.patient_id)]
+               for e in history]
     return CaseReportContent(patient_id=view.patient_id, workspace_name=workspace.name, summary=summary,
-                             model_outputs=_grade_outputs(workspace, view.patient_id) + sorted(outputs, key=lambda o: (o["model_id"], o["subject"])),
-                             reviews=reviews, figures=figures)
+                             model_outputs=grades + sorted(outputs, key=lambda o: (o["model_id"], o["subject"])), reviews=reviews,
+                             figures=figures, modalities=modalities)
+
+
+def _modality_summary(workspace: Workspace, view: CaseView, modality: str, diagnoses: list[str], agreement: Consensus,
+                      subjects: list[str]) -> ModalitySummary:
+    """The diagnosis (the models' outputs, with the recorded label), the consensus, and the modality's own evidence:
+    slide thumbnails with the overlay, or the report excerpt with LIME highlights."""
+    summary = ModalitySummary(modality, [("Diagnosis", "; ".join(diagnoses) or "no model output stored"), ("Consensus", agreement.line())])
+    if modality == "slide":
+        summary.thumbnails = [slide_thumbnail(workspace, slide_id)[::-1] for slide_id in subjects[:MAX_THUMBNAILS]]
+    if modality == "report" and workspace.models_for("report"):
+        summary.excerpt, summary.excerpt_class = report_excerpt(workspace, view)
+    return summary
 
 
 def _grade_outputs(workspace: Workspace, patient_id: str) -> list[dict]:

@@ -29,7 +29,8 @@ def shap_waterfall_figure(base: float, phi: Values, names: Sequence[str], values
         totals={"marker": {"color": "#555"}}, connector={"line": {"color": "#bbb"}},
         text=[f"{base:.3f}", *[f"{d:+.3f}" for d in deltas], f"{output:.3f}"], textposition="outside", cliponaxis=False,
     ))
-    fig.update_layout(title=title, yaxis={"autorange": "reversed"}, xaxis={"title": "probability"},
+    # automargin: the plot makes room for its longest label instead of cutting it
+    fig.update_layout(title=title, yaxis={"autorange": "reversed", "automargin": True}, xaxis={"title": "probability", "automargin": True},
                       height=80 + 34 * (len(deltas) + 2), margin={"l": 230, "r": 70, "t": 40, "b": 40}, template="plotly_white")
     return fig
 
@@ -45,7 +46,8 @@ def visit_importance_figure(days: Sequence[float], scores: Values, title: str = 
     names = ["stored"] + (["what-if"] if compare is not None else [])
     fig = go.Figure(go.Heatmap(
         z=rows, x=[f"visit {i + 1}<br>day {d:.0f}" for i, d in enumerate(days)], y=names, zmin=-1, zmax=1, colorscale="RdBu_r",
-        text=[[f"{v:+.2f}" for v in r] for r in rows], texttemplate="%{text}", colorbar={"title": "score", "len": 0.9},
+        text=[[f"{v:+.2f}" for v in r] for r in rows], texttemplate="%{text}",
+        colorbar={"title": "score", "len": 1.0, "thickness": 12, "tickvals": [-1, 0, 1]},  # three ticks: room for them at any height
         hovertemplate="%{x}<br>importance %{z:+.3f}<extra>%{y}</extra>",
     ))
     fig.update_layout(title=title, height=140 + 40 * len(rows), margin={"l": 70, "r": 10, "t": 40, "b": 40}, template="plotly_white")

@@ -15,12 +15,32 @@ Progress = Callable[[int, int], None]
 DEFAULT_FIGURE_SIZE = (1000, 600)
 
 
+MODALITY_TITLES = {"slide": "Slide", "patient": "Patient (visits)", "report": "Report"}
+
+
 @dataclass
 class ReportFigure:
     title: str
     figure: go.Figure
     provenance: Provenance | None = None
     note: str = ""
+    modality: str = ""  # the MODALITY_TITLES group the case report places it in
+
+
+@dataclass
+class ModalitySummary:
+    """What the case report says about one modality above its figures: labelled lines (the diagnosis, the consensus, and
+    whatever else a modality states, one line each), the report excerpt with its LIME weights, slide thumbnails."""
+
+    modality: str
+    lines: list[tuple[str, str]] = field(default_factory=list)  # (label, text)
+    excerpt: list[tuple[str, float | None]] = field(default_factory=list)  # (text piece, LIME weight or None)
+    excerpt_class: str = ""  # the class the excerpt's weights speak for
+    thumbnails: list[tuple[str, bytes]] = field(default_factory=list)  # (caption, PNG)
+
+    @property
+    def title(self) -> str:
+        return MODALITY_TITLES.get(self.modality, self.modality)
 
 
 @dataclass
@@ -32,6 +52,7 @@ class CaseReportContent:
     reviews: list[dict] = field(default_factory=list)  # modality, verdict, comment, flags, signed_off, user, at, version
     figures: list[ReportFigure] = field(default_factory=list)
     generated_by: str = "PathReview"
+    modalities: list[ModalitySummary] = field(default_factory=list)  # in MODALITY_TITLES order, those the case has
 
 
 def generated_at() -> str:
@@ -65,12 +86,15 @@ def figure_size(fig: go.Figure) -> tuple[int, int]:
     return int(fig.layout.width or DEFAULT_FIGURE_SIZE[0]), int(fig.layout.height or DEFAULT_FIGURE_SIZE[1])
 
 
-def render_figures(figures: list[ReportFigure], fmt: str, progress: Progress | None, scale: float = 2.0) -> list[bytes]:
-    """Every figure rendered through the shared browser; ``progress(done, total)`` after each."""
+def render_figures(figures: list[ReportFigure], fmt: str, progress: Progress | None, scale: float = 2.0,
+                   with_provenance: bool = True) -> list[bytes]:
+    """Every figure rendered through the shared browser; ``progress(done, total)`` after each. Without provenance the
+    image carries no caption band (the PDF report prints provenance in its page footers instead)."""
     rendered = []
     for done, item in enumerate(figures, start=1):
         width, height = figure_size(item.figure)
-        rendered.append(export_figure(item.figure, fmt, item.provenance, width=width, height=height, scale=scale))
+        rendered.append(export_figure(item.figure, fmt, item.provenance if with_provenance else None, width=width, height=height,
+                                      scale=scale))
         if progress is not None:
             progress(done, len(figures))
     return rendered

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from html import escape
 
-from core.export.report_content import CaseReportContent, Progress, generated_at, newest_first, render_figures
+from core.export.report_content import CaseReportContent, ModalitySummary, Progress, generated_at, newest_first, render_figures
 
 _CSS = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; color: #222; margin: 2rem auto;
@@ -18,6 +18,8 @@ th { border-bottom: 2px solid #333; } tbody tr:nth-child(even) { background: #f6
 td.comment { white-space: pre-wrap; max-width: 28rem; } td.label { width: 30%; color: #555; } code { font-size: .85em; }
 figure { margin: 1.5rem 0; page-break-inside: avoid; break-inside: avoid; } figure img { max-width: 100%; height: auto; }
 figure h3 { font-size: 1rem; margin: 0 0 .4rem; } .note { font-size: .9rem; margin-top: .3rem; }
+.thumbs { display: flex; gap: 1rem; flex-wrap: wrap; } .thumbs figure { margin: 0; max-width: 320px; }
+.excerpt { line-height: 1.7; }
 @media print { body { margin: 0; max-width: none; } figure { page-break-before: always; } }
 """
 
@@ -32,6 +34,24 @@ def _table(header: list[str] | None, rows: list[list[str]], cell_classes: dict[i
     body = "".join("<tr>" + "".join(f'<td class="{cell_classes[i]}">{_e(c)}</td>' if i in cell_classes else f"<td>{_e(c)}</td>"
                                     for i, c in enumerate(row)) + "</tr>" for row in rows)
     return f"<table>{head}<tbody>{body}</tbody></table>"
+
+
+def _modality_section(summary: ModalitySummary) -> str:
+    """A modality's diagnosis, consensus and evidence (report excerpt with LIME shading, slide thumbnails)."""
+    html = [f"<section><h2>{_e(summary.title)}</h2>", _table(None, [[label, text] for label, text in summary.lines], {0: "label"})]
+    if summary.excerpt:
+        scale = max((abs(w) for _, w in summary.excerpt if w is not None), default=0.0) or 1.0
+        words = "".join(_e(text) if weight is None else
+                        f'<span class="lime" style="background:rgba({"214,39,40" if weight > 0 else "31,119,180"},'
+                        f'{min(1.0, abs(weight) / scale) * 0.75:.2f})" title="{weight:+.3f}">{_e(text)}</span>'
+                        for text, weight in summary.excerpt)
+        html.append(f'<p class="muted">Words shaded by their LIME weight for “{_e(summary.excerpt_class)}”: red supports it, '
+                    f'blue speaks against it.</p><p class="excerpt">{words}</p>')
+    if summary.thumbnails:
+        html.append('<div class="thumbs">' + "".join(
+            f'<figure><img alt="{_e(caption)}" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
+            f"<figcaption>{_e(caption)}</figcaption></figure>" for caption, png in summary.thumbnails) + "</div>")
+    return "".join(html) + "</section>"
 
 
 def build_case_report_html(content: CaseReportContent, progress: Progress | None = None) -> str:
@@ -57,6 +77,7 @@ def build_case_report_html(content: CaseReportContent, progress: Progress | None
     else:
         parts.append('<p class="muted">No reviews recorded yet.</p>')
     parts.append("</section>")
+    parts += [_modality_section(m) for m in content.modalities]
     if content.figures:
         parts.append("<section><h2>Figures</h2>")
         for item, svg in zip(content.figures, svgs):

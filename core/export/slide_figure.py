@@ -135,7 +135,7 @@ def _checked_style(style: OverlayStyle, heat: SlideHeatmap | None) -> OverlaySty
     if heat is None:
         return style
     query = {"method": style.method, "layer": style.layer, "cmap": style.cmap, "thr": str(style.threshold), "norm": style.norm,
-             "smooth": str(style.smooth)}
+             "smooth": str(style.smooth), "qc": style.qc}
     return OverlayStyle.from_query(query, heat.class_names)
 
 
@@ -201,7 +201,8 @@ def _add_key(fig: go.Figure, heat: SlideHeatmap, style: OverlayStyle) -> None:
     fig.add_trace(go.Scatter(
         x=[None], y=[None], mode="markers", showlegend=False, hoverinfo="skip",
         marker={"colorscale": style.cmap, "cmin": 0, "cmax": 1, "color": [0.0], "showscale": True,
-                "colorbar": {"title": {"text": title, "side": "right"}, "thickness": 14, "len": 0.8, "x": 1.02, "xanchor": "left"}},
+                "colorbar": {"title": {"text": title, "side": "right"}, "thickness": 14, "len": 0.8, "x": 1.02, "xanchor": "left",
+                             "tickvals": [0, 0.25, 0.5, 0.75, 1], "tickformat": ".2f"}},
     ))
 
 

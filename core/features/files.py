@@ -17,6 +17,7 @@ Layouts, as those projects write them:
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,14 +98,37 @@ def _read_coords(fh: h5py.File, path: Path) -> np.ndarray:
     return np.asarray(coords[:], dtype=np.int64)
 
 
-def _read_features(fh: h5py.File, path: Path) -> np.ndarray:
+OnBlock = Callable[[int, np.ndarray, int], None]  # (first row, rows (n, D) float32, total rows): a reader's block as it arrives
+BLOCK_ROWS = 4096  # rows per read: bounds the NaN check's temporaries, and what a streamed head receives at a time
+
+
+def non_finite_rows(block: np.ndarray) -> np.ndarray:
+    """Rows holding a NaN or an infinity. A row's sum is finite when all its values are (a cheap screen, one
+    matrix-vector product); only rows whose sum is not (a NaN, an infinity, or an overflow of large finite values) are
+    checked value by value."""
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflowing sum only sends its row to the exact check
+        suspect = ~np.isfinite(block @ np.ones(block.shape[1], dtype=block.dtype))
+    if suspect.any():
+        suspect[suspect] = ~np.isfinite(block[suspect]).all(axis=1)
+    return suspect
+
+
+def _read_features(fh: h5py.File, path: Path, on_block: OnBlock | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(features (N, D) float32, rows with NaN or infinite values), read in row blocks handed to ``on_block`` as they
+    arrive, so a head can run on one block while the next is read."""
     features = _dataset(fh, "features", path)
     if features.ndim != 2:
         raise FeatureFileError(f"{path.name}: 'features' has shape {features.shape}; expected (patches, feature dimension)")
     # float32 is what both tools write; read straight into it, without an intermediate copy
     out = np.empty(features.shape, dtype=np.float32)
-    features.read_direct(out)
-    return out
+    bad_rows = np.zeros(len(out), dtype=bool)
+    for start in range(0, len(out), BLOCK_ROWS):
+        rows = np.s_[start:start + BLOCK_ROWS]
+        features.read_direct(out, source_sel=rows, dest_sel=rows)
+        bad_rows[rows] = non_finite_rows(out[rows])
+        if on_block is not None:
+            on_block(start, out[rows], len(out))
+    return out, bad_rows
 
 
 def clam_geometry(attrs: dict[str, Any], path: Path) -> PatchGeometry:
@@ -131,11 +155,12 @@ def read_clam_patches(patches_h5: Path) -> tuple[np.ndarray, PatchGeometry, str 
     return coords, clam_geometry(attrs, patches_h5), name
 
 
-def read_clam_h5(features_h5: Path, patches_h5: Path | None = None) -> FeatureSet:
+def read_clam_h5(features_h5: Path, patches_h5: Path | None = None, on_block: OnBlock | None = None) -> FeatureSet:
     """CLAM's ``h5_files/<slide>.h5``. Its coords carry no attributes, so the geometry comes from ``patches_h5`` (the
-    ``patches/<slide>.h5`` it was extracted from) unless the feature file's own coords carry CLAM's attributes."""
+    ``patches/<slide>.h5`` it was extracted from) unless the feature file's own coords carry CLAM's attributes.
+    ``on_block`` receives the feature rows as they are read (see ``_read_features``)."""
     with _open(features_h5) as fh:
-        features = _read_features(fh, features_h5)
+        features, bad_rows = _read_features(fh, features_h5, on_block)
         coords = _read_coords(fh, features_h5)
         attrs = dict(fh["coords"].attrs)
     name = _text(attrs["name"]) if "name" in attrs else None
@@ -151,7 +176,7 @@ def read_clam_h5(features_h5: Path, patches_h5: Path | None = None) -> FeatureSe
             raise FeatureFileError(
                 f"{features_h5.name} and {patches_h5.name} list different patches ({len(coords)} and {len(patch_coords)}); "
                 "the features were not extracted from these patch coordinates")
-    return _checked(FeatureSet(features, coords, geometry, str(features_h5), name))
+    return _checked(FeatureSet(features, coords, geometry, str(features_h5), name), bad_rows)
 
 
 def read_clam_pt(features_pt: Path, patches_h5: Path) -> FeatureSet:
@@ -166,21 +191,23 @@ def read_clam_pt(features_pt: Path, patches_h5: Path) -> FeatureSet:
         raise FeatureFileError(f"{features_pt.name} must hold one (patches, feature dimension) tensor, as CLAM saves it")
     coords, geometry, name = read_clam_patches(patches_h5)
     features = tensor.detach().to(torch.float32).numpy()
-    return _checked(FeatureSet(features, coords, geometry, str(features_pt), name))
+    bad_rows = np.concatenate([non_finite_rows(features[s:s + BLOCK_ROWS]) for s in range(0, len(features), BLOCK_ROWS)] or [np.zeros(0, bool)])
+    return _checked(FeatureSet(features, coords, geometry, str(features_pt), name), bad_rows)
 
 
-def read_trident_h5(features_h5: Path) -> FeatureSet:
+def read_trident_h5(features_h5: Path, on_block: OnBlock | None = None) -> FeatureSet:
     """TRIDENT's ``features_<encoder>/<slide>.h5``: features and coords with the patcher's attributes."""
     with _open(features_h5) as fh:
-        features = _read_features(fh, features_h5)
+        features, bad_rows = _read_features(fh, features_h5, on_block)
         coords = _read_coords(fh, features_h5)
         attrs = dict(fh["coords"].attrs)
     name = _text(attrs["name"]) if "name" in attrs else None
-    return _checked(FeatureSet(features, coords, trident_geometry(attrs, features_h5), str(features_h5), name))
+    return _checked(FeatureSet(features, coords, trident_geometry(attrs, features_h5), str(features_h5), name), bad_rows)
 
 
-def _checked(fs: FeatureSet) -> FeatureSet:
-    """What a file must satisfy on its own: one coordinate per feature row, and no NaN feature."""
+def _checked(fs: FeatureSet, bad_rows: np.ndarray) -> FeatureSet:
+    """What a file must satisfy on its own: one coordinate per feature row, and no NaN feature (``bad_rows``: the rows
+    the reader found holding a NaN or an infinity)."""
     source = Path(fs.source).name
     if len(fs.coords) != len(fs.features):
         raise FeatureFileError(
@@ -188,9 +215,6 @@ def _checked(fs: FeatureSet) -> FeatureSet:
             "features and coordinates come from different runs")
     if len(fs.features) == 0:
         raise FeatureFileError(f"{source} holds no patches")
-    bad_rows = np.zeros(len(fs.features), dtype=bool)
-    for start in range(0, len(fs.features), 4096):  # in row blocks: a whole-matrix mask would be a quarter of its size
-        bad_rows[start:start + 4096] = ~np.isfinite(fs.features[start:start + 4096]).all(axis=1)
     if bad_rows.any():
         first = int(np.flatnonzero(bad_rows)[0])
         raise FeatureFileError(

@@ -10,14 +10,15 @@ is NaN.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from scipy.stats import rankdata
 
-from core.features.files import FeatureSet, check_fits
-from core.models.clam import AttentionMIL
+from core.features.files import BLOCK_ROWS, FeatureFileError, FeatureSet, OnBlock, check_fits
+from core.models.clam import AttentionMIL, AttentionStream
 
 
 @dataclass
@@ -99,6 +100,46 @@ def predict(head: AttentionMIL, fs: FeatureSet, device: torch.device | None = No
                            None if instances is None else instances.float().cpu().numpy())
 
 
+def predict_while_reading(head: AttentionMIL, read: Callable[[OnBlock], FeatureSet], device: torch.device | None = None,
+                          ) -> tuple[SlidePrediction, FeatureSet]:
+    """Read a feature file with ``read`` (a reader taking ``on_block``) and run the head on each block of rows as it
+    arrives. On CUDA each block goes to the device through one of two pinned staging buffers without waiting, so the
+    device computes while the host reads the next block: the map costs little more than the read. Same result as
+    ``predict`` on the whole file."""
+    device = device or next(head.parameters()).device
+    streams: list[AttentionStream] = []
+    staging: list[tuple[torch.Tensor, torch.cuda.Event | None]] = []
+
+    def on_block(start: int, rows: np.ndarray, total: int) -> None:
+        if not streams:
+            if rows.shape[1] != head.embed_dim:
+                raise FeatureFileError(f"features have {rows.shape[1]} dimensions but the model reads {head.embed_dim}; they come "
+                                       "from a different patch encoder than the one the model was trained on")
+            streams.append(AttentionStream(head, total, torch.empty(0, device=device)))
+        block = torch.from_numpy(rows)
+        if device.type == "cuda":
+            slot = (start // BLOCK_ROWS) % 2
+            if len(staging) <= slot:
+                staging.append((torch.empty((BLOCK_ROWS, rows.shape[1]), pin_memory=True), None))
+            buffer, copied = staging[slot]
+            if copied is not None:
+                copied.synchronize()  # the copy that last read this buffer has finished
+            buffer[:len(rows)].copy_(block)
+            block = buffer[:len(rows)].to(device, non_blocking=True)
+            event = torch.cuda.Event()
+            event.record()
+            staging[slot] = (buffer, event)
+        streams[0].add(block.to(device))
+
+    with torch.inference_mode():
+        head.eval()
+        fs = read(on_block)
+        logits, raw, instances = streams[0].result()
+        prediction = SlidePrediction(torch.softmax(logits.float(), 0).cpu().numpy(), raw.float().cpu().numpy(),
+                                     None if instances is None else instances.float().cpu().numpy())
+    return prediction, fs
+
+
 def attention_map(prediction: SlidePrediction, fs: FeatureSet, slide_dimensions: tuple[int, int],
                   percentiles: bool = False) -> GridMap:
     """The explaining branch's raw attention, or its CLAM percentile (0-100), on the cell grid."""
@@ -111,6 +152,15 @@ def instance_map(prediction: SlidePrediction, fs: FeatureSet, slide_dimensions: 
     if prediction.instance_scores is None:
         raise ValueError("this head has no instance classifiers")
     return place_on_grid(prediction.instance_scores, fs.coords, fs.geometry.patch_size_level0, slide_dimensions)
+
+
+def slide_attention_map_from_file(head: AttentionMIL, read: Callable[[OnBlock], FeatureSet], slide_dimensions: tuple[int, int],
+                                  percentiles: bool = False, slide_name: str | None = None) -> tuple[SlidePrediction, GridMap]:
+    """``slide_attention_map`` with the head run while the file is read (``predict_while_reading``); the file is checked
+    against the slide once read, before anything is placed."""
+    prediction, fs = predict_while_reading(head, read)
+    check_fits(fs, slide_dimensions, head.embed_dim, slide_name)
+    return prediction, attention_map(prediction, fs, slide_dimensions, percentiles)
 
 
 def slide_attention_map(head: AttentionMIL, fs: FeatureSet, slide_dimensions: tuple[int, int], percentiles: bool = False,

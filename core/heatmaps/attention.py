@@ -14,6 +14,7 @@ from core.errors import PathReviewError
 from core.heatmaps.layer_kind import LayerKind, Layers
 from core.heatmaps.slide_heatmap import SlideHeatmap
 from core.models.mil import GatedAttentionMIL
+from core.models.registry import LoadedModel
 from core.workspace import Workspace
 
 ATTENTION_CACHE_FORMAT = 1
@@ -56,10 +57,9 @@ def attention_model(layers: Layers, model_id: str) -> str:
     return model_id or candidates[0]
 
 
-def slide_attention(workspace: Workspace, heat: SlideHeatmap, model_id: str) -> SlideAttention:
-    """The bag probability and per-patch weights of MIL head ``model_id``, computed and stored in the workspace cache."""
-    model = workspace.model(model_id)
-    bag = torch.from_numpy(heat.embeddings).float().to(model.device)
+def bag_prediction(model: LoadedModel, embeddings: np.ndarray) -> SlideAttention:
+    """MIL head ``model``'s positive-class probability and per-patch weights for a bag of (N, D) patch embeddings."""
+    bag = torch.from_numpy(embeddings).float().to(model.device)
     with torch.no_grad():
         if isinstance(model.module, GatedAttentionMIL):
             logits, weights = model.module(bag)
@@ -67,8 +67,15 @@ def slide_attention(workspace: Workspace, heat: SlideHeatmap, model_id: str) -> 
         else:
             probs, weights = model.module(bag)
             probability, kind = float(probs[-1]), "contribution"
-    attention = SlideAttention(model.id, probability, weights.cpu().numpy(), kind)
-    save_arrays(_attention_path(workspace, heat, model.id), probability=np.array(probability), weights=attention.weights, kind=np.array(kind))
+    return SlideAttention(model.id, probability, weights.cpu().numpy(), kind)
+
+
+def slide_attention(workspace: Workspace, heat: SlideHeatmap, model_id: str) -> SlideAttention:
+    """The bag probability and per-patch weights of MIL head ``model_id``, computed and stored in the workspace cache."""
+    model = workspace.model(model_id)
+    attention = bag_prediction(model, heat.embeddings if heat.embeddings is not None else np.zeros((0, 0), np.float32))
+    save_arrays(_attention_path(workspace, heat, model.id), probability=np.array(attention.probability), weights=attention.weights,
+                kind=np.array(attention.kind))
     return attention
 
 

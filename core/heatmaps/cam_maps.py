@@ -15,6 +15,7 @@ from core.heatmaps.layer_kind import LayerKind, Layers, Progress
 from core.heatmaps.patch_inspection import read_heatmap_patches
 from core.heatmaps.slide_heatmap import SlideHeatmap
 from core.slides.grid import CELLS_PER_PATCH
+from core.slides.stain import model_input
 from core.workspace import Workspace
 
 STITCHED_METHODS = ("cam", "gradcam", "gradcam++")
@@ -40,7 +41,7 @@ def stitch_cam(workspace: Workspace, heat: SlideHeatmap, method: str = "gradcam"
     batches: list[np.ndarray] = []
     for start in range(0, len(heat.origins), batch_size):
         idx = list(range(start, min(start + batch_size, len(heat.origins))))
-        x = torch.from_numpy(read_heatmap_patches(workspace, heat, idx)).permute(0, 3, 1, 2).float().div(255).to(model.device)
+        x = model_input(read_heatmap_patches(workspace, heat, idx), model.manifest.input, model.device)  # as the model read them
         m = class_activation_maps(model.module, x, classes[idx].to(model.device), method, model.manifest.cam_target_layer)
         batches.append(torch.nn.functional.adaptive_avg_pool2d(m[:, None], CELLS_PER_PATCH)[:, 0].detach().cpu().numpy())
         if progress:

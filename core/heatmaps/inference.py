@@ -16,10 +16,13 @@ from PIL import Image
 
 from core.device import autocast, cpu_copy, map_batches
 from core.errors import PathReviewError
+from core.models.manifest import InputSpec
 from core.slides.grid import PatchGrid
 from core.slides.reader import level_for_downsample, open_slide
+from core.slides.stain import model_input
 
 ProgressFn = Callable[[int, int], None]  # (patches done, total)
+PatchObserver = Callable[[np.ndarray, np.ndarray, torch.device], None]  # (indices, uint8 patches as read, device the net ran on)
 log = logging.getLogger(__name__)
 
 
@@ -94,18 +97,21 @@ def read_patch_batches(path: Path, grid: PatchGrid, batch_size: int, workers: in
 class PatchClassifier:
     """The patch net on its device, called batch after batch of one job. The batch halves on device out-of-memory and
     the size that fitted is kept for the next call; when even one patch does not fit on an accelerator, a CPU copy
-    of the net does the rest of the job and a notice says so (``notices``: shown to the user beside the result)."""
+    of the net does the rest of the job and a notice says so (``notices``: shown to the user beside the result).
+    Patches are stain-normalised as ``input_spec`` (the manifest's input) declares, on the net's device."""
 
-    def __init__(self, module: torch.nn.Module, device: torch.device, batch_size: int, notices: list[str] | None = None) -> None:
+    def __init__(self, module: torch.nn.Module, device: torch.device, batch_size: int, notices: list[str] | None = None,
+                 input_spec: InputSpec | None = None) -> None:
         self.module, self.device, self.batch_size, self._first_batch_size = module, device, batch_size, batch_size
         self.notices = notices if notices is not None else []
+        self.input_spec = input_spec or InputSpec()
 
     def _runner(self, embed: bool) -> Callable[[np.ndarray], torch.Tensor]:
-        module, device = self.module, self.device
+        module, device, spec = self.module, self.device, self.input_spec
         net = _embedding_net(module) if embed else None
 
         def run(chunk: np.ndarray) -> torch.Tensor:
-            x = torch.from_numpy(np.ascontiguousarray(chunk)).to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
+            x = model_input(chunk, spec, device)
             with autocast(device):
                 if net is not None:
                     features = net.features(x).float()
@@ -146,32 +152,38 @@ class PatchClassifier:
 
 
 def classify_and_embed_patches(module: torch.nn.Module, device: torch.device, patches: np.ndarray, batch_size: int,
-                               embed: bool = False, notices: list[str] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+                               embed: bool = False, notices: list[str] | None = None,
+                               input_spec: InputSpec | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Softmax class probabilities for uint8 patches, and (for nets with ``features`` + ``fc``) their embeddings
     from the same pass; the batch halves on device out-of-memory, then the CPU takes over (see ``PatchClassifier``)."""
-    return PatchClassifier(module, device, batch_size, notices)(patches, embed)
+    return PatchClassifier(module, device, batch_size, notices, input_spec)(patches, embed)
 
 
-def classify_patches(module: torch.nn.Module, device: torch.device, patches: np.ndarray, batch_size: int) -> np.ndarray:
-    return classify_and_embed_patches(module, device, patches, batch_size)[0]
+def classify_patches(module: torch.nn.Module, device: torch.device, patches: np.ndarray, batch_size: int,
+                     input_spec: InputSpec | None = None) -> np.ndarray:
+    return classify_and_embed_patches(module, device, patches, batch_size, input_spec=input_spec)[0]
 
 
 def predict_slide(
     path: Path, grid: PatchGrid, module: torch.nn.Module, device: torch.device, batch_size: int = 128, workers: int = 2,
     progress: ProgressFn | None = None, cancel: threading.Event | None = None, with_embeddings: bool = False,
-    notices: list[str] | None = None,
+    notices: list[str] | None = None, input_spec: InputSpec | None = None, observe: PatchObserver | None = None,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray | None]:
-    """(N, C) class probabilities for every patch of ``grid`` (and their embeddings when asked). Anything the user
-    should know about how they were computed (e.g. a fall-back to the CPU) is appended to ``notices``."""
+    """(N, C) class probabilities for every patch of ``grid`` (and their embeddings when asked), stain-normalised as
+    ``input_spec`` declares. ``observe`` sees every batch as read (before normalisation) and the device the net ran it
+    on, so quality control shares this one pass over the slide. Anything the user should know about how they were computed (e.g. a fall-back to
+    the CPU) is appended to ``notices``."""
     module.eval()
-    classifier = PatchClassifier(module, device, batch_size, notices)
+    classifier = PatchClassifier(module, device, batch_size, notices, input_spec)
     results: list[np.ndarray] = []
     embeddings: list[np.ndarray] = []
     done = 0
-    for _, patches in read_patch_batches(path, grid, batch_size, workers):
+    for indices, patches in read_patch_batches(path, grid, batch_size, workers):
         if cancel is not None and cancel.is_set():
             raise InferenceCancelled("heatmap computation cancelled; nothing was stored")
         probs, emb = classifier(patches, embed=with_embeddings)
+        if observe is not None:
+            observe(indices, patches, classifier.device)  # after: on the device that worked (the CPU after a fall-back)
         results.append(probs)
         if emb is not None:
             embeddings.append(emb)

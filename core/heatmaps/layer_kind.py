@@ -31,6 +31,8 @@ class Layers(Protocol):
 
     def get(self, layer: str) -> Any: ...
 
+    def ready(self, layer: str) -> bool: ...
+
 
 def any_variant(layers: Layers, variant: str) -> str:
     return variant

@@ -24,6 +24,7 @@ from core.heatmaps.reconstruct import (
 from core.heatmaps.slide_heatmap import METHODS, SlideHeatmap
 from core.heatmaps.slide_layers import SlideLayers
 from core.slides.grid import CELLS_PER_PATCH
+from core.slides.quality import FLAGS
 
 COLORMAPS = ("Viridis", "Inferno", "Magma", "Plasma", "Jet", "Hot", "YlOrRd", "RdBu_r")
 # Fixed legend colours for the class map (thesis convention); benign is left transparent.
@@ -33,6 +34,11 @@ ARGMAX_LAYER = "argmax"
 TISSUE_LAYER = "tissue"
 ATTENTION_LAYER = "attention"
 CAM_LAYERS = ("cam:cam", "cam:gradcam", "cam:gradcam++")  # stitched class activation maps, per method
+QC_LAYERS = tuple(f"qc:{flag}" for flag in FLAGS)  # quality control: the patches carrying each flag
+# Fixed legend colours for the QC layers, chosen apart from the grade colours and the H&E palette.
+QC_COLOURS = {"blur": (255, 140, 0), "pen": (0, 200, 200), "fold": (120, 60, 20), "stain": (255, 0, 200)}
+QC_ALPHA = 200
+QC_KEEP, QC_EXCLUDE = "keep", "exclude"
 TISSUE_COLOUR = (40, 40, 40)
 TISSUE_ALPHA = 110
 
@@ -45,6 +51,7 @@ class OverlayStyle:
     threshold: float = 0.0  # cells below are transparent
     norm: str = "raw"
     smooth: float = 0.0  # Gaussian sigma in cells
+    qc: str = QC_KEEP  # "exclude": the probability and class maps leave out QC-flagged patches
 
     @classmethod
     def from_query(cls, query: dict[str, str], class_names: list[str]) -> OverlayStyle:
@@ -53,12 +60,15 @@ class OverlayStyle:
             style = cls(
                 method=query.get("method", "overlap"), layer=query.get("layer", TUMOUR_LAYER), cmap=query.get("cmap", "Viridis"),
                 threshold=float(query.get("thr", 0.0)), norm=query.get("norm", "raw"), smooth=float(query.get("smooth", 0.0)),
+                qc=query.get("qc", QC_KEEP),
             )
         except ValueError as exc:
             raise PathReviewError(f"bad heatmap style: {exc}") from exc
         if style.method not in METHODS:
             raise PathReviewError(f"method must be one of {', '.join(METHODS)}")
-        if style.layer not in (TUMOUR_LAYER, ARGMAX_LAYER, TISSUE_LAYER, ATTENTION_LAYER, *CAM_LAYERS, *class_names):
+        if style.qc not in (QC_KEEP, QC_EXCLUDE):
+            raise PathReviewError("qc must be keep or exclude")
+        if style.layer not in (TUMOUR_LAYER, ARGMAX_LAYER, TISSUE_LAYER, ATTENTION_LAYER, *CAM_LAYERS, *QC_LAYERS, *class_names):
             raise PathReviewError(f"layer must be tumour, argmax, tissue or one of {', '.join(class_names)}")
         if style.cmap not in COLORMAPS:
             raise PathReviewError(f"colormap must be one of {', '.join(COLORMAPS)}")
@@ -77,6 +87,10 @@ def source_layer(style: OverlayStyle) -> str:
     """The derived layer (see ``slide_layers``) a style draws."""
     if style.layer in (TISSUE_LAYER, ATTENTION_LAYER, *CAM_LAYERS):
         return style.layer
+    if style.layer in QC_LAYERS:
+        return f"quality-map:{style.layer.removeprefix('qc:')}"
+    if style.qc == QC_EXCLUDE:
+        return f"kept-reconstruction:{style.method}"
     return f"reconstruction:{style.method}"
 
 
@@ -88,7 +102,7 @@ def layer_grid(layers: SlideLayers, style: OverlayStyle) -> np.ndarray:
     """The (rows, cols) grid a style shows: probabilities in [0, 1] (NaN = no data), or class indices for argmax.
     A stitched CAM or attention layer must be stored first (``LayerNotReady`` otherwise)."""
     h = layers.heat
-    key = (str(layers.workspace.cache_dir), h.key, style.method, style.layer, style.norm, style.smooth)
+    key = (str(layers.workspace.cache_dir), h.key, style.method, style.layer, style.norm, style.smooth, style.qc)
     with _LAYER_LOCK:
         if key in _LAYER_CACHE:
             _LAYER_CACHE.move_to_end(key)
@@ -96,6 +110,8 @@ def layer_grid(layers: SlideLayers, style: OverlayStyle) -> np.ndarray:
     source = layers.get(source_layer(style))
     if style.layer == TISSUE_LAYER:
         grid = source.astype(np.float32)
+    elif style.layer in QC_LAYERS:
+        grid = np.where(h.tissue, source, np.nan).astype(np.float32)  # share of the patches over a cell with the flag
     elif style.layer in CAM_LAYERS:
         grid = normalise_per_slide(np.where(h.tissue, source, np.nan), style.norm if style.norm != "raw" else "minmax")
     elif style.layer == ATTENTION_LAYER:
@@ -132,6 +148,8 @@ def overlay_rgba(values: np.ndarray, style: OverlayStyle, class_names: list[str]
     rgba = np.zeros((*values.shape, 4), np.uint8)
     if style.layer == TISSUE_LAYER:
         rgba[values == 1] = (*TISSUE_COLOUR, TISSUE_ALPHA)
+    elif style.layer in QC_LAYERS:  # a cell is marked when most patches over it carry the flag
+        rgba[np.nan_to_num(values, nan=0.0) >= 0.5] = (*QC_COLOURS[style.layer.removeprefix("qc:")], QC_ALPHA)
     elif style.layer == ARGMAX_LAYER:
         for name, colour in GRADE_COLOURS.items():
             if name in class_names:
@@ -163,7 +181,9 @@ def render_overlay_tile(layers: SlideLayers, style: OverlayStyle, z: int, x: int
     return buffer.getvalue()
 
 
-def grade_fractions(layers: SlideLayers, method: str = "overlap") -> dict[str, float]:
-    """Share of tissue area per class from the tissue-masked argmax (the class map)."""
+def grade_fractions(layers: SlideLayers, method: str = "overlap", qc: str = QC_KEEP) -> dict[str, float]:
+    """Share of tissue area per class from the tissue-masked argmax (the class map), of the patches without a QC flag
+    when ``qc`` is "exclude"."""
     names = layers.heat.class_names
-    return dict(zip(names, class_area_fractions(layers.get(f"class-map:{method}"), len(names)).round(4).tolist(), strict=True))
+    class_map = layers.get(f"{'kept-class-map' if qc == QC_EXCLUDE else 'class-map'}:{method}")
+    return dict(zip(names, class_area_fractions(class_map, len(names)).round(4).tolist(), strict=True))

@@ -12,6 +12,7 @@ from core.explain.cam import METHODS, class_activation_maps
 from core.heatmaps.inference import read_patches
 from core.heatmaps.slide_heatmap import SlideHeatmap
 from core.slides.grid import PatchGrid
+from core.slides.stain import normalise_stain
 from core.store.cases import slide_record
 from core.workspace import Workspace
 
@@ -20,7 +21,7 @@ from core.workspace import Workspace
 class PatchInspection:
     index: int
     origin: tuple[int, int]  # level-0 top-left
-    image: np.ndarray  # (px, px, 3) uint8, what the model reads
+    image: np.ndarray  # (px, px, 3) uint8, what the model reads (stain-normalised when its manifest says so)
     class_names: list[str]
     probabilities: np.ndarray  # (C,)
     mc_mean: np.ndarray  # (C,) mean over MC-dropout passes
@@ -43,8 +44,10 @@ def inspect_patch(workspace: Workspace, heatmap: SlideHeatmap, index: int, targe
                   methods: tuple[str, ...] = METHODS, mc_passes: int = 30, seed: int = 0) -> PatchInspection:
     model = workspace.model(heatmap.model_id)
     manifest = model.manifest
-    image = read_heatmap_patches(workspace, heatmap, [index])[0]
-    x = torch.from_numpy(image).permute(2, 0, 1)[None].float().div(255).to(model.device)
+    raw = read_heatmap_patches(workspace, heatmap, [index])
+    seen = normalise_stain(torch.from_numpy(raw).to(model.device), manifest.input)  # as the manifest declares
+    x = seen.permute(0, 3, 1, 2).float().div(255)
+    image = seen[0].cpu().numpy()
     net = model.module
     with torch.no_grad():
         probs = torch.softmax(net(x), 1)[0].cpu().numpy()

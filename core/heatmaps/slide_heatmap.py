@@ -17,8 +17,9 @@ import numpy as np
 from core.cache import write_atomic
 from core.errors import PathReviewError
 from core.heatmaps.inference import ProgressFn, predict_slide
-from core.models.manifest import ModelManifest
+from core.models.manifest import InputSpec, ModelManifest
 from core.slides.grid import CELLS_PER_PATCH, patch_grid
+from core.slides.quality import QualityAccumulator, quality_cache_path, save_quality
 from core.slides.reader import open_slide
 from core.slides.tissue import detect_tissue
 from core.store.cases import slide_record
@@ -27,6 +28,7 @@ from core.workspace import Workspace
 CACHE_FORMAT = 2
 METHODS = ("overlap", "bilinear")
 log = logging.getLogger(__name__)
+OVERLAPS = (0.0, 0.5, 0.75)  # the patch overlaps the app offers
 STALE_PART_SECONDS = 3600  # a temporary file this old was left by a job that was killed
 
 
@@ -83,8 +85,16 @@ def slide_fingerprint(path: Path) -> str:
     return digest.hexdigest()
 
 
-def heatmap_key(slide_path: Path, weights_sha256: str, params: HeatmapParams) -> str:
-    content = {"format": CACHE_FORMAT, "slide": slide_fingerprint(slide_path), "weights": weights_sha256, "params": asdict(params)}
+def heatmap_key(slide_path: Path, weights_sha256: str, params: HeatmapParams, input_spec: InputSpec | None = None) -> str:
+    return _key(slide_fingerprint(slide_path), weights_sha256, params, input_spec)
+
+
+def _key(fingerprint: str, weights_sha256: str, params: HeatmapParams, input_spec: InputSpec | None = None) -> str:
+    """The content key of a heatmap: slide file, weights, grid parameters and, when the model normalises stain, its
+    declared normalisation and target (a manifest edited to another target is another heatmap)."""
+    content: dict[str, Any] = {"format": CACHE_FORMAT, "slide": fingerprint, "weights": weights_sha256, "params": asdict(params)}
+    if input_spec is not None and input_spec.stain_normalisation != "none":
+        content["stain"] = {"method": input_spec.stain_normalisation, "target": input_spec.stain_target.model_dump()}
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:32]
 
 
@@ -196,8 +206,25 @@ def cached_heatmap(workspace: Workspace, slide_id: str, model_id: str, params: H
     path, _, manifest = _slide_and_model(workspace, slide_id, model_id)
     if not path.is_file():
         return None
-    key = heatmap_key(path, manifest.weights_sha256, params)
+    key = heatmap_key(path, manifest.weights_sha256, params, manifest.input)
     return _load(_cache_path(workspace, key), key)
+
+
+def latest_cached_heatmap(workspace: Workspace, slide_id: str, model_id: str, overlaps: tuple[float, ...] = OVERLAPS) -> SlideHeatmap | None:
+    """The most recently stored heatmap of the slide and model over these overlaps (default tissue threshold), or None."""
+    path, _, manifest = _slide_and_model(workspace, slide_id, model_id)
+    if not path.is_file():
+        return None
+    fingerprint = slide_fingerprint(path)  # read once for every overlap
+    stored = []
+    for overlap in overlaps:
+        key = _key(fingerprint, manifest.weights_sha256, HeatmapParams(overlap=overlap), manifest.input)
+        if (cache := _cache_path(workspace, key)).is_file():
+            stored.append((cache.stat().st_mtime_ns, key, cache))
+    for _, key, cache in sorted(stored, reverse=True):
+        if (heat := _load(cache, key)) is not None:
+            return heat
+    return None
 
 
 def compute_heatmap(
@@ -211,7 +238,7 @@ def compute_heatmap(
     path, mpp, manifest = _slide_and_model(workspace, slide_id, model_id)
     slide = open_slide(path)  # first: a missing or unreadable file is a SlideReadError a person can act on
     try:
-        key = heatmap_key(path, manifest.weights_sha256, params)
+        key = heatmap_key(path, manifest.weights_sha256, params, manifest.input)
         width, height = slide.dimensions
         tissue = detect_tissue(slide, mpp)
     finally:
@@ -220,8 +247,9 @@ def compute_heatmap(
     grid = patch_grid(width, height, mpp, *manifest.patch_geometry(), tissue, params.overlap, params.min_tissue)
     model = workspace.model(model_id)
     notices: list[str] = []
+    quality = QualityAccumulator(len(grid))  # quality control shares the pass over the slide's patches
     probs, embeddings = predict_slide(path, grid, model.module, model.device, batch_size, workers, progress, cancel, with_embeddings=True,
-                                      notices=notices)
+                                      notices=notices, input_spec=manifest.input, observe=quality)
     if len(grid) == 0:
         probs = np.zeros((0, len(manifest.class_names)), np.float32)
     rows, cols = grid.cell_shape
@@ -235,6 +263,7 @@ def compute_heatmap(
         stride_cells=grid.stride_cells, slide_mpp=mpp, slide_size=(width, height), origins=grid.origins,
         cell_index=grid.cell_index, probs=probs, tissue=tissue.mask[np.ix_(rr, cc)], embeddings=embeddings, notices=notices,
     )
+    save_quality(quality_cache_path(workspace.cache_dir, key), quality.result())  # before the heatmap: whoever loads it finds both
     _save(_cache_path(workspace, key), heatmap)
     loaded = _load(_cache_path(workspace, key), key)  # the shared in-memory copy, as loaded_heatmap returns it
     return heatmap if loaded is None else loaded

@@ -1,5 +1,6 @@
 """Every derived layer of a loaded heatmap, owned by one object per heatmap: the reconstructions (overlap mean and
-bilinear class maps), the class map (tissue argmax), the tissue mask, the stitched CAMs and MIL attention.
+bilinear class maps), the class map (tissue argmax), the tissue mask, the stitched CAMs, MIL attention and quality
+control (``quality_layers``).
 
 A layer is named ``kind`` or ``kind:variant`` (``reconstruction:bilinear``, ``cam:gradcam``, ``attention``). Its
 kind, registered once in ``LAYER_KINDS``, says how it is computed. Each layer is computed at most once per loaded
@@ -21,6 +22,7 @@ from core.errors import PathReviewError
 from core.heatmaps.attention import MIL_ATTENTION
 from core.heatmaps.cam_maps import STITCHED_CAM
 from core.heatmaps.layer_kind import LayerKind, LayerNotReady, Layers, Progress
+from core.heatmaps.quality_layers import QUALITY_KINDS
 from core.heatmaps.reconstruct import reconstruct_bilinear, reconstruct_overlap_mean, tissue_argmax
 from core.heatmaps.slide_heatmap import METHODS, SlideHeatmap
 from core.slides.grid import CELLS_PER_PATCH
@@ -54,7 +56,7 @@ CLASS_MAP = LayerKind("class-map", variant=_method,
 # (rows, cols) bool tissue mask on the cell grid.
 TISSUE = LayerKind("tissue", variant=_no_variant, compute=lambda layers, variant, progress: layers.heat.tissue)
 
-LAYER_KINDS: dict[str, LayerKind] = {kind.name: kind for kind in (RECONSTRUCTION, CLASS_MAP, TISSUE, STITCHED_CAM, MIL_ATTENTION)}
+LAYER_KINDS: dict[str, LayerKind] = {kind.name: kind for kind in (RECONSTRUCTION, CLASS_MAP, TISSUE, STITCHED_CAM, MIL_ATTENTION, *QUALITY_KINDS)}
 
 
 class SlideLayers:

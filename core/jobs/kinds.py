@@ -19,12 +19,15 @@ from core.explain.report_explanations import report_explanation, report_model_id
 from core.explain.text import LimeSettings
 from core.heatmaps.attention import mil_models_for
 from core.heatmaps.cam_maps import STITCHED_METHODS
+from core.heatmaps.feature_layers import mil_layers, parse_region, region_name
+from core.heatmaps.quality_layers import record_slide_quality
 from core.heatmaps.slide_grades import record_slide_grade
 from core.heatmaps.slide_heatmap import HeatmapParams, SlideHeatmap, compute_heatmap, loaded_heatmap
 from core.heatmaps.slide_layers import slide_layers
 from core.jobs import WHAT
 from core.jobs.state import JobSpec
 from core.slides.grid import OVERLAPS
+from core.slides.quality import load_quality, quality_cache_path
 from core.store.schema import Patient, Report, Slide, Visit
 from core.workspace import Workspace
 
@@ -39,8 +42,12 @@ def _patch_model(workspace: Workspace, params: dict) -> str:
 def _heatmap(workspace: Workspace, slide_id: str, params: dict, progress: Progress, share: float = 1.0) -> SlideHeatmap:
     def patches(done: int, total: int) -> None:
         progress(share * done / max(total, 1), f"heatmap: {done}/{total} patches")
-    return compute_heatmap(workspace, slide_id, _patch_model(workspace, params), HeatmapParams(overlap=float(params.get("overlap", 0.0))),
+    heat = compute_heatmap(workspace, slide_id, _patch_model(workspace, params), HeatmapParams(overlap=float(params.get("overlap", 0.0))),
                            progress=patches)
+    quality = load_quality(quality_cache_path(workspace.cache_dir, heat.key))  # measured in the same pass
+    if quality is not None:
+        record_slide_quality(workspace, heat, quality)  # for the cohort worklist's QC column
+    return heat
 
 
 def slide_heatmap_job(workspace: Workspace, slide_id: str, params: dict, progress: Progress) -> dict:
@@ -81,6 +88,30 @@ def slide_layer_job(workspace: Workspace, slide_id: str, params: dict, progress:
     return {"key": heat.key, "slide_id": slide_id, "layer": layer, "notices": list(heat.notices)}
 
 
+def mil_prediction_job(workspace: Workspace, slide_id: str, params: dict, progress: Progress) -> dict:
+    """A MIL head over the slide's feature file: its prediction, attention and instance scores, stored for the layers."""
+    model_id = str(params.get("model_id", ""))
+    progress(0.05, f"{model_id}: reading the feature file")
+    result = mil_layers(workspace, slide_id, model_id).compute("prediction")
+    progress(1.0, f"{model_id}: prediction stored")
+    return {"slide_id": slide_id, "model_id": model_id, "patches": int(len(result.coords)),
+            "probabilities": [round(float(p), 4) for p in result.prediction.probabilities]}
+
+
+def mil_refine_job(workspace: Workspace, slide_id: str, params: dict, progress: Progress) -> dict:
+    """Region refinement: features re-extracted in a region at 50 % or 75 % overlap by the head's encoder, then the head."""
+    model_id = str(params.get("model_id", ""))
+    layers = mil_layers(workspace, slide_id, model_id)
+    layer = region_name(parse_region(str(params.get("region", ""))))
+
+    def patches(done: int, total: int) -> None:
+        progress(0.95 * done / max(total, 1), f"refining: {done}/{total} patches")
+    refined = layers.compute(layer, patches)
+    progress(1.0, "refined region stored")
+    return {"slide_id": slide_id, "model_id": model_id, "layer": layer, "patches": int(len(refined.origins)),
+            "seconds": round(refined.seconds, 2), "device": refined.device}
+
+
 def cohort_shap_job(workspace: Workspace, subject: str, params: dict, progress: Progress) -> dict:
     """SHAP values of every visit of ``params["patients"]``, computed together (``explain_cohort``) and stored per patient."""
     patients = list(params.get("patients") or [])
@@ -104,7 +135,8 @@ def report_lime_job(workspace: Workspace, report_id: str, params: dict, progress
 
 
 JOB_KINDS: dict[str, Callable[[Workspace, str, dict, Progress], dict]] = {
-    "heatmap": slide_heatmap_job, "cams": slide_cams_job, "layer": slide_layer_job, "shap": cohort_shap_job, "lime": report_lime_job,
+    "heatmap": slide_heatmap_job, "cams": slide_cams_job, "layer": slide_layer_job,
+    "mil": mil_prediction_job, "mil-refine": mil_refine_job, "shap": cohort_shap_job, "lime": report_lime_job,
 }
 KIND_OF_WHAT = {"heatmaps": "heatmap", "cams": "cams", "shap": "shap", "lime": "lime"}
 

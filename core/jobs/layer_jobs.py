@@ -24,7 +24,12 @@ def layer_job_spec(heat: SlideHeatmap, layer: str) -> JobSpec:
 def start_layer_job(dispatcher: JobDispatcher, heat: SlideHeatmap, layer: str, requested_by: str = "") -> JobView:
     """The job computing ``layer`` of ``heat``: the one already queued or running, else a new one sent on. A job
     seen active within ``RECHECK_SECONDS`` is answered from memory: the tiles of one viewport ask together."""
-    ident = (str(dispatcher.workspace.cache_dir), heat.key, layer)
+    return start_job_once(dispatcher, layer_job_spec(heat, layer), (heat.key, layer), requested_by)
+
+
+def start_job_once(dispatcher: JobDispatcher, spec: JobSpec, what: tuple[str, str], requested_by: str = "") -> JobView:
+    """The job for ``spec`` (``what`` names its result, e.g. (heatmap key, layer)): the active one, else a new one."""
+    ident = (str(dispatcher.workspace.cache_dir), *what)
     with _LOCK:
         checked_at, job = _SEEN.get(ident, (0.0, None))
         if job is not None and job.status in ACTIVE and time.monotonic() - checked_at < RECHECK_SECONDS:
@@ -32,7 +37,7 @@ def start_layer_job(dispatcher: JobDispatcher, heat: SlideHeatmap, layer: str, r
         if job is not None and job.status in ACTIVE:
             job = get_job(dispatcher.workspace.store, job.id)
         if job is None or job.status not in ACTIVE:
-            new, existing = dispatcher.submit([layer_job_spec(heat, layer)], requested_by)
+            new, existing = dispatcher.submit([spec], requested_by)
             job = get_job(dispatcher.workspace.store, (new or existing)[0])
         _SEEN[ident] = (time.monotonic(), job)
         if len(_SEEN) > MAX_SEEN:  # forget the longest unasked

@@ -71,7 +71,7 @@ def execute_job(workspace: Workspace, job_id: int, worker: str = "", on_progress
         return "failed"
     reporter = ProgressReporter(workspace, job_id, interval, on_progress)
     try:
-        reporter(0.0, f"attempt {job.attempts} started")
+        reporter(0.0, "started" if job.attempts == 1 else f"started again (try {job.attempts} of {job.max_attempts})")
         result = function(workspace, job.subject, job.params, reporter)
     except JobCancelled:
         return "cancelled"
@@ -95,6 +95,10 @@ def _summary(kind: str, result: dict) -> str:
         return f"{len(result['methods'])} CAM layers, {len(result['attention'])} attention maps.{notices}"
     if kind == "layer":
         return f"{result['layer']} stored.{notices}"
+    if kind == "mil":
+        return f"{result['model_id']}: {result['patches']} patches."
+    if kind == "mil-refine":
+        return f"{result['patches']} patches re-extracted in {result['seconds']} s on {result['device']}."
     if kind == "shap":
         return f"{result['patients']} patients ({result['computed']} computed, {result['from_cache']} already stored)"
     if kind == "lime":

@@ -120,6 +120,14 @@ def list_jobs(store: CaseStore, statuses: tuple[str, ...] | None = None, limit: 
         return [JobView.of(r) for r in s.scalars(query)]
 
 
+def active_job(store: CaseStore, spec: JobSpec) -> JobView | None:
+    """The queued or running job of exactly this spec (what ``create_jobs`` would not queue twice), if any."""
+    with store.session() as s:
+        rows = s.scalars(select(Job).where(Job.status.in_(ACTIVE), Job.kind == spec.kind, Job.subject == spec.subject[:128])
+                         .order_by(Job.id.desc()))
+        return next((JobView.of(r) for r in rows if _canonical(r.params) == _canonical(spec.params)), None)
+
+
 def active_job_count(store: CaseStore, requested_by: str) -> int:
     """How many jobs this user has queued or running: the per-user concurrency limit counts them."""
     with store.session() as s:
@@ -166,8 +174,8 @@ def fail_attempt(store: CaseStore, job_id: int, message: str, retryable: bool) -
     """After a failed attempt: queued again when retryable and attempts remain, else failed. Returns the new status."""
     job = get_job(store, job_id)
     if retryable and job.attempts < job.max_attempts:
-        _set(store, job_id, ("running",), status="queued", message=_clip(f"attempt {job.attempts} of {job.max_attempts} failed: "
-                                                                         f"{message}; retrying"))
+        _set(store, job_id, ("running",), status="queued", message=_clip(f"try {job.attempts} of {job.max_attempts} failed: "
+                                                                         f"{message}; trying again"))
         return "queued"
     suffix = f" (after {job.attempts} attempts)" if retryable else ""
     _set(store, job_id, ("running", "queued"), status="failed", message=_clip(message + suffix))

@@ -88,27 +88,9 @@ class AttentionMIL(nn.Module, abc.ABC):
         The slide embedding M = softmax(A) h is accumulated chunk by chunk with a running maximum (the streaming form
         of the softmax), so neither h (N, hidden) nor the attention net's temporaries are ever held for the whole bag:
         the bag itself stays the largest thing in memory. The result equals CLAM's ``torch.mm(F.softmax(A), h)``."""
-        fc, attention = self.attention_net[:3], self.attention_net[3]
-        n, k = bag.shape[0], attention_out(attention)
-        raw = bag.new_empty((k, n))
-        running_max = bag.new_full((k, 1), float("-inf"))
-        norm = bag.new_zeros((k, 1))
-        weighted = bag.new_zeros((k, self.hidden))
-        instances: list[torch.Tensor] = []
-        for start in range(0, n, CHUNK):
-            h = fc(bag[start:start + CHUNK])
-            a = attention(h).T  # (K, chunk)
-            raw[:, start:start + CHUNK] = a
-            new_max = torch.maximum(running_max, a.max(dim=1, keepdim=True).values)
-            rescale, e = torch.exp(running_max - new_max), torch.exp(a - new_max)
-            norm = norm * rescale + e.sum(dim=1, keepdim=True)
-            weighted = weighted * rescale + e @ h
-            running_max = new_max
-            scores = self.instances_from_embedding(h)
-            if scores is not None:
-                instances.append(scores)
-        logits = self.bag_logits(weighted / norm)
-        return logits, raw, torch.cat(instances) if instances else None
+        stream = AttentionStream(self, bag.shape[0], bag)
+        stream.add(bag)
+        return stream.result()
 
     def forward(self, bag: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(N, embed_dim) -> (logits (C,), raw attention (K, N)), as CLAM's forward without instance_eval."""
@@ -122,6 +104,45 @@ class AttentionMIL(nn.Module, abc.ABC):
     def instances_from_embedding(self, h: torch.Tensor) -> torch.Tensor | None:
         """Per-patch class scores (N, C) where the head has instance classifiers; None where it has not."""
         return None
+
+
+class AttentionStream:
+    """``AttentionMIL.explain`` one chunk of patches at a time, for a bag that arrives in pieces (a feature file read in
+    row blocks, each sent to the device while the next is read). ``add`` chunks in order, then ``result``."""
+
+    def __init__(self, head: AttentionMIL, n: int, like: torch.Tensor) -> None:
+        self.head, self.n, self.filled = head, n, 0
+        self.fc, self.attention = head.attention_net[:3], head.attention_net[3]
+        k = attention_out(self.attention)
+        self.raw = like.new_empty((k, n))
+        self.running_max = like.new_full((k, 1), float("-inf"))
+        self.norm = like.new_zeros((k, 1))
+        self.weighted = like.new_zeros((k, head.hidden))
+        self.instances: list[torch.Tensor] = []
+
+    def add(self, chunk: torch.Tensor) -> None:
+        for start in range(0, chunk.shape[0], CHUNK):  # bounds the (chunk, hidden) temporaries whatever the caller sends
+            self._add(chunk[start:start + CHUNK])
+
+    def _add(self, chunk: torch.Tensor) -> None:
+        h = self.fc(chunk)
+        a = self.attention(h).T  # (K, chunk)
+        self.raw[:, self.filled:self.filled + chunk.shape[0]] = a
+        self.filled += chunk.shape[0]
+        new_max = torch.maximum(self.running_max, a.max(dim=1, keepdim=True).values)
+        rescale, e = torch.exp(self.running_max - new_max), torch.exp(a - new_max)
+        self.norm = self.norm * rescale + e.sum(dim=1, keepdim=True)
+        self.weighted = self.weighted * rescale + e @ h
+        self.running_max = new_max
+        scores = self.head.instances_from_embedding(h)
+        if scores is not None:
+            self.instances.append(scores)
+
+    def result(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        if self.filled != self.n:
+            raise ValueError(f"the bag has {self.n} patches but {self.filled} were added")
+        logits = self.head.bag_logits(self.weighted / self.norm)
+        return logits, self.raw, torch.cat(self.instances) if self.instances else None
 
 
 def attention_out(net: nn.Module) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core.errors import ModelLoadError
 from core.tomlfile import read_toml, write_toml
@@ -13,11 +13,39 @@ from core.tomlfile import read_toml, write_toml
 MANIFEST_NAME = "model.toml"
 
 
+StainNormalisation = Literal["none", "reinhard", "macenko"]
+
+
+class StainTarget(BaseModel):
+    """The target a patch model's stain normalisation maps every patch to (``core/slides/stain.py``). Macenko:
+    ``stain_matrix`` (3 rows R, G, B x 2 columns haematoxylin, eosin; unit optical-density vectors) and
+    ``max_concentrations`` (99th percentile of each stain's concentration). Reinhard: ``lab_means`` and ``lab_stds``
+    of L* (0-100), a*, b*."""
+
+    model_config = ConfigDict(extra="forbid")
+    stain_matrix: list[list[float]] | None = None
+    max_concentrations: list[float] | None = None
+    lab_means: list[float] | None = None
+    lab_stds: list[float] | None = None
+
+
+class StainStatistics(BaseModel):
+    """The training patches' Macenko stain vectors: mean and standard deviation of the six components (haematoxylin
+    R, G, B, then eosin R, G, B). Quality control scores each patch's distance from them (``core/slides/quality.py``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    vector_means: list[float] = Field(min_length=6, max_length=6)
+    vector_stds: list[float] = Field(min_length=6, max_length=6)
+    n_patches: int = Field(ge=1)
+
+
 class InputSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     patch_size_px: int | None = Field(default=None, gt=0)
     mpp: float | None = Field(default=None, gt=0)
-    stain_normalisation: str = "none"
+    stain_normalisation: StainNormalisation = "none"
+    stain_target: StainTarget = StainTarget()
+    stain_statistics: StainStatistics | None = None
     features: list[str] = []
     feature_means: list[float] = []
     feature_stds: list[float] = []
@@ -27,6 +55,20 @@ class InputSpec(BaseModel):
     elapsed_time: bool = False
     vocabulary: str | None = None  # file in the model folder, JSON {"ngram": column}
     max_ngram: int = 2
+
+    @model_validator(mode="after")
+    def _target_for_method(self) -> InputSpec:
+        t = self.stain_target
+        if self.stain_normalisation == "macenko":
+            if not (t.stain_matrix and len(t.stain_matrix) == 3 and all(len(r) == 2 for r in t.stain_matrix)
+                    and t.max_concentrations and len(t.max_concentrations) == 2 and min(t.max_concentrations) > 0):
+                raise ValueError("stain_normalisation = \"macenko\" needs input.stain_target.stain_matrix (3 rows of 2: R, G, B "
+                                 "optical density of haematoxylin and eosin) and max_concentrations (2 positive numbers)")
+        if self.stain_normalisation == "reinhard":
+            if not (t.lab_means and len(t.lab_means) == 3 and t.lab_stds and len(t.lab_stds) == 3 and min(t.lab_stds) > 0):
+                raise ValueError("stain_normalisation = \"reinhard\" needs input.stain_target.lab_means and lab_stds "
+                                 "(3 numbers each: L*, a*, b*; standard deviations positive)")
+        return self
 
 
 class Metrics(BaseModel):
@@ -46,6 +88,29 @@ class Metrics(BaseModel):
     held_out_patients: list[str] = []
 
 
+class PatchEncoderSpec(BaseModel):
+    """The patch encoder a MIL head's features came from, for re-extracting features in a region. The lab supplies the
+    weights (nothing is downloaded); their hash is checked on every load and their licence is shown beside the maps."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1)  # e.g. "UNI"
+    architecture: str  # "vit" (built-in, timm key layout) or "package.module:factory"
+    params: dict[str, Any] = {}
+    weights: str  # file in the model folder
+    weights_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    licence: str = Field(min_length=1)  # e.g. "CC-BY-NC-ND-4.0"
+    patch_size_px: int = Field(gt=0)  # the encoder's input side
+    mpp: float = Field(gt=0)  # microns per pixel it reads at
+    channel_mean: tuple[float, float, float] = (0.485, 0.456, 0.406)  # normalisation of RGB in [0, 1]
+    channel_std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    stain_normalisation: StainNormalisation = "none"  # applied before the channel normalisation, as for a patch model
+    stain_target: StainTarget = StainTarget()
+
+    def stain_input(self) -> InputSpec:
+        """The encoder's stain normalisation as a patch model's input (checked like one: a method needs its target)."""
+        return InputSpec(stain_normalisation=self.stain_normalisation, stain_target=self.stain_target)
+
+
 class ModelManifest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -59,6 +124,8 @@ class ModelManifest(BaseModel):
     class_names: list[str]
     positive_class: str | None = None  # for binary tasks: the class whose probability is the score
     feature_model: str | None = None  # MIL: id of the patch model that embeds patches
+    feature_set: str | None = None  # MIL over a lab's feature files: the workspace feature set (features/<name>/) it reads
+    patch_encoder: PatchEncoderSpec | None = None  # MIL over feature files: the encoder, for region refinement
     cam_target_layer: str | None = None
     input: InputSpec = InputSpec()
     metrics: Metrics = Metrics()

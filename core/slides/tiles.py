@@ -13,13 +13,17 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import openslide
+import torch
 from cachetools import LRUCache
 from openslide.deepzoom import DeepZoomGenerator
-from PIL import ImageCms
+from PIL import Image, ImageCms
 
+from core.device import compute_device
 from core.errors import NotFoundError
 from core.slides.reader import SlideReadError, open_slide, srgb_transform
+from core.slides.stain import normalise_stain
 from core.store.cases import slide_record
 from core.workspace import Workspace
 
@@ -92,10 +96,13 @@ class TileService:
         width, height = h.slide.dimensions
         return SlideGeometry(slide_id, width, height, h.mpp, h.deepzoom.level_count - 1)
 
-    def tile_jpeg(self, slide_id: str, z: int, x: int, y: int) -> bytes:
+    def tile_jpeg(self, slide_id: str, z: int, x: int, y: int, normalised_for: str | None = None) -> bytes:
         """A JPEG tile. ``NotFoundError`` for an unknown slide or an address outside its pyramid; ``SlideReadError``
-        when the file is missing or cannot be read (its handle and tiles are then dropped)."""
-        key = (slide_id, z, x, y)
+        when the file is missing or cannot be read (its handle and tiles are then dropped). With ``normalised_for`` (a
+        patch model's id) the tile is stain-normalised as that model's manifest declares: what the model sees (the
+        tile's stains are estimated from the tile itself, as a patch's are from the patch)."""
+        spec = self.workspace.manifest(normalised_for).input if normalised_for else None
+        key = (slide_id, z, x, y, normalised_for or "")
         h = self._open(slide_id)  # first: checks that the file is still the one the cached tiles came from
         with self._lock:
             cached = self._tiles.get(key)
@@ -114,6 +121,9 @@ class TileService:
             raise SlideReadError(f"slide file {h.path.name} cannot be read by OpenSlide: {exc}") from exc
         if h.to_srgb is not None:
             ImageCms.applyTransform(tile, h.to_srgb, inPlace=True)
+        if spec is not None and spec.stain_normalisation != "none":
+            pixels = torch.from_numpy(np.asarray(tile).copy())[None].to(compute_device())
+            tile = Image.fromarray(normalise_stain(pixels, spec)[0].cpu().numpy())
         buffer = io.BytesIO()
         tile.save(buffer, "JPEG", quality=self.quality)
         data = buffer.getvalue()

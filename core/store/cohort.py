@@ -1,5 +1,5 @@
 """Cohort queries: one row per patient with counts, patient-level model outputs, review status and
-model-vs-label disagreements; filtered into worklists, paged and sorted in SQL.
+model-vs-label disagreements and slide quality control; filtered into worklists, paged and sorted in SQL.
 
 Review status (from the latest verdict of each modality):
   ``unreviewed``  no verdict saved for the case;
@@ -13,6 +13,11 @@ visits *disagrees* with that subject's recorded label when it falls on the other
 while the label is 0, or score < 0.5 while the label is 1). Subjects without a label, and patient-level
 predictions (which summarise several subjects), are not compared. ``disagreements`` counts the disagreeing
 (model, subject) pairs, ``labelled`` the compared ones; both are NULL when nothing could be compared.
+
+Quality control: ``qc`` is the worst QC flag over the case's slides (the flag covering the largest share of a slide's
+tissue, over every heatmap whose QC was computed), ``qc_fraction`` that share; "" when no flag covers any tissue,
+NULL when QC has not run on any of its slides. A case is on the *QC flagged* worklist when its worst flag covers at
+least ``QC_WORKLIST_MIN_FRACTION`` of a slide's tissue.
 """
 
 from __future__ import annotations
@@ -25,15 +30,17 @@ from sqlalchemy import ColumnElement, FromClause, Select, String, and_, case, ca
 from sqlalchemy.orm import QueryableAttribute, Session
 
 from core.errors import PathReviewError
-from core.store.schema import Patient, Prediction, Report, Review, Slide, Visit
+from core.store.schema import Patient, Prediction, Report, Review, Slide, SlideQuality, Visit
 
 DECISION_THRESHOLD = 0.5
+QC_WORKLIST_MIN_FRACTION = 0.01
 REVIEW_STATUSES = ("unreviewed", "in review", "signed off")
 WORKLISTS = {
     "all": "All cases",
     "unreviewed": "Unreviewed",
     "flagged": "Flagged",
     "disagrees": "Model disagrees with label",
+    "qc": "QC flagged",
 }
 
 
@@ -65,6 +72,12 @@ def _patient_score(model_id: str) -> ColumnElement:
         .limit(1)
         .scalar_subquery()
     )
+
+
+def _worst_quality(column: QueryableAttribute[Any]) -> ColumnElement:
+    """``column`` of the case's slide-quality row with the worst flag (largest share of tissue), NULL when none."""
+    return (select(column).where(SlideQuality.patient_id == Patient.id).correlate(Patient)
+            .order_by(SlideQuality.worst_fraction.desc(), SlideQuality.worst_flag.desc()).limit(1).scalar_subquery())
 
 
 def _review_stats() -> FromClause:
@@ -171,13 +184,16 @@ def _cohort_sql(model_ids: list[str], attributes: Sequence[str] = (), dialect: s
         "flagged": flagged,
         "disagreements": labels.c.disagreements,
         "labelled": labels.c.labelled,
+        "qc": _worst_quality(SlideQuality.worst_flag),
+        "qc_fraction": _worst_quality(SlideQuality.worst_fraction),
     }
+    qc_flagged = exists().where(SlideQuality.patient_id == Patient.id, SlideQuality.worst_fraction >= QC_WORKLIST_MIN_FRACTION)
     return _CohortSql(
         source=source,
         columns=columns,
         # Workflow order (unreviewed, in review, signed off) rather than alphabetical.
-        sort_keys=sort_keys | {"review": case((unreviewed, 0), (signed_off, 2), else_=1)},
-        worklists={"all": true(), "unreviewed": unreviewed, "flagged": flagged, "disagrees": disagrees},
+        sort_keys=sort_keys | {"review": case((unreviewed, 0), (signed_off, 2), else_=1), "qc": columns["qc_fraction"]},
+        worklists={"all": true(), "unreviewed": unreviewed, "flagged": flagged, "disagrees": disagrees, "qc": qc_flagged},
     )
 
 

@@ -16,7 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.errors import WorkspaceError
-from core.store.schema import AnnotationVersion, Base, Job, Patient, Report, Review, SchemaVersion, Slide, User, checked_attributes
+from core.store.schema import AnnotationVersion, Base, Job, Patient, Report, Review, SchemaVersion, Slide, SlideQuality, User, checked_attributes
 
 
 def _create_v1(engine: Engine) -> None:
@@ -108,10 +108,10 @@ def _create_table(model: type[Base]) -> Callable[[Engine], None]:
 # v3: user accounts; v4: jobs (long work and its progress, seen by the app, the workers and the Jobs page);
 # v5: a session version per account (sign-out, password and role changes end the account's sessions);
 # v6: reviewers' regions on slides, every version kept; v7: the regions a verdict refers to;
-# v8: free-form patient attributes instead of disease columns.
+# v8: free-form patient attributes instead of disease columns; v9: slides' quality control summaries.
 MIGRATIONS: dict[int, Callable[[Engine], None]] = {1: _create_v1, 2: _add_days_and_review_version_index, 3: _create_table(User),
                                                    4: _create_table(Job), 5: _add_session_versions, 6: _create_table(AnnotationVersion),
-                                                   7: _add_review_regions, 8: _patient_columns_to_attributes}
+                                                   7: _add_review_regions, 8: _patient_columns_to_attributes, 9: _create_table(SlideQuality)}
 SCHEMA_VERSION = max(MIGRATIONS)
 
 

@@ -206,3 +206,45 @@ def review_status(current: dict[str, ReviewEntry], modalities_with_data: set[str
     if all(e.signed_off for e in current.values()) and modalities_with_data <= set(current):
         return "signed off"
     return "in review"
+
+
+def latest_by_reviewer(history: list[ReviewEntry], modality: str) -> dict[str, ReviewEntry]:
+    """Each reviewer's own latest verdict on ``modality``, from ``review_history`` (newest first), in order of recency."""
+    latest: dict[str, ReviewEntry] = {}
+    for entry in history:
+        if entry.modality == modality and entry.user not in latest:
+            latest[entry.user] = entry
+    return latest
+
+
+@dataclass(frozen=True)
+class Consensus:
+    """Where the reviewers of one modality stand: each reviewer's latest signed-off verdict (reviewer -> verdict).
+    A verdict a reviewer saved later without signing off does not replace their signed-off one: only sign-off counts."""
+
+    modality: str
+    verdicts: dict[str, str]
+
+    @property
+    def agreed(self) -> bool | None:
+        """True when two or more reviewers signed off the same verdict, False when they differ, None with fewer than two."""
+        return None if len(self.verdicts) < 2 else len(set(self.verdicts.values())) == 1
+
+    def line(self) -> str:
+        if not self.verdicts:
+            return "no signed-off verdict yet"
+        each = ", ".join(f"{user}: {verdict}" for user, verdict in self.verdicts.items())
+        if self.agreed is None:
+            return f"one reviewer signed off ({each}); a second opinion is still open"
+        if self.agreed:
+            return f"{len(self.verdicts)} reviewers agree: {next(iter(self.verdicts.values()))} ({each})"
+        return f"reviewers disagree ({each})"
+
+
+def consensus(history: list[ReviewEntry], modality: str) -> Consensus:
+    """The ``Consensus`` of ``modality`` from ``review_history`` (newest first)."""
+    verdicts: dict[str, str] = {}
+    for entry in history:
+        if entry.modality == modality and entry.signed_off and entry.user not in verdicts:
+            verdicts[entry.user] = entry.verdict
+    return Consensus(modality, dict(sorted(verdicts.items())))

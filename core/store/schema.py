@@ -225,3 +225,18 @@ class AnnotationVersion(Base):
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
     user: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+
+class SlideQuality(Base):
+    """A slide's quality control summary for one heatmap (slide, patch model, grid), written when its QC measures are
+    stored: the share of tissue each QC flag covers and the worst of them (the cohort worklist's QC column; schema v8)."""
+
+    __tablename__ = "slide_quality"
+    heatmap_key: Mapped[str] = mapped_column(String(32), primary_key=True)
+    slide_id: Mapped[str] = mapped_column(ForeignKey("slides.id"), index=True)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), index=True)
+    model_id: Mapped[str] = mapped_column(String(64))
+    worst_flag: Mapped[str] = mapped_column(String(16), default="")  # "" when no flag covers any tissue
+    worst_fraction: Mapped[float] = mapped_column(Float, default=0.0)
+    fractions: Mapped[dict] = mapped_column(JSON)  # flag -> share of tissue
+    computed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)

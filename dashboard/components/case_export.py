@@ -10,6 +10,7 @@ what it has."""
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime
 
 import dash_bootstrap_components as dbc
@@ -24,6 +25,7 @@ from core.jobs.forked import forked_job_workspace
 from core.workspace import Workspace
 from dashboard.auth import requires_role
 
+log = logging.getLogger(__name__)
 VIEW_PART = "case-view-part"
 # Each part's values by name, from the panel's components.
 VIEW_PARTS = {
@@ -175,7 +177,13 @@ def register_callbacks(app: Dash, workspace: Workspace, explainers: PatientExpla
                                               lambda fraction, step: set_progress((round(100 * fraction), step)))
             filename = case_report_filename(shown.patient_id, fmt, datetime.now(UTC).strftime("%Y%m%d-%H%M"))
         except PathReviewError as exc:
+            set_progress((0, "not built"))
             return no_update, dbc.Alert(f"Could not build the case report: {exc}", color="warning", id="case-report-error")
+        except Exception as exc:  # noqa: BLE001 - the bar must not freeze without a word, whatever went wrong
+            log.exception("case report of %s failed", (view or {}).get("patient_id"))
+            set_progress((0, "failed"))
+            return no_update, dbc.Alert(f"Could not build the case report ({type(exc).__name__}: {exc}); nothing was downloaded. "
+                                        "Try again, or choose fewer figures.", color="danger", id="case-report-error")
         set_progress((100, "done"))
         return dcc.send_bytes(data, filename), html.Span(f"{filename}: {figures} figures, {len(data) / 1024:.0f} KiB.", id="case-report-done")
 

@@ -23,7 +23,7 @@ def comparison_grid(rows: list[MethodScores], truth: np.ndarray) -> html.Div:
                             html.Figcaption("ground truth")], className="inspector-figure")]
     figures += [html.Figure([html.Img(src=_mask_image(r.mask, (214, 39, 40)), className="comparison-image"),
                              html.Figcaption(r.method)], className="inspector-figure") for r in rows]
-    return html.Div(figures, className="inspector-images")
+    return html.Div(figures, className="inspector-images comparison-grid")  # bounded in height, scrolls (assets/dashboard.css)
 
 
 def _score(value: float) -> str:

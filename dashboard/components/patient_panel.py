@@ -26,7 +26,7 @@ def layout(explainers: PatientExplainers, patient_id: str, visit: int | None = N
     expl = explainers.explain(patient_id)
     selected = visit if visit is not None and 0 <= visit < len(expl.days) else len(expl.days) - 1
     # In a narrow column (the case page on wide screens) the panel's two columns stack.
-    main, side = ({"lg": 7, "xxl": 12}, {"lg": 5, "xxl": 12}) if narrow else ({"lg": 7}, {"lg": 5})
+    main, side = ({"xs": 12}, {"xs": 12}) if narrow else ({"lg": 7}, {"lg": 5})
     return html.Div([
         dcc.Store(id="patient-id", data=patient_id),
         dcc.Store(id="selected-visit", data=selected),

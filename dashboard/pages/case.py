@@ -1,10 +1,13 @@
 """Case page (``/case/<patient_id>``): the slide, the visits and the report side by side, linked, with the review form
-and exports. The URL query restores a view: ``slide``, ``visit`` (1-based), ``layer``, ``z``/``lat``/``lng``."""
+and exports. The URL query restores a view: ``slide``, ``visit`` (1-based), ``report``, and the viewer's ``layer``, ``z``/``lat``/``lng``,
+``overlap`` (%), ``cmap``, ``thr``, ``norm`` and ``opacity``."""
 
 from __future__ import annotations
 
 import dash_bootstrap_components as dbc
 from dash import ALL, ClientsideFunction, Dash, Input, Output, State, callback_context, dcc, html, no_update
+from dash_extensions import Keyboard
+from sqlalchemy import select
 
 from core.errors import PathReviewError
 from core.explain.patient_explanations import PatientExplainers
@@ -13,12 +16,15 @@ from core.slides.tiles import TileService
 from core.store.annotations import current_region
 from core.store.cases import CaseSummary, case_summary, nearest_by_day, slide_record
 from core.store.reviews import current_reviews
+from core.store.schema import Patient
 from core.workspace import Workspace, attribute_texts
 from dashboard.auth import current_role_allows
 from dashboard.components import annotation_layer, case_export, patient_panel, report_panel, review_form, slide_viewer
 from dashboard.components.clicks import ctx_triggered_click
+from dashboard.components.viewer_link import LINK_KEYS
 
-__all__ = ["layout", "nearest_by_day", "register_callbacks"]
+__all__ = ["layout", "nearest_by_day", "next_case", "register_callbacks"]
+CASE_KEYS = ["[", "]", "n", "a", "d", "u"]  # the viewer's own keys: dashboard.components.viewer_keys
 
 
 def _visit_text(visit: int | None, days: list[float]) -> str:
@@ -49,19 +55,25 @@ def _slide_strip(case: CaseSummary, selected: str | None, near: str | None) -> h
 
 
 def _parse_view(case: CaseSummary, days: list[float], query: dict) -> dict:
-    """A deep link's state; anything missing or not part of this case falls back to the default."""
+    """A deep link's state; anything missing or not part of this case falls back to the default, and each value that
+    did is named in ``problems`` (the viewer checks its own values)."""
+    problems = []
     try:
         visit = int(query.get("visit", "")) - 1
     except ValueError:
         visit = -1
+    if "visit" in query and not 0 <= visit < len(days):
+        problems.append(f"visit {query['visit'][:20]!r} is not one of this patient's {len(days)} visits")
     visit = visit if 0 <= visit < len(days) else (len(days) - 1 if days else None)
     day = days[visit] if days else None
     slide_days, report_days = {s.id: s.day for s in case.slides}, {r.id: r.day for r in case.reports}
     near_slide = nearest_by_day(slide_days, day)  # marked in the strip, whichever slide is shown
     slide_id = query["slide"] if query.get("slide") in slide_days else near_slide
     report_id = query["report"] if query.get("report") in report_days else nearest_by_day(report_days, day)
-    return {"visit": visit, "slide": slide_id, "near_slide": near_slide, "report": report_id,
-            "viewer": {k: query[k] for k in ("z", "lat", "lng", "layer") if k in query}}
+    problems += [f"{what} {query[what][:40]!r} is not one of this patient's" for what, known in (("slide", slide_days), ("report", report_days))
+                 if what in query and query[what] not in known]
+    return {"visit": visit, "slide": slide_id, "near_slide": near_slide, "report": report_id, "problems": problems,
+            "viewer": {k: query[k] for k in LINK_KEYS if k in query}}
 
 
 def _panel_header(title: str, chip_id: str, visit: int | None, days: list[float], *extra) -> dbc.CardHeader:
@@ -74,6 +86,15 @@ def _safe(build, alert_id: str):
         return build()
     except PathReviewError as exc:
         return dbc.Alert(str(exc), color="warning", id=alert_id)
+
+
+def next_case(workspace: Workspace, patient_id: str) -> str | None:
+    """The case after this one in the worklist's default order (by patient id), the first after the last."""
+    with workspace.store.session() as s:
+        ids = list(s.scalars(select(Patient.id).order_by(Patient.id)))
+    later = [i for i in ids if i > patient_id]
+    following = later[0] if later else (ids[0] if ids else None)
+    return following if following != patient_id else None
 
 
 def layout(workspace: Workspace, tiles: TileService, explainers: PatientExplainers, patient_id: str, query: dict | None = None) -> html.Div:
@@ -105,12 +126,16 @@ def layout(workspace: Workspace, tiles: TileService, explainers: PatientExplaine
     ])
     return html.Div([
         dcc.Store(id="case-id", data=patient_id),
+        dcc.Store(id="next-case", data=next_case(workspace, patient_id)),
+        Keyboard(id="case-keys", captureKeys=CASE_KEYS),
         dcc.Store(id="case-days", data={"visits": days, "slides": {s.id: s.day for s in case.slides},
                                         "reports": {r.id: r.day for r in case.reports}}),
         dcc.Store(id="case-selected-slide", data=view["slide"]),
         html.Div([html.H2(f"Case {p.id}", id="case-title", className="me-3 mb-0"), review_form.status_badge(case, current)],
                  className="d-flex align-items-center"),
         html.P(summary, className="text-muted mb-1"),
+        dbc.Alert(["This link's view could not be restored in full: ", "; ".join(view["problems"]), ". The nearest is shown instead."],
+                  color="warning", id="case-link-problems", className="small py-2") if view["problems"] else "",
         dbc.InputGroup([dbc.InputGroupText("Link to this view"),
                         dbc.Input(id="case-link", readonly=True, value="", className="small")], size="sm", className="mb-3"),
         # Slide and visits side by side on wide screens, the report below: one patient on one screen.
@@ -118,15 +143,15 @@ def layout(workspace: Workspace, tiles: TileService, explainers: PatientExplaine
             dbc.Col(dbc.Card([_panel_header("Slide", "visit-chip-slide", visit, days,
                                             html.A("open slide page", id="case-slide-page-link", href=f"/slide/{view['slide']}",
                                                    className="small ms-auto") if view["slide"] else ""),
-                              dbc.CardBody(slide_body)], className="mb-3", id="case-slide-card"), xxl=7),
+                              dbc.CardBody(slide_body)], className="mb-3", id="case-slide-card"), lg=7),
             dbc.Col(dbc.Card([_panel_header("Patient", "visit-chip-patient", visit, days,
                                             html.Span("click a visit on the risk plot", className="small text-muted ms-auto")),
-                              dbc.CardBody(patient_body)], className="mb-3", id="case-patient-card"), xxl=5),
+                              dbc.CardBody(patient_body)], className="mb-3", id="case-patient-card"), lg=5),
         ]),
+        review_form.card(workspace, patient_id, current),
         dbc.Card([_panel_header("Report", "visit-chip-report", visit, days,
                                 html.Span("the report nearest the selected visit is shown", className="small text-muted ms-auto")),
                   dbc.CardBody(report_body)], className="mb-3", id="case-report-card"),
-        review_form.card(workspace, patient_id, current),
         case_export.card(case_figure_names(case, bool(workspace.models_for("report"))), read_only=not current_role_allows("reviewer")),
     ])
 
@@ -175,6 +200,16 @@ def register_callbacks(app: Dash, workspace: Workspace, tiles: TileService, expl
         Output("case-link", "value"),
         Input("case-id", "data"), Input("case-selected-slide", "data"), Input("selected-visit", "data"), Input("case-report-choice", "value"),
         Input("slide-map", "zoom"), Input("slide-map", "center"), Input("heat-layer-choice", "value"),
+        Input("heat-overlap", "value"), Input("heat-cmap", "value"), Input("heat-threshold", "value"), Input("heat-norm", "value"),
+        Input("heat-opacity", "value"),
+    )
+
+    app.clientside_callback(
+        ClientsideFunction(namespace="casePage", function_name="caseKeys"),
+        Output({"type": "review-verdict", "modality": ALL}, "value"),
+        Input("case-keys", "n_keydowns"), State("case-keys", "keydown"), State("next-case", "data"),
+        State({"type": "review-verdict", "modality": ALL}, "id"), State({"type": "review-verdict", "modality": ALL}, "value"),
+        prevent_initial_call=True,
     )
 
     @app.callback(

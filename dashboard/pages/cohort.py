@@ -7,12 +7,13 @@ import dash_bootstrap_components as dbc
 from dash import Dash, Input, Output, ctx, dash_table, html
 
 from core.heatmaps.grade_comparison import GRADE_AGREEMENTS, PatientGradeComparison, grade_comparisons
-from core.store.cohort import ATTRIBUTE_COLUMN, DECISION_THRESHOLD, WORKLISTS, cohort_page, worklist_counts
+from core.slides.quality import FLAG_LABELS
+from core.store.cohort import ATTRIBUTE_COLUMN, DECISION_THRESHOLD, QC_WORKLIST_MIN_FRACTION, WORKLISTS, cohort_page, worklist_counts
 from core.workspace import PatientAttribute, Workspace
 
 PAGE_SIZE = 15
 _COUNT_COLUMNS = [("slides", "Slides"), ("visits", "Visits"), ("reports", "Reports")]
-_REVIEW_COLUMNS = [("review", "Review"), ("flagged", "Flagged"), ("disagreements", "Model vs label")]
+_REVIEW_COLUMNS = [("review", "Review"), ("flagged", "Flagged"), ("disagreements", "Model vs label"), ("qc", "Slide QC")]
 GRADE_COLUMN = "grade"  # filled from the grade comparison, not the database: filtered with its own control, not sorted
 GRADE_FILTERS = {"any": "Any", "disagree": "Disagree", "agree": "Agree", "not compared": "Not compared"}
 _REVIEW_TOOLTIPS = {
@@ -23,6 +24,8 @@ _REVIEW_TOOLTIPS = {
                   "grade group stated by the report taken nearest each slide; 'benign' is no tumour",
     "disagreements": f"labelled slides, reports and visits where a model's stored prediction is on the other side of "
                      f"{DECISION_THRESHOLD} from the recorded label (disagreeing of compared model-subject pairs)",
+    "qc": "the worst quality-control flag over the case's slides (out of focus, pen ink, fold / over-dark, stain outlier) "
+          "and the share of that slide's tissue it covers; 'not run' until a heatmap with QC is computed",
 }
 
 
@@ -38,6 +41,9 @@ def _help_text() -> html.Details:
             html.Li("Review: unreviewed (no verdict saved), in review, or signed off (the latest verdict of every "
                     "modality the case has, slide, patient (visits) and report, is signed off)."),
             html.Li("Flagged: any latest verdict of the case carries a flag."),
+            html.Li(f"Slide QC: the worst quality-control flag over the case's slides and the share of tissue it covers "
+                    f"(computed with each heatmap); the QC flagged list holds cases where it covers at least "
+                    f"{QC_WORKLIST_MIN_FRACTION:.0%} of a slide's tissue."),
             html.Li(f"Model vs label: each labelled slide, report and visit is compared with every shown model's stored "
                     f"prediction for it; the model disagrees when its score is {DECISION_THRESHOLD} or more and the label "
                     f"is negative, or below {DECISION_THRESHOLD} and the label is positive. Shown as how many of the "
@@ -93,6 +99,7 @@ def layout(workspace: Workspace) -> html.Div:
                  "color": "#b02a37", "fontWeight": "600"},
                 {"if": {"filter_query": "{flagged} contains 'flagged'", "column_id": "flagged"}, "color": "#b35c00"},
                 {"if": {"filter_query": "{review} = 'signed off'", "column_id": "review"}, "color": "#1e7b34"},
+                {"if": {"filter_query": "{qc} contains '%'", "column_id": "qc"}, "color": "#b35c00"},
                 {"if": {"filter_query": "{grade} contains 'disagree'", "column_id": GRADE_COLUMN}, "color": "#b02a37", "fontWeight": "600"},
             ],
         ),
@@ -128,6 +135,8 @@ def _display(row: dict, grades: dict[str, PatientGradeComparison], attributes: d
         row["disagreements"] = "—"
     else:
         row["disagreements"] = f"{disagreements}/{compared} disagree" if disagreements else f"agrees ({compared})"
+    qc, qc_fraction = row.pop("qc"), row.pop("qc_fraction")
+    row["qc"] = "not run" if qc is None else "clean" if not qc else f"{FLAG_LABELS[qc]} {qc_fraction:.0%}"
     row[GRADE_COLUMN] = grade_cell(grades.get(pid))
     return row
 

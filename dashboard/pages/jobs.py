@@ -80,13 +80,24 @@ def _ago(t: datetime, now: datetime) -> str:
 
 
 def _subject_link(job: JobView):
-    if job.kind in ("heatmap", "cams", "layer"):
+    if job.kind in ("heatmap", "cams", "layer", "mil", "mil-refine"):
         return html.A(job.subject, href=f"/slide/{job.subject}")
     if job.kind == "lime":
         return html.A(job.subject, href=f"/report/{job.subject}")
     if job.kind == "shap" and len(job.params.get("patients", [])) == 1:
         return html.A(job.subject, href=f"/patient/{job.subject}")
     return job.subject
+
+
+RUNNER_WORDS = {"local": "this server", "background": "this server, for a page", "celery": "a job worker",
+                "precompute": "the precompute command"}
+
+
+def runs_on(job: JobView) -> str:
+    """Where the job runs, in plain words: the kind of runner and the machine, not a process id."""
+    where = RUNNER_WORDS.get(job.runner, job.runner)
+    host = job.worker.rpartition(" ")[2].rpartition(":")[0] if job.worker else ""
+    return f"{where} ({host})" if host else where
 
 
 def jobs_table(jobs: list[JobView], may_manage: bool = True) -> html.Div:
@@ -110,7 +121,7 @@ def jobs_table(jobs: list[JobView], may_manage: bool = True) -> html.Div:
             html.Td(f"{job.attempts}/{job.max_attempts}"),
             html.Td(job.message, className="small job-message" + (" text-warning" if job.result.get("notices") else ""),
                     style={"maxWidth": "28rem"}),
-            html.Td([html.Div(job.runner), html.Div(job.worker, className="text-muted")], className="small"),
+            html.Td(runs_on(job), className="small job-runs-on", title=job.worker),
             html.Td(_ago(job.updated_at, now), className="small"),
             html.Td(actions),
         ], id=f"job-row-{job.id}", className=f"job-row job-{job.status}"))

@@ -1,0 +1,167 @@
+"""Stain normalisation against the reference (torchstain's numpy backend, 1.4.1, pinned in requirements-dev.txt) on
+the same images, and the manifest's declared normalisation applied in inference."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torchstain.numpy.normalizers.macenko import NumpyMacenkoNormalizer
+from torchstain.numpy.normalizers.reinhard import NumpyReinhardNormalizer
+
+from core.errors import ModelLoadError
+from core.heatmaps.inference import classify_patches
+from core.models.manifest import InputSpec, StainTarget, read_manifest
+from core.slides.stain import (
+    REFERENCE_MAX_CONCENTRATIONS,
+    REFERENCE_STAIN_MATRIX,
+    fit_macenko,
+    fit_reinhard,
+    macenko_normalise,
+    macenko_stains,
+    masked_percentile,
+    model_input,
+    normalise_stain,
+    optical_density,
+    reinhard_normalise,
+)
+from tests.synthetic_patches import concentrations, he_patch, render, shifted_stain
+
+TOLERANCE = 2  # grey levels of 255: the reference and this code differ only where float rounding meets uint8 truncation
+
+
+@pytest.fixture(scope="module")
+def patches() -> np.ndarray:
+    """Patches of several stains and intensities, as several labs would give."""
+    rng = np.random.default_rng(3)
+    out = []
+    for k in range(12):
+        h_vec, e_vec, intensity = shifted_stain(rng) if k % 2 else (None, None, 1.0)
+        kwargs = {} if h_vec is None else {"h_vector": h_vec, "e_vector": e_vec}
+        out.append(he_patch(rng, 128, intensity=intensity, **kwargs))
+    return np.stack(out)
+
+
+def test_optical_density_by_hand():
+    # -log((I + 1) / 240): 239 is the light itself (OD 0); 23 lets a tenth of it through (OD log 10).
+    od = optical_density(torch.tensor([[[[239, 23, 119]]]], dtype=torch.uint8))
+    assert od[0, :, 0].tolist() == pytest.approx([0.0, np.log(10), np.log(2)], abs=1e-6)
+
+
+def test_masked_percentile_is_numpys_linear_percentile():
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(5, 997)).astype(np.float32)
+    mask = rng.random((5, 997)) > 0.3
+    for q in (1, 25, 50, 99):
+        got = masked_percentile(torch.from_numpy(values), q, torch.from_numpy(mask)).numpy()
+        assert got == pytest.approx([np.percentile(v[m], q) for v, m in zip(values, mask, strict=True)], abs=1e-6)
+    # A hand-worked case: the 25th percentile of 1..5 lies at position 1 exactly (2.0); the 90th at 3.6 (4.6).
+    ranks = torch.tensor([[5.0, 1.0, 4.0, 2.0, 3.0]])
+    assert masked_percentile(ranks, 25).item() == pytest.approx(2.0)
+    assert masked_percentile(ranks, 90).item() == pytest.approx(4.6)
+
+
+def test_macenko_matches_the_reference_on_the_same_images(patches):
+    reference = NumpyMacenkoNormalizer()
+    expected = np.stack([reference.normalize(p, stains=False)[0] for p in patches])
+    got = macenko_normalise(torch.from_numpy(patches), torch.tensor(REFERENCE_STAIN_MATRIX), torch.tensor(REFERENCE_MAX_CONCENTRATIONS)).numpy()
+    assert np.abs(got.astype(int) - expected).max() <= TOLERANCE
+    assert (got != expected).mean() < 1e-3  # nearly every pixel is identical
+    # the estimated stain vectors and concentrations, fitted per patch, are the reference's fit
+    for patch, matrix, max_c in zip(patches, macenko_stains(torch.from_numpy(patches)).stain_matrix,
+                                    macenko_stains(torch.from_numpy(patches)).max_concentrations, strict=True):
+        reference.fit(patch)
+        assert matrix.numpy() == pytest.approx(reference.HERef, abs=1e-4)
+        assert max_c.numpy() == pytest.approx(reference.maxCRef, rel=1e-4)
+
+
+def test_macenko_fit_to_a_target_matches_the_reference(patches):
+    reference = NumpyMacenkoNormalizer()
+    reference.fit(patches[0])
+    matrix, max_c = fit_macenko(torch.from_numpy(patches[0]))
+    assert np.array(matrix) == pytest.approx(reference.HERef, abs=1e-4)
+    assert np.array(max_c) == pytest.approx(reference.maxCRef, rel=1e-4)
+    expected = np.stack([reference.normalize(p, stains=False)[0] for p in patches[1:]])
+    got = macenko_normalise(torch.from_numpy(patches[1:]), torch.tensor(matrix), torch.tensor(max_c)).numpy()
+    assert np.abs(got.astype(int) - expected).max() <= TOLERANCE
+
+
+def test_reinhard_matches_the_reference_on_the_same_images(patches):
+    reference = NumpyReinhardNormalizer()
+    reference.fit(patches[0])
+    means, stds = fit_reinhard(torch.from_numpy(patches[0]))
+    assert means == pytest.approx(reference.target_means.tolist(), abs=1e-3)
+    assert stds == pytest.approx(reference.target_stds.tolist(), abs=1e-3)
+    expected = np.stack([reference.normalize(p) for p in patches])
+    got = reinhard_normalise(torch.from_numpy(patches), torch.tensor(means), torch.tensor(stds)).numpy()
+    assert np.abs(got.astype(int) - expected).max() <= TOLERANCE
+
+
+def test_glass_passes_through_unchanged():
+    glass = np.full((2, 32, 32, 3), 242, np.uint8)
+    out = macenko_normalise(torch.from_numpy(glass), torch.tensor(REFERENCE_STAIN_MATRIX), torch.tensor(REFERENCE_MAX_CONCENTRATIONS))
+    assert np.array_equal(out.numpy(), glass)
+
+
+def _macenko_spec() -> InputSpec:
+    return InputSpec(stain_normalisation="macenko",
+                     stain_target=StainTarget(stain_matrix=[list(r) for r in REFERENCE_STAIN_MATRIX],
+                                              max_concentrations=list(REFERENCE_MAX_CONCENTRATIONS)))
+
+
+def test_manifest_requires_the_target_of_its_method(tmp_path: Path):
+    with pytest.raises(ValueError, match="stain_target.stain_matrix"):
+        InputSpec(stain_normalisation="macenko")
+    with pytest.raises(ValueError, match="lab_means"):
+        InputSpec(stain_normalisation="reinhard", stain_target=StainTarget(lab_means=[60, 10, -10]))
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "model.toml").write_text(
+        'id = "m"\nname = "m"\ntask = "patch"\narchitecture = "patch_resnet"\nweights = "w.safetensors"\n'
+        f'weights_sha256 = "{"0" * 64}"\nclass_names = ["a", "b"]\n[input]\nstain_normalisation = "vahadane"\n')
+    with pytest.raises(ModelLoadError, match="stain_normalisation"):
+        read_manifest(folder)
+
+
+def test_model_input_normalises_on_the_device_as_declared(patches):
+    spec = _macenko_spec()
+    x = model_input(patches[:3], spec, torch.device("cpu"))
+    assert x.shape == (3, 3, 128, 128) and x.dtype == torch.float32
+    expected = normalise_stain(torch.from_numpy(patches[:3]), spec).permute(0, 3, 1, 2).float() / 255
+    assert torch.equal(x, expected)
+    assert torch.equal(model_input(patches[:3], InputSpec(), torch.device("cpu")), torch.from_numpy(patches[:3]).permute(0, 3, 1, 2).float() / 255)
+
+
+def test_a_macenko_model_scores_colour_shifted_patches_like_the_originals():
+    """The same tissue (concentration fields) stained as two labs would: a model whose manifest declares Macenko
+    scores both alike; the same net fitted to raw patches scores them apart."""
+    rng = np.random.default_rng(11)
+    original, shifted = [], []
+    for _ in range(24):
+        h, e = concentrations(rng, 96)
+        original.append(render(h, e, rng))
+        h_vec, e_vec, intensity = shifted_stain(rng)
+        shifted.append(render(intensity * h, intensity * e, rng, h_vec, e_vec))
+    spec, cpu = _macenko_spec(), torch.device("cpu")
+    original, shifted = np.stack(original), np.stack(shifted)
+
+    def colour_net(seen: torch.Tensor) -> torch.nn.Module:
+        """A net that reads colour, as CNNs trained on one lab's slides do: logits from the patch's mean R, G, B,
+        centred on the patches it was fitted to (``seen``, as its input declares them)."""
+        net = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(3, 2)).eval()
+        with torch.no_grad():
+            net[2].weight.copy_(torch.tensor([[0.0, 0.0, 0.0], [24.0, -40.0, 16.0]]))
+            net[2].bias.zero_()
+            net[2].bias[1] = -net(seen)[:, 1].mean()
+        return net
+
+    macenko_net = colour_net(model_input(original, spec, cpu))
+    raw_net = colour_net(model_input(original, InputSpec(), cpu))
+    with_norm = np.abs(classify_patches(macenko_net, cpu, original, 8, spec) - classify_patches(macenko_net, cpu, shifted, 8, spec))[:, 1]
+    raw = np.abs(classify_patches(raw_net, cpu, original, 8) - classify_patches(raw_net, cpu, shifted, 8))[:, 1]
+    assert with_norm.mean() <= 0.05  # per patch, on average (Macenko's haematoxylin-first rule can fail on a patch)
+    slide_score = [classify_patches(macenko_net, cpu, x, 8, spec)[:, 1].mean() for x in (original, shifted)]
+    assert abs(slide_score[0] - slide_score[1]) <= 0.05
+    assert raw.mean() > 5 * with_norm.mean()
