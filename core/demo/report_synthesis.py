@@ -34,7 +34,7 @@ _RP_EXTENT = ["Tumour volume: approx. {x}% of the gland.", "Dominant nodule {mm}
               "Tumour is multifocal, the dominant focus in the {side} lobe."]
 _NEGATIONS = ["No perineural invasion identified.", "Negative for lymphovascular invasion.", "No pattern 5 identified.",
               "No cribriform architecture seen."]
-_OTHER_CORES = ["Other cores: Gleason score 3+3=6.", "Remaining positive cores ({n}): Gleason 3+3 (grade group 1).",
+_OTHER_CORES = ["Other positive cores: Gleason pattern 3 only.", "Remaining positive cores ({n}) show pattern 3 only.",
                 "Additional foci of Gleason pattern 3 only in {n} core(s)."]
 _HIGH_GRADE_ABSENT = ["No Gleason pattern 5 or cribriform pattern 4 identified.", "Pattern 4 not identified.",
                       "Negative for high-grade (pattern 4 or 5) carcinoma."]
