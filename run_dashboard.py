@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """PathReview: serve a workspace (``--workspace DIR``) or the demo (``--demo``); precompute a cohort; run a job worker;
-import and export annotations; write a case report."""
+import and export annotations; write a case report; import a cohort from CSV files and a slide folder."""
 
 from __future__ import annotations
 
@@ -12,10 +12,13 @@ from pathlib import Path
 
 from core.annotations.cli import add_annotations_parser, run_annotations_command
 from core.auth.accounts_cli import add_users_parser, run_users_command
+from core.checks.cli import add_check_parser, run_check
 from core.config import Settings, default_demo_dir
 from core.errors import PathReviewError
 from core.export.report_cli import add_report_parser, run_report
+from core.imports.cli import add_import_parser, run_import
 from core.jobs.cli import add_job_parsers, run_precompute, run_worker
+from core.training.cli import add_model_parsers, run_fit, run_models_command, run_predict
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -43,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     add_job_parsers(sub)
     add_annotations_parser(sub)
     add_report_parser(sub)
+    add_import_parser(sub)
+    add_model_parsers(sub)
+    add_check_parser(sub)
     return parser
 
 
@@ -86,6 +92,9 @@ def serve(args: argparse.Namespace) -> None:
     from dashboard.app import create_app
 
     app = create_app(workspace, secure_cookies=args.secure_cookies)
+    from core.checks.startup import start_startup_check
+
+    start_startup_check(workspace)  # in the background: problems are logged and shown on the Admin page
     server = create_server(app.server, host=settings.host, port=settings.port, threads=args.threads, **proxy_options(args.trusted_proxy))
     print(f"PathReview: workspace {workspace.name!r} ({workspace.root}), models on {compute_device()}", flush=True)
     print(f"Serving on http://{settings.host}:{settings.port}", flush=True)
@@ -122,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "users":
             run_users_command(args, _store(args))
         elif args.command == "precompute":
+            run_predict(argparse.Namespace(models=None), _workspace(args))  # stored scores first: the cohort page shows them
             return run_precompute(args)
         elif args.command == "worker":
             return run_worker(args, register_app=_worker_app)
@@ -129,6 +139,16 @@ def main(argv: list[str] | None = None) -> int:
             run_annotations_command(args, _workspace(args))
         elif args.command == "report":
             return run_report(args)
+        elif args.command == "import":
+            return run_import(args)
+        elif args.command == "models":
+            return run_models_command(args, _workspace(args))
+        elif args.command == "fit":
+            return run_fit(args, _workspace(args))
+        elif args.command == "predict":
+            return run_predict(args, _workspace(args))
+        elif args.command == "check":
+            return run_check(_workspace(args))
     except PathReviewError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -198,6 +198,11 @@ class Workspace:
                 self._models[model_id] = load_model(self.models_dir / model_id)
             return self._models[model_id]
 
+    def forget_model(self, model_id: str) -> None:
+        """Drop a loaded model (its weights changed or it was removed): the next use loads it again."""
+        with self._lock:
+            self._models.pop(model_id, None)
+
 
 def manifest_sha256(model_dir: Path) -> str:
     return hashlib.sha256((model_dir / MANIFEST_NAME).read_bytes()).hexdigest()

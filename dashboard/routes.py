@@ -15,6 +15,7 @@ from core.heatmaps.feature_layers import mil_layers, refined_display, render_dis
 from core.heatmaps.overlay import COLORMAPS, OverlayStyle, render_overlay_tile, source_layer
 from core.heatmaps.slide_heatmap import slide_heatmap_by_key
 from core.heatmaps.slide_layers import slide_layers
+from core.imports.ids import is_valid_id
 from core.jobs.dispatch import JobDispatcher
 from core.jobs.layer_jobs import start_job_once, start_layer_job
 from core.jobs.state import JobSpec
@@ -26,7 +27,6 @@ from core.store.reviews import MAX_USER_CHARS
 from core.workspace import Workspace
 from dashboard.auth import audit, current_role_allows, current_username, session_id
 
-SLIDE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 HEATMAP_KEY = re.compile(r"^[0-9a-f]{32}$")
 MAX_QUERY_CHARS = 512
 MAX_ANNOTATION_QUERY_CHARS = 8192  # the shown reviewers' names
@@ -37,7 +37,9 @@ THUMBNAIL_READS_KEPT = 100_000  # (session, slide) pairs remembered, so a thumbn
 
 
 def valid_slide_id(slide_id: str) -> bool:
-    return bool(SLIDE_ID.match(slide_id)) and ".." not in slide_id
+    """An id the import allows (letters of any alphabet, digits, '_', '-', '.'), never a path: Flask has already
+    percent-decoded it, so a slide named P003_Färbung-ü is found by its encoded URL."""
+    return is_valid_id(slide_id) and ".." not in slide_id
 
 
 def _image(data: bytes, mimetype: str) -> Response:

@@ -41,7 +41,7 @@ def lab(tmp_path):
     write_workspace_config(root, WorkspaceConfig(name="lab"))
     store = open_store(f"sqlite:///{root / 'cases.db'}")
     with store.session() as s:
-        s.add(Patient(id="P1", age=60, sex="F", onset_type="spinal"))
+        s.add(Patient(id="P1", attributes={"age": 60, "sex": "M"}))
         s.add(Slide(id="S-A", patient_id="P1", file="S-A.svs", mpp=0.5, width=4096, height=3072))
         s.add(Slide(id="S-B", patient_id="P1", file="S-B.svs", mpp=0.5, width=1024, height=1024))
     store.dispose()

@@ -18,9 +18,9 @@ from core.errors import PathReviewError
 from core.explain.timeseries import BACKGROUND_KINDS, MAX_BACKGROUND_VISITS, Background, PatientSequence, SequenceExplainer, VisitShap
 from core.models.manifest import InputSpec
 from core.models.sequence import VisitSequenceNet
-from core.models.visit_encoding import encode_sequences
+from core.models.visit_encoding import VisitEncodingError, encode_sequences
 from core.store.cases import case_summary
-from core.store.schema import Patient
+from core.store.schema import Patient, Visit
 from core.workspace import Workspace
 
 ELAPSED_FEATURE = "elapsed_days"
@@ -153,7 +153,7 @@ class PatientExplainers:
             if patient:
                 try:
                     sequences.append(self._encode(spec, [d for d, _ in patient], [f for _, f in patient]))
-                except (KeyError, ValueError):
+                except VisitEncodingError:
                     continue  # a patient whose visits do not fit the model cannot be part of its background
         if not sequences:
             raise PathReviewError("no patient's visits fit this model, so no SHAP background can be drawn from the cohort")
@@ -161,7 +161,10 @@ class PatientExplainers:
 
     def _encode(self, spec: InputSpec, days: list[float], raw: list[dict]) -> PatientSequence:
         data = encode_sequences([[(d, f, None) for d, f in zip(days, raw, strict=True)]], spec.features, spec.feature_means,
-                                spec.feature_stds, spec.categorical)
+                                spec.feature_stds, spec.categorical, spec.elapsed_scale_days, spec.missing)
+        if len(data.kept[0]) != len(days):  # explanations are per visit: every visit must be encoded
+            raise VisitEncodingError(f"{len(days) - len(data.kept[0])} of these visits are excluded by the model's missing-value policy, "
+                                     "so they cannot be explained visit by visit")
         return PatientSequence(data.numeric[0], data.categories[0], data.elapsed[0])
 
     def explain(self, patient_id: str, model_id: str | None = None, background: str = DEFAULT_BACKGROUND) -> PatientExplanation:
@@ -226,8 +229,30 @@ class PatientExplainers:
         spec = self.workspace.manifest(model_id).input
         try:
             return days, raw, labels, self._encode(spec, days, raw)
-        except (KeyError, ValueError) as exc:
+        except (KeyError, ValueError, VisitEncodingError) as exc:
             raise PathReviewError(f"patient {patient_id}'s visits do not fit model {model_id}: {exc}") from exc
+
+    def encodable(self, patient_ids: list[str], model_id: str | None = None) -> tuple[list[str], dict[str, str]]:
+        """The patients whose visits the model can read, in the given order, and why each other patient cannot be
+        (cohort views leave those out and say so, rather than failing for everyone)."""
+        model_id = model_id or self.sequence_model_id()
+        spec = self.workspace.manifest(model_id).input
+        visits: dict[str, list[tuple[float, dict]]] = {pid: [] for pid in patient_ids}
+        with self.workspace.store.session() as s:
+            rows = s.execute(select(Visit.patient_id, Visit.day, Visit.features).where(Visit.patient_id.in_(patient_ids)).order_by(Visit.day))
+            for pid, day, features in rows:
+                visits[pid].append((day, dict(features or {})))
+        readable, left_out = [], {}
+        for pid, seq in visits.items():
+            if not seq:
+                left_out[pid] = "no visits"
+                continue
+            try:
+                self._encode(spec, [d for d, _ in seq], [f for _, f in seq])
+                readable.append(pid)
+            except VisitEncodingError as exc:
+                left_out[pid] = str(exc).removeprefix("sequence 0, ")
+        return readable, left_out
 
     def _shap_path(self, model_id: str, explainer: SequenceExplainer, seq: PatientSequence) -> Path:
         """Cache file of one sequence's SHAP values: keyed by the weights, the explainer's settings and the encoded visits."""

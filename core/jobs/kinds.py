@@ -118,9 +118,13 @@ def cohort_shap_job(workspace: Workspace, subject: str, params: dict, progress: 
     if not patients:
         raise PathReviewError("a SHAP job needs at least one patient")
     explainers = PatientExplainers(workspace, max_patients=len(patients))
-    results = explainers.explain_many(patients, params.get("model_id"), progress=lambda d, t: progress(d / max(t, 1), f"{d}/{t} patients"))
+    readable, left_out = explainers.encodable(patients, params.get("model_id"))  # one patient's bad visit must not fail the group
+    if not readable:
+        raise PathReviewError(f"the model cannot read the visits of any of these {len(patients)} patients (run_dashboard.py check lists why)")
+    results = explainers.explain_many(readable, params.get("model_id"), progress=lambda d, t: progress(d / max(t, 1), f"{d}/{t} patients"))
     computed = sum(r.source == "computed" for r in results)
-    return {"patients": len(results), "computed": computed, "from_cache": len(results) - computed, "model_id": results[0].model_id}
+    return {"patients": len(results), "computed": computed, "from_cache": len(results) - computed, "model_id": results[0].model_id,
+            "left_out": sorted(left_out)}
 
 
 def report_lime_job(workspace: Workspace, report_id: str, params: dict, progress: Progress) -> dict:

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core.errors import ModelLoadError
+from core.models.visit_encoding import ELAPSED_SCALE_DAYS, MissingPolicy
 from core.tomlfile import read_toml, write_toml
 
 MANIFEST_NAME = "model.toml"
@@ -53,6 +54,10 @@ class InputSpec(BaseModel):
     feature_units: dict[str, str] = {}
     feature_ranges: dict[str, list[float]] = {}  # plausible [min, max] per numeric feature, for edits
     elapsed_time: bool = False
+    # The sequence encoding, explicit (core.models.visit_encoding): elapsed time in units of this many days; each
+    # categorical feature coded by its level's position in ``categorical`` (the first level is the baseline).
+    elapsed_scale_days: float = Field(default=ELAPSED_SCALE_DAYS, gt=0)
+    missing: dict[str, MissingPolicy] = {}  # feature -> what fills a missing or invalid value; none: the patient is flagged
     vocabulary: str | None = None  # file in the model folder, JSON {"ngram": column}
     max_ngram: int = 2
 
@@ -83,6 +88,13 @@ class Metrics(BaseModel):
     roc_fpr: list[float] = []
     roc_tpr: list[float] = []
     confusion: list[list[int]] = []
+    # 95 % bootstrap intervals [low, high], resampling held-out patients (not visits), and how many resamples
+    auc_ci95: list[float] = []
+    f1_ci95: list[float] = []
+    accuracy_ci95: list[float] = []
+    bootstrap_resamples: int | None = None
+    n_patients_test: int | None = None
+    calibration: str = ""  # e.g. "Platt scaling on 300 validation patients (a = 0.8, b = -1.2)"
     # Patients the model never saw in training: the Models page evaluates the stored predictions on them (confidence
     # intervals resampling patients, operating points, calibration). A demo workspace names them in its build marker.
     held_out_patients: list[str] = []

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 
-from core.slides.reader import open_slide
+import openslide
+
+from core.slides.reader import SlideReadError, open_slide
 from core.store.cases import slide_record
 from core.workspace import Workspace
 
@@ -16,6 +18,8 @@ def slide_thumbnail_jpeg(workspace: Workspace, slide_id: str, max_px: int = 512)
     slide = open_slide(path)
     try:
         image = slide.get_thumbnail((max_px, max_px)).convert("RGB")
+    except (openslide.OpenSlideError, OSError) as exc:  # it opened, then failing to read it will not pass on a retry
+        raise SlideReadError(f"slide file {path.name} opens but cannot be read: {exc}") from exc
     finally:
         slide.close()
     buffer = io.BytesIO()

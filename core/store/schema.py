@@ -59,6 +59,23 @@ def checked_attributes(attributes: dict[str, AttributeValue] | None) -> dict[str
     return dict(attributes)
 
 
+def checked_features(features: dict | None) -> dict:
+    """Visit features as stored: name -> text, true/false, a finite number or empty. NaN and infinity are refused, as for
+    patient attributes: JSON has no such numbers, and a model would read them as real values."""
+    if features is None:
+        return {}
+    if not isinstance(features, dict):
+        raise InvalidAttribute(f"visit features are a mapping of name to value, not {type(features).__name__}")
+    for name, value in features.items():
+        if not isinstance(name, str) or not name:
+            raise InvalidAttribute(f"visit feature name {name!r} must be non-empty text")
+        if not isinstance(value, str | int | float | bool | None):
+            raise InvalidAttribute(f"visit feature {name!r} is a {type(value).__name__}; store text, a number, true/false or nothing")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidAttribute(f"visit feature {name!r} is {value}; store a finite number, or leave it out when unknown")
+    return dict(features)
+
+
 class Patient(Base):
     __tablename__ = "patients"
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -98,6 +115,10 @@ class Visit(Base):
     features: Mapped[dict] = mapped_column(JSON)
     label: Mapped[int | None] = mapped_column(Integer)
     patient: Mapped[Patient] = relationship(back_populates="visits")
+
+    @validates("features")
+    def _check_features(self, _key: str, features: dict | None) -> dict:
+        return checked_features(features)
 
 
 class Report(Base):

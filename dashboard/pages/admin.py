@@ -8,6 +8,7 @@ import dash_bootstrap_components as dbc
 from dash import Dash, Input, Output, dcc, html
 
 from core.auth.users import list_users
+from core.checks.startup import startup_check
 from core.store.audit import ACTIONS, audit_events
 from core.workspace import Workspace
 from dashboard.auth import requires_role
@@ -20,10 +21,30 @@ def nav_item() -> dbc.NavItem:
     return dbc.NavItem(dbc.NavLink("Admin", href="/admin", active="exact"))
 
 
+def _check_notice(workspace: Workspace) -> html.Div | None:
+    """What the start-up workspace check found (run_dashboard.py check runs the same), as a warning for admins."""
+    check = startup_check(workspace)
+    if check is None:
+        return None
+    if not check.done.is_set():
+        return dbc.Alert("The workspace check is still running; reload this page to see what it finds.", color="info", id="admin-check")
+    if check.failure:
+        return dbc.Alert(f"The workspace check did not finish: {check.failure}", color="warning", id="admin-check")
+    if not check.problems:
+        return dbc.Alert("Workspace check: every slide reads, every model loads and runs, every patient's visits fit their models.",
+                         color="success", id="admin-check")
+    rows = [html.Tr([html.Td(p.kind), html.Td(p.subject), html.Td(p.message)]) for p in check.problems[:50]]
+    more = f" (the first 50 of {len(check.problems)}; run_dashboard.py check lists all)" if len(check.problems) > 50 else ""
+    noun = "problem" if len(check.problems) == 1 else "problems"
+    return dbc.Alert([html.Strong(f"Workspace check: {len(check.problems)} {noun}{more}. "), "The app serves everything else.",
+                      dbc.Table([html.Tbody(rows)], size="sm", className="mb-0 mt-2 small")], color="warning", id="admin-check")
+
+
 def layout(workspace: Workspace) -> html.Div:
     users = list_users(workspace.store)
     return html.Div([
         html.H2("Administration", id="admin-title"),
+        _check_notice(workspace),
         html.P("Accounts are managed with: python run_dashboard.py users add|remove|list|passwd --workspace DIR", className="small text-muted"),
         dbc.Table([html.Thead(html.Tr([html.Th("User"), html.Th("Role"), html.Th("Created")])),
                    html.Tbody([html.Tr([html.Td(u.username), html.Td(u.role), html.Td(u.created_at.strftime("%Y-%m-%d %H:%M"))])

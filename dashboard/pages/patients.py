@@ -3,6 +3,8 @@ feature importance with subgroup filters, and a dataset overview."""
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import dash_bootstrap_components as dbc
 from dash import ALL, Dash, Input, Output, State, ctx, dcc, html, no_update
 from sqlalchemy import select
@@ -45,6 +47,7 @@ def layout(workspace: Workspace) -> html.Div:
         html.P("What drives the sequence model across the cohort. Filter a subgroup; click a patient row to open it.",
                className="text-muted"),
         dbc.Row(filters, className="mb-3"),
+        html.Div(id="patients-left-out"),
         dbc.Row([
             dbc.Col(dcc.Graph(id="cohort-feature-importance", config={"displaylogo": False}), lg=5),
             dbc.Col(dcc.Graph(id="cohort-beeswarm", config={"displaylogo": False}), lg=7),
@@ -57,6 +60,17 @@ def layout(workspace: Workspace) -> html.Div:
         dcc.Graph(id="cohort-visit-importance", config={"displaylogo": False}),
         dcc.Graph(id="cohort-overview", config={"displaylogo": False}),
     ])
+
+
+def left_out_notice(left_out: dict[str, str], shown: int = 10) -> html.Div | None:
+    """'3 patients left out: …' above the cohort plots, naming each patient and why the model cannot read its visits."""
+    if not left_out:
+        return None
+    noun = "patient" if len(left_out) == 1 else "patients"
+    items = [html.Li([dcc.Link(pid, href=f"/patient/{quote(pid, safe='')}"), f": {why}"]) for pid, why in list(left_out.items())[:shown]]
+    more = [html.Li(f"and {len(left_out) - shown} more (run check for the full list)")] if len(left_out) > shown else []
+    return dbc.Alert([html.Strong(f"{len(left_out)} {noun} left out of these plots: "), "the model cannot read their visits.",
+                      html.Ul(items + more, className="mb-0 small")], color="warning", id="patients-left-out-alert", className="py-2")
 
 
 def register_callbacks(app: Dash, workspace: Workspace, explainers: PatientExplainers) -> None:
@@ -84,13 +98,14 @@ def register_callbacks(app: Dash, workspace: Workspace, explainers: PatientExpla
 
     @app.callback(
         Output("cohort-feature-importance", "figure"), Output("cohort-beeswarm", "figure"), Output("cohort-overview", "figure"),
+        Output("patients-left-out", "children"),
         Input({"type": FILTER, "name": ALL}, "value"), State({"type": FILTER, "name": ALL}, "id"),
     )
     def show_cohort(values, filter_ids):
         ids = filtered_patient_ids(explainers, _chosen(values, filter_ids))
         shap_values = cohort_shap(explainers, ids)
         return (feature_importance_figure(shap_values.mean_abs()), shap_beeswarm_figure(shap_values),
-                dataset_overview_figure(dataset_overview(explainers, ids)))
+                dataset_overview_figure(dataset_overview(explainers, ids)), left_out_notice(shap_values.left_out))
 
     @app.callback(Output("url", "href", allow_duplicate=True), Input("cohort-visit-importance", "clickData"), prevent_initial_call=True)
     def open_patient(click):

@@ -77,7 +77,7 @@ def main(root: Path) -> None:
     # 1. The case store: the slide (its level-0 size is what feature files are checked against) and its patient.
     store = open_store(f"sqlite:///{root / 'cases.db'}")
     with store.session() as s:
-        s.add(Patient(id="LAB-0002", age=71, sex="M", onset_type="spinal"))
+        s.add(Patient(id="LAB-0002", attributes={"age": 71, "sex": "M"}))
         s.add(Slide(id=SLIDE_ID, patient_id="LAB-0002", file=f"{SLIDE_ID}.tiff", mpp=SLIDE_MPP, width=size[0], height=size[1], label=1))
     store.dispose()
     write_workspace_config(root, WorkspaceConfig(name="CLAM project example"))
