@@ -46,6 +46,9 @@ def start_cams_and_watch(browser, base_url: str, workspace_root, slide: str, tim
     js_click(browser, _label(browser, "jobs-what", "CAM + attention maps"))  # on
     js_click(browser, _label(browser, "jobs-overlap", "75 %"))
     js_click(browser, browser.find_element(By.ID, "jobs-slides"))
+    # the demo has many slides and the dropdown lists a window of them: type the id, as a user would
+    _wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#jobs-slides input, .dash-dropdown-search input, input[type='search']"))
+    browser.find_elements(By.CSS_SELECTOR, "#jobs-slides input, .dash-dropdown-search input, input[type='search']")[0].send_keys(slide)
     option = f"//*[@role='option' and normalize-space(.)='{slide}']"
     _wait(browser, lambda b: b.find_elements(By.XPATH, option))
     js_click(browser, browser.find_element(By.XPATH, option))
