@@ -6,6 +6,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
+from tests.helpers import js_click
+
 
 def _wait(browser, timeout=30):
     return WebDriverWait(browser, timeout)
@@ -34,17 +36,17 @@ def test_cohort_pages_sorts_and_opens_a_case(live_server, browser):
     assert first[:3] == ["P001", "P002", "P003"] and len(first) == 15
     assert "page 1 of 4" in browser.find_element(By.ID, "cohort-status").text
 
-    browser.find_element(By.CSS_SELECTOR, "#cohort-table button.next-page").click()
+    js_click(browser, browser.find_element(By.CSS_SELECTOR, "#cohort-table button.next-page"))
     second = _wait_for_rows(browser, first)
     assert second[0] == "P016" and not set(first) & set(second)
     assert "page 2 of 4" in browser.find_element(By.ID, "cohort-status").text
 
-    browser.find_element(By.CSS_SELECTOR, "#cohort-table button.last-page").click()
+    js_click(browser, browser.find_element(By.CSS_SELECTOR, "#cohort-table button.last-page"))
     last = _wait_for_rows(browser, second)
     assert last[-1] == "P060" and len(last) == 15
 
     # Sorting by the report model's score, highest first, is done by the server.
-    browser.find_element(By.CSS_SELECTOR, "#cohort-table button.first-page").click()
+    js_click(browser, browser.find_element(By.CSS_SELECTOR, "#cohort-table button.first-page"))
     _wait_for_rows(browser, last)
     header = browser.find_element(By.CSS_SELECTOR, "#cohort-table th[data-dash-column='score:report-tfidf'] .column-header--sort")
     before = _patient_ids(browser)
@@ -77,9 +79,9 @@ def test_models_page_shows_metrics_roc_and_confusion(live_server, browser):
     _wait_for_rows(browser)
     browser.find_element(By.LINK_TEXT, "Models").click()
     _wait(browser).until(EC.url_contains("/models"))
-    _wait(browser).until(lambda b: len(b.find_elements(By.CSS_SELECTOR, ".model-card")) == 5)
+    _wait(browser).until(lambda b: len(b.find_elements(By.CSS_SELECTOR, ".model-card")) == 7)  # five demo models, two heads over its CLAM files
     # ROC and confusion for the patch CNN; ROC, confusion at the threshold and calibration for each binary model
-    _wait(browser).until(lambda b: len(b.find_elements(By.CSS_SELECTOR, ".model-card .js-plotly-plot")) == 14)
+    _wait(browser).until(lambda b: len(b.find_elements(By.CSS_SELECTOR, ".model-card .js-plotly-plot")) == 20)
     text = browser.find_element(By.ID, "model-progression-gru").text
     assert "AUC" in text and "progression within 12 months" in text
     assert browser.find_elements(By.CSS_SELECTOR, "#model-report-tfidf .heatmaplayer, #model-report-tfidf .hm")

@@ -45,7 +45,7 @@ from core.workspace import DEMO_BUILD_MARKER, PatientAttribute, WorkspaceConfig,
 
 Progress = Callable[[str], None]
 BUILD_MARKER = DEMO_BUILD_MARKER
-DEMO_FORMAT = 5  # bump when generators, training or the stored fields change, so older demo builds are rebuilt
+DEMO_FORMAT = 6  # bump when generators, training or the stored fields change, so older demo builds are rebuilt
 COHORTS = ("prostate", "als")
 
 _PATTERN_CLASS = {3: GG3, 4: GG4, 5: GG5}  # Gleason pattern -> class-map label
@@ -148,6 +148,11 @@ def mask_gleason(annotations: list[np.ndarray]) -> tuple[int, int] | None:
         return None
     graded = sorted((p for p, a in areas.items() if a >= MINOR_PATTERN_SHARE * total), key=lambda p: -areas[p])
     return (graded[0], graded[1] if len(graded) > 1 else graded[0])
+
+
+def is_high_grade(gleason: tuple[int, int] | None) -> bool:
+    """The report model's positive class: ISUP grade group 3 or above, so 4+3 is high grade and 3+4, of the same sum, is not."""
+    return gleason is not None and GRADE_GROUP[gleason] >= 3
 
 
 _GLEASON_SUM = re.compile(r"(\d)\s*\+\s*(\d)")
@@ -346,10 +351,11 @@ class _ProstateBuild(_Build):
             specimen = cancers[int(index)]
             assert specimen.stated is not None
             p, s = specimen.stated
-            for candidate in ((p, s + 1), (p, s - 1), (s, p)):
-                if candidate in GRADE_GROUP and candidate != (p, s):
-                    specimen.stated = candidate
-                    break
+            # Calls across the grade group 2 / 3 boundary (4+3 read as 3+4, 3+4 as 3+5) are the disagreements that
+            # change management, and the ones a reviewer most needs to find: they are made where the grade allows one.
+            candidates = [c for c in ((p, s + 1), (p, s - 1), (s, p)) if c in GRADE_GROUP and c != (p, s)]
+            crossing = [c for c in candidates if is_high_grade(c) != is_high_grade((p, s))]
+            specimen.stated = (crossing or candidates)[0]
 
     def write_slides(self, patients: list[_DemoPatient]) -> dict[str, np.ndarray]:
         jobs = [(sl.id, sl.plan, p.id, sp.specimen.day) for p in patients for sp in p.specimens for sl in sp.slides]
@@ -378,7 +384,7 @@ class _ProstateBuild(_Build):
         return class_maps
 
     def write_reports(self, patients: list[_DemoPatient], class_maps: dict[str, np.ndarray]) -> None:
-        """One report per specimen, on the specimen's day; labelled high grade (Gleason score above 7) from the slides'
+        """One report per specimen, on the specimen's day; labelled high grade (grade group 3 or above) from the slides'
         masks, whatever the text states."""
         with self.store.session() as s:
             for p in patients:
@@ -387,7 +393,7 @@ class _ProstateBuild(_Build):
                     sp.mask_gleason = mask_gleason([class_maps[sl.id] for sl in sp.slides])
                     psa = _psa_before(p.history, sp.specimen.day)
                     text = synthesise_report(rng, p.identity, sp.specimen.kind, sp.specimen.day, sp.stated, psa, 3 * len(sp.slides))
-                    label = int(sp.mask_gleason is not None and sum(sp.mask_gleason) > 7)
+                    label = int(is_high_grade(sp.mask_gleason))
                     s.add(Report(id=sp.report_id, patient_id=p.id, text=text, label=label, day=sp.specimen.day))
 
     # -- models ---------------------------------------------------------------------------
@@ -476,8 +482,8 @@ class _ProstateBuild(_Build):
         model_id = self._register({
             "id": "report-tfidf", "name": "Report: high vs low grade (TF-IDF + logistic regression)",
             "description": "Word 1-2-gram TF-IDF and logistic regression on cleaned report text (identifiers, dates and "
-                           "numbers other than grades removed); high grade means a Gleason score above 7 in the "
-                           "specimen's slides.",
+                           "numbers other than grades removed); high grade means ISUP grade group 3 or above (Gleason "
+                           "4+3 or worse) in the specimen's slides, the grades that usually rule out active surveillance.",
             "task": "report", "architecture": "tfidf_logistic_regression",
             "params": {"vocabulary_size": len(vocabulary), "num_classes": 2},
             "class_names": ["low grade", "high grade"], "positive_class": "high grade",

@@ -34,6 +34,10 @@ _RP_EXTENT = ["Tumour volume: approx. {x}% of the gland.", "Dominant nodule {mm}
               "Tumour is multifocal, the dominant focus in the {side} lobe."]
 _NEGATIONS = ["No perineural invasion identified.", "Negative for lymphovascular invasion.", "No pattern 5 identified.",
               "No cribriform architecture seen."]
+_OTHER_CORES = ["Other positive cores: Gleason pattern 3 only.", "Remaining positive cores ({n}) show pattern 3 only.",
+                "Additional foci of Gleason pattern 3 only in {n} core(s)."]
+_HIGH_GRADE_ABSENT = ["No Gleason pattern 5 or cribriform pattern 4 identified.", "Pattern 4 not identified.",
+                      "Negative for high-grade (pattern 4 or 5) carcinoma."]
 _NEGATIONS_BIOPSY = ["No HGPIN in the remaining cores."]
 _NEGATIONS_RP = ["No extraprostatic extension seen.", "Seminal vesicles negative for tumour.", "Margins are free of tumour.",
                  "Lymph nodes negative (0/{nodes})."]
@@ -91,6 +95,10 @@ def synthesise_report(rng: np.random.Generator, identity: ReportIdentity, kind: 
             diagnosis.append(pick(_SCORE_WORDS).format(p=p, s=s, t=p + s))
         if form >= 0.6 or rng.random() < 0.7:
             diagnosis.append(pick(_GROUP).format(g=group))
+        if kind == "biopsy" and group >= 2 and rng.random() < 0.5:  # the worst core is graded above; the others may be lower
+            diagnosis.append(pick(_OTHER_CORES).format(n=int(rng.integers(1, cores))))
+        if p + s <= 7 and rng.random() < 0.4:
+            diagnosis.append(pick(_HIGH_GRADE_ABSENT[: 3 if p == s == 3 else 1]))
         if rng.random() < 0.5:
             diagnosis.append(f"The tumour is {_DIFFERENTIATION[group]}.")
         if kind == "biopsy":
