@@ -82,8 +82,12 @@ def test_truncated_slide_answers_unreadable(running_app):
 
 def test_slide_damaged_in_place_never_serves_a_server_error(running_app):
     ws, client, path = running_app
-    urls = [f"/slides/{SLIDE}/tiles/{z}/{x}/{y}.jpeg" for z in (11, 12) for x in range(0, 16, 3) for y in range(0, 16, 5)
-            if max(x, y) < 2 ** (z - 8)]  # 4096 px: 16 x 16 tiles at level 12
+    slide = open_slide(path)
+    width, height = slide.dimensions
+    slide.close()
+    top = int(np.ceil(np.log2(max(width, height))))  # the full-resolution Deep Zoom level
+    urls = [f"/slides/{SLIDE}/tiles/{z}/{x}/{y}.jpeg" for z in (top - 1, top) for x in range(0, 16, 3) for y in range(0, 16, 5)
+            if x * 256 * 2 ** (top - z) < width and y * 256 * 2 ** (top - z) < height]  # tiles that exist at that level
     assert all(client.get(url).status_code == 200 for url in urls)
     size = path.stat().st_size
     with open(path, "r+b") as fh:  # same file, same size, tile data overwritten (a failing disk, a bad copy)

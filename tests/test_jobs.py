@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from sqlalchemy import inspect, text
 
+from core.demo.build import REDUCED_SPEC
 from core.errors import NotFoundError, PathReviewError
 from core.explain.patient_explanations import PatientExplainers
 from core.heatmaps.cam_maps import STITCHED_METHODS, cam_cache_path
@@ -287,7 +288,7 @@ def test_v4_adds_the_jobs_table_to_an_older_store(empty_store):
 
 def test_a_workspace_store_moves_to_postgresql_and_keeps_working(demo_workspace, postgres_database):
     counts = copy_store(f"sqlite:///{demo_workspace / 'cases.db'}", postgres_database)
-    assert counts["patients"] == 40 and counts["slides"] >= 40 and counts["users"] >= 3
+    assert counts["patients"] == REDUCED_SPEC.n_patients and counts["slides"] >= REDUCED_SPEC.n_patients and counts["users"] >= 3
     store = open_store(postgres_database)
     try:
         # ids inserted by the copy do not collide with new rows

@@ -62,7 +62,8 @@ def case_report_content(workspace: Workspace, view: CaseView, figures: list[Repo
                                     "output": f"P({positive}) = {pred.score:.3f}", "label": "" if label is None else str(label)})
                     if kind in ("slide", "report") or kind == "visit" and case.visits and str(case.visits[-1].id) == subject_id:
                         shown = "" if label is None else f" (label {label})"
-                        diagnoses["patient" if kind == "visit" else kind].append(f"{name}, {model_id}: P({positive}) = {pred.score:.3f}{shown}")  # several heads per slide
+                        line = f"{name}, {model_id}: P({positive}) = {pred.score:.3f}{shown}"  # the model named: several heads per slide
+                        diagnoses["patient" if kind == "visit" else kind].append(line)
         present = {"slide": [sl.id for sl in case.slides], "patient": [str(v.id) for v in case.visits], "report": [r.id for r in case.reports]}
     history = review_history(workspace.store, view.patient_id)
     grades = _grade_outputs(workspace, view.patient_id)
