@@ -41,7 +41,7 @@ def served(demo_workspace, tmp_path_factory):
     """A copy of the demo with a second reviewer's tumour region and a verdict that names it, served."""
     root = copy_demo(demo_workspace, tmp_path_factory.mktemp("annotation-browser") / "ws", (SLIDE,))
     ws = open_workspace(root)
-    region, = add_regions(ws.store, SLIDE, [RegionDraft(rect(2600, 2600, 3200, 3000), "tumour pattern 3")], SECOND)
+    region, = add_regions(ws.store, SLIDE, [RegionDraft(rect(1236, 568, 1836, 968), "tumour pattern 3")], SECOND)
     record_review(ws.store, "P001", "slide", "disagree", "missed focus", [], False, SECOND, 0, regions=[region.region_id])
     server = LiveServer(root)
     driver = chromium_driver(1400, 1000)
@@ -120,10 +120,12 @@ def test_draw_classify_reshape_delete_and_find_the_history(served):
 
 def test_two_reviewers_layers_are_shown_and_hidden(served):
     server, browser, ws, _ = served
-    add_regions(ws.store, SLIDE, [RegionDraft(rect(2000, 2000, 2600, 2400), "benign")], ACCOUNTS["reviewer"])
+    add_regions(ws.store, SLIDE, [RegionDraft(rect(300, 300, 900, 700), "benign")], ACCOUNTS["reviewer"])
     browser.get(f"{server.url}/slide/{SLIDE}")
     checklist = _wait(browser, lambda b: b.find_elements(By.ID, "annotation-authors"))[0]
     _wait(browser, lambda b: {SECOND, ACCOUNTS["reviewer"]} <= set(b.find_element(By.ID, "annotation-authors").text.splitlines()))
+    # Both regions lie inside the demo slide (3072 x 1536 px) and are drawn as vectors beside the viewer's fixed markers.
+    _wait(browser, lambda b: b.find_element(By.ID, "annotation-view-mode").text == "2 regions in view.")
     shown = _wait(browser, lambda b: _paths(b) >= 2 and _paths(b))
     for label in checklist.find_elements(By.TAG_NAME, "label"):
         if label.text == SECOND:
@@ -154,8 +156,8 @@ def test_two_reviewers_layers_are_shown_and_hidden(served):
 def test_clicking_a_verdicts_region_pans_the_viewer(served):
     server, browser, ws, region = served
     max_zoom = TileService(ws).geometry(SLIDE).max_zoom
-    expected = region_view(region, max_zoom)  # centre (2900, 2800) px, zoomed to fit the 600 x 400 px region
-    assert (expected["lng"] * 2**max_zoom, -expected["lat"] * 2**max_zoom) == (2900, 2800)
+    expected = region_view(region, max_zoom)  # centre (1536, 768) px, the middle of the slide, zoomed to fit the 600 x 400 px region
+    assert (expected["lng"] * 2**max_zoom, -expected["lat"] * 2**max_zoom) == (1536, 768)
     browser.get(f"{server.url}/case/P001")
     link = _wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, ".review-region-link"))[0]
     assert SECOND in link.text and "tumour pattern 3" in link.text
