@@ -66,7 +66,7 @@ def _choose(browser, dropdown_id: str, text: str) -> None:
     """Open a dropdown and click the option with this text."""
     js_click(browser, dropdown_id)
     option = f"//*[@role='option' and normalize-space(.)='{text}']"
-    _wait(browser, lambda b: b.find_elements(By.XPATH, option))[0].click()
+    js_click(browser, _wait(browser, lambda b: b.find_elements(By.XPATH, option))[0])  # the open list can sit under the fold
 
 
 def _map_click(browser, dx: int, dy: int) -> None:
@@ -137,7 +137,11 @@ def test_two_reviewers_layers_are_shown_and_hidden(served):
     browser.execute_script("document.getElementById('slide-map').scrollIntoView({block: 'start'})")
     second = [p for p in browser.find_elements(By.CSS_SELECTOR, "#slide-map .leaflet-overlay-pane path.leaflet-interactive")
               if p.get_attribute("stroke") == "#ffc800"]  # tumour pattern 3: the second reader's region
-    ActionChains(browser).move_to_element(second[0]).click().perform()
+    # A click event on that region's own path: a pointer aimed at its centre can land on another region drawn over it.
+    browser.execute_script(
+        "const p = arguments[0], r = p.getBoundingClientRect();"
+        "p.dispatchEvent(new MouseEvent('click', {bubbles: true, cancelable: true, view: window,"
+        " clientX: r.x + r.width / 2, clientY: r.y + r.height / 2}));", second[0])
     _wait(browser, lambda b: b.find_elements(By.ID, "annotation-selected-title"))
     assert browser.find_element(By.ID, "annotation-selected-title").text == f"Region by {SECOND}: tumour pattern 3"
     assert "0.0600 mm²" in browser.find_element(By.ID, "annotation-details").text  # 600 x 400 px at 0.5 µm/px
