@@ -74,6 +74,25 @@ def _map_click(browser, dx: int, dy: int) -> None:
     ActionChains(browser).move_to_element_with_offset(the_map, dx, dy).pause(0.15).click().perform()
 
 
+def _vertices(browser) -> int:
+    """Vertices placed so far in the shape being drawn."""
+    return len(browser.find_elements(By.CSS_SELECTOR, "#slide-map .leaflet-marker-pane .leaflet-editing-icon"))
+
+
+def _add_vertex(browser, dx: int, dy: int) -> None:
+    """Click a vertex into the shape being drawn. Leaflet.draw ignores a click that comes while it still
+    re-enables its markers after the last one (a 50 ms timer), which a loaded machine can stretch; click again then."""
+    wanted = _vertices(browser) + 1
+    for _ in range(3):
+        _map_click(browser, dx, dy)
+        try:
+            WebDriverWait(browser, 3).until(lambda b: _vertices(b) >= wanted)
+            return
+        except Exception:
+            continue
+    raise AssertionError(f"the map did not take a vertex at offset ({dx}, {dy})")
+
+
 def test_draw_classify_reshape_delete_and_find_the_history(served):
     server, browser, ws, _ = served
     browser.get(f"{server.url}/slide/{SLIDE}")
@@ -83,7 +102,7 @@ def test_draw_classify_reshape_delete_and_find_the_history(served):
     # Draw a polygon: four clicks, then Leaflet.draw's Finish.
     browser.find_element(By.CSS_SELECTOR, ".leaflet-draw-draw-polygon").click()
     for dx, dy in ((-120, -80), (40, -90), (60, 50), (-100, 70)):
-        _map_click(browser, dx, dy)
+        _add_vertex(browser, dx, dy)
     [a for a in browser.find_elements(By.CSS_SELECTOR, ".leaflet-draw-actions a") if a.text == "Finish"][0].click()
     _wait(browser, lambda b: "Saved a" in _message(b))
     drawn = [r for r in current_regions(ws.store, SLIDE) if r.region_id not in before]
