@@ -45,11 +45,12 @@ from core.workspace import DEMO_BUILD_MARKER, PatientAttribute, WorkspaceConfig,
 
 Progress = Callable[[str], None]
 BUILD_MARKER = DEMO_BUILD_MARKER
-DEMO_FORMAT = 6  # bump when generators, training or the stored fields change, so older demo builds are rebuilt
+DEMO_FORMAT = 7  # bump when generators, training or the stored fields change, so older demo builds are rebuilt
 COHORTS = ("prostate", "als")
 
 _PATTERN_CLASS = {3: GG3, 4: GG4, 5: GG5}  # Gleason pattern -> class-map label
 _CLASS_PATTERN = {v: k for k, v in _PATTERN_CLASS.items()}
+VALIDATION_STREAM = 2  # the sequence model's validation draw has its own random stream, so slide work does not move it
 DISCORDANT_FRACTION = 0.075  # of the reports: their stated Gleason differs from the slides' mask (the stated range is 5-10 %)
 MINOR_PATTERN_SHARE = 0.05  # a pattern under this share of a specimen's tumour area is not graded
 
@@ -65,6 +66,7 @@ class DemoSpec:
     patches_per_class: int = 1000
     mil_epochs: int = 40
     sequence_epochs: int = 300  # at most: training stops early on the validation patients
+    development_men: int = 540  # visits-only men from the same generator, added to the sequence model's training
     test_fraction: float = 0.3
     validation_fraction: float = 0.2  # of the training patients, for early stopping and calibration
     seed: int = 7
@@ -213,16 +215,19 @@ class _Build:
         self._predictions(model_id, rows + [("patient", o, o, sc) for o, sc in per_patient.items()])
 
     def train_visit_model(self, ids: list[str], visits: list[list[tuple[float, dict, int | None]]], test_ids: set[str], model: dict,
-                          numeric: tuple[str, ...], categorical: dict[str, list[str]]) -> str:
-        """Train, calibrate and register a visit-sequence model; store its output at every visit."""
-        is_test = np.array([pid in test_ids for pid in ids])
+                          numeric: tuple[str, ...], categorical: dict[str, list[str]],
+                          development: list[list[tuple[float, dict, int | None]]] = ()) -> str:
+        """Train, calibrate and register a visit-sequence model; store its output at every visit. ``development``:
+        visits-only patients added to the training (and validation) patients, never stored or scored as held out."""
+        visits = [*visits, *development]
+        is_test = np.array([pid in test_ids for pid in ids] + [False] * len(development))
         train_values = np.array([[v[1][k] for k in numeric] for seq, t in zip(visits, is_test) if not t for v in seq])
         means, stds = train_sequence.feature_standardisation(train_values)
         data = encode_sequences(visits, numeric, means, stds, categorical)
         params = {"n_numeric": len(numeric), "category_sizes": [len(v) for v in categorical.values()], "cell": "gru",
                   "hidden": 16, "bidirectional": False, "elapsed_time": True, "clip_z": 3.0}
         train_idx = np.flatnonzero(~is_test)
-        order = self.rng.permutation(train_idx)
+        order = np.random.default_rng([self.spec.seed, VALIDATION_STREAM]).permutation(train_idx)  # apart from the slide models' draws
         n_val = int(round(len(order) * self.spec.validation_fraction))
         net, temperature = train_sequence.train_sequence_net(train_sequence.subset(data, np.sort(order[n_val:])),
                                                              train_sequence.subset(data, np.sort(order[:n_val])),
@@ -242,11 +247,16 @@ class _Build:
             visit_ids = {pid: [v.id for v in s.scalars(select(Visit).where(Visit.patient_id == pid).order_by(Visit.day, Visit.id))]
                          for pid in ids}
         rows = []
-        for i, pid in enumerate(ids):
+        for i, pid in enumerate(ids):  # the workspace's own patients come first in ``data``
             rows += [("visit", str(vid), pid, float(risks[i, j])) for j, vid in enumerate(visit_ids[pid])]
             rows.append(("patient", pid, pid, float(risks[i, len(visit_ids[pid]) - 1])))
         self._predictions(model_id, rows)
         return model_id
+
+
+def development_visits(spec: DemoSpec) -> list[list[tuple[float, dict, int | None]]]:
+    """The visits of the prostate demo's development men (see ``prostate_history.development_cohort``)."""
+    return [[(v.day, v.features, v.label) for v in h.visits] for h in prostate_history.development_cohort(spec.seed, spec.development_men)]
 
 
 def _visit_baselines(data: VisitTensors, train: np.ndarray, test: np.ndarray, numeric: list[str]) -> dict[str, float]:
@@ -279,15 +289,16 @@ class _ProstateBuild(_Build):
         models = [
             *self.train_slide_models(patients, class_maps, test_ids),
             self.train_visit_model([p.id for p in patients], visits, test_ids, {
-                "id": "progression-gru", "name": "Progression within 12 months (GRU over visits)",
+                "id": "progression-gru", "name": "Progression on active surveillance within 12 months (GRU over visits)",
                 "description": "Unidirectional GRU over PSA follow-up visits with PI-RADS and DRE embeddings and the time "
-                               "between visits; predicts at every visit whether the cancer progresses (upgrade on re-biopsy, "
-                               "or radical prostatectomy) within 12 months. Early stopping and temperature calibration on "
-                               "validation patients.",
+                               "between visits; predicts at every visit of a man on active surveillance whether an upgrade "
+                               f"is found on re-biopsy within 12 months. Trained on the training men and {self.spec.development_men} "
+                               "visits-only men of the same synthetic cohort; early stopping and temperature calibration on "
+                               "validation men; held-out metrics on the held-out demo men only.",
                 "class_names": ["no progression within 12 months", "progression within 12 months"],
                 "positive_class": "progression within 12 months",
                 "feature_units": prostate_history.FEATURE_UNITS, "feature_ranges": prostate_history.FEATURE_RANGES,
-            }, prostate_history.NUMERIC_FEATURES, prostate_history.CATEGORICAL),
+            }, prostate_history.NUMERIC_FEATURES, prostate_history.CATEGORICAL, development=development_visits(self.spec)),
             self.train_report_model(patients, test_ids),
         ]
         write_workspace_config(self.root, WorkspaceConfig(
@@ -338,7 +349,8 @@ class _ProstateBuild(_Build):
                 width = height = self.spec.prostatectomy_px
                 fraction = float(rng.uniform(0.06, 0.25))
             plan = SlidePlan(width, height, specimen.kind, with_tumour, int(rng.integers(1 << 31)),
-                             secondary_share=float(rng.uniform(0.2, 0.35)), tumour_fraction=fraction,
+                             # a small secondary focus can leave a slide under its label's 1 % of tissue, as real ones do
+                             secondary_share=float(rng.uniform(0.05, 0.35)), tumour_fraction=fraction,
                              blur=bool(rng.random() < 0.2), pen=bool(rng.random() < 0.2))
             slides.append(_SlideOfSpecimen(f"{pid}-S{first + k}", plan))
         return slides

@@ -133,6 +133,7 @@ def _biopsy_tissue(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
             2 * np.pi * xx / w * rng.uniform(0.5, 1.5) + rng.uniform(0, 2 * np.pi))
         half = band * rng.uniform(0.3, 0.36) * (1 + 0.12 * _smooth_field(rng, (1, w), 6.0))
         half = half * np.clip(np.minimum(xx - x0, x1 - xx) / 4.0, 0, 1)  # tapered ends
+        half = np.minimum(half, np.minimum(centre - k * band, (k + 1) * band - centre) - 1.0)  # cores never touch
         core = (np.abs(yy - centre) < half) & (xx >= x0) & (xx <= x1)
         if rng.random() < 0.4:  # a fragmented core
             gap = rng.uniform(x0 + 0.3 * (x1 - x0), x1 - 0.3 * (x1 - x0))
