@@ -174,7 +174,7 @@ def test_job_functions_are_idempotent_and_write_complete_results(ws):
     heat_file = ws.cache_dir / "heatmaps" / f"{heat.key}.npz"
     cam_files = [cam_cache_path(ws, heat, m) for m in STITCHED_METHODS]
     assert all(f.is_file() for f in cam_files) and jobs[1].result["attention"]
-    assert jobs[2].result == {"patients": 2, "computed": 2, "from_cache": 0, "model_id": "progression-gru"}
+    assert jobs[2].result == {"patients": 2, "computed": 2, "from_cache": 0, "model_id": "progression-gru", "left_out": []}
     assert jobs[3].result["source"] == "computed"
     stamps = [f.stat().st_mtime_ns for f in [heat_file, *cam_files]]
     again, _ = create_jobs(ws.store, specs, "local")  # the earlier jobs are done: these are new ones

@@ -39,7 +39,8 @@ def test_patients_page_filters_and_pages(live_server, browser):
     wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "#cohort-beeswarm .js-plotly-plot"))
     browser.execute_script("arguments[0].click()", browser.find_element(By.ID, "patients-next"))
     wait.until(lambda b: "page 2 of" in b.find_element(By.ID, "patients-page-status").text)
-    browser.find_element(By.ID, '{"name":"clinical_stage","type":"patients-attribute"}').click()
+    # Dash writes a pattern id as JSON; its quotes cannot go in a CSS id selector, so it is matched by XPath.
+    browser.find_element(By.XPATH, """//*[@id='{"name":"clinical_stage","type":"patients-attribute"}']""").click()
     wait.until(lambda b: b.find_elements(By.XPATH, "//*[@role='option' and normalize-space(.)='cT1c']"))
     browser.find_element(By.XPATH, "//*[@role='option' and normalize-space(.)='cT1c']").click()
     wait.until(lambda b: "page 1 of" in b.find_element(By.ID, "patients-page-status").text)
