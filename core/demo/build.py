@@ -15,7 +15,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -216,7 +216,7 @@ class _Build:
 
     def train_visit_model(self, ids: list[str], visits: list[list[tuple[float, dict, int | None]]], test_ids: set[str], model: dict,
                           numeric: tuple[str, ...], categorical: dict[str, list[str]],
-                          development: list[list[tuple[float, dict, int | None]]] = ()) -> str:
+                          development: Sequence[list[tuple[float, dict, int | None]]] = ()) -> str:
         """Train, calibrate and register a visit-sequence model; store its output at every visit. ``development``:
         visits-only patients added to the training (and validation) patients, never stored or scored as held out."""
         visits = [*visits, *development]
