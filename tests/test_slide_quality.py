@@ -103,8 +103,10 @@ def test_flagged_patches_are_left_out_on_request(own, heat, tmp_path: Path):
         assert sum(fractions.values()) == pytest.approx(1.0, abs=1e-3)
         grid = layer_grid(fresh, OverlayStyle(layer="qc:blur"))
         assert np.nanmax(grid) == 1.0
-        max_zoom = TileService(own).geometry(SLIDE).max_zoom
-        tile = np.asarray(Image.open(io.BytesIO(render_overlay_tile(fresh, OverlayStyle(layer="qc:blur"), 0, 0, 0, max_zoom))))  # whole slide
+        geometry = TileService(own).geometry(SLIDE)
+        # The Deep Zoom level whose tile (0, 0) holds the whole slide: at level 0 the slide is one pixel.
+        whole = geometry.max_zoom - int(np.ceil(np.log2(max(geometry.width, geometry.height) / geometry.tile_size)))
+        tile = np.asarray(Image.open(io.BytesIO(render_overlay_tile(fresh, OverlayStyle(layer="qc:blur"), whole, 0, 0, geometry.max_zoom))))
         assert (tile[..., :3] == QC_COLOURS["blur"]).all(-1).any()  # flagged cells wear the legend's colour
         mil = [m for m, man in own.manifests.items() if man.task == "mil"][0]
         assert 0.0 <= kept_mil_probability(fresh, mil) <= 1.0
@@ -137,7 +139,8 @@ def test_worklist_shows_the_worst_flag_and_filters_by_it(own, heat):
         s.add(SlideQuality(heatmap_key="f" * 32, slide_id=other_slide, patient_id=other, model_id="patch-cnn",
                            worst_flag="pen", worst_fraction=0.2, fractions={"pen": 0.2}))
     with own.store.session() as s:
-        rows = {r["patient_id"]: _display(dict(r), {}) for r in cohort_page(s, models, 0, 500).rows}
+        # Displayed as the page shows them, without grade comparisons or attribute columns (cohort_page was asked for none).
+        rows = {r["patient_id"]: _display(dict(r), {}, {}) for r in cohort_page(s, models, 0, 500).rows}
         flagged = {r["patient_id"] for r in cohort_page(s, models, 0, 500, worklist="qc").rows}
         counts = worklist_counts(s, models)
         measured = set(s.scalars(select(SlideQuality.patient_id)))
