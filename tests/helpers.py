@@ -41,6 +41,31 @@ def copy_demo(demo_workspace: Path, dest: Path, slides: tuple[str, ...] = (), ke
     return dest
 
 
+# The share of the perfect patch classifier's Dice (below) a heatmap must reach on the demo's held-out slides: the
+# demo's patch CNN reaches 0.85-0.88 of it, broken pipelines 0.68 or less (tests/test_heatmaps.py names them).
+HEATMAP_DICE_OF_BOUND = 0.8
+
+
+def perfect_patch_tumour_map(heat, true_cells, method: str = "overlap"):
+    """The tumour map of a perfect patch classifier, through the heatmap's own patches and reconstruction ("overlap" or
+    "bilinear"): a patch scores 1 when at least half of its tissue cells are tumour in the ground truth (``true_cells``,
+    on the heatmap's cell grid), else 0, the majority label the demo's patch CNN learns. No classifier of these patches
+    maps tumour finer than this: the bound a heatmap's agreement with the ground truth is judged against."""
+    import numpy as np
+
+    from core.heatmaps.reconstruct import reconstruct_bilinear, reconstruct_overlap_mean
+    from core.slides.grid import CELLS_PER_PATCH as k
+
+    shares = []
+    for r, c in heat.cell_index:
+        tissue = heat.tissue[r : r + k, c : c + k]
+        shares.append(true_cells[r : r + k, c : c + k][tissue].mean() if tissue.any() else 0.0)
+    scores = (np.array(shares) >= 0.5).astype(np.float32)[:, None]
+    if method == "overlap":
+        return reconstruct_overlap_mean(scores, heat.cell_index, k, heat.cell_shape)[0]
+    return reconstruct_bilinear(scores, heat.cell_index, k, heat.stride_cells, heat.cell_shape)[0]
+
+
 def run_cli(*args: str, timeout: float = 120, input: str | None = None) -> subprocess.CompletedProcess:
     """``run_dashboard.py`` with these arguments, as a user runs it."""
     return subprocess.run([sys.executable, str(REPO / "run_dashboard.py"), *args], input=input, capture_output=True, text=True,

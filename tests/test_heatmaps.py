@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from core.heatmaps.groundtruth import read_label_mask, tumour_agreement
+from core.heatmaps.groundtruth import TUMOUR_LABEL_MIN, mask_on_cells, read_label_mask, tumour_agreement
 from core.heatmaps.inference import InferenceCancelled
 from core.heatmaps.overlay import OverlayStyle, grade_fractions, layer_grid, render_overlay_tile
 from core.heatmaps.slide_heatmap import HeatmapParams, cached_heatmap, compute_heatmap
 from core.heatmaps.slide_layers import slide_layers
 from core.store.schema import Slide
+from tests.helpers import HEATMAP_DICE_OF_BOUND, perfect_patch_tumour_map
 
 
 @pytest.fixture(scope="module")
@@ -22,25 +23,45 @@ def held_out_slides(workspace, held_out):
         return list(s.scalars(select(Slide).where(Slide.patient_id.in_(held_out)).order_by(Slide.id)))
 
 
+# The heatmap is judged against what a perfect patch classifier reaches through the same patches and reconstruction
+# (``perfect_patch_tumour_map``), not against a fixed score: the demo's biopsy cores are about 160 um wide and their
+# tumour foci run along them, while a patch is 128 um, so even perfect patch labels mark a core's width and reach a
+# mean Dice of only about 0.77 and an F1- as low as 0.77 on a biopsy slide whose tissue is 40 % tumour. On the demo
+# the patch CNN reaches 0.85-0.88 of that bound's Dice and 0.92-0.95 of its mean F1- (it calls some benign-majority
+# patches holding tumour); broken pipelines stay at 0.68 of its Dice or below (patches read without the declared
+# stain normalisation 0.23, at twice or half the declared um/px 0.56-0.61, maps shifted by one stride 0.68, patch
+# scores shuffled within a slide 0.48), and marking all tissue scores F1- 0.
+F1_BACKGROUND_OF_BOUND = 0.9
+BENIGN_SLIDE_F1_BACKGROUND = 0.95  # a slide without tumour keeps nearly all its tissue unmarked (the bound keeps all)
+
+
+def _pooled_dice(scores) -> float:
+    """Dice over all slides' cells: each slide's Dice weighted by its predicted plus true tumour share."""
+    areas = np.array([s.predicted_fraction + s.true_fraction for s in scores])
+    return float((np.nan_to_num([s.dice for s in scores]) * areas).sum() / areas.sum())  # NaN only where both areas are 0
+
+
 def test_heatmaps_match_the_ground_truth_on_held_out_slides(workspace, held_out_slides):
-    intersections = totals = 0.0
-    per_slide = []
+    scores: dict[tuple[str, str], list] = {}
     for slide in held_out_slides:
         heat = compute_heatmap(workspace, slide.id, "patch-cnn", HeatmapParams(overlap=0.5))
+        labels = read_label_mask(workspace.slides_dir / slide.mask_file)
+        true = mask_on_cells(labels, slide.mask_mpp, heat.cell_um, heat.cell_shape) >= TUMOUR_LABEL_MIN
         for method in ("overlap", "bilinear"):
-            tumour = layer_grid(slide_layers(workspace, heat), OverlayStyle(method=method))
-            labels = read_label_mask(workspace.slides_dir / slide.mask_file)
-            scores = tumour_agreement(tumour, heat.tissue, labels, slide.mask_mpp, heat.cell_um, 0.5)
-            if method == "overlap":
-                pred_area, true_area = scores.predicted_fraction, scores.true_fraction
-                intersections += np.nan_to_num(scores.dice) * (pred_area + true_area)  # NaN only where both areas are 0
-                totals += pred_area + true_area
-                if true_area > 0:
-                    per_slide.append(scores.dice)
-            assert scores.f1_background > 0.9
-    assert len(per_slide) >= 4
-    assert intersections / totals >= 0.7  # pooled Dice over all held-out slides
-    assert np.mean(per_slide) >= 0.7
+            maps = {"heatmap": layer_grid(slide_layers(workspace, heat), OverlayStyle(method=method)),
+                    "bound": perfect_patch_tumour_map(heat, true, method)}
+            for who, tumour in maps.items():
+                scores.setdefault((method, who), []).append(tumour_agreement(tumour, heat.tissue, labels, slide.mask_mpp, heat.cell_um, 0.5))
+    for method in ("overlap", "bilinear"):
+        heatmap, bound = scores[(method, "heatmap")], scores[(method, "bound")]
+        with_tumour = [i for i, s in enumerate(bound) if not s.empty_truth]
+        assert len(with_tumour) >= 4 and len(with_tumour) < len(bound)  # slides with tumour and slides without
+        assert _pooled_dice(heatmap) >= HEATMAP_DICE_OF_BOUND * _pooled_dice(bound), method
+        mean_dice = [np.mean([run[i].dice for i in with_tumour]) for run in (heatmap, bound)]
+        assert mean_dice[0] >= HEATMAP_DICE_OF_BOUND * mean_dice[1], (method, mean_dice)
+        mean_f1_background = [np.mean([s.f1_background for s in run]) for run in (heatmap, bound)]
+        assert mean_f1_background[0] >= F1_BACKGROUND_OF_BOUND * mean_f1_background[1], (method, mean_f1_background)
+        assert all(s.f1_background >= BENIGN_SLIDE_F1_BACKGROUND for s in heatmap if s.empty_truth), method
 
 
 def test_heatmap_is_cached_and_reused(workspace, held_out_slides):
