@@ -127,6 +127,18 @@ def test_position_mode_keeps_every_occurrence_of_a_repeated_word():
     assert "cribriform" not in {label.split(" (")[0] for label in labels if "(word" in label}  # a word seen once keeps its plain name
 
 
+def test_a_grade_number_stays_when_its_grade_word_is_removed_on_both_paths():
+    """LIME removes the word "pattern" from "pattern 4": the model then reads "4" on its own, on either path."""
+    features = report_features("Predominant pattern 4 with cribriform glands", "bow")
+    assert features.tokens == ["predominant", "pattern", "4", "cribriform", "glands"]
+    masks = torch.tensor([[1.0, 0, 1, 1, 1]])  # features in order: predominant, pattern, 4, cribriform, glands
+    assert perturbed_texts(features, masks) == ["predominant 4 cribriform glands"]
+    model = _keyword_model(sorted(set(features.tokens)), "4")
+    by_counts = torch.softmax(model.module(masked_term_counts(features, masks, model.vocabulary)), 1).detach().numpy()
+    by_text = model_text_predictor(model)(perturbed_texts(features, masks))
+    assert by_text == pytest.approx(by_counts, abs=1e-7) and by_text[0, 1] > 0.5  # the keyword "4" is still read
+
+
 @pytest.mark.parametrize("mode", ["bow", "position"])
 def test_count_tensor_and_string_paths_agree_on_the_same_masks(workspace, mode):
     model = workspace.model("report-tfidf")

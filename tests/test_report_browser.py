@@ -9,7 +9,9 @@ from core.store.schema import Report
 from core.workspace import open_workspace
 from tests.helpers import js_click
 
-REPORT = "P004-R1"
+# A needle biopsy of Gleason 5+5 (total score 10), ISUP grade group 5, poorly differentiated: the report model reads it as
+# high grade, and as low grade once the edit below rewrites its grade as 3+3, grade group 1, well differentiated.
+REPORT = "P024-R1"
 
 
 def _wait(browser, condition, timeout=60):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.models.report_text import clean_report, report_tokens, token_spans
+from core.models.report_text import ModelWords, clean_report, report_tokens, token_spans
 
 REPORT = """==============================
 SURGICAL PATHOLOGY REPORT   Accession: {accession}
@@ -56,6 +56,12 @@ def test_the_models_tokens_read_the_same_when_joined_again():
     for values in (FIRST, SECOND):
         tokens = report_tokens(REPORT.format(**values))
         assert report_tokens(" ".join(tokens)) == tokens
+
+
+def test_model_words_are_read_as_they_stand():
+    """A report already in the model's words is not cleaned again: "no 5" keeps its 5, which a raw report would not."""
+    assert report_tokens("no 5 identified") == ["no", "identified"]
+    assert report_tokens(ModelWords.of(["no", "5", "identified"])) == ["no", "5", "identified"]
 
 
 def test_spans_mark_removed_parts_as_unread():

@@ -6,10 +6,12 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import itertools
 import json
 import os
 import sqlite3
 import stat
+import string
 
 import numpy as np
 import pytest
@@ -17,12 +19,15 @@ import requests
 
 from core.auth.users import add_user, remove_user, set_password, set_role
 from core.errors import PathReviewError, WorkspaceError
+from core.explain.text import report_features
 from core.heatmaps.slide_heatmap import loaded_heatmap
 from core.jobs.state import JobSpec, create_jobs, list_jobs
 from core.models.manifest import MANIFEST_NAME
+from core.models.report_text import report_tokens
 from core.store.audit import FORMULA_STARTS, audit_events, spreadsheet_safe
 from core.store.database import open_store
 from core.store.reviews import review_history
+from core.store.schema import Report
 from core.workspace import Workspace, manifest_sha256, open_workspace, read_workspace_config, write_workspace_config
 from dashboard.app import create_app
 from dashboard.sign_in_limits import BACKOFF_AFTER, SignInLimits
@@ -309,9 +314,15 @@ def _report_edit(client, app, workspace, edited: str, samples: int):
 
 def test_lime_work_and_report_length_are_bounded_by_the_workspace_limits(app, workspace):
     client = _signed_in(app, REVIEWER)
-    words = " ".join(f"word{i}" for i in range(100))
-    answer = _report_edit(client, app, workspace, words, 5000)  # 5,000 x 100 > 20,000 sample-words
-    assert "sample-words" in answer and "use at most" in answer
+    # 100 distinct words the model reads (a word holding digits is an identifier, which it does not read).
+    words = " ".join("term" + a + b for a, b in itertools.islice(itertools.product(string.ascii_lowercase, repeat=2), 100))
+    assert len(set(report_tokens(words))) == 100
+    with workspace.store.session() as s:
+        stored_words = len(report_features(s.get(Report, "P001-R1").text).features)
+    samples = 20_000 // stored_words  # the stored report fits the bound, whether or not its explanation is cached
+    assert samples * 100 > 20_000
+    answer = _report_edit(client, app, workspace, words, samples)
+    assert "of a report with 100 distinct words" in answer and "sample-words" in answer and "use at most 200 samples" in answer
     assert "limited to 2,000 characters" in _report_edit(client, app, workspace, "carcinoma " * 300, 100)
     stored = post_callback(client, app, "report-highlights.children", {
         ("lime-run", "n_clicks"): 1, ("lime-class", "value"): workspace.manifest(workspace.models_for("report")[0]).class_names[0],

@@ -18,7 +18,7 @@ import torch
 
 from core.errors import PathReviewError
 from core.models.registry import LoadedModel
-from core.models.report_text import clean_report, report_tokens, term_counts
+from core.models.report_text import ModelWords, clean_report, report_tokens, term_counts
 
 MAX_REPORT_BYTES = 200_000
 
@@ -253,9 +253,10 @@ def masked_term_counts(features: ReportFeatures, masks: torch.Tensor, vocabulary
 
 
 def perturbed_texts(features: ReportFeatures, masks: torch.Tensor) -> list[str]:
-    """The perturbed reports as strings (for black-box models): kept model tokens in order."""
+    """The perturbed reports as strings (for black-box models): kept model tokens in order. They are ModelWords, so the
+    report model reads exactly the kept tokens, as on the count path, rather than cleaning the report a second time."""
     keep = (masks[:, torch.as_tensor(features.token_feature, device=masks.device)] > 0).cpu().numpy()
-    return [" ".join(t for t, k in zip(features.tokens, row, strict=True) if k) for row in keep]
+    return [ModelWords.of([t for t, k in zip(features.tokens, row, strict=True) if k]) for row in keep]
 
 
 TextPredictor = Callable[[list[str]], np.ndarray]

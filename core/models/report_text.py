@@ -73,12 +73,27 @@ def clean_report(text: str) -> str:
     return _without_other_numbers(text)
 
 
+class ModelWords(str):
+    """Text already in the report model's words: its tokens, in order, joined by single spaces (LIME's perturbed reports).
+    It is read as it stands and not cleaned again: cleaning depends on context (a number is grade evidence only after a
+    grade word), and a perturbation that removes "pattern" from "pattern 3" keeps the word "3", which a second cleaning
+    would drop."""
+
+    __slots__ = ()
+
+    @classmethod
+    def of(cls, tokens: Sequence[str]) -> ModelWords:
+        return cls(" ".join(tokens))
+
+
 def _is_token(match: str) -> bool:
     return not match.startswith("[") and match.lower() not in STOP_WORDS
 
 
 def report_tokens(text: str) -> list[str]:
     """Lower-case word and number tokens of the cleaned text; stop words and removed parts are not tokens."""
+    if isinstance(text, ModelWords):
+        return text.split()
     return [t.lower() for t in _TOKEN.findall(clean_report(text)) if _is_token(t)]
 
 
