@@ -18,10 +18,10 @@ window.dash_clientside = Object.assign({}, window.dash_clientside, {
             if (!ctx || zoom === undefined || zoom === null || !center) { return [noUpdate, noUpdate]; }
             const lat = Array.isArray(center) ? center[0] : center.lat;
             const lng = Array.isArray(center) ? center[1] : center.lng;
-            const view = (z, la, ln) => ({center: [la, ln], zoom: Math.max(ctx.min_zoom, Math.min(ctx.max_zoom + 1, z))});
+            const view = (z, la, ln) => afterZoomAnimation([{center: [la, ln], zoom: Math.max(ctx.min_zoom, Math.min(ctx.max_zoom + 1, z))}, noUpdate]);
             const preset = triggered.find((id) => id.startsWith("mag-preset-"));
             if (preset) {
-                return [view(presetZoom(ctx, MAGNIFICATIONS[parseInt(preset.slice(11), 10)]), lat, lng), noUpdate];
+                return view(presetZoom(ctx, MAGNIFICATIONS[parseInt(preset.slice(11), 10)]), lat, lng);
             }
             if (!triggered.includes("viewer-keys.n_keydowns") || !keydown || typingInAField()) { return [noUpdate, noUpdate]; }
             if (keydown.ctrlKey || keydown.altKey || keydown.metaKey) { return [noUpdate, noUpdate]; }
@@ -30,11 +30,11 @@ window.dash_clientside = Object.assign({}, window.dash_clientside, {
             const height = bounds ? Math.abs(bounds[1][0] - bounds[0][0]) : 0;
             const width = bounds ? Math.abs(bounds[1][1] - bounds[0][1]) : 0;
             const pans = {ArrowUp: [height / 4, 0], ArrowDown: [-height / 4, 0], ArrowLeft: [0, -width / 4], ArrowRight: [0, width / 4]};
-            if (pans[key]) { return [view(zoom, lat + pans[key][0], lng + pans[key][1]), noUpdate]; }
-            if (key === "+" || key === "=") { return [view(zoom + 1, lat, lng), noUpdate]; }
-            if (key === "-" || key === "_") { return [view(zoom - 1, lat, lng), noUpdate]; }
+            if (pans[key]) { return view(zoom, lat + pans[key][0], lng + pans[key][1]); }
+            if (key === "+" || key === "=") { return view(zoom + 1, lat, lng); }
+            if (key === "-" || key === "_") { return view(zoom - 1, lat, lng); }
             const digit = parseInt(key, 10);
-            if (digit >= 1 && digit <= MAGNIFICATIONS.length) { return [view(presetZoom(ctx, MAGNIFICATIONS[digit - 1]), lat, lng), noUpdate]; }
+            if (digit >= 1 && digit <= MAGNIFICATIONS.length) { return view(presetZoom(ctx, MAGNIFICATIONS[digit - 1]), lat, lng); }
             return [noUpdate, noUpdate];
         },
         viewportWidgets: function (zoom, bounds, ctx) {
@@ -61,6 +61,21 @@ const MAGNIFICATIONS = [1.25, 2.5, 5, 10, 20, 40];
 // The zoom level nearest a magnification: the screen then shows EQUIVALENT_UM_AT_1X / m µm per pixel.
 function presetZoom(ctx, m) {
     return Math.round(ctx.max_zoom + Math.log2(m * ctx.mpp / EQUIVALENT_UM_AT_1X));
+}
+
+// Leaflet ignores a view asked for while its zoom animation runs (the map pane carries leaflet-zoom-anim then), and the
+// map's zoom property already holds that animation's target: a key pressed meanwhile is answered once the animation
+// has ended, so that it is not lost.
+const ZOOM_ANIMATION_WAIT_MS = 2000;
+function afterZoomAnimation(result) {
+    const pane = document.querySelector("#slide-map .leaflet-map-pane");
+    const animating = () => pane && pane.isConnected && pane.classList.contains("leaflet-zoom-anim");
+    if (!animating()) { return result; }
+    const until = performance.now() + ZOOM_ANIMATION_WAIT_MS;
+    return new Promise((resolve) => {
+        const check = () => (animating() && performance.now() < until ? setTimeout(check, 25) : resolve(result));
+        check();
+    });
 }
 
 // Keys typed into a comment, a number box or a dropdown are text, not commands.

@@ -17,6 +17,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from core.slides.tiles import TileService
 from core.store.annotations import RegionDraft, add_regions, current_regions, region_history
+from core.store.cases import case_summary
 from core.store.reviews import record_review
 from core.workspace import open_workspace
 from dashboard.components.annotation_layer import region_view
@@ -181,21 +182,41 @@ def test_clicking_a_verdicts_region_pans_the_viewer(served):
     max_zoom = TileService(ws).geometry(SLIDE).max_zoom
     expected = region_view(region, max_zoom)  # centre (1536, 768) px, the middle of the slide, zoomed to fit the 600 x 400 px region
     assert (expected["lng"] * 2**max_zoom, -expected["lat"] * 2**max_zoom) == (1536, 768)
-    browser.get(f"{server.url}/case/P001")
-    link = _wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, ".review-region-link"))[0]
-    assert SECOND in link.text and "tumour pattern 3" in link.text
+    with ws.store.session() as s:
+        unreadable = next(sl.id for sl in case_summary(s, "P001").slides if sl.id != SLIDE)  # its file is not in this copy
 
     def shown_view(b) -> dict:
         query = parse_qs(urlparse(b.find_element(By.ID, "case-link").get_attribute("value")).query)
-        return {k: float(query[k][0]) for k in ("lat", "lng", "z") if k in query}
+        return {k: float(query[k][0]) for k in ("lat", "lng", "z") if k in query} | {"slide": query.get("slide", [""])[0]}
 
-    _wait(browser, lambda b: "z" in shown_view(b))
-    assert shown_view(browser)["z"] != expected["z"]  # the case opens fitted to the slide
-    js_click(browser, link)
-    _wait(browser, lambda b: shown_view(b).get("z") == expected["z"]
-          and abs(shown_view(b)["lat"] - expected["lat"]) * 2**max_zoom < 2 and abs(shown_view(b)["lng"] - expected["lng"]) * 2**max_zoom < 2)
-    title = _wait(browser, lambda b: b.find_elements(By.ID, "annotation-selected-title"))[0]
-    assert title.text == f"Region by {SECOND}: tumour pattern 3"  # and it is selected, its numbers and history shown
+    def at_region(b) -> bool:
+        view = shown_view(b)
+        return (view["slide"] == SLIDE and view.get("z") == expected["z"] and abs(view["lat"] - expected["lat"]) * 2**max_zoom < 2
+                and abs(view["lng"] - expected["lng"]) * 2**max_zoom < 2)
+
+    def region_link(b):
+        link = _wait(b, lambda b: b.find_elements(By.CSS_SELECTOR, ".review-region-link"))[0]
+        assert SECOND in link.text and "tumour pattern 3" in link.text
+        return link
+
+    def selected_title(b) -> str:
+        return _wait(b, lambda b: b.find_elements(By.ID, "annotation-selected-title"))[0].text
+
+    # Another slide of the case is shown, one that cannot be opened: the link switches the viewer to the region's slide.
+    browser.get(f"{server.url}/case/P001?slide={unreadable}")
+    _wait(browser, lambda b: b.find_elements(By.ID, "slide-error"))
+    js_click(browser, region_link(browser))
+    _wait(browser, at_region)
+    assert selected_title(browser) == f"Region by {SECOND}: tumour pattern 3"
+
+    # The region's own slide, shown elsewhere at another zoom: the link pans and zooms the viewer to the region.
+    away = {"z": expected["z"] - 1, "lat": -0.1, "lng": 0.2}
+    browser.get(f"{server.url}/case/P001?slide={SLIDE}&z={away['z']}&lat={away['lat']}&lng={away['lng']}")
+    _wait(browser, lambda b: all(shown_view(b).get(k) == v for k, v in away.items()))  # the link's view is restored
+    assert not browser.find_elements(By.ID, "annotation-selected-title")
+    js_click(browser, region_link(browser))
+    _wait(browser, at_region)
+    assert selected_title(browser) == f"Region by {SECOND}: tumour pattern 3"  # and it is selected, its numbers and history shown
     browser.set_window_size(1366, 768)
     time.sleep(1.0)
     browser.execute_script("document.getElementById('case-slide-card').scrollIntoView({block: 'start'})")

@@ -102,6 +102,8 @@ def test_the_viewer_shows_an_uncomputed_layer_loading_then_shows_it(live_server,
         # Then the layer.
         WebDriverWait(browser, 60).until(lambda b: any("layer=cam%3Agradcam%2B%2B" in s for s in _tile_srcs(b, "/heatmap/")))
         assert cam_cache_path(ws, heat, "gradcam++").is_file()
-        assert browser.find_element(By.CSS_SELECTOR, "#slide-map .leaflet-control-colorbar").is_displayed()  # the layer's legend
+        legend = browser.find_element(By.ID, "heat-legend-key")  # the layer's key over the map: its colour bar, named
+        assert legend.is_displayed() and legend.get_attribute("data-kind") == "colour bar"
+        assert "Grad-CAM++ (min–max per slide)" in legend.text
     finally:
         ws.store.dispose()

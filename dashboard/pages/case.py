@@ -131,6 +131,7 @@ def layout(workspace: Workspace, tiles: TileService, explainers: PatientExplaine
         dcc.Store(id="case-days", data={"visits": days, "slides": {s.id: s.day for s in case.slides},
                                         "reports": {r.id: r.day for r in case.reports}}),
         dcc.Store(id="case-selected-slide", data=view["slide"]),
+        dcc.Store(id="case-region-pan", data=None),  # the view and selection a verdict's region link asks of the shown viewer
         html.Div([html.H2(f"Case {p.id}", id="case-title", className="me-3 mb-0"), review_form.status_badge(case, current)],
                  className="d-flex align-items-center"),
         html.P(summary, className="text-muted mb-1"),
@@ -212,30 +213,40 @@ def register_callbacks(app: Dash, workspace: Workspace, tiles: TileService, expl
         prevent_initial_call=True,
     )
 
+    # A verdict's region: the viewer switches to its slide there, or pans to it. The pan goes through a store of the
+    # page: the viewer's map is absent while the shown slide cannot be opened, and Dash runs no callback with an absent
+    # output, so a callback writing the map could not switch to the region's slide either.
     @app.callback(
         Output("case-slide-panel", "children", allow_duplicate=True), Output("case-selected-slide", "data", allow_duplicate=True),
-        Output("slide-map", "viewport", allow_duplicate=True), Output("annotation-selected", "data", allow_duplicate=True),
+        Output("case-region-pan", "data"),
         Input({"type": "review-region", "region": ALL}, "n_clicks"), State("case-selected-slide", "data"), State("case-id", "data"),
         prevent_initial_call=True,
     )
     def show_verdict_region(clicks, shown_slide, patient_id):
         """A region a verdict refers to: the viewer pans to it (switching to its slide first) and selects it."""
         if not ctx_triggered_click(clicks):
-            return no_update, no_update, no_update, no_update
+            return no_update, no_update, no_update
         try:
             region = current_region(workspace.store, callback_context.triggered_id["region"])
             with workspace.store.session() as s:
                 if slide_record(s, region.slide_id).patient_id != patient_id:
-                    return no_update, no_update, no_update, no_update
+                    return no_update, no_update, no_update
             max_zoom = tiles.geometry(region.slide_id).max_zoom
         except PathReviewError:
-            return no_update, no_update, no_update, no_update
+            return no_update, no_update, no_update
         view = annotation_layer.region_view(region, max_zoom)
         selected = {"region": region.region_id, "version": region.version}
         if region.slide_id != shown_slide:
             panel = _safe(lambda: slide_viewer.layout(workspace, tiles, region.slide_id, view, selected), "case-slide-error")
-            return panel, region.slide_id, no_update, no_update
-        return no_update, no_update, {"center": [view["lat"], view["lng"]], "zoom": view["z"], "transition": "flyTo"}, selected
+            return panel, region.slide_id, no_update
+        return no_update, no_update, {"viewport": {"center": [view["lat"], view["lng"]], "zoom": view["z"], "transition": "flyTo"},
+                                      "selected": selected}
+
+    app.clientside_callback(
+        "function (pan) { const no = window.dash_clientside.no_update; return pan ? [pan.viewport, pan.selected] : [no, no]; }",
+        Output("slide-map", "viewport", allow_duplicate=True), Output("annotation-selected", "data", allow_duplicate=True),
+        Input("case-region-pan", "data"), prevent_initial_call=True,
+    )
 
     review_form.register_callbacks(app, workspace)
     case_export.register_callbacks(app, workspace, explainers)
