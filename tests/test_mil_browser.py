@@ -3,10 +3,16 @@ gallery, the encoder's licence, and a region refinement job that completes and d
 
 from __future__ import annotations
 
+import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
+from sqlalchemy import delete
 
-from tests.helpers import js_click
+from core.store.database import open_store
+from core.store.schema import Job
+from tests.helpers import LiveServer, chromium_driver, copy_demo, element_text, js_click, sign_in_browser
+
+pytestmark = pytest.mark.browser
 
 SLIDE = "P010-S1"
 HEAD = "clam-sb-features"
@@ -21,7 +27,25 @@ def _loaded_tiles(browser, fragment: str) -> list[str]:
         "return [...document.querySelectorAll('img.leaflet-tile-loaded')].map(i => i.src).filter(s => s.includes(arguments[0]))", fragment)
 
 
-def test_clam_sb_attention_gallery_and_region_refinement(live_server, browser):
+@pytest.fixture(scope="module")
+def served(demo_workspace, tmp_path_factory):
+    """The slide's own copy of the demo, served, with an empty job table: the jobs other browser tests leave queued on
+    the shared demo count against the reviewer's limit of jobs and would refuse the refinement."""
+    root = copy_demo(demo_workspace, tmp_path_factory.mktemp("mil-browser") / "ws", (SLIDE,))
+    store = open_store(f"sqlite:///{root / 'cases.db'}")
+    with store.session() as s:
+        s.execute(delete(Job))
+    store.dispose()
+    server = LiveServer(root)
+    driver = chromium_driver()
+    sign_in_browser(driver, server.url)
+    yield server, driver
+    driver.quit()
+    server.stop()
+
+
+def test_clam_sb_attention_gallery_and_region_refinement(served):
+    live_server, browser = served
     browser.get(f"{live_server.url}/slide/{SLIDE}")
     _wait(browser, lambda b: b.find_elements(By.ID, "milf-head"))
     assert HEAD in browser.find_element(By.ID, "milf-head").text
@@ -41,9 +65,12 @@ def test_clam_sb_attention_gallery_and_region_refinement(live_server, browser):
     assert "licence: CC0-1.0" in browser.find_element(By.ID, "milf-licence").text
 
     # Zoom in twice, then refine the region in view: the job completes and its fine map is drawn over the slide.
+    # Each step waits for the magnification readout to change: the map reports its extent (which the refinement
+    # reads) only once it has moved, and a click sent before the map is ready moves nothing.
     for _ in range(2):
+        before = element_text(browser, "magnification")
         browser.find_element(By.CSS_SELECTOR, "#slide-map a.leaflet-control-zoom-in").click()
-        browser.implicitly_wait(0)
+        _wait(browser, lambda b, shown=before: element_text(b, "magnification") not in ("", shown))
     _wait(browser, lambda b: "leaflet-zoom-anim" not in b.find_element(By.ID, "slide-map").get_attribute("class"))
     js_click(browser, browser.find_element(By.ID, "milf-refine"))
     _wait(browser, lambda b: "Refining" in b.find_element(By.ID, "milf-refine-status").text or
