@@ -18,7 +18,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.demo.patch_dataset import PATCH_CLASSES, PATCH_MPP, PATCH_PX  # noqa: E402
-from core.demo.slide_synthesis import BASE_MPP, GG3, GG4, SlidePlan, texture_bank, write_slide  # noqa: E402
+from core.demo.slide_synthesis import BASE_MPP, GG3, GG4, SlidePlan, TextureBanks, texture_bank, write_slide  # noqa: E402
 from core.device import compute_device  # noqa: E402
 from core.heatmaps.inference import classify_patches, predict_slide, read_patch_batches  # noqa: E402
 from core.models.patch_cnn import PatchResNet  # noqa: E402
@@ -49,7 +49,7 @@ def main() -> None:
         path = Path(tmp) / "bench.tiff"
         t = time.perf_counter()
         bank = texture_bank(0)
-        write_slide(path, SlidePlan(args.size, args.size, "prostatectomy", (GG4, GG3), seed=11), bank, bank)  # no blurred region
+        write_slide(path, SlidePlan(args.size, args.size, "prostatectomy", (GG4, GG3), seed=11), TextureBanks(bank, bank))  # no blurred region
         print(f"wrote {args.size} x {args.size} slide in {time.perf_counter() - t:.1f} s")
         slide = open_slide(path)
         tissue = detect_tissue(slide, BASE_MPP)

@@ -17,7 +17,7 @@ import shutil
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +32,7 @@ from core.demo.feature_files import write_demo_feature_heads
 from core.demo.patch_dataset import PATCH_CLASSES, PATCH_MPP, PATCH_PX, SlidePatches, slide_patches
 from core.demo.prostate_history import GRADE_GROUP, ProstateHistory, Specimen, synthesise_history
 from core.demo.report_synthesis import ReportIdentity, report_identity, synthesise_report
+from core.demo.reproducible import reproducible_torch
 from core.demo.slide_synthesis import BASE_MPP, GG3, GG4, GG5, MAP_UM_PER_PX, SlidePlan, artefact_boxes, write_slide_job
 from core.errors import WorkspaceError
 from core.models.manifest import InputSpec
@@ -45,14 +46,32 @@ from core.workspace import DEMO_BUILD_MARKER, PatientAttribute, WorkspaceConfig,
 
 Progress = Callable[[str], None]
 BUILD_MARKER = DEMO_BUILD_MARKER
-DEMO_FORMAT = 7  # bump when generators, training or the stored fields change, so older demo builds are rebuilt
+DEMO_FORMAT = 8  # bump when generators, training or the stored fields change, so older demo builds are rebuilt
 COHORTS = ("prostate", "als")
 
 _PATTERN_CLASS = {3: GG3, 4: GG4, 5: GG5}  # Gleason pattern -> class-map label
 _CLASS_PATTERN = {v: k for k, v in _PATTERN_CLASS.items()}
+FOCI_STREAM = 2  # with a slide's seed: the draws for its minimal foci (its class map uses the seed alone, its stain [seed, 1])
 VALIDATION_STREAM = 2  # the sequence model's validation draw has its own random stream, so slide work does not move it
 DISCORDANT_FRACTION = 0.075  # of the reports: their stated Gleason differs from the slides' mask (the stated range is 5-10 %)
 MINOR_PATTERN_SHARE = 0.05  # a pattern under this share of a specimen's tumour area is not graded
+# Slide difficulty (see docs/methods.md, "The demo's slide task"): minimal pattern 4, minor pattern-4 foci, poorly
+# formed glands that annotators grade either way, and annotators' outlines put many slides near the label's 1 % of tissue.
+BIOPSY_TUMOUR_FRACTION = (0.06, 0.5)  # of the tissue of a biopsy's first slide (the cores with most tumour), log-uniform
+HIGH_GRADE_TUMOUR_FRACTION = (0.15, 0.6)  # the same where pattern 4 or 5 is primary: high-grade tumours are larger
+EDGE_TUMOUR_FRACTION = (0.01, 0.15)  # of the tissue of a biopsy's further slides with tumour (cores at its edge), log-uniform
+SECONDARY_SHARE = (0.1, 0.35)  # of the tumour, log-uniform
+MINIMAL_PATTERN_4_RATE = 0.75  # of slides of pattern 3 with pattern 4: pattern 4 as a few scattered glands
+MINIMAL_PATTERN_4_AREA = (0.004, 0.04)  # of the tissue, log-uniform: about the label's 1 %
+MINIMAL_PATTERN_4_SHARE = (0.08, 0.25)  # of the tumour, log-uniform: scattered glands grow most under generous outlines
+MAX_PATTERN_4_SHARE = 0.35  # of the tumour, pattern 4 and poorly formed glands together beside a pattern 3 primary
+MINOR_FOCUS_RATE = 0.35  # of pattern-3-only slides whose tumour is large enough to hide it: a minor focus of pattern 4
+POORLY_FORMED_RATE = 0.5  # of the other pattern-3-only slides of such a tumour, and of slides of pattern 3 with 4
+MINOR_SHARE = (0.005, 0.02)  # of the tumour, uniform: under the grading share even where the annotator's outline grows it
+MINOR_MIN_TUMOUR = 0.1  # of the tissue: in a smaller tumour a focus of a few glands is no longer a minor pattern
+POORLY_FORMED_BESIDE_4 = (0.05, 0.25)  # of the tumour, beside pattern 4
+POORLY_FORMED_CALLED_4 = 0.5  # an annotator grades a slide's poorly formed glands pattern 4 this often, else pattern 3
+OUTLINE_HABIT = 0.5  # how far an annotator's outlines lean generous (+) or tight (-), uniform in +-this
 
 
 @dataclass(frozen=True)
@@ -103,7 +122,8 @@ def build_demo(root: Path, spec: DemoSpec = DemoSpec(), progress: Progress = pri
     started = time.monotonic()
     say = lambda msg: progress(f"[demo {time.monotonic() - started:5.1f}s] {msg}")  # noqa: E731
     build = _ProstateBuild(staging, spec, say) if spec.cohort == "prostate" else _AlsBuild(staging, spec, say)
-    held_out = build.run()
+    with reproducible_torch():
+        held_out = build.run()
     (staging / BUILD_MARKER).write_text(json.dumps(
         {"fingerprint": spec.fingerprint(), "spec": asdict(spec), "held_out_patients": sorted(held_out),
          "baselines": build.baselines, "artefacts": build.artefacts}, indent=1))
@@ -342,16 +362,13 @@ class _ProstateBuild(_Build):
         slides = []
         for k in range(n):
             with_tumour = patterns if k == 0 or rng.random() < 0.6 else ()
-            if specimen.kind == "biopsy":
-                width, height = self.spec.biopsy_px
-                fraction = float(rng.uniform(0.08, 0.5))
-            else:
-                width = height = self.spec.prostatectomy_px
-                fraction = float(rng.uniform(0.06, 0.25))
-            plan = SlidePlan(width, height, specimen.kind, with_tumour, int(rng.integers(1 << 31)),
-                             # a small secondary focus can leave a slide under its label's 1 % of tissue, as real ones do
-                             secondary_share=float(rng.uniform(0.05, 0.35)), tumour_fraction=fraction,
-                             blur=bool(rng.random() < 0.2), pen=bool(rng.random() < 0.2))
+            # The patient's stream is drawn as always, so slide ids, seeds and artefacts stay where they were; the
+            # draws for the minimal foci come from the slide's own seed.
+            u_fraction, seed, u_secondary = rng.random(), int(rng.integers(1 << 31)), rng.random()
+            blur, pen = bool(rng.random() < 0.2), bool(rng.random() < 0.2)
+            width, height = self.spec.biopsy_px if specimen.kind == "biopsy" else (self.spec.prostatectomy_px,) * 2
+            layout = _tumour_layout(np.random.default_rng([seed, FOCI_STREAM]), with_tumour, specimen.kind, k == 0, u_fraction, u_secondary)
+            plan = SlidePlan(width, height, specimen.kind, with_tumour, seed, blur=blur, pen=pen, **layout)  # type: ignore[arg-type]
             slides.append(_SlideOfSpecimen(f"{pid}-S{first + k}", plan))
         return slides
 
@@ -513,7 +530,49 @@ class _ProstateBuild(_Build):
 
 
 def _resized(plan: SlidePlan, px: int) -> SlidePlan:
-    return SlidePlan(px, px, plan.kind, plan.patterns, plan.seed, plan.secondary_share, plan.tumour_fraction, plan.blur, plan.pen)
+    return replace(plan, width=px, height=px)
+
+
+def _log_uniform(u: float, low: float, high: float) -> float:
+    """The value at quantile ``u`` of a log-uniform distribution between ``low`` and ``high``."""
+    return float(np.exp(np.log(low) + u * (np.log(high) - np.log(low))))
+
+
+def _tumour_layout(rng: np.random.Generator, patterns: tuple[int, ...], kind: str, first: bool, u_fraction: float,
+                   u_secondary: float) -> dict[str, float | int | bool]:
+    """A slide's ``SlidePlan`` fields for its tumour and its annotator: the tumour's share of the tissue, the second
+    pattern's share of the tumour, the minimal foci, and how generously the annotator outlines.
+
+    Minimal pattern 4 beside pattern 3 is a few scattered glands whose area lies about the label's 1 % of tissue, in a
+    tumour sized to match. Minor pattern-4 foci and poorly formed glands go only with a pattern 3 primary and never
+    beside pattern 5, so the specimen's grade from its masks stays the report's: in pattern 3 alone they stay under
+    the grading share of a large enough tumour; beside pattern 4 they keep it the minority pattern."""
+    if kind == "biopsy" and not first:
+        fraction = _log_uniform(u_fraction, *EDGE_TUMOUR_FRACTION)
+    elif kind == "biopsy":
+        fraction = _log_uniform(u_fraction, *(HIGH_GRADE_TUMOUR_FRACTION if patterns[:1] in ((GG4,), (GG5,)) else BIOPSY_TUMOUR_FRACTION))
+    else:
+        fraction = 0.06 + 0.19 * u_fraction
+    share = _log_uniform(u_secondary, *SECONDARY_SHARE)
+    roll, u_area, u_poorly, u_share = rng.random(4)
+    called = GG4 if rng.random() < POORLY_FORMED_CALLED_4 else GG3
+    layout: dict[str, float | int | bool] = {"tumour_fraction": fraction, "secondary_share": share,
+                                             "outline": float(rng.uniform(-OUTLINE_HABIT, OUTLINE_HABIT))}
+    if patterns == (GG3, GG4):
+        if roll < MINIMAL_PATTERN_4_RATE:
+            share = _log_uniform(u_secondary, *MINIMAL_PATTERN_4_SHARE)
+            layout |= {"tumour_fraction": min(0.5, _log_uniform(u_area, *MINIMAL_PATTERN_4_AREA) / share), "secondary_share": share,
+                       "focal_secondary": True}
+        if u_poorly < POORLY_FORMED_RATE:
+            poorly = POORLY_FORMED_BESIDE_4[0] + u_share * (POORLY_FORMED_BESIDE_4[1] - POORLY_FORMED_BESIDE_4[0])
+            layout |= {"poorly_formed_share": min(poorly, MAX_PATTERN_4_SHARE - share), "poorly_formed_as": called}
+    elif patterns == (GG3,) and fraction >= MINOR_MIN_TUMOUR:
+        minor = MINOR_SHARE[0] + u_share * (MINOR_SHARE[1] - MINOR_SHARE[0])
+        if roll < MINOR_FOCUS_RATE:
+            layout |= {"minor_share": minor}
+        elif u_poorly < POORLY_FORMED_RATE:
+            layout |= {"poorly_formed_share": minor, "poorly_formed_as": called}
+    return layout
 
 
 def _psa_before(history: ProstateHistory, day: float) -> float:

@@ -17,6 +17,7 @@ from sqlalchemy import select
 from torch import nn
 
 from core.demo.patch_dataset import PATCH_MPP, PATCH_PX, SlidePatches
+from core.demo.reproducible import reproducible_torch
 from core.demo.slide_synthesis import BASE_MPP
 from core.features.feature_sets import register_feature_set
 from core.heatmaps.feature_layers import compute_slide_prediction
@@ -101,12 +102,8 @@ def clam_instance_loss(head: CLAMSB, weights: torch.Tensor, h: torch.Tensor, lab
 def train_head(head: AttentionMIL, bags: list[np.ndarray], labels: np.ndarray, seed: int) -> AttentionMIL:
     """CLAM's training step, one bag at a time, on one CPU thread: bags of a few hundred patches are too small for
     several threads, which only wait on each other (four times slower on two shared cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with reproducible_torch(threads=1):
         return _train(head, bags, labels, seed)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _train(head: AttentionMIL, bags: list[np.ndarray], labels: np.ndarray, seed: int) -> AttentionMIL:

@@ -23,6 +23,11 @@ BANK = 1024  # texture period in level-0 pixels (512 um)
 
 BACKGROUND, BENIGN, GG3, GG4, GG5 = range(5)
 CLASS_NAMES = ("background", "benign", "GG3", "GG4", "GG5")
+# Rendered, never annotated: glands between pattern 3 and 4 (small, crowded, partly fused, with slit lumens), which
+# pathologists grade either way (tangentially cut pattern 3, or poorly formed pattern 4); the annotator's call decides.
+POORLY_FORMED = 5
+TEXTURE_NAMES = (*CLASS_NAMES, "poorly formed glands")
+FOCUS_SIGMA = 1.5  # map cells: small foci (a few glands, 50-100 um across) whatever the slide's size
 
 
 @dataclass(frozen=True)
@@ -38,11 +43,16 @@ class SlidePlan:
     tumour_fraction: float = 0.3  # of the tissue
     blur: bool = False  # an out-of-focus region
     pen: bool = False  # a pen mark circling part of the tissue
+    focal_secondary: bool = False  # the second pattern as small scattered foci (a few glands each), not one region
+    minor_share: float = 0.0  # of the tumour area: small foci of pattern 4 within the primary pattern
+    poorly_formed_share: float = 0.0  # of the tumour area: small foci of poorly formed glands within the primary pattern
+    poorly_formed_as: int = GG3  # the annotator's grade of those glands: GG3 or GG4
+    outline: float = 0.0  # the annotator's habit: generous (> 0, outlines pushed out more often) or tight (< 0)
 
 
 @dataclass(frozen=True)
 class SlideMaps:
-    truth: np.ndarray  # class per map cell, as rendered
+    truth: np.ndarray  # class per map cell, as rendered (``POORLY_FORMED`` included)
     annotation: np.ndarray  # the ground-truth mask as an annotator drew it: boundaries off by a cell or two
     artefacts: np.ndarray  # 0 none, BLURRED, INKED
 
@@ -87,9 +97,9 @@ def _fused_sheet(img: np.ndarray, rng: np.random.Generator, fused: np.ndarray, n
 
 
 def texture_bank(seed: int = 0) -> np.ndarray:
-    """One seamless ``BANK x BANK`` RGB texture per class at 0.5 um/px."""
+    """One seamless ``BANK x BANK`` RGB texture per rendered class (``TEXTURE_NAMES``) at 0.5 um/px."""
     rng = np.random.default_rng(seed)
-    bank = np.empty((len(CLASS_NAMES), BANK, BANK, 3), np.uint8)
+    bank = np.empty((len(TEXTURE_NAMES), BANK, BANK, 3), np.uint8)
     noise = lambda s: rng.normal(0, s, (BANK, BANK, 1))  # noqa: E731
     bank[BACKGROUND] = np.clip(242 + noise(2.0), 0, 255)
     # Stroma: pink with fibre streaks and sparse elongated nuclei.
@@ -113,6 +123,13 @@ def texture_bank(seed: int = 0) -> np.ndarray:
     # Pattern 5: solid sheets of crowded dark nuclei, no lumens.
     bank[GG5][:] = np.clip(np.array([170, 105, 175]) + noise(6.0), 0, 255)
     _stamp_disks(bank[GG5], rng.integers(0, BANK, (9000, 2)), 4.0, (70, 40, 125), rng)
+    # Poorly formed glands (drawn last, so the other textures keep their draws): pattern 3's small glands, smaller and
+    # more crowded, with small fused clusters between pattern 3's and pattern 4's share.
+    bank[POORLY_FORMED] = np.clip(stroma, 0, 255)
+    _stamp_disks(bank[POORLY_FORMED], rng.integers(0, BANK, (300, 2)), 3.0, (120, 80, 160), rng)
+    _glands(bank[POORLY_FORMED], rng, count=60, r_lumen=10, nuclei_per_gland=16)
+    clusters = ndimage.gaussian_filter(rng.random((BANK, BANK)), 30, mode="wrap")
+    _fused_sheet(bank[POORLY_FORMED], rng, clusters > np.quantile(clusters, 0.72), nuclei=900, lumens=90)
     return bank
 
 
@@ -152,9 +169,18 @@ def _section_tissue(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return ndimage.binary_opening(tissue & ~urethra, iterations=2)
 
 
+def _foci(rng: np.random.Generator, where: np.ndarray, n_cells: float) -> np.ndarray:
+    """About ``n_cells`` cells of ``where`` in small foci of a few glands each."""
+    if n_cells <= 0 or not where.any():
+        return np.zeros_like(where)
+    field = ndimage.gaussian_filter(rng.normal(0, 1, where.shape), FOCUS_SIGMA)
+    return where & (field >= np.quantile(field[where], 1 - min(1.0, n_cells / where.sum())))
+
+
 def _tumour(rng: np.random.Generator, plan: SlidePlan, tissue: np.ndarray) -> np.ndarray:
-    """Class per cell: background, benign tissue, and the plan's patterns over its share of the tissue. Biopsy foci
-    run along the cores; the second pattern takes ``secondary_share`` of the tumour."""
+    """Class per cell (``POORLY_FORMED`` included): background, benign tissue, and the plan's patterns over its share
+    of the tissue. Biopsy foci run along the cores; the second pattern takes ``secondary_share`` of the tumour; minor
+    pattern 4 and poorly formed glands are small foci in the primary pattern."""
     labels = np.where(tissue, BENIGN, BACKGROUND).astype(np.uint8)
     if not plan.patterns or not tissue.any():
         return labels
@@ -163,21 +189,31 @@ def _tumour(rng: np.random.Generator, plan: SlidePlan, tissue: np.ndarray) -> np
     focus = ndimage.gaussian_filter(rng.normal(0, 1, (h, w)), sigma)
     tumour = tissue & (focus >= np.quantile(focus[tissue], 1 - plan.tumour_fraction))
     labels[tumour] = plan.patterns[0]
-    if len(plan.patterns) > 1:
+    n_tumour = float(tumour.sum())
+    if len(plan.patterns) > 1 and plan.focal_secondary:
+        labels[_foci(rng, tumour, plan.secondary_share * n_tumour)] = plan.patterns[1]
+    elif len(plan.patterns) > 1:
         split = ndimage.gaussian_filter(rng.normal(0, 1, (h, w)), tuple(x / 2 for x in sigma))
         labels[tumour & (split >= np.quantile(split[tumour], 1 - plan.secondary_share))] = plan.patterns[1]
+    labels[_foci(rng, labels == plan.patterns[0], plan.minor_share * n_tumour)] = GG4
+    labels[_foci(rng, labels == plan.patterns[0], plan.poorly_formed_share * n_tumour)] = POORLY_FORMED
     return labels
 
 
-def _annotated(rng: np.random.Generator, truth: np.ndarray) -> np.ndarray:
-    """The mask an annotator draws: tumour outlines pushed out here and pulled in there by a cell or two."""
+def _annotated(rng: np.random.Generator, truth: np.ndarray, poorly_formed_as: int, outline: float) -> np.ndarray:
+    """The mask an annotator draws: poorly formed glands graded as the annotator calls them, and tumour outlines pushed
+    out here and pulled in there by a cell or two, out more often for a generous annotator (``outline`` > 0), in more
+    often for a tight one. Small foci grow or shrink by much more than their share: minimal pattern 4 is where
+    annotators disagree most."""
+    truth = np.where(truth == POORLY_FORMED, poorly_formed_as, truth).astype(np.uint8)
     tissue = truth != BACKGROUND
     field = _smooth_field(rng, truth.shape, 4.0)
     grown = ndimage.grey_dilation(truth, size=(3, 3))
     shrunk = ndimage.grey_erosion(np.where(tissue, truth, 255).astype(np.uint8), size=(3, 3))
     annotation = truth.copy()
-    annotation[tissue & (field > 0.6)] = grown[tissue & (field > 0.6)]
-    inwards = tissue & (field < -0.6)
+    outwards = tissue & (field > 0.6 - outline)
+    annotation[outwards] = grown[outwards]
+    inwards = tissue & (field < -0.6 - outline)
     annotation[inwards] = np.maximum(shrunk[inwards], BENIGN)
     return annotation
 
@@ -209,30 +245,67 @@ def class_map(plan: SlidePlan) -> SlideMaps:
     w = int(np.ceil(plan.width * BASE_MPP / MAP_UM_PER_PX))
     tissue = _biopsy_tissue(rng, h, w) if plan.kind == "biopsy" else _section_tissue(rng, h, w)
     truth = _tumour(rng, plan, tissue)
-    return SlideMaps(truth, _annotated(rng, truth), _artefacts(rng, plan, truth))
+    return SlideMaps(truth, _annotated(rng, truth, plan.poorly_formed_as, plan.outline), _artefacts(rng, plan, truth))
 
 
-def stained_bank(bank: np.ndarray, blurred: np.ndarray, plan: SlidePlan) -> tuple[np.ndarray, np.ndarray]:
-    """This slide's textures: its stain and scanner colour (a per-channel optical-density gain and white balance), with
-    the blurred and inked variants its artefacts need; and per artefact value (none, BLURRED, INKED) the offset of its
-    variant's textures in the bank (a cell's texture is class + offset)."""
+PEN_COLOURS = ((40, 70, 160), (30, 120, 70), (40, 40, 50))  # blue, green, black marker
+
+
+class TextureBanks:
+    """The unstained textures at every pyramid level, made once per process and shared by its slides: the bank, its
+    blurred copy, and the bank under each pen colour. Each level's textures are 2x2 means of the previous level's."""
+
+    def __init__(self, bank: np.ndarray, blurred: np.ndarray) -> None:
+        self.bank, self.blurred = bank, blurred
+        self._levels: dict[tuple[str, int], np.ndarray] = {}
+
+    def level(self, variant: str, level: int) -> np.ndarray:
+        key = (variant, level)
+        if key not in self._levels:
+            self._levels[key] = self._source(variant) if level == 0 else _level_bank(self.level(variant, level - 1), 2)
+        return self._levels[key]
+
+    def _source(self, variant: str) -> np.ndarray:
+        if variant == "plain":
+            return self.bank
+        if variant == "blurred":
+            return self.blurred
+        ink = np.array(PEN_COLOURS[int(variant.removeprefix("ink"))]) / 255.0
+        return (self.bank * (0.35 + 0.65 * ink)).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class SlideStain:
+    """A slide's stain and scanner colour (a per-channel optical-density gain and white balance, as lookup tables), the
+    texture variants its artefacts need, and per artefact value (none, BLURRED, INKED) the offset of its variant's
+    textures in the slide's bank (a cell's texture is class + offset)."""
+
+    luts: np.ndarray  # (3, 256) uint8
+    variants: tuple[str, ...]
+    offsets: np.ndarray
+
+    def bank(self, banks: TextureBanks, level: int) -> np.ndarray:
+        """This slide's textures at a pyramid level (the scanner's colour applied to each level's textures)."""
+        out = np.concatenate([banks.level(v, level) for v in self.variants])
+        for c in range(3):
+            out[..., c] = self.luts[c][out[..., c]]
+        return out
+
+
+def slide_stain(plan: SlidePlan) -> SlideStain:
     rng = np.random.default_rng([plan.seed, 1])
     gain, white = np.exp(rng.normal(0, 0.2, 3)), rng.uniform(0.93, 1.0, 3)
     levels = np.arange(256) / 255.0
     luts = np.stack([np.clip(255 * white[c] * levels ** gain[c], 0, 255) for c in range(3)]).astype(np.uint8)
-    n = len(CLASS_NAMES)
-    variants, offsets = [bank], np.zeros(3, np.uint8)
+    n = len(TEXTURE_NAMES)
+    variants, offsets = ["plain"], np.zeros(3, np.uint8)
     if plan.blur:
         offsets[BLURRED] = n * len(variants)
-        variants.append(blurred)
+        variants.append("blurred")
     if plan.pen:
-        ink = np.array([(40, 70, 160), (30, 120, 70), (40, 40, 50)][int(rng.integers(3))]) / 255.0
         offsets[INKED] = n * len(variants)
-        variants.append((bank * (0.35 + 0.65 * ink)).astype(np.uint8))
-    out = np.concatenate(variants)
-    for c in range(3):
-        out[..., c] = luts[c][out[..., c]]
-    return out, offsets
+        variants.append(f"ink{int(rng.integers(len(PEN_COLOURS)))}")
+    return SlideStain(luts, tuple(variants), offsets)
 
 
 def _level_bank(bank: np.ndarray, downsample: int) -> np.ndarray:
@@ -256,19 +329,18 @@ def _render_tile(labels: np.ndarray, lbank: np.ndarray, downsample: int, ty: int
     return lbank[tile_labels, ry[:, None], rx[None, :]]
 
 
-def write_slide(path: Path, plan: SlidePlan, bank: np.ndarray, blurred: np.ndarray, quality: int = 80) -> SlideMaps:
+def write_slide(path: Path, plan: SlidePlan, banks: TextureBanks, quality: int = 80) -> SlideMaps:
     """Write a pyramidal JPEG-tiled TIFF (OpenSlide generic TIFF); return its maps."""
     maps = class_map(plan)
-    slide_bank, offsets = stained_bank(bank, blurred, plan)
-    labels = maps.truth + offsets[maps.artefacts]
+    stain = slide_stain(plan)
+    labels = maps.truth + stain.offsets[maps.artefacts]
     tmp = path.with_name(path.name + ".part")
     with tifffile.TiffWriter(tmp, bigtiff=True) as writer:
-        level, lbank = 0, slide_bank
+        level = 0
         while True:
             ds = 2**level
             w, h = -(-plan.width // ds), -(-plan.height // ds)
-            if level:  # each level's textures from the previous level's (float32 2x2 means: cheaper than from level 0)
-                lbank = _level_bank(lbank, 2)
+            lbank = stain.bank(banks, level)
 
             def tiles(w: int = w, h: int = h, lbank: np.ndarray = lbank, ds: int = ds) -> Iterator[np.ndarray]:
                 for ty in range(0, h, TILE):
@@ -290,7 +362,7 @@ def write_slide(path: Path, plan: SlidePlan, bank: np.ndarray, blurred: np.ndarr
     return maps
 
 
-_BANKS: tuple[np.ndarray, np.ndarray] | None = None
+_BANKS: TextureBanks | None = None
 
 
 def artefact_boxes(maps: SlideMaps) -> dict[str, list[list[int]]]:
@@ -305,9 +377,9 @@ def artefact_boxes(maps: SlideMaps) -> dict[str, list[list[int]]]:
 
 
 def write_slide_job(path: str, plan: SlidePlan, bank_seed: int) -> SlideMaps:
-    """Process-pool entry: the texture bank and its blurred copy are built once per worker process."""
+    """Process-pool entry: the texture banks are built once per worker process."""
     global _BANKS
     if _BANKS is None:
         bank = texture_bank(bank_seed)
-        _BANKS = bank, ndimage.gaussian_filter(bank, (0, 4, 4, 0), mode="wrap")
-    return write_slide(Path(path), plan, *_BANKS)
+        _BANKS = TextureBanks(bank, ndimage.gaussian_filter(bank, (0, 4, 4, 0), mode="wrap"))
+    return write_slide(Path(path), plan, _BANKS)

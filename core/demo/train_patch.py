@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from core.demo.patch_dataset import PATCH_CLASSES, SlidePatches
+from core.demo.reproducible import reproducible_torch
 from core.heatmaps.inference import classify_and_embed_patches
 from core.models.manifest import InputSpec, StainTarget
 from core.models.metrics import multiclass_metrics
@@ -113,6 +114,12 @@ def mil_log_probs(model: nn.Module, bag: torch.Tensor) -> torch.Tensor:
 
 
 def train_mil_head(model: nn.Module, bags: list[np.ndarray], labels: np.ndarray, epochs: int, seed: int, progress: Progress) -> nn.Module:
+    """One bag per step, on one thread: bags of a few hundred patches are too small for several threads."""
+    with reproducible_torch(threads=1):
+        return _train_mil_head(model, bags, labels, epochs, seed, progress)
+
+
+def _train_mil_head(model: nn.Module, bags: list[np.ndarray], labels: np.ndarray, epochs: int, seed: int, progress: Progress) -> nn.Module:
     torch.manual_seed(seed)
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-4)
     tensors = [torch.from_numpy(b).float() for b in bags]

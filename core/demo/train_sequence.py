@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from core.demo.reproducible import reproducible_torch
 from core.models.sequence import VisitSequenceNet
 from core.models.visit_encoding import VisitTensors
 
@@ -35,12 +36,8 @@ def train_sequence_net(train: VisitTensors, validation: VisitTensors, params: di
                        progress: Callable[[str], None]) -> tuple[VisitSequenceNet, float]:
     """The net at the epoch of lowest validation loss, with the temperature calibration found on the validation split
     folded into its output layer (logits divided by T); returns (net, T)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a net this small trains faster on one thread than on several
-    try:
+    with reproducible_torch(threads=1):  # a net this small trains faster on one thread than on several
         return _train(train, validation, params, max_epochs, seed, progress)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _train(train: VisitTensors, validation: VisitTensors, params: dict, max_epochs: int, seed: int,
