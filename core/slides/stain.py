@@ -22,7 +22,8 @@ Macenko's per-pixel work is arranged for speed without changing the method (benc
 reference): OD is read from a 256-entry table (computed in float64) instead of a logarithm per pixel; the angle
 percentiles are taken on a ratio that orders pixels as their angle does (``_fit`` says when), so no arctangent is
 taken per pixel; each percentile picks its two order statistics exactly from a fifth of the row
-(``_extremes``) and interpolates them as numpy does; the image is rebuilt as 2 ** (log2 Io - log2(e) HE C), the
+(``_extremes``) and interpolates them as numpy does; the few numbers per image between the per-pixel steps are
+worked out in numpy float64, as the reference does; the image is rebuilt as 2 ** (log2 Io - log2(e) HE C), the
 same number as Io exp(-HE C) up to float rounding; on the CPU a batch goes a few images at a time through
 working memory allocated once per call.
 """
@@ -46,7 +47,7 @@ MACENKO_BETA = 0.15  # OD below which a pixel counts as transparent
 REFERENCE_STAIN_MATRIX = ((0.5626, 0.2159), (0.7201, 0.8012), (0.4062, 0.5581))
 REFERENCE_MAX_CONCENTRATIONS = (1.9705, 1.0308)
 MIN_STAINED_FRACTION = 0.01
-CPU_CHUNK = 8  # images per step on the CPU (fastest for 224-pixel patches: 60 bytes of working memory a pixel)
+CPU_CHUNK = 8  # images per step on the CPU (fastest for 224-pixel patches; 44 bytes of working memory a pixel)
 _GROUPS = 8  # a row is seen as 8 rows of columns when its extreme values are picked (``_extremes``)
 
 _RGB_TO_XYZ = ((0.412453, 0.357580, 0.180423), (0.212671, 0.715160, 0.072169), (0.019334, 0.119193, 0.950227))
