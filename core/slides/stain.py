@@ -22,7 +22,8 @@ Macenko's per-pixel work is arranged for speed without changing the method (benc
 reference): OD is read from a 256-entry table (computed in float64) instead of a logarithm per pixel; the angle
 percentiles are taken on a ratio that orders pixels as their angle does (``_fit`` says when), so no arctangent is
 taken per pixel; each percentile picks its two order statistics exactly from a fifth of the row
-(``_extremes``) and interpolates them as numpy does; the image is rebuilt as 2 ** (log2 Io - log2(e) HE C), the
+(``_extremes``) and interpolates them as numpy does; the few numbers per image between the per-pixel steps are
+worked out in numpy float64, as the reference does; the image is rebuilt as 2 ** (log2 Io - log2(e) HE C), the
 same number as Io exp(-HE C) up to float rounding; on the CPU a batch goes a few images at a time through
 working memory allocated once per call.
 """
@@ -46,7 +47,7 @@ MACENKO_BETA = 0.15  # OD below which a pixel counts as transparent
 REFERENCE_STAIN_MATRIX = ((0.5626, 0.2159), (0.7201, 0.8012), (0.4062, 0.5581))
 REFERENCE_MAX_CONCENTRATIONS = (1.9705, 1.0308)
 MIN_STAINED_FRACTION = 0.01
-CPU_CHUNK = 8  # images per step on the CPU (fastest for 224-pixel patches: 60 bytes of working memory a pixel)
+CPU_CHUNK = 8  # images per step on the CPU (fastest for 224-pixel patches; 44 bytes of working memory a pixel)
 _GROUPS = 8  # a row is seen as 8 rows of columns when its extreme values are picked (``_extremes``)
 
 _RGB_TO_XYZ = ((0.412453, 0.357580, 0.180423), (0.212671, 0.715160, 0.072169), (0.019334, 0.119193, 0.950227))
@@ -63,19 +64,19 @@ class MacenkoStains:
     fitted: torch.Tensor  # (B,) bool: enough stained pixels to estimate the stains
 
 
-def _lerp(low: torch.Tensor, high: torch.Tensor, frac: torch.Tensor) -> torch.Tensor:
+def _lerp(low: np.ndarray, high: np.ndarray, frac: np.ndarray) -> np.ndarray:
     """numpy's linear interpolation between neighbouring order statistics (``_lerp``: from the nearer end)."""
     diff = high - low
-    return torch.where(frac >= 0.5, high - diff * (1 - frac), low + diff * frac)
+    return np.where(frac >= 0.5, high - diff * (1 - frac), low + diff * frac)
 
 
-def _percentile_ranks(count: torch.Tensor, q: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _percentile_ranks(count: np.ndarray, q: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Ranks (from the smallest) of the two order statistics that numpy's linear ``percentile`` interpolates
     between among ``count`` numbers, and the weight of the upper one."""
-    last = (count - 1).clamp_min(0)
-    pos = (q / 100.0) * last.to(torch.float64)
-    lo = pos.floor().long()
-    return lo, torch.minimum(lo + 1, last), pos - lo.to(torch.float64)
+    last = np.maximum(count - 1, 0)
+    pos = (q / 100.0) * last
+    lo = np.floor(pos).astype(np.int64)
+    return lo, np.minimum(lo + 1, last), pos - lo
 
 
 def _extremes(values: torch.Tensor, k: int, largest: bool) -> torch.Tensor:
@@ -100,7 +101,14 @@ def _extremes(values: torch.Tensor, k: int, largest: bool) -> torch.Tensor:
 def order_statistics(values: torch.Tensor, ranks: torch.Tensor, largest: bool = False) -> torch.Tensor:
     """(B, K) the values at ``ranks`` (B, K) of each row of (B, N) ``values``, rank 0 the smallest (the largest with
     ``largest``). Values to leave out are +inf (-inf with ``largest``) so that they rank last; NaN is not allowed."""
+    if ranks.numel() == 0:
+        return values.new_zeros(ranks.shape)
     return _extremes(values, int(ranks.max()) + 1, largest).gather(1, ranks)
+
+
+def _pick(values: torch.Tensor, ranks: np.ndarray, largest: bool) -> np.ndarray:
+    """``order_statistics`` with the ranks and the values on the host, in float64."""
+    return order_statistics(values, torch.from_numpy(ranks).to(values.device), largest).double().cpu().numpy()
 
 
 def masked_percentile(values: torch.Tensor, q: float, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -108,17 +116,18 @@ def masked_percentile(values: torch.Tensor, q: float, mask: torch.Tensor | None 
     Only the order statistics needed are selected (``order_statistics`` from the nearer end), not a full sort.
     Rows with an empty mask give NaN."""
     b, n = values.shape
-    count = torch.full((b,), n, device=values.device) if mask is None else mask.sum(1)
+    count = np.full(b, n) if mask is None else mask.sum(1).cpu().numpy()
     lo, hi, frac = _percentile_ranks(count, q)
     if q <= 50:  # ranks counted from the bottom; masked-out values rank last
         filled = values if mask is None else torch.where(mask, values, float("inf"))
-        picked = order_statistics(filled, torch.stack([lo, hi], 1))
+        picked = _pick(filled, np.stack([lo, hi], 1), largest=False)
     else:  # ranks counted from the top
         filled = values if mask is None else torch.where(mask, values, float("-inf"))
-        last = (count - 1).clamp_min(0)
-        picked = order_statistics(filled, torch.stack([last - lo, last - hi], 1), largest=True)
-    out = _lerp(picked[:, 0].double(), picked[:, 1].double(), frac).to(values.dtype)
-    return torch.where(count > 0, out, float("nan"))
+        last = np.maximum(count - 1, 0)
+        picked = _pick(filled, np.stack([last - lo, last - hi], 1), largest=True)
+    with np.errstate(invalid="ignore"):
+        out = np.where(count > 0, _lerp(picked[:, 0], picked[:, 1], frac), np.nan)
+    return torch.from_numpy(out).to(values.device, values.dtype)
 
 
 def _channels(images: torch.Tensor) -> torch.Tensor:
@@ -180,76 +189,109 @@ def _stained_pixels(intensities: torch.Tensor, io: float, beta: float, brightest
     return out.copy_(brightest.neg_().add_(limit + 1).clamp_(0, 1))
 
 
+@dataclass(frozen=True)
+class _Fit:
+    """Macenko's estimates for a chunk of images: the few numbers per image on the host in float64, as the
+    reference computes them; the concentrations where the pixels are."""
+
+    stain_matrix: np.ndarray  # (B, 3, 2)
+    max_concentrations: np.ndarray  # (B, 2)
+    fitted: np.ndarray  # (B,) bool
+    concentrations: torch.Tensor  # (B, 2, N)
+
+
 def macenko_stains(images: torch.Tensor, io: float = MACENKO_IO, alpha: float = MACENKO_ALPHA, beta: float = MACENKO_BETA) -> MacenkoStains:
     """Stain matrix, concentrations and their 99th percentiles of every image of a (B, H, W, 3) batch."""
-    return _fit(images, io, alpha, beta, _Buffers(len(images), _channels(images).shape[1], images.device))
+    fit = _fit(images, io, alpha, beta, _Buffers(len(images), _channels(images).shape[1], images.device))
+    device = images.device
+    return MacenkoStains(torch.from_numpy(fit.stain_matrix).to(device, torch.float32), fit.concentrations,
+                         torch.from_numpy(fit.max_concentrations).to(device, torch.float32), torch.from_numpy(fit.fitted).to(device))
 
 
-def _fit(images: torch.Tensor, io: float, alpha: float, beta: float, buf: _Buffers) -> MacenkoStains:
-    """``macenko_stains`` with working memory ``buf`` (the concentrations lie in it, valid until its next use)."""
-    b, n = len(images), _channels(images).shape[1]
+def _fit(images: torch.Tensor, io: float, alpha: float, beta: float, buf: _Buffers) -> _Fit:
+    """Macenko's estimates of a (B, H, W, 3) batch, worked out in ``buf`` (where the concentrations stay, valid until
+    its next use). The per-pixel steps run in torch on the images' device; the per-image arithmetic between them
+    (covariance, eigenvectors, angles, stain vectors, pseudo-inverse, percentile interpolation) runs in numpy on
+    the host, three small transfers per batch: on the CPU, torch's fixed cost per call on such tiny arrays was
+    larger than the per-pixel work of a few images."""
+    b, n, device = len(images), _channels(images).shape[1], images.device
+    if b == 0:
+        return _Fit(np.zeros((0, 3, 2)), np.zeros((0, 2)), np.zeros(0, bool), buf.pair[:0])
     intensities = _intensities(images, buf.intensities[:b])
     od = _od(intensities, io, buf.od[:b])  # (B, 3, N) optical density
     stained = _stained_pixels(intensities, io, beta, buf.brightest[:b], buf.stained[:b])  # (B, N) 1 or 0
-    count = stained.sum(1).round().long()
-    fitted = count >= max(2, int(np.ceil(MIN_STAINED_FRACTION * n)))
     kept = torch.mul(od, stained[:, None], out=buf.kept[:b])  # transparent pixels zeroed
-    sums = kept.sum(2).double()  # (B, 3)
-    second = (kept @ kept.transpose(1, 2)).double()  # (B, 3, 3) sums of products over stained pixels
-    c = count.clamp_min(2).to(torch.float64)[:, None, None]
+    # sums of products, sums and counts over the stained pixels
+    moments = torch.cat([(kept @ kept.transpose(1, 2)).view(b, 9), kept.sum(2), stained.sum(1, keepdim=True)], 1).double().cpu().numpy()
+    second, sums, count = moments[:, :9].reshape(b, 3, 3), moments[:, 9:12], np.rint(moments[:, 12]).astype(np.int64)
+    fitted = count >= max(2, int(np.ceil(MIN_STAINED_FRACTION * n)))
+    c = np.maximum(count, 2)[:, None, None].astype(np.float64)
     cov = (second - sums[:, :, None] * sums[:, None, :] / c) / (c - 1)  # np.cov: unbiased
-    cov = torch.where(fitted[:, None, None], cov, torch.eye(3, dtype=cov.dtype, device=cov.device))
-    _, eigvecs = torch.linalg.eigh(cov)  # ascending eigenvalues, as np.linalg.eigh
+    cov[~fitted] = np.eye(3)
+    eigvecs = np.linalg.eigh(cov)[1]  # ascending eigenvalues: the reference's own routine
     plane = eigvecs[:, :, 1:3]  # (B, 3, 2) the two largest
-    projected = torch.bmm(plane.transpose(1, 2).float(), kept, out=buf.pair[:b])  # (B, 2, N); (0, 0) where transparent
+    plane_t = torch.from_numpy(plane.transpose(0, 2, 1).astype(np.float32)).to(device)
+    projected = torch.bmm(plane_t, kept, out=buf.pair[:b])  # (B, 2, N); (0, 0) where transparent
     # phi = atan2(That_1, That_0) is ranked through a key that falls as phi rises. When the largest eigenvector's
     # components share a sign s, every stained OD vector (all components >= beta > 0) projects onto it with sign s,
     # so phi = s pi / 2 - atan(That_0 / That_1): the ratio is the key (0 / 0, NaN, where transparent) and no
     # arctangent is taken per pixel. Otherwise (not seen on H&E) the key is -phi.
     largest = eigvecs[:, :, 2]
-    one_sided = (largest > 0).all(1) | (largest < 0).all(1)
+    one_sided = (largest > 0).all(1) | (largest < 0).all(1) | ~fitted  # unfitted: no estimate to make
     key = torch.div(projected[:, 0], projected[:, 1], out=buf.key[:b])
-    if not bool(one_sided.all()):
-        other = ~one_sided
+    if not one_sided.all():
+        other = torch.from_numpy(np.flatnonzero(~one_sided)).to(device)
         angles = torch.atan2(projected[other, 1], projected[other, 0]).neg_()
         key[other] = torch.where(stained[other] > 0, angles, float("nan"))
-    last = (count - 1).clamp_min(0)
+    last = np.maximum(count - 1, 0)
     lo, hi, frac = _percentile_ranks(count, alpha)  # the alpha-th percentile of phi: from the top of the key
     lo_max, hi_max, frac_max = _percentile_ranks(count, 100 - alpha)
     inf, tail = float("inf"), buf.tail[:b]
-    low_key = order_statistics(torch.nan_to_num(key, -inf, inf, -inf, out=tail), torch.stack([lo, hi], 1), largest=True)
-    high_key = order_statistics(torch.nan_to_num(key, inf, inf, -inf, out=tail), torch.stack([last - lo_max, last - hi_max], 1))
-    side = torch.where(largest[:, 0] > 0, 0.5, -0.5)[:, None] * np.pi
-
-    def angle(k: torch.Tensor) -> torch.Tensor:
-        return torch.where(one_sided[:, None], side - torch.atan(k.double()), -k.double())
-
-    low_phi, high_phi = angle(low_key), angle(high_key)
-    min_phi = _lerp(low_phi[:, 0], low_phi[:, 1], frac)
-    max_phi = _lerp(high_phi[:, 0], high_phi[:, 1], frac_max)
-    v_min = (plane @ torch.stack([min_phi.cos(), min_phi.sin()], 1)[..., None])[..., 0]  # (B, 3)
-    v_max = (plane @ torch.stack([max_phi.cos(), max_phi.sin()], 1)[..., None])[..., 0]
+    low_key = _pick(torch.nan_to_num(key, -inf, inf, -inf, out=tail), np.stack([lo, hi], 1), largest=True)
+    high_key = _pick(torch.nan_to_num(key, inf, inf, -inf, out=tail), np.stack([last - lo_max, last - hi_max], 1), largest=False)
+    side = np.where(largest[:, 0] > 0, 0.5, -0.5)[:, None] * np.pi
+    with np.errstate(invalid="ignore"):
+        low_phi, high_phi = (np.where(one_sided[:, None], side - np.arctan(k), -k) for k in (low_key, high_key))
+        min_phi = _lerp(low_phi[:, 0], low_phi[:, 1], frac)
+        max_phi = _lerp(high_phi[:, 0], high_phi[:, 1], frac_max)
+        v_min = np.einsum("bij,bj->bi", plane, np.stack([np.cos(min_phi), np.sin(min_phi)], 1))  # (B, 3)
+        v_max = np.einsum("bij,bj->bi", plane, np.stack([np.cos(max_phi), np.sin(max_phi)], 1))
     haematoxylin_first = (v_min[:, 0] > v_max[:, 0])[:, None]
-    stain_matrix = torch.stack([torch.where(haematoxylin_first, v_min, v_max), torch.where(haematoxylin_first, v_max, v_min)], 2)
-    fitted = fitted & torch.isfinite(stain_matrix).all(2).all(1)
-    reference = torch.tensor(REFERENCE_STAIN_MATRIX, dtype=stain_matrix.dtype, device=stain_matrix.device)
-    stain_matrix = torch.where(fitted[:, None, None], stain_matrix, reference)  # nothing to estimate: any valid matrix will do
-    # least squares, as np.linalg.lstsq: (B, 2, N)
-    concentrations = torch.bmm(torch.linalg.pinv(stain_matrix).float(), od, out=buf.pair[:b])
-    max_c = masked_percentile(concentrations.view(2 * b, n), 99).view(b, 2)
-    fitted = fitted & torch.isfinite(max_c).all(1) & (max_c > 0).all(1)
-    return MacenkoStains(stain_matrix.float(), concentrations, max_c, fitted)
+    stain_matrix = np.stack([np.where(haematoxylin_first, v_min, v_max), np.where(haematoxylin_first, v_max, v_min)], 2)
+    fitted &= np.isfinite(stain_matrix).all((1, 2))
+    stain_matrix[~fitted] = REFERENCE_STAIN_MATRIX  # nothing to estimate: any valid matrix will do
+    inverse = torch.from_numpy(_pseudo_inverse(stain_matrix).astype(np.float32)).to(device)
+    concentrations = torch.bmm(inverse, od, out=buf.pair[:b])  # (B, 2, N) least squares
+    lo, hi, frac = _percentile_ranks(np.full(2 * b, n), 99)
+    picked = _pick(concentrations.view(2 * b, n), np.stack([n - 1 - lo, n - 1 - hi], 1), largest=True)
+    max_c = _lerp(picked[:, 0], picked[:, 1], frac).reshape(b, 2)
+    fitted &= np.isfinite(max_c).all(1) & (max_c > 0).all(1)
+    return _Fit(stain_matrix, max_c, fitted, concentrations)
 
 
-def _rebuild(stains: MacenkoStains, stain_matrix: torch.Tensor, max_concentrations: torch.Tensor, io: float,
-             work: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+def _pseudo_inverse(matrices: np.ndarray) -> np.ndarray:
+    """(B, 2, 3) pseudo-inverses of (B, 3, 2) matrices, (A^T A)^-1 A^T, what np.linalg.lstsq solves with: in closed
+    form; by SVD for a matrix of nearly parallel columns, where lstsq's minimum-norm solution differs."""
+    gram = matrices.transpose(0, 2, 1) @ matrices  # (B, 2, 2)
+    det = gram[:, 0, 0] * gram[:, 1, 1] - gram[:, 0, 1] * gram[:, 1, 0]
+    adjugate = np.stack([gram[:, 1, 1], -gram[:, 0, 1], -gram[:, 1, 0], gram[:, 0, 0]], 1).reshape(-1, 2, 2)
+    singular = ~(det > 1e-9 * gram[:, 0, 0] * gram[:, 1, 1])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = adjugate / det[:, None, None] @ matrices.transpose(0, 2, 1)
+    if singular.any():
+        out[singular] = np.linalg.pinv(matrices[singular])
+    return out
+
+
+def _rebuild(fit: _Fit, stain_matrix: np.ndarray, max_concentrations: np.ndarray, io: float, work: torch.Tensor,
+             out: torch.Tensor) -> torch.Tensor:
     """(B, 3, N) channels Io exp(-HE_target C / scale), clipped to 255 and truncated to integers as the reference's
     astype(np.uint8), into ``out``; ``work`` is (B, 3, N) float32 room."""
-    scale = stains.max_concentrations / max_concentrations  # (B, 2)
-    scale = torch.where(stains.fitted[:, None], scale, torch.ones_like(scale))
-    mixing = stain_matrix / scale[:, None, :] * float(np.log2(np.e))  # (B, 3, 2), in base 2
+    scale = np.where(fit.fitted[:, None], fit.max_concentrations / max_concentrations, 1.0)  # (B, 2)
+    mixing = stain_matrix[None] / scale[:, None, :] * np.log2(np.e)  # (B, 3, 2), in base 2
+    mixing_t = torch.from_numpy(mixing.astype(np.float32)).to(work.device)
     # log2(Io) - mixing C in one batched product: 2 to that is Io exp(-HE C / scale) (exp2: faster than exp)
-    torch.baddbmm(mixing.new_full((1, 1, 1), float(np.log2(io))), mixing, stains.concentrations, alpha=-1, out=work)
+    torch.baddbmm(work.new_full((1, 1, 1), float(np.log2(io))), mixing_t, fit.concentrations, alpha=-1, out=work)
     return out.copy_(torch.exp2(work, out=work).clamp_max_(255))
 
 
@@ -258,20 +300,20 @@ def macenko_normalise(images: torch.Tensor, stain_matrix: torch.Tensor, max_conc
     """(B, H, W, 3) uint8 images rebuilt with the target's (3, 2) stain matrix and (2,) 99th-percentile
     concentrations; images without enough stain come back unchanged. On the CPU the batch is taken
     ``CPU_CHUNK`` images at a time, so that each step's working set stays in the caches."""
-    target = stain_matrix.to(images.device, torch.float32)
-    target_max = max_concentrations.to(images.device, torch.float32)
+    target = stain_matrix.detach().cpu().double().numpy()
+    target_max = max_concentrations.detach().cpu().double().numpy()
     step = max(1, len(images) if images.device.type != "cpu" else min(len(images), CPU_CHUNK))
     out = torch.empty(images.shape, dtype=torch.uint8, device=images.device)
     buf = _Buffers(step, _channels(images).shape[1], images.device)
     for s in range(0, len(images), step):
         chunk, into = images[s : s + step], _channels(out[s : s + step])
-        stains = _fit(chunk, io, alpha, beta, buf)
+        fit = _fit(chunk, io, alpha, beta, buf)
         # the rebuilt image goes to int32 first: on the CPU, float to int32 then to uint8 is faster than float to uint8
-        rebuilt = _rebuild(stains, target, target_max, io, buf.kept[: len(chunk)], buf.rebuilt[: len(chunk)])
+        rebuilt = _rebuild(fit, target, target_max, io, buf.kept[: len(chunk)], buf.rebuilt[: len(chunk)])
         for channel in range(3):  # one strided copy per channel: faster than one transposing copy
             into[:, :, channel].copy_(rebuilt[:, channel])
-        if not bool(stains.fitted.all()):
-            unfitted = ~stains.fitted
+        if not fit.fitted.all():
+            unfitted = torch.from_numpy(np.flatnonzero(~fit.fitted)).to(images.device)
             into[unfitted] = _channels(chunk)[unfitted].to(torch.uint8)
     return out
 
