@@ -37,6 +37,17 @@ window.dash_clientside = Object.assign({}, window.dash_clientside, {
             if (digit >= 1 && digit <= MAGNIFICATIONS.length) { return view(presetZoom(ctx, MAGNIFICATIONS[digit - 1]), lat, lng); }
             return [noUpdate, noUpdate];
         },
+        // The side-by-side link of the shown view: this layer beside the bare slide (dashboard/components/compare_link.py).
+        sideBySideHref: function (zoom, center, layer, ctx) {
+            if (!ctx) { return window.dash_clientside.no_update; }
+            const query = new URLSearchParams({left: ctx.slide_id, right: ctx.slide_id, llayer: layer || "tumour", rlayer: "none"});
+            if (zoom !== null && zoom !== undefined && center) {
+                query.set("z", String(zoom));
+                query.set("lat", String(Array.isArray(center) ? center[0] : center.lat));
+                query.set("lng", String(Array.isArray(center) ? center[1] : center.lng));
+            }
+            return "/compare?" + query.toString();
+        },
         viewportWidgets: function (zoom, bounds, ctx) {
             const noUpdate = window.dash_clientside.no_update;
             if (!ctx || zoom === undefined || zoom === null) {

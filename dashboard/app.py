@@ -16,8 +16,8 @@ from core.jobs.dispatch import JobDispatcher
 from core.slides.tiles import TileService
 from core.workspace import Workspace
 from dashboard.auth import csrf_token, current_role, current_role_allows, current_username, install_auth
-from dashboard.components import grade_panel, patient_panel, report_panel, slide_viewer
-from dashboard.pages import admin, case, cohort, models, patient, report, slide
+from dashboard.components import grade_panel, patient_panel, report_panel, side_by_side, slide_viewer
+from dashboard.pages import admin, case, cohort, compare, models, patient, report, slide
 from dashboard.pages import jobs as jobs_page
 from dashboard.pages import patients as patients_page
 from dashboard.pages import slides as slides_page
@@ -61,7 +61,7 @@ def render_page(workspace: Workspace, tiles: TileService, pathname: str | None, 
     patients = patients or PatientExplainers(workspace)
     try:
         if path in ("/", "/cohort"):
-            return cohort.layout(workspace)
+            return cohort.layout(workspace, dict(parse_qsl(search.lstrip("?"))))
         if path == "/patients":
             return patients_page.layout(workspace)
         if path == "/slides":
@@ -70,6 +70,8 @@ def render_page(workspace: Workspace, tiles: TileService, pathname: str | None, 
             return models.layout(workspace)
         if path == "/jobs":
             return jobs_page.layout(workspace)
+        if path == "/compare":
+            return compare.layout(workspace, tiles, dict(parse_qsl(search.lstrip("?"))))
         if path == "/admin":
             return admin.layout(workspace) if current_role_allows("admin") else dbc.Alert(
                 "The admin page is for administrators.", color="warning", id="page-error")
@@ -129,6 +131,7 @@ def create_app(workspace: Workspace, secure_cookies: bool = False, celery_app=No
     models.register_callbacks(app, workspace)
     # The components shown by more than one page register their callbacks once, here.
     slide_viewer.register_callbacks(app, workspace, tiles, dispatcher, regions)
+    side_by_side.register_callbacks(app, workspace, tiles)
     grade_panel.register_callbacks(app, workspace)
     patient_panel.register_callbacks(app, workspace, patients)
     report_panel.register_callbacks(app, workspace)

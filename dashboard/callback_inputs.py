@@ -19,7 +19,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, unquote
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError, create_model
 
@@ -29,6 +29,8 @@ from core.store.reviews import FLAGS, MODALITIES, VERDICTS
 from core.workspace import ATTRIBUTE_NAME
 from dashboard.auth import REQUIRED_ROLE
 from dashboard.components.case_export import VIEW_PARTS
+from dashboard.components.compare_link import PANES, pane_id
+from dashboard.components.measure_tool import MAX_CORNERS
 
 MAX_ID = 128
 MAX_UPLOAD_CHARS = 2 << 20
@@ -66,6 +68,8 @@ class SlideCtx(Strict):
     mpp: Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)]
     width: Annotated[StrictInt, Field(ge=1, le=10**7)]
     height: Annotated[StrictInt, Field(ge=1, le=10**7)]
+    um_x: Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)] | None = None  # what measurements use (None: pixels)
+    um_y: Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)] | None = None
 
 
 class SortBy(Strict):
@@ -139,6 +143,7 @@ VALUE_TYPES: dict[tuple[str, str], Any] = {
     ("cohort-table", "page_size"): Annotated[StrictInt, Field(ge=1, le=500)] | None,
     ("cohort-table", "sort_by"): _bounded_list(SortBy, 10),
     ("cohort-worklist", "value"): Annotated[StrictStr, Field(max_length=32)] | None,
+    ("cohort-search", "value"): Annotated[StrictStr, Field(max_length=64)] | None,
     ("case-slide-thumb", "n_clicks"): Clicks,
     ("case-slide-thumb", "id"): Any,  # pattern ids are checked by PATTERN_IDS
     ("case-selected-slide", "data"): Id | None,
@@ -264,7 +269,20 @@ VALUE_TYPES: dict[tuple[str, str], Any] = {
     ("model-threshold", "value"): Number | None,
     ("grade-specimen", "value"): Literal["biopsy", "prostatectomy"] | None,
     ("cohort-grade", "value"): Literal["any", "agree", "disagree", "not compared"] | None,
+    ("measure-mode", "value"): Literal["off", "ruler", "area"] | None,
+    ("measure-clear", "n_clicks"): Clicks,
+    ("measure-points", "data"): _bounded_list(Point, MAX_CORNERS),
 }
+# The side-by-side panes (``dashboard.components.viewer_pane``): the same values under each pane's name.
+for _pane in PANES:
+    VALUE_TYPES.update({
+        (pane_id(_pane, "slide"), "value"): Id | None,
+        (pane_id(_pane, "model"), "value"): Id | None,
+        (pane_id(_pane, "layer"), "value"): Annotated[StrictStr, Field(max_length=64)] | None,
+        (pane_id(_pane, "map"), "zoom"): Number | None,
+        (pane_id(_pane, "map"), "center"): Point | LatLng | None,
+        (pane_id(_pane, "ctx"), "data"): SlideCtx | None,
+    })
 # A part of the case view the export reads (``dashboard.components.case_export.VIEW_PARTS``): each value has the type
 # of the component property it mirrors.
 VALUE_TYPES[("case-view-part", "data")] = create_model(
@@ -337,9 +355,22 @@ PAGE_ACTIONS = {"case": "case_open", "patient": "patient_open", "report": "repor
 def _page_view(values: dict, answer: Answer) -> list[AuditRow]:
     path = values.get("url.pathname") or ""
     kind, _, page_id = path.strip("/").partition("/")
+    if kind == "compare" and not page_id and not answer.has("page-error"):
+        return _side_by_side_view(values, answer)
     if kind not in PAGE_ACTIONS or not page_id or answer.has("page-error"):
         return []
     return [AuditRow(PAGE_ACTIONS[kind], unquote(page_id), {})]  # the id as the store knows it, not as the URL spells it
+
+
+def _side_by_side_view(values: dict, answer: Answer) -> list[AuditRow]:
+    """Both slides of the side-by-side view: the left one, and the right one when the page offers it (it is one of the
+    patient's slides, so it is shown)."""
+    query = dict(parse_qsl((values.get("url.search") or "").lstrip("?")))
+    left, right = query.get("left"), query.get("right")
+    if not left or not answer.has("compare-link"):
+        return []
+    shown = [left] + ([right] if right and right != left and json.dumps(right).encode() in answer.raw else [])
+    return [AuditRow("slide_open", slide_id, {"side_by_side": True}) for slide_id in shown]
 
 
 def _case_report_read(values: dict, answer: Answer) -> list[AuditRow]:

@@ -1,14 +1,19 @@
 """A lab's cohort as files, written by the tests: patients, visits and reports CSVs, and a slide folder of several
-formats (a generic TIFF, an Aperio SVS-like TIFF, a TIFF with a 72-dpi default resolution, a unicode-named file, an
-unreadable file)."""
+formats (a generic TIFF, an Aperio SVS-like TIFF, a DICOM-WSI series, a TIFF with a 72-dpi default resolution, a
+unicode-named file, an unreadable file)."""
 
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 import numpy as np
 import tifffile
+from PIL import Image
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import encapsulate
+from pydicom.uid import JPEGBaseline8Bit, generate_uid
 
 FEATURES = ["fvc_percent", "alsfrs_respiratory"]
 
@@ -49,6 +54,59 @@ def write_svs_like(path: Path, size: int = 1024, mpp: float = 0.25, seed: int = 
             tif.write(image[::step, ::step], tile=(256, 256), compression="jpeg", photometric="rgb", description=description,
                       metadata=None)
     return path
+
+
+VL_WHOLE_SLIDE_MICROSCOPY_IMAGE = "1.2.840.10008.5.1.4.1.1.77.1.6"
+
+
+def write_dicom_wsi(folder: Path, size: int = 1024, mpp: float = 0.5, seed: int = 4, tile: int = 256) -> Path:
+    """A DICOM-WSI series as a scanner exports it: one VL Whole Slide Microscopy Image file per pyramid level in one
+    folder, sharing a Series Instance UID; image type ORIGINAL/PRIMARY/VOLUME (level 0) or DERIVED/PRIMARY/VOLUME,
+    TILED_FULL frames in row-major order, JPEG baseline, pixel spacing in the shared functional groups.
+    These are what OpenSlide's DICOM reader needs (openslide.org/formats/dicom)."""
+    image = _tissue(size, seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    study, series, frame_of_reference = generate_uid(), generate_uid(), generate_uid()
+    for level in range(2):
+        step = 2**level
+        pixels = image[::step, ::step]
+        rows, cols = pixels.shape[:2]
+        frames = []
+        for y in range(0, rows, tile):
+            for x in range(0, cols, tile):
+                block = np.full((tile, tile, 3), 255, np.uint8)  # edge frames are padded to the tile size, as TILED_FULL requires
+                part = pixels[y : y + tile, x : x + tile]
+                block[: part.shape[0], : part.shape[1]] = part
+                buffer = io.BytesIO()
+                Image.fromarray(block).save(buffer, "JPEG", quality=90, subsampling=2)
+                frames.append(buffer.getvalue())
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = VL_WHOLE_SLIDE_MICROSCOPY_IMAGE
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = JPEGBaseline8Bit
+        ds = Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID, ds.SOPInstanceUID = VL_WHOLE_SLIDE_MICROSCOPY_IMAGE, meta.MediaStorageSOPInstanceUID
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame_of_reference
+        ds.Modality, ds.PatientID, ds.PatientName, ds.ContainerIdentifier = "SM", folder.name, folder.name, folder.name
+        ds.ImageType = ["ORIGINAL" if level == 0 else "DERIVED", "PRIMARY", "VOLUME", "NONE" if level == 0 else "RESAMPLED"]
+        ds.InstanceNumber, ds.DimensionOrganizationType = level + 1, "TILED_FULL"
+        ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "YBR_FULL_422", 0
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+        ds.Rows = ds.Columns = tile
+        ds.TotalPixelMatrixRows, ds.TotalPixelMatrixColumns = rows, cols
+        ds.NumberOfFrames = len(frames)
+        ds.ImagedVolumeWidth, ds.ImagedVolumeHeight = size * mpp / 1000, size * mpp / 1000  # mm
+        measures = Dataset()
+        measures.PixelSpacing = [mpp * step / 1000, mpp * step / 1000]  # mm, row then column spacing
+        measures.SliceThickness = 0.001
+        shared = Dataset()
+        shared.PixelMeasuresSequence = [measures]
+        ds.SharedFunctionalGroupsSequence = [shared]
+        ds.PixelData = encapsulate(frames)
+        ds["PixelData"].VR = "OB"
+        ds.save_as(folder / f"level-{level}.dcm", enforce_file_format=True)
+    return folder
 
 
 def write_unreadable(path: Path) -> Path:

@@ -3,6 +3,7 @@ show and hide two reviewers' layers; a verdict's region pans the viewer. Screens
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tempfile
@@ -222,3 +223,122 @@ def test_clicking_a_verdicts_region_pans_the_viewer(served):
     browser.execute_script("document.getElementById('case-slide-card').scrollIntoView({block: 'start'})")
     browser.save_screenshot(str(SCREENS / "case-verdict-region-1366x768.png"))
     browser.set_window_size(1400, 1000)
+
+
+def _view(server, max_zoom: int, z: int, x: float, y: float) -> str:
+    """The slide page centred on level-0 pixel (x, y) at zoom ``z`` (a deep link)."""
+    scale = 2.0**max_zoom
+    return f"{server.url}/slide/{SLIDE}?z={z}&lat={-y / scale}&lng={x / scale}"
+
+
+def _map_ready(browser) -> None:
+    _wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, ".leaflet-draw-draw-freehand"))
+    browser.execute_script("document.getElementById('slide-map').scrollIntoView({block: 'start'})")
+    time.sleep(0.5)
+
+
+def test_a_freehand_stroke_is_simplified_and_saved_in_slide_coordinates(served):
+    server, browser, ws, _ = served
+    max_zoom = TileService(ws).geometry(SLIDE).max_zoom
+    z, centre = max_zoom - 1, (2000.0, 700.0)  # one screen pixel is two level-0 pixels
+    browser.get(_view(server, max_zoom, z, *centre))
+    _map_ready(browser)
+    tool = browser.find_element(By.CSS_SELECTOR, ".leaflet-draw-draw-freehand")
+    assert tool.get_attribute("title") == "Draw freehand: press, drag around the region and release"
+    before = {r.region_id for r in current_regions(ws.store, SLIDE)}
+    _choose(browser, "annotation-class", "disagree with model")
+    browser.execute_script("document.getElementById('slide-map').scrollIntoView({block: 'start'})")
+    time.sleep(0.3)
+
+    # A circle of radius 60 screen pixels around the map's centre, 120 points, drawn with the button held.
+    tool.click()
+    _wait(browser, lambda b: "annotation-freehand-active" in b.find_element(By.ID, "slide-map").get_attribute("class"))
+    the_map = browser.find_element(By.ID, "slide-map")
+    radius, steps = 60, 120
+    points = [(round(radius * math.cos(2 * math.pi * i / steps)), round(radius * math.sin(2 * math.pi * i / steps))) for i in range(steps + 1)]
+    chain = ActionChains(browser, duration=5).move_to_element_with_offset(the_map, *points[0]).click_and_hold()
+    for (x0, y0), (x1, y1) in zip(points, points[1:], strict=False):
+        chain.move_by_offset(x1 - x0, y1 - y0)
+    chain.release().perform()
+    _wait(browser, lambda b: "Saved a disagree with model region" in _message(b))
+    message = _message(browser)
+    assert "freehand stroke of" in message and "simplified to" in message
+    drawn = [r for r in current_regions(ws.store, SLIDE) if r.region_id not in before]
+    assert len(drawn) == 1
+    region = drawn[0]
+    assert (region.author, region.version, region.class_name, region.geometry["type"]) == (ACCOUNTS["reviewer"], 1, "disagree with model", "Polygon")
+    assert [v.version for v in region_history(ws.store, region.region_id)] == [1]
+    ring = region.geometry["coordinates"][0][:-1]
+    assert 8 <= len(ring) < steps / 2  # simplified to one screen pixel, far fewer vertices than the stroke's points
+    # In slide coordinates: every vertex on the drawn circle, 120 level-0 px around the view's centre (a screen pixel is
+    # two level-0 pixels; the map's centre and the pointer's origin are whole screen pixels, so allow two of them).
+    distances = [math.dist(p, centre) for p in ring]
+    assert all(abs(d - 2 * radius) <= 2 * 2 for d in distances), (min(distances), max(distances))
+    _wait(browser, lambda b: "v1" in b.find_element(By.ID, "annotation-history").text)
+    for width, height in ((1366, 768), (1920, 1080)):
+        browser.set_window_size(width, height)
+        time.sleep(1.0)
+        browser.execute_script("document.getElementById('slide-map').scrollIntoView({block: 'start'})")
+        browser.find_element(By.CSS_SELECTOR, ".leaflet-draw-draw-freehand").click()  # the tool shown taken up
+        time.sleep(0.3)
+        browser.save_screenshot(str(SCREENS / f"slide-freehand-{width}x{height}.png"))
+        webdriver_escape(browser)
+    browser.set_window_size(1400, 1000)
+
+    # A twitch of the mouse is refused with a message, and nothing is stored.
+    _map_ready(browser)
+    browser.find_element(By.CSS_SELECTOR, ".leaflet-draw-draw-freehand").click()
+    the_map = browser.find_element(By.ID, "slide-map")
+    ActionChains(browser, duration=5).move_to_element_with_offset(the_map, 200, 100).click_and_hold().move_by_offset(3, 0) \
+        .move_by_offset(0, 3).move_by_offset(-3, 0).release().perform()
+    _wait(browser, lambda b: "too small" in _message(b))
+    assert len(current_regions(ws.store, SLIDE)) == len(before) + 1
+
+
+def webdriver_escape(browser) -> None:
+    """Esc: the freehand tool is put down."""
+    from selenium.webdriver.common.keys import Keys
+
+    ActionChains(browser).send_keys(Keys.ESCAPE).perform()
+    _wait(browser, lambda b: "annotation-freehand-active" not in b.find_element(By.ID, "slide-map").get_attribute("class"))
+
+
+def test_a_selected_polygon_is_dragged_whole_and_saved_as_a_new_version(served):
+    server, browser, ws, _ = served
+    pentagon = {"type": "Polygon", "coordinates": [[[2400, 1000], [2600, 1020], [2640, 1200], [2480, 1300], [2360, 1160], [2400, 1000]]]}
+    region, = add_regions(ws.store, SLIDE, [RegionDraft(pentagon, "artefact")], ACCOUNTS["reviewer"])
+    max_zoom = TileService(ws).geometry(SLIDE).max_zoom
+    z = max_zoom - 1  # one screen pixel is two level-0 pixels
+    browser.get(_view(server, max_zoom, z, 2500, 1150))
+    _map_ready(browser)
+    # Select it: a click at the view's centre, inside the pentagon and clear of other regions.
+    the_map = browser.find_element(By.ID, "slide-map")
+    _wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#slide-map path.leaflet-interactive"))
+    for _ in range(3):
+        ActionChains(browser).move_to_element_with_offset(the_map, 0, 0).pause(0.15).click().perform()
+        try:
+            _wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#slide-map .leaflet-annotation-editing-pane path"), timeout=5)
+            break
+        except Exception:
+            continue
+    assert browser.find_element(By.ID, "annotation-selected-title").text == f"Region by {ACCOUNTS['reviewer']}: artefact"
+    # Press on it and drag 40 px right and 25 px down, in steps; then release.
+    ActionChains(browser, duration=20).move_to_element_with_offset(the_map, 0, 0).click_and_hold().move_by_offset(10, 5) \
+        .move_by_offset(10, 5).move_by_offset(10, 5).move_by_offset(10, 10).pause(0.2).release().perform()
+    _wait(browser, lambda b: "Moved the region (version 2)" in _message(b))
+    history = region_history(ws.store, region.region_id)
+    assert [v.version for v in history] == [2, 1] and history[0].user == ACCOUNTS["reviewer"] and history[0].class_name == "artefact"
+    # Moved by exactly 40 x 25 screen pixels, 80 x 50 level-0 pixels, every vertex.
+    old, new = history[1].geometry["coordinates"][0], history[0].geometry["coordinates"][0]
+    assert [[x + 80, y + 50] for x, y in old] == new
+    _wait(browser, lambda b: "v2" in b.find_element(By.ID, "annotation-history").text)
+    assert [re.search(r"v(\d)", li.text).group(1) for li in browser.find_elements(By.CSS_SELECTOR, "#annotation-history li")] == ["2", "1"]
+    # The moved region under the pointer shows how to move it again.
+    ActionChains(browser).move_to_element_with_offset(the_map, 30, 20).pause(0.5).perform()
+    _wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, ".leaflet-annotation-editing-pane .leaflet-tooltip"))
+    browser.save_screenshot(str(SCREENS / "slide-moved-region-1400x1000.png"))
+    # A short press (a click) moves nothing.
+    _wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#slide-map .leaflet-annotation-editing-pane path"))
+    ActionChains(browser).move_to_element_with_offset(the_map, 40, 25).click_and_hold().move_by_offset(1, 0).release().perform()
+    time.sleep(1.0)
+    assert [v.version for v in region_history(ws.store, region.region_id)] == [2, 1]

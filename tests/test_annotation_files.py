@@ -92,6 +92,8 @@ def test_a_self_intersecting_ring_is_repaired_into_its_lobes_and_says_so():
     (qupath_feature({"type": "LineString", "coordinates": [[0, 0], [1, 1]]}), "geometry type 'LineString' is not a region"),
     (qupath_feature(polygon([[0, 0], [1, 1], [0, 0]])), "coordinates are not a valid Polygon"),
     (qupath_feature({"type": "Polygon", "coordinates": "0 0 1 1"}), "coordinates are not a valid Polygon"),
+    (qupath_feature(polygon([["0", 0], [10, 0], [10, 10], ["0", 0]])), "a coordinate is not a number ('0')"),  # not stored as text
+    (qupath_feature(polygon([[True, 0], [10, 0], [10, 10], [True, 0]])), "a coordinate is not a number (True)"),
     (qupath_feature(polygon(SQUARE), object_type="cell"), "objectType 'cell' is not imported"),
     ({"type": "Feature", "geometry": None, "properties": {"classification": "benign"}}, "feature 1: has no geometry object"),
     ({"type": "Point"}, "feature 1: is not a GeoJSON Feature object"),

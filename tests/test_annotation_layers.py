@@ -57,6 +57,8 @@ def test_a_drawn_shape_is_cut_to_the_slide_and_checked():
         drawn_region(to_map(rect(-300, -300, -100, -100), MAX_ZOOM), MAX_ZOOM, 1000, 800)
     bow_tie = {"type": "Polygon", "coordinates": [[[0, 0], [100 / 2048, -100 / 2048], [100 / 2048, 0], [0, -100 / 2048], [0, 0]]]}
     assert drawn_region(bow_tie, MAX_ZOOM, 1000, 800).geometry["type"] == "MultiPolygon"  # split into its two lobes
+    with pytest.raises(RegionRefused, match="not x, y numbers"):  # text from a hostile client, not a recursion without end
+        drawn_region({"type": "Polygon", "coordinates": [[["a", 0], [1, 0], [1, 1], ["a", 0]]]}, MAX_ZOOM, 1000, 800)
 
 
 def test_dice_and_consensus_by_hand():

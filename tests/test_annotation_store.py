@@ -4,6 +4,8 @@ Every test runs on a fresh SQLite file and on a fresh PostgreSQL database (``sto
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from sqlalchemy import event, inspect, select
 
@@ -15,11 +17,12 @@ from core.store.annotations import (
     current_regions,
     delete_region,
     edit_region,
+    new_region_ids,
     region_history,
     slides_with_regions,
 )
 from core.store.database import SCHEMA_VERSION, open_store
-from core.store.schema import AnnotationVersion, AuditEvent, Base, Patient, SchemaVersion, Slide
+from core.store.schema import AnnotationVersion, AuditEvent, Base, Patient, SchemaVersion, Slide, as_utc
 
 SQUARE = {"type": "Polygon", "coordinates": [[[0, 0], [10, 0], [10, 10], [0, 10], [0, 0]]]}
 TRIANGLE = {"type": "Polygon", "coordinates": [[[0, 0], [20, 0], [0, 20], [0, 0]]]}
@@ -61,6 +64,20 @@ def test_add_edit_delete_keeps_every_version_with_its_audit_row(store):
     assert _audit(store) == [("alice", "annotation_saved", "S1", 1), ("alice", "annotation_saved", "S1", 1),
                              ("bob", "annotation_saved", "S1", 2), ("bob", "annotation_deleted", "S1", 2)]
     assert slides_with_regions(store) == ["S1"]
+
+
+def test_a_bulk_insert_reads_back_as_written(store):
+    """The driver-level bulk insert applies each column's own conversion: JSON, the UTC time, flags."""
+    drafts = [RegionDraft({"type": "Polygon", "coordinates": [[[i, 0], [i + 5.25, 0], [i, 7], [i, 0]]]}, "benign", "detection",
+                          f"n{i}", f"c{i}") for i in range(300)]
+    added = add_regions(store, "S1", drafts, "alice")
+    with store.session() as s:
+        rows = s.scalars(select(AnnotationVersion).order_by(AnnotationVersion.id)).all()
+        assert [(r.region_id, r.geometry, r.object_type, r.name, r.comment, r.version, r.deleted, r.user) for r in rows] == [
+            (v.region_id, d.geometry, "detection", d.name, d.comment, 1, False, "alice") for v, d in zip(added, drafts, strict=True)]
+        assert {as_utc(r.created_at) for r in rows} == {added[0].at}
+        details = [e.detail for e in s.scalars(select(AuditEvent).order_by(AuditEvent.id))]
+    assert details == [{"region": v.region_id, "version": 1, "class": "benign"} for v in added]
 
 
 def test_stale_or_deleted_versions_are_refused_and_write_nothing(store):
@@ -134,3 +151,11 @@ def test_the_migration_adds_the_table_to_a_store_of_the_previous_version(store_u
         assert current_regions(store, "S1")[0].region_id == region.region_id
     finally:
         store.dispose()
+
+
+def test_new_region_ids_are_distinct_version_4_uuids():
+    ids = new_region_ids(2000)
+    parsed = [uuid.UUID(i) for i in ids]
+    assert len(set(ids)) == 2000 and [str(u) for u in parsed] == ids
+    assert {u.version for u in parsed} == {4} and {u.variant for u in parsed} == {uuid.RFC_4122}
+    assert new_region_ids(0) == []

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import math
+from urllib.parse import urlsplit
 
 import pytest
 from selenium.webdriver import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
+from sqlalchemy import select
 
 from core.heatmaps.grade_group import display_class_name
 from core.heatmaps.overlay import GRADE_COLOURS
 from core.heatmaps.slide_heatmap import compute_heatmap
 from core.slides.tiles import TileService
 from core.store.cases import slide_record
+from core.store.schema import Patient
 from core.workspace import open_workspace
 from tests.helpers import element_text, js_click
 
@@ -55,9 +58,10 @@ def slide(demo_workspace) -> dict:
         g = TileService(ws).geometry(SLIDE)
         with ws.store.session() as s:
             patient = slide_record(s, SLIDE).patient_id
+            later = sorted(p for p in s.scalars(select(Patient.id)) if p > patient)
     finally:
         ws.store.dispose()
-    return {"classes": heat.class_names, "mpp": g.mpp, "max_zoom": g.max_zoom, "patient": patient}
+    return {"classes": heat.class_names, "mpp": g.mpp, "max_zoom": g.max_zoom, "patient": patient, "next_patient": later[0]}
 
 
 def test_every_layer_type_has_its_key_following_the_style(live_server, browser, slide):
@@ -118,3 +122,9 @@ def test_keys_zoom_pick_a_magnification_and_set_the_verdict(live_server, browser
     _wait(browser, lambda b: b.find_element(By.XPATH, radio).is_selected())
     slide_radio = "//*[contains(@id, '\"type\":\"review-verdict\"') and contains(@id, '\"modality\":\"slide\"')]//input"
     assert not any(r.is_selected() for r in browser.find_elements(By.XPATH, slide_radio))
+
+    # n opens the next case of the worklist (by patient id).
+    browser.find_element(By.ID, "case-title").click()
+    _key(browser, "n")
+    _wait(browser, lambda b: urlsplit(b.current_url).path == f"/case/{slide['next_patient']}")
+    _wait(browser, lambda b: element_text(b, "case-title") == f"Case {slide['next_patient']}")

@@ -1,5 +1,6 @@
-"""Cohort worklists on a copy of the demo store: review status, flags and model-vs-label, filtered in SQL; and the
-cohort page's worklist filter in headless Chromium."""
+"""Cohort worklists on a copy of the demo store: review status, flags and model-vs-label, filtered in SQL, patient search
+and the next case of a worklist; and the cohort page's worklist filter and search, and the case page's next unreviewed
+case, in headless Chromium."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from sqlalchemy import delete, select
 
 from core.errors import PathReviewError
-from core.store.cohort import DECISION_THRESHOLD, cohort_page, worklist_counts
+from core.store.cohort import DECISION_THRESHOLD, cohort_page, next_on_worklist, patients_matching, worklist_counts
 from core.store.database import open_store
 from core.store.reviews import record_review
 from core.store.schema import Patient, Prediction, Report, Review, Slide, Visit
@@ -171,3 +172,64 @@ def test_a_patient_filter_worked_out_outside_the_database_limits_pages_and_count
         counts = worklist_counts(s, MODELS, chosen)
         assert counts["all"] == 3 and counts["unreviewed"] == 3
         assert worklist_counts(s, MODELS, set())["all"] == 0
+
+
+def test_patient_search_and_the_next_case_of_a_worklist(store):
+    with store.session() as s:
+        everyone = list(s.scalars(select(Patient.id).order_by(Patient.id)))
+        assert patients_matching(s, "p01") == {p for p in everyone if "P01" in p}
+        assert patients_matching(s, "%") == set() and patients_matching(s, "_") == set()  # plain characters, not wildcards
+        assert patients_matching(s, "") == set(everyone)
+    _review(store, everyone[1], "slide")  # the second patient is in review
+    with store.session() as s:
+        assert next_on_worklist(s, MODELS, everyone[0], "unreviewed") == everyone[2]
+        assert next_on_worklist(s, MODELS, everyone[-1], "unreviewed") == everyone[0]  # after the last, the first
+        assert next_on_worklist(s, MODELS, everyone[0], "all") == everyone[1]
+        assert next_on_worklist(s, MODELS, everyone[0], "flagged") is None
+        with pytest.raises(PathReviewError, match="unknown worklist"):
+            next_on_worklist(s, MODELS, everyone[0], "nope")
+
+
+def test_cohort_search_stays_in_the_address_and_the_case_page_opens_the_next_unreviewed_case(live_server, browser, demo_workspace):
+    ws = open_workspace(demo_workspace)
+    try:
+        with ws.store.session() as s:
+            everyone = list(s.scalars(select(Patient.id).order_by(Patient.id)))
+            reviewed = set(s.scalars(select(Review.patient_id)))  # what other tests saved through the shared server
+    finally:
+        ws.store.dispose()
+    wait = WebDriverWait(browser, 30)
+    browser.get(live_server.url + "/")
+    wait.until(lambda b: len(_cells(b, "patient_id")) == 15)
+    search = browser.find_element(By.ID, "cohort-search")
+    search.send_keys("p02\n")  # the box answers on Enter or when it loses focus
+    expected = [p for p in everyone if "P02" in p]
+    wait.until(lambda b: _cells(b, "patient_id") == expected[:15])
+    assert f"{len(expected)} patients" in browser.find_element(By.ID, "cohort-status").text and "containing 'p02'" in \
+        browser.find_element(By.ID, "cohort-status").text
+    browser.find_element(By.CSS_SELECTOR, "#cohort-worklist input[value='unreviewed']").click()
+    wait.until(lambda b: "worklist=unreviewed" in b.current_url and "q=p02" in b.current_url)
+    wait.until(lambda b: _cells(b, "patient_id") == [p for p in expected if p not in reviewed][:15])
+    # The address keeps the filters: a reload shows the same list.
+    browser.get(browser.current_url)
+    wait.until(lambda b: _cells(b, "patient_id") == [p for p in expected if p not in reviewed][:15])
+    assert browser.find_element(By.ID, "cohort-search").get_attribute("value") == "p02"
+    browser.get(live_server.url + "/?worklist=sideways")
+    wait.until(lambda b: b.find_elements(By.ID, "cohort-link-problems"))
+    assert "worklist 'sideways'" in browser.find_element(By.ID, "cohort-link-problems").text
+
+    # Next unreviewed case, from a case: the next patient by id with no verdict saved.
+    ws = open_workspace(demo_workspace)
+    try:
+        with ws.store.session() as s:
+            reviewed = set(s.scalars(select(Review.patient_id)))
+    finally:
+        ws.store.dispose()
+    start = everyone[0]
+    following = next(p for p in everyone[1:] if p not in reviewed)
+    browser.get(f"{live_server.url}/case/{start}")
+    wait.until(lambda b: b.find_elements(By.ID, "next-unreviewed-case"))
+    link = browser.find_element(By.ID, "next-unreviewed-case")
+    assert link.get_attribute("href").endswith(f"/case/{following}") and following in link.text
+    link.click()
+    wait.until(lambda b: b.find_elements(By.ID, "case-title") and b.find_element(By.ID, "case-title").text == f"Case {following}")

@@ -78,9 +78,20 @@ def _check_ring_lengths(value: dict) -> None:
                                 "needs at least 4, the last repeating the first)")
 
 
+def _check_numbers(coordinates: Any) -> None:
+    """No coordinate is text or true/false: shapely would read "12.5" or true as a number, and a valid geometry is kept as
+    written. Other faults (null, a missing number) are left to shapely, whose message names them."""
+    if isinstance(coordinates, list | tuple):
+        for c in coordinates:
+            _check_numbers(c)
+    elif isinstance(coordinates, bool | str):
+        raise RegionRefused(f"a coordinate is not a number ({coordinates!r})")
+
+
 def parse_geometry(value: Any) -> BaseGeometry:
     """A GeoJSON geometry object as shapely geometry, or ``RegionRefused`` (rules 1 and 2)."""
     kind = _kind(value)
+    _check_numbers(value.get("coordinates"))
     try:
         geom = shape(value)
     except (ValueError, TypeError, KeyError, IndexError, AttributeError, GEOSException) as exc:

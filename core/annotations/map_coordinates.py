@@ -18,6 +18,8 @@ from core.annotations.geometry import CheckedGeometry, RegionRefused, check_geom
 
 
 def _scaled(coordinates: Any, sx: float, sy: float) -> Any:
+    if not isinstance(coordinates, list | tuple):
+        raise TypeError(f"coordinates must be nested lists of numbers, not {type(coordinates).__name__}")
     if coordinates and isinstance(coordinates[0], int | float):
         return [coordinates[0] * sx, coordinates[1] * sy]
     return [_scaled(c, sx, sy) for c in coordinates]
@@ -36,16 +38,24 @@ def to_level0(geometry: dict, max_zoom: int) -> dict:
 
 
 def drawn_region(map_geometry: Any, max_zoom: int, width: int, height: int) -> CheckedGeometry:
-    """A shape drawn on the viewer as a stored region's geometry: in level-0 pixels, cut to the slide's rectangle (a
-    stroke past the slide's edge is the reviewer's hand, not a file for another slide), then checked and repaired by
-    the import rules (``core.annotations.geometry``). ``RegionRefused`` when nothing of it is left on the slide."""
+    """A shape drawn on the viewer as a stored region's geometry: in level-0 pixels, then ``region_on_slide``."""
     if not isinstance(map_geometry, dict) or not isinstance(map_geometry.get("coordinates"), list):
         raise RegionRefused("the drawn shape has no coordinates")
-    geom = parse_geometry(to_level0(map_geometry, max_zoom))
+    try:
+        level0 = to_level0(map_geometry, max_zoom)
+    except (TypeError, IndexError):
+        raise RegionRefused("the drawn shape's coordinates are not x, y numbers") from None
+    return region_on_slide(parse_geometry(level0), width, height)
+
+
+def region_on_slide(geom: BaseGeometry, width: int, height: int) -> CheckedGeometry:
+    """A drawn shape (level-0 pixels) made valid, cut to the slide's rectangle (a stroke past the slide's edge is the
+    reviewer's hand, not a file for another slide), then checked and repaired by the import rules
+    (``core.annotations.geometry``). ``RegionRefused`` when nothing of it is left on the slide."""
     if geom.geom_type in ("Polygon", "MultiPolygon") and not geom.is_valid:
         geom = shapely.make_valid(geom, method="structure")
     clipped = geom.intersection(box(0, 0, width, height))
-    if geom.geom_type in ("Polygon", "MultiPolygon"):
+    if geom.geom_type in ("Polygon", "MultiPolygon", "GeometryCollection"):
         parts = [p for p in shapely.get_parts(clipped) if p.geom_type == "Polygon" and p.area > 0]
         if not parts:
             raise RegionRefused("the drawn shape has no area on the slide")

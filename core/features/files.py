@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -122,12 +123,33 @@ def _read_features(fh: h5py.File, path: Path, on_block: OnBlock | None = None) -
     # float32 is what both tools write; read straight into it, without an intermediate copy
     out = np.empty(features.shape, dtype=np.float32)
     bad_rows = np.zeros(len(out), dtype=bool)
-    for start in range(0, len(out), BLOCK_ROWS):
+    starts = range(0, len(out), BLOCK_ROWS)
+    if on_block is None:
+        for start in starts:
+            rows = np.s_[start:start + BLOCK_ROWS]
+            features.read_direct(out, source_sel=rows, dest_sel=rows)
+            bad_rows[rows] = non_finite_rows(out[rows])
+        return out, bad_rows
+    # With a consumer, each block's NaN screen and hand-over run on a second thread while this one reads the next
+    # block: h5py holds its lock while it reads, but numpy's screen and copies and torch's work release the GIL.
+    grad, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
+
+    def hand_over(start: int) -> None:
         rows = np.s_[start:start + BLOCK_ROWS]
-        features.read_direct(out, source_sel=rows, dest_sel=rows)
-        bad_rows[rows] = non_finite_rows(out[rows])
-        if on_block is not None:
+        with torch.inference_mode(inference), torch.set_grad_enabled(grad):  # both modes are per thread
+            bad_rows[rows] = non_finite_rows(out[rows])
             on_block(start, out[rows], len(out))
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="feature-blocks") as worker:
+        handed: list[Future[None]] = []
+        for start in starts:
+            if handed and handed[-1].done() and handed[-1].exception() is not None:
+                break  # the consumer refused a block (e.g. the wrong feature width): stop reading
+            rows = np.s_[start:start + BLOCK_ROWS]
+            features.read_direct(out, source_sel=rows, dest_sel=rows)
+            handed.append(worker.submit(hand_over, start))
+        for block in handed:
+            block.result()  # in order; raises the consumer's error
     return out, bad_rows
 
 

@@ -10,7 +10,6 @@ is NaN.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -18,7 +17,7 @@ import numpy as np
 import torch
 from scipy.stats import rankdata
 
-from core.features.files import BLOCK_ROWS, FeatureFileError, FeatureSet, OnBlock, check_fits
+from core.features.files import FeatureFileError, FeatureSet, OnBlock, check_fits
 from core.models.clam import AttentionMIL, AttentionStream
 
 
@@ -101,76 +100,16 @@ def predict(head: AttentionMIL, fs: FeatureSet, device: torch.device | None = No
                            None if instances is None else instances.float().cpu().numpy())
 
 
-class _Staging:
-    """Two pinned host buffers of ``BLOCK_ROWS`` rows and the event each one's last host-to-device copy recorded."""
-
-    def __init__(self, dim: int) -> None:
-        # pinned allocation (cudaHostAlloc) costs tens of ms for tens of MB: made once per feature width, then reused
-        self.buffers = [torch.empty((BLOCK_ROWS, dim), dtype=torch.float32, pin_memory=True) for _ in range(2)]
-        self.views = [buffer.numpy() for buffer in self.buffers]
-        self.events = [torch.cuda.Event() for _ in range(2)]
-        self.used = [False, False]
-
-    def send(self, start: int, rows: np.ndarray, device: torch.device) -> torch.Tensor:
-        """``rows`` on ``device``, through the buffer the block before last used, without waiting for the copy."""
-        slot = (start // BLOCK_ROWS) % 2
-        if self.used[slot]:
-            self.events[slot].synchronize()  # the copy that last read this buffer has finished
-        # numpy's single-threaded copy: torch's parallel copy would wake its thread pool against numpy's BLAS threads,
-        # which the reader's NaN screen has just used, and the two pools would contend for the cores
-        np.copyto(self.views[slot][:len(rows)], rows)
-        block = self.buffers[slot][:len(rows)].to(device, non_blocking=True)
-        self.events[slot].record()
-        self.used[slot] = True
-        return block
-
-    def settle(self) -> None:
-        """Wait for this build's copies, so the next build may overwrite the buffers."""
-        for slot in range(2):
-            if self.used[slot]:
-                self.events[slot].synchronize()
-        self.used = [False, False]
-
-
-_STAGING: dict[int, list[_Staging]] = {}  # feature width -> idle staging pairs, reused across builds
-_STAGING_LOCK = threading.Lock()
-_STAGING_WIDTHS = 4  # feature widths kept (a cohort uses one or two encoders): bounds the pinned memory held
-
-
-def _take_staging(dim: int) -> _Staging:
-    with _STAGING_LOCK:
-        idle = _STAGING.get(dim)
-        if idle:
-            return idle.pop()
-    return _Staging(dim)  # none idle: a first build, or a concurrent one
-
-
-def _return_staging(dim: int, staging: _Staging) -> None:
-    staging.settle()
-    with _STAGING_LOCK:
-        idle = _STAGING.pop(dim, [])
-        if len(idle) < 2:  # at most two builds' worth per width
-            idle.append(staging)
-        _STAGING[dim] = idle  # most recently used last
-        while len(_STAGING) > _STAGING_WIDTHS:
-            del _STAGING[next(iter(_STAGING))]
-
-
-def warm_staging(dim: int) -> None:
-    """Allocate the pinned staging buffers for ``dim``-wide features now (CUDA only), so the first build does not."""
-    if torch.cuda.is_available():
-        _return_staging(dim, _take_staging(dim))
-
-
 def predict_while_reading(head: AttentionMIL, read: Callable[[OnBlock], FeatureSet], device: torch.device | None = None,
                           ) -> tuple[SlidePrediction, FeatureSet]:
     """Read a feature file with ``read`` (a reader taking ``on_block``) and run the head on each block of rows as it
-    arrives. On CUDA each block goes to the device through one of two pinned staging buffers (kept across builds)
-    without waiting, so the device computes while the host reads the next block; the one wait for the device is for
-    the result. Same result as ``predict`` on the whole file."""
+    arrives: the reader hands blocks over on a second thread while it reads the next, so on CUDA the copy to the
+    device and the kernels overlap the reading. Same result as ``predict`` on the whole file.
+
+    Blocks go to the device straight from the reader's array: measured on an H200 with 20,000 x 1,024 features, a
+    copy through pinned staging buffers was slower (the extra host copy costs more than the pinned transfer saves)."""
     device = device or next(head.parameters()).device
     streams: list[AttentionStream] = []
-    staging: list[_Staging] = []
 
     def on_block(start: int, rows: np.ndarray, total: int) -> None:
         if not streams:
@@ -178,20 +117,14 @@ def predict_while_reading(head: AttentionMIL, read: Callable[[OnBlock], FeatureS
                 raise FeatureFileError(f"features have {rows.shape[1]} dimensions but the model reads {head.embed_dim}; they come "
                                        "from a different patch encoder than the one the model was trained on")
             streams.append(AttentionStream(head, total, torch.empty(0, device=device)))
-            if device.type == "cuda":
-                staging.append(_take_staging(rows.shape[1]))
-        streams[0].add(staging[0].send(start, rows, device) if staging else torch.from_numpy(rows).to(device))
+        streams[0].add(torch.from_numpy(rows).to(device))
 
-    try:
-        with torch.inference_mode():
-            head.eval()
-            fs = read(on_block)
-            logits, raw, instances = streams[0].result()
-            prediction = SlidePrediction(torch.softmax(logits.float(), 0).cpu().numpy(), raw.float().cpu().numpy(),
-                                         None if instances is None else instances.float().cpu().numpy())
-    finally:
-        if staging:
-            _return_staging(head.embed_dim, staging[0])
+    with torch.inference_mode():
+        head.eval()
+        fs = read(on_block)
+        logits, raw, instances = streams[0].result()
+        prediction = SlidePrediction(torch.softmax(logits.float(), 0).cpu().numpy(), raw.float().cpu().numpy(),
+                                     None if instances is None else instances.float().cpu().numpy())
     return prediction, fs
 
 

@@ -19,7 +19,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import numpy as np
 from PIL import Image
@@ -28,7 +28,7 @@ from core.cache import content_key, explanation_path, load_arrays, save_arrays
 from core.errors import PathReviewError
 from core.features.feature_sets import feature_set_dir, read_feature_set, slide_features
 from core.features.maps import GridMap, SlidePrediction, place_on_grid, predict_while_reading, to_percentiles
-from core.heatmaps.layer_kind import LayerKind, LayerNotReady, Layers, Progress
+from core.heatmaps.layer_kind import LayerKind, Layers, LayerStore, Progress
 from core.heatmaps.overlay import OverlayStyle, overlay_rgba
 from core.heatmaps.region_refinement import RefinedRegion, Region, refine_region, stored_refinement
 from core.heatmaps.slide_heatmap import slide_fingerprint
@@ -134,77 +134,17 @@ def _scaled(grid: GridMap, low: float, high: float, label: str) -> DisplayGrid:
     return DisplayGrid(((grid.values - low) / span).astype(np.float32), float(grid.cell), (0.0, 0.0), low, high, label)
 
 
-class MilLayers:
-    """The MIL-feature layers of one slide for one head (``mil_layers`` hands out one per pair and process)."""
+class MilLayers(LayerStore):
+    """The MIL-feature layers of one slide for one head (``mil_layers`` hands out one per pair and process). Its kinds
+    read only ``workspace``, ``get`` and this owner's slide and head (through ``owner``), never ``heat``."""
 
     def __init__(self, workspace: Workspace, slide_id: str, model_id: str) -> None:
-        self.workspace, self.slide_id, self.model_id = workspace, slide_id, model_id
-        self._values: dict[str, Any] = {}
-        self._lock = threading.Lock()
-        self._computing: dict[str, threading.Lock] = {}
-
-    def resolve(self, layer: str) -> tuple[LayerKind, str, str]:
-        name, _, variant = layer.partition(":")
-        kind = MIL_LAYER_KINDS.get(name)
-        if kind is None:
-            raise PathReviewError(f"unknown MIL layer {layer!r}; the layers are {', '.join(MIL_LAYER_KINDS)}")
-        variant = kind.variant(self._as_layers(), variant)
-        return kind, variant, f"{name}:{variant}" if variant else name
-
-    def _as_layers(self) -> Layers:
-        # LayerKind's functions are typed against the heatmap owner; the MIL kinds below read only ``workspace``,
-        # ``get`` and this owner's slide and head, which they reach through ``owner``.
-        return cast(Layers, self)
-
-    def ready(self, layer: str) -> bool:
-        kind, variant, name = self.resolve(layer)
-        if kind.background:
-            return self._held(kind, variant, name) is not None
-        return all(self.ready(dep) for dep in _needs(kind.name))
-
-    def get(self, layer: str) -> Any:
-        kind, variant, name = self.resolve(layer)
-        value = self._held(kind, variant, name)
-        if value is not None:
-            return value
-        if kind.background:
-            raise LayerNotReady(name)
-        return self._compute(kind, variant, name, None)
-
-    def compute(self, layer: str, progress: Progress | None = None) -> Any:
-        kind, variant, name = self.resolve(layer)
-        value = self._held(kind, variant, name)
-        return value if value is not None else self._compute(kind, variant, name, progress)
-
-    def _held(self, kind: LayerKind, variant: str, name: str) -> Any:
-        with self._lock:
-            if name in self._values:
-                return self._values[name]
-        stored = kind.stored(self._as_layers(), variant)
-        if stored is not None:
-            with self._lock:
-                self._values.setdefault(name, stored)
-        return stored
-
-    def _compute(self, kind: LayerKind, variant: str, name: str, progress: Progress | None) -> Any:
-        with self._lock:
-            computing = self._computing.setdefault(name, threading.Lock())
-        with computing:
-            with self._lock:
-                if name in self._values:
-                    return self._values[name]
-            value = kind.compute(self._as_layers(), variant, progress)
-            with self._lock:
-                self._values[name] = value
-            return value
+        super().__init__(workspace, MIL_LAYER_KINDS, "MIL layer")
+        self.slide_id, self.model_id = slide_id, model_id
 
 
 def owner(layers: Layers) -> MilLayers:
     return cast(MilLayers, layers)
-
-
-def _needs(kind: str) -> tuple[str, ...]:
-    return ("prediction",) if kind in ("attention", "instance") else ()
 
 
 def _attention_variant(layers: Layers, variant: str) -> str:
@@ -286,8 +226,8 @@ def _refine_compute(layers: Layers, variant: str, progress: Progress | None) -> 
 
 
 PREDICTION = LayerKind("prediction", compute=_prediction_compute, variant=_no_variant, stored=_prediction_stored, background=True)
-ATTENTION = LayerKind("attention", compute=_attention, variant=_attention_variant)
-INSTANCE = LayerKind("instance", compute=_instance, variant=_instance_variant)
+ATTENTION = LayerKind("attention", compute=_attention, variant=_attention_variant, needs=("prediction",))
+INSTANCE = LayerKind("instance", compute=_instance, variant=_instance_variant, needs=("prediction",))
 REFINE = LayerKind("refine", compute=_refine_compute, variant=_refine_variant, stored=_refine_stored, background=True)
 MIL_LAYER_KINDS: dict[str, LayerKind] = {k.name: k for k in (PREDICTION, ATTENTION, INSTANCE, REFINE)}
 

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import Any
 
 import numpy as np
 
 from core.errors import PathReviewError
 from core.heatmaps.attention import MIL_ATTENTION
 from core.heatmaps.cam_maps import STITCHED_CAM
-from core.heatmaps.layer_kind import LayerKind, LayerNotReady, Layers, Progress
+from core.heatmaps.layer_kind import LayerKind, Layers, LayerStore, Progress
 from core.heatmaps.quality_layers import QUALITY_KINDS
 from core.heatmaps.reconstruct import reconstruct_bilinear, reconstruct_overlap_mean, tissue_argmax
 from core.heatmaps.slide_heatmap import METHODS, SlideHeatmap
@@ -59,69 +58,12 @@ TISSUE = LayerKind("tissue", variant=_no_variant, compute=lambda layers, variant
 LAYER_KINDS: dict[str, LayerKind] = {kind.name: kind for kind in (RECONSTRUCTION, CLASS_MAP, TISSUE, STITCHED_CAM, MIL_ATTENTION, *QUALITY_KINDS)}
 
 
-class SlideLayers:
+class SlideLayers(LayerStore):
     """The derived layers of one loaded heatmap in one workspace (``slide_layers`` hands out one per heatmap)."""
 
     def __init__(self, workspace: Workspace, heat: SlideHeatmap, kinds: dict[str, LayerKind] = LAYER_KINDS) -> None:
-        self.workspace, self.heat, self.kinds = workspace, heat, kinds
-        self._values: dict[str, Any] = {}
-        self._lock = threading.Lock()  # guards the two dicts
-        self._computing: dict[str, threading.Lock] = {}  # one per layer: it is computed once, whoever asks
-
-    def resolve(self, layer: str) -> tuple[LayerKind, str, str]:
-        """(kind, canonical variant, canonical layer name); an unknown kind or variant is a ``PathReviewError``."""
-        name, _, variant = layer.partition(":")
-        kind = self.kinds.get(name)
-        if kind is None:
-            raise PathReviewError(f"unknown heatmap layer {layer!r}; the layers are {', '.join(self.kinds)}")
-        variant = kind.variant(self, variant)
-        return kind, variant, f"{name}:{variant}" if variant else name
-
-    def is_background(self, layer: str) -> bool:
-        return self.resolve(layer)[0].background
-
-    def ready(self, layer: str) -> bool:
-        """True when ``get`` answers at once: the layer is held here, stored by a job, or cheap to compute."""
-        kind, variant, name = self.resolve(layer)
-        return not kind.background or self._held(kind, variant, name) is not None
-
-    def get(self, layer: str) -> Any:
-        """The layer's value. A cheap kind is computed here; a background kind must be stored (``LayerNotReady``)."""
-        kind, variant, name = self.resolve(layer)
-        value = self._held(kind, variant, name)
-        if value is not None:
-            return value
-        if kind.background:
-            raise LayerNotReady(name)
-        return self._compute(kind, variant, name, None)
-
-    def compute(self, layer: str, progress: Progress | None = None) -> Any:
-        """The layer's value, computed now (and stored, for background kinds) when it is not held or stored."""
-        kind, variant, name = self.resolve(layer)
-        value = self._held(kind, variant, name)
-        return value if value is not None else self._compute(kind, variant, name, progress)
-
-    def _held(self, kind: LayerKind, variant: str, name: str) -> Any:
-        with self._lock:
-            if name in self._values:
-                return self._values[name]
-        stored = kind.stored(self, variant)  # a job (maybe in another process) may have stored it since
-        if stored is not None:
-            with self._lock:
-                self._values.setdefault(name, stored)
-        return stored
-
-    def _compute(self, kind: LayerKind, variant: str, name: str, progress: Progress | None) -> Any:
-        with self._lock:
-            computing = self._computing.setdefault(name, threading.Lock())
-        with computing:
-            with self._lock:
-                if name in self._values:  # computed by the caller we waited for
-                    return self._values[name]
-            value = kind.compute(self, variant, progress)
-            with self._lock:
-                self._values[name] = value
-            return value
+        super().__init__(workspace, kinds, "heatmap layer")
+        self.heat = heat
 
 
 _OWNERS: OrderedDict[tuple[str, str], SlideLayers] = OrderedDict()

@@ -17,12 +17,11 @@ from core.imports.naming import match_name
 from core.imports.problems import Problem
 from core.imports.tables import read_csv
 from core.imports.values import parse_day, parse_label, parse_number
+from core.slides.measure import MAX_PLAUSIBLE_MPP  # above it, a level-0 resolution is not a microscope's
 
 # Extensions of the formats OpenSlide reads (openslide.org/formats): a file with one of these that does not open is an
 # error; any other file that OpenSlide does not recognise (a README, a spreadsheet) is passed over.
 SLIDE_EXTENSIONS = {".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".svslide", ".bif", ".dcm", ".czi"}
-# Above this, a level-0 resolution is not a microscope's: a TIFF written without one says 72 dpi (352.78 µm/px).
-MAX_PLAUSIBLE_MPP = 10.0
 MPP_HINT = "give it in an mpp column of a mapping CSV (--slide-map), or for every such slide with --mpp"
 
 

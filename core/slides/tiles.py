@@ -22,6 +22,7 @@ from PIL import Image, ImageCms
 
 from core.device import compute_device
 from core.errors import NotFoundError
+from core.slides.measure import PixelSize, slide_pixel_size
 from core.slides.reader import SlideReadError, open_slide, srgb_transform
 from core.slides.stain import normalise_stain
 from core.store.cases import slide_record
@@ -95,6 +96,11 @@ class TileService:
         h = self._open(slide_id)
         width, height = h.slide.dimensions
         return SlideGeometry(slide_id, width, height, h.mpp, h.deepzoom.level_count - 1)
+
+    def pixel_size(self, slide_id: str) -> PixelSize:
+        """The µm per pixel lengths and areas on this slide are measured with (``core.slides.measure``)."""
+        h = self._open(slide_id)
+        return slide_pixel_size(h.slide.properties, h.mpp)
 
     def tile_jpeg(self, slide_id: str, z: int, x: int, y: int, normalised_for: str | None = None) -> bytes:
         """A JPEG tile. ``NotFoundError`` for an unknown slide or an address outside its pyramid; ``SlideReadError``

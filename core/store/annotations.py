@@ -9,17 +9,18 @@ already validated (``core.annotations``); this module only stores it.
 
 from __future__ import annotations
 
-import uuid
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from sqlalchemy import func, insert, select
+import numpy as np
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from core.errors import NotFoundError, PathReviewError
-from core.store.database import CaseStore
+from core.store.database import CaseStore, insert_many
 from core.store.reviews import MAX_COMMENT_CHARS, MAX_USER_CHARS
 from core.store.schema import AnnotationVersion, AuditEvent, Slide, as_utc, utc_now
 
@@ -120,29 +121,37 @@ def _refused(exc: OperationalError) -> PathReviewError:
     return PathReviewError(f"the case store did not accept the regions ({exc.orig}); nothing was saved — try again in a moment")
 
 
+def new_region_ids(n: int) -> list[str]:
+    """``n`` random (version 4) UUIDs as text, drawn in one call: ``uuid.uuid4`` per region took a tenth of a second
+    of a 10,000-region import."""
+    raw = np.frombuffer(os.urandom(16 * n), np.uint8).reshape(n, 16).copy()
+    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40  # version 4
+    raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80  # the RFC 4122 variant
+    h = raw.tobytes().hex()
+    return [f"{h[i:i + 8]}-{h[i + 8:i + 12]}-{h[i + 12:i + 16]}-{h[i + 16:i + 20]}-{h[i + 20:i + 32]}" for i in range(0, 32 * n, 32)]
+
+
 def add_regions(store: CaseStore, slide_id: str, drafts: Sequence[RegionDraft], user: str) -> list[RegionVersion]:
     """Store new regions (version 1 each) and one audit event per region, all in one transaction: all or nothing.
-    The rows go in as two bulk inserts, so a file of 10,000 regions is one round of statements, not 20,000."""
+    The rows go in as two bulk inserts (``insert_many``), so a file of 10,000 regions is two statements, not 20,000."""
     user = _clean_user(user)
     for draft in drafts:
         _check_draft(draft)
     now = utc_now()
-    versions = [RegionVersion(region_id=str(uuid.uuid4()), slide_id=slide_id, version=1, object_type=d.object_type,
-                              class_name=d.class_name, name=d.name, comment=d.comment, geometry=d.geometry, deleted=False,
-                              user=user, at=now) for d in drafts]
+    versions = [RegionVersion(region_id=region_id, slide_id=slide_id, version=1, object_type=d.object_type, class_name=d.class_name,
+                              name=d.name, comment=d.comment, geometry=d.geometry, deleted=False, user=user, at=now)
+                for region_id, d in zip(new_region_ids(len(drafts)), drafts, strict=True)]
     try:
         with store.session() as s:
             if s.get(Slide, slide_id) is None:
                 raise NotFoundError(f"no slide {slide_id!r} in this workspace")
-            if versions:
-                connection = s.connection()  # Core executemany: no ORM bookkeeping per row
-                connection.execute(insert(AnnotationVersion.__table__), [
-                    {"region_id": v.region_id, "slide_id": slide_id, "version": 1, "object_type": v.object_type,
-                     "class_name": v.class_name, "name": v.name, "comment": v.comment, "geometry": v.geometry,
-                     "deleted": False, "user": user, "created_at": now} for v in versions])
-                connection.execute(insert(AuditEvent.__table__), [
-                    {"at": now, "user": user, "action": "annotation_saved", "target": slide_id,
-                     "detail": {"region": v.region_id, "version": 1, "class": v.class_name}} for v in versions])
+            connection = s.connection()
+            insert_many(connection, AnnotationVersion.__table__,
+                        {"slide_id": slide_id, "version": 1, "deleted": False, "user": user, "created_at": now},
+                        ("region_id", "object_type", "class_name", "name", "comment", "geometry"),
+                        [(v.region_id, v.object_type, v.class_name, v.name, v.comment, v.geometry) for v in versions])
+            insert_many(connection, AuditEvent.__table__, {"at": now, "user": user, "action": "annotation_saved", "target": slide_id},
+                        ("detail",), [({"region": v.region_id, "version": 1, "class": v.class_name},) for v in versions])
     except OperationalError as exc:
         raise _refused(exc) from exc
     return versions

@@ -251,3 +251,18 @@ def worklist_counts(session: Session, model_ids: list[str], patients: Collection
     sums = [func.coalesce(func.sum(case((cond, 1), else_=0)), 0).label(name) for name, cond in sql.worklists.items()]
     row = session.execute(select(*sums).select_from(sql.source).where(_among(patients))).one()
     return {name: int(row._mapping[name]) for name in sql.worklists}
+
+
+def patients_matching(session: Session, text: str) -> set[str]:
+    """The patients whose id contains ``text`` (case does not matter; ``%`` and ``_`` are plain characters)."""
+    escaped = text.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return set(session.scalars(select(Patient.id).where(Patient.id.ilike(f"%{escaped}%", escape="\\"))))
+
+
+def next_on_worklist(session: Session, model_ids: list[str], patient_id: str, worklist: str = "unreviewed") -> str | None:
+    """The worklist's next patient after ``patient_id`` in the worklist's default order (by id), the first after the
+    last; None when no other patient is on it."""
+    sql = _cohort_sql(model_ids)
+    ids = list(session.scalars(select(Patient.id).select_from(sql.source).where(_worklist(sql, worklist)).order_by(Patient.id)))
+    following = next((i for i in ids if i > patient_id), ids[0] if ids else None)
+    return following if following != patient_id else None

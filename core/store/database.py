@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import secrets
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import Column, Connection, CursorResult, Engine, Result, create_engine, event, inspect, select, text, update
+from sqlalchemy import Column, Connection, CursorResult, Engine, Result, Table, create_engine, event, insert, inspect, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -128,6 +129,36 @@ def json_text(value: Any) -> str:
     """JSON columns are written with orjson: regions are thousands of coordinate lists, which ``json.dumps`` encodes
     several times slower. Keys that are not strings are written as strings, as ``json.dumps`` does."""
     return orjson.dumps(value, default=_json_default, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY).decode()
+
+
+def insert_many(connection: Connection, table: Table, constants: Mapping[str, Any], columns: Sequence[str],
+                rows: Iterable[Sequence[Any]]) -> None:
+    """Rows into ``table`` as one executemany on the driver's cursor: ``constants`` are the same in every row,
+    ``rows`` give the values of ``columns`` in that order. The statement is compiled once and each value goes through
+    its column type's bind processor (JSON written by ``json_text``, dates as the dialect stores them), as SQLAlchemy
+    would. Leaving out its per-row parameter bookkeeping took about a third off storing 10,000 regions and their audit
+    rows. Columns with a Python-side default must be given (in ``constants`` or ``columns``): no default is applied."""
+    dialect = connection.dialect
+
+    def processor(name: str) -> Callable[[Any], Any] | None:
+        return table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+
+    rows = list(rows)
+    if not rows:
+        return
+    fixed = {name: (p(value) if (p := processor(name)) else value) for name, value in constants.items()}
+    # Column by column, so that the per-value work runs in map and zip rather than in a Python loop per row.
+    values: dict[str, Iterable[Any]] = {}
+    for name, column in zip(columns, zip(*rows, strict=True), strict=True):
+        p = processor(name)
+        values[name] = list(map(p, column)) if p else column
+    compiled = insert(table).compile(dialect=dialect, column_keys=[*constants, *columns])
+    names = list(compiled.positiontup or []) if compiled.positional else [*constants, *columns]
+    if missing := [n for n in names if n not in fixed and n not in values]:
+        raise ValueError(f"insert_many into {table.name}: no value for {', '.join(missing)} (a column default is not applied here)")
+    ordered = zip(*(repeat(fixed[n]) if n in fixed else values[n] for n in names), strict=False)  # ``repeat`` is endless
+    params = list(ordered) if compiled.positional else [dict(zip(names, row, strict=True)) for row in ordered]
+    connection.exec_driver_sql(compiled.string, params)
 
 
 SQLITE_BUSY_TIMEOUT_S = 10.0  # bounded wait for a write lock held by another process (a writer, a backup)

@@ -35,7 +35,8 @@ def draw_control(can_draw: bool) -> list:
     """The EditControl, for a user who may draw; its events go to the server through ``assets/annotations.js``."""
     if not can_draw:
         return []
-    handlers = {f"draw:{event}": {"variable": f"{JS}.{event}"} for event in ("created", "edited", "deleted")}
+    # "mounted" adds the freehand tool to Leaflet.draw's toolbar; "moved" is fired by the drag handler of the selected shape.
+    handlers = {f"draw:{event}": {"variable": f"{JS}.{event}"} for event in ("created", "edited", "deleted", "mounted", "moved")}
     return [dl.EditControl(id="annotation-draw", position="topleft", draw=DRAW_TOOLS, edit={"edit": True, "remove": True},
                            disableDefaultEventHandlers=True, eventHandlers=handlers)]
 
@@ -43,7 +44,8 @@ def draw_control(can_draw: bool) -> list:
 def editable_shape(region: RegionVersion | None, max_zoom: int) -> list:
     """The selected region, inside the drawing layer, so that the EditControl's edit and delete tools act on it alone.
     Polygons without holes are reshaped vertex by vertex; a rectangle is drawn as one (Leaflet.draw then moves it by
-    its centre and resizes it by its corners); a marker is dragged. Other shapes are reclassified or deleted only."""
+    its centre and resizes it by its corners); a marker is dragged. Polygons and rectangles are also moved whole by
+    dragging them (``assets/annotations.js``). Other shapes are reclassified or deleted only."""
     if region is None:
         return []
     geometry = to_map(region.geometry, max_zoom)
@@ -54,9 +56,13 @@ def editable_shape(region: RegionVersion | None, max_zoom: int) -> list:
         return []
     ring = geometry["coordinates"][0][:-1]
     xs, ys = sorted({p[0] for p in ring}), sorted({p[1] for p in ring})
+    drag = {"mousedown": {"variable": f"{JS}.moveStart"}}
+    hint = [dl.Tooltip("Drag to move the region; the pencil reshapes it", sticky=True, id="annotation-move-hint")]
     if len(ring) == 4 and len(xs) == 2 and len(ys) == 2:
-        return [dl.Rectangle(id="annotation-editing", bounds=[[ys[0], xs[0]], [ys[1], xs[1]]], pathOptions=EDITED_STYLE)]
-    return [dl.Polygon(id="annotation-editing", positions=[[lat, lng] for lng, lat in ring], pathOptions=EDITED_STYLE)]
+        return [dl.Rectangle(id="annotation-editing", bounds=[[ys[0], xs[0]], [ys[1], xs[1]]], pathOptions=EDITED_STYLE, eventHandlers=drag,
+                             children=hint)]
+    return [dl.Polygon(id="annotation-editing", positions=[[lat, lng] for lng, lat in ring], pathOptions=EDITED_STYLE, eventHandlers=drag,
+                       children=hint)]
 
 
 def map_layers(g: SlideGeometry, can_draw: bool) -> list:
@@ -67,7 +73,10 @@ def map_layers(g: SlideGeometry, can_draw: bool) -> list:
         dl.GeoJSON(id="annotation-vector", data=EMPTY, style={"variable": f"{JS}.style"}, pointToLayer={"variable": f"{JS}.point"},
                    zoomToBounds=False),
         dl.GeoJSON(id="annotation-consensus", data=EMPTY, style=CONSENSUS_STYLE, interactive=False),
-        dl.FeatureGroup(id="annotation-edit-group", children=draw_control(can_draw)),
+        # The selected region's editable shape in a pane above the regions in view, which are redrawn after each change
+        # and would otherwise cover it and take the press meant to drag it.
+        dl.Pane(dl.FeatureGroup(id="annotation-edit-group", children=draw_control(can_draw)), name="annotation-editing",
+                style={"zIndex": 450}),
     ]
 
 

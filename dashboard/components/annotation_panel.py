@@ -11,7 +11,7 @@ import dash_bootstrap_components as dbc
 from dash import Dash, Input, Output, State, callback_context, dcc, html, no_update
 
 from core.annotations.agreement import pairwise_dice, tumour_by_reviewer
-from core.annotations.editing import describe_region, remove_region, reshape_region, save_drawn_region
+from core.annotations.editing import describe_region, move_region, remove_region, reshape_region, save_drawn_region, save_freehand_region
 from core.annotations.ground_truth import truth_sources
 from core.annotations.map_coordinates import geojson_of
 from core.annotations.overlay import hex_colour
@@ -50,8 +50,9 @@ def layout(workspace: Workspace, slide_id: str) -> dbc.Card:
     authors = _authors(regions)
     can_draw = current_role_allows("reviewer")
     classes = [c.name for c in workspace.config.annotation_classes]
-    who = (f"Draw with the tools at the top left of the map; regions are saved as {current_username()}'s. Click a region to "
-           "select it; the pencil reshapes it, the bin deletes it." if can_draw
+    who = (f"Draw with the tools at the top left of the map (the last one draws freehand: press, drag around the region, release); "
+           f"regions are saved as {current_username()}'s. Click a region to select it; drag it to move it, the pencil reshapes it, "
+           "the bin deletes it." if can_draw
            else "Your role may view regions but not draw, change or import them.")
     return dbc.Card([
         dbc.CardHeader("Annotations"),
@@ -156,12 +157,20 @@ def _change(workspace: Workspace, trigger: str, ctx: dict, drawn: dict | None, s
         features = (drawn or {}).get("features") or []
         if not features:
             return no_update, ""
-        op = features[0].get("properties", {}).get("op")
+        props = features[0].get("properties") or {}
+        op = props.get("op")
+        if op == "created" and props.get("shape") == "freehand":
+            region, outline = save_freehand_region(workspace, slide_id, features[0].get("geometry"), max_zoom, props.get("zoom"), class_name,
+                                                   comment or "", user)
+            return region.region_id, f"Saved a {region.class_name} region (version 1): {outline.summary()}."
         if op == "created":
             region = save_drawn_region(workspace, slide_id, features[0].get("geometry"), max_zoom, class_name, comment or "", user)
             return region.region_id, f"Saved a {region.class_name} region (version 1)."
         if not selected:
             return None, "Select a region first."
+        if op == "moved":
+            region = move_region(workspace, slide_id, selected["region"], selected["version"], props.get("offset"), max_zoom, user, admin)
+            return region.region_id, f"Moved the region (version {region.version})."
         if op == "edited":
             region = reshape_region(workspace, slide_id, selected["region"], selected["version"], features[0].get("geometry"), max_zoom,
                                     user, admin)
@@ -203,7 +212,10 @@ def register_callbacks(app: Dash, workspace: Workspace) -> None:
         except AnnotationConflict as exc:
             return no_update, dbc.Alert(str(exc), color="danger", id="annotation-conflict"), None
         except PathReviewError as exc:
-            return no_update, dbc.Alert(str(exc), color="warning", id="annotation-error"), no_update
+            # A refused move: the selection is sent again, so that the dragged shape goes back to where it is stored.
+            moved = trigger == "annotation-draw" and selected and any((f.get("properties") or {}).get("op") == "moved"
+                                                                      for f in (drawn or {}).get("features") or [])
+            return no_update, dbc.Alert(str(exc), color="warning", id="annotation-error"), dict(selected) if moved else no_update
         selected = no_update if region_id is no_update else ({"region": region_id, "version": current_region(workspace.store, region_id).version}
                                                              if region_id else None)
         return slide_regions_stamp(workspace.store, ctx["slide_id"]), html.Span(message, id="annotation-saved"), selected

@@ -56,7 +56,9 @@ def layout(explainers: PatientExplainers, patient_id: str, visit: int | None = N
                                                     {"id": "value", "name": "Value", "editable": True},
                                                     {"id": "unit", "name": "Unit", "editable": False},
                                                     {"id": "range", "name": "Plausible", "editable": False}],
-                    style_cell={"fontFamily": "inherit", "fontSize": "0.85rem", "padding": "4px"}, style_table={"overflowX": "auto"},
+                    # Cells wrap: every column fits the narrow side column at 1366 px (tests/test_layout_browser.py).
+                    style_cell={"fontFamily": "inherit", "fontSize": "0.85rem", "padding": "4px", "whiteSpace": "normal", "height": "auto"},
+                    style_table={"overflowX": "auto"},
                     style_data_conditional=[{"if": {"column_id": "value"}, "backgroundColor": "#fffbe6"}],
                 ),
                 html.Div([dbc.Button("Apply what-if", id="visit-edit-apply", color="primary", size="sm", className="me-2"),

@@ -55,7 +55,7 @@ from core.store.annotations import slide_regions_stamp
 from core.store.cases import slide_record
 from core.workspace import Workspace
 from dashboard.auth import current_role_allows, current_username, requesting_user, requires_role
-from dashboard.components import annotation_layer, annotation_panel, grade_panel, mil_panel, quality_panel, viewer_keys
+from dashboard.components import annotation_layer, annotation_panel, compare_link, grade_panel, measure_tool, mil_panel, quality_panel, viewer_keys
 from dashboard.components.clicks import ctx_triggered_click
 from dashboard.components.method_comparison import comparison_grid, scores_table
 from dashboard.components.patch_inspector import patch_inspector, png_data_uri
@@ -81,15 +81,20 @@ def map_bounds(g: SlideGeometry) -> list[list[float]]:
     return [[-g.height / scale, 0.0], [0.0, g.width / scale]]
 
 
-def _fit_zoom(g: SlideGeometry) -> int:
+def pan_limits(g: SlideGeometry) -> list[list[float]]:
+    """How far the map may be panned: the slide and half its size around it."""
+    bounds = map_bounds(g)
+    return [[bounds[0][0] * 1.5, -bounds[1][1] * 0.5], [-bounds[0][0] * 0.5, bounds[1][1] * 1.5]]
+
+
+def fit_zoom(g: SlideGeometry) -> int:
     return max(0, g.max_zoom - math.ceil(math.log2(max(g.width, g.height) / VIEWER_PX)))
 
 
 def restored_view(g: SlideGeometry, view: dict | None) -> tuple[list[float], int]:
     """Map centre and zoom: fit-to-slide, or a deep link's ``lat``/``lng``/``z`` when they lie on the slide."""
     bounds = map_bounds(g)
-    fit_zoom = _fit_zoom(g)
-    center, zoom = [bounds[0][0] / 2, bounds[1][1] / 2], fit_zoom
+    center, zoom = [bounds[0][0] / 2, bounds[1][1] / 2], fit_zoom(g)
     try:
         lat, lng, z = float(view["lat"]), float(view["lng"]), int(view["z"])
     except (TypeError, KeyError, ValueError):
@@ -101,17 +106,16 @@ def restored_view(g: SlideGeometry, view: dict | None) -> tuple[list[float], int
 
 def position_fits(g: SlideGeometry, lat: float, lng: float, z: int) -> bool:
     bounds = map_bounds(g)
-    return bounds[0][0] <= lat <= 0 and 0 <= lng <= bounds[1][1] and max(0, _fit_zoom(g) - 1) <= z <= g.max_zoom + 1
+    return bounds[0][0] <= lat <= 0 and 0 <= lng <= bounds[1][1] and max(0, fit_zoom(g) - 1) <= z <= g.max_zoom + 1
 
 
 def _map(g: SlideGeometry, view: dict | None = None, can_draw: bool = False) -> dl.Map:
     bounds = map_bounds(g)
-    fit_zoom = _fit_zoom(g)
     center, zoom = restored_view(g, view)
     base = f"/slides/{g.slide_id}/tiles/{{z}}/{{x}}/{{y}}.jpeg"
     return dl.Map(
         id="slide-map", crs="Simple", center=center, zoom=zoom,
-        minZoom=max(0, fit_zoom - 1), maxZoom=g.max_zoom + 1, maxBounds=[[bounds[0][0] * 1.5, -bounds[1][1] * 0.5], [-bounds[0][0] * 0.5, bounds[1][1] * 1.5]],
+        minZoom=max(0, fit_zoom(g) - 1), maxZoom=g.max_zoom + 1, maxBounds=pan_limits(g),
         zoomSnap=1, trackViewport=True, attributionControl=False, style={"height": "min(640px, 62vh)", "minHeight": "360px", "background": "#f4f4f4"},
         children=[
             dl.TileLayer(id="base-layer", url=base, tileSize=g.tile_size, noWrap=True, bounds=bounds, maxNativeZoom=g.max_zoom,
@@ -121,6 +125,7 @@ def _map(g: SlideGeometry, view: dict | None = None, can_draw: bool = False) -> 
             dl.Rectangle(id="selected-patch", bounds=[[0, 0], [0, 0]], pathOptions={"color": "#ff00ff", "weight": 2, "fill": False}),
             *annotation_layer.map_layers(g, can_draw),
             *mil_panel.map_children(g, bounds),
+            measure_tool.map_layer(),
         ],
     )
 
@@ -133,7 +138,7 @@ def _overview(g: SlideGeometry) -> html.Div:
     ], id="overview", className="overview")
 
 
-def _layer_options(workspace: Workspace, class_names: list[str]) -> list[dict]:
+def layer_options(workspace: Workspace, class_names: list[str]) -> list[dict]:
     layers = [{"label": "Tumour probability (1 − benign)", "value": TUMOUR_LAYER},
               {"label": "Class map (argmax)", "value": ARGMAX_LAYER}]
     layers += [{"label": f"P({display_class_name(c)})", "value": c} for c in class_names]
@@ -191,7 +196,7 @@ def layout(workspace: Workspace, tiles: TileService, slide_id: str, query: dict 
         return html.Div(dbc.Alert(str(exc), color="danger", id="slide-error"))
     models = workspace.models_for("patch")
     class_names = list(workspace.manifest(models[0]).class_names) if models else []
-    layers = _layer_options(workspace, class_names)
+    layers = layer_options(workspace, class_names)
     link = parse_viewer_link(query or {}, [o["value"] for o in layers])
     fits = "z" in link.values and position_fits(g, link.values["lat"], link.values["lng"], link.values["z"])
     if "z" in link.values and not fits:
@@ -201,9 +206,11 @@ def layout(workspace: Workspace, tiles: TileService, slide_id: str, query: dict 
     heat = latest_cached_heatmap(workspace, slide_id, models[0], OVERLAPS if wanted is None else (float(wanted),)) if models else None  # type: ignore[arg-type]
     overlap = heat.params.overlap if heat else float(wanted or 0.0)  # type: ignore[arg-type]
     truth_options = truth_sources(workspace, slide_id, has_mask)
+    size = tiles.pixel_size(slide_id)
     return html.Div([
-        dcc.Store(id="slide-ctx", data={"slide_id": slide_id, "max_zoom": g.max_zoom, "min_zoom": max(0, _fit_zoom(g) - 1), "mpp": g.mpp,
-                                        "width": g.width, "height": g.height}),
+        dcc.Store(id="slide-ctx", data={"slide_id": slide_id, "max_zoom": g.max_zoom, "min_zoom": max(0, fit_zoom(g) - 1), "mpp": g.mpp,
+                                        "width": g.width, "height": g.height, "um_x": size.x, "um_y": size.y}),
+        *measure_tool.stores(),
         *viewer_keys.components(),
         dcc.Store(id="heat-key", data=heat.key if heat else None),
         dcc.Store(id="heat-layer-job", data=None),  # the job computing the chosen layer: {"job", "layer"}
@@ -212,6 +219,8 @@ def layout(workspace: Workspace, tiles: TileService, slide_id: str, query: dict 
         *annotation_layer.stores(slide_regions_stamp(workspace.store, slide_id), selected_region),
         html.Div([html.Span(f"{g.width:,} x {g.height:,} px at {g.mpp} µm/px · {g.max_zoom + 1} Deep Zoom levels", className="me-3"),
                   *viewer_keys.magnification_bar()], className="text-muted small d-flex align-items-center flex-wrap gap-1 mb-1"),
+        html.Div([measure_tool.controls(size), compare_link.anchor(slide_id, str(link.get("layer", TUMOUR_LAYER)))],
+                 className="text-muted small d-flex align-items-center flex-wrap gap-3 mb-1"),
         dbc.Alert(["This link's view could not be restored in full: ", "; ".join(link.problems), ". The default is shown instead."],
                   color="warning", id="viewer-link-problems", className="small py-2") if link.problems else "",
         dbc.Row([
@@ -489,9 +498,12 @@ def register_callbacks(app: Dash, workspace: Workspace, tiles: TileService, disp
 
     @app.callback(
         Output("selected-patch", "bounds"), Output("selected-patch-info", "children"), Output("inspected-patch", "data"),
-        Input("slide-map", "clickData"), State("heat-key", "data"), State("slide-ctx", "data"), prevent_initial_call=True,
+        Input("slide-map", "clickData"), State("heat-key", "data"), State("slide-ctx", "data"), State("measure-mode", "value"),
+        prevent_initial_call=True,
     )
-    def select_patch(click, key, ctx):
+    def select_patch(click, key, ctx, measuring):
+        if measuring in ("ruler", "area"):  # the click is a measurement's point (measure_tool)
+            return no_update, no_update, no_update
         heat = slide_heatmap_by_key(workspace, key, ctx["slide_id"])
         scale = 2.0 ** ctx["max_zoom"]
         lat, lng = click["latlng"]["lat"], click["latlng"]["lng"]
@@ -516,9 +528,15 @@ def register_callbacks(app: Dash, workspace: Workspace, tiles: TileService, disp
                                heat.cell_level0 * CELLS_PER_PATCH * heat.slide_mpp)
 
     viewer_keys.register_callbacks(app)
+    measure_tool.register_callbacks(app)
     app.clientside_callback(
         ClientsideFunction(namespace="slideViewer", function_name="setOpacity"),
         Output("heat-layer", "opacity"), Input("heat-opacity", "value"),
+    )
+    app.clientside_callback(
+        ClientsideFunction(namespace="slideViewer", function_name="sideBySideHref"),
+        Output("side-by-side-link", "href"), Input("slide-map", "zoom"), Input("slide-map", "center"), Input("heat-layer-choice", "value"),
+        State("slide-ctx", "data"),
     )
     app.clientside_callback(
         ClientsideFunction(namespace="slideViewer", function_name="viewportWidgets"),

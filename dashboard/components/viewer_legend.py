@@ -38,16 +38,19 @@ def _swatch(name: str, rgb: tuple[int, int, int], alpha: float = 1.0) -> html.Di
                      html.Span(name)], className="legend-class")
 
 
-def class_key(class_names: list[str]) -> html.Div:
+KEY_ID = "heat-legend-key"  # the slide viewer's; a side-by-side pane names its own
+
+
+def class_key(class_names: list[str], key_id: str = KEY_ID) -> html.Div:
     """The class map's fixed colours; classes without a colour (benign) are not drawn."""
     drawn = [_swatch(display_class_name(name), rgb) for name, rgb in GRADE_COLOURS.items() if name in class_names]
     undrawn = [display_class_name(n) for n in class_names if n not in GRADE_COLOURS]
     return html.Div([html.Div("Class map (most likely class)", className="legend-title"), *drawn,
                      html.Div(f"{', '.join(undrawn)}: not drawn", className="legend-note") if undrawn else None],
-                    className="heat-legend", id="heat-legend-key", **{"data-kind": "classes"})
+                    className="heat-legend", id=key_id, **{"data-kind": "classes"})
 
 
-def colour_bar(layer: str, cmap: str, threshold: float, norm: str) -> html.Div:
+def colour_bar(layer: str, cmap: str, threshold: float, norm: str, key_id: str = KEY_ID) -> html.Div:
     """A vertical bar of the colour map from 0 (bottom) to 1 (top); values under ``threshold`` are hatched: not drawn."""
     gradient = f"linear-gradient(to top, {', '.join(colorbar_colours(cmap, 11))})"
     cut = max(0.0, min(1.0, float(threshold)))
@@ -58,13 +61,13 @@ def colour_bar(layer: str, cmap: str, threshold: float, norm: str) -> html.Div:
                   html.Div(className="legend-below-threshold", style={"height": f"{100 * cut:.0f}%"}, title="not drawn"),
                   html.Div(ticks, className="legend-ticks")], className="legend-bar-vertical"),
         html.Div(f"below {cut:g}: not drawn" if cut > 0 else "every value drawn", className="legend-note"),
-    ], className="heat-legend", id="heat-legend-key", **{"data-kind": "colour bar", "data-cmap": cmap, "data-threshold": f"{cut:g}"})
+    ], className="heat-legend", id=key_id, **{"data-kind": "colour bar", "data-cmap": cmap, "data-threshold": f"{cut:g}"})
 
 
-def overlay_key(layer: str, cmap: str, threshold: float, norm: str, class_names: list[str]) -> html.Div:
+def overlay_key(layer: str, cmap: str, threshold: float, norm: str, class_names: list[str], key_id: str = KEY_ID) -> html.Div:
     if layer == ARGMAX_LAYER:
-        return class_key(class_names)
+        return class_key(class_names, key_id)
     if layer == TISSUE_LAYER:
         return html.Div([html.Div("Tissue mask", className="legend-title"), _swatch("tissue", TISSUE_COLOUR, TISSUE_ALPHA / 255)],
-                        className="heat-legend", id="heat-legend-key", **{"data-kind": "tissue"})
-    return colour_bar(layer, cmap, threshold, norm)
+                        className="heat-legend", id=key_id, **{"data-kind": "tissue"})
+    return colour_bar(layer, cmap, threshold, norm, key_id)

@@ -15,6 +15,7 @@ from core.export.case_figures import case_figure_names
 from core.slides.tiles import TileService
 from core.store.annotations import current_region
 from core.store.cases import CaseSummary, case_summary, nearest_by_day, slide_record
+from core.store.cohort import next_on_worklist
 from core.store.reviews import current_reviews
 from core.store.schema import Patient
 from core.workspace import Workspace, attribute_texts
@@ -97,6 +98,17 @@ def next_case(workspace: Workspace, patient_id: str) -> str | None:
     return following if following != patient_id else None
 
 
+def _next_unreviewed_link(workspace: Workspace, patient_id: str) -> html.A | str:
+    """The next case of the unreviewed worklist (by patient id, as the worklist lists it), or nothing when none is left."""
+    with workspace.store.session() as s:
+        scored = [m for m, manifest in workspace.manifests.items() if manifest.task != "patch"]  # as the cohort page's worklists
+        following = next_on_worklist(s, scored, patient_id, "unreviewed")
+    if following is None:
+        return html.Span("no other unreviewed case", className="small text-muted ms-auto", id="next-unreviewed-case")
+    return html.A(f"Next unreviewed case: {following} →", href=f"/case/{following}", id="next-unreviewed-case",
+                  className="btn btn-outline-primary btn-sm ms-auto")
+
+
 def layout(workspace: Workspace, tiles: TileService, explainers: PatientExplainers, patient_id: str, query: dict | None = None) -> html.Div:
     with workspace.store.session() as s:
         case = case_summary(s, patient_id)
@@ -132,7 +144,8 @@ def layout(workspace: Workspace, tiles: TileService, explainers: PatientExplaine
                                         "reports": {r.id: r.day for r in case.reports}}),
         dcc.Store(id="case-selected-slide", data=view["slide"]),
         dcc.Store(id="case-region-pan", data=None),  # the view and selection a verdict's region link asks of the shown viewer
-        html.Div([html.H2(f"Case {p.id}", id="case-title", className="me-3 mb-0"), review_form.status_badge(case, current)],
+        html.Div([html.H2(f"Case {p.id}", id="case-title", className="me-3 mb-0"), review_form.status_badge(case, current),
+                  _next_unreviewed_link(workspace, patient_id)],
                  className="d-flex align-items-center"),
         html.P(summary, className="text-muted mb-1"),
         dbc.Alert(["This link's view could not be restored in full: ", "; ".join(view["problems"]), ". The nearest is shown instead."],

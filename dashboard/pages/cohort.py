@@ -1,14 +1,23 @@
 """Cohort page: every patient with patient-level model outputs, review status and model-vs-label checks, as
-worklists (all, unreviewed, flagged, model disagrees with label); filtered, paged and sorted by the database."""
+worklists (all, unreviewed, flagged, model disagrees with label), with a patient search; filtered, paged and sorted by the
+database. The worklist, grade filter and search are in the address (``?worklist=…&grade=…&q=…``)."""
 
 from __future__ import annotations
 
 import dash_bootstrap_components as dbc
-from dash import Dash, Input, Output, ctx, dash_table, html
+from dash import Dash, Input, Output, ctx, dash_table, dcc, html
 
 from core.heatmaps.grade_comparison import GRADE_AGREEMENTS, PatientGradeComparison, grade_comparisons
 from core.slides.quality import FLAG_LABELS
-from core.store.cohort import ATTRIBUTE_COLUMN, DECISION_THRESHOLD, QC_WORKLIST_MIN_FRACTION, WORKLISTS, cohort_page, worklist_counts
+from core.store.cohort import (
+    ATTRIBUTE_COLUMN,
+    DECISION_THRESHOLD,
+    QC_WORKLIST_MIN_FRACTION,
+    WORKLISTS,
+    cohort_page,
+    patients_matching,
+    worklist_counts,
+)
 from core.workspace import PatientAttribute, Workspace
 
 PAGE_SIZE = 15
@@ -57,7 +66,22 @@ def _help_text() -> html.Details:
     ], className="mb-2")
 
 
-def layout(workspace: Workspace) -> html.Div:
+def _filters(query: dict) -> tuple[str, str, str, list[str]]:
+    """The worklist, grade filter and search a link gives, and a line for each value it gives that cannot be used."""
+    worklist, grade, search = query.get("worklist", "all"), query.get("grade", "any"), query.get("q", "")[:64]
+    problems = []
+    if worklist not in WORKLISTS:
+        problems.append(f"worklist {worklist[:40]!r} is not one of {', '.join(WORKLISTS)}")
+        worklist = "all"
+    if grade not in GRADE_FILTERS:
+        problems.append(f"grade filter {grade[:40]!r} is not one of {', '.join(GRADE_FILTERS)}")
+        grade = "any"
+    return worklist, grade, search, problems
+
+
+def layout(workspace: Workspace, query: dict | None = None) -> html.Div:
+    """``query``: the link's filters (``worklist``, ``grade``, ``q``)."""
+    worklist, grade, search, problems = _filters(query or {})
     # Two header rows: a model's score column names its model under the class it scores, so two models of one class
     # ("pattern 4/5 present") are told apart.
     columns = [{"id": "patient_id", "name": ["", "Patient"], "presentation": "markdown"}]
@@ -76,24 +100,33 @@ def layout(workspace: Workspace) -> html.Div:
         html.P(f"{workspace.name}. Open a case to review its slides, visits and reports. Scores are the "
                "stored model outputs per patient (highest over a patient's slides and reports; latest visit).",
                className="text-muted"),
+        dbc.Alert(["This link's filters could not be used in full: ", "; ".join(problems), "; all is shown instead."],
+                  color="warning", id="cohort-link-problems", className="small py-2") if problems else "",
+        dcc.Store(id="cohort-query", data=None),  # the address's query, written in the browser
         html.Div([
             html.Span("Show:", className="me-2 fw-semibold"),
             dbc.RadioItems(id="cohort-worklist", options=[{"label": name, "value": key} for key, name in WORKLISTS.items()],
-                           value="all", inline=True, className="d-inline-block"),
+                           value=worklist, inline=True, className="d-inline-block"),
         ], className="mb-1"),
         html.Div([
             html.Span("Model vs report grade group:", className="me-2 fw-semibold"),
             dbc.RadioItems(id="cohort-grade", options=[{"label": name, "value": key} for key, name in GRADE_FILTERS.items()],
-                           value="any", inline=True, className="d-inline-block"),
+                           value=grade, inline=True, className="d-inline-block"),
         ], className="mb-1"),
+        html.Div([
+            dbc.Label("Find patient", html_for="cohort-search", className="me-2 mb-0 fw-semibold"),
+            dbc.Input(id="cohort-search", type="search", value=search, placeholder="patient id, or part of it", debounce=True,
+                      size="sm", style={"maxWidth": "16rem"}, maxLength=64),
+        ], className="d-flex align-items-center mb-1"),
         _help_text(),
         dash_table.DataTable(
             id="cohort-table", columns=columns, page_current=0, page_size=PAGE_SIZE, page_action="custom",
             sort_action="custom", sort_mode="single", sort_by=[], markdown_options={"link_target": "_self"}, merge_duplicate_headers=True,
             tooltip_header=tooltips, tooltip_delay=0, tooltip_duration=None,
-            # Compact cells and wrapping headers: every column fits at 1366 px.
+            # Compact cells, and headers and cells that wrap: every column fits at 1366 px (tests/test_layout_browser.py).
             style_table={"overflowX": "auto"}, style_cell={"fontFamily": "inherit", "padding": "3px 5px", "fontSize": "0.8rem"},
             style_header={"fontWeight": "600", "backgroundColor": "#f3f5f8", "whiteSpace": "normal", "height": "auto"},
+            style_data={"whiteSpace": "normal", "height": "auto"},
             style_data_conditional=[
                 {"if": {"filter_query": "{disagreements} contains 'disagree'", "column_id": "disagreements"},
                  "color": "#b02a37", "fontWeight": "600"},
@@ -146,12 +179,12 @@ def register_callbacks(app: Dash, workspace: Workspace) -> None:
         Output("cohort-table", "data"), Output("cohort-table", "page_count"), Output("cohort-table", "page_current"),
         Output("cohort-status", "children"), Output("cohort-worklist", "options"), Output("cohort-grade", "options"),
         Input("cohort-table", "page_current"), Input("cohort-table", "page_size"), Input("cohort-table", "sort_by"),
-        Input("cohort-worklist", "value"), Input("cohort-grade", "value"),
+        Input("cohort-worklist", "value"), Input("cohort-grade", "value"), Input("cohort-search", "value"),
     )
-    def show_cohort_page(page, page_size, sort_by, worklist, grade_filter):
-        worklist, grade_filter = worklist or "all", grade_filter or "any"
+    def show_cohort_page(page, page_size, sort_by, worklist, grade_filter, search):
+        worklist, grade_filter, search = worklist or "all", grade_filter or "any", (search or "").strip()
         page_size = page_size or PAGE_SIZE
-        page = 0 if ctx.triggered_id in ("cohort-worklist", "cohort-grade") else page or 0
+        page = 0 if ctx.triggered_id in ("cohort-worklist", "cohort-grade", "cohort-search") else page or 0
         sort = (sort_by or [{"column_id": "patient_id", "direction": "asc"}])[0]
         if sort["column_id"] == GRADE_COLUMN:  # not a database column: its filter above sorts it out
             sort = {"column_id": "patient_id", "direction": "asc"}
@@ -160,6 +193,9 @@ def register_callbacks(app: Dash, workspace: Workspace) -> None:
         grades = grade_comparisons(workspace)
         chosen = None if grade_filter == "any" else {pid for pid, g in grades.items() if g.agreement == grade_filter}
         with workspace.store.session() as s:
+            if search:
+                found = patients_matching(s, search)
+                chosen = found if chosen is None else chosen & found
             counts = worklist_counts(s, models, chosen)
             pages = max(1, -(-counts[worklist] // page_size))
             page = min(page, pages - 1)  # a worklist that shrank since the page was turned
@@ -170,10 +206,29 @@ def register_callbacks(app: Dash, workspace: Workspace) -> None:
         grade_options = [{"label": name if key == "any" else f"{name} ({by_agreement[key]})", "value": key} for key, name in GRADE_FILTERS.items()]
         shown = f"{result.total} patients" if worklist == "all" else \
             f"{result.total} of {counts['all']} patients ({WORKLISTS[worklist].lower()})"
-        if chosen is not None:
+        if grade_filter != "any":
             shown += f", model and report grade groups: {grade_filter}"
+        if search:
+            shown += f", patient id containing {search!r}"
         return ([_display(r, grades, attributes) for r in result.rows], pages, page, f"{shown} · page {page + 1} of {pages}", options,
                 grade_options)
+
+
+    # The filters go into the address bar (replaceState: no reload), so that a link or a reload keeps them.
+    app.clientside_callback(
+        """function (worklist, grade, search) {
+            const query = new URLSearchParams();
+            if (worklist && worklist !== "all") { query.set("worklist", worklist); }
+            if (grade && grade !== "any") { query.set("grade", grade); }
+            if (search && search.trim()) { query.set("q", search.trim()); }
+            const text = query.toString();
+            if (window.location.pathname === "/" || window.location.pathname === "/cohort") {
+                window.history.replaceState(window.history.state, "", window.location.pathname + (text ? "?" + text : ""));
+            }
+            return text;
+        }""",
+        Output("cohort-query", "data"), Input("cohort-worklist", "value"), Input("cohort-grade", "value"), Input("cohort-search", "value"),
+    )
 
 
 def nav_item() -> dbc.NavItem:

@@ -1,0 +1,118 @@
+"""Layout at the two screen sizes reviewers use (1366×768 laptops, 1920×1080 monitors), in headless Chromium: no column
+of the worklist (the cohort page's table) or of the what-if table (the patient page) is clipped, and no Plotly toolbar
+lies over its figure's title."""
+
+from __future__ import annotations
+
+import pytest
+from selenium.webdriver.support.ui import WebDriverWait
+from sqlalchemy import select
+
+from core.heatmaps.slide_heatmap import compute_heatmap
+from core.store.cases import slide_record
+from core.store.schema import Visit
+from core.workspace import open_workspace
+from tests.helpers import headless_chromium, sign_in_browser
+
+SIZES = ("1366,768", "1920,1080")
+SLIDE = "P013-S1"
+
+# For each cell of the table: its text must lie inside the cell (a clipped or ellipsised text runs past it), and the cell
+# must not hide any of its content (scrollWidth past clientWidth). The table itself must fit its scroll box.
+CLIPPED_CELLS = """
+const table = document.getElementById(arguments[0]);
+if (!table) { return ["no table " + arguments[0]]; }
+const problems = [];
+for (const box of table.querySelectorAll(".dash-spreadsheet-container, .dash-spreadsheet-inner")) {
+    if (box.scrollWidth > box.clientWidth + 1) { problems.push("the table scrolls sideways: " + box.scrollWidth + " > " + box.clientWidth); }
+}
+for (const cell of table.querySelectorAll("th, td")) {
+    const r = cell.getBoundingClientRect();
+    if (!r.width || !cell.textContent.trim()) { continue; }
+    const range = document.createRange();
+    range.selectNodeContents(cell);
+    const t = range.getBoundingClientRect();
+    const what = cell.tagName + " '" + cell.textContent.trim().slice(0, 40) + "'";
+    if (t.left < r.left - 1 || t.right > r.right + 1) {
+        problems.push(what + ": text " + Math.round(t.width) + " px in a " + Math.round(r.width) + " px cell");
+    }
+    for (const el of [cell, ...cell.querySelectorAll("div, span")]) {
+        if (el.scrollWidth > el.clientWidth + 1 && getComputedStyle(el).overflowX !== "visible") {
+            problems.push(what + ": content hidden");
+            break;
+        }
+    }
+}
+return problems;
+"""
+
+# Every shown Plotly figure: the rectangle of its toolbar and of its title must not meet.
+MODEBAR_OVER_TITLE = """
+const problems = [];
+for (const plot of document.querySelectorAll(".js-plotly-plot")) {
+    const bar = plot.querySelector(".modebar");
+    const title = plot.querySelector(".gtitle");
+    if (!bar || !title) { continue; }
+    const a = bar.getBoundingClientRect(), b = title.getBoundingClientRect();
+    if (!a.width || !b.width) { continue; }
+    if (a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom) {
+        problems.push((plot.parentElement.id || plot.id || "a figure") + ": '" + title.textContent.slice(0, 50) + "'");
+    }
+}
+return problems;
+"""
+
+
+def _wait(driver, condition, timeout=90):
+    return WebDriverWait(driver, timeout).until(condition)
+
+
+@pytest.fixture(scope="module")
+def patient(demo_workspace) -> str:
+    """The slide's patient (one with visits), with the slide's heatmap computed, so that the case page draws every panel."""
+    ws = open_workspace(demo_workspace)
+    try:
+        compute_heatmap(ws, SLIDE, "patch-cnn")
+        with ws.store.session() as s:
+            patient_id = slide_record(s, SLIDE).patient_id
+            assert s.scalars(select(Visit).where(Visit.patient_id == patient_id)).first() is not None
+        return patient_id
+    finally:
+        ws.store.dispose()
+
+
+@pytest.fixture(scope="module", params=SIZES)
+def screen(request, live_server):
+    driver = headless_chromium(request.param)
+    try:
+        sign_in_browser(driver, live_server.url)
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _figures_drawn(driver, ids: list[str]) -> bool:
+    return all(driver.find_elements("css selector", f"#{i} .gtitle") for i in ids)
+
+
+def test_no_worklist_or_what_if_column_is_clipped(live_server, screen, patient):
+    screen.get(f"{live_server.url}/")
+    _wait(screen, lambda d: d.find_elements("css selector", "#cohort-table td a"))
+    assert screen.execute_script(CLIPPED_CELLS, "cohort-table") == []
+
+    screen.get(f"{live_server.url}/patient/{patient}")
+    _wait(screen, lambda d: d.find_elements("css selector", "#visit-edit-table td"))
+    assert screen.execute_script(CLIPPED_CELLS, "visit-edit-table") == []
+
+
+@pytest.mark.parametrize(("page", "figures"), [
+    ("/patient/{patient}", ["patient-risk", "patient-importance", "visit-waterfall"]),
+    ("/case/{patient}?slide=" + SLIDE, ["patient-risk", "patient-importance", "visit-waterfall", "grade-fractions"]),
+    ("/models", []),
+    ("/patients", []),
+])
+def test_no_plotly_toolbar_lies_over_its_title(live_server, screen, patient, page, figures):
+    screen.get(live_server.url + page.format(patient=patient))
+    _wait(screen, lambda d: d.find_elements("css selector", ".js-plotly-plot .gtitle"))
+    _wait(screen, lambda d: _figures_drawn(d, figures))
+    assert screen.execute_script(MODEBAR_OVER_TITLE) == []
