@@ -1,8 +1,16 @@
 """Macenko stain normalisation of 4,096 patches (224 x 224): batched in torch on the device (CUDA when present) against
 the reference, torchstain's numpy backend (``torchstain/numpy/normalizers/macenko.py``, 1.4.1), applied patch by
-patch, on the same patches with the same target. Reports the speed ratio and the largest pixel difference.
+patch, on the same patches with the same target, in the same run. Reports the speed ratio and the largest pixel
+difference.
 
-    python bench/stain.py [--patches 4096] [--size 224] [--batch 64] [--reference-patches N]
+    python bench/stain.py [--patches 4096] [--size 224] [--batch 64] [--workers W] [--block 1024] [--reference-patches N]
+
+On the CPU the torch batches go to W threads (default: one per core this process may use), each running torch on
+one thread: the cores are used without torch's intra-op threads meeting at a barrier after every operation, which
+stalls whenever another process holds a core (on a shared machine, most of the time). The reference runs as it
+comes: one patch after another, numpy with its BLAS at its default threads. The two take turns, ``--block`` patches
+at a time, each timed on its own: on a shared machine the load changes over minutes, and taking turns exposes both
+to the same changes (one method's whole run, then the other's, does not).
 
 Needs only numpy, torch and torchstain (pure numpy). ``--reference-patches`` times the reference on the first N
 patches only (its time is scaled to all of them) and compares those N; by default it runs on every patch.
@@ -11,8 +19,10 @@ patches only (its time is scaled to all of them) and compares those N; by defaul
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -65,33 +75,50 @@ def main() -> None:
     parser.add_argument("--patches", type=int, default=4096)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--batch", type=int, default=None, help="patches per torch batch (default 64 on CPU, 512 on CUDA)")
+    parser.add_argument("--workers", type=int, default=None, help="CPU only: threads taking torch batches (default: one per core)")
+    parser.add_argument("--block", type=int, default=1024, help="patches timed by one method, then the other")
     parser.add_argument("--reference-patches", type=int, default=None)
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     batch = args.batch or (512 if device.type == "cuda" else 64)
+    workers = 1 if device.type == "cuda" else (args.workers or len(os.sched_getaffinity(0)))
     patches = synthetic_patches(args.patches, args.size)
     reference = NumpyMacenkoNormalizer()
     reference.fit(patches[0])  # the target: the first patch, for both
     target, max_c = torch.tensor(reference.HERef), torch.tensor(reference.maxCRef)
     n_ref = min(args.reference_patches or args.patches, args.patches)
 
-    started = time.perf_counter()
-    expected = np.stack([reference.normalize(p, stains=False)[0] for p in patches[:n_ref]])
-    reference_s = (time.perf_counter() - started) * args.patches / n_ref
+    if workers > 1:
+        torch.set_num_threads(1)  # each worker's torch on one thread (threads started later inherit it)
+    expected, got = np.empty_like(patches[:n_ref]), np.empty_like(patches)
 
-    macenko_normalise(torch.from_numpy(patches[:batch]).to(device), target, max_c)  # warm-up (kernels, allocator)
+    def normalise(start: int) -> None:
+        images = torch.from_numpy(patches[start : start + batch]).to(device, non_blocking=True)
+        got[start : start + batch] = macenko_normalise(images, target, max_c).cpu().numpy()
+
+    normalise(0)  # warm-up (kernels, allocator)
     if device.type == "cuda":
         torch.cuda.synchronize()
-    started = time.perf_counter()
-    got = np.empty_like(patches)
-    for s in range(0, args.patches, batch):
-        got[s : s + batch] = macenko_normalise(torch.from_numpy(patches[s : s + batch]).to(device, non_blocking=True), target, max_c).cpu().numpy()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    torch_s = time.perf_counter() - started
+    # Block by block, the reference then torch on the same patches: on a shared machine the load drifts over minutes,
+    # and both then meet the same drift.
+    block = max(batch, args.block // batch * batch)
+    reference_s = torch_s = 0.0
+    with ThreadPoolExecutor(workers) as pool:
+        for first in range(0, args.patches, block):
+            last = min(first + block, args.patches)
+            started = time.perf_counter()
+            for i in range(first, min(last, n_ref)):
+                expected[i] = reference.normalize(patches[i], stains=False)[0]
+            reference_s += time.perf_counter() - started
+            started = time.perf_counter()
+            list(pool.map(normalise, range(first, last, batch)))
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            torch_s += time.perf_counter() - started
+    reference_s *= args.patches / n_ref
 
     diff = np.abs(got[:n_ref].astype(int) - expected)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} torch threads"
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {workers} worker(s) of {torch.get_num_threads()} torch thread(s)"
     print(f"device: {device} ({name}); {args.patches} patches of {args.size} x {args.size}, torch batches of {batch}")
     print(f"reference (torchstain numpy, per patch): {reference_s:.2f} s"
           + (f" (timed on {n_ref} patches, scaled)" if n_ref < args.patches else ""))

@@ -25,6 +25,7 @@ from core.slides.stain import (
     model_input,
     normalise_stain,
     optical_density,
+    order_statistics,
     reinhard_normalise,
 )
 from tests.synthetic_patches import concentrations, he_patch, render, shifted_stain
@@ -63,6 +64,21 @@ def test_masked_percentile_is_numpys_linear_percentile():
     assert masked_percentile(ranks, 90).item() == pytest.approx(4.6)
 
 
+def test_order_statistics_are_a_full_sorts_with_ties_and_left_out_values():
+    rng = np.random.default_rng(1)
+    values = torch.from_numpy(rng.integers(0, 300, (6, 5000)).astype(np.float32))  # many ties
+    values[0, :4000] = float("inf")  # left out (ranked last from the bottom): only 1,000 numbers remain
+    ranks = torch.from_numpy(rng.integers(0, 50, (6, 2)))
+    expected = values.sort(1).values.gather(1, ranks)
+    assert torch.equal(order_statistics(values, ranks), expected)
+    values[0, :4000] = float("-inf")
+    expected = values.sort(1, descending=True).values.gather(1, ranks)
+    assert torch.equal(order_statistics(values, ranks, largest=True), expected)
+    # 5,003 values: the three past the last full row of 8 groups are candidates too
+    tail = torch.cat([values, torch.full((6, 3), 1000.0)], 1)
+    assert order_statistics(tail, torch.zeros((6, 1), dtype=torch.long), largest=True).flatten().tolist() == [1000.0] * 6
+
+
 def test_macenko_matches_the_reference_on_the_same_images(patches):
     reference = NumpyMacenkoNormalizer()
     expected = np.stack([reference.normalize(p, stains=False)[0] for p in patches])
@@ -86,6 +102,24 @@ def test_macenko_fit_to_a_target_matches_the_reference(patches):
     expected = np.stack([reference.normalize(p, stains=False)[0] for p in patches[1:]])
     got = macenko_normalise(torch.from_numpy(patches[1:]), torch.tensor(matrix), torch.tensor(max_c)).numpy()
     assert np.abs(got.astype(int) - expected).max() <= TOLERANCE
+
+
+def test_macenko_matches_the_reference_when_the_stains_vary_against_each_other():
+    """Haematoxylin and eosin anti-correlated (the total stain nearly constant): the largest eigenvector of the OD
+    covariance is H - E, with components of both signs, so the angles are taken as the reference takes them."""
+    rng = np.random.default_rng(5)
+    share, total = rng.uniform(0, 1, (64, 64)), 1.0 + 0.05 * rng.normal(size=(64, 64))
+    h_vec, e_vec = np.array([0.2, 0.9, 0.4]), np.array([0.9, 0.2, 0.4])
+    od = (total * share)[..., None] * h_vec / np.linalg.norm(h_vec) + (total * (1 - share))[..., None] * e_vec / np.linalg.norm(e_vec)
+    image = np.clip(240 * np.exp(-od) + rng.normal(0, 1, od.shape), 0, 255).astype(np.uint8)
+    reference = NumpyMacenkoNormalizer()
+    expected = reference.normalize(image, stains=False)[0]
+    got = macenko_normalise(torch.from_numpy(image[None]), torch.tensor(REFERENCE_STAIN_MATRIX), torch.tensor(REFERENCE_MAX_CONCENTRATIONS))[0].numpy()
+    assert np.abs(got.astype(int) - expected).max() <= TOLERANCE
+    reference.fit(image)
+    stains = macenko_stains(torch.from_numpy(image[None]))
+    assert stains.stain_matrix[0].numpy() == pytest.approx(reference.HERef, abs=1e-4)
+    assert stains.max_concentrations[0].numpy() == pytest.approx(reference.maxCRef, rel=1e-4)
 
 
 def test_reinhard_matches_the_reference_on_the_same_images(patches):
