@@ -71,7 +71,14 @@ def all_patches(slides: list[SlidePatches]) -> tuple[np.ndarray, np.ndarray]:
 
 def train_patch_cnn(images: np.ndarray, labels: np.ndarray, epochs: int, seed: int, progress: Progress,
                     input_spec: InputSpec | None = None) -> PatchResNet:
-    """The patch CNN, trained on ``images`` as a model with ``input_spec`` reads them (stain-normalised as it declares)."""
+    """The patch CNN, trained on ``images`` as a model with ``input_spec`` reads them (stain-normalised as it declares),
+    to the same weights whatever the machine's core count."""
+    with reproducible_torch():
+        return _train_patch_cnn(images, labels, epochs, seed, progress, input_spec)
+
+
+def _train_patch_cnn(images: np.ndarray, labels: np.ndarray, epochs: int, seed: int, progress: Progress,
+                     input_spec: InputSpec | None) -> PatchResNet:
     torch.manual_seed(seed)
     x_all, y_all = to_tensor(normalised(images, input_spec or InputSpec())), torch.from_numpy(labels).long()
     mean = x_all.mean((0, 2, 3)).tolist()
