@@ -27,7 +27,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, FromClause, Select, String, and_, case, cast, exists, func, or_, select, true, union_all
+from sqlalchemy import ColumnElement, Float, FromClause, Select, String, and_, case, cast, exists, func, null, or_, select, true, union_all
 from sqlalchemy.orm import QueryableAttribute, Session
 
 from core.errors import PathReviewError
@@ -111,22 +111,24 @@ def _review_stats() -> FromClause:
 
 
 def _labelled_predictions(model_ids: list[str]) -> FromClause:
-    """Every (model, labelled subject) pair compared: the patient, subject kind and id, model, score and label."""
+    """Every (model, labelled subject) pair compared: the patient, subject kind and id, model, score, label, and a visit's
+    day (NULL for slides and reports)."""
 
-    def pairs(subject: PatientSubject, kind: str, subject_key: CohortColumn) -> Select[str, str, str, str, float, int | None]:
+    def pairs(subject: PatientSubject, kind: str, subject_key: CohortColumn,
+              day: ColumnElement[Any]) -> Select[str, str, str, str, float, int | None, float | None]:
         return (
             select(subject.patient_id.label("patient_id"), Prediction.subject_kind.label("subject_kind"),
                    Prediction.subject_id.label("subject_id"), Prediction.model_id.label("model_id"),
-                   Prediction.score.label("score"), subject.label.label("label"))
+                   Prediction.score.label("score"), subject.label.label("label"), day.label("day"))
             .join(Prediction, and_(Prediction.subject_kind == kind, Prediction.subject_id == subject_key,
                                    Prediction.patient_id == subject.patient_id))
             .where(subject.label.is_not(None), Prediction.model_id.in_(model_ids))
         )
 
     return union_all(
-        pairs(Slide, "slide", Slide.id),
-        pairs(Report, "report", Report.id),
-        pairs(Visit, "visit", cast(Visit.id, String)),
+        pairs(Slide, "slide", Slide.id, cast(null(), Float)),
+        pairs(Report, "report", Report.id, cast(null(), Float)),
+        pairs(Visit, "visit", cast(Visit.id, String), cast(Visit.day, Float)),
     ).subquery("labelled_prediction")
 
 
@@ -156,6 +158,7 @@ class Disagreement:
     model_id: str
     score: float
     label: int
+    day: float | None = None  # a visit's day since the patient's first visit
 
 
 def label_disagreements(session: Session, model_ids: list[str], patient_ids: Collection[str]) -> dict[str, list[Disagreement]]:
@@ -167,7 +170,8 @@ def label_disagreements(session: Session, model_ids: list[str], patient_ids: Col
     found: dict[str, list[Disagreement]] = {}
     for r in session.execute(query):
         found.setdefault(r.patient_id, []).append(Disagreement(r.patient_id, r.subject_kind, str(r.subject_id), r.model_id,
-                                                               float(r.score), int(r.label)))
+                                                               float(r.score), int(r.label),
+                                                               None if r.day is None else float(r.day)))
     return found
 
 

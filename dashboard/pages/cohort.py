@@ -226,11 +226,12 @@ def _class_name(manifest: ModelManifest, positive: bool) -> str:
 
 
 def disagreement_text(disagreements: list[Disagreement], manifests: dict[str, ModelManifest]) -> str:
-    """One line per disagreeing pair: "P001-S1 mil-lse: tumour 0.82 vs label benign"."""
+    """One line per disagreeing pair: "P001-S1 mil-lse: tumour 0.82 vs label benign", "visit day 30 progression-gru: ..."."""
     lines = []
     for d in disagreements:
         m = manifests[d.model_id]
-        lines.append(f"{d.subject_id} {d.model_id}: {_class_name(m, d.score >= DECISION_THRESHOLD)} {d.score:.2f} "
+        subject = f"visit day {d.day:.0f}" if d.day is not None else d.subject_id
+        lines.append(f"{subject} {d.model_id}: {_class_name(m, d.score >= DECISION_THRESHOLD)} {d.score:.2f} "
                      f"vs label {_class_name(m, d.label == 1)}")
     return "\n".join(lines)
 
