@@ -102,7 +102,7 @@ _CELL_CLASSES = {
 # Least widths (px) in which a column's cells read whole (two lines at most); the others are as wide as their heading's
 # longest word. The grid shares out the rest of its width, so every column shows at 1366 px without sideways scrolling
 # (tests/test_layout_browser.py).
-_CELL_WIDTHS = {"patient_id": 56, "slides": 48, "visits": 48, "reports": 48, "review": 82, "flagged": 70, "disagreements": 88,
+_CELL_WIDTHS = {"patient_id": 56, "slides": 48, "visits": 48, "reports": 48, "review": 90, "flagged": 70, "disagreements": 88,
                 "qc": 72, GRADE_COLUMN: 84}
 _CHARACTER_PX, _PADDING_PX = 7.4, 16  # a heading's bold 12 px letters, and a cell's padding
 
@@ -113,9 +113,13 @@ def _heading_width(text: str) -> int:
     return round(max(len(w) for w in words) * _CHARACTER_PX) + _PADDING_PX
 
 
-def _column(column_id: str, name: str, kinds: dict[str, str], tooltip: str | None = None, group: str = "", **extra: object) -> dict:
+def _column(column_id: str, name: str, kinds: dict[str, str], sortable: list[str], tooltip: str | None = None, group: str = "",
+            **extra: object) -> dict:
+    """A column (sorted and filtered by the store where it can be); its least width holds its cells and its heading's
+    longest word (the sort arrow and filter button lie in the heading's corners, assets/dashboard.css)."""
     width = max(_CELL_WIDTHS.get(column_id, 44), _heading_width(name), _heading_width(group) if group else 0)
-    column: dict = {"field": column_id, "colId": column_id, "headerName": name, "width": width, "minWidth": width, **extra}
+    column: dict = {"field": column_id, "colId": column_id, "headerName": name, "width": width, "minWidth": width,
+                    "sortable": column_id in sortable, **extra}
     if column_id in kinds:
         column |= column_filter(kinds[column_id])
     if tooltip:
@@ -128,25 +132,23 @@ def _column(column_id: str, name: str, kinds: dict[str, str], tooltip: str | Non
 def _column_defs(workspace: Workspace, sortable: list[str], kinds: dict[str, str]) -> list[dict]:
     """Columns; a model's score column sits in a group named after the class it scores, so two models of one class
     ("pattern 4/5 present") are told apart."""
-    columns = [_column("patient_id", "Patient", kinds, cellRenderer="CaseLink", pinned="left")]
-    columns += [_column(ATTRIBUTE_COLUMN + name, _heading(a), kinds) for name, a in workspace.patient_attributes().items()]
-    columns += [_column(c, n, kinds, type="numericColumn") for c, n in _COUNT_COLUMNS]
+    columns = [_column("patient_id", "Patient", kinds, sortable, cellRenderer="CaseLink", pinned="left")]
+    columns += [_column(ATTRIBUTE_COLUMN + name, _heading(a), kinds, sortable) for name, a in workspace.patient_attributes().items()]
+    columns += [_column(c, n, kinds, sortable, type="numericColumn") for c, n in _COUNT_COLUMNS]
     by_class: dict[str, list[str]] = {}
     for model_id in scored_models(workspace):
         by_class.setdefault(f"P({workspace.manifest(model_id).score_class})", []).append(model_id)
     groups: dict[str, list[dict]] = {}
     for name, model_ids in by_class.items():
-        groups[name] = [_column(f"score:{model_id}", model_id, kinds, f"{workspace.manifest(model_id).name} [{model_id}]",
+        groups[name] = [_column(f"score:{model_id}", model_id, kinds, sortable, f"{workspace.manifest(model_id).name} [{model_id}]",
                                 group=name if len(model_ids) == 1 else "", type="numericColumn",
                                 valueFormatter={"function": "params.value == null ? '' : d3.format('.2f')(params.value)"})
                         for model_id in model_ids]
     columns += [{"headerName": name, "wrapHeaderText": True, "autoHeaderHeight": True, "children": children}
                 for name, children in groups.items()]
-    columns += [_column(c, n, kinds, _REVIEW_TOOLTIPS[c]) for c, n in _REVIEW_COLUMNS]
+    columns += [_column(c, n, kinds, sortable, _REVIEW_TOOLTIPS[c]) for c, n in _REVIEW_COLUMNS]
     columns[-2]["tooltipField"] = "disagreement_detail"  # the model vs label column: which predictions disagree
-    columns.append(_column(GRADE_COLUMN, "Grade group: model vs report", kinds, _REVIEW_TOOLTIPS[GRADE_COLUMN], sortable=False))
-    for column in [c for group in columns for c in group.get("children", [group])]:
-        column.setdefault("sortable", column["colId"] in sortable)
+    columns.append(_column(GRADE_COLUMN, "Grade group: model vs report", kinds, sortable, _REVIEW_TOOLTIPS[GRADE_COLUMN]))
     return columns
 
 
