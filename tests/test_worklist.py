@@ -14,6 +14,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from sqlalchemy import delete, select
 
 from core.errors import PathReviewError
+from core.heatmaps.grade_comparison import grade_comparisons
 from core.store.cohort import (
     DECISION_THRESHOLD,
     ColumnFilter,
@@ -244,6 +245,7 @@ def test_cohort_search_stays_in_the_address_and_the_case_page_opens_the_next_unr
         with ws.store.session() as s:
             everyone = list(s.scalars(select(Patient.id).order_by(Patient.id)))
             reviewed = set(s.scalars(select(Review.patient_id)))  # what other tests saved through the shared server
+        not_compared = {pid: g.agreement == "not compared" for pid, g in grade_comparisons(ws).items()}
     finally:
         ws.store.dispose()
     wait = WebDriverWait(browser, 30)
@@ -255,6 +257,8 @@ def test_cohort_search_stays_in_the_address_and_the_case_page_opens_the_next_unr
     wait.until(lambda b: _cells(b, "patient_id") == expected[:15])
     assert f"{len(expected)} patients" in browser.find_element(By.ID, "cohort-status").text and "containing 'p02'" in \
         browser.find_element(By.ID, "cohort-status").text
+    # The grade filter's counts follow the search too.
+    wait.until(lambda b: f"Not compared ({sum(1 for p in expected if not_compared.get(p))})" in b.find_element(By.ID, "cohort-grade").text)
     browser.find_element(By.CSS_SELECTOR, "#cohort-worklist input[value='unreviewed']").click()
     wait.until(lambda b: "worklist=unreviewed" in b.current_url and "q=p02" in b.current_url)
     wait.until(lambda b: _cells(b, "patient_id") == [p for p in expected if p not in reviewed][:15])
