@@ -30,7 +30,7 @@ from core.store.reviews import record_review
 from core.store.schema import Patient, Prediction, Report, Review, Slide, Visit
 from core.workspace import open_workspace
 from dashboard.pages.cohort import scored_models
-from tests.helpers import grid_column, grid_page_button, grid_sort
+from tests.helpers import grid_column, grid_page_button, grid_sort, js_click
 
 MODELS = ["mil-attention", "mil-lse", "progression-gru", "report-tfidf"]
 
@@ -336,9 +336,18 @@ def test_the_grid_sorts_filters_and_pages_on_the_server_and_keeps_it_in_the_addr
     grid_page_button(browser, "cohort-table", "Next Page")
     wait.until(lambda b: _cells(b, "patient_id") == filtered[15:30])
     wait.until(lambda b: "page 2 of" in b.find_element(By.ID, "cohort-status").text)
+    # Another worklist starts again from its first page, with the same sort and filter.
+    url = browser.current_url
+    js_click(browser, browser.find_element(By.CSS_SELECTOR, "#cohort-worklist input[value='unreviewed']"))
+    wait.until(lambda b: "unreviewed" in b.find_element(By.ID, "cohort-status").text
+               and "page 1 of" in b.find_element(By.ID, "cohort-status").text)
+    wait.until(lambda b: "worklist=unreviewed" in b.current_url and "f.slides=greaterThanOrEqual%3A3" in b.current_url)
+    js_click(browser, browser.find_element(By.CSS_SELECTOR, "#cohort-worklist input[value='all']"))
+    wait.until(lambda b: _cells(b, "patient_id") == filtered[:15])
+    browser.get(url)
 
     # The link gives the same list; a value it cannot use is named on the page, and the rest still applies.
-    browser.get(browser.current_url + "&f.nothing=equals%3A1&f.visits=greaterThan%3Amany")
+    browser.get(url + "&f.nothing=equals%3A1&f.visits=greaterThan%3Amany")
     wait.until(lambda b: _cells(b, "patient_id") == filtered[:15])
     problems = browser.find_element(By.ID, "cohort-link-problems").text
     assert "filter 'nothing' is not a column that filters" in problems and "'visits' needs a number" in problems
@@ -367,3 +376,6 @@ def test_the_disagreement_cell_names_the_disagreeing_predictions(live_server, br
     for line, d in zip(lines, pairs[pid], strict=True):
         subject = f"visit day {d.day:.0f}" if d.day is not None else d.subject_id
         assert line.startswith(f"{subject} {d.model_id}: ") and f"{d.score:.2f} vs label " in line
+    # The column's heading explains it.
+    ActionChains(browser).move_to_element(browser.find_element(By.CSS_SELECTOR, "#cohort-table .ag-header-cell[col-id='disagreements']")).perform()
+    wait.until(lambda b: "other side of 0.5 from the recorded label" in b.find_element(By.CSS_SELECTOR, ".ag-tooltip").text)
