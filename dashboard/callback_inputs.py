@@ -72,9 +72,27 @@ class SlideCtx(Strict):
     um_y: Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)] | None = None
 
 
-class SortBy(Strict):
-    column_id: Annotated[StrictStr, Field(max_length=64)]
-    direction: Literal["asc", "desc"]
+class GridSort(Loose):
+    colId: Annotated[StrictStr, Field(max_length=MAX_ID)]
+    sort: Literal["asc", "desc"] | None = None
+
+
+class GridFilter(Loose):
+    """One column's filter of a grid's filter model (one condition: its text or number, and the range's upper end)."""
+
+    filterType: Literal["text", "number"]
+    type: Annotated[StrictStr, Field(max_length=32)]
+    filter: Annotated[StrictStr, Field(max_length=200)] | Number | None = None
+    filterTo: Number | None = None
+
+
+class GridRowsRequest(Loose):
+    """What a grid with the infinite row model asks for: which rows, with its sort and filter models."""
+
+    startRow: Annotated[StrictInt, Field(ge=0, le=10**9)]
+    endRow: Annotated[StrictInt, Field(ge=0, le=10**9)]
+    sortModel: Annotated[list[GridSort], Field(max_length=10)] | None = None
+    filterModel: Annotated[dict[Annotated[StrictStr, Field(max_length=MAX_ID)], GridFilter], Field(max_length=100)] | None = None
 
 
 class LatLng(Strict):
@@ -139,9 +157,7 @@ Point = Annotated[list[Number], Field(min_length=2, max_length=2)]
 VALUE_TYPES: dict[tuple[str, str], Any] = {
     ("url", "pathname"): Annotated[StrictStr, Field(max_length=16_384)] | None,  # the page says what is wrong with a long one
     ("url", "search"): Annotated[StrictStr, Field(max_length=16_384)] | None,
-    ("cohort-table", "page_current"): Count,
-    ("cohort-table", "page_size"): Annotated[StrictInt, Field(ge=1, le=500)] | None,
-    ("cohort-table", "sort_by"): _bounded_list(SortBy, 10),
+    ("cohort-table", "getRowsRequest"): GridRowsRequest | None,
     ("cohort-worklist", "value"): Annotated[StrictStr, Field(max_length=32)] | None,
     ("cohort-search", "value"): Annotated[StrictStr, Field(max_length=64)] | None,
     ("case-slide-thumb", "n_clicks"): Clicks,

@@ -215,3 +215,34 @@ def headless_chromium(window: str = "1366,768"):
     driver = webdriver.Chrome(service=Service(chromedriver), options=options)
     driver.set_page_load_timeout(60)
     return driver
+
+
+# The cell texts of one column of an AG Grid, in row order, read in one script call (a re-render cannot leave stale
+# element handles); rows still loading (no text in any of their cells) are left out.
+GRID_COLUMN = """
+const rows = {};
+for (const cell of document.querySelectorAll(`#${arguments[0]} .ag-row .ag-cell[col-id='${arguments[1]}']`)) {
+    const row = cell.closest(".ag-row");
+    if (row.classList.contains("ag-row-loading") || !row.innerText.trim()) { continue; }
+    rows[Number(row.getAttribute("row-index"))] = cell.innerText.trim();
+}
+return Object.keys(rows).map(Number).sort((a, b) => a - b).map(k => rows[k]);
+"""
+
+
+def grid_column(browser, grid_id: str, column: str) -> list[str]:
+    return browser.execute_script(GRID_COLUMN, grid_id, column)
+
+
+def grid_page_button(browser, grid_id: str, which: str) -> None:
+    """Clicks a grid's paging button: "First Page", "Previous Page", "Next Page" or "Last Page"."""
+    from selenium.webdriver.common.by import By
+
+    js_click(browser, browser.find_element(By.CSS_SELECTOR, f"#{grid_id} .ag-paging-button[aria-label='{which}']"))
+
+
+def grid_sort(browser, grid_id: str, column: str) -> None:
+    """Clicks a column's heading (ascending, descending, unsorted in turn)."""
+    from selenium.webdriver.common.by import By
+
+    js_click(browser, browser.find_element(By.CSS_SELECTOR, f"#{grid_id} .ag-header-cell[col-id='{column}'] .ag-header-cell-label"))

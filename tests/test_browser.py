@@ -6,7 +6,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.helpers import js_click
+from tests.helpers import grid_column, grid_page_button, grid_sort
 
 
 def _wait(browser, timeout=30):
@@ -14,11 +14,7 @@ def _wait(browser, timeout=30):
 
 
 def _column(browser, column: str) -> list[str]:
-    """Cell texts read in one script call, so a re-render cannot leave stale element handles."""
-    return browser.execute_script(
-        "return [...document.querySelectorAll(`#cohort-table td[data-dash-column='${arguments[0]}']`)].map(c => c.innerText.trim())",
-        column,
-    )
+    return grid_column(browser, "cohort-table", column)
 
 
 def _patient_ids(browser) -> list[str]:
@@ -26,7 +22,7 @@ def _patient_ids(browser) -> list[str]:
 
 
 def _wait_for_rows(browser, previous: list[str] | None = None) -> list[str]:
-    _wait(browser).until(lambda b: _patient_ids(b) and _patient_ids(b) != previous)
+    _wait(browser).until(lambda b: len(_patient_ids(b)) == 15 and _patient_ids(b) != previous)
     return _patient_ids(browser)
 
 
@@ -36,27 +32,25 @@ def test_cohort_pages_sorts_and_opens_a_case(live_server, browser):
     assert first[:3] == ["P001", "P002", "P003"] and len(first) == 15
     assert "page 1 of 4" in browser.find_element(By.ID, "cohort-status").text
 
-    js_click(browser, browser.find_element(By.CSS_SELECTOR, "#cohort-table button.next-page"))
+    grid_page_button(browser, "cohort-table", "Next Page")
     second = _wait_for_rows(browser, first)
     assert second[0] == "P016" and not set(first) & set(second)
-    assert "page 2 of 4" in browser.find_element(By.ID, "cohort-status").text
+    _wait(browser).until(lambda b: "page 2 of 4" in b.find_element(By.ID, "cohort-status").text)
 
-    js_click(browser, browser.find_element(By.CSS_SELECTOR, "#cohort-table button.last-page"))
+    grid_page_button(browser, "cohort-table", "Last Page")
     last = _wait_for_rows(browser, second)
     assert last[-1] == "P060" and len(last) == 15
 
     # Sorting by the report model's score, highest first, is done by the server.
-    js_click(browser, browser.find_element(By.CSS_SELECTOR, "#cohort-table button.first-page"))
-    _wait_for_rows(browser, last)
-    header = browser.find_element(By.CSS_SELECTOR, "#cohort-table th[data-dash-column='score:report-tfidf'] .column-header--sort")
-    before = _patient_ids(browser)
-    header.click()  # ascending
+    grid_page_button(browser, "cohort-table", "First Page")
+    before = _wait_for_rows(browser, last)
+    grid_sort(browser, "cohort-table", "score:report-tfidf")  # ascending
     ascending = _wait_for_rows(browser, before)
-    header = browser.find_element(By.CSS_SELECTOR, "#cohort-table th[data-dash-column='score:report-tfidf'] .column-header--sort")
-    header.click()  # descending
+    grid_sort(browser, "cohort-table", "score:report-tfidf")  # descending
     descending = _wait_for_rows(browser, ascending)
     scores = [float(v) for v in _column(browser, "score:report-tfidf")]
     assert scores == sorted(scores, reverse=True) and scores[0] > 0.5
+    _wait(browser).until(lambda b: "sort=-score%3Areport-tfidf" in b.current_url)
 
     target = descending[0]
     browser.find_element(By.LINK_TEXT, target).click()

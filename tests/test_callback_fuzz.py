@@ -43,7 +43,7 @@ SAMPLE = {
     ("case-days", "data"): {"visits": [0.0, 30.0], "slides": {"P001-S1": 0.0}, "reports": {"P001-R1": 0.0}},
     ("lime-class", "value"): None, ("lime-num-features", "value"): 6, ("lime-num-samples", "value"): 200, ("lime-seed", "value"): 0,
     ("lime-kernel-width", "value"): 25, ("export-figure", "value"): "risk", ("export-format", "value"): "png",
-    ("export-width", "value"): 400, ("cohort-table", "page_current"): 0, ("cohort-table", "page_size"): 10,
+    ("export-width", "value"): 400, ("cohort-table", "getRowsRequest"): {"startRow": 0, "endRow": 15},
     ("jobs-filter", "value"): "all", ("heat-layer-choice", "value"): "tumour", ("heat-method", "value"): "overlap",
     ("heat-cmap", "value"): "Viridis", ("heat-threshold", "value"): 0.5, ("heat-norm", "value"): "raw", ("heat-smooth", "value"): 0,
     ("slide-map", "zoom"): 10, ("comparison-threshold", "value"): 0.5, ("report-edit", "value"): "carcinoma",

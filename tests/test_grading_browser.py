@@ -7,7 +7,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.helpers import element_text, js_click
+from dashboard.pages.cohort import GRADE_COLUMN
+from tests.helpers import element_text, grid_column, js_click
 
 MODEL = "mil-lse"  # its positive slides score 0.6-0.9: a high threshold loses them
 SLIDE, PATIENT = "P010-S1", "P010"
@@ -70,20 +71,17 @@ def test_slide_panel_worklist_and_case_report_show_grade_groups(live_server, bro
     _wait(browser, lambda b: "Radical prostatectomy" in element_text(b, "grade-rule") or "Needle biopsy" in element_text(b, "grade-rule"))
 
     browser.get(f"{live_server.url}/")
-    _wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#cohort-table td[data-dash-column='grade']"))
-    rows = browser.find_elements(By.CSS_SELECTOR, "#cohort-table tr")
-    row = next(r for r in rows if r.find_elements(By.CSS_SELECTOR, "td[data-dash-column='patient_id']")
-               and r.find_element(By.CSS_SELECTOR, "td[data-dash-column='patient_id']").text == PATIENT)
-    cell = row.find_element(By.CSS_SELECTOR, "td[data-dash-column='grade']").text
+    _wait(browser, lambda b: PATIENT in grid_column(b, "cohort-table", "patient_id"))
+    cell = grid_column(browser, "cohort-table", GRADE_COLUMN)[grid_column(browser, "cohort-table", "patient_id").index(PATIENT)]
     assert " vs " in cell, cell
-    headers = [h.text for h in browser.find_elements(By.CSS_SELECTOR, "#cohort-table th")]
+    headers = [h.text for h in browser.find_elements(By.CSS_SELECTOR, "#cohort-table .ag-header-cell-text")]
     assert headers.count("pattern 4/5 present") == 0 and "mil-attention" in headers and "mil-lse" in headers
     agreement = cell.split(" · ")[-1]
     if agreement in ("agree", "disagree"):  # the filter keeps the patient on its side only
         js_click(browser, browser.find_element(By.XPATH, f"//*[@id='cohort-grade']//label[starts-with(normalize-space(), '{agreement.title()}')]"))
         _wait(browser, lambda b: f"grade groups: {agreement}" in element_text(b, "cohort-status"))
-        cells = [c.text for c in browser.find_elements(By.CSS_SELECTOR, "#cohort-table td[data-dash-column='grade']")]
-        assert cells and all(c.endswith(agreement) for c in cells)
+        _wait(browser, lambda b: grid_column(b, "cohort-table", GRADE_COLUMN)
+              and all(c.endswith(agreement) for c in grid_column(b, "cohort-table", GRADE_COLUMN)))
 
     # The case report lists the slide's grade beside its report's.
     from core.export.case_figures import default_case_view

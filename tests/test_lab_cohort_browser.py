@@ -100,7 +100,7 @@ def test_the_dicom_series_is_one_slide_with_openslides_geometry(lab_root):
 def test_the_cli_built_workspace_in_a_browser(lab_browser):
     browser, url = lab_browser
     browser.get(f"{url}/")
-    _wait(browser, lambda b: "L00000" in b.page_source and b.find_elements(By.CSS_SELECTOR, ".dash-spreadsheet"))
+    _wait(browser, lambda b: "L00000" in b.page_source and b.find_elements(By.CSS_SELECTOR, "#cohort-table .ag-cell"))
     assert "Something went wrong" not in browser.page_source
 
     browser.get(f"{url}/case/L00000")

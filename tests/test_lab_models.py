@@ -212,7 +212,7 @@ def test_flagged_patients_are_listed_and_every_page_still_renders_in_a_browser(l
         wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "#cohort-beeswarm .js-plotly-plot"))
         assert browser.execute_script("return document.querySelector('#cohort-feature-importance .js-plotly-plot').data[0].x.length") == 4
         browser.get(f"{server.url}/")
-        wait.until(lambda b: "L00000" in b.page_source and b.find_elements(By.CSS_SELECTOR, ".dash-spreadsheet"))
+        wait.until(lambda b: "L00000" in b.page_source and b.find_elements(By.CSS_SELECTOR, "#cohort-table .ag-cell"))
         for pid in ("L00000", "L00001", "L00002", "L00004"):
             browser.get(f"{server.url}/case/{pid}")
             wait.until(lambda b, p=pid: f"Case {p}" in b.page_source)

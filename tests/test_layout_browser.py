@@ -1,6 +1,6 @@
 """Layout at the two screen sizes reviewers use (1366×768 laptops, 1920×1080 monitors), in headless Chromium: no column
-of the worklist (the cohort page's table) or of the what-if table (the patient page) is clipped, and no Plotly toolbar
-lies over its figure's title."""
+of the worklist (the cohort page's grid, sorted or not) or of the what-if table (the patient page) is clipped, and no
+Plotly toolbar lies over its figure's title."""
 
 from __future__ import annotations
 
@@ -40,6 +40,44 @@ for (const cell of table.querySelectorAll("th, td")) {
         if (el.scrollWidth > el.clientWidth + 1 && getComputedStyle(el).overflowX !== "visible") {
             problems.push(what + ": content hidden");
             break;
+        }
+    }
+}
+return problems;
+"""
+
+# The same for an AG Grid: no sideways scrolling; every cell's and heading's text inside its box, none hidden.
+CLIPPED_GRID = """
+const grid = document.getElementById(arguments[0]);
+if (!grid) { return ["no grid " + arguments[0]]; }
+const problems = [];
+for (const box of grid.querySelectorAll(".ag-center-cols-viewport, .ag-header-viewport, .ag-body-horizontal-scroll-viewport")) {
+    if (box.scrollWidth > box.clientWidth + 1) { problems.push("the grid scrolls sideways: " + box.scrollWidth + " > " + box.clientWidth); }
+}
+for (const cell of grid.querySelectorAll(".ag-cell, .ag-header-cell-text, .ag-header-group-text")) {
+    const r = cell.getBoundingClientRect();
+    if (!r.width || !cell.textContent.trim()) { continue; }
+    const range = document.createRange();
+    range.selectNodeContents(cell);
+    const t = range.getBoundingClientRect();
+    const what = cell.className.split(" ")[0] + " '" + cell.textContent.trim().slice(0, 40) + "'";
+    if (t.left < r.left - 1 || t.right > r.right + 1 || t.bottom > r.bottom + 1) {
+        problems.push(what + ": text " + Math.round(t.width) + "x" + Math.round(t.height) + " px in " + Math.round(r.width) + "x" + Math.round(r.height));
+    }
+    if (cell.scrollWidth > cell.clientWidth + 1 || cell.scrollHeight > cell.clientHeight + 1) { problems.push(what + ": content hidden"); }
+}
+// A heading's sort arrow and filter button (where shown) must not lie over its words.
+for (const heading of grid.querySelectorAll(".ag-header-cell")) {
+    const text = heading.querySelector(".ag-header-cell-text");
+    if (!text) { continue; }
+    const range = document.createRange();
+    range.selectNodeContents(text);
+    const t = range.getBoundingClientRect();
+    for (const mark of heading.querySelectorAll(".ag-sort-indicator-icon:not(.ag-hidden), .ag-header-cell-filter-button")) {
+        const m = mark.getBoundingClientRect();
+        if (!m.width || getComputedStyle(mark).opacity === "0") { continue; }
+        if (m.left < t.right && t.left < m.right && m.top < t.bottom && t.top < m.bottom) {
+            problems.push("heading '" + text.textContent + "': " + mark.className.split(" ").slice(0, 2).join(" ") + " over its words");
         }
     }
 }
@@ -97,8 +135,13 @@ def _figures_drawn(driver, ids: list[str]) -> bool:
 
 def test_no_worklist_or_what_if_column_is_clipped(live_server, screen, patient):
     screen.get(f"{live_server.url}/")
-    _wait(screen, lambda d: d.find_elements("css selector", "#cohort-table td a"))
-    assert screen.execute_script(CLIPPED_CELLS, "cohort-table") == []
+    _wait(screen, lambda d: d.find_elements("css selector", "#cohort-table .ag-cell a"))
+    assert screen.execute_script(CLIPPED_GRID, "cohort-table") == []
+    # The narrowest score column, sorted and filtered: its heading makes room for the sort and filter marks.
+    screen.get(f"{live_server.url}/?sort=-score:mil-lse&f.score:mil-lse=greaterThan:0.5")
+    _wait(screen, lambda d: d.find_elements("css selector", "#cohort-table .ag-cell a"))
+    _wait(screen, lambda d: d.find_elements("css selector", "#cohort-table .ag-header-cell[col-id='score:mil-lse'] .ag-sort-descending-icon"))
+    assert screen.execute_script(CLIPPED_GRID, "cohort-table") == []
 
     screen.get(f"{live_server.url}/patient/{patient}")
     _wait(screen, lambda d: d.find_elements("css selector", "#visit-edit-table td"))

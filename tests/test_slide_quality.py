@@ -139,8 +139,9 @@ def test_worklist_shows_the_worst_flag_and_filters_by_it(own, heat):
         s.add(SlideQuality(heatmap_key="f" * 32, slide_id=other_slide, patient_id=other, model_id="patch-cnn",
                            worst_flag="pen", worst_fraction=0.2, fractions={"pen": 0.2}))
     with own.store.session() as s:
-        # Displayed as the page shows them, without grade comparisons or attribute columns (cohort_page was asked for none).
-        rows = {r["patient_id"]: _display(dict(r), {}, {}) for r in cohort_page(s, models, 0, 500).rows}
+        # Displayed as the page shows them, without grade comparisons, attribute columns (cohort_page was asked for none)
+        # or disagreeing pairs.
+        rows = {r["patient_id"]: _display(dict(r), {}, {}, [], {}) for r in cohort_page(s, models, 0, 500).rows}
         flagged = {r["patient_id"] for r in cohort_page(s, models, 0, 500, worklist="qc").rows}
         counts = worklist_counts(s, models)
         measured = set(s.scalars(select(SlideQuality.patient_id)))

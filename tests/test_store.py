@@ -8,7 +8,7 @@ from sqlalchemy.exc import IntegrityError
 
 from core.errors import PathReviewError, WorkspaceError
 from core.store.cases import case_summary
-from core.store.cohort import cohort_page
+from core.store.cohort import ColumnFilter, cohort_page
 from core.store.database import SCHEMA_VERSION, open_store
 from core.store.schema import AuditEvent, Base, InvalidAttribute, ModelRecord, Patient, Prediction, Report, Review, SchemaVersion, Slide, Visit
 
@@ -109,6 +109,15 @@ def test_migration_carries_patient_columns_into_attributes(store_url):
             page = cohort_page(s, [], sort_by="attr:age", attributes=["age", "sex"])
             assert [(r["patient_id"], r["attr:age"], r["attr:sex"]) for r in page.rows] == [
                 ("P5", 9, None), ("P1", 61.5, "M"), ("P4", 100, None), ("P2", None, "F"), ("P3", None, None)]
+
+            # A column filter compares an attribute as its text, on both databases.
+            def matching(*filters):
+                return [r["patient_id"] for r in cohort_page(s, [], attributes=["age", "sex"], filters=filters).rows]
+
+            assert matching(ColumnFilter("attr:sex", "equals", "m")) == ["P1"]
+            assert matching(ColumnFilter("attr:age", "startsWith", "6")) == ["P1"]
+            assert matching(ColumnFilter("attr:age", "blank")) == ["P2", "P3"]
+            assert matching(ColumnFilter("attr:sex", "notBlank"), ColumnFilter("attr:age", "notContains", "1")) == ["P2"]
     finally:
         store.dispose()
     reopened = open_store(store_url)  # migrating again finds nothing to do

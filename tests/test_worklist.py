@@ -7,17 +7,30 @@ from __future__ import annotations
 import shutil
 
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 from sqlalchemy import delete, select
 
 from core.errors import PathReviewError
-from core.store.cohort import DECISION_THRESHOLD, cohort_page, next_on_worklist, patients_matching, worklist_counts
+from core.heatmaps.grade_comparison import grade_comparisons
+from core.store.cohort import (
+    DECISION_THRESHOLD,
+    ColumnFilter,
+    cohort_page,
+    filterable_columns,
+    label_disagreements,
+    next_on_worklist,
+    patients_matching,
+    worklist_counts,
+)
 from core.store.database import open_store
 from core.store.reviews import record_review
 from core.store.schema import Patient, Prediction, Report, Review, Slide, Visit
 from core.workspace import open_workspace
 from dashboard.pages.cohort import scored_models
+from tests.helpers import grid_column, grid_page_button, grid_sort, js_click
 
 MODELS = ["mil-attention", "mil-lse", "progression-gru", "report-tfidf"]
 
@@ -137,11 +150,47 @@ def test_worklist_paging_sorting_and_bad_input(store):
     assert {r["review"] for r in by_review.rows[3:]} == {"unreviewed"}
 
 
+def test_column_filters_are_applied_by_the_database(store):
+    with store.session() as s:
+        every = cohort_page(s, MODELS, page_size=500).rows
+        kinds = filterable_columns(MODELS)
+        assert kinds["patient_id"] == "text" and kinds["slides"] == "number" and kinds["score:mil-lse"] == "number"
+
+        def ids(*filters, sort_by="patient_id", descending=False):
+            page = cohort_page(s, MODELS, page_size=500, sort_by=sort_by, descending=descending, filters=filters)
+            assert page.total == len(page.rows) == worklist_counts(s, MODELS, filters=filters)["all"]
+            return [r["patient_id"] for r in page.rows]
+
+        assert ids(ColumnFilter("slides", "greaterThan", 3)) == [r["patient_id"] for r in every if r["slides"] > 3]
+        assert ids(ColumnFilter("slides", "inRange", 4, 2)) == [r["patient_id"] for r in every if 2 <= r["slides"] <= 4]
+        assert ids(ColumnFilter("patient_id", "startsWith", "p01")) == [r["patient_id"] for r in every if r["patient_id"].startswith("P01")]
+        assert ids(ColumnFilter("patient_id", "contains", "%")) == []  # a plain character, not a wildcard
+        high = [r for r in every if r["score:mil-lse"] is not None and r["score:mil-lse"] >= 0.7]
+        assert ids(ColumnFilter("score:mil-lse", "greaterThanOrEqual", 0.7), ColumnFilter("review", "equals", "UNREVIEWED"),
+                   sort_by="score:mil-lse", descending=True) == \
+            [r["patient_id"] for r in sorted(high, key=lambda r: (-r["score:mil-lse"], r["patient_id"]))]
+        assert ids(ColumnFilter("disagreements", "blank")) == [r["patient_id"] for r in every if r["disagreements"] is None]
+        for bad in (ColumnFilter("attributes", "contains", "x"), ColumnFilter("slides", "contains", "3"),
+                    ColumnFilter("slides", "greaterThan", "3"), ColumnFilter("slides", "inRange", 1),
+                    ColumnFilter("patient_id", "contains", 3), ColumnFilter("slides", "lessThan", float("nan"))):
+            with pytest.raises(PathReviewError):
+                cohort_page(s, MODELS, filters=[bad])
+
+
+def test_label_disagreements_name_the_pairs_the_count_counts(store):
+    with store.session() as s:
+        rows = {r["patient_id"]: r for r in cohort_page(s, MODELS, page_size=500).rows}
+        found = label_disagreements(s, MODELS, list(rows))
+        assert found and label_disagreements(s, MODELS, []) == {}
+    for pid, row in rows.items():
+        pairs = found.get(pid, [])
+        assert len(pairs) == (row["disagreements"] or 0)
+        assert all((d.score >= DECISION_THRESHOLD) != (d.label == 1) and d.model_id in MODELS for d in pairs)
+        assert all((d.day is not None) == (d.subject_kind == "visit") for d in pairs)
+
+
 def _cells(browser, column: str) -> list[str]:
-    return browser.execute_script(
-        "return [...document.querySelectorAll(`#cohort-table td[data-dash-column='${arguments[0]}']`)].map(c => c.innerText.trim())",
-        column,
-    )
+    return grid_column(browser, "cohort-table", column)
 
 
 def test_cohort_page_filters_to_the_disagreement_worklist(live_server, browser, demo_workspace):
@@ -153,7 +202,7 @@ def test_cohort_page_filters_to_the_disagreement_worklist(live_server, browser, 
     wait = WebDriverWait(browser, 30)
     browser.get(live_server.url + "/")
     wait.until(lambda b: len(_cells(b, "patient_id")) == 15)
-    assert "(60)" in browser.find_element(By.ID, "cohort-worklist").text
+    wait.until(lambda b: "(60)" in b.find_element(By.ID, "cohort-worklist").text)
     browser.find_element(By.CSS_SELECTOR, "#cohort-worklist input[value='disagrees']").click()
     wait.until(lambda b: _cells(b, "patient_id") == expected[:15])
     status = browser.find_element(By.ID, "cohort-status").text
@@ -196,6 +245,7 @@ def test_cohort_search_stays_in_the_address_and_the_case_page_opens_the_next_unr
         with ws.store.session() as s:
             everyone = list(s.scalars(select(Patient.id).order_by(Patient.id)))
             reviewed = set(s.scalars(select(Review.patient_id)))  # what other tests saved through the shared server
+        not_compared = {pid: g.agreement == "not compared" for pid, g in grade_comparisons(ws).items()}
     finally:
         ws.store.dispose()
     wait = WebDriverWait(browser, 30)
@@ -207,6 +257,8 @@ def test_cohort_search_stays_in_the_address_and_the_case_page_opens_the_next_unr
     wait.until(lambda b: _cells(b, "patient_id") == expected[:15])
     assert f"{len(expected)} patients" in browser.find_element(By.ID, "cohort-status").text and "containing 'p02'" in \
         browser.find_element(By.ID, "cohort-status").text
+    # The grade filter's counts follow the search too.
+    wait.until(lambda b: f"Not compared ({sum(1 for p in expected if not_compared.get(p))})" in b.find_element(By.ID, "cohort-grade").text)
     browser.find_element(By.CSS_SELECTOR, "#cohort-worklist input[value='unreviewed']").click()
     wait.until(lambda b: "worklist=unreviewed" in b.current_url and "q=p02" in b.current_url)
     wait.until(lambda b: _cells(b, "patient_id") == [p for p in expected if p not in reviewed][:15])
@@ -233,3 +285,97 @@ def test_cohort_search_stays_in_the_address_and_the_case_page_opens_the_next_unr
     assert link.get_attribute("href").endswith(f"/case/{following}") and following in link.text
     link.click()
     wait.until(lambda b: b.find_elements(By.ID, "case-title") and b.find_element(By.ID, "case-title").text == f"Case {following}")
+
+
+def _wait_rows(wait, previous=None):
+    wait.until(lambda b: len(_cells(b, "patient_id")) and _cells(b, "patient_id") != previous)
+    return _cells(wait._driver, "patient_id")
+
+
+def test_the_grid_sorts_filters_and_pages_on_the_server_and_keeps_it_in_the_address(live_server, browser, demo_workspace):
+    ws = open_workspace(demo_workspace)
+    try:  # the store's own order, for the same sort and filter
+        models = scored_models(ws)
+        with ws.store.session() as s:
+            by_score = [r["patient_id"] for r in cohort_page(s, models, page_size=500, sort_by="score:mil-lse", descending=True).rows]
+            filtered = [r["patient_id"] for r in cohort_page(s, models, page_size=500, sort_by="score:mil-lse", descending=True,
+                                                             filters=[ColumnFilter("slides", "greaterThanOrEqual", 3)]).rows]
+    finally:
+        ws.store.dispose()
+    assert 15 < len(filtered) < len(by_score)  # the filter leaves more than a page, and takes some out
+    wait = WebDriverWait(browser, 30)
+    browser.get(live_server.url + "/")
+    first = _wait_rows(wait)
+    grid_sort(browser, "cohort-table", "score:mil-lse")
+    ascending = _wait_rows(wait, first)
+    grid_sort(browser, "cohort-table", "score:mil-lse")
+    wait.until(lambda b: _cells(b, "patient_id") == by_score[:15])
+    wait.until(lambda b: "sort=-score%3Amil-lse" in b.current_url)
+    assert ascending != by_score[:15]
+
+    # A number filter, through the column's filter button: "greater than or equal" 3 slides.
+    header = browser.find_element(By.CSS_SELECTOR, "#cohort-table .ag-header-cell[col-id='slides']")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'}); arguments[0].focus()", header)
+    button = header.find_element(By.CSS_SELECTOR, ".ag-header-cell-filter-button")  # shown while the heading has the focus
+    wait.until(lambda b: button.is_displayed())
+    button.click()
+    wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, ".ag-filter"))
+    # The operator list opens on a pointer press, not on a click event.
+    wait.until(lambda b: b.find_element(By.CSS_SELECTOR, ".ag-filter .ag-filter-select .ag-picker-field-wrapper")).click()
+    option = "//*[contains(@class, 'ag-select-list-item')][normalize-space() = 'Greater than or equal to']"
+    WebDriverWait(browser, 30, ignored_exceptions=[StaleElementReferenceException]).until(
+        lambda b: b.find_element(By.XPATH, option).click() or True)
+    browser.find_element(By.CSS_SELECTOR, ".ag-filter .ag-filter-from input").send_keys("3")
+    wait.until(lambda b: _cells(b, "patient_id") == filtered[:15])
+    wait.until(lambda b: "f.slides=greaterThanOrEqual%3A3" in b.current_url)
+    status = browser.find_element(By.ID, "cohort-status").text
+    assert f"{len(filtered)} patients, 1 column filter" in status and f"page 1 of {-(-len(filtered) // 15)}" in status
+    assert f"All cases ({len(filtered)})" in browser.find_element(By.ID, "cohort-worklist").text
+    assert all(int(v) >= 3 for v in _cells(browser, "slides"))
+
+    grid_page_button(browser, "cohort-table", "Next Page")
+    wait.until(lambda b: _cells(b, "patient_id") == filtered[15:30])
+    wait.until(lambda b: "page 2 of" in b.find_element(By.ID, "cohort-status").text)
+    # Another worklist starts again from its first page, with the same sort and filter.
+    url = browser.current_url
+    js_click(browser, browser.find_element(By.CSS_SELECTOR, "#cohort-worklist input[value='unreviewed']"))
+    wait.until(lambda b: "unreviewed" in b.find_element(By.ID, "cohort-status").text
+               and "page 1 of" in b.find_element(By.ID, "cohort-status").text)
+    wait.until(lambda b: "worklist=unreviewed" in b.current_url and "f.slides=greaterThanOrEqual%3A3" in b.current_url)
+    js_click(browser, browser.find_element(By.CSS_SELECTOR, "#cohort-worklist input[value='all']"))
+    wait.until(lambda b: _cells(b, "patient_id") == filtered[:15])
+    browser.get(url)
+
+    # The link gives the same list; a value it cannot use is named on the page, and the rest still applies.
+    browser.get(url + "&f.nothing=equals%3A1&f.visits=greaterThan%3Amany")
+    wait.until(lambda b: _cells(b, "patient_id") == filtered[:15])
+    problems = browser.find_element(By.ID, "cohort-link-problems").text
+    assert "filter 'nothing' is not a column that filters" in problems and "'visits' needs a number" in problems
+
+
+def test_the_disagreement_cell_names_the_disagreeing_predictions(live_server, browser, demo_workspace):
+    ws = open_workspace(demo_workspace)
+    try:
+        models = scored_models(ws)
+        with ws.store.session() as s:
+            rows = cohort_page(s, models, page_size=15).rows
+            pairs = label_disagreements(s, models, [r["patient_id"] for r in rows])
+    finally:
+        ws.store.dispose()
+    pid = next(r["patient_id"] for r in rows if r["disagreements"])
+    wait = WebDriverWait(browser, 30)
+    browser.get(live_server.url + "/")
+    wait.until(lambda b: pid in _cells(b, "patient_id"))
+    row = _cells(browser, "patient_id").index(pid)
+    cell = browser.find_element(By.CSS_SELECTOR, f"#cohort-table .ag-row[row-index='{row}'] .ag-cell[col-id='disagreements']")
+    assert "cohort-cell-bad" in cell.get_attribute("class")  # shown in red
+    ActionChains(browser).move_to_element(cell).perform()
+    tooltip = wait.until(lambda b: b.find_element(By.CSS_SELECTOR, ".ag-tooltip")).text
+    lines = tooltip.splitlines()
+    assert len(lines) == len(pairs[pid]) == rows[[r["patient_id"] for r in rows].index(pid)]["disagreements"]
+    for line, d in zip(lines, pairs[pid], strict=True):
+        subject = f"visit day {d.day:.0f}" if d.day is not None else d.subject_id
+        assert line.startswith(f"{subject} {d.model_id}: ") and f"{d.score:.2f} vs label " in line
+    # The column's heading explains it.
+    ActionChains(browser).move_to_element(browser.find_element(By.CSS_SELECTOR, "#cohort-table .ag-header-cell[col-id='disagreements']")).perform()
+    wait.until(lambda b: "other side of 0.5 from the recorded label" in b.find_element(By.CSS_SELECTOR, ".ag-tooltip").text)

@@ -1,24 +1,35 @@
 """Cohort page: every patient with patient-level model outputs, review status and model-vs-label checks, as
-worklists (all, unreviewed, flagged, model disagrees with label), with a patient search; filtered, paged and sorted by the
-database. The worklist, grade filter and search are in the address (``?worklist=…&grade=…&q=…``)."""
+worklists (all, unreviewed, flagged, model disagrees with label), with a patient search, in an AG Grid whose rows come
+from the server one page at a time (the infinite row model): filtered, paged and sorted by the database. The worklist,
+grade filter, search, sort and column filters are in the address (``?worklist=…&grade=…&q=…&sort=…&f.<column>=…``,
+see ``dashboard.components.grid_query``)."""
 
 from __future__ import annotations
 
+import re
+
+import dash_ag_grid as dag
 import dash_bootstrap_components as dbc
-from dash import Dash, Input, Output, ctx, dash_table, dcc, html
+from dash import Dash, Input, Output, State, dcc, html
 
 from core.heatmaps.grade_comparison import GRADE_AGREEMENTS, PatientGradeComparison, grade_comparisons
+from core.models.manifest import ModelManifest
 from core.slides.quality import FLAG_LABELS
 from core.store.cohort import (
     ATTRIBUTE_COLUMN,
     DECISION_THRESHOLD,
     QC_WORKLIST_MIN_FRACTION,
     WORKLISTS,
+    Disagreement,
     cohort_page,
+    filterable_columns,
+    label_disagreements,
     patients_matching,
+    sortable_columns,
     worklist_counts,
 )
 from core.workspace import PatientAttribute, Workspace
+from dashboard.components.grid_query import ADDRESS_JS, column_filter, grid_state_from_query, store_filters, store_sort
 
 PAGE_SIZE = 15
 _COUNT_COLUMNS = [("slides", "Slides"), ("visits", "Visits"), ("reports", "Reports")]
@@ -32,7 +43,8 @@ _REVIEW_TOOLTIPS = {
     GRADE_COLUMN: "ISUP grade group of the slide's class map (highest over the patient's slides with a computed heatmap) against the "
                   "grade group stated by the report taken nearest each slide; 'benign' is no tumour",
     "disagreements": f"labelled slides, reports and visits where a model's stored prediction is on the other side of "
-                     f"{DECISION_THRESHOLD} from the recorded label (disagreeing of compared model-subject pairs)",
+                     f"{DECISION_THRESHOLD} from the recorded label (disagreeing of compared model-subject pairs); hover a "
+                     "cell for the pairs",
     "qc": "the worst quality-control flag over the case's slides (out of focus, pen ink, fold / over-dark, stain outlier) "
           "and the share of that slide's tissue it covers; 'not run' until a heatmap with QC is computed",
 }
@@ -79,30 +91,84 @@ def _filters(query: dict) -> tuple[str, str, str, list[str]]:
     return worklist, grade, search, problems
 
 
-def layout(workspace: Workspace, query: dict | None = None) -> html.Div:
-    """``query``: the link's filters (``worklist``, ``grade``, ``q``)."""
-    worklist, grade, search, problems = _filters(query or {})
-    # Two header rows: a model's score column names its model under the class it scores, so two models of one class
-    # ("pattern 4/5 present") are told apart.
-    columns = [{"id": "patient_id", "name": ["", "Patient"], "presentation": "markdown"}]
-    columns += [{"id": ATTRIBUTE_COLUMN + name, "name": ["", _heading(a)]} for name, a in workspace.patient_attributes().items()]
-    columns += [{"id": c, "name": ["", n]} for c, n in _COUNT_COLUMNS]
-    tooltips = dict(_REVIEW_TOOLTIPS)
+# Colours of cells, by what they say (assets/dashboard.css).
+_CELL_CLASSES = {
+    "disagreements": {"cohort-cell-bad": "params.value && params.value.includes('disagree')"},
+    "flagged": {"cohort-cell-warn": "params.value && params.value.includes('flagged')"},
+    "review": {"cohort-cell-good": "params.value === 'signed off'"},
+    "qc": {"cohort-cell-warn": "params.value && params.value.includes('%')"},
+    GRADE_COLUMN: {"cohort-cell-bad": "params.value && params.value.includes('disagree')"},
+}
+# Least widths (px) in which a column's cells read whole (two lines at most); the others are as wide as their heading's
+# longest word. The grid shares out the rest of its width, so every column shows at 1366 px without sideways scrolling
+# (tests/test_layout_browser.py).
+_CELL_WIDTHS = {"patient_id": 56, "slides": 48, "visits": 48, "reports": 48, "review": 90, "flagged": 70, "disagreements": 88,
+                "qc": 72, GRADE_COLUMN: 84}
+_CHARACTER_PX, _PADDING_PX = 7.4, 16  # a heading's bold 12 px letters, and a cell's padding
+
+
+def _heading_width(text: str) -> int:
+    """Width of a heading's longest word: headings wrap at spaces and after hyphens."""
+    words = re.split(r"\s+|(?<=-)", text)
+    return round(max(len(w) for w in words) * _CHARACTER_PX) + _PADDING_PX
+
+
+def _column(column_id: str, name: str, kinds: dict[str, str], sortable: list[str], tooltip: str | None = None, group: str = "",
+            **extra: object) -> dict:
+    """A column (sorted and filtered by the store where it can be); its least width holds its cells and its heading's
+    longest word (the sort arrow and filter button lie in the heading's corners, assets/dashboard.css)."""
+    width = max(_CELL_WIDTHS.get(column_id, 44), _heading_width(name), _heading_width(group) if group else 0)
+    column: dict = {"field": column_id, "colId": column_id, "headerName": name, "width": width, "minWidth": width,
+                    "sortable": column_id in sortable, **extra}
+    if column_id in kinds:
+        column |= column_filter(kinds[column_id])
+    if tooltip:
+        column["headerTooltip"] = tooltip
+    if column_id in _CELL_CLASSES:
+        column["cellClassRules"] = _CELL_CLASSES[column_id]
+    return column
+
+
+def _column_defs(workspace: Workspace, sortable: list[str], kinds: dict[str, str]) -> list[dict]:
+    """Columns; a model's score column sits in a group named after the class it scores, so two models of one class
+    ("pattern 4/5 present") are told apart."""
+    columns = [_column("patient_id", "Patient", kinds, sortable, cellRenderer="CaseLink", pinned="left")]
+    columns += [_column(ATTRIBUTE_COLUMN + name, _heading(a), kinds, sortable) for name, a in workspace.patient_attributes().items()]
+    columns += [_column(c, n, kinds, sortable, type="numericColumn") for c, n in _COUNT_COLUMNS]
+    by_class: dict[str, list[str]] = {}
     for model_id in scored_models(workspace):
-        m = workspace.manifest(model_id)
-        columns.append({"id": f"score:{model_id}", "name": [f"P({m.score_class})", model_id],
-                        "type": "numeric", "format": {"specifier": ".2f"}})
-        tooltips[f"score:{model_id}"] = f"{m.name} [{model_id}]"
-    columns += [{"id": c, "name": ["", n]} for c, n in _REVIEW_COLUMNS]
-    columns.append({"id": GRADE_COLUMN, "name": ["Grade group", "model vs report"]})
+        by_class.setdefault(f"P({workspace.manifest(model_id).score_class})", []).append(model_id)
+    groups: dict[str, list[dict]] = {}
+    for name, model_ids in by_class.items():
+        groups[name] = [_column(f"score:{model_id}", model_id, kinds, sortable, f"{workspace.manifest(model_id).name} [{model_id}]",
+                                group=name if len(model_ids) == 1 else "", type="numericColumn",
+                                valueFormatter={"function": "params.value == null ? '' : d3.format('.2f')(params.value)"})
+                        for model_id in model_ids]
+    columns += [{"headerName": name, "wrapHeaderText": True, "autoHeaderHeight": True, "children": children}
+                for name, children in groups.items()]
+    columns += [_column(c, n, kinds, sortable, _REVIEW_TOOLTIPS[c]) for c, n in _REVIEW_COLUMNS]
+    columns[-2]["tooltipField"] = "disagreement_detail"  # the model vs label column: which predictions disagree
+    columns.append(_column(GRADE_COLUMN, "Grade group: model vs report", kinds, sortable, _REVIEW_TOOLTIPS[GRADE_COLUMN]))
+    return columns
+
+
+def layout(workspace: Workspace, query: dict | None = None) -> html.Div:
+    """``query``: the link's filters (``worklist``, ``grade``, ``q``, ``sort``, ``f.<column>``)."""
+    query = query or {}
+    worklist, grade, search, problems = _filters(query)
+    attributes = list(workspace.patient_attributes())
+    sortable, kinds = sortable_columns(scored_models(workspace), attributes), filterable_columns(scored_models(workspace), attributes)
+    sort_model, filter_model, grid_problems = grid_state_from_query(query, sortable, kinds)
+    problems += grid_problems
     return html.Div([
         html.H2("Cohort"),
         html.P(f"{workspace.name}. Open a case to review its slides, visits and reports. Scores are the "
                "stored model outputs per patient (highest over a patient's slides and reports; latest visit).",
                className="text-muted"),
-        dbc.Alert(["This link's filters could not be used in full: ", "; ".join(problems), "; all is shown instead."],
+        dbc.Alert(["This link's filters could not be used in full: ", "; ".join(problems), "; the rest is shown."],
                   color="warning", id="cohort-link-problems", className="small py-2") if problems else "",
         dcc.Store(id="cohort-query", data=None),  # the address's query, written in the browser
+        dcc.Store(id="cohort-refresh", data=None),  # when the grid was last asked to fetch its rows again
         html.Div([
             html.Span("Show:", className="me-2 fw-semibold"),
             dbc.RadioItems(id="cohort-worklist", options=[{"label": name, "value": key} for key, name in WORKLISTS.items()],
@@ -119,22 +185,19 @@ def layout(workspace: Workspace, query: dict | None = None) -> html.Div:
                       size="sm", style={"maxWidth": "16rem"}, maxLength=64),
         ], className="d-flex align-items-center mb-1"),
         _help_text(),
-        dash_table.DataTable(
-            id="cohort-table", columns=columns, page_current=0, page_size=PAGE_SIZE, page_action="custom",
-            sort_action="custom", sort_mode="single", sort_by=[], markdown_options={"link_target": "_self"}, merge_duplicate_headers=True,
-            tooltip_header=tooltips, tooltip_delay=0, tooltip_duration=None,
-            # Compact cells, and headers and cells that wrap: every column fits at 1366 px (tests/test_layout_browser.py).
-            style_table={"overflowX": "auto"}, style_cell={"fontFamily": "inherit", "padding": "3px 5px", "fontSize": "0.8rem"},
-            style_header={"fontWeight": "600", "backgroundColor": "#f3f5f8", "whiteSpace": "normal", "height": "auto"},
-            style_data={"whiteSpace": "normal", "height": "auto"},
-            style_data_conditional=[
-                {"if": {"filter_query": "{disagreements} contains 'disagree'", "column_id": "disagreements"},
-                 "color": "#b02a37", "fontWeight": "600"},
-                {"if": {"filter_query": "{flagged} contains 'flagged'", "column_id": "flagged"}, "color": "#b35c00"},
-                {"if": {"filter_query": "{review} = 'signed off'", "column_id": "review"}, "color": "#1e7b34"},
-                {"if": {"filter_query": "{qc} contains '%'", "column_id": "qc"}, "color": "#b35c00"},
-                {"if": {"filter_query": "{grade} contains 'disagree'", "column_id": GRADE_COLUMN}, "color": "#b02a37", "fontWeight": "600"},
-            ],
+        dag.AgGrid(
+            id="cohort-table", className="cohort-grid", columnDefs=_column_defs(workspace, sortable, kinds),
+            rowModelType="infinite", columnSize="responsiveSizeToFit", style={"height": None, "width": "100%"},
+            defaultColDef={"wrapHeaderText": True, "autoHeaderHeight": True, "wrapText": True, "suppressHeaderMenuButton": True,
+                           "resizable": True, "suppressMovable": True},
+            dashGridOptions={
+                # One page of rows per request, and no more than two pages held in the browser.
+                "pagination": True, "paginationPageSize": PAGE_SIZE, "cacheBlockSize": PAGE_SIZE, "maxBlocksInCache": 2,
+                "paginationPageSizeSelector": False, "infiniteInitialRowCount": PAGE_SIZE, "maxConcurrentDatasourceRequests": 1,
+                "domLayout": "autoHeight", "rowHeight": 38, "tooltipShowDelay": 0, "tooltipHideDelay": 60_000,
+                "suppressMultiSort": True, "suppressCellFocus": True,
+                "initialState": {"sort": {"sortModel": sort_model}, "filter": {"filterModel": filter_model}},
+            },
         ),
         html.Div(id="cohort-status", className="text-muted small mt-2"),
     ])
@@ -156,18 +219,38 @@ def grade_cell(comparison: PatientGradeComparison | None) -> str:
     return f"{shown} · {comparison.agreement}" if comparison.report_group is not None else f"{shown} · no report grade"
 
 
-def _display(row: dict, grades: dict[str, PatientGradeComparison], attributes: dict[str, PatientAttribute]) -> dict:
-    """Cell texts: a link to the case, attribute values (the unit is in the heading), the flag, how many compared
-    predictions disagree with their labels, and the model vs report grade groups."""
+def _class_name(manifest: ModelManifest, positive: bool) -> str:
+    """The class a binary call names: the scored class, or the other one (of two), else "not <scored class>"."""
+    if positive:
+        return manifest.score_class
+    others = [c for c in manifest.class_names if c != manifest.score_class]
+    return others[0] if len(others) == 1 else f"not {manifest.score_class}"
+
+
+def disagreement_text(disagreements: list[Disagreement], manifests: dict[str, ModelManifest]) -> str:
+    """One line per disagreeing pair: "P001-S1 mil-lse: tumour 0.82 vs label benign", "visit day 30 progression-gru: ..."."""
+    lines = []
+    for d in disagreements:
+        m = manifests[d.model_id]
+        subject = f"visit day {d.day:.0f}" if d.day is not None else d.subject_id
+        lines.append(f"{subject} {d.model_id}: {_class_name(m, d.score >= DECISION_THRESHOLD)} {d.score:.2f} "
+                     f"vs label {_class_name(m, d.label == 1)}")
+    return "\n".join(lines)
+
+
+def _display(row: dict, grades: dict[str, PatientGradeComparison], attributes: dict[str, PatientAttribute],
+             disagreements: list[Disagreement], manifests: dict[str, ModelManifest]) -> dict:
+    """Cell texts: attribute values (the unit is in the heading), the flag, how many compared predictions disagree with
+    their labels (and which, for the tooltip), and the model vs report grade groups."""
     for name, attribute in attributes.items():
         row[ATTRIBUTE_COLUMN + name] = attribute.text(row[ATTRIBUTE_COLUMN + name], with_unit=False)
-    pid, disagreements, compared = row["patient_id"], row.pop("disagreements"), row.pop("labelled")
-    row["patient_id"] = f"[{pid}](/case/{pid})"
+    pid, count, compared = row["patient_id"], row.pop("disagreements"), row.pop("labelled")
     row["flagged"] = "⚑ flagged" if row["flagged"] else ""
     if compared is None:
         row["disagreements"] = "—"
     else:
-        row["disagreements"] = f"{disagreements}/{compared} disagree" if disagreements else f"agrees ({compared})"
+        row["disagreements"] = f"{count}/{compared} disagree" if count else f"agrees ({compared})"
+    row["disagreement_detail"] = disagreement_text(disagreements, manifests) or None
     qc, qc_fraction = row.pop("qc"), row.pop("qc_fraction")
     row["qc"] = "not run" if qc is None else "clean" if not qc else f"{FLAG_LABELS[qc]} {qc_fraction:.0%}"
     row[GRADE_COLUMN] = grade_cell(grades.get(pid))
@@ -175,34 +258,36 @@ def _display(row: dict, grades: dict[str, PatientGradeComparison], attributes: d
 
 
 def register_callbacks(app: Dash, workspace: Workspace) -> None:
+    # The grid asks for one page at a time (getRowsRequest: which rows, its sort and filter models); the worklist, grade
+    # filter and search are read as they are, and changing one of them makes the grid ask again (below).
     @app.callback(
-        Output("cohort-table", "data"), Output("cohort-table", "page_count"), Output("cohort-table", "page_current"),
-        Output("cohort-status", "children"), Output("cohort-worklist", "options"), Output("cohort-grade", "options"),
-        Input("cohort-table", "page_current"), Input("cohort-table", "page_size"), Input("cohort-table", "sort_by"),
-        Input("cohort-worklist", "value"), Input("cohort-grade", "value"), Input("cohort-search", "value"),
+        Output("cohort-table", "getRowsResponse"), Output("cohort-status", "children"), Output("cohort-worklist", "options"),
+        Output("cohort-grade", "options"),
+        Input("cohort-table", "getRowsRequest"),
+        State("cohort-worklist", "value"), State("cohort-grade", "value"), State("cohort-search", "value"),
+        prevent_initial_call=True,
     )
-    def show_cohort_page(page, page_size, sort_by, worklist, grade_filter, search):
+    def show_cohort_page(request, worklist, grade_filter, search):
         worklist, grade_filter, search = worklist or "all", grade_filter or "any", (search or "").strip()
-        page_size = page_size or PAGE_SIZE
-        page = 0 if ctx.triggered_id in ("cohort-worklist", "cohort-grade", "cohort-search") else page or 0
-        sort = (sort_by or [{"column_id": "patient_id", "direction": "asc"}])[0]
-        if sort["column_id"] == GRADE_COLUMN:  # not a database column: its filter above sorts it out
-            sort = {"column_id": "patient_id", "direction": "asc"}
-        models = scored_models(workspace)
-        attributes = workspace.patient_attributes()
+        start = request.get("startRow") or 0
+        page, page_size = start // PAGE_SIZE, PAGE_SIZE
+        models, attributes = scored_models(workspace), workspace.patient_attributes()
+        sort_by, descending = store_sort(request.get("sortModel"), sortable_columns(models, list(attributes)))
+        filters = store_filters(request.get("filterModel"), filterable_columns(models, list(attributes)))
         grades = grade_comparisons(workspace)
         chosen = None if grade_filter == "any" else {pid for pid, g in grades.items() if g.agreement == grade_filter}
         with workspace.store.session() as s:
-            if search:
-                found = patients_matching(s, search)
+            found = patients_matching(s, search) if search else None
+            if found is not None:
                 chosen = found if chosen is None else chosen & found
-            counts = worklist_counts(s, models, chosen)
-            pages = max(1, -(-counts[worklist] // page_size))
-            page = min(page, pages - 1)  # a worklist that shrank since the page was turned
-            result = cohort_page(s, models, page, page_size, sort["column_id"], sort["direction"] == "desc", worklist, counts[worklist], chosen,
-                                 list(attributes))
+            counts = worklist_counts(s, models, chosen, filters, list(attributes))
+            result = cohort_page(s, models, page, page_size, sort_by, descending, worklist, counts[worklist], chosen,
+                                 list(attributes), filters)
+            disagreements = label_disagreements(s, models, [r["patient_id"] for r in result.rows])
+        pages = max(1, -(-result.total // page_size))
         options = [{"label": f"{name} ({counts[key]})", "value": key} for key, name in WORKLISTS.items()]
-        by_agreement = {a: sum(1 for g in grades.values() if g.agreement == a) for a in GRADE_AGREEMENTS}
+        searched = grades if found is None else {pid: g for pid, g in grades.items() if pid in found}
+        by_agreement = {a: sum(1 for g in searched.values() if g.agreement == a) for a in GRADE_AGREEMENTS}
         grade_options = [{"label": name if key == "any" else f"{name} ({by_agreement[key]})", "value": key} for key, name in GRADE_FILTERS.items()]
         shown = f"{result.total} patients" if worklist == "all" else \
             f"{result.total} of {counts['all']} patients ({WORKLISTS[worklist].lower()})"
@@ -210,24 +295,48 @@ def register_callbacks(app: Dash, workspace: Workspace) -> None:
             shown += f", model and report grade groups: {grade_filter}"
         if search:
             shown += f", patient id containing {search!r}"
-        return ([_display(r, grades, attributes) for r in result.rows], pages, page, f"{shown} · page {page + 1} of {pages}", options,
+        if filters:
+            shown += f", {len(filters)} column filter{'s' if len(filters) > 1 else ''}"
+        manifests = {m: workspace.manifest(m) for m in models}
+        rows = [_display(r, grades, attributes, disagreements.get(r["patient_id"], []), manifests) for r in result.rows]
+        return ({"rowData": rows, "rowCount": result.total}, f"{shown} · page {min(page, pages - 1) + 1} of {pages}", options,
                 grade_options)
 
-
-    # The filters go into the address bar (replaceState: no reload), so that a link or a reload keeps them.
+    # A new worklist, grade filter or search: back to the first page, and the grid asks the server for its rows again.
     app.clientside_callback(
         """function (worklist, grade, search) {
+            const api = window.dash_ag_grid && dash_ag_grid.getApi("cohort-table");
+            if (api) { api.paginationGoToFirstPage(); api.purgeInfiniteCache(); }
+            return Date.now();
+        }""",
+        Output("cohort-refresh", "data"), Input("cohort-worklist", "value"), Input("cohort-grade", "value"),
+        Input("cohort-search", "value"), prevent_initial_call=True,
+    )
+
+    # The filters go into the address bar (replaceState: no reload), so that a link or a reload keeps them; until the
+    # grid has asked for rows, the link's own sort and column filters stay.
+    app.clientside_callback(
+        """function (worklist, grade, search, request) {
+            const toAddress = ADDRESS_JS;
             const query = new URLSearchParams();
             if (worklist && worklist !== "all") { query.set("worklist", worklist); }
             if (grade && grade !== "any") { query.set("grade", grade); }
             if (search && search.trim()) { query.set("q", search.trim()); }
+            if (request) {
+                toAddress(query, request);
+            } else {
+                for (const [key, value] of new URLSearchParams(window.location.search)) {
+                    if (key === "sort" || key.startsWith("f.")) { query.set(key, value); }
+                }
+            }
             const text = query.toString();
             if (window.location.pathname === "/" || window.location.pathname === "/cohort") {
                 window.history.replaceState(window.history.state, "", window.location.pathname + (text ? "?" + text : ""));
             }
             return text;
-        }""",
+        }""".replace("ADDRESS_JS", ADDRESS_JS.strip()),
         Output("cohort-query", "data"), Input("cohort-worklist", "value"), Input("cohort-grade", "value"), Input("cohort-search", "value"),
+        Input("cohort-table", "getRowsRequest"),
     )
 
 
