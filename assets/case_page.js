@@ -52,7 +52,8 @@ window.dash_clientside = Object.assign({}, window.dash_clientside, {
             unchanged[i] = verdict;
             return unchanged;
         },
-        deepLink: function (patientId, slideId, visit, reportId, zoom, center, layer, overlap, cmap, threshold, norm, opacity) {
+        deepLink: function (patientId, slideId, visit, reportId, zoom, center, layer, overlap, cmap, threshold, norm, opacity,
+                            brightness, contrast, gamma, panels) {
             if (!patientId) { return window.dash_clientside.no_update; }
             const query = new URLSearchParams();
             if (slideId) { query.set("slide", slideId); }
@@ -64,6 +65,7 @@ window.dash_clientside = Object.assign({}, window.dash_clientside, {
             if (threshold !== null && threshold !== undefined) { query.set("thr", String(threshold)); }
             if (norm) { query.set("norm", norm); }
             if (opacity !== null && opacity !== undefined) { query.set("opacity", String(opacity)); }
+            setAdjustment(query, [brightness, contrast, gamma]);
             if (zoom !== null && zoom !== undefined && center) {
                 const lat = Array.isArray(center) ? center[0] : center.lat;
                 const lng = Array.isArray(center) ? center[1] : center.lng;

@@ -177,6 +177,10 @@ VALUE_TYPES: dict[tuple[str, str], Any] = {
     ("heat-opacity", "value"): Number | None,
     ("qc-exclude", "value"): StrictBool | None,
     ("base-normalised", "value"): StrictBool | None,
+    ("base-brightness", "value"): Number | None,  # the range is checked by core.slides.adjust
+    ("base-contrast", "value"): Number | None,
+    ("base-gamma", "value"): Number | None,
+    **{(f"pane-{pane}-{name}", "value"): Number | None for pane in ("left", "right") for name in ("brightness", "contrast", "gamma")},
     ("slide-map", "bounds"): Annotated[list[Point], Field(min_length=2, max_length=2)] | None,
     ("slide-map", "zoom"): Number | None,
     ("slide-map", "center"): Point | None,

@@ -58,3 +58,17 @@ def test_bad_values_are_named(query, message):
 def test_a_query_gives_its_adjustment():
     assert display_adjustment({"brightness": "1.2", "gamma": "0.8", "other": "x"}) == DisplayAdjustment(1.2, 1.0, 0.8)
     assert display_adjustment({"rcontrast": "2"}, "r") == DisplayAdjustment(contrast=2.0)
+
+
+def test_a_deep_link_names_each_adjustment_it_cannot_use():
+    from dashboard.components.compare_link import parse_compare_link
+    from dashboard.components.viewer_link import parse_viewer_link
+
+    link = parse_viewer_link({"gamma": "2", "brightness": "bright", "contrast": "99"}, [])
+    assert link.adjustment == DisplayAdjustment(gamma=2.0)
+    assert link.problems == ["brightness 'bright' is not a number; 1 is shown", "contrast '99' is outside 0.25–4; 1 is shown"]
+    assert parse_viewer_link({}, []).adjustment.is_identity
+
+    compare = parse_compare_link({"left": "S1", "lgamma": "1.5", "rgamma": "0"}, ["S1"], ["m"], ["tumour", "none"])
+    assert compare.panes["left"].adjustment == DisplayAdjustment(gamma=1.5) and compare.panes["right"].adjustment.is_identity
+    assert compare.problems == ["right gamma '0' is outside 0.25–4; 1 is shown"]

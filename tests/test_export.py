@@ -26,6 +26,7 @@ from core.heatmaps.cam_maps import cam_cache_path
 from core.heatmaps.overlay import OverlayStyle
 from core.heatmaps.slide_heatmap import HeatmapParams, compute_heatmap
 from core.heatmaps.slide_layers import slide_layers
+from core.slides.adjust import DisplayAdjustment, adjust_pixels
 from core.store.schema import Slide
 
 PROVENANCE = Provenance("patch-cnn", "0123456789abcdef" * 4, "Grad-CAM", {"overlap": 0.5, "cmap": "Viridis"}, seed=0,
@@ -172,6 +173,19 @@ def test_slide_figure_region_has_its_aspect_and_the_overlay_shows(workspace, sli
     assert prov.settings["opacity"] == 0.5 and prov.settings["layer"] == "tumour"
     assert plain_prov.model_id == ""
     assert not over.layout.xaxis.visible and over.layout.yaxis.scaleanchor == "x"
+
+
+def test_slide_figure_shows_the_tissue_as_the_viewer_adjusts_it(workspace, slide_and_heat):
+    slide_id, heat, (width, height) = slide_and_heat
+    region = SlideRegion(0, 0, width // 2, height // 2)
+    plain, plain_prov = slide_figure(workspace, slide_id, region=region, output_width=300)
+    same, _ = slide_figure(workspace, slide_id, region=region, output_width=300, adjustment=DisplayAdjustment())
+    gamma = DisplayAdjustment(gamma=2.0)
+    lifted, prov = slide_figure(workspace, slide_id, region=region, output_width=300, adjustment=gamma)
+    a, b = figure_image(plain), figure_image(lifted)
+    assert np.array_equal(a, figure_image(same)) and plain_prov.settings == {}
+    assert np.array_equal(b, adjust_pixels(a, gamma))  # the tiles' arithmetic, on the same pixels
+    assert prov.settings["gamma"] == 2.0 and "gamma 2" in " ".join(annotation_texts(lifted))
 
 
 def test_slide_figure_whole_slide_reads_a_pyramid_level_and_exports(workspace, slide_and_heat):

@@ -215,7 +215,7 @@ def register_callbacks(app: Dash, workspace: Workspace, tiles: TileService, expl
         Input("case-id", "data"), Input("case-selected-slide", "data"), Input("selected-visit", "data"), Input("case-report-choice", "value"),
         Input("slide-map", "zoom"), Input("slide-map", "center"), Input("heat-layer-choice", "value"),
         Input("heat-overlap", "value"), Input("heat-cmap", "value"), Input("heat-threshold", "value"), Input("heat-norm", "value"),
-        Input("heat-opacity", "value"),
+        Input("heat-opacity", "value"), Input("base-brightness", "value"), Input("base-contrast", "value"), Input("base-gamma", "value"),
     )
 
     app.clientside_callback(
