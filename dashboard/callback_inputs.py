@@ -150,6 +150,7 @@ VALUE_TYPES: dict[tuple[str, str], Any] = {
     ("selected-visit", "data"): Visit,
     ("case-days", "data"): CaseDays,
     ("case-report-choice", "value"): Id | None,
+    ("case-folds", "data"): _bounded_list(Annotated[StrictStr, Field(max_length=32)], 20) | None,
     ("case-id", "data"): Id,
     ("review-save", "n_clicks"): Clicks,
     ("review-save", "id"): Any,

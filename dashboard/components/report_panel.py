@@ -12,6 +12,7 @@ from core.explain.text import MAX_EDITED_REPORT_CHARS, LimeSettings, check_edite
 from core.export.report_figures import word_weight_figure
 from core.models.report_text import token_diff
 from core.workspace import Workspace
+from dashboard.components import folds
 from dashboard.components.highlighted_text import highlighted_report, weight_legend
 
 
@@ -27,8 +28,9 @@ def _settings_form() -> dbc.Row:
     ], className="g-2 mb-2")
 
 
-def layout(workspace: Workspace, report_id: str) -> html.Div:
-    """The report with LIME highlights, stability, settings and what-if editing."""
+def layout(workspace: Workspace, report_id: str, settings_open: bool = True) -> html.Div:
+    """The report with LIME highlights, stability, settings and what-if editing; ``settings_open``: the LIME settings
+    unfolded (the case page folds them away unless its link opens them)."""
     report = stored_report(workspace, report_id)
     if not workspace.models_for("report"):  # the text is still worth reading without a model to explain it
         return html.Div([html.P("This workspace has no report model: the report is shown as stored.", className="small text-muted",
@@ -54,8 +56,7 @@ def layout(workspace: Workspace, report_id: str) -> html.Div:
             dbc.Col([
                 html.Div(id="report-prediction", className="fs-5 mb-2"),
                 html.Div(id="lime-stability", className="mb-2"),
-                _settings_form(),
-                dbc.Button("Explain", id="lime-run", color="primary", size="sm"),
+                folds.fold("lime", [_settings_form(), dbc.Button("Explain", id="lime-run", color="primary", size="sm")], settings_open),
                 html.Div(id="lime-error", className="mt-2"),
             ], lg=5),
         ]),
