@@ -54,6 +54,11 @@ def demo_notice(workspace: Workspace) -> html.Div:
                      color="warning", className="py-1 px-3 small mb-2", id="demo-notice")
 
 
+def _link_values(search: str) -> dict[str, str]:
+    """A deep link's values; an empty one is kept, so that the page names it rather than dropping it unseen."""
+    return dict(parse_qsl(search.lstrip("?"), keep_blank_values=True))
+
+
 def render_page(workspace: Workspace, tiles: TileService, pathname: str | None, patients: PatientExplainers | None = None,
                 search: str | None = None):
     path = (pathname if isinstance(pathname, str) else "/").rstrip("/") or "/"
@@ -71,7 +76,7 @@ def render_page(workspace: Workspace, tiles: TileService, pathname: str | None, 
         if path == "/jobs":
             return jobs_page.layout(workspace)
         if path == "/compare":
-            return compare.layout(workspace, tiles, dict(parse_qsl(search.lstrip("?"))))
+            return compare.layout(workspace, tiles, _link_values(search))
         if path == "/admin":
             return admin.layout(workspace) if current_role_allows("admin") else dbc.Alert(
                 "The admin page is for administrators.", color="warning", id="page-error")
@@ -81,12 +86,12 @@ def render_page(workspace: Workspace, tiles: TileService, pathname: str | None, 
             if problem := page_id_problem(page_id):
                 return dbc.Alert(f"There is no {kind} at this address: {problem}.", color="warning", id="page-error")
             if kind == "case":
-                return case.layout(workspace, tiles, patients, page_id, dict(parse_qsl(search.lstrip("?"))))
+                return case.layout(workspace, tiles, patients, page_id, _link_values(search))
             if kind == "patient":
                 return patient.layout(workspace, patients, page_id)
             if kind == "report":
                 return report.layout(workspace, page_id)
-            return slide.layout(workspace, tiles, page_id, dict(parse_qsl(search.lstrip("?"))))
+            return slide.layout(workspace, tiles, page_id, _link_values(search))
     except PathReviewError as exc:
         return dbc.Alert(str(exc), color="warning", id="page-error")
     return dbc.Alert(f"There is no page at {path[:200]}.", color="warning", id="page-error")

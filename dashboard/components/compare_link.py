@@ -14,6 +14,7 @@ from dash import html
 from core.heatmaps.overlay import TUMOUR_LAYER
 from core.slides.adjust import ADJUSTMENT_NAMES, DisplayAdjustment
 from dashboard.components.image_adjust import link_adjustment
+from dashboard.components.viewer_link import unknown_keys_problem
 
 PANES = ("left", "right")
 PREFIX = {"left": "l", "right": "r"}  # lmodel, llayer; rmodel, rlayer
@@ -61,7 +62,7 @@ def compare_href(slide_id: str, layer: str, right_slide: str | None = None, righ
 def parse_compare_link(query: dict, slides: list[str], models: list[str], layers: list[str]) -> CompareLink:
     """Each pane's choice from ``query``. ``slides``: those the right pane may show (the left slide's patient's, the
     left slide first); ``models``: the patch models; ``layers``: the layers a pane offers, ``NO_OVERLAY`` among them."""
-    problems: list[str] = []
+    problems = [p for p in [unknown_keys_problem(query, COMPARE_KEYS)] if p]
     left = slides[0]
     right = query.get("right", left)
     if right not in slides:

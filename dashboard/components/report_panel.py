@@ -21,10 +21,11 @@ def _settings_form() -> dbc.Row:
         return dbc.Col([dbc.Label(label, html_for=id_, className="small mb-0"),
                         dbc.Input(id=id_, type="number", value=value, size="sm", **kw)], width=6, md=3)
     return dbc.Row([
-        field("Features", "lime-num-features", 6, min=1, max=20, step=1),
-        field("Samples", "lime-num-samples", 5000, min=100, max=50000, step=100),
+        # The boxes allow what LimeSettings allows: a value the box refuses arrives as None, and the message names this range.
+        field("Features", "lime-num-features", 6, min=1, max=50, step=1),
+        field("Samples", "lime-num-samples", 5000, min=10, max=50000, step=1),
         field("Seed", "lime-seed", 0, min=0, step=1),
-        field("Kernel width", "lime-kernel-width", 25, min=1, max=1000),
+        field("Kernel width", "lime-kernel-width", 25, min=0, max=1000, step="any"),
     ], className="g-2 mb-2")
 
 

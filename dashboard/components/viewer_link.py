@@ -48,9 +48,20 @@ def _fraction(query: dict, key: str, what: str, link: ViewerLink) -> None:
     link.values[key] = value
 
 
+def unknown_keys_problem(query: dict, known: tuple[str, ...] | set[str]) -> str | None:
+    """The line naming the values of ``query`` a link cannot hold (a misspelt name is not silently ignored)."""
+    unknown = [k for k in query if k not in known]
+    if not unknown:
+        return None
+    return f"{', '.join(repr(k[:20]) for k in unknown[:5])} {'is not a value' if len(unknown) == 1 else 'are not values'} this link can hold"
+
+
 def parse_viewer_link(query: dict, layers: list[str]) -> ViewerLink:
-    """The viewer's values of a link's ``query``; ``layers``: the layers this slide offers."""
+    """The viewer's values of a link's ``query``; ``layers``: the layers this slide offers. A name that is not one of
+    ``LINK_KEYS`` is named too."""
     link = ViewerLink()
+    if problem := unknown_keys_problem(query, LINK_KEYS):
+        link.problems.append(problem)
     if "layer" in query:
         if query["layer"] in layers:
             link.values["layer"] = query["layer"]

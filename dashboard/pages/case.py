@@ -23,10 +23,11 @@ from core.workspace import Workspace, attribute_texts
 from dashboard.auth import current_role_allows
 from dashboard.components import annotation_layer, case_export, folds, patient_panel, report_panel, review_form, slide_viewer
 from dashboard.components.clicks import ctx_triggered_click
-from dashboard.components.viewer_link import LINK_KEYS
+from dashboard.components.viewer_link import LINK_KEYS, unknown_keys_problem
 
 __all__ = ["layout", "nearest_by_day", "next_case", "register_callbacks"]
 CASE_KEYS = ["[", "]", "n", "a", "d", "u"]  # the viewer's own keys: dashboard.components.viewer_keys
+CASE_LINK_KEYS = ("slide", "visit", "report", folds.OPEN_KEY, *LINK_KEYS)  # what the link holds (assets/case_page.js)
 
 
 def _visit_text(visit: int | None, days: list[float]) -> str:
@@ -59,7 +60,7 @@ def _slide_strip(case: CaseSummary, selected: str | None, near: str | None) -> h
 def _parse_view(case: CaseSummary, days: list[float], query: dict) -> dict:
     """A deep link's state; anything missing or not part of this case falls back to the default, and each value that
     did is named in ``problems`` (the viewer checks its own values)."""
-    problems = []
+    problems = [p for p in [unknown_keys_problem(query, CASE_LINK_KEYS)] if p]
     try:
         visit = int(query.get("visit", "")) - 1
     except ValueError:
