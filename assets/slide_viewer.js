@@ -50,6 +50,14 @@ window.dash_clientside = Object.assign({}, window.dash_clientside, {
             }
             return "/compare?" + query.toString();
         },
+        // A patch clicked on the slide unfolds the inspector that shows it (dashboard/components/folds.py); other folds stay.
+        unfoldInspector: function (patch, actives, ids) {
+            const noUpdate = window.dash_clientside.no_update;
+            return (ids || []).map(function (id, i) {
+                const items = Array.isArray(actives[i]) ? actives[i] : (actives[i] ? [actives[i]] : []);
+                return !patch || id.name !== "inspector" || items.includes("inspector") ? noUpdate : items.concat(["inspector"]);
+            });
+        },
         viewportWidgets: function (zoom, bounds, ctx) {
             const noUpdate = window.dash_clientside.no_update;
             if (!ctx || zoom === undefined || zoom === null) {

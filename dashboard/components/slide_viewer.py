@@ -553,10 +553,9 @@ def register_callbacks(app: Dash, workspace: Workspace, tiles: TileService, disp
     image_adjust.register_reset(app, "base")
     # A patch clicked on the slide unfolds the inspector that shows it.
     app.clientside_callback(
-        "function (patch, open) { const no = window.dash_clientside.no_update; if (!patch) { return no; }"
-        " const items = Array.isArray(open) ? open : (open ? [open] : []); return items.includes('inspector') ? no : items.concat(['inspector']); }",
-        Output(folds.fold_id("inspector"), "active_item"), Input("inspected-patch", "data"), State(folds.fold_id("inspector"), "active_item"),
-        prevent_initial_call=True,
+        ClientsideFunction(namespace="slideViewer", function_name="unfoldInspector"),
+        Output({"type": "fold", "name": ALL}, "active_item"), Input("inspected-patch", "data"),
+        State({"type": "fold", "name": ALL}, "active_item"), State({"type": "fold", "name": ALL}, "id"), prevent_initial_call=True,
     )
     app.clientside_callback(
         ClientsideFunction(namespace="slideViewer", function_name="setOpacity"),
