@@ -373,3 +373,21 @@ def test_an_exported_waterfall_names_its_shap_background(workspace):
         assert stored["settings"]["background_visits"] == expected.background.description
         assert stored["settings"]["expected_value"] == pytest.approx(float(expected.shap.base[0]), abs=1e-6)
         assert expected.background.description in figure.note and f"{expected.shap.base[0]:.3f}" in figure.note
+
+
+def test_the_case_page_exports_the_slide_as_its_viewer_adjusts_it(workspace):
+    from core.export.case_figures import CaseView, case_figure
+    from dashboard.components.case_export import case_view
+
+    with workspace.store.session() as s:
+        slide = s.scalars(select(Slide).order_by(Slide.id)).first()
+        patient_id, slide_id = slide.patient_id, slide.id
+    view = case_view({"patient_id": patient_id, "slide_id": slide_id, "region_mode": "slide", "width": 300,
+                      "parts": [{"gamma": 2, "brightness": 1, "contrast": None}]})
+    assert view.adjustment == {"gamma": 2, "brightness": 1}
+    plain = case_figure(workspace, None, "slide", CaseView(patient_id=patient_id, slide_id=slide_id, output_width=300))
+    lifted = case_figure(workspace, None, "slide", view)
+    assert np.array_equal(figure_image(lifted.figure), adjust_pixels(figure_image(plain.figure), DisplayAdjustment(gamma=2.0)))
+    assert lifted.provenance.settings["gamma"] == 2.0
+    with pytest.raises(PathReviewError, match="gamma '9' is outside"):
+        case_figure(workspace, None, "slide", CaseView(patient_id=patient_id, slide_id=slide_id, output_width=300, adjustment={"gamma": 9}))
