@@ -29,8 +29,13 @@ def _selected(explainers: PatientExplainers, patient_id: str, visit: int | None)
     return visit if visit is not None and 0 <= visit < len(expl.days) else len(expl.days) - 1
 
 
-def _risk_graph() -> dcc.Graph:
-    return dcc.Graph(id="patient-risk", config={"displaylogo": False})
+RISK_PX = 324  # the risk plot's height with its toolbar strip (the figure's own 300 px, as exported)
+COMPACT_RISK_PX = 250  # on the case page, so that the verdicts below it are on the first screen
+
+
+def _risk_graph(height_px: int = RISK_PX) -> dcc.Graph:
+    # The figure fills the graph's height (show_patient drops its fixed one): each page chooses how tall it is.
+    return dcc.Graph(id="patient-risk", config={"displaylogo": False, "responsive": True}, style={"height": f"{height_px}px"})
 
 
 def _visit_outcome() -> list:
@@ -97,7 +102,7 @@ def case_sections(explainers: PatientExplainers, patient_id: str, visit: int | N
     selected visit's explanation (outcome, influential values, visit importance, SHAP waterfall), and the what-if
     editor (the case page folds it away)."""
     selected = _selected(explainers, patient_id, visit)
-    risk = html.Div([*_stores(patient_id, selected), _risk_graph()], className="case-risk")
+    risk = html.Div([*_stores(patient_id, selected), _risk_graph(COMPACT_RISK_PX)], className="case-risk")
     details = html.Div([*_visit_outcome(), *_importance(), *_waterfall()])
     return risk, details, _what_if(heading=False)
 
@@ -209,6 +214,9 @@ def register_callbacks(app: Dash, workspace: Workspace, explainers: PatientExpla
         shown = edited or stored
         risk, importance, waterfall = visit_figures(stored, edited, t, positive,
                                                     f"Visit {t + 1}: from expected value to output" + (" (what-if)" if edited else ""))
+        # As tall as the page's graph (_risk_graph), its key under the axis title at any height; exports keep theirs.
+        risk.update_layout(height=None, autosize=True, margin={"b": 62},
+                           legend={"orientation": "h", "yref": "container", "y": 0, "yanchor": "bottom"})
         salient = html.Div([html.H6("Most influential values at this visit"),
                             html.Ul([html.Li(f"{name} = {value}: {phi:+.3f}") for name, value, phi in salient_features(shown, t)])],
                            id="visit-salient-list")

@@ -156,14 +156,15 @@ def layout(workspace: Workspace, tiles: TileService, explainers: PatientExplaine
         dcc.Store(id="case-selected-slide", data=view["slide"]),
         dcc.Store(id="case-region-pan", data=None),  # the view and selection a verdict's region link asks of the shown viewer
         dcc.Store(id="case-folds", data=sorted(opened)),  # the unfolded secondary panels, for the link (components.folds)
+        # One line: the case, its summary, the link to this view and the next case.
         html.Div([html.H3(f"Case {p.id}", id="case-title", className="me-2 mb-0"), review_form.status_badge(case, current),
                   html.Span(summary, className="text-muted small ms-3 me-3", id="case-summary"),
+                  dbc.InputGroup([dbc.InputGroupText("Link to this view"), dbc.Input(id="case-link", readonly=True, value="", className="small")],
+                                 size="sm", className="case-link-group me-2"),
                   _next_unreviewed_link(workspace, patient_id)],
-                 className="d-flex align-items-center flex-wrap mb-1"),
+                 className="d-flex align-items-center flex-wrap gap-1 mb-2"),
         dbc.Alert(["This link's view could not be restored in full: ", "; ".join(view["problems"]), ". The nearest is shown instead."],
                   color="warning", id="case-link-problems", className="small py-2") if view["problems"] else "",
-        dbc.InputGroup([dbc.InputGroupText("Link to this view"),
-                        dbc.Input(id="case-link", readonly=True, value="", className="small")], size="sm", className="mb-2"),
         # Slide beside the risk plot and the verdicts on wide screens, then the visit's explanation, the report below.
         dbc.Row([
             dbc.Col(dbc.Card([_panel_header("Slide", "visit-chip-slide", visit, days,
