@@ -391,3 +391,15 @@ def test_the_case_page_exports_the_slide_as_its_viewer_adjusts_it(workspace):
     assert lifted.provenance.settings["gamma"] == 2.0
     with pytest.raises(PathReviewError, match="gamma '9' is outside"):
         case_figure(workspace, None, "slide", CaseView(patient_id=patient_id, slide_id=slide_id, output_width=300, adjustment={"gamma": 9}))
+
+
+def test_the_case_reports_thumbnail_of_the_shown_slide_is_adjusted_as_viewed(workspace):
+    from core.export.slide_thumbnail import slide_thumbnail
+
+    with workspace.store.session() as s:
+        slide_id = s.scalars(select(Slide.id).order_by(Slide.id)).first()
+    plain, plain_caption = slide_thumbnail(workspace, slide_id, width=120)
+    lifted, caption = slide_thumbnail(workspace, slide_id, width=120, adjustment=DisplayAdjustment(gamma=2.0))
+    a, b = (np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int) for png in (plain, lifted))
+    assert a.shape == b.shape and b.mean() > a.mean() + 5  # gamma 2 lifts the mid-tones
+    assert "gamma 2" in caption and "gamma" not in plain_caption
