@@ -52,7 +52,18 @@ window.dash_clientside = Object.assign({}, window.dash_clientside, {
             unchanged[i] = verdict;
             return unchanged;
         },
-        deepLink: function (patientId, slideId, visit, reportId, zoom, center, layer, overlap, cmap, threshold, norm, opacity) {
+        // The names of the unfolded panels (dashboard/components/folds.py); a fold not on the page keeps its last state.
+        openFolds: function (actives, ids, current) {
+            const open = new Set(current || []);
+            (ids || []).forEach(function (id, i) {
+                const active = actives[i];
+                const unfolded = Array.isArray(active) ? active.includes(id.name) : active === id.name;
+                if (unfolded) { open.add(id.name); } else { open.delete(id.name); }
+            });
+            return Array.from(open).sort();
+        },
+        deepLink: function (patientId, slideId, visit, reportId, zoom, center, layer, overlap, cmap, threshold, norm, opacity,
+                            brightness, contrast, gamma, panels) {
             if (!patientId) { return window.dash_clientside.no_update; }
             const query = new URLSearchParams();
             if (slideId) { query.set("slide", slideId); }
@@ -64,6 +75,8 @@ window.dash_clientside = Object.assign({}, window.dash_clientside, {
             if (threshold !== null && threshold !== undefined) { query.set("thr", String(threshold)); }
             if (norm) { query.set("norm", norm); }
             if (opacity !== null && opacity !== undefined) { query.set("opacity", String(opacity)); }
+            setAdjustment(query, [brightness, contrast, gamma]);
+            if (panels && panels.length) { query.set("open", panels.join(",")); }
             if (zoom !== null && zoom !== undefined && center) {
                 const lat = Array.isArray(center) ? center[0] : center.lat;
                 const lng = Array.isArray(center) ? center[1] : center.lng;

@@ -62,7 +62,8 @@
                 const magnification = window.dash_clientside.slideViewer.magnification(zoom, ctx);
                 return magnification + " · centre x " + micrometres(lng * scale * ctx.mpp) + ", y " + micrometres(-lat * scale * ctx.mpp);
             },
-            deepLink: function (leftSlide, leftModel, leftLayer, rightSlide, rightModel, rightLayer, zoom, center) {
+            deepLink: function (leftSlide, leftModel, leftLayer, rightSlide, rightModel, rightLayer, zoom, center,
+                                lBrightness, lContrast, lGamma, rBrightness, rContrast, rGamma) {
                 if (!leftSlide) { return window.dash_clientside.no_update; }
                 const query = new URLSearchParams({left: leftSlide});
                 const pairs = [["right", rightSlide], ["lmodel", leftModel], ["rmodel", rightModel], ["llayer", leftLayer], ["rlayer", rightLayer]];
@@ -73,6 +74,8 @@
                     query.set("lat", lat.toFixed(5));
                     query.set("lng", lng.toFixed(5));
                 }
+                setAdjustment(query, [lBrightness, lContrast, lGamma], "l");
+                setAdjustment(query, [rBrightness, rContrast, rGamma], "r");
                 const path = "/compare?" + query.toString();
                 if (window.location.pathname === "/compare") {
                     window.history.replaceState(window.history.state, "", path);

@@ -38,15 +38,25 @@ window.dash_clientside = Object.assign({}, window.dash_clientside, {
             return [noUpdate, noUpdate];
         },
         // The side-by-side link of the shown view: this layer beside the bare slide (dashboard/components/compare_link.py).
-        sideBySideHref: function (zoom, center, layer, ctx) {
+        sideBySideHref: function (zoom, center, layer, brightness, contrast, gamma, ctx) {
             if (!ctx) { return window.dash_clientside.no_update; }
             const query = new URLSearchParams({left: ctx.slide_id, right: ctx.slide_id, llayer: layer || "tumour", rlayer: "none"});
+            // Both panes show the tiles as this viewer does.
+            ["l", "r"].forEach((pane) => setAdjustment(query, [brightness, contrast, gamma], pane));
             if (zoom !== null && zoom !== undefined && center) {
                 query.set("z", String(zoom));
                 query.set("lat", String(Array.isArray(center) ? center[0] : center.lat));
                 query.set("lng", String(Array.isArray(center) ? center[1] : center.lng));
             }
             return "/compare?" + query.toString();
+        },
+        // A patch clicked on the slide unfolds the inspector that shows it (dashboard/components/folds.py); other folds stay.
+        unfoldInspector: function (patch, actives, ids) {
+            const noUpdate = window.dash_clientside.no_update;
+            return (ids || []).map(function (id, i) {
+                const items = Array.isArray(actives[i]) ? actives[i] : (actives[i] ? [actives[i]] : []);
+                return !patch || id.name !== "inspector" || items.includes("inspector") ? noUpdate : items.concat(["inspector"]);
+            });
         },
         viewportWidgets: function (zoom, bounds, ctx) {
             const noUpdate = window.dash_clientside.no_update;
@@ -65,6 +75,14 @@ window.dash_clientside = Object.assign({}, window.dash_clientside, {
         }
     }
 });
+
+// The tiles' brightness, contrast and gamma in a link, each only when it is not 1 (dashboard/components/image_adjust.py).
+function setAdjustment(query, values, prefix) {
+    ["brightness", "contrast", "gamma"].forEach(function (name, i) {
+        const value = values[i];
+        if (value !== null && value !== undefined && value !== 1) { query.set((prefix || "") + name, String(value)); }
+    });
+}
 
 const EQUIVALENT_UM_AT_1X = 10;  // µm per screen pixel at 1x: 0.25 µm/px at 40x
 const MAGNIFICATIONS = [1.25, 2.5, 5, 10, 20, 40];

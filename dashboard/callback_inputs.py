@@ -166,6 +166,7 @@ VALUE_TYPES: dict[tuple[str, str], Any] = {
     ("selected-visit", "data"): Visit,
     ("case-days", "data"): CaseDays,
     ("case-report-choice", "value"): Id | None,
+    ("case-folds", "data"): _bounded_list(Annotated[StrictStr, Field(max_length=32)], 20) | None,
     ("case-id", "data"): Id,
     ("review-save", "n_clicks"): Clicks,
     ("review-save", "id"): Any,
@@ -193,6 +194,10 @@ VALUE_TYPES: dict[tuple[str, str], Any] = {
     ("heat-opacity", "value"): Number | None,
     ("qc-exclude", "value"): StrictBool | None,
     ("base-normalised", "value"): StrictBool | None,
+    ("base-brightness", "value"): Number | None,  # the range is checked by core.slides.adjust
+    ("base-contrast", "value"): Number | None,
+    ("base-gamma", "value"): Number | None,
+    **{(f"pane-{pane}-{name}", "value"): Number | None for pane in ("left", "right") for name in ("brightness", "contrast", "gamma")},
     ("slide-map", "bounds"): Annotated[list[Point], Field(min_length=2, max_length=2)] | None,
     ("slide-map", "zoom"): Number | None,
     ("slide-map", "center"): Point | None,

@@ -19,6 +19,7 @@ from core.imports.ids import is_valid_id
 from core.jobs.dispatch import JobDispatcher
 from core.jobs.layer_jobs import start_job_once, start_layer_job
 from core.jobs.state import JobSpec
+from core.slides.adjust import display_adjustment
 from core.slides.reader import SlideReadError
 from core.slides.thumbnails import slide_thumbnail_jpeg
 from core.slides.tiles import TileService, etag_for
@@ -136,8 +137,14 @@ def register_routes(server: Flask, workspace: Workspace, tiles: TileService, dis
         normalised_for = request.args.get("normalise") or None  # a patch model's id: the tile as that model sees it
         if not valid_slide_id(slide_id) or (normalised_for is not None and not valid_slide_id(normalised_for)):
             abort(404)
+        if len(request.query_string) > MAX_QUERY_CHARS:
+            return Response("query string too long", status=400, mimetype="text/plain")
         try:
-            return _image(tiles.tile_jpeg(slide_id, z, x, y, normalised_for), "image/jpeg")
+            adjustment = display_adjustment(request.args.to_dict())  # brightness, contrast, gamma: 1 when absent
+        except PathReviewError as exc:
+            return Response(str(exc), status=400, mimetype="text/plain")
+        try:
+            return _image(tiles.tile_jpeg(slide_id, z, x, y, normalised_for, adjustment), "image/jpeg")
         except NotFoundError:  # unknown slide or tile outside the pyramid
             abort(404)
         except SlideReadError as exc:  # the tile service has dropped the slide's handle and tiles

@@ -186,6 +186,23 @@ def test_deep_link_restores_the_view(live_server, browser, case_patient):
     assert other in browser.find_element(By.CSS_SELECTOR, ".slide-strip-item.selected").text
 
 
+def test_folded_panels_keep_their_state_in_the_link(live_server, browser, case_patient):
+    pid, slide_id = case_patient["id"], case_patient["slides"][0]
+    browser.get(f"{live_server.url}/case/{pid}?slide={slide_id}&open=whatif,nosuchpanel")
+    assert "panel 'nosuchpanel' is not one of" in _wait(browser, lambda b: b.find_element(By.ID, "case-link-problems")).text
+    _wait(browser, lambda b: "open=whatif" in b.find_element(By.ID, "case-link").get_attribute("value"))
+    assert browser.find_element(By.ID, "visit-edit-table").is_displayed()  # the link unfolds it
+    assert not browser.find_element(By.ID, "comparison-run").is_displayed()  # the others stay folded
+
+    # Unfolding the method comparison and folding the what-if editor: the link says so, and opens the page that way.
+    js_click(browser, browser.find_element(By.XPATH, "//button[contains(@class, 'accordion-button') and contains(., 'Method comparison')]"))
+    js_click(browser, browser.find_element(By.XPATH, "//button[contains(@class, 'accordion-button') and contains(., 'Edit visit')]"))
+    _wait(browser, lambda b: "open=comparison&" in b.find_element(By.ID, "case-link").get_attribute("value") + "&")
+    browser.get(browser.find_element(By.ID, "case-link").get_attribute("value"))
+    _wait(browser, lambda b: b.find_element(By.ID, "comparison-run").is_displayed())
+    assert not browser.find_element(By.ID, "visit-edit-table").is_displayed()
+
+
 def _outline(pdf: bytes) -> tuple[int, list[str], list[str]]:
     """The case report's pages, headings and figure titles, read from where its lines lie on the page (pdfplumber): the
     case page's title, then each modality's heading on the pages after it, and each figure's numbered title

@@ -79,3 +79,21 @@ def test_a_click_on_any_risk_marker_selects_its_own_visit():
     assert [clicked_visit({"points": [{"customdata": v}]}) for v in fig.data[1].customdata] == [1, 2]
     for bad in (None, {}, {"points": []}, {"points": [{"pointIndex": 0}]}, {"points": [{"customdata": True}]}, {"points": "x"}, [1]):
         assert clicked_visit(bad) is None
+
+
+def _problems_text(page, alert_id: str) -> str:
+    alert = _find(page, alert_id)
+    return "".join(c for c in alert.children if isinstance(c, str)) if alert else ""
+
+
+def test_empty_and_unknown_link_values_are_named_not_dropped(workspace, multi_slide_case):
+    from dashboard.app import _link_values
+
+    query = _link_values("?slide=&thr=&gama=2&gamma=9&open=whatif,lime")
+    assert query["slide"] == "" and query["thr"] == ""  # an empty value is kept, so that it can be named
+    page = _layout(workspace, multi_slide_case, query)
+    case_problems = _problems_text(page, "case-link-problems")
+    assert "slide '' is not one of this patient's" in case_problems and "'gama' is not a value this link can hold" in case_problems
+    viewer_problems = _problems_text(page, "viewer-link-problems")
+    assert "threshold '' is not a number" in viewer_problems and "gamma '9' is outside 0.25–4; 1 is shown" in viewer_problems
+    assert _find(page, "case-folds").data == ["lime", "whatif"]

@@ -26,6 +26,7 @@ from core.heatmaps.cam_maps import cam_cache_path
 from core.heatmaps.overlay import OverlayStyle
 from core.heatmaps.slide_heatmap import HeatmapParams, compute_heatmap
 from core.heatmaps.slide_layers import slide_layers
+from core.slides.adjust import DisplayAdjustment, adjust_pixels
 from core.store.schema import Slide
 
 PROVENANCE = Provenance("patch-cnn", "0123456789abcdef" * 4, "Grad-CAM", {"overlap": 0.5, "cmap": "Viridis"}, seed=0,
@@ -172,6 +173,19 @@ def test_slide_figure_region_has_its_aspect_and_the_overlay_shows(workspace, sli
     assert prov.settings["opacity"] == 0.5 and prov.settings["layer"] == "tumour"
     assert plain_prov.model_id == ""
     assert not over.layout.xaxis.visible and over.layout.yaxis.scaleanchor == "x"
+
+
+def test_slide_figure_shows_the_tissue_as_the_viewer_adjusts_it(workspace, slide_and_heat):
+    slide_id, heat, (width, height) = slide_and_heat
+    region = SlideRegion(0, 0, width // 2, height // 2)
+    plain, plain_prov = slide_figure(workspace, slide_id, region=region, output_width=300)
+    same, _ = slide_figure(workspace, slide_id, region=region, output_width=300, adjustment=DisplayAdjustment())
+    gamma = DisplayAdjustment(gamma=2.0)
+    lifted, prov = slide_figure(workspace, slide_id, region=region, output_width=300, adjustment=gamma)
+    a, b = figure_image(plain), figure_image(lifted)
+    assert np.array_equal(a, figure_image(same)) and plain_prov.settings == {}
+    assert np.array_equal(b, adjust_pixels(a, gamma))  # the tiles' arithmetic, on the same pixels
+    assert prov.settings["gamma"] == 2.0 and "gamma 2" in " ".join(annotation_texts(lifted))
 
 
 def test_slide_figure_whole_slide_reads_a_pyramid_level_and_exports(workspace, slide_and_heat):
@@ -359,3 +373,33 @@ def test_an_exported_waterfall_names_its_shap_background(workspace):
         assert stored["settings"]["background_visits"] == expected.background.description
         assert stored["settings"]["expected_value"] == pytest.approx(float(expected.shap.base[0]), abs=1e-6)
         assert expected.background.description in figure.note and f"{expected.shap.base[0]:.3f}" in figure.note
+
+
+def test_the_case_page_exports_the_slide_as_its_viewer_adjusts_it(workspace):
+    from core.export.case_figures import CaseView, case_figure
+    from dashboard.components.case_export import case_view
+
+    with workspace.store.session() as s:
+        slide = s.scalars(select(Slide).order_by(Slide.id)).first()
+        patient_id, slide_id = slide.patient_id, slide.id
+    view = case_view({"patient_id": patient_id, "slide_id": slide_id, "region_mode": "slide", "width": 300,
+                      "parts": [{"gamma": 2, "brightness": 1, "contrast": None}]})
+    assert view.adjustment == {"gamma": 2, "brightness": 1}
+    plain = case_figure(workspace, None, "slide", CaseView(patient_id=patient_id, slide_id=slide_id, output_width=300))
+    lifted = case_figure(workspace, None, "slide", view)
+    assert np.array_equal(figure_image(lifted.figure), adjust_pixels(figure_image(plain.figure), DisplayAdjustment(gamma=2.0)))
+    assert lifted.provenance.settings["gamma"] == 2.0
+    with pytest.raises(PathReviewError, match="gamma '9' is outside"):
+        case_figure(workspace, None, "slide", CaseView(patient_id=patient_id, slide_id=slide_id, output_width=300, adjustment={"gamma": 9}))
+
+
+def test_the_case_reports_thumbnail_of_the_shown_slide_is_adjusted_as_viewed(workspace):
+    from core.export.slide_thumbnail import slide_thumbnail
+
+    with workspace.store.session() as s:
+        slide_id = s.scalars(select(Slide.id).order_by(Slide.id)).first()
+    plain, plain_caption = slide_thumbnail(workspace, slide_id, width=120)
+    lifted, caption = slide_thumbnail(workspace, slide_id, width=120, adjustment=DisplayAdjustment(gamma=2.0))
+    a, b = (np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int) for png in (plain, lifted))
+    assert a.shape == b.shape and b.mean() > a.mean() + 5  # gamma 2 lifts the mid-tones
+    assert "gamma 2" in caption and "gamma" not in plain_caption

@@ -159,3 +159,27 @@ def test_no_plotly_toolbar_lies_over_its_title(live_server, screen, patient, pag
     _wait(screen, lambda d: d.find_elements("css selector", ".js-plotly-plot .gtitle"))
     _wait(screen, lambda d: _figures_drawn(d, figures))
     assert screen.execute_script(MODEBAR_OVER_TITLE) == []
+
+
+# The page rectangle (top and bottom, from the top of the page) of each element matched, and whether it is shown.
+PAGE_RECTS = """
+return [...document.querySelectorAll(arguments[0])].map(function (el) {
+    const r = el.getBoundingClientRect();
+    return {top: r.top + window.scrollY, bottom: r.bottom + window.scrollY, shown: r.width > 0 && r.height > 0};
+});
+"""
+
+
+def test_the_case_page_first_screen_holds_the_viewer_the_risk_plot_and_the_verdicts(live_server, screen, patient):
+    """At 1366 x 768 (and at 1920 x 1080) the viewer, the risk plot and the three verdict choices lie within the first
+    screen height of the page: a reviewer sees them together without scrolling."""
+    screen_height = int(screen.get_window_size()["height"])
+    screen.get(f"{live_server.url}/case/{patient}?slide={SLIDE}")
+    _wait(screen, lambda d: _figures_drawn(d, ["patient-risk"]) and d.find_elements("css selector", "#slide-map .leaflet-tile-loaded"))
+    for selector in ("#slide-map", "#patient-risk .main-svg", "[id*='review-verdict'] input"):
+        rects = screen.execute_script(PAGE_RECTS, selector)
+        assert rects and all(r["shown"] for r in rects), f"{selector} is not shown"
+        assert all(0 <= r["top"] and r["bottom"] <= screen_height for r in rects), (selector, rects, screen_height)
+    # The secondary panels are folded away, each under its own title, and open from the link.
+    folded = screen.execute_script("return [...document.querySelectorAll('.fold .accordion-button.collapsed')].map(b => b.textContent)")
+    assert {"Patch inspector", "Method comparison against the ground truth", "Edit visit (what-if)"} <= set(folded)

@@ -128,3 +128,27 @@ def test_a_bad_link_value_is_named_and_the_slide_viewer_links_here(live_server, 
     js_click(browser, "side-by-side-link")
     _wait(browser, lambda b: _legend_kind(b, "left") == "classes")
     _wait(browser, _in_step)
+
+
+def _pane_tile_srcs(browser, pane: str) -> list[str]:
+    return browser.execute_script(
+        "return [...document.querySelectorAll('#pane-' + arguments[0] + '-map img.leaflet-tile-loaded')].map(i => i.src)"
+        ".filter(s => s.includes('/tiles/'))", pane)
+
+
+def test_each_pane_keeps_its_own_tile_adjustment_from_the_slide_viewer(live_server, browser, slide):
+    # The slide viewer's gamma goes to both panes of its side-by-side link.
+    browser.get(f"{live_server.url}/slide/{SLIDE}?gamma=1.5")
+    _wait(browser, lambda b: "gamma=1.5" in (b.find_element(By.ID, "side-by-side-link").get_attribute("href") or ""))
+    query = {k: v[0] for k, v in parse_qs(urlsplit(browser.find_element(By.ID, "side-by-side-link").get_attribute("href")).query).items()}
+    assert query["lgamma"] == query["rgamma"] == "1.5"
+    js_click(browser, "side-by-side-link")
+    _wait(browser, lambda b: (srcs := _pane_tile_srcs(b, "left")) and all("gamma=1.5" in s for s in srcs))
+    _wait(browser, lambda b: (srcs := _pane_tile_srcs(b, "right")) and all("gamma=1.5" in s for s in srcs))
+
+    # Reset on the right pane only: its tiles are plain again, the left pane's stay adjusted, and the link says so.
+    js_click(browser, browser.find_element(By.CSS_SELECTOR, "#pane-right-adjust summary"))
+    js_click(browser, "pane-right-adjust-reset")
+    _wait(browser, lambda b: (srcs := _pane_tile_srcs(b, "right")) and not any("gamma" in s for s in srcs))
+    assert all("gamma=1.5" in s for s in _pane_tile_srcs(browser, "left"))
+    _wait(browser, lambda b: "rgamma" not in _link(b) and _link(b).get("lgamma") == "1.5")

@@ -89,3 +89,17 @@ def test_heatmap_tiles_validate_their_style(app_with_corrupt_slide, client):
         assert client.get(base + query).status_code == 400, query
     assert client.get(f"/slides/P003-S1/heatmap/{heat.key}/10/0/0.png").status_code == 404  # key of another slide
     assert client.get(f"/slides/P001-S1/heatmap/{heat.key}/13/0/0.png").status_code == 404
+
+
+def test_adjusted_tiles_differ_and_the_defaults_are_the_plain_tile(client):
+    plain = client.get("/slides/P001-S1/tiles/12/1/1.jpeg").data
+    assert client.get("/slides/P001-S1/tiles/12/1/1.jpeg?brightness=1&contrast=1&gamma=1").data == plain
+    brighter = client.get("/slides/P001-S1/tiles/12/1/1.jpeg?gamma=2")
+    assert brighter.status_code == 200 and brighter.data[:3] == b"\xff\xd8\xff" and brighter.data != plain
+    assert client.get("/slides/P001-S1/tiles/12/1/1.jpeg").data == plain  # the adjusted tile is cached apart from it
+
+
+@pytest.mark.parametrize(("query", "named"), [("gamma=abc", b"gamma 'abc' is not a number"), ("brightness=40", b"brightness '40' is outside")])
+def test_bad_adjustments_are_refused_by_name(client, query, named):
+    response = client.get(f"/slides/P001-S1/tiles/12/1/1.jpeg?{query}")
+    assert response.status_code == 400 and named in response.data

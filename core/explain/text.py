@@ -57,7 +57,8 @@ class LimeSettings:
         if self.feature_selection not in ("auto", "forward_selection", "highest_weights"):
             raise PathReviewError("feature selection must be auto, forward_selection or highest_weights")
         if not (1 <= self.num_features <= 50 and 10 <= self.num_samples <= 50_000 and 0 < self.kernel_width <= 1000):
-            raise PathReviewError("num_features must be 1-50, num_samples 10-50000 and kernel width in (0, 1000]")
+            raise PathReviewError("the LIME settings must be: number of features 1–50, number of samples 10–50,000, kernel width "
+                                  f"above 0 and up to 1000 (got {self.num_features}, {self.num_samples}, {self.kernel_width:g})")
         if self.batch_size < 1:
             raise PathReviewError("batch size must be at least 1")
         return self

@@ -21,6 +21,7 @@ from core.export.slide_figure import SlideRegion, slide_figure, viewport_region
 from core.heatmaps.overlay import TUMOUR_LAYER, OverlayStyle
 from core.heatmaps.slide_heatmap import latest_cached_heatmap, slide_heatmap_by_key
 from core.models.report_text import clean_report, token_spans
+from core.slides.adjust import display_adjustment
 from core.store.annotations import current_regions
 from core.store.cases import CaseSummary, case_summary, nearest_by_day, slide_record
 from core.store.reviews import current_reviews
@@ -58,6 +59,7 @@ class CaseView:
     output_width: int = 1200
     background: str = DEFAULT_BACKGROUND  # the SHAP background the patient panel shows
     annotation_authors: list[str] | None = None  # reviewers whose regions the viewer shows; None: every reviewer's
+    adjustment: dict[str, Any] = field(default_factory=dict)  # the tiles' brightness, contrast, gamma (1 when absent)
 
 
 def _patient(explainers: PatientExplainers, view: CaseView) -> tuple[PatientExplanation, PatientExplanation | None]:
@@ -160,6 +162,7 @@ def _slide_figure(workspace: Workspace, view: CaseView) -> ReportFigure:
     elif view.bounds and view.max_zoom is not None:
         region = viewport_region(view.bounds, int(view.max_zoom))
     style = OverlayStyle(**view.style) if heat is not None and view.style else None
+    adjustment = display_adjustment({k: str(v) for k, v in view.adjustment.items() if v is not None})  # as the viewer's tiles
     shown = current_regions(workspace.store, view.slide_id)
     if view.annotation_authors is not None:
         shown = [r for r in shown if r.author in set(view.annotation_authors)]
@@ -167,7 +170,7 @@ def _slide_figure(workspace: Workspace, view: CaseView) -> ReportFigure:
     shown += [r for r in current_regions(workspace.store, view.slide_id) if r.region_id in named and r not in shown]  # a verdict's always
     try:
         fig, provenance = slide_figure(workspace, view.slide_id, region=region, output_width=int(view.output_width), heat=heat, style=style,
-                                       opacity=float(view.opacity), regions=shown, highlighted=named)
+                                       opacity=float(view.opacity), regions=shown, highlighted=named, adjustment=adjustment)
     except PathReviewError as exc:
         if view.region_um and "outside the slide" in str(exc):  # said in the µm the reviewer typed, not in level-0 pixels
             x, y, w, h = (float(v) for v in view.region_um)

@@ -34,6 +34,7 @@ from core.heatmaps.overlay import (
 )
 from core.heatmaps.slide_heatmap import SlideHeatmap
 from core.heatmaps.slide_layers import slide_layers
+from core.slides.adjust import DisplayAdjustment, adjust_pixels
 from core.slides.reader import open_slide
 from core.store.annotations import RegionVersion
 from core.store.cases import slide_record
@@ -67,10 +68,14 @@ def _length_label(um: float) -> str:
 
 def slide_figure(workspace: Workspace, slide_id: str, *, region: SlideRegion | None = None, output_width: int = 1200,
                  heat: SlideHeatmap | None = None, style: OverlayStyle | None = None, opacity: float = 0.5,
-                 regions: Sequence[RegionVersion] = (), highlighted: Collection[str] = ()) -> tuple[go.Figure, Provenance]:
+                 regions: Sequence[RegionVersion] = (), highlighted: Collection[str] = (),
+                 adjustment: DisplayAdjustment | None = None) -> tuple[go.Figure, Provenance]:
     """A region of a slide (whole slide by default) with ``heat`` shown in ``style`` at ``opacity`` and the outlines of
     ``regions`` (reviewers' annotations; those in ``highlighted``, e.g. named by a verdict, drawn thicker and labelled);
-    never reads level 0 of more than the region needs. Returns the figure and the provenance of what it shows."""
+    never reads level 0 of more than the region needs. ``adjustment``: the tissue's brightness, contrast and gamma, as
+    the viewer's tiles show them (before the heatmap is laid over it, as in the viewer). Returns the figure and the
+    provenance of what it shows."""
+    adjustment = adjustment or DisplayAdjustment()
     if not 0.0 <= opacity <= 1.0:
         raise PathReviewError(f"overlay opacity must be in [0, 1], not {opacity}")
     if not 64 <= output_width <= MAX_OUTPUT_SIDE:
@@ -87,7 +92,7 @@ def slide_figure(workspace: Workspace, slide_id: str, *, region: SlideRegion | N
         # Never more pixels than level 0 holds: an export shows no detail the scanner did not record.
         ratio = min(1.0, output_width / region.width, MAX_OUTPUT_SIDE / region.height)
         out_w, out_h = max(1, round(region.width * ratio)), max(1, round(region.height * ratio))
-        image = read_region_rgb(slide, region, out_w, out_h)
+        image = adjust_pixels(read_region_rgb(slide, region, out_w, out_h), adjustment)
     finally:
         slide.close()
     settings: dict = {}
@@ -95,9 +100,13 @@ def slide_figure(workspace: Workspace, slide_id: str, *, region: SlideRegion | N
         grid, settings = _layer(workspace, heat, style)
         image = composite(image, heat_pixels(heat, grid, style, region, out_w, out_h), opacity)
         settings.update(opacity=opacity, overlap=heat.params.overlap)
+    if not adjustment.is_identity:
+        settings.update(brightness=adjustment.brightness, contrast=adjustment.contrast, gamma=adjustment.gamma)
     provenance = (Provenance(heat.model_id, heat.weights_sha256, layer_label(style.layer), settings) if heat is not None
-                  else Provenance("", "", "", {}))
+                  else Provenance("", "", "", settings))
     caption = f"Slide {slide_id} · region {region.describe()} @ {mpp:g} µm/px"
+    if not adjustment.is_identity:
+        caption += f" · brightness {adjustment.brightness:g}, contrast {adjustment.contrast:g}, gamma {adjustment.gamma:g}"
     if heat is not None:
         caption += f" · layer {layer_label(style.layer)} · model {heat.model_id} · opacity {opacity:g}"
     fig = _figure(image, heat, style, region.width * mpp, caption)

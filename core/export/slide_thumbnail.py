@@ -11,6 +11,7 @@ from core.export.slide_region import SlideRegion
 from core.heatmaps.overlay import OverlayStyle, layer_grid
 from core.heatmaps.slide_heatmap import latest_cached_heatmap
 from core.heatmaps.slide_layers import slide_layers
+from core.slides.adjust import DisplayAdjustment, adjust_pixels
 from core.slides.reader import open_slide
 from core.store.cases import slide_record
 from core.workspace import Workspace
@@ -19,9 +20,11 @@ THUMBNAIL_STYLE = OverlayStyle(threshold=0.5)  # the viewer's default tumour ove
 THUMBNAIL_OPACITY = 0.5
 
 
-def slide_thumbnail(workspace: Workspace, slide_id: str, width: int = 360) -> tuple[bytes, str]:
+def slide_thumbnail(workspace: Workspace, slide_id: str, width: int = 360, adjustment: DisplayAdjustment | None = None) -> tuple[bytes, str]:
     """PNG of the whole slide ``width`` px wide, with the tumour probability overlay of the slide's latest stored heatmap
-    (none when it has none), and a caption saying which."""
+    (none when it has none), and a caption saying which. ``adjustment``: the tissue's brightness, contrast and gamma, as
+    the viewer showed them."""
+    adjustment = adjustment or DisplayAdjustment()
     with workspace.store.session() as s:
         record = slide_record(s, slide_id)
         path, label = workspace.slides_dir / record.file, record.label
@@ -29,7 +32,7 @@ def slide_thumbnail(workspace: Workspace, slide_id: str, width: int = 360) -> tu
     try:
         region = SlideRegion(0, 0, *slide.dimensions)
         height = max(1, round(width * region.height / region.width))
-        image = read_region_rgb(slide, region, width, height)
+        image = adjust_pixels(read_region_rgb(slide, region, width, height), adjustment)
     finally:
         slide.close()
     models = workspace.models_for("patch")
@@ -40,4 +43,6 @@ def slide_thumbnail(workspace: Workspace, slide_id: str, width: int = 360) -> tu
     buffer = io.BytesIO()
     Image.fromarray(image, "RGB").save(buffer, "PNG")
     overlay = f"tumour ≥ {THUMBNAIL_STYLE.threshold:g}, {heat.params.overlap:.0%} overlap" if heat is not None else "no heatmap stored"
-    return buffer.getvalue(), f"{slide_id}" + (f" · label {label}" if label else "") + f" · {overlay}"
+    adjusted = "" if adjustment.is_identity else (f" · brightness {adjustment.brightness:g}, contrast {adjustment.contrast:g}, "
+                                                  f"gamma {adjustment.gamma:g}")
+    return buffer.getvalue(), f"{slide_id}" + (f" · label {label}" if label else "") + f" · {overlay}{adjusted}"

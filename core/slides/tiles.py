@@ -22,6 +22,7 @@ from PIL import Image, ImageCms
 
 from core.device import compute_device
 from core.errors import NotFoundError
+from core.slides.adjust import DisplayAdjustment, adjust_pixels
 from core.slides.measure import PixelSize, slide_pixel_size
 from core.slides.reader import SlideReadError, open_slide, srgb_transform
 from core.slides.stain import normalise_stain
@@ -102,13 +103,16 @@ class TileService:
         h = self._open(slide_id)
         return slide_pixel_size(h.slide.properties, h.mpp)
 
-    def tile_jpeg(self, slide_id: str, z: int, x: int, y: int, normalised_for: str | None = None) -> bytes:
+    def tile_jpeg(self, slide_id: str, z: int, x: int, y: int, normalised_for: str | None = None,
+                  adjustment: DisplayAdjustment | None = None) -> bytes:
         """A JPEG tile. ``NotFoundError`` for an unknown slide or an address outside its pyramid; ``SlideReadError``
         when the file is missing or cannot be read (its handle and tiles are then dropped). With ``normalised_for`` (a
         patch model's id) the tile is stain-normalised as that model's manifest declares: what the model sees (the
-        tile's stains are estimated from the tile itself, as a patch's are from the patch)."""
+        tile's stains are estimated from the tile itself, as a patch's are from the patch). ``adjustment`` (brightness,
+        contrast, gamma; ``core.slides.adjust``) is applied last; at its defaults the tile is the unadjusted one."""
         spec = self.workspace.manifest(normalised_for).input if normalised_for else None
-        key = (slide_id, z, x, y, normalised_for or "")
+        adjustment = adjustment or DisplayAdjustment()
+        key = (slide_id, z, x, y, normalised_for or "", adjustment.key())
         h = self._open(slide_id)  # first: checks that the file is still the one the cached tiles came from
         with self._lock:
             cached = self._tiles.get(key)
@@ -130,6 +134,8 @@ class TileService:
         if spec is not None and spec.stain_normalisation != "none":
             pixels = torch.from_numpy(np.asarray(tile).copy())[None].to(compute_device())
             tile = Image.fromarray(normalise_stain(pixels, spec)[0].cpu().numpy())
+        if not adjustment.is_identity:
+            tile = Image.fromarray(adjust_pixels(np.asarray(tile), adjustment))
         buffer = io.BytesIO()
         tile.save(buffer, "JPEG", quality=self.quality)
         data = buffer.getvalue()

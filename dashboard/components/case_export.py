@@ -35,7 +35,8 @@ VIEW_PARTS = {
     "slide": {"heat_key": ("heat-key", "data"), "layer": ("heat-layer-choice", "value"), "method": ("heat-method", "value"),
               "cmap": ("heat-cmap", "value"), "threshold": ("heat-threshold", "value"), "norm": ("heat-norm", "value"),
               "smooth": ("heat-smooth", "value"), "opacity": ("heat-opacity", "value"), "bounds": ("slide-map", "bounds"),
-              "slide_ctx": ("slide-ctx", "data"), "annotation_authors": ("annotation-authors", "value")},
+              "slide_ctx": ("slide-ctx", "data"), "annotation_authors": ("annotation-authors", "value"),
+              "brightness": ("base-brightness", "value"), "contrast": ("base-contrast", "value"), "gamma": ("base-gamma", "value")},
 }
 # What names the view: the page's own values, the parts present, and the export card's slide area.
 VIEW_STATE = dict(
@@ -83,7 +84,8 @@ def case_view(view: dict) -> CaseView:
                     bounds=None if region_mode == "slide" else parts.get("bounds"),  # no bounds and no region: the whole slide
                     max_zoom=(parts.get("slide_ctx") or {}).get("max_zoom"), region_um=_region_um(region_mode, view.get("region")),
                     output_width=output_width, background=parts.get("background") or DEFAULT_BACKGROUND,
-                    annotation_authors=parts.get("annotation_authors"))
+                    annotation_authors=parts.get("annotation_authors"),
+                    adjustment={k: parts[k] for k in ("brightness", "contrast", "gamma") if parts.get(k) is not None})
 
 
 def card(figure_names: list[str], read_only: bool = False) -> dbc.Card:

@@ -20,54 +20,91 @@ from core.export.patient_figures import visit_figures
 from core.workspace import Workspace
 
 
-def layout(explainers: PatientExplainers, patient_id: str, visit: int | None = None, narrow: bool = False) -> html.Div:
-    """Risk trajectory, visit importance, SHAP waterfall and what-if edits; ``visit`` (0-based) is the one explained
-    first (default: the last)."""
+def _stores(patient_id: str, selected: int) -> list:
+    return [dcc.Store(id="patient-id", data=patient_id), dcc.Store(id="selected-visit", data=selected), dcc.Store(id="whatif-store", data=None)]
+
+
+def _selected(explainers: PatientExplainers, patient_id: str, visit: int | None) -> int:
     expl = explainers.explain(patient_id)
-    selected = visit if visit is not None and 0 <= visit < len(expl.days) else len(expl.days) - 1
-    # In a narrow column (the case page on wide screens) the panel's two columns stack.
-    main, side = ({"xs": 12}, {"xs": 12}) if narrow else ({"lg": 7}, {"lg": 5})
-    return html.Div([
-        dcc.Store(id="patient-id", data=patient_id),
-        dcc.Store(id="selected-visit", data=selected),
-        dcc.Store(id="whatif-store", data=None),
-        dbc.Row([
-            dbc.Col(dcc.Graph(id="patient-risk", config={"displaylogo": False}), **main),
-            dbc.Col([html.Div(id="visit-outcome"), html.Div(id="visit-salient", className="mt-2")], **side),
-        ]),
+    return visit if visit is not None and 0 <= visit < len(expl.days) else len(expl.days) - 1
+
+
+RISK_PX = 324  # the risk plot's height with its toolbar strip (the figure's own 300 px, as exported)
+COMPACT_RISK_PX = 250  # on the case page, so that the verdicts below it are on the first screen
+
+
+def _risk_graph(height_px: int = RISK_PX) -> dcc.Graph:
+    # The figure fills the graph's height (show_patient drops its fixed one): each page chooses how tall it is.
+    return dcc.Graph(id="patient-risk", config={"displaylogo": False, "responsive": True}, style={"height": f"{height_px}px"})
+
+
+def _visit_outcome() -> list:
+    return [html.Div(id="visit-outcome"), html.Div(id="visit-salient", className="mt-2")]
+
+
+def _importance() -> list:
+    return [
         dcc.Graph(id="patient-importance", config={"displaylogo": False}),
         html.P("Visit importance (Ferreira et al.): tanh(4 (0.7 occlusion + 0.3 output change)); red raises the final "
                "prediction, blue lowers it. The first visit has no earlier output, so, as in the authors' reference code, "
                "its score is tanh(4 occlusion).", className="small text-muted", id="importance-caption"),
-        dbc.Row([
-            dbc.Col([
-                html.Div([dbc.Label("SHAP background", html_for="shap-background", className="small me-2 mb-0"),
-                          dbc.RadioItems(id="shap-background", options=BACKGROUND_OPTIONS, value=DEFAULT_BACKGROUND, inline=True,
-                                         className="small")], className="d-flex flex-wrap align-items-center"),
-                html.Div(id="shap-background-note", className="small text-muted"),
-                dcc.Graph(id="visit-waterfall", config={"displaylogo": False}),
-            ], **main),
-            dbc.Col([
-                html.H5("Edit visit (what-if)"),
-                html.P("Values are checked against the model's plausible ranges. The stored visit is never changed.",
-                       className="small text-muted"),
-                dash_table.DataTable(
-                    id="visit-edit-table", columns=[{"id": "feature", "name": "Feature", "editable": False},
-                                                    {"id": "value", "name": "Value", "editable": True},
-                                                    {"id": "unit", "name": "Unit", "editable": False},
-                                                    {"id": "range", "name": "Plausible", "editable": False}],
-                    # Cells wrap: every column fits the narrow side column at 1366 px (tests/test_layout_browser.py).
-                    style_cell={"fontFamily": "inherit", "fontSize": "0.85rem", "padding": "4px", "whiteSpace": "normal", "height": "auto"},
-                    style_table={"overflowX": "auto"},
-                    style_data_conditional=[{"if": {"column_id": "value"}, "backgroundColor": "#fffbe6"}],
-                ),
-                html.Div([dbc.Button("Apply what-if", id="visit-edit-apply", color="primary", size="sm", className="me-2"),
-                          dbc.Button("Reset", id="visit-edit-reset", color="secondary", size="sm", outline=True)], className="mt-2"),
-                html.Div(id="visit-edit-errors", className="mt-2"),
-                html.Div(id="visit-edit-comparison", className="mt-2"),
-            ], **side),
-        ]),
+    ]
+
+
+def _waterfall() -> list:
+    return [
+        html.Div([dbc.Label("SHAP background", html_for="shap-background", className="small me-2 mb-0"),
+                  dbc.RadioItems(id="shap-background", options=BACKGROUND_OPTIONS, value=DEFAULT_BACKGROUND, inline=True,
+                                 className="small")], className="d-flex flex-wrap align-items-center"),
+        html.Div(id="shap-background-note", className="small text-muted"),
+        dcc.Graph(id="visit-waterfall", config={"displaylogo": False}),
+    ]
+
+
+def _what_if(heading: bool = True) -> list:
+    return [
+        html.H5("Edit visit (what-if)") if heading else "",
+        html.P("Values are checked against the model's plausible ranges. The stored visit is never changed.",
+               className="small text-muted"),
+        dash_table.DataTable(
+            id="visit-edit-table", columns=[{"id": "feature", "name": "Feature", "editable": False},
+                                            {"id": "value", "name": "Value", "editable": True},
+                                            {"id": "unit", "name": "Unit", "editable": False},
+                                            {"id": "range", "name": "Plausible", "editable": False}],
+            # Cells wrap: every column fits the narrow side column at 1366 px (tests/test_layout_browser.py).
+            style_cell={"fontFamily": "inherit", "fontSize": "0.85rem", "padding": "4px", "whiteSpace": "normal", "height": "auto"},
+            style_table={"overflowX": "auto"},
+            style_data_conditional=[{"if": {"column_id": "value"}, "backgroundColor": "#fffbe6"}],
+        ),
+        html.Div([dbc.Button("Apply what-if", id="visit-edit-apply", color="primary", size="sm", className="me-2"),
+                  dbc.Button("Reset", id="visit-edit-reset", color="secondary", size="sm", outline=True)], className="mt-2"),
+        html.Div(id="visit-edit-errors", className="mt-2"),
+        html.Div(id="visit-edit-comparison", className="mt-2"),
+    ]
+
+
+def layout(explainers: PatientExplainers, patient_id: str, visit: int | None = None, narrow: bool = False) -> html.Div:
+    """Risk trajectory, visit importance, SHAP waterfall and what-if edits; ``visit`` (0-based) is the one explained
+    first (default: the last)."""
+    selected = _selected(explainers, patient_id, visit)
+    # In a narrow column the panel's two columns stack.
+    main, side = ({"xs": 12}, {"xs": 12}) if narrow else ({"lg": 7}, {"lg": 5})
+    return html.Div([
+        *_stores(patient_id, selected),
+        dbc.Row([dbc.Col(_risk_graph(), **main), dbc.Col(_visit_outcome(), **side)]),
+        *_importance(),
+        dbc.Row([dbc.Col(_waterfall(), **main), dbc.Col(_what_if(), **side)]),
     ])
+
+
+def case_sections(explainers: PatientExplainers, patient_id: str, visit: int | None = None) -> tuple[html.Div, html.Div, list]:
+    """The panel in the case page's three places: the risk plot (on the first screen, with the panel's stores), the
+    selected visit's explanation (outcome, influential values, visit importance, SHAP waterfall), and the what-if
+    editor (the case page folds it away)."""
+    selected = _selected(explainers, patient_id, visit)
+    risk = html.Div([*_stores(patient_id, selected), _risk_graph(COMPACT_RISK_PX)], className="case-risk")
+    details = html.Div([*_visit_outcome(), *_importance(), *_waterfall()])
+    return risk, details, _what_if(heading=False)
 
 
 BACKGROUND_OPTIONS = [{"label": "all-zero visit (paper)", "value": "zero"}, {"label": "cohort mean", "value": "cohort"},
@@ -177,6 +214,9 @@ def register_callbacks(app: Dash, workspace: Workspace, explainers: PatientExpla
         shown = edited or stored
         risk, importance, waterfall = visit_figures(stored, edited, t, positive,
                                                     f"Visit {t + 1}: from expected value to output" + (" (what-if)" if edited else ""))
+        # As tall as the page's graph (_risk_graph), its key under the axis title at any height; exports keep theirs.
+        risk.update_layout(height=None, autosize=True, margin={"b": 62},
+                           legend={"orientation": "h", "yref": "container", "y": 0, "yanchor": "bottom"})
         salient = html.Div([html.H6("Most influential values at this visit"),
                             html.Ul([html.Li(f"{name} = {value}: {phi:+.3f}") for name, value, phi in salient_features(shown, t)])],
                            id="visit-salient-list")

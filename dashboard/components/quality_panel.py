@@ -6,14 +6,16 @@ normalisation)."""
 from __future__ import annotations
 
 import dash_bootstrap_components as dbc
-from dash import Dash, Input, Output, State, html
+from dash import Dash, Input, Output, State, html, no_update
 
+from core.errors import PathReviewError
 from core.heatmaps.overlay import QC_COLOURS
 from core.heatmaps.quality_layers import ANY_FLAG, QualitySummary, quality_summary
 from core.heatmaps.slide_heatmap import slide_heatmap_by_key
 from core.heatmaps.slide_layers import slide_layers
 from core.slides.quality import FLAG_LABELS, FLAGS, QualityThresholds
 from core.workspace import Workspace
+from dashboard.components import image_adjust
 
 _T = QualityThresholds()
 FLAG_RULES = {
@@ -83,9 +85,12 @@ def register_callbacks(app: Dash, workspace: Workspace) -> None:
         return False, f"{METHOD_NAMES[method]} normalisation, as {model_id} reads its patches (fitted per tile)."
 
     @app.callback(Output("base-layer", "url"), Input("base-normalised", "value"), Input("heat-model", "value"),
+                  Input("base-brightness", "value"), Input("base-contrast", "value"), Input("base-gamma", "value"),
                   State("slide-ctx", "data"))
-    def base_tiles(normalised, model_id, ctx):
-        url = f"/slides/{ctx['slide_id']}/tiles/{{z}}/{{x}}/{{y}}.jpeg"
-        if normalised and model_id and workspace.manifest(model_id).input.stain_normalisation != "none":
-            return f"{url}?normalise={model_id}"
-        return url
+    def base_tiles(normalised, model_id, brightness, contrast, gamma, ctx):
+        try:
+            adjustment = image_adjust.shown_adjustment(brightness, contrast, gamma)
+        except PathReviewError:  # the sliders keep to the range: only a hand-made request gets here
+            return no_update
+        normalise = bool(normalised and model_id and workspace.manifest(model_id).input.stain_normalisation != "none")
+        return image_adjust.tile_url(ctx["slide_id"], adjustment, model_id if normalise else None)

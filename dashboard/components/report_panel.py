@@ -12,6 +12,7 @@ from core.explain.text import MAX_EDITED_REPORT_CHARS, LimeSettings, check_edite
 from core.export.report_figures import word_weight_figure
 from core.models.report_text import token_diff
 from core.workspace import Workspace
+from dashboard.components import folds
 from dashboard.components.highlighted_text import highlighted_report, weight_legend
 
 
@@ -20,15 +21,17 @@ def _settings_form() -> dbc.Row:
         return dbc.Col([dbc.Label(label, html_for=id_, className="small mb-0"),
                         dbc.Input(id=id_, type="number", value=value, size="sm", **kw)], width=6, md=3)
     return dbc.Row([
-        field("Features", "lime-num-features", 6, min=1, max=20, step=1),
-        field("Samples", "lime-num-samples", 5000, min=100, max=50000, step=100),
+        # The boxes allow what LimeSettings allows: a value the box refuses arrives as None, and the message names this range.
+        field("Features", "lime-num-features", 6, min=1, max=50, step=1),
+        field("Samples", "lime-num-samples", 5000, min=10, max=50000, step=1),
         field("Seed", "lime-seed", 0, min=0, step=1),
-        field("Kernel width", "lime-kernel-width", 25, min=1, max=1000),
+        field("Kernel width", "lime-kernel-width", 25, min=0, max=1000, step="any"),
     ], className="g-2 mb-2")
 
 
-def layout(workspace: Workspace, report_id: str) -> html.Div:
-    """The report with LIME highlights, stability, settings and what-if editing."""
+def layout(workspace: Workspace, report_id: str, settings_open: bool = True) -> html.Div:
+    """The report with LIME highlights, stability, settings and what-if editing; ``settings_open``: the LIME settings
+    unfolded (the case page folds them away unless its link opens them)."""
     report = stored_report(workspace, report_id)
     if not workspace.models_for("report"):  # the text is still worth reading without a model to explain it
         return html.Div([html.P("This workspace has no report model: the report is shown as stored.", className="small text-muted",
@@ -54,8 +57,7 @@ def layout(workspace: Workspace, report_id: str) -> html.Div:
             dbc.Col([
                 html.Div(id="report-prediction", className="fs-5 mb-2"),
                 html.Div(id="lime-stability", className="mb-2"),
-                _settings_form(),
-                dbc.Button("Explain", id="lime-run", color="primary", size="sm"),
+                folds.fold("lime", [_settings_form(), dbc.Button("Explain", id="lime-run", color="primary", size="sm")], settings_open),
                 html.Div(id="lime-error", className="mt-2"),
             ], lg=5),
         ]),

@@ -112,11 +112,12 @@ def _modality_form(modality: str, latest: ReviewEntry | None, history: list[Revi
                                   placeholder="regions this verdict refers to (optional)", className="small mt-1", disabled=read_only)] \
         if modality == "slide" else []
     return dbc.Col([
-        html.H6(modality.capitalize()),
-        html.Div(_current_text(latest), className="small text-muted mb-1", id={"type": "review-current", **key}),
-        _consensus_line(consensus(history, modality)),
+        html.H6(modality.capitalize(), className="mb-1"),
+        # The verdict first: on the case page it is on the first screen, beside the slide and the risk plot.
         dbc.RadioItems(id={"type": "review-verdict", **key}, options=[{"label": v, "value": v, "disabled": read_only} for v in VERDICTS],
-                       value=mine.verdict if mine else None, inline=True),
+                       value=mine.verdict if mine else None, inline=True, className="review-verdict"),
+        html.Div(_current_text(latest), className="small text-muted", id={"type": "review-current", **key}),
+        _consensus_line(consensus(history, modality)),
         dbc.Textarea(id={"type": "review-comment", **key}, value=mine.comment if mine else "", placeholder="your comment", rows=2,
                      maxLength=10_000, className="small mt-1", disabled=read_only),
         dbc.Checklist(id={"type": "review-flags", **key}, options=[{"label": f, "value": f, "disabled": read_only} for f in FLAGS],
@@ -140,11 +141,11 @@ def card(workspace: Workspace, patient_id: str, current: dict[str, ReviewEntry])
            else f"Verdicts are recorded as {user}, with the time. The form shows your own last verdict; others' are beside it.")
     history = review_history(workspace.store, patient_id)
     return dbc.Card([
-        dbc.CardHeader("Review"),
-        dbc.CardBody([
+        dbc.CardHeader("Review", className="fw-semibold"),
+        dbc.CardBody(className="p-2", children=[
             dcc.Store(id="review-versions", data=latest_versions(current)),
-            html.P(who, className="small text-muted", id="review-who"),
-            dbc.Row([_modality_form(m, current.get(m), history, user, read_only, regions) for m in MODALITIES]),
+            dbc.Row([_modality_form(m, current.get(m), history, user, read_only, regions) for m in MODALITIES], className="g-2"),
+            html.P(who, className="small text-muted mt-2 mb-0", id="review-who"),
             html.Div(id="review-message", className="mt-2"),
             html.H6("History", className="mt-3"),
             html.Div(history_table(history, regions), id="review-history"),

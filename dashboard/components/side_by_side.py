@@ -12,10 +12,11 @@ import contextlib
 from dash import ClientsideFunction, Dash, Input, Output, State, callback_context, dcc, html, no_update
 
 from core.errors import PathReviewError
+from core.slides.adjust import ADJUSTMENT_NAMES, DisplayAdjustment
 from core.slides.tiles import TileService
 from core.workspace import Workspace
-from dashboard.components import viewer_pane
-from dashboard.components.compare_link import PANES, CompareLink, PaneChoice, pane_id
+from dashboard.components import image_adjust, viewer_pane
+from dashboard.components.compare_link import PANES, CompareLink, PaneChoice, pane_id, pane_prefix
 from dashboard.components.slide_viewer import restored_view
 
 TITLES = {"left": "Left", "right": "Right"}
@@ -76,6 +77,7 @@ def register_callbacks(app: Dash, workspace: Workspace, tiles: TileService) -> N
         Output("compare-link", "value"),
         *(Input(pane_id(n, part), "value") for n in PANES for part in ("slide", "model", "layer")),
         Input(pane_id("left", "map"), "zoom"), Input(pane_id("left", "map"), "center"),
+        *(Input(pane_id(n, part), "value") for n in PANES for part in ADJUSTMENT_NAMES),
     )
 
 
@@ -87,9 +89,10 @@ def _register_pane(app: Dash, workspace: Workspace, tiles: TileService, name: st
         Input(pane_id(name, "slide"), "value"), Input(pane_id(name, "model"), "value"), Input(pane_id(name, "layer"), "value"),
         State(pane_id(name, "map"), "zoom"), State(pane_id(name, "map"), "center"), State(pane_id(name, "ctx"), "data"),
         State(pane_id(partner, "map"), "zoom"), State(pane_id(partner, "map"), "center"), State(pane_id(partner, "ctx"), "data"),
+        *(State(pane_id(name, part), "value") for part in ADJUSTMENT_NAMES),
         prevent_initial_call=True,
     )
-    def redraw_pane(slide_id, model_id, layer, zoom, center, ctx, partner_zoom, partner_center, partner_ctx):
+    def redraw_pane(slide_id, model_id, layer, zoom, center, ctx, partner_zoom, partner_center, partner_ctx, *adjusted):
         """A pane shows another slide at the other pane's view, or another layer where it was."""
         if not slide_id or not layer:
             return no_update
@@ -101,4 +104,18 @@ def _register_pane(app: Dash, workspace: Workspace, tiles: TileService, name: st
                     view = viewer_pane.synced_view(latlng(partner_center), int(partner_zoom), partner_ctx, target)
         elif center is not None and zoom is not None:
             view = (latlng(center), int(zoom))
-        return viewer_pane.body(workspace, tiles, name, PaneChoice(slide_id, model_id, layer), view)
+        try:
+            adjustment = image_adjust.shown_adjustment(*adjusted)
+        except PathReviewError:  # the sliders keep to the range: only a hand-made request gets here
+            adjustment = DisplayAdjustment()
+        return viewer_pane.body(workspace, tiles, name, PaneChoice(slide_id, model_id, layer, adjustment), view)
+
+    @app.callback(Output(pane_id(name, "base"), "url"), *(Input(pane_id(name, part), "value") for part in ADJUSTMENT_NAMES),
+                  State(pane_id(name, "ctx"), "data"), prevent_initial_call=True)
+    def adjust_pane_tiles(brightness, contrast, gamma, ctx):
+        try:
+            return image_adjust.tile_url(ctx["slide_id"], image_adjust.shown_adjustment(brightness, contrast, gamma))
+        except (PathReviewError, TypeError, KeyError):  # out of range, or the pane's slide cannot be read
+            return no_update
+
+    image_adjust.register_reset(app, pane_prefix(name))

@@ -47,6 +47,7 @@ from core.jobs.forked import forked_job_workspace
 from core.jobs.layer_jobs import start_layer_job
 from core.jobs.runner import run_tracked
 from core.jobs.state import ACTIVE, JobSpec, active_job, get_job
+from core.slides.adjust import DisplayAdjustment
 from core.slides.grid import CELLS_PER_PATCH
 from core.slides.quality import FLAG_LABELS
 from core.slides.reader import SlideReadError
@@ -55,7 +56,18 @@ from core.store.annotations import slide_regions_stamp
 from core.store.cases import slide_record
 from core.workspace import Workspace
 from dashboard.auth import current_role_allows, current_username, requesting_user, requires_role
-from dashboard.components import annotation_layer, annotation_panel, compare_link, grade_panel, measure_tool, mil_panel, quality_panel, viewer_keys
+from dashboard.components import (
+    annotation_layer,
+    annotation_panel,
+    compare_link,
+    folds,
+    grade_panel,
+    image_adjust,
+    measure_tool,
+    mil_panel,
+    quality_panel,
+    viewer_keys,
+)
 from dashboard.components.clicks import ctx_triggered_click
 from dashboard.components.method_comparison import comparison_grid, scores_table
 from dashboard.components.patch_inspector import patch_inspector, png_data_uri
@@ -109,10 +121,10 @@ def position_fits(g: SlideGeometry, lat: float, lng: float, z: int) -> bool:
     return bounds[0][0] <= lat <= 0 and 0 <= lng <= bounds[1][1] and max(0, fit_zoom(g) - 1) <= z <= g.max_zoom + 1
 
 
-def _map(g: SlideGeometry, view: dict | None = None, can_draw: bool = False) -> dl.Map:
+def _map(g: SlideGeometry, view: dict | None = None, can_draw: bool = False, adjustment: DisplayAdjustment | None = None) -> dl.Map:
     bounds = map_bounds(g)
     center, zoom = restored_view(g, view)
-    base = f"/slides/{g.slide_id}/tiles/{{z}}/{{x}}/{{y}}.jpeg"
+    base = image_adjust.tile_url(g.slide_id, adjustment or DisplayAdjustment())
     return dl.Map(
         id="slide-map", crs="Simple", center=center, zoom=zoom,
         minZoom=max(0, fit_zoom(g) - 1), maxZoom=g.max_zoom + 1, maxBounds=pan_limits(g),
@@ -180,14 +192,22 @@ def _controls(workspace: Workspace, layers: list[dict], link: ViewerLink, overla
         dcc.Slider(id="heat-smooth", min=0, max=4, step=0.5, value=0, marks={0: "0", 2: "2", 4: "4"}),
         dbc.Label("Opacity"),
         dcc.Slider(id="heat-opacity", min=0, max=1, step=0.05, value=link.get("opacity", DEFAULT_STYLE["opacity"]), marks={0: "0", 0.5: "0.5", 1: "1"}),
+        image_adjust.controls("base", link.adjustment),
         quality_panel.layout(),
     ]
 
 
-def layout(workspace: Workspace, tiles: TileService, slide_id: str, query: dict | None = None, selected_region: dict | None = None) -> html.Div:
+def layout(workspace: Workspace, tiles: TileService, slide_id: str, query: dict | None = None, selected_region: dict | None = None,
+           open_folds: set[str] | None = None) -> html.Div:
     """The viewer with its controls, heatmap job, patch inspector and MIL panel; ``query`` restores a deep link
     (``viewer_link.LINK_KEYS``), and a value it cannot use is named above the viewer. The slide page and the case page
-    both show it. The heatmap shown first is the one the link's overlap names, else the slide's latest of any overlap."""
+    both show it. The heatmap shown first is the one the link's overlap names, else the slide's latest of any overlap.
+    ``open_folds``: on the case page, which of the patch inspector and the method comparison are unfolded (``folds``);
+    None unfolds both."""
+
+    def opened(name: str) -> bool:
+        return open_folds is None or name in open_folds
+
     with workspace.store.session() as s:
         has_mask = bool(slide_record(s, slide_id).mask_file)
     try:
@@ -217,15 +237,14 @@ def layout(workspace: Workspace, tiles: TileService, slide_id: str, query: dict 
         dcc.Store(id="heat-layer-ready", data=None),  # set when that job has finished: the layer is shown again
         dcc.Interval(id="heat-layer-poll", interval=LAYER_POLL_MS, disabled=True),
         *annotation_layer.stores(slide_regions_stamp(workspace.store, slide_id), selected_region),
-        html.Div([html.Span(f"{g.width:,} x {g.height:,} px at {g.mpp} µm/px · {g.max_zoom + 1} Deep Zoom levels", className="me-3"),
-                  *viewer_keys.magnification_bar()], className="text-muted small d-flex align-items-center flex-wrap gap-1 mb-1"),
-        html.Div([measure_tool.controls(size), compare_link.anchor(slide_id, str(link.get("layer", TUMOUR_LAYER)))],
+        html.Div(viewer_keys.magnification_bar(), className="text-muted small d-flex align-items-center flex-wrap gap-1 mb-1"),
+        html.Div([measure_tool.controls(size), compare_link.anchor(slide_id, str(link.get("layer", TUMOUR_LAYER)), link.adjustment)],
                  className="text-muted small d-flex align-items-center flex-wrap gap-3 mb-1"),
         dbc.Alert(["This link's view could not be restored in full: ", "; ".join(link.problems), ". The default is shown instead."],
                   color="warning", id="viewer-link-problems", className="small py-2") if link.problems else "",
         dbc.Row([
             dbc.Col([
-                html.Div([_map(g, view, current_role_allows("reviewer")), html.Div(id="heat-legend"),
+                html.Div([_map(g, view, current_role_allows("reviewer"), link.adjustment), html.Div(id="heat-legend"),
                           html.Div([html.Div(id="scale-bar-line", className="scale-bar-line"),
                                               html.Span(id="scale-bar-text", className="scale-bar-text")],
                                              id="scale-bar", className="scale-bar"),
@@ -235,14 +254,19 @@ def layout(workspace: Workspace, tiles: TileService, slide_id: str, query: dict 
                 annotation_panel.layout(workspace, slide_id),
                 html.Div(id="selected-patch-info", className="small mt-2"),
                 dcc.Store(id="inspected-patch", data=None),
-                html.Div([dbc.Label("Explain class", className="small me-2"),
-                          dcc.Dropdown(id="inspector-class", options=[{"label": display_class_name(c), "value": c} for c in class_names], value=None,
-                                       placeholder="predicted class",
-                                       style={"minWidth": "200px"})], className="d-flex align-items-center mt-2"),
-                dcc.Loading(html.Div(id="patch-inspector", className="mt-2")),
+                folds.fold("inspector", [
+                    html.Div([dbc.Label("Explain class", className="small me-2"),
+                              dcc.Dropdown(id="inspector-class", options=[{"label": display_class_name(c), "value": c} for c in class_names],
+                                           value=None, placeholder="predicted class", style={"minWidth": "200px"})],
+                             className="d-flex align-items-center"),
+                    html.P("Click a patch on the slide to inspect it.", className="small text-muted mb-0 mt-1"),
+                    dcc.Loading(html.Div(id="patch-inspector", className="mt-2")),
+                ], opened("inspector"), "mt-2"),
             ], lg=8),
             dbc.Col([
-                html.Div(_overview(g), className="mb-3"),
+                html.Div(_overview(g)),
+                html.Div(f"{g.width:,} x {g.height:,} px at {g.mpp} µm/px · {g.max_zoom + 1} Deep Zoom levels", className="text-muted small mb-3",
+                         id="slide-geometry"),
                 *_controls(workspace, layers, link, overlap),
             ], lg=4),
         ]),
@@ -258,20 +282,17 @@ def layout(workspace: Workspace, tiles: TileService, slide_id: str, query: dict 
         ], className="mt-3"),
         html.Div(id="mil-panel", className="mt-3"),
         mil_panel.layout(workspace, slide_id),
-        dbc.Card([
-            dbc.CardHeader("Method comparison against the ground truth"),
-            dbc.CardBody([
-                html.P("Each method's tumour map, normalised per slide and thresholded, next to the ground truth chosen above (the "
-                       "mask, or reviewers' tumour regions rasterised on the cell grid by cell centre); F1+ is Dice on "
-                       "the foreground, F1− on the background (Belharbi et al., Table 1), both over tissue cells only (glass is not "
-                       "scored). The all-ones map (all tissue marked) is the lower bound.",
-                       className="small text-muted"),
-                dbc.Row([dbc.Col(dcc.Slider(id="comparison-threshold", min=0.05, max=0.95, step=0.05, value=0.5,
-                                            marks={0.05: "0.05", 0.5: "0.5", 0.95: "0.95"}), md=6),
-                         dbc.Col(dbc.Button("Compare methods", id="comparison-run", size="sm", color="secondary"), md=3)]),
-                dcc.Loading(html.Div(id="method-comparison", className="mt-2")),
-            ]),
-        ], className="mt-3"),
+        folds.fold("comparison", [
+            html.P("Each method's tumour map, normalised per slide and thresholded, next to the ground truth chosen above (the "
+                   "mask, or reviewers' tumour regions rasterised on the cell grid by cell centre); F1+ is Dice on "
+                   "the foreground, F1− on the background (Belharbi et al., Table 1), both over tissue cells only (glass is not "
+                   "scored). The all-ones map (all tissue marked) is the lower bound.",
+                   className="small text-muted"),
+            dbc.Row([dbc.Col(dcc.Slider(id="comparison-threshold", min=0.05, max=0.95, step=0.05, value=0.5,
+                                        marks={0.05: "0.05", 0.5: "0.5", 0.95: "0.95"}), md=6),
+                     dbc.Col(dbc.Button("Compare methods", id="comparison-run", size="sm", color="secondary"), md=3)]),
+            dcc.Loading(html.Div(id="method-comparison", className="mt-2")),
+        ], opened("comparison"), "mt-3"),
     ])
 
 
@@ -529,6 +550,13 @@ def register_callbacks(app: Dash, workspace: Workspace, tiles: TileService, disp
 
     viewer_keys.register_callbacks(app)
     measure_tool.register_callbacks(app)
+    image_adjust.register_reset(app, "base")
+    # A patch clicked on the slide unfolds the inspector that shows it.
+    app.clientside_callback(
+        ClientsideFunction(namespace="slideViewer", function_name="unfoldInspector"),
+        Output({"type": "fold", "name": ALL}, "active_item"), Input("inspected-patch", "data"),
+        State({"type": "fold", "name": ALL}, "active_item"), State({"type": "fold", "name": ALL}, "id"), prevent_initial_call=True,
+    )
     app.clientside_callback(
         ClientsideFunction(namespace="slideViewer", function_name="setOpacity"),
         Output("heat-layer", "opacity"), Input("heat-opacity", "value"),
@@ -536,7 +564,7 @@ def register_callbacks(app: Dash, workspace: Workspace, tiles: TileService, disp
     app.clientside_callback(
         ClientsideFunction(namespace="slideViewer", function_name="sideBySideHref"),
         Output("side-by-side-link", "href"), Input("slide-map", "zoom"), Input("slide-map", "center"), Input("heat-layer-choice", "value"),
-        State("slide-ctx", "data"),
+        Input("base-brightness", "value"), Input("base-contrast", "value"), Input("base-gamma", "value"), State("slide-ctx", "data"),
     )
     app.clientside_callback(
         ClientsideFunction(namespace="slideViewer", function_name="viewportWidgets"),

@@ -1,4 +1,4 @@
-"""The slide viewer's part of a deep link: position, layer and heatmap style, read from a URL query and checked.
+"""The slide viewer's part of a deep link: position, layer, heatmap style and the tiles' brightness, contrast and gamma, read from a URL query and checked.
 
 A value that cannot be used is not dropped silently: each one becomes a line the page shows, naming the value and
 what was shown instead. The names are those the case page writes (``assets/case_page.js``)."""
@@ -9,10 +9,12 @@ from dataclasses import dataclass, field
 
 from core.heatmaps.overlay import COLORMAPS
 from core.heatmaps.reconstruct import NORMALISATIONS
+from core.slides.adjust import ADJUSTMENT_NAMES, DisplayAdjustment
+from dashboard.components.image_adjust import link_adjustment
 
 OVERLAPS_PERCENT = (0, 50, 75)  # the patch overlaps the viewer offers, as the link writes them
 DEFAULT_STYLE = {"cmap": "Viridis", "thr": 0.5, "norm": "raw", "opacity": 0.5}
-LINK_KEYS = ("z", "lat", "lng", "layer", "overlap", "cmap", "thr", "norm", "opacity")
+LINK_KEYS = ("z", "lat", "lng", "layer", "overlap", "cmap", "thr", "norm", "opacity", *ADJUSTMENT_NAMES)
 
 
 @dataclass
@@ -24,6 +26,12 @@ class ViewerLink:
 
     def get(self, key: str, default: object = None) -> object:
         return self.values.get(key, default)
+
+    @property
+    def adjustment(self) -> DisplayAdjustment:
+        """The base tiles' brightness, contrast and gamma (1, 1, 1 unless the link names others)."""
+        value = self.values.get("adjustment")
+        return value if isinstance(value, DisplayAdjustment) else DisplayAdjustment()
 
 
 def _fraction(query: dict, key: str, what: str, link: ViewerLink) -> None:
@@ -40,9 +48,20 @@ def _fraction(query: dict, key: str, what: str, link: ViewerLink) -> None:
     link.values[key] = value
 
 
+def unknown_keys_problem(query: dict, known: tuple[str, ...] | set[str]) -> str | None:
+    """The line naming the values of ``query`` a link cannot hold (a misspelt name is not silently ignored)."""
+    unknown = [k for k in query if k not in known]
+    if not unknown:
+        return None
+    return f"{', '.join(repr(k[:20]) for k in unknown[:5])} {'is not a value' if len(unknown) == 1 else 'are not values'} this link can hold"
+
+
 def parse_viewer_link(query: dict, layers: list[str]) -> ViewerLink:
-    """The viewer's values of a link's ``query``; ``layers``: the layers this slide offers."""
+    """The viewer's values of a link's ``query``; ``layers``: the layers this slide offers. A name that is not one of
+    ``LINK_KEYS`` is named too."""
     link = ViewerLink()
+    if problem := unknown_keys_problem(query, LINK_KEYS):
+        link.problems.append(problem)
     if "layer" in query:
         if query["layer"] in layers:
             link.values["layer"] = query["layer"]
@@ -69,6 +88,7 @@ def parse_viewer_link(query: dict, layers: list[str]) -> ViewerLink:
             link.problems.append(f"normalisation {query['norm'][:40]!r} is not one of {', '.join(NORMALISATIONS)}")
     _fraction(query, "thr", "threshold", link)
     _fraction(query, "opacity", "opacity", link)
+    link.values["adjustment"] = link_adjustment(query, link.problems)
     position = [k for k in ("z", "lat", "lng") if k in query]
     if position:
         try:

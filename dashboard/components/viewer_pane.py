@@ -18,7 +18,8 @@ from core.heatmaps.slide_layers import slide_layers
 from core.slides.reader import SlideReadError
 from core.slides.tiles import SlideGeometry, TileService
 from core.workspace import Workspace
-from dashboard.components.compare_link import NO_OVERLAY, PaneChoice, pane_id
+from dashboard.components import image_adjust
+from dashboard.components.compare_link import NO_OVERLAY, PaneChoice, pane_id, pane_prefix
 from dashboard.components.slide_viewer import (
     fit_zoom,
     heat_tile_url,
@@ -93,8 +94,8 @@ def body(workspace: Workspace, tiles: TileService, name: str, choice: PaneChoice
         maxBounds=pan_limits(g), zoomSnap=1, trackViewport=True,
         attributionControl=False, className="pane-map", style={"height": "min(620px, 64vh)", "minHeight": "340px", "background": "#f4f4f4"},
         children=[
-            dl.TileLayer(url=f"/slides/{g.slide_id}/tiles/{{z}}/{{x}}/{{y}}.jpeg", tileSize=g.tile_size, noWrap=True, bounds=bounds,
-                         maxNativeZoom=g.max_zoom, minZoom=0, maxZoom=g.max_zoom + 1),
+            dl.TileLayer(id=pane_id(name, "base"), url=image_adjust.tile_url(g.slide_id, choice.adjustment), tileSize=g.tile_size,
+                         noWrap=True, bounds=bounds, maxNativeZoom=g.max_zoom, minZoom=0, maxZoom=g.max_zoom + 1),
             dl.TileLayer(url=url, tileSize=g.tile_size, noWrap=True, bounds=bounds, maxNativeZoom=g.max_zoom, maxZoom=g.max_zoom + 1,
                          opacity=float(DEFAULT_STYLE["opacity"]), zIndex=10),
         ],
@@ -120,5 +121,6 @@ def layout(workspace: Workspace, tiles: TileService, name: str, title: str, slid
             dcc.Dropdown(id=pane_id(name, "layer"), options=pane_layers(workspace), value=choice.layer, style={"flex": "1 1 0", "minWidth": "0"},
                          **pick),
         ], className="d-flex align-items-center gap-2"), className="py-1 px-2"),  # one line: both maps start level
-        dbc.CardBody(html.Div(body(workspace, tiles, name, choice, view), id=pane_id(name, "body")), className="p-2"),
+        dbc.CardBody([html.Div(body(workspace, tiles, name, choice, view), id=pane_id(name, "body")),
+                      image_adjust.controls(pane_prefix(name), choice.adjustment)], className="p-2"),
     ], id=pane_id(name, "card"), className="h-100")

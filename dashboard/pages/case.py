@@ -1,6 +1,7 @@
 """Case page (``/case/<patient_id>``): the slide, the visits and the report side by side, linked, with the review form
 and exports. The URL query restores a view: ``slide``, ``visit`` (1-based), ``report``, and the viewer's ``layer``, ``z``/``lat``/``lng``,
-``overlap`` (%), ``cmap``, ``thr``, ``norm`` and ``opacity``."""
+``overlap`` (%), ``cmap``, ``thr``, ``norm``, ``opacity``, ``brightness``, ``contrast`` and ``gamma``, and ``open``: the
+secondary panels unfolded (``components.folds``)."""
 
 from __future__ import annotations
 
@@ -20,12 +21,13 @@ from core.store.reviews import current_reviews
 from core.store.schema import Patient
 from core.workspace import Workspace, attribute_texts
 from dashboard.auth import current_role_allows
-from dashboard.components import annotation_layer, case_export, patient_panel, report_panel, review_form, slide_viewer
+from dashboard.components import annotation_layer, case_export, folds, patient_panel, report_panel, review_form, slide_viewer
 from dashboard.components.clicks import ctx_triggered_click
-from dashboard.components.viewer_link import LINK_KEYS
+from dashboard.components.viewer_link import LINK_KEYS, unknown_keys_problem
 
 __all__ = ["layout", "nearest_by_day", "next_case", "register_callbacks"]
 CASE_KEYS = ["[", "]", "n", "a", "d", "u"]  # the viewer's own keys: dashboard.components.viewer_keys
+CASE_LINK_KEYS = ("slide", "visit", "report", folds.OPEN_KEY, *LINK_KEYS)  # what the link holds (assets/case_page.js)
 
 
 def _visit_text(visit: int | None, days: list[float]) -> str:
@@ -50,7 +52,7 @@ def _slide_strip(case: CaseSummary, selected: str | None, near: str | None) -> h
     for s in case.slides:
         buttons.append(html.Button([
             html.Img(src=f"/slides/{s.id}/thumbnail.jpeg", alt=f"slide {s.id}", className="slide-strip-image"),
-            html.Div([s.id, html.Span(" " + _day_text(s.day), className="text-muted")], className="small"),
+            html.Div([s.id, html.Span(" " + _day_text(s.day), className="text-muted")], className="slide-strip-label"),
         ], id={"type": "case-slide-thumb", "slide": s.id}, n_clicks=0, className=_strip_class(s.id, selected, near), title=f"show slide {s.id}"))
     return html.Div(buttons, className="slide-strip", id="case-slide-strip")
 
@@ -58,7 +60,7 @@ def _slide_strip(case: CaseSummary, selected: str | None, near: str | None) -> h
 def _parse_view(case: CaseSummary, days: list[float], query: dict) -> dict:
     """A deep link's state; anything missing or not part of this case falls back to the default, and each value that
     did is named in ``problems`` (the viewer checks its own values)."""
-    problems = []
+    problems = [p for p in [unknown_keys_problem(query, CASE_LINK_KEYS)] if p]
     try:
         visit = int(query.get("visit", "")) - 1
     except ValueError:
@@ -73,13 +75,14 @@ def _parse_view(case: CaseSummary, days: list[float], query: dict) -> dict:
     report_id = query["report"] if query.get("report") in report_days else nearest_by_day(report_days, day)
     problems += [f"{what} {query[what][:40]!r} is not one of this patient's" for what, known in (("slide", slide_days), ("report", report_days))
                  if what in query and query[what] not in known]
+    opened = folds.open_folds(query, problems)
     return {"visit": visit, "slide": slide_id, "near_slide": near_slide, "report": report_id, "problems": problems,
-            "viewer": {k: query[k] for k in LINK_KEYS if k in query}}
+            "viewer": {k: query[k] for k in LINK_KEYS if k in query}, "open": opened}
 
 
 def _panel_header(title: str, chip_id: str, visit: int | None, days: list[float], *extra) -> dbc.CardHeader:
     return dbc.CardHeader(html.Div([html.Span(title, className="fw-semibold"), _visit_chip(chip_id, visit, days), *extra],
-                                   className="d-flex align-items-center"))
+                                   className="d-flex align-items-center flex-wrap gap-1"), className="py-1")
 
 
 def _safe(build, alert_id: str):
@@ -119,16 +122,24 @@ def layout(workspace: Workspace, tiles: TileService, explainers: PatientExplaine
     visit = view["visit"]
     summary = " · ".join([f"{label} {value}" for label, value in attribute_texts(workspace.patient_attributes(), p.attributes)]
                          + [f"{len(case.slides)} slides · {len(case.visits)} visits · {len(case.reports)} reports"])
+    opened = view["open"]
     # Each panel's part of the view sits beside it, for the export (see components.case_export).
     slide_body = (html.P("No slides for this patient.", className="text-muted") if not case.slides else html.Div([
-        _slide_strip(case, view["slide"], view["near_slide"]),
-        html.Div(_safe(lambda: slide_viewer.layout(workspace, tiles, view["slide"], view["viewer"]), "case-slide-error"), id="case-slide-panel"),
+        html.Div(_safe(lambda: slide_viewer.layout(workspace, tiles, view["slide"], view["viewer"], open_folds=opened), "case-slide-error"),
+                 id="case-slide-panel"),
         case_export.view_part("slide"),
     ]))
-    patient_body = (html.P("No visits recorded.", className="text-muted") if not days else html.Div([
-        _safe(lambda: patient_panel.layout(explainers, patient_id, visit, narrow=True), "case-patient-error"),
-        case_export.view_part("patient"),
-    ]))
+    # The first screen (1366 x 768) holds the viewer, the risk plot and the verdicts; the visit's explanation and the
+    # what-if editor follow the verdicts, the editor folded away (tests/test_layout_browser.py).
+    sections = _safe(lambda: patient_panel.case_sections(explainers, patient_id, visit), "case-patient-error") if days else None
+    if isinstance(sections, tuple):
+        risk, details, what_if = sections
+        patient_body = html.Div([risk, case_export.view_part("patient")])
+        visit_card = dbc.Card([dbc.CardHeader(html.Span("The selected visit: what drove its prediction", className="fw-semibold")), dbc.CardBody([
+            details, folds.fold("whatif", what_if, "whatif" in opened, "mt-2")])], className="mb-3", id="case-visit-card")
+    else:
+        patient_body = sections or html.P("No visits recorded.", className="text-muted")
+        visit_card = ""
     report_options = [{"label": f"{r.id} ({_day_text(r.day)})" if r.day is not None else r.id, "value": r.id} for r in case.reports]
     report_body = html.Div([
         html.P("No reports.", className="text-muted") if not case.reports else "",
@@ -144,25 +155,31 @@ def layout(workspace: Workspace, tiles: TileService, explainers: PatientExplaine
                                         "reports": {r.id: r.day for r in case.reports}}),
         dcc.Store(id="case-selected-slide", data=view["slide"]),
         dcc.Store(id="case-region-pan", data=None),  # the view and selection a verdict's region link asks of the shown viewer
-        html.Div([html.H2(f"Case {p.id}", id="case-title", className="me-3 mb-0"), review_form.status_badge(case, current),
+        dcc.Store(id="case-folds", data=sorted(opened)),  # the unfolded secondary panels, for the link (components.folds)
+        # One line: the case, its summary, the link to this view and the next case.
+        html.Div([html.H3(f"Case {p.id}", id="case-title", className="me-2 mb-0"), review_form.status_badge(case, current),
+                  html.Span(summary, className="text-muted small ms-3 me-3", id="case-summary"),
+                  dbc.InputGroup([dbc.InputGroupText("Link to this view"), dbc.Input(id="case-link", readonly=True, value="", className="small")],
+                                 size="sm", className="case-link-group me-2"),
                   _next_unreviewed_link(workspace, patient_id)],
-                 className="d-flex align-items-center"),
-        html.P(summary, className="text-muted mb-1"),
+                 className="d-flex align-items-center flex-wrap gap-1 mb-2"),
         dbc.Alert(["This link's view could not be restored in full: ", "; ".join(view["problems"]), ". The nearest is shown instead."],
                   color="warning", id="case-link-problems", className="small py-2") if view["problems"] else "",
-        dbc.InputGroup([dbc.InputGroupText("Link to this view"),
-                        dbc.Input(id="case-link", readonly=True, value="", className="small")], size="sm", className="mb-3"),
-        # Slide and visits side by side on wide screens, the report below: one patient on one screen.
+        # Slide beside the risk plot and the verdicts on wide screens, then the visit's explanation, the report below.
         dbc.Row([
             dbc.Col(dbc.Card([_panel_header("Slide", "visit-chip-slide", visit, days,
+                                            _slide_strip(case, view["slide"], view["near_slide"]) if case.slides else "",
                                             html.A("open slide page", id="case-slide-page-link", href=f"/slide/{view['slide']}",
                                                    className="small ms-auto") if view["slide"] else ""),
-                              dbc.CardBody(slide_body)], className="mb-3", id="case-slide-card"), lg=7),
-            dbc.Col(dbc.Card([_panel_header("Patient", "visit-chip-patient", visit, days,
-                                            html.Span("click a visit on the risk plot", className="small text-muted ms-auto")),
-                              dbc.CardBody(patient_body)], className="mb-3", id="case-patient-card"), lg=5),
+                              dbc.CardBody(slide_body, className="p-2")], className="mb-3", id="case-slide-card"), lg=7),
+            dbc.Col([
+                dbc.Card([_panel_header("Patient", "visit-chip-patient", visit, days,
+                                        html.Span("click a visit on the risk plot", className="small text-muted ms-auto")),
+                          dbc.CardBody(patient_body, className="p-2")], className="mb-2", id="case-patient-card"),
+                review_form.card(workspace, patient_id, current),
+                visit_card,
+            ], lg=5),
         ]),
-        review_form.card(workspace, patient_id, current),
         dbc.Card([_panel_header("Report", "visit-chip-report", visit, days,
                                 html.Span("the report nearest the selected visit is shown", className="small text-muted ms-auto")),
                   dbc.CardBody(report_body)], className="mb-3", id="case-report-card"),
@@ -181,7 +198,8 @@ def register_callbacks(app: Dash, workspace: Workspace, tiles: TileService, expl
         slide_id = callback_context.triggered_id["slide"]
         if slide_id == current:
             return no_update, no_update, no_update
-        return _safe(lambda: slide_viewer.layout(workspace, tiles, slide_id), "case-slide-error"), slide_id, f"/slide/{slide_id}"
+        return (_safe(lambda: slide_viewer.layout(workspace, tiles, slide_id, open_folds=set()), "case-slide-error"), slide_id,
+                f"/slide/{slide_id}")
 
     @app.callback(
         Output({"type": "case-slide-thumb", "slide": ALL}, "className"),
@@ -204,9 +222,16 @@ def register_callbacks(app: Dash, workspace: Workspace, tiles: TileService, expl
         report_id = nearest_by_day(days["reports"], days["visits"][visit])
         return text, text, text, report_id if report_id is not None else no_update
 
-    @app.callback(Output("case-report-panel", "children"), Input("case-report-choice", "value"))
-    def show_report(report_id):
-        return _safe(lambda: report_panel.layout(workspace, report_id), "case-report-error") if report_id else ""
+    @app.callback(Output("case-report-panel", "children"), Input("case-report-choice", "value"), State("case-folds", "data"))
+    def show_report(report_id, opened):
+        return _safe(lambda: report_panel.layout(workspace, report_id, "lime" in (opened or [])), "case-report-error") if report_id else ""
+
+    # The unfolded panels, as the link writes them: a fold not on the page (another slide's, a report's) keeps its state.
+    app.clientside_callback(
+        ClientsideFunction(namespace="casePage", function_name="openFolds"),
+        Output("case-folds", "data"), Input({"type": "fold", "name": ALL}, "active_item"), State({"type": "fold", "name": ALL}, "id"),
+        State("case-folds", "data"),
+    )
 
     # The link to this view is rewritten in the address bar (history.replaceState) without reloading the page.
     app.clientside_callback(
@@ -215,7 +240,8 @@ def register_callbacks(app: Dash, workspace: Workspace, tiles: TileService, expl
         Input("case-id", "data"), Input("case-selected-slide", "data"), Input("selected-visit", "data"), Input("case-report-choice", "value"),
         Input("slide-map", "zoom"), Input("slide-map", "center"), Input("heat-layer-choice", "value"),
         Input("heat-overlap", "value"), Input("heat-cmap", "value"), Input("heat-threshold", "value"), Input("heat-norm", "value"),
-        Input("heat-opacity", "value"),
+        Input("heat-opacity", "value"), Input("base-brightness", "value"), Input("base-contrast", "value"), Input("base-gamma", "value"),
+        Input("case-folds", "data"),
     )
 
     app.clientside_callback(
@@ -250,7 +276,7 @@ def register_callbacks(app: Dash, workspace: Workspace, tiles: TileService, expl
         view = annotation_layer.region_view(region, max_zoom)
         selected = {"region": region.region_id, "version": region.version}
         if region.slide_id != shown_slide:
-            panel = _safe(lambda: slide_viewer.layout(workspace, tiles, region.slide_id, view, selected), "case-slide-error")
+            panel = _safe(lambda: slide_viewer.layout(workspace, tiles, region.slide_id, view, selected, open_folds=set()), "case-slide-error")
             return panel, region.slide_id, no_update
         return no_update, no_update, {"viewport": {"center": [view["lat"], view["lng"]], "zoom": view["z"], "transition": "flyTo"},
                                       "selected": selected}
