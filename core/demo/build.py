@@ -78,10 +78,13 @@ OUTLINE_HABIT = 0.5  # how far an annotator's outlines lean generous (+) or tigh
 class DemoSpec:
     cohort: str = "prostate"
     n_patients: int = 60
-    biopsy_px: tuple[int, int] = (6144, 1536)  # a biopsy slide: three thin cores side by side
-    prostatectomy_px: int = 8192  # a prostatectomy section, square
+    # The sizes the slide task's difficulty is set at: larger slides give the models more patches per slide and the
+    # task gets easier (at 6144 x 1536 px biopsies and 8192 px sections, with 5 epochs, the patch CNN reached held-out
+    # AUC 0.975 and the LSE head came within 0.024 of the fraction of called patches).
+    biopsy_px: tuple[int, int] = (3072, 1536)  # a biopsy slide: three thin cores side by side
+    prostatectomy_px: int = 3072  # a prostatectomy section, square
     large_slide_px: int | None = 32768  # the first prostatectomy this size instead, for a realistic viewer load
-    cnn_epochs: int = 5
+    cnn_epochs: int = 4
     patches_per_class: int = 1000
     mil_epochs: int = 40
     sequence_epochs: int = 300  # at most: training stops early on the validation patients
@@ -95,7 +98,7 @@ class DemoSpec:
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
 
-REDUCED_SPEC = DemoSpec(biopsy_px=(3072, 1536), prostatectomy_px=3072, large_slide_px=None, cnn_epochs=4)
+REDUCED_SPEC = DemoSpec(large_slide_px=None)  # the tests' build: the demo without its one 32768-px section
 ALS_SPEC = DemoSpec(cohort="als", n_patients=200)
 
 
