@@ -124,8 +124,10 @@ def _train(head: AttentionMIL, bags: list[np.ndarray], labels: np.ndarray, seed:
 
 
 def write_demo_feature_heads(root: Path, store: CaseStore, cnn_id: str, bags: dict[str, np.ndarray], patches: dict[str, SlidePatches],
-                             labels: dict[str, int], test_slides: set[str], seed: int, say: Callable[[str], None]) -> list[str]:
-    """Write the CLAM files, register them, train and save the two heads, store their slide readings; return the heads' ids."""
+                             labels: dict[str, int], test_slides: set[str], scored_only: set[str], seed: int,
+                             say: Callable[[str], None]) -> list[str]:
+    """Write the CLAM files, register them, train the two heads on every slide neither held out nor ``scored_only``,
+    save them and store their slide readings; return the heads' ids."""
     bags = {s: b for s, b in bags.items() if len(b)}  # CLAM writes no feature file for a slide without tissue patches
     (root / "cache").mkdir(mode=0o700, exist_ok=True)
     workspace = Workspace(root, WorkspaceConfig(name="demo build"), store, {})
@@ -137,7 +139,7 @@ def write_demo_feature_heads(root: Path, store: CaseStore, cnn_id: str, bags: di
     cnn_dir = root / "models" / cnn_id
     cnn = read_manifest(cnn_dir)
     ids = list(bags)
-    train = [s for s in ids if s not in test_slides and len(bags[s])]
+    train = [s for s in ids if s not in test_slides and s not in scored_only and len(bags[s])]
     test = [s for s in ids if s in test_slides and len(bags[s])]
     dim = next(iter(bags.values())).shape[1]
     heads = [("clam-sb-features", "CLAM-SB", CLAMSB(gate=True, size_arg="small", dropout=0.25, k_sample=8, n_classes=2, embed_dim=dim),
