@@ -193,6 +193,11 @@ def test_folded_panels_keep_their_state_in_the_link(live_server, browser, case_p
     _wait(browser, lambda b: "open=whatif" in b.find_element(By.ID, "case-link").get_attribute("value"))
     assert browser.find_element(By.ID, "visit-edit-table").is_displayed()  # the link unfolds it
     assert not browser.find_element(By.ID, "comparison-run").is_displayed()  # the others stay folded
+    # The patch heatmap is drawn alone at first: once the feature-file MIL head has read the slide, its layer is None
+    # and its key stays hidden (on the slide page it is drawn; tests/test_mil_browser.py).
+    _wait(browser, lambda b: "P(pattern 4/5 present)" in element_text(b, "milf-prediction"))
+    assert not browser.find_element(By.ID, "milf-legend").is_displayed()
+    assert "None" in element_text(browser, "milf-layer-choice")
 
     # Unfolding the method comparison and folding the what-if editor: the link says so, and opens the page that way.
     js_click(browser, browser.find_element(By.XPATH, "//button[contains(@class, 'accordion-button') and contains(., 'Method comparison')]"))

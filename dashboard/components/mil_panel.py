@@ -52,7 +52,8 @@ def _layer_options(workspace: Workspace, model_id: str) -> list[dict]:
     return options + [{"label": "None", "value": ""}]
 
 
-def layout(workspace: Workspace, slide_id: str) -> html.Div:
+def layout(workspace: Workspace, slide_id: str, first_layer: str = "attention:percentile") -> html.Div:
+    """The panel of the slide's feature-file MIL heads; ``first_layer`` is the layer drawn at first ("" for none)."""
     heads = heads_for_slide(workspace, slide_id)
     if not heads:
         return html.Div(id="milf-panel")
@@ -66,7 +67,7 @@ def layout(workspace: Workspace, slide_id: str) -> html.Div:
             dbc.Row([
                 dbc.Col([dbc.Label("Head"), dcc.Dropdown(id="milf-head", options=heads, value=heads[0], clearable=False)], md=4),
                 dbc.Col([dbc.Label("Layer"), dcc.Dropdown(id="milf-layer-choice", options=_layer_options(workspace, heads[0]),
-                                                          value="attention:percentile", clearable=False)], md=4),
+                                                          value=first_layer, clearable=False)], md=4),
                 dbc.Col([dbc.Label("Colour map"), dcc.Dropdown(id="milf-cmap", options=list(COLORMAPS), value="Inferno", clearable=False)], md=4),
             ]),
             dbc.Row([

@@ -281,7 +281,8 @@ def layout(workspace: Workspace, tiles: TileService, slide_id: str, query: dict 
                          "No ground truth for this slide: no mask, and no reviewer's tumour regions.", className="text-muted small"))], lg=6),
         ], className="mt-3"),
         html.Div(id="mil-panel", className="mt-3"),
-        mil_panel.layout(workspace, slide_id),
+        # On the compact case page the patch heatmap is drawn alone at first: two overlays and their keys would cover its map.
+        mil_panel.layout(workspace, slide_id, first_layer="attention:percentile" if open_folds is None else ""),
         folds.fold("comparison", [
             html.P("Each method's tumour map, normalised per slide and thresholded, next to the ground truth chosen above (the "
                    "mask, or reviewers' tumour regions rasterised on the cell grid by cell centre); F1+ is Dice on "
