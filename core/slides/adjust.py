@@ -71,16 +71,25 @@ def adjustment_problem(name: str, raw: str) -> str | None:
     return None
 
 
-def display_adjustment(query: Mapping[str, str], prefix: str = "") -> DisplayAdjustment:
-    """The adjustment a URL query names (``brightness``, ``contrast``, ``gamma``, each after ``prefix``; 1 when absent);
-    a value that cannot be used is a ``PathReviewError`` naming it."""
-    values = {}
+def parse_adjustment(query: Mapping[str, str], prefix: str = "") -> tuple[DisplayAdjustment, list[str]]:
+    """The adjustment a URL query names (``brightness``, ``contrast``, ``gamma``, each after ``prefix``; 1 when absent),
+    and why each value it cannot use was left at 1."""
+    values, problems = {}, []
     for name in ADJUSTMENT_NAMES:
         raw = query.get(prefix + name)
         if raw is None:
             continue
         problem = adjustment_problem(name, raw)
         if problem:
-            raise PathReviewError(problem)
-        values[name] = float(raw)
-    return DisplayAdjustment(**values)
+            problems.append(problem)
+        else:
+            values[name] = float(raw)
+    return DisplayAdjustment(**values), problems
+
+
+def display_adjustment(query: Mapping[str, str], prefix: str = "") -> DisplayAdjustment:
+    """``parse_adjustment``'s adjustment; a value that cannot be used is a ``PathReviewError`` naming it."""
+    adjustment, problems = parse_adjustment(query, prefix)
+    if problems:
+        raise PathReviewError(problems[0])
+    return adjustment

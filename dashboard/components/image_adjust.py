@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 import dash_bootstrap_components as dbc
 from dash import Dash, Input, Output, dcc, html
 
-from core.slides.adjust import ADJUSTMENT_NAMES, ADJUSTMENT_RANGE, DisplayAdjustment, adjustment_problem, display_adjustment
+from core.slides.adjust import ADJUSTMENT_NAMES, ADJUSTMENT_RANGE, DisplayAdjustment, display_adjustment, parse_adjustment
 
 LABELS = {"brightness": "Brightness", "contrast": "Contrast", "gamma": "Gamma"}
 
@@ -25,17 +25,9 @@ def control_id(prefix: str, name: str) -> str:
 def link_adjustment(query: Mapping[str, str], problems: list[str], prefix: str = "") -> DisplayAdjustment:
     """The adjustment a deep link names (``brightness``, ``contrast``, ``gamma`` after ``prefix``); each value it cannot
     use is added to ``problems`` (the page names it) and left at 1."""
-    values = {}
-    for name in ADJUSTMENT_NAMES:
-        raw = query.get(prefix + name)
-        if raw is None:
-            continue
-        problem = adjustment_problem(name, raw)
-        if problem:
-            problems.append(f"{problem}; 1 is shown")
-        else:
-            values[name] = float(raw)
-    return DisplayAdjustment(**values)
+    adjustment, found = parse_adjustment(query, prefix)
+    problems.extend(f"{problem}; 1 is shown" for problem in found)
+    return adjustment
 
 
 def shown_adjustment(brightness: object, contrast: object, gamma: object) -> DisplayAdjustment:
