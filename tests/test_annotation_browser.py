@@ -342,3 +342,41 @@ def test_a_selected_polygon_is_dragged_whole_and_saved_as_a_new_version(served):
     ActionChains(browser).move_to_element_with_offset(the_map, 40, 25).click_and_hold().move_by_offset(1, 0).release().perform()
     time.sleep(1.0)
     assert [v.version for v in region_history(ws.store, region.region_id)] == [2, 1]
+
+
+def _parts(geometry: dict) -> list:
+    """A polygon's or multipolygon's parts, each a list of rings."""
+    return geometry["coordinates"] if geometry["type"] == "MultiPolygon" else [geometry["coordinates"]]
+
+
+def test_a_region_with_a_hole_and_one_in_two_parts_are_dragged_whole(served):
+    server, browser, ws, _ = served
+    donut = {"type": "Polygon", "coordinates": [[[300, 300], [700, 300], [700, 700], [300, 700], [300, 300]],
+                                                [[450, 450], [550, 450], [550, 550], [450, 550], [450, 450]]]}
+    pair = {"type": "MultiPolygon", "coordinates": [[[[300, 900], [420, 900], [420, 1020], [300, 1020], [300, 900]]],
+                                                    [[[560, 900], [680, 900], [680, 1020], [560, 1020], [560, 900]]]]}
+    regions = add_regions(ws.store, SLIDE, [RegionDraft(donut, "artefact"), RegionDraft(pair, "benign")], ACCOUNTS["reviewer"])
+    max_zoom = TileService(ws).geometry(SLIDE).max_zoom
+    z = max_zoom - 1  # one screen pixel is two level-0 pixels
+    # Each region: select it with a click on its solid part (left of the view's centre), then drag that point 30 x 20 px.
+    for region, centre in zip(regions, [(500.0, 500.0), (490.0, 960.0)], strict=True):
+        browser.get(_view(server, max_zoom, z, *centre))
+        _map_ready(browser)
+        the_map = browser.find_element(By.ID, "slide-map")
+        _wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#slide-map path.leaflet-interactive"))
+        for _ in range(3):
+            ActionChains(browser).move_to_element_with_offset(the_map, -70, 0).pause(0.15).click().perform()
+            try:
+                _wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#slide-map .leaflet-annotation-editing-pane path"), timeout=5)
+                break
+            except Exception:
+                continue
+        assert browser.find_element(By.ID, "annotation-selected-title").text == f"Region by {ACCOUNTS['reviewer']}: {region.class_name}"
+        ActionChains(browser, duration=20).move_to_element_with_offset(the_map, -70, 0).click_and_hold().move_by_offset(10, 5) \
+            .move_by_offset(10, 5).move_by_offset(10, 10).pause(0.2).release().perform()
+        _wait(browser, lambda b: "Moved the region (version 2)" in _message(b))
+        old, new = (v.geometry for v in reversed(region_history(ws.store, region.region_id)))
+        assert new["type"] == old["type"]
+        # Every vertex of every ring, holes and parts included, moved by exactly 30 x 20 screen pixels (60 x 40 level-0).
+        assert [[[[x + 60, y + 40] for x, y in ring] for ring in part] for part in _parts(old)] == _parts(new)
+    browser.save_screenshot(str(SCREENS / "slide-moved-multipart-1400x1000.png"))

@@ -44,19 +44,27 @@ def draw_control(can_draw: bool) -> list:
 def editable_shape(region: RegionVersion | None, max_zoom: int) -> list:
     """The selected region, inside the drawing layer, so that the EditControl's edit and delete tools act on it alone.
     Polygons without holes are reshaped vertex by vertex; a rectangle is drawn as one (Leaflet.draw then moves it by
-    its centre and resizes it by its corners); a marker is dragged. Polygons and rectangles are also moved whole by
-    dragging them (``assets/annotations.js``). Other shapes are reclassified or deleted only."""
+    its centre and resizes it by its corners); a marker is dragged. Polygons (with holes or in several parts too) and
+    rectangles are moved whole by dragging them (``assets/annotations.js``). Other shapes are reclassified or deleted
+    only."""
     if region is None:
         return []
     geometry = to_map(region.geometry, max_zoom)
     if geometry["type"] == "Point":
         lng, lat = geometry["coordinates"]
         return [dl.CircleMarker(id="annotation-editing", center=[lat, lng], radius=7, pathOptions=EDITED_STYLE)]
-    if geometry["type"] != "Polygon" or len(geometry["coordinates"]) != 1:
+    if geometry["type"] not in ("Polygon", "MultiPolygon"):
         return []
+    drag = {"mousedown": {"variable": f"{JS}.moveStart"}}
+    if geometry["type"] == "MultiPolygon" or len(geometry["coordinates"]) != 1:
+        # Holes or several parts: the drag moves every ring by the same offset.
+        hint = [dl.Tooltip("Drag to move the region with its holes and parts", sticky=True, id="annotation-move-hint")]
+        parts = geometry["coordinates"] if geometry["type"] == "MultiPolygon" else [geometry["coordinates"]]
+        positions = [[[[lat, lng] for lng, lat in ring[:-1]] for ring in part] for part in parts]
+        return [dl.Polygon(id="annotation-editing", positions=positions if len(positions) > 1 else positions[0], pathOptions=EDITED_STYLE,
+                           eventHandlers=drag, children=hint)]
     ring = geometry["coordinates"][0][:-1]
     xs, ys = sorted({p[0] for p in ring}), sorted({p[1] for p in ring})
-    drag = {"mousedown": {"variable": f"{JS}.moveStart"}}
     hint = [dl.Tooltip("Drag to move the region; the pencil reshapes it", sticky=True, id="annotation-move-hint")]
     if len(ring) == 4 and len(xs) == 2 and len(ys) == 2:
         return [dl.Rectangle(id="annotation-editing", bounds=[[ys[0], xs[0]], [ys[1], xs[1]]], pathOptions=EDITED_STYLE, eventHandlers=drag,
