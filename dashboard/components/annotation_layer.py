@@ -43,10 +43,9 @@ def draw_control(can_draw: bool) -> list:
 
 def editable_shape(region: RegionVersion | None, max_zoom: int) -> list:
     """The selected region, inside the drawing layer, so that the EditControl's edit and delete tools act on it alone.
-    Polygons without holes are reshaped vertex by vertex; a rectangle is drawn as one (Leaflet.draw then moves it by
-    its centre and resizes it by its corners); a marker is dragged. Polygons (with holes or in several parts too) and
-    rectangles are moved whole by dragging them (``assets/annotations.js``). Other shapes are reclassified or deleted
-    only."""
+    Polygons, with their holes, are reshaped vertex by vertex; a rectangle is drawn as one (Leaflet.draw then moves it
+    by its centre and resizes it by its corners); a marker is dragged. Polygons, rectangles and regions in several parts
+    are moved whole by dragging them (``assets/annotations.js``); a region in several parts is not reshaped."""
     if region is None:
         return []
     geometry = to_map(region.geometry, max_zoom)
@@ -58,7 +57,10 @@ def editable_shape(region: RegionVersion | None, max_zoom: int) -> list:
     drag = {"mousedown": {"variable": f"{JS}.moveStart"}}
     if geometry["type"] == "MultiPolygon" or len(geometry["coordinates"]) != 1:
         # Holes or several parts: the drag moves every ring by the same offset.
-        hint = [dl.Tooltip("Drag to move the region with its holes and parts", sticky=True, id="annotation-move-hint")]
+        # Leaflet.draw's pencil reshapes a polygon's outer ring and holes, but offers no vertices on a multi-part shape.
+        words = "Drag to move the region with all its parts" if geometry["type"] == "MultiPolygon" else \
+            "Drag to move the region with its holes; the pencil reshapes it"
+        hint = [dl.Tooltip(words, sticky=True, id="annotation-move-hint")]
         parts = geometry["coordinates"] if geometry["type"] == "MultiPolygon" else [geometry["coordinates"]]
         positions = [[[[lat, lng] for lng, lat in ring[:-1]] for ring in part] for part in parts]
         return [dl.Polygon(id="annotation-editing", positions=positions if len(positions) > 1 else positions[0], pathOptions=EDITED_STYLE,
