@@ -380,3 +380,25 @@ def test_a_region_with_a_hole_and_one_in_two_parts_are_dragged_whole(served):
         # Every vertex of every ring, holes and parts included, moved by exactly 30 x 20 screen pixels (60 x 40 level-0).
         assert [[[[x + 60, y + 40] for x, y in ring] for ring in part] for part in _parts(old)] == _parts(new)
     browser.save_screenshot(str(SCREENS / "slide-moved-multipart-1400x1000.png"))
+
+    # The region with a hole, now at (360-760, 340-740), is reshaped with the pencil: a vertex dragged, the hole kept.
+    browser.get(_view(server, max_zoom, z, 560.0, 540.0))
+    _map_ready(browser)
+    the_map = browser.find_element(By.ID, "slide-map")
+    _wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#slide-map path.leaflet-interactive"))
+    for _ in range(3):
+        ActionChains(browser).move_to_element_with_offset(the_map, -70, 0).pause(0.15).click().perform()
+        try:
+            _wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#slide-map .leaflet-annotation-editing-pane path"), timeout=5)
+            break
+        except Exception:
+            continue
+    browser.find_element(By.CSS_SELECTOR, ".leaflet-draw-edit-edit").click()
+    handles = _wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, ".leaflet-editing-icon"))
+    assert len(handles) == 8  # four corners of the outer ring, four of the hole
+    ActionChains(browser).click_and_hold(handles[0]).move_by_offset(15, 10).move_by_offset(15, 10).release().perform()
+    [a for a in browser.find_elements(By.CSS_SELECTOR, ".leaflet-draw-actions a") if a.text == "Save"][0].click()
+    _wait(browser, lambda b: "new shape (version 3)" in _message(b))
+    moved, reshaped = (v.geometry["coordinates"] for v in region_history(ws.store, regions[0].region_id)[1::-1])
+    assert len(reshaped) == 2 and reshaped[0] != moved[0]
+    assert sorted(map(tuple, reshaped[1][:-1])) == sorted(map(tuple, moved[1][:-1]))  # the hole, as it was
