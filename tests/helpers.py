@@ -42,8 +42,9 @@ def copy_demo(demo_workspace: Path, dest: Path, slides: tuple[str, ...] = (), ke
 
 
 # The share of the perfect patch classifier's Dice (below) a heatmap must reach on the demo's held-out slides: the
-# demo's patch CNN reaches 0.85-0.88 of it, broken pipelines 0.68 or less (tests/test_heatmaps.py names them).
-HEATMAP_DICE_OF_BOUND = 0.8
+# demo's patch CNN reaches 0.68-0.72 of its mean Dice and 0.78-0.79 of its pooled Dice, broken pipelines 0.61 and
+# 0.69 or less (tests/test_heatmaps.py names them).
+HEATMAP_DICE_OF_BOUND = 0.64
 
 
 def perfect_patch_tumour_map(heat, true_cells, method: str = "overlap"):

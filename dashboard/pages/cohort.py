@@ -99,7 +99,10 @@ _CELL_CLASSES = {
     "qc": {"cohort-cell-warn": "params.value && params.value.includes('%')"},
     GRADE_COLUMN: {"cohort-cell-bad": "params.value && params.value.includes('disagree')"},
 }
-# Least widths (px) in which a column's cells read whole (two lines at most); the others are as wide as their heading's
+# Three lines of cell text: the grade column's longest cells ("benign vs benign · agree", "4 vs — · no report grade")
+# take three at its least width (the infinite row model needs one row height).
+ROW_HEIGHT_PX = 52
+# Least widths (px) in which a column's cells read whole (three lines at most); the others are as wide as their heading's
 # longest word. The grid shares out the rest of its width, so every column shows at 1366 px without sideways scrolling
 # (tests/test_layout_browser.py).
 _CELL_WIDTHS = {"patient_id": 56, "slides": 48, "visits": 48, "reports": 48, "review": 90, "flagged": 70, "disagreements": 88,
@@ -194,7 +197,7 @@ def layout(workspace: Workspace, query: dict | None = None) -> html.Div:
                 # One page of rows per request, and no more than two pages held in the browser.
                 "pagination": True, "paginationPageSize": PAGE_SIZE, "cacheBlockSize": PAGE_SIZE, "maxBlocksInCache": 2,
                 "paginationPageSizeSelector": False, "infiniteInitialRowCount": PAGE_SIZE, "maxConcurrentDatasourceRequests": 1,
-                "domLayout": "autoHeight", "rowHeight": 38, "tooltipShowDelay": 0, "tooltipHideDelay": 60_000,
+                "domLayout": "autoHeight", "rowHeight": ROW_HEIGHT_PX, "tooltipShowDelay": 0, "tooltipHideDelay": 60_000,
                 "suppressMultiSort": True, "suppressCellFocus": True,
                 "initialState": {"sort": {"sortModel": sort_model}, "filter": {"filterModel": filter_model}},
             },
