@@ -237,6 +237,20 @@ def _map_ready(browser) -> None:
     time.sleep(0.5)
 
 
+def _select_at(browser, dx: int, dy: int) -> None:
+    """Click the region at this offset from the map's centre until it is selected (drawn in the editing pane); a click
+    can come before the regions in view are drawn on a loaded machine."""
+    the_map = browser.find_element(By.ID, "slide-map")
+    _wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#slide-map path.leaflet-interactive"))
+    for _ in range(3):
+        ActionChains(browser).move_to_element_with_offset(the_map, dx, dy).pause(0.15).click().perform()
+        try:
+            _wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#slide-map .leaflet-annotation-editing-pane path"), timeout=5)
+            return
+        except Exception:
+            continue
+
+
 def test_a_freehand_stroke_is_simplified_and_saved_in_slide_coordinates(served):
     server, browser, ws, _ = served
     max_zoom = TileService(ws).geometry(SLIDE).max_zoom
@@ -313,14 +327,7 @@ def test_a_selected_polygon_is_dragged_whole_and_saved_as_a_new_version(served):
     _map_ready(browser)
     # Select it: a click at the view's centre, inside the pentagon and clear of other regions.
     the_map = browser.find_element(By.ID, "slide-map")
-    _wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#slide-map path.leaflet-interactive"))
-    for _ in range(3):
-        ActionChains(browser).move_to_element_with_offset(the_map, 0, 0).pause(0.15).click().perform()
-        try:
-            _wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#slide-map .leaflet-annotation-editing-pane path"), timeout=5)
-            break
-        except Exception:
-            continue
+    _select_at(browser, 0, 0)
     assert browser.find_element(By.ID, "annotation-selected-title").text == f"Region by {ACCOUNTS['reviewer']}: artefact"
     # Press on it and drag 40 px right and 25 px down, in steps; then release.
     ActionChains(browser, duration=20).move_to_element_with_offset(the_map, 0, 0).click_and_hold().move_by_offset(10, 5) \
@@ -363,14 +370,7 @@ def test_a_region_with_a_hole_and_one_in_two_parts_are_dragged_whole(served):
         browser.get(_view(server, max_zoom, z, *centre))
         _map_ready(browser)
         the_map = browser.find_element(By.ID, "slide-map")
-        _wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#slide-map path.leaflet-interactive"))
-        for _ in range(3):
-            ActionChains(browser).move_to_element_with_offset(the_map, -70, 0).pause(0.15).click().perform()
-            try:
-                _wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#slide-map .leaflet-annotation-editing-pane path"), timeout=5)
-                break
-            except Exception:
-                continue
+        _select_at(browser, -70, 0)
         assert browser.find_element(By.ID, "annotation-selected-title").text == f"Region by {ACCOUNTS['reviewer']}: {region.class_name}"
         ActionChains(browser, duration=20).move_to_element_with_offset(the_map, -70, 0).click_and_hold().move_by_offset(10, 5) \
             .move_by_offset(10, 5).move_by_offset(10, 10).pause(0.2).release().perform()
@@ -384,15 +384,7 @@ def test_a_region_with_a_hole_and_one_in_two_parts_are_dragged_whole(served):
     # The region with a hole, now at (360-760, 340-740), is reshaped with the pencil: a vertex dragged, the hole kept.
     browser.get(_view(server, max_zoom, z, 560.0, 540.0))
     _map_ready(browser)
-    the_map = browser.find_element(By.ID, "slide-map")
-    _wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#slide-map path.leaflet-interactive"))
-    for _ in range(3):
-        ActionChains(browser).move_to_element_with_offset(the_map, -70, 0).pause(0.15).click().perform()
-        try:
-            _wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#slide-map .leaflet-annotation-editing-pane path"), timeout=5)
-            break
-        except Exception:
-            continue
+    _select_at(browser, -70, 0)
     browser.find_element(By.CSS_SELECTOR, ".leaflet-draw-edit-edit").click()
     handles = _wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, ".leaflet-editing-icon"))
     assert len(handles) == 8  # four corners of the outer ring, four of the hole

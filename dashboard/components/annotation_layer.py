@@ -55,24 +55,21 @@ def editable_shape(region: RegionVersion | None, max_zoom: int) -> list:
     if geometry["type"] not in ("Polygon", "MultiPolygon"):
         return []
     drag = {"mousedown": {"variable": f"{JS}.moveStart"}}
-    if geometry["type"] == "MultiPolygon" or len(geometry["coordinates"]) != 1:
-        # Holes or several parts: the drag moves every ring by the same offset.
-        # Leaflet.draw's pencil reshapes a polygon's outer ring and holes, but offers no vertices on a multi-part shape.
-        words = "Drag to move the region with all its parts" if geometry["type"] == "MultiPolygon" else \
-            "Drag to move the region with its holes; the pencil reshapes it"
-        hint = [dl.Tooltip(words, sticky=True, id="annotation-move-hint")]
-        parts = geometry["coordinates"] if geometry["type"] == "MultiPolygon" else [geometry["coordinates"]]
-        positions = [[[[lat, lng] for lng, lat in ring[:-1]] for ring in part] for part in parts]
-        return [dl.Polygon(id="annotation-editing", positions=positions if len(positions) > 1 else positions[0], pathOptions=EDITED_STYLE,
-                           eventHandlers=drag, children=hint)]
-    ring = geometry["coordinates"][0][:-1]
-    xs, ys = sorted({p[0] for p in ring}), sorted({p[1] for p in ring})
-    hint = [dl.Tooltip("Drag to move the region; the pencil reshapes it", sticky=True, id="annotation-move-hint")]
-    if len(ring) == 4 and len(xs) == 2 and len(ys) == 2:
-        return [dl.Rectangle(id="annotation-editing", bounds=[[ys[0], xs[0]], [ys[1], xs[1]]], pathOptions=EDITED_STYLE, eventHandlers=drag,
-                             children=hint)]
-    return [dl.Polygon(id="annotation-editing", positions=[[lat, lng] for lng, lat in ring], pathOptions=EDITED_STYLE, eventHandlers=drag,
-                       children=hint)]
+    # Every ring of every part, as Leaflet's [lat, lng] without the closing point: the drag moves them all by one offset.
+    parts = geometry["coordinates"] if geometry["type"] == "MultiPolygon" else [geometry["coordinates"]]
+    positions = [[[[lat, lng] for lng, lat in ring[:-1]] for ring in part] for part in parts]
+    # Leaflet.draw's pencil reshapes a polygon's outer ring and holes, but offers no vertices on a multi-part shape.
+    words = ("Drag to move the region with all its parts" if len(parts) > 1 else
+             "Drag to move the region with its holes; the pencil reshapes it" if len(parts[0]) > 1 else
+             "Drag to move the region; the pencil reshapes it")
+    hint = [dl.Tooltip(words, sticky=True, id="annotation-move-hint")]
+    ring = positions[0][0]
+    lats, lngs = sorted({p[0] for p in ring}), sorted({p[1] for p in ring})
+    if len(positions) == 1 and len(positions[0]) == 1 and len(ring) == 4 and len(lats) == 2 and len(lngs) == 2:
+        return [dl.Rectangle(id="annotation-editing", bounds=[[lats[0], lngs[0]], [lats[1], lngs[1]]], pathOptions=EDITED_STYLE,
+                             eventHandlers=drag, children=hint)]
+    shown = positions if len(positions) > 1 else positions[0] if len(positions[0]) > 1 else ring
+    return [dl.Polygon(id="annotation-editing", positions=shown, pathOptions=EDITED_STYLE, eventHandlers=drag, children=hint)]
 
 
 def map_layers(g: SlideGeometry, can_draw: bool) -> list:
