@@ -541,6 +541,11 @@ def _resized(plan: SlidePlan, px: int) -> SlidePlan:
     return replace(plan, width=px, height=px)
 
 
+def _uniform(u: float, low: float, high: float) -> float:
+    """The value at quantile ``u`` of a uniform distribution between ``low`` and ``high``."""
+    return low + u * (high - low)
+
+
 def _log_uniform(u: float, low: float, high: float) -> float:
     """The value at quantile ``u`` of a log-uniform distribution between ``low`` and ``high``."""
     return float(np.exp(np.log(low) + u * (np.log(high) - np.log(low))))
@@ -572,10 +577,10 @@ def _tumour_layout(rng: np.random.Generator, patterns: tuple[int, ...], kind: st
             layout |= {"tumour_fraction": min(0.5, _log_uniform(u_area, *MINIMAL_PATTERN_4_AREA) / share), "secondary_share": share,
                        "focal_secondary": True}
         if u_poorly < POORLY_FORMED_RATE:
-            poorly = POORLY_FORMED_BESIDE_4[0] + u_share * (POORLY_FORMED_BESIDE_4[1] - POORLY_FORMED_BESIDE_4[0])
-            layout |= {"poorly_formed_share": min(poorly, MAX_PATTERN_4_SHARE - share), "poorly_formed_as": called}
+            layout |= {"poorly_formed_share": min(_uniform(u_share, *POORLY_FORMED_BESIDE_4), MAX_PATTERN_4_SHARE - share),
+                       "poorly_formed_as": called}
     elif patterns == (GG3,) and fraction >= MINOR_MIN_TUMOUR:
-        minor = MINOR_SHARE[0] + u_share * (MINOR_SHARE[1] - MINOR_SHARE[0])
+        minor = _uniform(u_share, *MINOR_SHARE)
         if roll < MINOR_FOCUS_RATE:
             layout |= {"minor_share": minor}
         elif u_poorly < POORLY_FORMED_RATE:
