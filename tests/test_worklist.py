@@ -14,7 +14,10 @@ from selenium.webdriver.support.ui import WebDriverWait
 from sqlalchemy import delete, select
 
 from core.errors import PathReviewError
-from core.heatmaps.grade_comparison import grade_comparisons
+from core.heatmaps.grade_comparison import GRADE_AGREEMENTS, grade_comparisons
+from core.heatmaps.slide_grades import record_slide_grade
+from core.heatmaps.slide_heatmap import compute_heatmap
+from core.heatmaps.slide_layers import slide_layers
 from core.store.cohort import (
     DECISION_THRESHOLD,
     ColumnFilter,
@@ -28,9 +31,10 @@ from core.store.cohort import (
 from core.store.database import open_store
 from core.store.reviews import record_review
 from core.store.schema import Patient, Prediction, Report, Review, Slide, Visit
+from core.worklist import WorklistRequest, worklist_page
 from core.workspace import open_workspace
-from dashboard.pages.cohort import scored_models
-from tests.helpers import grid_column, grid_page_button, grid_sort, js_click
+from dashboard.pages.cohort import scored_models, status_text
+from tests.helpers import copy_demo, grid_column, grid_page_button, grid_sort, js_click
 
 MODELS = ["mil-attention", "mil-lse", "progression-gru", "report-tfidf"]
 
@@ -221,6 +225,38 @@ def test_a_patient_filter_worked_out_outside_the_database_limits_pages_and_count
         counts = worklist_counts(s, MODELS, chosen)
         assert counts["all"] == 3 and counts["unreviewed"] == 3
         assert worklist_counts(s, MODELS, set())["all"] == 0
+
+
+def test_the_worklist_page_narrows_by_grade_agreement_and_search_and_counts_what_it_shows(demo_workspace, tmp_path):
+    with open_store(f"sqlite:///{demo_workspace / 'cases.db'}").session() as s:  # two patients' first slides
+        slides = dict(s.execute(select(Slide.patient_id, Slide.id).order_by(Slide.patient_id.desc(), Slide.id)).all())
+    graded = dict(list(slides.items())[:2])
+    ws = open_workspace(copy_demo(demo_workspace, tmp_path / "ws", slides=tuple(graded.values()), keep_cache=False))
+    try:
+        for slide in graded.values():  # as a heatmap job does: the slide's class-map grade, for the worklist
+            record_slide_grade(ws, slide_layers(ws, compute_heatmap(ws, slide, "patch-cnn")))
+        grades = grade_comparisons(ws)
+        compared = {pid: g.agreement for pid, g in grades.items() if g.agreement != "not compared"}
+        assert set(compared) == set(graded)
+        everyone = worklist_page(ws, MODELS, [], WorklistRequest(page_size=500))
+        assert everyone.grade_counts == {a: sum(g.agreement == a for g in grades.values()) for a in GRADE_AGREEMENTS}
+        for agreement in set(compared.values()):
+            narrowed = worklist_page(ws, MODELS, [], WorklistRequest(grade=agreement, page_size=500))
+            assert [r["patient_id"] for r in narrowed.rows] == sorted(p for p, a in compared.items() if a == agreement)
+            assert narrowed.total == narrowed.counts["all"] < everyone.total
+            assert narrowed.grade_counts == everyone.grade_counts  # the grade counts follow the search, not the grade choice
+        first, agreement = sorted(compared.items())[0]
+        query = WorklistRequest(grade=agreement, search=first.lower(), page_size=500)
+        searched = worklist_page(ws, MODELS, [], query)
+        assert [r["patient_id"] for r in searched.rows] == [first]
+        assert sum(searched.grade_counts.values()) == sum(1 for pid in grades if first in pid)
+        assert status_text(query, searched) == \
+            f"1 patients, model and report grade groups: {agreement}, patient id containing {first.lower()!r} · page 1 of 1"
+        paged = worklist_page(ws, MODELS, [], WorklistRequest(page=1, page_size=15))
+        assert len(paged.rows) == 15 and paged.pages == -(-everyone.total // 15)
+        assert {r["patient_id"] for r in paged.rows}.isdisjoint(r["patient_id"] for r in everyone.rows[:15])
+    finally:
+        ws.store.dispose()
 
 
 def test_patient_search_and_the_next_case_of_a_worklist(store):

@@ -12,7 +12,7 @@ import dash_ag_grid as dag
 import dash_bootstrap_components as dbc
 from dash import Dash, Input, Output, State, dcc, html
 
-from core.heatmaps.grade_comparison import GRADE_AGREEMENTS, PatientGradeComparison, grade_comparisons
+from core.heatmaps.grade_comparison import PatientGradeComparison
 from core.models.manifest import ModelManifest
 from core.slides.quality import FLAG_LABELS
 from core.store.cohort import (
@@ -21,13 +21,10 @@ from core.store.cohort import (
     QC_WORKLIST_MIN_FRACTION,
     WORKLISTS,
     Disagreement,
-    cohort_page,
     filterable_columns,
-    label_disagreements,
-    patients_matching,
     sortable_columns,
-    worklist_counts,
 )
+from core.worklist import WorklistPage, WorklistRequest, worklist_page
 from core.workspace import PatientAttribute, Workspace
 from dashboard.components.grid_query import ADDRESS_JS, column_filter, grid_state_from_query, store_filters, store_sort
 
@@ -260,6 +257,19 @@ def _display(row: dict, grades: dict[str, PatientGradeComparison], attributes: d
     return row
 
 
+def status_text(query: WorklistRequest, result: WorklistPage) -> str:
+    """What the table shows: how many patients of how many, under which worklist and narrowing, and the page."""
+    shown = f"{result.total} patients" if query.worklist == "all" else \
+        f"{result.total} of {result.counts['all']} patients ({WORKLISTS[query.worklist].lower()})"
+    if query.grade != "any":
+        shown += f", model and report grade groups: {query.grade}"
+    if query.search:
+        shown += f", patient id containing {query.search!r}"
+    if query.filters:
+        shown += f", {len(query.filters)} column filter{'s' if len(query.filters) > 1 else ''}"
+    return f"{shown} · page {min(query.page, result.pages - 1) + 1} of {result.pages}"
+
+
 def register_callbacks(app: Dash, workspace: Workspace) -> None:
     # The grid asks for one page at a time (getRowsRequest: which rows, its sort and filter models); the worklist, grade
     # filter and search are read as they are, and changing one of them makes the grid ask again (below).
@@ -271,39 +281,17 @@ def register_callbacks(app: Dash, workspace: Workspace) -> None:
         prevent_initial_call=True,
     )
     def show_cohort_page(request, worklist, grade_filter, search):
-        worklist, grade_filter, search = worklist or "all", grade_filter or "any", (search or "").strip()
-        start = request.get("startRow") or 0
-        page, page_size = start // PAGE_SIZE, PAGE_SIZE
         models, attributes = scored_models(workspace), workspace.patient_attributes()
-        sort_by, descending = store_sort(request.get("sortModel"), sortable_columns(models, list(attributes)))
-        filters = store_filters(request.get("filterModel"), filterable_columns(models, list(attributes)))
-        grades = grade_comparisons(workspace)
-        chosen = None if grade_filter == "any" else {pid for pid, g in grades.items() if g.agreement == grade_filter}
-        with workspace.store.session() as s:
-            found = patients_matching(s, search) if search else None
-            if found is not None:
-                chosen = found if chosen is None else chosen & found
-            counts = worklist_counts(s, models, chosen, filters, list(attributes))
-            result = cohort_page(s, models, page, page_size, sort_by, descending, worklist, counts[worklist], chosen,
-                                 list(attributes), filters)
-            disagreements = label_disagreements(s, models, [r["patient_id"] for r in result.rows])
-        pages = max(1, -(-result.total // page_size))
-        options = [{"label": f"{name} ({counts[key]})", "value": key} for key, name in WORKLISTS.items()]
-        searched = grades if found is None else {pid: g for pid, g in grades.items() if pid in found}
-        by_agreement = {a: sum(1 for g in searched.values() if g.agreement == a) for a in GRADE_AGREEMENTS}
-        grade_options = [{"label": name if key == "any" else f"{name} ({by_agreement[key]})", "value": key} for key, name in GRADE_FILTERS.items()]
-        shown = f"{result.total} patients" if worklist == "all" else \
-            f"{result.total} of {counts['all']} patients ({WORKLISTS[worklist].lower()})"
-        if grade_filter != "any":
-            shown += f", model and report grade groups: {grade_filter}"
-        if search:
-            shown += f", patient id containing {search!r}"
-        if filters:
-            shown += f", {len(filters)} column filter{'s' if len(filters) > 1 else ''}"
+        query = WorklistRequest(worklist or "all", grade_filter or "any", (search or "").strip(), (request.get("startRow") or 0) // PAGE_SIZE,
+                                PAGE_SIZE, *store_sort(request.get("sortModel"), sortable_columns(models, list(attributes))),
+                                store_filters(request.get("filterModel"), filterable_columns(models, list(attributes))))
+        result = worklist_page(workspace, models, list(attributes), query)
         manifests = {m: workspace.manifest(m) for m in models}
-        rows = [_display(r, grades, attributes, disagreements.get(r["patient_id"], []), manifests) for r in result.rows]
-        return ({"rowData": rows, "rowCount": result.total}, f"{shown} · page {min(page, pages - 1) + 1} of {pages}", options,
-                grade_options)
+        rows = [_display(r, result.grades, attributes, result.disagreements.get(r["patient_id"], []), manifests) for r in result.rows]
+        options = [{"label": f"{name} ({result.counts[key]})", "value": key} for key, name in WORKLISTS.items()]
+        grade_options = [{"label": name if key == "any" else f"{name} ({result.grade_counts[key]})", "value": key}
+                         for key, name in GRADE_FILTERS.items()]
+        return {"rowData": rows, "rowCount": result.total}, status_text(query, result), options, grade_options
 
     # A new worklist, grade filter or search: back to the first page, and the grid asks the server for its rows again.
     app.clientside_callback(
