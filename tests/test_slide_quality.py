@@ -165,13 +165,16 @@ def held_out_aucs(workspace, held_out) -> tuple[float, float]:
     return held_out_auc_with_and_without_normalisation(train, test, per_class=300, epochs=3, seed=7)
 
 
-# Measured on the demo: 0.944 with Macenko, 0.959 without.
-NORMALISATION_COST = 0.03  # twice the measured cost; a normalisation that loses what tells the patterns apart costs far more
+# Measured on the demo: 0.944 with Macenko, 0.965 without (the cost, 0.021, is inside the bound with 0.009 to spare).
+NORMALISATION_COST = 0.03  # a normalisation that loses what tells the patterns apart costs far more
 NORMALISATION_DOES_NOT_HELP_YET = (
-    "per-patch Macenko costs the demo's patch CNN held-out AUC (0.944 with, 0.959 without): the demo's benign patches "
+    "per-patch Macenko costs the demo's patch CNN held-out AUC (0.944 with, 0.965 without): the demo's benign patches "
     "hold a median 2.6 % stained pixels (its stroma is paler than Io e^-beta), so each patch's stain fit rests on a few "
-    "nuclei and moves with the slide's stain (a red gain of e^0.4 changes benign patches by 5/255 raw and 31/255 "
-    "normalised), while the training slides already span the demo's stain range (log gain SD 0.2), which the raw CNN learns"
+    "nuclei and moves with the slide's stain, while the training slides already span the demo's stain range (log gain "
+    "SD 0.2), which the raw CNN learns. Slides rendered by Beer-Lambert from H and E concentrations, with held-out "
+    "patients stained at other labs (stain vectors turned 25-35 degrees), gave Macenko 0.857-0.965 against raw "
+    "0.829-0.969 over 7 training seeds: a mean gain of 0.009, inside the seed-to-seed spread, so no demo of that kind "
+    "was adopted"
 )
 
 
