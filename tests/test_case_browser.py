@@ -174,8 +174,13 @@ def test_deep_link_restores_the_view(live_server, browser, case_patient):
     assert (float(query["lat"][0]), float(query["lng"][0])) == (-0.25, 0.3)
     assert "visit 2 ·" in element_text(browser, "visit-outcome-card").lower() or "Visit 2" in element_text(browser, "visit-outcome-card")
 
-    # A colleague opening the copied link sees the same view.
-    browser.get(browser.find_element(By.ID, "case-link").get_attribute("value"))
+    # A colleague opening the link copied with the button beside it sees the same view.
+    browser.execute_cdp_cmd("Browser.grantPermissions", {"origin": live_server.url, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]})
+    js_click(browser, "case-link-copy")
+    read_clipboard = "navigator.clipboard.readText().then(arguments[0], e => arguments[0]('no clipboard: ' + e))"
+    copied = _wait(browser, lambda b: b.execute_async_script(read_clipboard).startswith(live_server.url) and b.execute_async_script(read_clipboard))
+    assert copied == browser.find_element(By.ID, "case-link").get_attribute("value")
+    browser.get(copied)
     _wait(browser, lambda b: "visit 2 ·" in element_text(b, "visit-chip-report"))
     assert slide_id in browser.find_element(By.CSS_SELECTOR, ".slide-strip-item.selected").text
 

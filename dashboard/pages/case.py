@@ -23,6 +23,7 @@ from core.workspace import Workspace, attribute_texts
 from dashboard.auth import current_role_allows
 from dashboard.components import annotation_layer, case_export, folds, patient_panel, report_panel, review_form, slide_viewer
 from dashboard.components.clicks import ctx_triggered_click
+from dashboard.components.view_link import view_link
 from dashboard.components.viewer_link import LINK_KEYS, unknown_keys_problem
 
 __all__ = ["layout", "nearest_by_day", "next_case", "register_callbacks"]
@@ -159,8 +160,7 @@ def layout(workspace: Workspace, tiles: TileService, explainers: PatientExplaine
         # One line: the case, its summary, the link to this view and the next case.
         html.Div([html.H3(f"Case {p.id}", id="case-title", className="me-2 mb-0"), review_form.status_badge(case, current),
                   html.Span(summary, className="text-muted small ms-3 me-3", id="case-summary"),
-                  dbc.InputGroup([dbc.InputGroupText("Link to this view"), dbc.Input(id="case-link", readonly=True, value="", className="small")],
-                                 size="sm", className="case-link-group me-2"),
+                  view_link("case-link", "case-link-group me-2"),
                   _next_unreviewed_link(workspace, patient_id)],
                  className="d-flex align-items-center flex-wrap gap-1 mb-2"),
         dbc.Alert(["This link's view could not be restored in full: ", "; ".join(view["problems"]), ". The nearest is shown instead."],

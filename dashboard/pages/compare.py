@@ -17,6 +17,7 @@ from core.workspace import Workspace
 from dashboard.components import side_by_side
 from dashboard.components.compare_link import parse_compare_link
 from dashboard.components.slide_viewer import position_fits
+from dashboard.components.view_link import view_link
 from dashboard.components.viewer_link import position_problem
 from dashboard.components.viewer_pane import pane_layers
 
@@ -45,8 +46,7 @@ def layout(workspace: Workspace, tiles: TileService, query: dict) -> html.Div:
     return html.Div([
         html.Div([html.H3("Side by side", className="me-3 mb-0", id="compare-title"),
                   html.A(f"Case {patient_id}", href=f"/case/{patient_id}", className="me-3"),
-                  dbc.InputGroup([dbc.InputGroupText("Link to this view"), dbc.Input(id="compare-link", readonly=True, value="", className="small")],
-                                 size="sm", className="flex-grow-1 w-auto")],
+                  view_link("compare-link", "flex-grow-1 w-auto")],
                  className="d-flex align-items-center mb-2"),
         dbc.Alert(["This link's view could not be restored in full: ", "; ".join(link.problems), "."],
                   color="warning", id="compare-link-problems", className="small py-2") if link.problems else "",
