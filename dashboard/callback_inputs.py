@@ -235,7 +235,7 @@ VALUE_TYPES: dict[tuple[str, str], Any] = {
     ("patient-id", "data"): Id,
     ("shap-background", "value"): Annotated[StrictStr, Field(max_length=32)] | None,
     ("visit-edit-apply", "n_clicks"): Clicks,
-    ("visit-edit-table", "data"): _bounded_list(dict[Annotated[StrictStr, Field(max_length=64)], Cell], 500),
+    ("visit-edit-table", "rowData"): _bounded_list(dict[Annotated[StrictStr, Field(max_length=64)], Cell], 500),
     ("patients-prev", "n_clicks"): Clicks,
     ("patients-next", "n_clicks"): Clicks,
     ("patients-attribute", "value"): Annotated[StrictStr, Field(max_length=200)] | None,

@@ -247,3 +247,41 @@ def grid_sort(browser, grid_id: str, column: str) -> None:
     from selenium.webdriver.common.by import By
 
     js_click(browser, browser.find_element(By.CSS_SELECTOR, f"#{grid_id} .ag-header-cell[col-id='{column}'] .ag-header-cell-label"))
+
+
+def grid_cell(browser, grid_id: str, key_column: str, key: str, column: str):
+    """The ``column`` cell of the AG Grid row whose ``key_column`` cell reads ``key``."""
+    from selenium.webdriver.common.by import By
+
+    for row in browser.find_elements(By.CSS_SELECTOR, f"#{grid_id} .ag-row"):
+        if row.find_element(By.CSS_SELECTOR, f".ag-cell[col-id='{key_column}']").text.strip() == key:
+            return row.find_element(By.CSS_SELECTOR, f".ag-cell[col-id='{column}']")
+    raise AssertionError(f"no row of {grid_id} with {key_column} {key!r}")
+
+
+def edit_grid_cell(browser, grid_id: str, key_column: str, key: str, column: str, value: str) -> None:
+    """Type ``value`` into a cell of an AG Grid as a person does: a pointer click opens the cell's editor (the grid
+    edits on one click; it answers the pointer, not a script's click event), the old value is selected and typed over,
+    Enter commits. A click that lands while the page is still shifting is tried again."""
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, 10).until(lambda b: not b.find_elements(By.CSS_SELECTOR, f"#{grid_id} .ag-cell input"))  # the last edit is in
+    for _attempt in range(3):
+        cell = grid_cell(browser, grid_id, key_column, key, column)
+        row = browser.execute_script("return arguments[0].closest('.ag-row').getAttribute('row-index')", cell)
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", cell)
+        ActionChains(browser).move_to_element(cell).click().perform()
+        editor_css = f"#{grid_id} .ag-row[row-index='{row}'] .ag-cell[col-id='{column}'] input"
+        try:
+            editor = WebDriverWait(browser, 5).until(lambda b, css=editor_css: b.find_elements(By.CSS_SELECTOR, css))[0]
+            break
+        except TimeoutException:
+            continue
+    else:
+        raise AssertionError(f"no editor opened on {grid_id}'s {column} cell for {key!r}")
+    editor.send_keys(Keys.CONTROL, "a")
+    editor.send_keys(Keys.BACKSPACE, value, Keys.ENTER)

@@ -160,10 +160,10 @@ def test_the_audit_trail_records_each_action(app, workspace):
     reviewer = ACCOUNTS["reviewer"]
     page = post_callback(client, app, "page-content.children", {("url", "pathname"): "/case/P002", ("url", "search"): ""}, ["url.pathname"])
     assert page.status_code == 200 and b"Case P002" in page.data
-    visits = post_callback(client, app, "..visit-edit-table.data", {("selected-visit", "data"): 0, ("patient-id", "data"): "P002"},
-                           ["selected-visit.data"]).get_json()["response"]["visit-edit-table"]["data"]
+    visits = post_callback(client, app, "..visit-edit-table.rowData", {("selected-visit", "data"): 0, ("patient-id", "data"): "P002"},
+                           ["selected-visit.data"]).get_json()["response"]["visit-edit-table"]["rowData"]
     rows = [{**r, "value": 60 if r["feature"] == "psa" else r["value"]} for r in visits]
-    what_if = post_callback(client, app, "whatif-store.data@", {("visit-edit-apply", "n_clicks"): 1, ("visit-edit-table", "data"): rows,
+    what_if = post_callback(client, app, "whatif-store.data@", {("visit-edit-apply", "n_clicks"): 1, ("visit-edit-table", "rowData"): rows,
                                                                 ("selected-visit", "data"): 0, ("patient-id", "data"): "P002"},
                             ["visit-edit-apply.n_clicks"])
     assert what_if.status_code == 200 and "visit-edit-alert" not in what_if.get_data(as_text=True)

@@ -125,7 +125,7 @@ def test_oversized_request_is_413_before_anything_runs(client, workspace):
 
 def _what_if(client, app, values: dict, visit: int = 2, patient_id: str = "P001"):
     rows = [{"feature": name, "value": value} for name, value in values.items()]
-    return post_callback(client, app, "whatif-store.data@", {("visit-edit-apply", "n_clicks"): 1, ("visit-edit-table", "data"): rows,
+    return post_callback(client, app, "whatif-store.data@", {("visit-edit-apply", "n_clicks"): 1, ("visit-edit-table", "rowData"): rows,
                                                                ("selected-visit", "data"): visit, ("patient-id", "data"): patient_id},
                           ["visit-edit-apply.n_clicks"])
 
@@ -152,10 +152,10 @@ def test_hand_made_patient_callbacks_are_4xx_never_500(client, app, visit, store
     show = post_callback(client, app, "patient-risk.figure", {("selected-visit", "data"): visit, ("whatif-store", "data"): store,
                                                                ("patient-id", "data"): "P001"}, ["whatif-store.data"])
     assert show.status_code in (200, 400), show.data[:300]
-    rows = post_callback(client, app, "..visit-edit-table.data", {("selected-visit", "data"): visit, ("patient-id", "data"): "P001"},
+    rows = post_callback(client, app, "..visit-edit-table.rowData", {("selected-visit", "data"): visit, ("patient-id", "data"): "P001"},
                           ["selected-visit.data"])
     assert rows.status_code in (200, 400), rows.data[:300]
-    applied = post_callback(client, app, "whatif-store.data@", {("visit-edit-apply", "n_clicks"): 1, ("visit-edit-table", "data"): "rows",
+    applied = post_callback(client, app, "whatif-store.data@", {("visit-edit-apply", "n_clicks"): 1, ("visit-edit-table", "rowData"): "rows",
                                                                   ("selected-visit", "data"): visit, ("patient-id", "data"): ["P001"]},
                              ["visit-edit-apply.n_clicks"])
     assert applied.status_code == 400 and b"nothing was done" in applied.data

@@ -12,12 +12,11 @@ from urllib.parse import quote
 import pytest
 import torch
 from selenium.webdriver.common.by import By
-from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 from core.models.sequence import VisitSequenceNet
 from tests.cohort_files import FEATURES, write_csv, write_dicom_wsi, write_generic_tiff, write_labelled_cohort, write_svs_like, write_unreadable
-from tests.helpers import LiveServer, add_test_accounts, element_text, headless_chromium, js_click, run_cli, sign_in_browser
+from tests.helpers import LiveServer, add_test_accounts, edit_grid_cell, element_text, headless_chromium, js_click, run_cli, sign_in_browser
 
 pytestmark = pytest.mark.browser
 
@@ -110,15 +109,7 @@ def test_the_cli_built_workspace_in_a_browser(lab_browser):
     _wait(browser, lambda b: "Visit" in element_text(b, "visit-outcome-card"))
     _wait(browser, lambda b: b.execute_script("const g = document.querySelector('#visit-waterfall .js-plotly-plot'); return !!(g && g.data && g.data.length)"))
     stored = float(element_text(browser, "visit-output"))
-    for row in browser.find_elements(By.CSS_SELECTOR, "#visit-edit-table tr"):
-        cells = row.find_elements(By.CSS_SELECTOR, "td")
-        if cells and cells[0].text.startswith("fvc_percent"):
-            browser.execute_script("arguments[0].scrollIntoView({block: 'center'}); arguments[0].click()", cells[1])
-            browser.switch_to.active_element.send_keys(Keys.CONTROL, "a")
-            browser.switch_to.active_element.send_keys(Keys.BACKSPACE, "20", Keys.ENTER)
-            break
-    else:
-        raise AssertionError("no fvc_percent row in the what-if table")
+    edit_grid_cell(browser, "visit-edit-table", "feature", "fvc_percent", "value", "20")
     js_click(browser, "visit-edit-apply")
     _wait(browser, lambda b: b.find_elements(By.ID, "whatif-output"))
     assert float(element_text(browser, "whatif-output")) != stored

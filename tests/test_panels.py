@@ -12,14 +12,14 @@ from tests.helpers import post_callback
 
 
 def test_a_what_if_is_explained_once(client, app, monkeypatch):
-    rows = post_callback(client, app, "..visit-edit-table.data", {("selected-visit", "data"): 1, ("patient-id", "data"): "P003"},
-                         ["selected-visit.data"]).get_json()["response"]["visit-edit-table"]["data"]
+    rows = post_callback(client, app, "..visit-edit-table.rowData", {("selected-visit", "data"): 1, ("patient-id", "data"): "P003"},
+                         ["selected-visit.data"]).get_json()["response"]["visit-edit-table"]["rowData"]
     rows = [{**r, "value": 55 if r["feature"] == "psa" else r["value"]} for r in rows]
     explained = []
     what_if = PatientExplainers.what_if
     monkeypatch.setattr(PatientExplainers, "what_if", lambda self, *a, **k: explained.append(a) or what_if(self, *a, **k))
 
-    applied = post_callback(client, app, "whatif-store.data@", {("visit-edit-apply", "n_clicks"): 1, ("visit-edit-table", "data"): rows,
+    applied = post_callback(client, app, "whatif-store.data@", {("visit-edit-apply", "n_clicks"): 1, ("visit-edit-table", "rowData"): rows,
                                                                 ("selected-visit", "data"): 1, ("patient-id", "data"): "P003"},
                             ["visit-edit-apply.n_clicks"]).get_json()["response"]
     store = applied["whatif-store"]["data"]
@@ -30,7 +30,7 @@ def test_a_what_if_is_explained_once(client, app, monkeypatch):
     assert len(explained) == 1
 
     rows[0] = {**rows[0], "value": "not a number"}  # a bad edit is still refused when applied, cell by cell
-    refused = post_callback(client, app, "whatif-store.data@", {("visit-edit-apply", "n_clicks"): 1, ("visit-edit-table", "data"): rows,
+    refused = post_callback(client, app, "whatif-store.data@", {("visit-edit-apply", "n_clicks"): 1, ("visit-edit-table", "rowData"): rows,
                                                                 ("selected-visit", "data"): 1, ("patient-id", "data"): "P003"},
                             ["visit-edit-apply.n_clicks"]).get_json()["response"]
     assert refused["whatif-store"]["data"] is None and rows[0]["feature"] in json.dumps(refused["visit-edit-errors"])

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import pytest
 from selenium.webdriver.common.by import By
-from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 from core.store.cases import case_summary
 from core.workspace import open_workspace
-from tests.helpers import click_plot_point, element_text, js_click
+from tests.helpers import click_plot_point, edit_grid_cell, element_text, grid_cell, js_click
 
 PATIENT = "P006"
 
@@ -24,15 +23,7 @@ def _waterfall_labels(browser) -> str:
 
 
 def _edit_cell(browser, feature: str, value: str) -> None:
-    rows = browser.find_elements(By.CSS_SELECTOR, "#visit-edit-table tr")
-    for row in rows:
-        cells = row.find_elements(By.CSS_SELECTOR, "td")
-        if cells and cells[0].text == feature:
-            browser.execute_script("arguments[0].scrollIntoView({block: 'center'}); arguments[0].click()", cells[1])
-            browser.switch_to.active_element.send_keys(Keys.CONTROL, "a")  # typing then replaces the cell's value
-            browser.switch_to.active_element.send_keys(Keys.BACKSPACE, value, Keys.ENTER)
-            return
-    raise AssertionError(f"no row for {feature}")
+    edit_grid_cell(browser, "visit-edit-table", "feature", feature, "value", value)
 
 
 def _stored_visits(demo_workspace):
@@ -77,8 +68,7 @@ def test_visit_selection_what_if_invalid_value_and_reset(live_server, browser, d
     # Reset restores the stored values and drops the what-if.
     js_click(browser, "visit-edit-reset")
     _wait(browser, lambda b: not b.find_elements(By.ID, "whatif-output") and not b.find_elements(By.ID, "visit-edit-alert"))
-    psa_cell = [r for r in browser.find_elements(By.CSS_SELECTOR, "#visit-edit-table tr") if r.text.split()[:1] == ["psa"]][0]
-    assert str(stored[2][2]["psa"]) in psa_cell.text
+    _wait(browser, lambda b: grid_cell(b, "visit-edit-table", "feature", "psa", "value").text == str(stored[2][2]["psa"]))
     assert float(element_text(browser, "visit-output")) == stored_output
 
     assert _stored_visits(demo_workspace) == stored  # a what-if never writes

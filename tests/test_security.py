@@ -218,8 +218,8 @@ def test_page_views_report_text_and_thumbnails_are_audited(app, workspace):
 def test_a_what_if_shown_by_the_figure_callback_is_audited(app, workspace):
     client = _signed_in(app, REVIEWER)
     before = len(_events(workspace, "what_if", REVIEWER))
-    rows = post_callback(client, app, "..visit-edit-table.data", {("selected-visit", "data"): 0, ("patient-id", "data"): "P001"},
-                         ["selected-visit.data"]).get_json()["response"]["visit-edit-table"]["data"]
+    rows = post_callback(client, app, "..visit-edit-table.rowData", {("selected-visit", "data"): 0, ("patient-id", "data"): "P001"},
+                         ["selected-visit.data"]).get_json()["response"]["visit-edit-table"]["rowData"]
     what_if = {"visit": 0, "values": {r["feature"]: r["value"] for r in rows}}
     shown = post_callback(client, app, "patient-risk.figure", {("selected-visit", "data"): 0, ("whatif-store", "data"): what_if,
                                                                 ("patient-id", "data"): "P001"}, ["whatif-store.data"])

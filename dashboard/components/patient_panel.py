@@ -3,8 +3,9 @@ with its callbacks. The patient page and the case page both show it."""
 
 from __future__ import annotations
 
+import dash_ag_grid as dag
 import dash_bootstrap_components as dbc
-from dash import Dash, Input, Output, State, dash_table, dcc, html, no_update
+from dash import Dash, Input, Output, State, dcc, html, no_update
 
 from core.errors import PathReviewError
 from core.explain.patient_explanations import (
@@ -66,15 +67,21 @@ def _what_if(heading: bool = True) -> list:
         html.H5("Edit visit (what-if)") if heading else "",
         html.P("Values are checked against the model's plausible ranges. The stored visit is never changed.",
                className="small text-muted"),
-        dash_table.DataTable(
-            id="visit-edit-table", columns=[{"id": "feature", "name": "Feature", "editable": False},
-                                            {"id": "value", "name": "Value", "editable": True},
-                                            {"id": "unit", "name": "Unit", "editable": False},
-                                            {"id": "range", "name": "Plausible", "editable": False}],
+        dag.AgGrid(
+            id="visit-edit-table", className="whatif-grid",
+            columnDefs=[{"field": "feature", "headerName": "Feature", "minWidth": 110},
+                        # The one column to edit, tinted as a form field; a click starts the edit. Plain text, not a
+                        # number editor inferred from the first row: categorical values are words, and a mistyped
+                        # number reaches the server's check, which names the problem, instead of vanishing.
+                        {"field": "value", "headerName": "Value", "editable": True, "cellDataType": False, "minWidth": 80,
+                         "cellClass": "whatif-value"},
+                        {"field": "unit", "headerName": "Unit", "minWidth": 70},
+                        {"field": "range", "headerName": "Plausible", "minWidth": 80}],
+            rowData=[], columnSize="responsiveSizeToFit", style={"height": None, "width": "100%"},
             # Cells wrap: every column fits the narrow side column at 1366 px (tests/test_layout_browser.py).
-            style_cell={"fontFamily": "inherit", "fontSize": "0.85rem", "padding": "4px", "whiteSpace": "normal", "height": "auto"},
-            style_table={"overflowX": "auto"},
-            style_data_conditional=[{"if": {"column_id": "value"}, "backgroundColor": "#fffbe6"}],
+            defaultColDef={"wrapText": True, "autoHeight": True, "wrapHeaderText": True, "autoHeaderHeight": True,
+                           "sortable": False, "suppressHeaderMenuButton": True, "suppressMovable": True, "resizable": True},
+            dashGridOptions={"domLayout": "autoHeight", "singleClickEdit": True, "stopEditingWhenCellsLoseFocus": True},
         ),
         html.Div([dbc.Button("Apply what-if", id="visit-edit-apply", color="primary", size="sm", className="me-2"),
                   dbc.Button("Reset", id="visit-edit-reset", color="secondary", size="sm", outline=True)], className="mt-2"),
@@ -172,7 +179,7 @@ def register_callbacks(app: Dash, workspace: Workspace, explainers: PatientExpla
         return no_update if visit is None else visit
 
     @app.callback(
-        Output("visit-edit-table", "data"), Output("whatif-store", "data"), Output("visit-edit-errors", "children"),
+        Output("visit-edit-table", "rowData"), Output("whatif-store", "data"), Output("visit-edit-errors", "children"),
         Input("selected-visit", "data"), Input("visit-edit-reset", "n_clicks"), State("patient-id", "data"),
     )
     def show_stored_visit(t, _reset, patient_id):
@@ -181,7 +188,7 @@ def register_callbacks(app: Dash, workspace: Workspace, explainers: PatientExpla
 
     @app.callback(
         Output("whatif-store", "data", allow_duplicate=True), Output("visit-edit-errors", "children", allow_duplicate=True),
-        Input("visit-edit-apply", "n_clicks"), State("visit-edit-table", "data"), State("selected-visit", "data"),
+        Input("visit-edit-apply", "n_clicks"), State("visit-edit-table", "rowData"), State("selected-visit", "data"),
         State("patient-id", "data"), State("shap-background", "value"), prevent_initial_call=True,
     )
     def apply_what_if(_clicks, rows, t, patient_id, background):

@@ -26,7 +26,7 @@ VERDICTS = ("agree", "disagree", "uncertain")
 ENDPOINTS = ("login", "dependencies", "case_page", "case_layout", "case_render", "tile", "visit_table", "whatif_apply", "whatif_show", "review_save")
 CALLBACK_OUTPUTS = {  # endpoint -> an output that names its callback
     "case_render": "page-content.children",
-    "visit_table": "visit-edit-table.data",
+    "visit_table": "visit-edit-table.rowData",
     "whatif_apply": "whatif-store.data@",
     "whatif_show": "patient-risk.figure",
     "review_save": "review-versions.data",
@@ -217,14 +217,14 @@ class Reviewer:
     async def what_if(self, session: aiohttp.ClientSession, patient_id: str, visit: int) -> None:
         table = await self._callback(session, "visit_table", {("selected-visit", "data"): visit, ("visit-edit-reset", "n_clicks"): None,
                                                                ("patient-id", "data"): patient_id}, ["selected-visit.data"])
-        rows = table["visit-edit-table"]["data"]
+        rows = table["visit-edit-table"]["rowData"]
         ranged = [r for r in rows if re.fullmatch(r"-?[\d.]+ – -?[\d.]+", str(r.get("range", "")))]
         if not ranged:
             raise StepFailed(f"visit_table: no editable numeric value for {patient_id}")
         row = self.rng.choice(ranged)
         low, high = (float(v) for v in row["range"].split(" – "))
         row["value"] = round(self.rng.uniform(low, high), 1)
-        applied = await self._callback(session, "whatif_apply", {("visit-edit-apply", "n_clicks"): 1, ("visit-edit-table", "data"): rows,
+        applied = await self._callback(session, "whatif_apply", {("visit-edit-apply", "n_clicks"): 1, ("visit-edit-table", "rowData"): rows,
                                                                   ("selected-visit", "data"): visit, ("patient-id", "data"): patient_id},
                                        ["visit-edit-apply.n_clicks"])
         store = applied.get("whatif-store", {}).get("data")
