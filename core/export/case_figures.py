@@ -21,7 +21,7 @@ from core.export.slide_figure import SlideRegion, slide_figure, viewport_region
 from core.heatmaps.overlay import TUMOUR_LAYER, OverlayStyle
 from core.heatmaps.slide_heatmap import latest_cached_heatmap, slide_heatmap_by_key
 from core.models.report_text import clean_report, token_spans
-from core.slides.adjust import display_adjustment
+from core.slides.adjust import adjustment_of
 from core.store.annotations import current_regions
 from core.store.cases import CaseSummary, case_summary, nearest_by_day, slide_record
 from core.store.reviews import current_reviews
@@ -162,7 +162,7 @@ def _slide_figure(workspace: Workspace, view: CaseView) -> ReportFigure:
     elif view.bounds and view.max_zoom is not None:
         region = viewport_region(view.bounds, int(view.max_zoom))
     style = OverlayStyle(**view.style) if heat is not None and view.style else None
-    adjustment = display_adjustment({k: str(v) for k, v in view.adjustment.items() if v is not None})  # as the viewer's tiles
+    adjustment = adjustment_of(view.adjustment)  # as the viewer's tiles
     shown = current_regions(workspace.store, view.slide_id)
     if view.annotation_authors is not None:
         shown = [r for r in shown if r.author in set(view.annotation_authors)]

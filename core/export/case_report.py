@@ -16,7 +16,7 @@ from core.export.report_pdf import build_case_report_pdf
 from core.export.slide_thumbnail import slide_thumbnail
 from core.heatmaps.grade_comparison import grade_comparisons
 from core.heatmaps.grade_group import SPECIMEN_LABELS
-from core.slides.adjust import display_adjustment
+from core.slides.adjust import adjustment_of
 from core.store.cases import case_summary
 from core.store.reviews import MODALITIES, Consensus, consensus, review_history
 from core.workspace import Workspace, attribute_texts
@@ -87,7 +87,7 @@ def _modality_summary(workspace: Workspace, view: CaseView, modality: str, diagn
     slide thumbnails with the overlay, or the report excerpt with LIME highlights."""
     summary = ModalitySummary(modality, [("Diagnosis", "; ".join(diagnoses) or "no model output stored"), ("Consensus", agreement.line())])
     if modality == "slide":
-        shown = display_adjustment({k: str(v) for k, v in view.adjustment.items() if v is not None})  # the viewer's slide as it showed it
+        shown = adjustment_of(view.adjustment)  # the viewer's slide as it showed it
         summary.thumbnails = [slide_thumbnail(workspace, slide_id, adjustment=shown if slide_id == view.slide_id else None)[::-1]
                               for slide_id in subjects[:MAX_THUMBNAILS]]
     if modality == "report" and workspace.models_for("report"):

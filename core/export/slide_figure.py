@@ -106,7 +106,7 @@ def slide_figure(workspace: Workspace, slide_id: str, *, region: SlideRegion | N
                   else Provenance("", "", "", settings))
     caption = f"Slide {slide_id} · region {region.describe()} @ {mpp:g} µm/px"
     if not adjustment.is_identity:
-        caption += f" · brightness {adjustment.brightness:g}, contrast {adjustment.contrast:g}, gamma {adjustment.gamma:g}"
+        caption += f" · {adjustment.describe()}"
     if heat is not None:
         caption += f" · layer {layer_label(style.layer)} · model {heat.model_id} · opacity {opacity:g}"
     fig = _figure(image, heat, style, region.width * mpp, caption)

@@ -43,6 +43,5 @@ def slide_thumbnail(workspace: Workspace, slide_id: str, width: int = 360, adjus
     buffer = io.BytesIO()
     Image.fromarray(image, "RGB").save(buffer, "PNG")
     overlay = f"tumour ≥ {THUMBNAIL_STYLE.threshold:g}, {heat.params.overlap:.0%} overlap" if heat is not None else "no heatmap stored"
-    adjusted = "" if adjustment.is_identity else (f" · brightness {adjustment.brightness:g}, contrast {adjustment.contrast:g}, "
-                                                  f"gamma {adjustment.gamma:g}")
+    adjusted = "" if adjustment.is_identity else f" · {adjustment.describe()}"
     return buffer.getvalue(), f"{slide_id}" + (f" · label {label}" if label else "") + f" · {overlay}{adjusted}"

@@ -37,6 +37,10 @@ class DisplayAdjustment:
         """For cache keys: every adjustment is cached apart from the others."""
         return self.brightness, self.contrast, self.gamma
 
+    def describe(self) -> str:
+        """For captions: "brightness 1.2, contrast 1, gamma 0.8"."""
+        return ", ".join(f"{name} {value:g}" for name, value in zip(ADJUSTMENT_NAMES, self.key(), strict=True))
+
     def query(self) -> dict[str, str]:
         """The values that differ from 1, as a URL query names them (none at the defaults)."""
         return {name: f"{value:g}" for name, value in zip(ADJUSTMENT_NAMES, self.key(), strict=True) if value != 1.0}
@@ -85,6 +89,12 @@ def parse_adjustment(query: Mapping[str, str], prefix: str = "") -> tuple[Displa
         else:
             values[name] = float(raw)
     return DisplayAdjustment(**values), problems
+
+
+def adjustment_of(values: Mapping[str, object]) -> DisplayAdjustment:
+    """The adjustment of a control's or a view's values by name (a value None or absent counts as 1); a value that
+    cannot be used is a ``PathReviewError`` naming it."""
+    return display_adjustment({name: str(value) for name, value in values.items() if value is not None})
 
 
 def display_adjustment(query: Mapping[str, str], prefix: str = "") -> DisplayAdjustment:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from sqlalchemy import ColumnElement, Float, FromClause, Select, String, and_, case, cast, exists, func, null, or_, select, true, union_all
 from sqlalchemy.orm import QueryableAttribute, Session
@@ -280,6 +280,11 @@ def _escaped(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+def finite_number(value: object) -> TypeGuard[float]:
+    """A real number: not a bool, not NaN or infinite."""
+    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
+
+
 def _filter_condition(sql: _CohortSql, f: ColumnFilter) -> ColumnElement[bool]:
     if f.column not in sql.filters:
         raise PathReviewError(f"cannot filter by {f.column!r}; choose one of {', '.join(sql.filters)}")
@@ -300,10 +305,10 @@ def _filter_condition(sql: _CohortSql, f: ColumnFilter) -> ColumnElement[bool]:
             "equals": low.like(text, escape="\\"), "notEqual": or_(expr.is_(None), ~low.like(text, escape="\\")),
             "startsWith": low.like(f"{text}%", escape="\\"), "endsWith": low.like(f"%{text}", escape="\\"),
         }[f.op]
-    if isinstance(f.value, bool) or not isinstance(f.value, int | float) or not math.isfinite(f.value):
+    if not finite_number(f.value):
         raise PathReviewError(f"the {f.op} filter on {f.column!r} needs a number")
     if f.op == "inRange":
-        if isinstance(f.value_to, bool) or not isinstance(f.value_to, int | float) or not math.isfinite(f.value_to):
+        if not finite_number(f.value_to):
             raise PathReviewError(f"the range filter on {f.column!r} needs two numbers")
         return expr.between(min(f.value, f.value_to), max(f.value, f.value_to))
     return {

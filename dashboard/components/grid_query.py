@@ -9,7 +9,7 @@ import math
 from collections.abc import Mapping
 
 from core.errors import PathReviewError
-from core.store.cohort import FILTER_KINDS, ColumnFilter
+from core.store.cohort import FILTER_KINDS, ColumnFilter, finite_number
 
 FILTER_PREFIX = "f."
 AG_FILTERS = {"text": "agTextColumnFilter", "number": "agNumberColumnFilter"}
@@ -32,7 +32,7 @@ def store_sort(sort_model: list[dict] | None, sortable: list[str], default: str 
 
 
 def _number(value: object, column: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if not finite_number(value):
         raise PathReviewError(f"the filter on {column!r} needs a number, not {value!r}")
     return float(value)
 

@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 import dash_bootstrap_components as dbc
 from dash import Dash, Input, Output, dcc, html
 
-from core.slides.adjust import ADJUSTMENT_NAMES, ADJUSTMENT_RANGE, DisplayAdjustment, display_adjustment, parse_adjustment
+from core.slides.adjust import ADJUSTMENT_NAMES, ADJUSTMENT_RANGE, DisplayAdjustment, adjustment_of, parse_adjustment
 
 LABELS = {"brightness": "Brightness", "contrast": "Contrast", "gamma": "Gamma"}
 
@@ -32,8 +32,7 @@ def link_adjustment(query: Mapping[str, str], problems: list[str], prefix: str =
 
 def shown_adjustment(brightness: object, contrast: object, gamma: object) -> DisplayAdjustment:
     """The adjustment of the control's values; a box left empty counts as 1. ``PathReviewError`` for a value out of range."""
-    given = {n: str(v) for n, v in zip(ADJUSTMENT_NAMES, (brightness, contrast, gamma), strict=True) if v is not None}
-    return display_adjustment(given)
+    return adjustment_of(dict(zip(ADJUSTMENT_NAMES, (brightness, contrast, gamma), strict=True)))
 
 
 def tile_url(slide_id: str, adjustment: DisplayAdjustment, normalised_for: str | None = None) -> str:
