@@ -20,9 +20,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from core.demo.patch_dataset import PATCH_CLASSES, PATCH_MPP, PATCH_PX  # noqa: E402
 from core.demo.slide_synthesis import BASE_MPP, GG3, GG4, SlidePlan, TextureBanks, texture_bank, write_slide  # noqa: E402
 from core.device import compute_device  # noqa: E402
-from core.heatmaps.inference import classify_patches, predict_slide, read_patch_batches  # noqa: E402
+from core.heatmaps.inference import classify_patches, predict_slide  # noqa: E402
 from core.models.patch_cnn import PatchResNet  # noqa: E402
 from core.slides.grid import PatchGrid, patch_grid  # noqa: E402
+from core.slides.patches import read_patch_batches  # noqa: E402
 from core.slides.reader import open_slide  # noqa: E402
 from core.slides.tissue import detect_tissue  # noqa: E402
 

@@ -24,11 +24,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.device import compute_device  # noqa: E402
-from core.heatmaps.inference import read_patch_batches  # noqa: E402
 from core.heatmaps.region_refinement import READ_WORKERS, Region, encode_patches, region_grid  # noqa: E402
 from core.models.clam import CLAMSB  # noqa: E402
 from core.models.manifest import PatchEncoderSpec  # noqa: E402
 from core.models.vit import VisionTransformer  # noqa: E402
+from core.slides.patches import read_patch_batches  # noqa: E402
 
 ENCODERS = {"large": {"img_size": 224, "patch_size": 16, "embed_dim": 1024, "depth": 24, "num_heads": 16, "init_values": 1e-5},
             "small": {"img_size": 224, "patch_size": 16, "embed_dim": 384, "depth": 12, "num_heads": 6}}

@@ -21,6 +21,7 @@ from core.demo.train_patch import predict_patches
 from core.demo.train_report import report_probabilities
 from core.demo.train_sequence import visit_risks
 from core.models.visit_encoding import encode_sequences
+from core.slides.slide_stain import slide_input
 from core.store.schema import Patient, Prediction, Report, Slide
 
 AUC_RANGE = (0.80, 0.97)
@@ -62,7 +63,8 @@ def held_out_slides(workspace, held_out):
     for slide in slides:
         class_map = np.asarray(Image.open(workspace.slides_dir / slide.mask_file))
         patches = slide_patches(slide.id, workspace.slides_dir / slide.file, class_map)
-        probs, feats = predict_patches(cnn.module.cpu(), patches.images, input_spec=cnn.manifest.input)  # as declared
+        reads = slide_input(workspace, slide.id, cnn.manifest.input)  # as declared: with the slide's own stains
+        probs, feats = predict_patches(cnn.module.cpu(), patches.images, input_spec=reads)
         with torch.no_grad():
             logits, attention = mil.module.cpu()(torch.from_numpy(feats).float())
             bag_probs, contribution = lse.module.cpu()(torch.from_numpy(feats).float())

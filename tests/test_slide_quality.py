@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 from sqlalchemy import select
 
-from core.demo.patch_dataset import slide_patches
+from core.demo.patch_dataset import PATCH_MPP, PATCH_PX, slide_patches
+from core.demo.slide_synthesis import BASE_MPP
 from core.demo.train_patch import held_out_auc_with_and_without_normalisation
 from core.heatmaps.inference import classify_patches
 from core.heatmaps.overlay import _LAYER_CACHE as overlay_grids
@@ -22,6 +23,7 @@ from core.heatmaps.quality_layers import kept_mil_probability, quality_summary, 
 from core.heatmaps.slide_heatmap import compute_heatmap
 from core.heatmaps.slide_layers import slide_layers
 from core.slides.quality import FLAGS, PatchQuality, load_quality, quality_cache_path
+from core.slides.slide_stain import estimate_stain, slide_input, tissue_sample
 from core.slides.tiles import TileService
 from core.store.cohort import cohort_page, worklist_counts
 from core.store.schema import Slide, SlideQuality
@@ -45,7 +47,7 @@ def heat(own):
 
 def test_the_demo_patch_model_declares_macenko(workspace):
     spec = workspace.manifest("patch-cnn").input
-    assert spec.stain_normalisation == "macenko"
+    assert spec.stain_normalisation == "macenko" and spec.stain_fit == "slide" and spec.stain_source is None
     assert len(spec.stain_target.stain_matrix) == 3 and len(spec.stain_target.max_concentrations) == 2
     assert spec.stain_statistics is not None and spec.stain_statistics.n_patches > 100
 
@@ -54,10 +56,20 @@ def test_inference_applies_the_declared_normalisation(own, heat):
     model = own.model("patch-cnn")
     idx = list(range(min(24, len(heat.probs))))
     patches = read_heatmap_patches(own, heat, idx)
-    declared = classify_patches(model.module, model.device, patches, 8, model.manifest.input)
+    bound = slide_input(own, SLIDE, model.manifest.input)
+    with own.store.session() as s:
+        file = s.get(Slide, SLIDE).file
+    # The slide's stains: estimated once, from an even sample of its tissue patches, and kept in the workspace cache.
+    assert bound.stain_source == estimate_stain(tissue_sample(own.slides_dir / file, BASE_MPP, PATCH_PX, PATCH_MPP), "macenko")
+    assert len(list((own.cache_dir / "stain").glob("*.json"))) == 1
+    declared = classify_patches(model.module, model.device, patches, 8, bound)
+    per_patch = classify_patches(model.module, model.device, patches, 8, model.manifest.input.model_copy(update={"stain_fit": "patch"}))
     raw = classify_patches(model.module, model.device, patches, 8)
     assert np.allclose(heat.probs[idx], declared, atol=1e-4)
     assert not np.allclose(heat.probs[idx], raw, atol=1e-3)
+    assert not np.allclose(heat.probs[idx], per_patch, atol=1e-3)
+    with pytest.raises(ValueError, match="per slide"):  # the unbound spec never reads a slide's patches by mistake
+        classify_patches(model.module, model.device, patches, 8, model.manifest.input)
 
 
 def test_quality_is_measured_in_the_heatmaps_pass_and_drawn_as_layers(own, heat):
@@ -152,39 +164,35 @@ def test_worklist_shows_the_worst_flag_and_filters_by_it(own, heat):
     assert all((p in measured) != (v["qc"] == "not run") for p, v in rows.items())
 
 
+TRAINING_SEEDS = (1, 2, 3)  # one CNN's held-out AUC moves by about 0.01 with its seed: the claim is on their mean
+
+
 @pytest.fixture(scope="module")
-def held_out_aucs(workspace, held_out) -> tuple[float, float]:
-    """Held-out AUC of the patch CNN trained and scored with Macenko, and of the same without, on the demo's held-out patients."""
+def held_out_aucs(workspace, held_out) -> tuple[list[float], list[float]]:
+    """Held-out AUCs (one per training seed) of the patch CNN trained and scored with Macenko fitted per slide, and of the
+    same without, at the demo's own training size, on the demo's held-out patients: the lab's own and referred men."""
     with workspace.store.session() as s:
         slides = list(s.scalars(select(Slide).order_by(Slide.id)))
-    train, test = [], []
+    train, test, sources = [], [], {}
     for slide in slides:
         labels = np.asarray(Image.open(workspace.slides_dir / slide.mask_file))
         patches = slide_patches(slide.id, workspace.slides_dir / slide.file, labels)
+        sources[slide.id] = estimate_stain(tissue_sample(workspace.slides_dir / slide.file, BASE_MPP, PATCH_PX, PATCH_MPP), "macenko")
         (test if slide.patient_id in held_out else train).append(patches)
-    return held_out_auc_with_and_without_normalisation(train, test, per_class=300, epochs=3, seed=7)
+    return held_out_auc_with_and_without_normalisation(train, test, sources, per_class=1000, epochs=4, seeds=TRAINING_SEEDS)
 
 
-# Measured on the demo: 0.944 with Macenko, 0.965 without (the cost, 0.021, is inside the bound with 0.009 to spare).
-NORMALISATION_COST = 0.03  # a normalisation that loses what tells the patterns apart costs far more
-NORMALISATION_DOES_NOT_HELP_YET = (
-    "per-patch Macenko costs the demo's patch CNN held-out AUC (0.944 with, 0.965 without): the demo's benign patches "
-    "hold a median 2.6 % stained pixels (its stroma is paler than Io e^-beta), so each patch's stain fit rests on a few "
-    "nuclei and moves with the slide's stain, while the training slides already span the demo's stain range (log gain "
-    "SD 0.2), which the raw CNN learns. Slides rendered by Beer-Lambert from H and E concentrations, with held-out "
-    "patients stained at other labs (stain vectors turned 25-35 degrees), gave Macenko 0.857-0.965 against raw "
-    "0.829-0.969 over 7 training seeds: a mean gain of 0.009, inside the seed-to-seed spread, so no demo of that kind "
-    "was adopted"
-)
+# Measured on the demo (seeds 1, 2, 3): 0.986 / 0.983 / 0.985 with Macenko per slide, 0.970 / 0.912 / 0.982 without.
+NORMALISATION_COST = 0.01  # what a normalisation may lose on one seed; one that loses what tells the patterns apart loses more
 
 
 def test_normalisation_costs_little_held_out_auc(held_out_aucs):
-    with_norm, without = held_out_aucs
-    assert with_norm >= without - NORMALISATION_COST
+    for with_norm, without in zip(*held_out_aucs):
+        assert with_norm >= without - NORMALISATION_COST
 
 
-@pytest.mark.xfail(strict=True, reason=NORMALISATION_DOES_NOT_HELP_YET)
 def test_normalisation_raises_held_out_auc(held_out_aucs):
-    """What declaring the normalisation should gain when slides differ in stain."""
+    """The referred men's slides were stained darker or paler than any the CNN was trained on: read through the
+    declared normalisation they are classified as well as the lab's own; read as scanned, less well."""
     with_norm, without = held_out_aucs
-    assert with_norm > without
+    assert np.mean(with_norm) > np.mean(without)

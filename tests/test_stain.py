@@ -14,6 +14,7 @@ from torchstain.numpy.normalizers.reinhard import NumpyReinhardNormalizer
 from core.errors import ModelLoadError
 from core.heatmaps.inference import classify_patches
 from core.models.manifest import InputSpec, StainTarget, read_manifest
+from core.slides.slide_stain import bound_to_slide, estimate_stain, sample_indices
 from core.slides.stain import (
     REFERENCE_MAX_CONCENTRATIONS,
     REFERENCE_STAIN_MATRIX,
@@ -21,6 +22,7 @@ from core.slides.stain import (
     fit_reinhard,
     macenko_normalise,
     macenko_stains,
+    macenko_transfer,
     masked_percentile,
     model_input,
     normalise_stain,
@@ -122,6 +124,81 @@ def test_macenko_matches_the_reference_when_the_stains_vary_against_each_other()
     assert stains.max_concentrations[0].numpy() == pytest.approx(reference.maxCRef, rel=1e-4)
 
 
+def _one_slide(rng: np.random.Generator, n: int = 6, px: int = 64) -> np.ndarray:
+    """Patches of one slide: one lab's stain, some patches mostly stroma, some crowded with nuclei."""
+    h_vec, e_vec, intensity = shifted_stain(rng)
+    out = []
+    for k in range(n):
+        h, e = concentrations(rng, px)
+        out.append(render(intensity * h * (0.3 if k % 2 else 1.6), intensity * e, rng, h_vec, e_vec))
+    return np.stack(out)
+
+
+def test_macenko_per_slide_is_the_reference_with_the_slide_as_its_image():
+    """The slide's patches tiled into one image and normalised by the reference give, patch by patch, what each patch
+    gives when rebuilt with the slide's estimate."""
+    slide = _one_slide(np.random.default_rng(21))
+    mosaic = slide.reshape(-1, slide.shape[2], 3)
+    source = estimate_stain(slide, "macenko")
+    reference = NumpyMacenkoNormalizer()
+    reference.fit(mosaic)
+    assert np.array(source.stain_matrix) == pytest.approx(reference.HERef, abs=1e-4)
+    assert np.array(source.max_concentrations) == pytest.approx(reference.maxCRef, rel=1e-4)
+    expected = NumpyMacenkoNormalizer().normalize(mosaic, stains=False)[0].reshape(slide.shape)
+    got = normalise_stain(torch.from_numpy(slide), bound_to_slide(_macenko_spec().model_copy(update={"stain_fit": "slide"}), source)).numpy()
+    assert np.abs(got.astype(int) - expected).max() <= TOLERANCE
+
+
+def test_a_slides_estimate_maps_one_colour_to_one_colour():
+    """A 4 x 4 block of the same pixels in a stroma patch and in a patch crowded with nuclei: fitted per patch the block
+    comes out in two colours, fitted per slide in one. Rebuilt with a patch's own estimate, a patch is what the
+    per-patch fit gives, number for number."""
+    slide = _one_slide(np.random.default_rng(22))
+    y, x = np.unravel_index(slide[0, :-4, :-4].sum(-1).argmin(), (60, 60))  # a nucleus, in the first patch
+    block = np.s_[y : y + 4, x : x + 4]
+    slide[1:3][:, block[0], block[1]] = slide[0][block]
+    target = torch.tensor(REFERENCE_STAIN_MATRIX), torch.tensor(REFERENCE_MAX_CONCENTRATIONS)
+    per_patch = macenko_normalise(torch.from_numpy(slide), *target).numpy()
+    # patch 1, mostly eosin, is too pale to fit (left as scanned); patches 0 and 2 are fitted, each to itself
+    assert not np.array_equal(per_patch[0][block], per_patch[1][block])
+    assert np.abs(per_patch[0][block].astype(int) - per_patch[2][block]).max() > TOLERANCE
+    source = estimate_stain(slide, "macenko")
+    per_slide = macenko_transfer(torch.from_numpy(slide), torch.tensor(source.stain_matrix), torch.tensor(source.max_concentrations), *target).numpy()
+    assert np.array_equal(per_slide[0][block], per_slide[1][block]) and np.array_equal(per_slide[0][block], per_slide[2][block])
+    own = macenko_stains(torch.from_numpy(slide))
+    for k in np.flatnonzero(own.fitted.numpy()):  # a patch the per-patch fit gives up on comes back as it was
+        alone = macenko_transfer(torch.from_numpy(slide[k : k + 1]), own.stain_matrix[k], own.max_concentrations[k], *target).numpy()
+        assert np.array_equal(alone[0], per_patch[k])
+
+
+def test_reinhard_per_slide_standardises_by_the_slides_statistics():
+    slide = _one_slide(np.random.default_rng(23))
+    source = estimate_stain(slide, "reinhard")
+    reference = NumpyReinhardNormalizer()
+    reference.fit(slide[0])
+    spec = InputSpec(stain_normalisation="reinhard", stain_fit="slide",
+                     stain_target=StainTarget(lab_means=reference.target_means.tolist(), lab_stds=reference.target_stds.tolist()))
+    expected = reference.normalize(slide.reshape(-1, slide.shape[2], 3)).reshape(slide.shape)  # the slide as one image
+    got = normalise_stain(torch.from_numpy(slide), bound_to_slide(spec, source)).numpy()
+    assert np.abs(got.astype(int) - expected).max() <= TOLERANCE
+
+
+def test_a_slide_without_an_estimate_is_refused_or_passed_through():
+    slide = _one_slide(np.random.default_rng(24), n=2)
+    spec = _macenko_spec().model_copy(update={"stain_fit": "slide"})
+    with pytest.raises(ValueError, match="per slide"):
+        normalise_stain(torch.from_numpy(slide), spec)  # never bound to its slide
+    glass = np.full((3, 32, 32, 3), 242, np.uint8)
+    assert estimate_stain(glass, "macenko") == StainTarget()  # too little stain: nothing to estimate
+    assert np.array_equal(normalise_stain(torch.from_numpy(glass), bound_to_slide(spec, estimate_stain(glass, "macenko"))).numpy(), glass)
+
+
+def test_the_sample_is_even_and_the_same_every_time():
+    assert sample_indices(5).tolist() == [0, 1, 2, 3, 4]
+    picked = sample_indices(1000, 5)
+    assert picked.tolist() == [0, 250, 500, 749, 999] and sample_indices(1000, 5).tolist() == picked.tolist()
+
+
 def test_reinhard_matches_the_reference_on_the_same_images(patches):
     reference = NumpyReinhardNormalizer()
     reference.fit(patches[0])
@@ -150,6 +227,8 @@ def test_manifest_requires_the_target_of_its_method(tmp_path: Path):
         InputSpec(stain_normalisation="macenko")
     with pytest.raises(ValueError, match="lab_means"):
         InputSpec(stain_normalisation="reinhard", stain_target=StainTarget(lab_means=[60, 10, -10]))
+    with pytest.raises(ValueError, match="stain_source"):  # a slide's own stains are estimated by the app, never declared
+        InputSpec.model_validate({**_macenko_spec().model_dump(), "stain_fit": "slide", "stain_source": {"lab_means": [1, 2, 3]}})
     folder = tmp_path / "m"
     folder.mkdir()
     (folder / "model.toml").write_text(

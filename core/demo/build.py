@@ -33,20 +33,21 @@ from core.demo.patch_dataset import PATCH_CLASSES, PATCH_MPP, PATCH_PX, SlidePat
 from core.demo.prostate_history import GRADE_GROUP, ProstateHistory, Specimen, synthesise_history
 from core.demo.report_synthesis import ReportIdentity, report_identity, synthesise_report
 from core.demo.reproducible import reproducible_torch
-from core.demo.slide_synthesis import BASE_MPP, GG3, GG4, GG5, MAP_UM_PER_PX, SlidePlan, artefact_boxes, write_slide_job
+from core.demo.slide_synthesis import BASE_MPP, GG3, GG4, GG5, LAB_NAMES, LAB_STAINS, MAP_UM_PER_PX, SlidePlan, artefact_boxes, write_slide_job
 from core.errors import WorkspaceError
 from core.models.manifest import InputSpec
 from core.models.metrics import binary_metrics, multiclass_metrics
 from core.models.mil import GatedAttentionMIL, InstancePoolingMIL
 from core.models.registry import save_model
 from core.models.visit_encoding import VisitTensors, encode_sequences
+from core.slides.slide_stain import estimate_stain, tissue_sample
 from core.store.database import open_store
 from core.store.schema import ModelRecord, Patient, Prediction, Report, Slide, Visit
 from core.workspace import DEMO_BUILD_MARKER, PatientAttribute, WorkspaceConfig, write_workspace_config
 
 Progress = Callable[[str], None]
 BUILD_MARKER = DEMO_BUILD_MARKER
-DEMO_FORMAT = 8  # bump when generators, training or the stored fields change, so older demo builds are rebuilt
+DEMO_FORMAT = 9  # bump when generators, training or the stored fields change, so older demo builds are rebuilt
 COHORTS = ("prostate", "als")
 
 _PATTERN_CLASS = {3: GG3, 4: GG4, 5: GG5}  # Gleason pattern -> class-map label
@@ -72,6 +73,9 @@ MINOR_MIN_TUMOUR = 0.1  # of the tissue: in a smaller tumour a focus of a few gl
 POORLY_FORMED_BESIDE_4 = (0.05, 0.25)  # of the tumour, beside pattern 4
 POORLY_FORMED_CALLED_4 = 0.5  # an annotator grades a slide's poorly formed glands pattern 4 this often, else pattern 3
 OUTLINE_HABIT = 0.5  # how far an annotator's outlines lean generous (+) or tight (-), uniform in +-this
+# Every other held-out man (by id) was referred from another hospital, the two in turn, and his slides were cut and
+# stained there (``LAB_STAINS``): the slide models are trained on the lab's own slides and validated on both.
+REFERRED_EVERY = 2
 
 
 @dataclass(frozen=True)
@@ -308,9 +312,10 @@ def _visit_baselines(data: VisitTensors, train: np.ndarray, test: np.ndarray, nu
 class _ProstateBuild(_Build):
     def run(self) -> set[str]:
         patients = self.synthesise_patients()
+        test_ids = self.split({p.id: (p.specimens[0].stated is not None, p.history.progression_day is not None) for p in patients})
+        self.refer(patients, test_ids)
         class_maps = self.write_slides(patients)
         self.write_reports(patients, class_maps)
-        test_ids = self.split({p.id: (p.specimens[0].stated is not None, p.history.progression_day is not None) for p in patients})
         visits = [[(v.day, v.features, v.label) for v in p.history.visits] for p in patients]
         models = [
             *self.train_slide_models(patients, class_maps, test_ids),
@@ -333,7 +338,8 @@ class _ProstateBuild(_Build):
                         "reports, and models trained on them.",
             models=models,
             patient_attributes={"age": PatientAttribute(label="Age", unit="years"), "sex": PatientAttribute(label="Sex"),
-                                "clinical_stage": PatientAttribute(label="Clinical stage")},
+                                "clinical_stage": PatientAttribute(label="Clinical stage"),
+                                "stained_at": PatientAttribute(label="Slides stained at")},
         ))
         self.store.dispose()
         return test_ids
@@ -377,6 +383,18 @@ class _ProstateBuild(_Build):
             plan = SlidePlan(width, height, specimen.kind, with_tumour, seed, blur=blur, pen=pen, **layout)  # type: ignore[arg-type]
             slides.append(_SlideOfSpecimen(f"{pid}-S{first + k}", plan))
         return slides
+
+    def refer(self, patients: list[_DemoPatient], test_ids: set[str]) -> None:
+        """Every ``REFERRED_EVERY``-th held-out man was referred from another hospital (the two in turn): his slides
+        carry its staining; each man's record names where his slides were stained."""
+        referred = {pid: 1 + k % (len(LAB_STAINS) - 1) for k, pid in enumerate(sorted(test_ids)[::REFERRED_EVERY])}
+        for p in patients:
+            lab = referred.get(p.id, 0)
+            for sp in p.specimens:
+                sp.slides = [_SlideOfSpecimen(sl.id, replace(sl.plan, lab=lab)) for sl in sp.slides]
+        with self.store.session() as s:
+            for p in s.scalars(select(Patient)):
+                p.attributes = {**p.attributes, "stained_at": LAB_NAMES[referred.get(p.id, 0)]}
 
     def _make_discordant(self, patients: list[_DemoPatient]) -> None:
         """A fixed share of the reports state a grade one step off the slides' (a pathologist's over- or under-call)."""
@@ -439,13 +457,19 @@ class _ProstateBuild(_Build):
         for sid in slide_owner:
             patches[sid] = slide_patches(sid, self.root / "slides" / f"{sid}.tiff", class_maps[sid])
         self.say(f"patches read through OpenSlide: {sum(len(p.label) for p in patches.values())}")
+        # Each slide's stains, as the app estimates them for a model that fits stains per slide (from the same sample).
+        sources = {sid: estimate_stain(tissue_sample(self.root / "slides" / f"{sid}.tiff", BASE_MPP, PATCH_PX, PATCH_MPP), "macenko")
+                   for sid in slide_owner}
         train = [patches[s] for s, o in slide_owner.items() if o not in test_ids and s not in self.scored_only]
         test = [patches[s] for s, o in slide_owner.items() if o in test_ids]
-        x, y = train_patch.training_patches(train, self.rng, self.spec.patches_per_class)
+        keep = train_patch.training_indices(train, self.rng, self.spec.patches_per_class)
+        x, y = np.concatenate([p.images for p in train])[keep], np.concatenate([p.label for p in train])[keep]
         cnn_input = train_patch.macenko_input(x, self.rng, InputSpec(patch_size_px=PATCH_PX, mpp=PATCH_MPP))
-        cnn = train_patch.train_patch_cnn(x, y, self.spec.cnn_epochs, self.spec.seed, self.say, cnn_input)
-        tx, ty = train_patch.all_patches(test)  # every tissue patch of the held-out patients, not only pure ones
-        probs, _ = train_patch.predict_patches(cnn, tx, input_spec=cnn_input)
+        seen = {p.slide_id: p for p in train_patch.as_read(list(patches.values()), cnn_input, sources)}  # as the model reads them
+        cnn = train_patch.train_patch_cnn(np.concatenate([seen[p.slide_id].images for p in train])[keep], y, self.spec.cnn_epochs,
+                                          self.spec.seed, self.say)
+        tx, ty = train_patch.all_patches([seen[p.slide_id] for p in test])  # every tissue patch of the held-out patients, not only pure ones
+        probs, _ = train_patch.predict_patches(cnn, tx)
         cnn_id = self._register({
             "id": "patch-cnn", "name": "Gleason pattern patch classifier",
             "description": f"ResNet-style CNN on {PATCH_PX}x{PATCH_PX} px patches at {PATCH_MPP} um/px; "
@@ -463,7 +487,7 @@ class _ProstateBuild(_Build):
         slide_ids: list[str] = []
         called: list[float] = []  # the trivial slide baseline: the fraction of a slide's patches called pattern 4 or 5
         for sid, owner in slide_owner.items():
-            patch_probs, feats = train_patch.predict_patches(cnn, patches[sid].images, input_spec=cnn_input)
+            patch_probs, feats = train_patch.predict_patches(cnn, seen[sid].images)
             called.append(float(np.isin(patch_probs.argmax(1), (2, 3)).mean()))
             bags.append(feats)
             owners.append(owner)

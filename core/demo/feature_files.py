@@ -165,7 +165,8 @@ def write_demo_feature_heads(root: Path, store: CaseStore, cnn_id: str, bags: di
                               "params": dict(cnn.params), "weights": "encoder.safetensors",
                               "weights_sha256": file_sha256(folder / "encoder.safetensors"), "licence": ENCODER_LICENCE,
                               "patch_size_px": PATCH_PX, "mpp": PATCH_MPP, "channel_mean": (0.0, 0.0, 0.0), "channel_std": (1.0, 1.0, 1.0),
-                              "stain_normalisation": cnn.input.stain_normalisation, "stain_target": cnn.input.stain_target.model_dump()},
+                              "stain_normalisation": cnn.input.stain_normalisation, "stain_target": cnn.input.stain_target.model_dump(),
+                              "stain_fit": cnn.input.stain_fit},
             "metrics": binary_metrics(np.array([labels[s] for s in test]), scores, split="held-out patients' slides"),
         }, head)
         with store.session() as s:

@@ -48,6 +48,7 @@ class SlidePlan:
     poorly_formed_share: float = 0.0  # of the tumour area: small foci of poorly formed glands within the primary pattern
     poorly_formed_as: int = GG3  # the annotator's grade of those glands: GG3 or GG4
     outline: float = 0.0  # the annotator's habit: generous (> 0, outlines pushed out more often) or tight (< 0)
+    lab: int = 0  # where the slide was cut and stained: 0 the lab's own, else a referring hospital's (``LAB_STAINS``)
 
 
 @dataclass(frozen=True)
@@ -249,6 +250,13 @@ def class_map(plan: SlidePlan) -> SlideMaps:
 
 
 PEN_COLOURS = ((40, 70, 160), (30, 120, 70), (40, 40, 50))  # blue, green, black marker
+# Each lab's staining protocol as a per-channel optical-density gain (R, G, B) over the slide's own variation: the
+# lab's own (1, 1, 1); a referring hospital whose slides come out darker (longer in the dyes, or thicker sections) and
+# one whose come out paler (fresher differentiation, or thinner sections).
+LAB_STAINS = ((1.0, 1.0, 1.0), (1.6, 1.6, 1.6), (0.65, 0.65, 0.65))
+STAIN_BATCH_SD = 0.1
+WHITE_BALANCE = (0.96, 1.0)
+LAB_NAMES = ("own laboratory", "referring hospital A", "referring hospital B")
 
 
 class TextureBanks:
@@ -276,9 +284,9 @@ class TextureBanks:
 
 @dataclass(frozen=True)
 class SlideStain:
-    """A slide's stain and scanner colour (a per-channel optical-density gain and white balance, as lookup tables), the
-    texture variants its artefacts need, and per artefact value (none, BLURRED, INKED) the offset of its variant's
-    textures in the slide's bank (a cell's texture is class + offset)."""
+    """A slide's stain and scanner colour (a per-channel optical-density gain, its lab's protocol times the slide's own
+    variation, and a white balance, as lookup tables), the texture variants its artefacts need, and per artefact value
+    (none, BLURRED, INKED) the offset of its variant's textures in the slide's bank (a cell's texture is class + offset)."""
 
     luts: np.ndarray  # (3, 256) uint8
     variants: tuple[str, ...]
@@ -294,7 +302,9 @@ class SlideStain:
 
 def slide_stain(plan: SlidePlan) -> SlideStain:
     rng = np.random.default_rng([plan.seed, 1])
-    gain, white = np.exp(rng.normal(0, 0.2, 3)), rng.uniform(0.93, 1.0, 3)
+    # Within one lab slides vary from batch to batch (log gain SD 0.1 per channel) and scanners' white balance a little.
+    gain = np.exp(rng.normal(0, STAIN_BATCH_SD, 3)) * np.asarray(LAB_STAINS[plan.lab])
+    white = rng.uniform(WHITE_BALANCE[0], WHITE_BALANCE[1], 3)
     levels = np.arange(256) / 255.0
     luts = np.stack([np.clip(255 * white[c] * levels ** gain[c], 0, 255) for c in range(3)]).astype(np.uint8)
     n = len(TEXTURE_NAMES)

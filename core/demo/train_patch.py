@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -11,11 +12,12 @@ from torch import nn
 from core.demo.patch_dataset import PATCH_CLASSES, SlidePatches
 from core.demo.reproducible import reproducible_torch
 from core.heatmaps.inference import classify_and_embed_patches
-from core.models.manifest import InputSpec, StainTarget
+from core.models.manifest import InputSpec, StainFit, StainTarget
 from core.models.metrics import multiclass_metrics
 from core.models.mil import GatedAttentionMIL
 from core.models.patch_cnn import PatchResNet
 from core.slides.quality import measure_patches, stain_statistics
+from core.slides.slide_stain import bound_to_slide
 from core.slides.stain import fit_macenko, normalise_stain
 
 Progress = Callable[[str], None]
@@ -28,13 +30,13 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)
 
 
-def macenko_input(images: np.ndarray, rng: np.random.Generator, base: InputSpec) -> InputSpec:
-    """``base`` declaring Macenko normalisation, its target fitted on a mosaic of training patches, and the training
-    patches' stain statistics (what quality control compares a slide's stain with)."""
+def macenko_input(images: np.ndarray, rng: np.random.Generator, base: InputSpec, fit: StainFit = "slide") -> InputSpec:
+    """``base`` declaring Macenko normalisation with its stains estimated per ``fit``, its target fitted on a mosaic of
+    training patches, and the training patches' stain statistics (what quality control compares a slide's stain with)."""
     pick = rng.choice(len(images), size=min(TARGET_MOSAIC_PATCHES, len(images)), replace=False)
     matrix, max_c = fit_macenko(torch.from_numpy(np.concatenate(list(images[pick]), 0)))
     vectors = np.concatenate([measure_patches(images[s : s + 512], torch.device("cpu")).stain_vectors for s in range(0, len(images), 512)])
-    return base.model_copy(update={"stain_normalisation": "macenko",
+    return base.model_copy(update={"stain_normalisation": "macenko", "stain_fit": fit,
                                    "stain_target": StainTarget(stain_matrix=matrix, max_concentrations=max_c),
                                    "stain_statistics": stain_statistics(vectors)})
 
@@ -45,23 +47,34 @@ def normalised(images: np.ndarray, spec: InputSpec, batch_size: int = 512) -> np
                            for s in range(0, len(images), batch_size)]) if len(images) else images
 
 
+def as_read(slides: Sequence[SlidePatches], spec: InputSpec, sources: dict[str, StainTarget]) -> list[SlidePatches]:
+    """Each slide's patches as a model with ``spec`` reads them: stain-normalised as it declares, with the slide's own
+    stains (``sources``, by slide id) when it estimates them per slide."""
+    return [replace(s, images=normalised(s.images, bound_to_slide(spec, sources[s.slide_id]) if spec.stain_fit == "slide" else spec))
+            for s in slides]
+
+
 def _augment(x: torch.Tensor) -> torch.Tensor:
     if torch.rand(()) < 0.5:
         x = x.flip(3)
     return torch.rot90(x, int(torch.randint(0, 4, ())), dims=(2, 3))
 
 
-def training_patches(slides: list[SlidePatches], rng: np.random.Generator, per_class: int,
-                     min_purity: float = 0.75) -> tuple[np.ndarray, np.ndarray]:
-    images = np.concatenate([s.images for s in slides])
+def training_indices(slides: Sequence[SlidePatches], rng: np.random.Generator, per_class: int, min_purity: float = 0.75) -> np.ndarray:
+    """Up to ``per_class`` mostly pure patches of each class, drawn at random, as indices into the slides' patches in order."""
     labels = np.concatenate([s.label for s in slides])
     pure = np.concatenate([(s.purity >= min_purity) & (s.tissue >= 0.5) for s in slides])
     per_class_keep = []
     for k in range(len(PATCH_CLASSES)):
         idx = np.flatnonzero(pure & (labels == k))
         per_class_keep.append(rng.choice(idx, size=min(per_class, len(idx)), replace=False))
-    keep = np.concatenate(per_class_keep)
-    return images[keep], labels[keep]
+    return np.concatenate(per_class_keep)
+
+
+def training_patches(slides: Sequence[SlidePatches], rng: np.random.Generator, per_class: int,
+                     min_purity: float = 0.75) -> tuple[np.ndarray, np.ndarray]:
+    keep = training_indices(slides, rng, per_class, min_purity)
+    return np.concatenate([s.images for s in slides])[keep], np.concatenate([s.label for s in slides])[keep]
 
 
 def all_patches(slides: list[SlidePatches]) -> tuple[np.ndarray, np.ndarray]:
@@ -150,17 +163,23 @@ def mil_scores(model: nn.Module, bags: list[np.ndarray]) -> np.ndarray:
     return np.array([float(mil_log_probs(model, torch.from_numpy(b).float()).exp()[1]) for b in bags])
 
 
-def held_out_auc_with_and_without_normalisation(train: list[SlidePatches], test: list[SlidePatches], per_class: int, epochs: int,
-                                                seed: int, progress: Progress = lambda message: None) -> tuple[float, float]:
-    """Held-out macro one-vs-rest AUC of the patch CNN trained and scored with Macenko normalisation, and of the same
-    CNN (same patches, seed and epochs) without: what declaring the normalisation gains when slides differ in stain."""
-    rng = np.random.default_rng(seed)
-    x, y = training_patches(train, rng, per_class)
-    tx, ty = training_patches(test, rng, per_class=10**9)
-    macenko = macenko_input(x, rng, InputSpec())
-    aucs = []
-    for spec in (macenko, InputSpec()):
-        cnn = train_patch_cnn(x, y, epochs, seed, progress, spec)
-        probs, _ = predict_patches(cnn, tx, input_spec=spec)
-        aucs.append(float(multiclass_metrics(ty, probs)["auc"]))
-    return aucs[0], aucs[1]
+def held_out_auc_with_and_without_normalisation(train: list[SlidePatches], test: list[SlidePatches], sources: dict[str, StainTarget],
+                                                per_class: int, epochs: int, seeds: Sequence[int],
+                                                progress: Progress = lambda message: None) -> tuple[list[float], list[float]]:
+    """Held-out macro one-vs-rest AUC, per training seed, of the patch CNN trained and scored with Macenko
+    normalisation (stains estimated per slide, the slides' estimates ``sources``), and of the same CNN (same patches,
+    seed and epochs) without: what declaring the normalisation gains when slides differ in stain."""
+    with_norm, without = [], []
+    for seed in seeds:
+        rng = np.random.default_rng(seed)
+        keep = training_indices(train, rng, per_class)
+        x, y = np.concatenate([s.images for s in train])[keep], np.concatenate([s.label for s in train])[keep]
+        held = training_indices(test, rng, per_class=10**9)
+        ty = np.concatenate([s.label for s in test])[held]
+        macenko = macenko_input(x, rng, InputSpec())
+        for spec, aucs in ((macenko, with_norm), (InputSpec(), without)):
+            seen_train, seen_test = as_read(train, spec, sources), as_read(test, spec, sources)
+            cnn = train_patch_cnn(np.concatenate([s.images for s in seen_train])[keep], y, epochs, seed, progress)
+            probs, _ = predict_patches(cnn, np.concatenate([s.images for s in seen_test])[held])
+            aucs.append(float(multiclass_metrics(ty, probs)["auc"]))
+    return with_norm, without

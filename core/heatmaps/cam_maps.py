@@ -15,6 +15,7 @@ from core.heatmaps.layer_kind import LayerKind, Layers, Progress
 from core.heatmaps.patch_inspection import read_heatmap_patches
 from core.heatmaps.slide_heatmap import SlideHeatmap
 from core.slides.grid import CELLS_PER_PATCH
+from core.slides.slide_stain import slide_input
 from core.slides.stain import model_input
 from core.workspace import Workspace
 
@@ -39,9 +40,10 @@ def stitch_cam(workspace: Workspace, heat: SlideHeatmap, method: str = "gradcam"
     tumour = [i for i, n in enumerate(names) if n != "benign"] or list(range(len(names)))
     classes = torch.tensor(np.asarray(tumour)[heat.probs[:, tumour].argmax(1)]) if len(heat.probs) else torch.zeros(0, dtype=torch.long)
     batches: list[np.ndarray] = []
+    reads = slide_input(workspace, heat.slide_id, model.manifest.input)
     for start in range(0, len(heat.origins), batch_size):
         idx = list(range(start, min(start + batch_size, len(heat.origins))))
-        x = model_input(read_heatmap_patches(workspace, heat, idx), model.manifest.input, model.device)  # as the model read them
+        x = model_input(read_heatmap_patches(workspace, heat, idx), reads, model.device)  # as the model read them
         m = class_activation_maps(model.module, x, classes[idx].to(model.device), method, model.manifest.cam_target_layer)
         batches.append(torch.nn.functional.adaptive_avg_pool2d(m[:, None], CELLS_PER_PATCH)[:, 0].detach().cpu().numpy())
         if progress:

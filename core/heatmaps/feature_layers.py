@@ -31,9 +31,8 @@ from core.features.maps import GridMap, SlidePrediction, place_on_grid, predict_
 from core.heatmaps.layer_kind import LayerKind, Layers, LayerStore, Progress
 from core.heatmaps.overlay import OverlayStyle, overlay_rgba
 from core.heatmaps.region_refinement import RefinedRegion, Region, refine_region, stored_refinement
-from core.heatmaps.slide_heatmap import slide_fingerprint
 from core.models.clam import AttentionMIL
-from core.slides.reader import level_for_downsample, open_slide
+from core.slides.reader import level_for_downsample, open_slide, slide_fingerprint
 from core.store.cases import slide_record
 from core.workspace import Workspace
 

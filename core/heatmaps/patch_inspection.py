@@ -9,9 +9,10 @@ import numpy as np
 import torch
 
 from core.explain.cam import METHODS, class_activation_maps
-from core.heatmaps.inference import read_patches
 from core.heatmaps.slide_heatmap import SlideHeatmap
 from core.slides.grid import PatchGrid
+from core.slides.patches import read_patches
+from core.slides.slide_stain import slide_input
 from core.slides.stain import normalise_stain
 from core.store.cases import slide_record
 from core.workspace import Workspace
@@ -45,7 +46,7 @@ def inspect_patch(workspace: Workspace, heatmap: SlideHeatmap, index: int, targe
     model = workspace.model(heatmap.model_id)
     manifest = model.manifest
     raw = read_heatmap_patches(workspace, heatmap, [index])
-    seen = normalise_stain(torch.from_numpy(raw).to(model.device), manifest.input)  # as the manifest declares
+    seen = normalise_stain(torch.from_numpy(raw).to(model.device), slide_input(workspace, heatmap.slide_id, manifest.input))  # as declared
     x = seen.permute(0, 3, 1, 2).float().div(255)
     image = seen[0].cpu().numpy()
     net = model.module

@@ -27,14 +27,15 @@ from core.device import autocast, compute_device
 from core.errors import ModelLoadError, PathReviewError
 from core.features.files import FeatureFileError
 from core.features.maps import top_k
-from core.heatmaps.inference import read_patch_batches
 from core.heatmaps.reconstruct import reconstruct_overlap_mean
 from core.models.clam import AttentionMIL
-from core.models.manifest import PatchEncoderSpec
+from core.models.manifest import InputSpec, PatchEncoderSpec
 from core.models.registry import read_weights, resolve_architecture
 from core.models.vit import VisionTransformer
 from core.slides.grid import PatchGrid
+from core.slides.patches import read_patch_batches
 from core.slides.reader import open_slide
+from core.slides.slide_stain import slide_input
 from core.slides.stain import model_input
 from core.slides.tissue import detect_tissue
 from core.store.cases import slide_record
@@ -157,12 +158,14 @@ def region_grid(path: Path, slide_mpp: float, spec: PatchEncoderSpec, region: Re
 
 
 def encode_patches(path: Path, grid: PatchGrid, encoder: torch.nn.Module, spec: PatchEncoderSpec, device: torch.device,
-                   batch_size: int = 64, progress: ProgressCallback | None = None, workers: int = READ_WORKERS) -> np.ndarray:
-    """(N, D) float32 embeddings of the grid's patches. OpenSlide reads run in threads ahead of the encoder, so reading
-    and compute overlap; mixed precision on CUDA."""
+                   batch_size: int = 64, progress: ProgressCallback | None = None, workers: int = READ_WORKERS,
+                   stain: InputSpec | None = None) -> np.ndarray:
+    """(N, D) float32 embeddings of the grid's patches, stain-normalised as ``stain`` says (the encoder's declared
+    normalisation bound to the slide, when it fits stains per slide). OpenSlide reads run in threads ahead of the
+    encoder, so reading and compute overlap; mixed precision on CUDA."""
     mean = torch.tensor(spec.channel_mean, device=device).view(1, 3, 1, 1)
     std = torch.tensor(spec.channel_std, device=device).view(1, 3, 1, 1)
-    stain = spec.stain_input()
+    stain = stain or spec.stain_input()
     out: np.ndarray | None = None
     done = 0
     for indices, patches in read_patch_batches(path, grid, batch_size, workers=workers, prefetch=2 * workers):
@@ -210,7 +213,8 @@ def refine_region(workspace: Workspace, slide_id: str, model_id: str, region: Re
     device = head.device
     encoder = load_patch_encoder(workspace.models_dir / model_id, spec, device)
     grid = region_grid(path, slide_mpp, spec, region)
-    features = encode_patches(path, grid, encoder, spec, device, progress=progress)
+    features = encode_patches(path, grid, encoder, spec, device, progress=progress,
+                              stain=slide_input(workspace, slide_id, spec.stain_input()))
     if features.shape[1] != head.module.embed_dim:
         raise FeatureFileError(f"patch encoder {spec.name} gives {features.shape[1]} dimensions but model {model_id} reads "
                                f"{head.module.embed_dim}; the manifest names another encoder than the one the head was trained on")

@@ -20,7 +20,8 @@ from core.heatmaps.inference import ProgressFn, predict_slide
 from core.models.manifest import InputSpec, ModelManifest
 from core.slides.grid import CELLS_PER_PATCH, patch_grid
 from core.slides.quality import QualityAccumulator, quality_cache_path, save_quality
-from core.slides.reader import open_slide
+from core.slides.reader import open_slide, slide_fingerprint
+from core.slides.slide_stain import slide_input
 from core.slides.tissue import detect_tissue
 from core.store.cases import slide_record
 from core.workspace import Workspace
@@ -74,17 +75,6 @@ class SlideHeatmap:
         return int(idx[np.argmin(((centres - (x0, y0)) ** 2).sum(1))])
 
 
-def slide_fingerprint(path: Path) -> str:
-    """Size, modification time and the first and last MiB: cheap, and changes when the file does."""
-    stat = path.stat()
-    digest = hashlib.sha256(f"{stat.st_size}:{stat.st_mtime_ns}".encode())
-    with open(path, "rb") as fh:
-        digest.update(fh.read(1 << 20))
-        fh.seek(max(0, stat.st_size - (1 << 20)))
-        digest.update(fh.read(1 << 20))
-    return digest.hexdigest()
-
-
 def heatmap_key(slide_path: Path, weights_sha256: str, params: HeatmapParams, input_spec: InputSpec | None = None) -> str:
     return _key(slide_fingerprint(slide_path), weights_sha256, params, input_spec)
 
@@ -95,6 +85,8 @@ def _key(fingerprint: str, weights_sha256: str, params: HeatmapParams, input_spe
     content: dict[str, Any] = {"format": CACHE_FORMAT, "slide": fingerprint, "weights": weights_sha256, "params": asdict(params)}
     if input_spec is not None and input_spec.stain_normalisation != "none":
         content["stain"] = {"method": input_spec.stain_normalisation, "target": input_spec.stain_target.model_dump()}
+        if input_spec.stain_fit != "patch":  # the slide's estimate follows from the slide file, which the key holds
+            content["stain"]["fit"] = input_spec.stain_fit
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:32]
 
 
@@ -249,7 +241,7 @@ def compute_heatmap(
     notices: list[str] = []
     quality = QualityAccumulator(len(grid))  # quality control shares the pass over the slide's patches
     probs, embeddings = predict_slide(path, grid, model.module, model.device, batch_size, workers, progress, cancel, with_embeddings=True,
-                                      notices=notices, input_spec=manifest.input, observe=quality)
+                                      notices=notices, input_spec=slide_input(workspace, slide_id, manifest.input), observe=quality)
     if len(grid) == 0:
         probs = np.zeros((0, len(manifest.class_names)), np.float32)
     rows, cols = grid.cell_shape

@@ -15,6 +15,10 @@ MANIFEST_NAME = "model.toml"
 
 
 StainNormalisation = Literal["none", "reinhard", "macenko"]
+# Where a patch's stains are estimated: from the patch itself (the reference's fit of one image), or once per slide from
+# an even sample of its tissue patches (``core/slides/slide_stain.py``), so every patch and tile of a slide is mapped
+# by the same colour transform.
+StainFit = Literal["patch", "slide"]
 
 
 class StainTarget(BaseModel):
@@ -46,6 +50,9 @@ class InputSpec(BaseModel):
     mpp: float | None = Field(default=None, gt=0)
     stain_normalisation: StainNormalisation = "none"
     stain_target: StainTarget = StainTarget()
+    stain_fit: StainFit = "patch"
+    # The slide's own stains, bound by the app for one slide when ``stain_fit`` is "slide"; never in a manifest file.
+    stain_source: StainTarget | None = None
     stain_statistics: StainStatistics | None = None
     features: list[str] = []
     feature_means: list[float] = []
@@ -73,6 +80,9 @@ class InputSpec(BaseModel):
             if not (t.lab_means and len(t.lab_means) == 3 and t.lab_stds and len(t.lab_stds) == 3 and min(t.lab_stds) > 0):
                 raise ValueError("stain_normalisation = \"reinhard\" needs input.stain_target.lab_means and lab_stds "
                                  "(3 numbers each: L*, a*, b*; standard deviations positive)")
+        if self.stain_source is not None:  # a bound copy is made with model_copy, which does not validate
+            raise ValueError("input.stain_source is each slide's own stain, estimated by the app; a manifest cannot set it "
+                             "(declare stain_fit = \"slide\" instead)")
         return self
 
 
@@ -117,10 +127,12 @@ class PatchEncoderSpec(BaseModel):
     channel_std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     stain_normalisation: StainNormalisation = "none"  # applied before the channel normalisation, as for a patch model
     stain_target: StainTarget = StainTarget()
+    stain_fit: StainFit = "patch"
 
     def stain_input(self) -> InputSpec:
         """The encoder's stain normalisation as a patch model's input (checked like one: a method needs its target)."""
-        return InputSpec(stain_normalisation=self.stain_normalisation, stain_target=self.stain_target)
+        return InputSpec(patch_size_px=self.patch_size_px, mpp=self.mpp, stain_normalisation=self.stain_normalisation,
+                         stain_target=self.stain_target, stain_fit=self.stain_fit)
 
 
 class ModelManifest(BaseModel):

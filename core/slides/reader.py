@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -50,3 +51,14 @@ def srgb_transform(slide: openslide.OpenSlide) -> ImageCms.ImageCmsTransform | N
     if profile is None:
         return None
     return ImageCms.buildTransform(profile, _SRGB, "RGB", "RGB", ImageCms.Intent.PERCEPTUAL)
+
+
+def slide_fingerprint(path: Path) -> str:
+    """Size, modification time and the first and last MiB: cheap, and changes when the file does."""
+    stat = path.stat()
+    digest = hashlib.sha256(f"{stat.st_size}:{stat.st_mtime_ns}".encode())
+    with open(path, "rb") as fh:
+        digest.update(fh.read(1 << 20))
+        fh.seek(max(0, stat.st_size - (1 << 20)))
+        digest.update(fh.read(1 << 20))
+    return digest.hexdigest()

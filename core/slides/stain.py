@@ -16,7 +16,9 @@ output within 2/255 (tests/test_stain.py checks it on the same images):
 
 Choices the reference leaves open, stated here and in docs/methods.md: each image of a batch (a patch, or a tile
 for the viewer) is fitted on its own, as the reference fits one image; an image with fewer than
-``MIN_STAINED_FRACTION`` of its pixels stained (glass) has no stain to estimate and passes through unchanged.
+``MIN_STAINED_FRACTION`` of its pixels stained (glass) has no stain to estimate and passes through unchanged. A model
+that declares ``stain_fit = "slide"`` has its images rebuilt from their slide's estimate instead (``macenko_transfer``;
+the estimate: ``core/slides/slide_stain.py``).
 
 Macenko's per-pixel work is arranged for speed without changing the method (bench/stain.py measures it against the
 reference): OD is read from a 256-entry table (computed in float64) instead of a logarithm per pixel; the angle
@@ -34,6 +36,7 @@ none of them rounds, so the output is the same number for number as with torch's
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -316,11 +319,22 @@ def _rebuild(fit: _Fit, stain_matrix: np.ndarray, max_concentrations: np.ndarray
     return torch.exp2(work, out=work).clamp_max_(255)
 
 
-def macenko_normalise(images: torch.Tensor, stain_matrix: torch.Tensor, max_concentrations: torch.Tensor,
-                      io: float = MACENKO_IO, alpha: float = MACENKO_ALPHA, beta: float = MACENKO_BETA) -> torch.Tensor:
-    """(B, H, W, 3) uint8 images rebuilt with the target's (3, 2) stain matrix and (2,) 99th-percentile
-    concentrations; images without enough stain come back unchanged. On the CPU the batch is taken
-    ``CPU_CHUNK`` images at a time, so that each step's working set stays in the caches."""
+def _given(images: torch.Tensor, stain_matrix: np.ndarray, max_concentrations: np.ndarray, io: float, buf: _Buffers) -> _Fit:
+    """Macenko's estimates of a (B, H, W, 3) batch when they are known already (a slide's, ``macenko_transfer``): every
+    image shares the (3, 2) stain matrix and (2,) maximum concentrations; only the concentrations are solved for."""
+    b = len(images)
+    od = _od(_intensities(images, buf.intensities[:b]), io, buf.od[:b])
+    inverse = torch.from_numpy(_pseudo_inverse(stain_matrix[None]).astype(np.float32)).to(images.device)
+    concentrations = torch.matmul(inverse, od, out=buf.pair[:b])  # (1, 2, 3) @ (B, 3, N): least squares per pixel
+    return _Fit(np.repeat(stain_matrix[None], b, 0), np.repeat(max_concentrations[None], b, 0), np.ones(b, bool), concentrations)
+
+
+def _rebuilt_images(images: torch.Tensor, estimate: Callable[[torch.Tensor, _Buffers], _Fit], stain_matrix: torch.Tensor,
+                    max_concentrations: torch.Tensor, io: float) -> torch.Tensor:
+    """(B, H, W, 3) uint8 images rebuilt with the target's (3, 2) stain matrix and (2,) 99th-percentile concentrations
+    from the estimates ``estimate`` makes of each chunk in the working memory it is given; images it could not fit
+    come back unchanged. On the CPU the batch is taken ``CPU_CHUNK`` images at a time, so that each step's working set
+    stays in the caches."""
     target = stain_matrix.detach().cpu().double().numpy()
     target_max = max_concentrations.detach().cpu().double().numpy()
     step = max(1, len(images) if images.device.type != "cpu" else min(len(images), CPU_CHUNK))
@@ -328,7 +342,7 @@ def macenko_normalise(images: torch.Tensor, stain_matrix: torch.Tensor, max_conc
     buf = _Buffers(step, _channels(images).shape[1], images.device)
     for s in range(0, len(images), step):
         chunk, into = images[s : s + step], _channels(out[s : s + step])
-        fit = _fit(chunk, io, alpha, beta, buf)
+        fit = estimate(chunk, buf)
         rebuilt = _rebuild(fit, target, target_max, io, buf.kept[: len(chunk)])
         # truncated to integers as the reference's astype(np.uint8), then one strided copy per channel (faster than
         # one transposing copy); on the CPU in numpy, whose float to uint8 cast and byte copies are several times
@@ -347,6 +361,23 @@ def macenko_normalise(images: torch.Tensor, stain_matrix: torch.Tensor, max_conc
             unfitted = torch.from_numpy(np.flatnonzero(~fit.fitted)).to(images.device)
             into[unfitted] = _channels(chunk)[unfitted].to(torch.uint8)
     return out
+
+
+def macenko_normalise(images: torch.Tensor, stain_matrix: torch.Tensor, max_concentrations: torch.Tensor,
+                      io: float = MACENKO_IO, alpha: float = MACENKO_ALPHA, beta: float = MACENKO_BETA) -> torch.Tensor:
+    """(B, H, W, 3) uint8 images, each with its own stains estimated from itself, rebuilt with the target's (3, 2)
+    stain matrix and (2,) 99th-percentile concentrations; images without enough stain come back unchanged."""
+    return _rebuilt_images(images, lambda chunk, buf: _fit(chunk, io, alpha, beta, buf), stain_matrix, max_concentrations, io)
+
+
+def macenko_transfer(images: torch.Tensor, source_matrix: torch.Tensor, source_max: torch.Tensor, stain_matrix: torch.Tensor,
+                     max_concentrations: torch.Tensor, io: float = MACENKO_IO) -> torch.Tensor:
+    """(B, H, W, 3) uint8 images whose stains were estimated elsewhere (their slide's: ``source_matrix`` (3, 2),
+    ``source_max`` (2,)), rebuilt with the target's as ``macenko_normalise`` rebuilds an image with its own: the same
+    colour gives the same colour wherever it is on the slide."""
+    source = source_matrix.detach().cpu().double().numpy()
+    source_c = source_max.detach().cpu().double().numpy()
+    return _rebuilt_images(images, lambda chunk, buf: _given(chunk, source, source_c, io, buf), stain_matrix, max_concentrations, io)
 
 
 def fit_macenko(image: torch.Tensor) -> tuple[list[list[float]], list[float]]:
@@ -386,11 +417,17 @@ def lab_statistics(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return lab.mean(1), lab.std(1, unbiased=False)
 
 
-def reinhard_normalise(images: torch.Tensor, target_means: torch.Tensor, target_stds: torch.Tensor) -> torch.Tensor:
+def reinhard_normalise(images: torch.Tensor, target_means: torch.Tensor, target_stds: torch.Tensor,
+                       source_means: torch.Tensor | None = None, source_stds: torch.Tensor | None = None) -> torch.Tensor:
     """(B, H, W, 3) uint8 images with each L*a*b* channel standardised and scaled to the target's (3,) means and
-    standard deviations; a flat channel (zero spread) keeps its values."""
+    standard deviations; a flat channel (zero spread) keeps its values. Each image is standardised by its own
+    statistics, or by ``source_means`` and ``source_stds`` (3,) when given (its slide's)."""
     lab = rgb_to_lab(images.reshape(images.shape[0], -1, 3).float() / 255.0)
-    means, stds = lab.mean(1, keepdim=True), lab.std(1, unbiased=False, keepdim=True)
+    if source_means is not None and source_stds is not None:
+        means = source_means.to(images.device, torch.float32).view(1, 1, 3).expand(len(images), 1, 3)
+        stds = source_stds.to(images.device, torch.float32).view(1, 1, 3).expand(len(images), 1, 3)
+    else:
+        means, stds = lab.mean(1, keepdim=True), lab.std(1, unbiased=False, keepdim=True)
     target_means = target_means.to(images.device, torch.float32)
     target_stds = target_stds.to(images.device, torch.float32)
     flat = stds <= 0
@@ -407,12 +444,28 @@ def fit_reinhard(image: torch.Tensor) -> tuple[list[float], list[float]]:
 
 def normalise_stain(images: torch.Tensor, spec: InputSpec) -> torch.Tensor:
     """(B, H, W, 3) uint8 images normalised as a model's manifest declares (``spec.stain_normalisation``), on the
-    images' device; unchanged for ``"none"``."""
-    target = spec.stain_target
-    if spec.stain_normalisation == "macenko" and target.stain_matrix and target.max_concentrations:
-        return macenko_normalise(images, torch.tensor(target.stain_matrix), torch.tensor(target.max_concentrations))
-    if spec.stain_normalisation == "reinhard" and target.lab_means and target.lab_stds:
-        return reinhard_normalise(images, torch.tensor(target.lab_means), torch.tensor(target.lab_stds))
+    images' device; unchanged for ``"none"``. With ``stain_fit = "slide"`` the images' stains are their slide's
+    (``spec.stain_source``, bound by ``core.slides.slide_stain``), not each image's own."""
+    target, method = spec.stain_target, spec.stain_normalisation
+    if method == "none" or len(images) == 0:
+        return images
+    source = spec.stain_source if spec.stain_fit == "slide" else None
+    if spec.stain_fit == "slide":
+        if source is None:
+            raise ValueError("this model estimates stains per slide (stain_fit = \"slide\"): normalise a slide's patches "
+                             "with the slide's estimate (core.slides.slide_stain.slide_input)")
+        if not (source.stain_matrix or source.lab_means):  # the slide holds too little stain to estimate
+            return images
+    if method == "macenko" and target.stain_matrix and target.max_concentrations:
+        matrix, max_c = torch.tensor(target.stain_matrix), torch.tensor(target.max_concentrations)
+        if source is not None and source.stain_matrix and source.max_concentrations:
+            return macenko_transfer(images, torch.tensor(source.stain_matrix), torch.tensor(source.max_concentrations), matrix, max_c)
+        return macenko_normalise(images, matrix, max_c)
+    if method == "reinhard" and target.lab_means and target.lab_stds:
+        means, stds = torch.tensor(target.lab_means), torch.tensor(target.lab_stds)
+        if source is not None and source.lab_means and source.lab_stds:
+            return reinhard_normalise(images, means, stds, torch.tensor(source.lab_means), torch.tensor(source.lab_stds))
+        return reinhard_normalise(images, means, stds)
     return images
 
 

@@ -25,6 +25,7 @@ from core.errors import NotFoundError
 from core.slides.adjust import DisplayAdjustment, adjust_pixels
 from core.slides.measure import PixelSize, slide_pixel_size
 from core.slides.reader import SlideReadError, open_slide, srgb_transform
+from core.slides.slide_stain import slide_input
 from core.slides.stain import normalise_stain
 from core.store.cases import slide_record
 from core.workspace import Workspace
@@ -108,7 +109,8 @@ class TileService:
         """A JPEG tile. ``NotFoundError`` for an unknown slide or an address outside its pyramid; ``SlideReadError``
         when the file is missing or cannot be read (its handle and tiles are then dropped). With ``normalised_for`` (a
         patch model's id) the tile is stain-normalised as that model's manifest declares: what the model sees (the
-        tile's stains are estimated from the tile itself, as a patch's are from the patch). ``adjustment`` (brightness,
+        tile's stains are estimated from the tile itself, as a patch's are from the patch, or are the slide's, as
+        its patches' are, when the model fits stains per slide). ``adjustment`` (brightness,
         contrast, gamma; ``core.slides.adjust``) is applied last; at its defaults the tile is the unadjusted one."""
         spec = self.workspace.manifest(normalised_for).input if normalised_for else None
         adjustment = adjustment or DisplayAdjustment()
@@ -132,6 +134,7 @@ class TileService:
         if h.to_srgb is not None:
             ImageCms.applyTransform(tile, h.to_srgb, inPlace=True)
         if spec is not None and spec.stain_normalisation != "none":
+            spec = slide_input(self.workspace, slide_id, spec)
             pixels = torch.from_numpy(np.asarray(tile).copy())[None].to(compute_device())
             tile = Image.fromarray(normalise_stain(pixels, spec)[0].cpu().numpy())
         if not adjustment.is_identity:

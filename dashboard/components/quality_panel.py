@@ -79,10 +79,12 @@ def register_callbacks(app: Dash, workspace: Workspace) -> None:
 
     @app.callback(Output("base-normalised", "disabled"), Output("base-normalised-note", "children"), Input("heat-model", "value"))
     def normalisation_of_model(model_id):
-        method = workspace.manifest(model_id).input.stain_normalisation if model_id else "none"
-        if method == "none":
+        spec = workspace.manifest(model_id).input if model_id else None
+        if spec is None or spec.stain_normalisation == "none":
             return True, "This model reads the slide as scanned (no stain normalisation)."
-        return False, f"{METHOD_NAMES[method]} normalisation, as {model_id} reads its patches (fitted per tile)."
+        fitted = ("stains estimated once for the slide, from an even sample of its tissue patches" if spec.stain_fit == "slide"
+                  else "stains estimated per tile, as per patch")
+        return False, f"{METHOD_NAMES[spec.stain_normalisation]} normalisation, as {model_id} reads its patches ({fitted})."
 
     @app.callback(Output("base-layer", "url"), Input("base-normalised", "value"), Input("heat-model", "value"),
                   Input("base-brightness", "value"), Input("base-contrast", "value"), Input("base-gamma", "value"),
