@@ -393,8 +393,8 @@ class _ProstateBuild(_Build):
             for sp in p.specimens:
                 sp.slides = [_SlideOfSpecimen(sl.id, replace(sl.plan, lab=lab)) for sl in sp.slides]
         with self.store.session() as s:
-            for p in s.scalars(select(Patient)):
-                p.attributes = {**p.attributes, "stained_at": LAB_NAMES[referred.get(p.id, 0)]}
+            for record in s.scalars(select(Patient)):
+                record.attributes = {**record.attributes, "stained_at": LAB_NAMES[referred.get(record.id, 0)]}
 
     def _make_discordant(self, patients: list[_DemoPatient]) -> None:
         """A fixed share of the reports state a grade one step off the slides' (a pathologist's over- or under-call)."""

@@ -169,7 +169,8 @@ def held_out_auc_with_and_without_normalisation(train: list[SlidePatches], test:
     """Held-out macro one-vs-rest AUC, per training seed, of the patch CNN trained and scored with Macenko
     normalisation (stains estimated per slide, the slides' estimates ``sources``), and of the same CNN (same patches,
     seed and epochs) without: what declaring the normalisation gains when slides differ in stain."""
-    with_norm, without = [], []
+    with_norm: list[float] = []
+    without: list[float] = []
     for seed in seeds:
         rng = np.random.default_rng(seed)
         keep = training_indices(train, rng, per_class)

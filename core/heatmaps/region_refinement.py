@@ -34,10 +34,9 @@ from core.models.registry import read_weights, resolve_architecture
 from core.models.vit import VisionTransformer
 from core.slides.grid import PatchGrid
 from core.slides.patches import read_patch_batches
-from core.slides.reader import open_slide
 from core.slides.slide_stain import slide_input
 from core.slides.stain import model_input
-from core.slides.tissue import detect_tissue
+from core.slides.tissue import slide_tissue
 from core.store.cases import slide_record
 from core.workspace import Workspace
 
@@ -124,12 +123,7 @@ def region_grid(path: Path, slide_mpp: float, spec: PatchEncoderSpec, region: Re
     regions share their patches), keeping those with at least ``min_tissue`` tissue, as the feature files do."""
     if region.overlap not in REFINE_OVERLAPS:
         raise PathReviewError(f"refinement overlap must be one of {', '.join(f'{o:.0%}' for o in REFINE_OVERLAPS)}")
-    slide = open_slide(path)
-    try:
-        width, height = slide.dimensions
-        tissue = detect_tissue(slide, slide_mpp)
-    finally:
-        slide.close()
+    (width, height), tissue = slide_tissue(path, slide_mpp)
     patch0 = spec.patch_size_px * spec.mpp / slide_mpp
     stride0 = patch0 * (1 - region.overlap)
     x1, y1 = min(region.x + region.width, width), min(region.y + region.height, height)

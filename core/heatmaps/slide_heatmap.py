@@ -20,9 +20,9 @@ from core.heatmaps.inference import ProgressFn, predict_slide
 from core.models.manifest import InputSpec, ModelManifest
 from core.slides.grid import CELLS_PER_PATCH, patch_grid
 from core.slides.quality import QualityAccumulator, quality_cache_path, save_quality
-from core.slides.reader import open_slide, slide_fingerprint
+from core.slides.reader import slide_fingerprint
 from core.slides.slide_stain import slide_input
-from core.slides.tissue import detect_tissue
+from core.slides.tissue import slide_tissue
 from core.store.cases import slide_record
 from core.workspace import Workspace
 
@@ -228,13 +228,8 @@ def compute_heatmap(
     if existing is not None:
         return existing
     path, mpp, manifest = _slide_and_model(workspace, slide_id, model_id)
-    slide = open_slide(path)  # first: a missing or unreadable file is a SlideReadError a person can act on
-    try:
-        key = heatmap_key(path, manifest.weights_sha256, params, manifest.input)
-        width, height = slide.dimensions
-        tissue = detect_tissue(slide, mpp)
-    finally:
-        slide.close()
+    (width, height), tissue = slide_tissue(path, mpp)  # first: a missing or unreadable file is a SlideReadError a person can act on
+    key = heatmap_key(path, manifest.weights_sha256, params, manifest.input)
     sweep_stale_parts(_cache_path(workspace, key).parent)
     grid = patch_grid(width, height, mpp, *manifest.patch_geometry(), tissue, params.overlap, params.min_tissue)
     model = workspace.model(model_id)

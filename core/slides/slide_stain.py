@@ -22,9 +22,9 @@ from core.errors import PathReviewError
 from core.models.manifest import InputSpec, StainNormalisation, StainTarget
 from core.slides.grid import patch_grid
 from core.slides.patches import read_patches
-from core.slides.reader import SlideReadError, open_slide, slide_fingerprint
+from core.slides.reader import SlideReadError, slide_fingerprint
 from core.slides.stain import fit_macenko, fit_reinhard
-from core.slides.tissue import detect_tissue
+from core.slides.tissue import slide_tissue
 from core.store.cases import slide_record
 from core.workspace import Workspace
 
@@ -61,12 +61,7 @@ def estimate_stain(patches: np.ndarray, method: StainNormalisation) -> StainTarg
 def tissue_sample(path: Path, slide_mpp: float, patch_px: int, patch_mpp: float) -> np.ndarray:
     """The sampled tissue patches of a slide: its grid of patches with at least 20 % tissue (no overlap), as the
     heatmap's, read at the model's resolution."""
-    slide = open_slide(path)
-    try:
-        width, height = slide.dimensions
-        tissue = detect_tissue(slide, slide_mpp)
-    finally:
-        slide.close()
+    (width, height), tissue = slide_tissue(path, slide_mpp)
     grid = patch_grid(width, height, slide_mpp, patch_px, patch_mpp, tissue)
     return read_patches(path, grid, sample_indices(len(grid)))
 

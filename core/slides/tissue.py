@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import openslide
@@ -10,6 +11,8 @@ from scipy import ndimage
 from skimage.color import rgb2hsv
 from skimage.filters import threshold_otsu
 from skimage.morphology import remove_small_holes, remove_small_objects
+
+from core.slides.reader import open_slide
 
 TISSUE_MASK_UM_PER_PX = 16.0
 
@@ -42,3 +45,12 @@ def detect_tissue(slide: openslide.OpenSlide, slide_mpp: float, um_per_px: float
     min_area = max(4, int((200 / um_per_px) ** 2))  # drop specks smaller than ~200 x 200 um
     mask = remove_small_holes(remove_small_objects(mask, max_size=min_area - 1), max_size=min_area - 1)
     return TissueMask(mask=mask, um_per_px=um_per_px, threshold=threshold)
+
+
+def slide_tissue(path: Path, slide_mpp: float) -> tuple[tuple[int, int], TissueMask]:
+    """A slide file's level-0 (width, height) and its tissue mask; a missing or unreadable file is a SlideReadError."""
+    slide = open_slide(path)
+    try:
+        return slide.dimensions, detect_tissue(slide, slide_mpp)
+    finally:
+        slide.close()
