@@ -183,11 +183,16 @@ def click_plot_point(browser, graph_id: str, index: int) -> None:
 
 
 def element_text(browser, element_id: str) -> str:
-    """The text of the element with this id; empty while it is not on the page."""
+    """The text of the element with this id; empty while it is not on the page, or while a re-render replaces it
+    between finding and reading (the caller's wait then simply asks again)."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
 
     found = browser.find_elements(By.ID, element_id)
-    return found[0].text if found else ""
+    try:
+        return found[0].text if found else ""
+    except StaleElementReferenceException:
+        return ""
 
 
 def js_click(browser, element) -> None:

@@ -15,8 +15,9 @@ from PIL import Image
 from scipy import ndimage
 from sqlalchemy import func, select
 
-from core.demo.build import BUILD_MARKER, REDUCED_SPEC, DemoSpec, build_demo, is_high_grade, mask_gleason
+from core.demo.build import BUILD_MARKER, REDUCED_SPEC, REFERRED_EVERY, DemoSpec, build_demo, is_high_grade, mask_gleason
 from core.demo.prostate_history import GRADE_GROUP
+from core.demo.slide_synthesis import LAB_NAMES
 from core.errors import WorkspaceError
 from core.slides.reader import open_slide
 from core.store.database import open_store
@@ -56,9 +57,14 @@ def test_demo_slides_are_pyramidal_tiffs_with_ground_truth(demo_workspace):
     assert region.std() > 10  # tissue and background, not a flat image
 
 
-def test_every_patient_of_the_prostate_demo_is_a_man(cohort):
-    assert {p["attributes"]["sex"] for p in cohort.values()} == {"M"}
+def test_every_man_records_where_his_slides_were_stained(cohort, held_out):
     assert all(45 <= p["attributes"]["age"] <= 85 for p in cohort.values())
+    assert all("sex" not in p["attributes"] for p in cohort.values())  # a prostate cohort: every man would read "M"
+    labs = {pid: p["attributes"]["stained_at"] for pid, p in cohort.items()}
+    assert {labs[pid] for pid in cohort if pid not in held_out} == {LAB_NAMES[0]}  # the models train on the lab's own
+    referred = sorted(held_out)[::REFERRED_EVERY]
+    assert [labs[pid] for pid in referred] == [LAB_NAMES[1 + k % 2] for k in range(len(referred))]
+    assert {labs[pid] for pid in held_out - set(referred)} == {LAB_NAMES[0]}
 
 
 def _specimen_slides(patient, report):

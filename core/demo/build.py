@@ -337,9 +337,10 @@ class _ProstateBuild(_Build):
             description="Synthetic, deterministic demo: men on PSA follow-up with their biopsies, prostatectomies and "
                         "reports, and models trained on them.",
             models=models,
-            patient_attributes={"age": PatientAttribute(label="Age", unit="years"), "sex": PatientAttribute(label="Sex"),
-                                "clinical_stage": PatientAttribute(label="Clinical stage"),
-                                "stained_at": PatientAttribute(label="Slides stained at")},
+            # No sex column: every man of a prostate cohort would read "M".
+            patient_attributes={"age": PatientAttribute(label="Age", unit="years"),
+                                "clinical_stage": PatientAttribute(label="cT stage"),
+                                "stained_at": PatientAttribute(label="Stained at")},
         ))
         self.store.dispose()
         return test_ids
@@ -359,7 +360,7 @@ class _ProstateBuild(_Build):
         self._make_discordant(patients)
         with self.store.session() as s:
             for p in patients:
-                s.add(Patient(id=p.id, attributes={"age": p.history.age, "sex": "M", "clinical_stage": p.history.stage}))
+                s.add(Patient(id=p.id, attributes={"age": p.history.age, "clinical_stage": p.history.stage}))
                 s.add_all(Visit(patient_id=p.id, day=v.day, features=v.features, label=v.label) for v in p.history.visits)
         self.say(f"{len(patients)} patients, {sum(len(p.history.visits) for p in patients)} visits, "
                  f"{sum(len(p.specimens) for p in patients)} specimens, {sum(len(p.slides) for p in patients)} slides")

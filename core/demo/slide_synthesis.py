@@ -256,7 +256,7 @@ PEN_COLOURS = ((40, 70, 160), (30, 120, 70), (40, 40, 50))  # blue, green, black
 LAB_STAINS = ((1.0, 1.0, 1.0), (1.6, 1.6, 1.6), (0.65, 0.65, 0.65))
 STAIN_BATCH_SD = 0.1
 WHITE_BALANCE = (0.96, 1.0)
-LAB_NAMES = ("own laboratory", "referring hospital A", "referring hospital B")
+LAB_NAMES = ("own lab", "hospital A", "hospital B")
 
 
 class TextureBanks:
