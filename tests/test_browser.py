@@ -113,3 +113,22 @@ def test_sign_out_from_the_navigation_bar_ends_the_session(live_server, browser)
         _wait(browser).until(EC.url_contains("/login"))
     finally:
         sign_in_browser(browser, live_server.url)
+
+
+BASE_TILE_SCALES = """
+return [...document.querySelectorAll('#slide-map img.leaflet-tile')]
+  .filter(i => i.src.includes('/tiles/') && i.complete && i.naturalWidth > 0)
+  .map(i => { const r = i.getBoundingClientRect();
+              return [i.naturalWidth, i.naturalHeight, r.width / i.naturalWidth, r.height / i.naturalHeight]; });
+"""
+
+
+def test_edge_tiles_of_the_slide_are_not_stretched(live_server, browser):
+    """A Deep Zoom level's right and bottom tiles are narrower than the tile size: they are shown at their own size,
+    at the scale of every other tile, so the tissue lies under the overlays drawn for it."""
+    browser.get(live_server.url + "/slide/P001-S1")
+    _wait(browser, 60).until(lambda b: b.execute_script(BASE_TILE_SCALES) and not b.find_elements(By.CSS_SELECTOR, ".leaflet-zoom-anim"))
+    tiles = browser.execute_script(BASE_TILE_SCALES)
+    assert any(w < 256 or h < 256 for w, h, _, _ in tiles), tiles  # the view holds an edge tile, or the check is empty
+    scale = tiles[0][2]
+    assert all(abs(sx - scale) < 0.02 * scale and abs(sy - scale) < 0.02 * scale for _, _, sx, sy in tiles), tiles
