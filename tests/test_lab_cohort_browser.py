@@ -108,10 +108,10 @@ def test_the_cli_built_workspace_in_a_browser(lab_browser):
     browser.get(f"{url}/patient/L00005")
     _wait(browser, lambda b: "Visit" in element_text(b, "visit-outcome-card"))
     _wait(browser, lambda b: b.execute_script("const g = document.querySelector('#visit-waterfall .js-plotly-plot'); return !!(g && g.data && g.data.length)"))
-    stored = float(element_text(browser, "visit-output"))
+    stored = float(_wait(browser, lambda b: element_text(b, "visit-output")))
     edit_grid_cell(browser, "visit-edit-table", "feature", "fvc_percent", "value", "20")
     js_click(browser, "visit-edit-apply")
-    _wait(browser, lambda b: b.find_elements(By.ID, "whatif-output"))
+    _wait(browser, lambda b: element_text(b, "whatif-output"))  # drawn, with its number
     assert float(element_text(browser, "whatif-output")) != stored
 
     browser.get(f"{url}/models")  # the model added with models add is listed beside the fitted one

@@ -44,14 +44,15 @@ def test_visit_selection_what_if_invalid_value_and_reset(live_server, browser, d
     click_plot_point(browser, "patient-risk", 2)
     _wait(browser, lambda b: element_text(b, "visit-outcome-card").startswith("Visit 3"))
     assert element_text(browser, "visit-outcome-card").splitlines()[0] != last_visit_label
-    stored_output = float(element_text(browser, "visit-output"))
+    stored_text = _wait(browser, lambda b: element_text(b, "visit-output"))
+    stored_output = float(stored_text)
     waterfall_before = _waterfall_labels(browser)
 
     # What-if: a PSA that has shot up at this visit raises the predicted risk of progression.
     _edit_cell(browser, "psa", "80")
     _edit_cell(browser, "psa_density", "2.5")
     js_click(browser, "visit-edit-apply")
-    _wait(browser, lambda b: b.find_elements(By.ID, "whatif-output"))
+    _wait(browser, lambda b: element_text(b, "whatif-output"))  # drawn, with its number
     assert float(element_text(browser, "whatif-output")) > stored_output
     _wait(browser, lambda b: _waterfall_labels(b) != waterfall_before)
     assert "psa = 80" in _waterfall_labels(browser)
@@ -69,7 +70,7 @@ def test_visit_selection_what_if_invalid_value_and_reset(live_server, browser, d
     js_click(browser, "visit-edit-reset")
     _wait(browser, lambda b: not b.find_elements(By.ID, "whatif-output") and not b.find_elements(By.ID, "visit-edit-alert"))
     _wait(browser, lambda b: grid_cell(b, "visit-edit-table", "feature", "psa", "value").text == str(stored[2][2]["psa"]))
-    assert float(element_text(browser, "visit-output")) == stored_output
+    _wait(browser, lambda b: element_text(b, "visit-output") == stored_text)  # the visit's card is drawn again after the reset
 
     assert _stored_visits(demo_workspace) == stored  # a what-if never writes
 
