@@ -6,6 +6,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
+from core.slides.tiles import TILE_SIZE
 from tests.helpers import grid_column, grid_page_button, grid_sort
 
 
@@ -129,6 +130,6 @@ def test_edge_tiles_of_the_slide_are_not_stretched(live_server, browser):
     browser.get(live_server.url + "/slide/P001-S1")
     _wait(browser, 60).until(lambda b: b.execute_script(BASE_TILE_SCALES) and not b.find_elements(By.CSS_SELECTOR, ".leaflet-zoom-anim"))
     tiles = browser.execute_script(BASE_TILE_SCALES)
-    assert any(w < 256 or h < 256 for w, h, _, _ in tiles), tiles  # the view holds an edge tile, or the check is empty
+    assert any(w < TILE_SIZE or h < TILE_SIZE for w, h, _, _ in tiles), tiles  # the view holds an edge tile, or the check is empty
     scale = tiles[0][2]
     assert all(abs(sx - scale) < 0.02 * scale and abs(sy - scale) < 0.02 * scale for _, _, sx, sy in tiles), tiles
