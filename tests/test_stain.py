@@ -16,8 +16,10 @@ from core.heatmaps.inference import classify_patches
 from core.models.manifest import InputSpec, StainTarget, read_manifest
 from core.slides.slide_stain import bound_to_slide, estimate_stain, sample_indices
 from core.slides.stain import (
+    _SAMPLE_STRIDE,
     REFERENCE_MAX_CONCENTRATIONS,
     REFERENCE_STAIN_MATRIX,
+    _extremes,
     fit_macenko,
     fit_reinhard,
     macenko_normalise,
@@ -79,6 +81,32 @@ def test_order_statistics_are_a_full_sorts_with_ties_and_left_out_values():
     # 5,003 values: the three past the last full row of 8 groups are candidates too
     tail = torch.cat([values, torch.full((6, 3), 1000.0)], 1)
     assert order_statistics(tail, torch.zeros((6, 1), dtype=torch.long), largest=True).flatten().tolist() == [1000.0] * 6
+    # NaN is left out as the infinities are, from either end
+    values[0, :4000] = float("nan")
+    assert torch.equal(order_statistics(values, ranks, largest=True), expected)
+    assert torch.equal(order_statistics(values, ranks), torch.nan_to_num(values, float("inf")).sort(1).values.gather(1, ranks))
+
+
+def test_order_statistics_from_a_misleading_sample_fall_back_to_the_whole_row():
+    # every sampled value (each _SAMPLE_STRIDE-th) is among the row's largest, so the values past the sample's
+    # threshold are too few for the ranks asked; the whole row is ranked instead
+    values = torch.arange(_SAMPLE_STRIDE * 40, dtype=torch.float32)[None].repeat(2, 1)
+    values[:, ::_SAMPLE_STRIDE] += 1e6
+    ranks = torch.tensor([[45, 46], [0, 60]])
+    expected = values.sort(1, descending=True).values.gather(1, ranks)
+    assert torch.equal(order_statistics(values, ranks, largest=True), expected)
+
+
+def test_the_cuda_selection_picks_what_the_cpu_selection_picks():
+    # the torch path (used on CUDA) run on CPU tensors: the same order statistics as the CPU's numpy path
+    rng = np.random.default_rng(2)
+    values = torch.from_numpy(rng.integers(0, 300, (4, 50_176)).astype(np.float32))
+    values[1, :30_000] = float("-inf")
+    for largest in (False, True):
+        ranks = torch.from_numpy(rng.integers(0, 500, (4, 2)))
+        filled = values if largest else torch.nan_to_num(values, neginf=float("inf"))
+        k = int(ranks.max()) + 1
+        assert torch.equal(_extremes(filled, k, largest).gather(1, ranks), order_statistics(filled, ranks, largest))
 
 
 def test_macenko_matches_the_reference_on_the_same_images(patches):

@@ -23,13 +23,14 @@ the estimate: ``core/slides/slide_stain.py``).
 Macenko's per-pixel work is arranged for speed without changing the method (bench/stain.py measures it against the
 reference): OD is read from a 256-entry table (computed in float64) instead of a logarithm per pixel; the angle
 percentiles are taken on a ratio that orders pixels as their angle does (``_fit`` says when), so no arctangent is
-taken per pixel; each percentile picks its two order statistics exactly from a fifth of the row
-(``_extremes``) and interpolates them as numpy does; the few numbers per image between the per-pixel steps are
+taken per pixel; each percentile picks its two order statistics exactly from a few candidates of the row (on the
+CPU, the values past a threshold sampled from the row, ``_host_order_statistics``; on CUDA, a fifth of the row,
+``_extremes``) and interpolates them as numpy does; the few numbers per image between the per-pixel steps are
 worked out in numpy float64, as the reference does; the image is rebuilt as 2 ** (log2 Io - log2(e) HE C), the
 same number as Io exp(-HE C) up to float rounding; on the CPU a batch goes a few images at a time through
 working memory allocated once per call. On the CPU the exact steps also run in numpy where its kernels were measured
 faster than torch's on one thread: the split of the channels, the stained-pixel mask, the zeroing of transparent
-pixels, the percentiles' selection and sort (``np.argpartition``, ``np.sort``) and the final truncation to uint8;
+pixels, the percentiles' selection (``np.partition``, ``np.flatnonzero``) and the final truncation to uint8;
 none of them rounds, so the output is the same number for number as with torch's kernels.
 """
 
@@ -55,6 +56,8 @@ REFERENCE_MAX_CONCENTRATIONS = (1.9705, 1.0308)
 MIN_STAINED_FRACTION = 0.01
 CPU_CHUNK = 8  # images per step on the CPU (fastest for 224-pixel patches; 44 bytes of working memory a pixel)
 _GROUPS = 8  # a row is seen as 8 rows of columns when its extreme values are picked (``_extremes``)
+_SAMPLE_STRIDE = 128  # on the CPU, every 128th value of a row is sampled for a selection threshold
+_SAMPLE_SLACK = 4  # sampled values more than the deepest rank needs (``_host_order_statistics``)
 
 _RGB_TO_XYZ = ((0.412453, 0.357580, 0.180423), (0.212671, 0.715160, 0.072169), (0.019334, 0.119193, 0.950227))
 _WHITE_D65 = (0.95047, 1.0, 1.08883)
@@ -86,37 +89,65 @@ def _percentile_ranks(count: np.ndarray, q: float) -> tuple[np.ndarray, np.ndarr
 
 
 def _extremes(values: torch.Tensor, k: int, largest: bool) -> torch.Tensor:
-    """(B, k) the k smallest (largest) values of each row of (B, N) ``values`` (no NaN), in order, exactly.
-    Each row is laid out as ``_GROUPS`` rows of N / _GROUPS columns; the k columns with the most extreme extremes
-    hold the k most extreme values of the row, ties included (a column left out is no more extreme than the k
-    chosen ones' extremes), so N / _GROUPS extremes and then k x _GROUPS candidates are ranked rather than the
-    whole row: a fifth of it for a percentile's k of N / 100."""
+    """(B, k) the k smallest (largest) values of each row of (B, N) ``values`` (no NaN), in order, exactly, in torch
+    (the CUDA path; the CPU's is ``_host_order_statistics``). Each row is laid out as ``_GROUPS`` rows of
+    N / _GROUPS columns; the k columns with the most extreme extremes hold the k most extreme values of the row, ties
+    included (a column left out is no more extreme than the k chosen ones' extremes), so N / _GROUPS extremes and
+    then k x _GROUPS candidates are ranked rather than the whole row: a fifth of it for a percentile's k of N / 100."""
     b, n = values.shape
     width = n // _GROUPS
     if k * _GROUPS * 2 > n:  # a short row or a deep rank: ranking the row is as cheap
         return values.topk(k, 1, largest=largest).values
     grouped = values[:, : width * _GROUPS].view(b, _GROUPS, width)  # column j: values j, j + width, ...
     extreme = grouped.amax(1) if largest else grouped.amin(1)
-    if values.device.type == "cpu":  # numpy's selection and sort: several times faster than topk on the CPU
-        order = np.argpartition(extreme.numpy(), width - k if largest else k - 1, axis=1)
-        columns = torch.from_numpy(order[:, width - k :] if largest else order[:, :k])
-    else:
-        columns = extreme.topk(k, 1, largest=largest, sorted=False).indices
+    columns = extreme.topk(k, 1, largest=largest, sorted=False).indices
     candidates = grouped.gather(2, columns[:, None, :].expand(b, _GROUPS, k)).view(b, -1)
     if n > width * _GROUPS:
         candidates = torch.cat([candidates, values[:, width * _GROUPS :]], 1)
-    if values.device.type == "cpu":
-        ranked = np.sort(candidates.numpy(), axis=1)
-        return torch.from_numpy(np.ascontiguousarray(ranked[:, ::-1][:, :k] if largest else ranked[:, :k]))
     return candidates.topk(k, 1, largest=largest).values
+
+
+def _host_order_statistics(values: np.ndarray, ranks: np.ndarray, largest: bool) -> np.ndarray:
+    """``order_statistics`` in numpy, for the CPU, where selecting among many tied values (a ratio of table values
+    repeats) made numpy's and torch's selections slow. A threshold is read off every ``_SAMPLE_STRIDE``-th value of a
+    row: a value of the row at least as extreme as ``_SAMPLE_SLACK`` more sampled values than the deepest rank needs,
+    so that usually about 1.5 x that rank plus a few strides of values are at least as extreme. Those values are the
+    candidates; when there are at least as many as the deepest rank needs, they hold every value of those ranks, ties
+    included, and the ranks are picked from them; otherwise (rare) from the whole row. Exact either way. NaN, which
+    no comparison selects, is left out as the filling infinity is."""
+    b, n = values.shape
+    k = int(ranks.max()) + 1
+    fill = -np.inf if largest else np.inf
+    sample = np.nan_to_num(values[:, ::_SAMPLE_STRIDE], nan=fill, posinf=np.inf, neginf=-np.inf)
+    width = sample.shape[1]
+    m = min(width - 1, -(-k * 3 // (2 * _SAMPLE_STRIDE)) + _SAMPLE_SLACK)  # ceil(1.5 k / stride) + slack
+    if largest:
+        threshold = np.partition(sample, width - 1 - m, axis=1)[:, width - 1 - m]
+        chosen = np.flatnonzero(values >= threshold[:, None])
+    else:
+        threshold = np.partition(sample, m, axis=1)[:, m]
+        chosen = np.flatnonzero(values <= threshold[:, None])
+    bounds = np.searchsorted(chosen, np.arange(b + 1) * n)  # each row's candidates, in order of the rows
+    candidates = values.ravel()[chosen]
+    out = np.empty(ranks.shape, values.dtype)
+    for row in range(b):
+        among = candidates[bounds[row] : bounds[row + 1]]
+        if len(among) < k:
+            among = np.nan_to_num(values[row], nan=fill, posinf=np.inf, neginf=-np.inf)
+        at = len(among) - 1 - ranks[row] if largest else ranks[row]
+        out[row] = np.partition(among, at)[at]
+    return out
 
 
 def order_statistics(values: torch.Tensor, ranks: torch.Tensor, largest: bool = False) -> torch.Tensor:
     """(B, K) the values at ``ranks`` (B, K) of each row of (B, N) ``values``, rank 0 the smallest (the largest with
-    ``largest``). Values to leave out are +inf (-inf with ``largest``) so that they rank last; NaN is not allowed."""
+    ``largest``). Values to leave out are NaN, or +inf (-inf with ``largest``), so that they rank last."""
     if ranks.numel() == 0:
         return values.new_zeros(ranks.shape)
-    return _extremes(values, int(ranks.max()) + 1, largest).gather(1, ranks)
+    if values.device.type == "cpu":
+        return torch.from_numpy(_host_order_statistics(values.numpy(), ranks.numpy(), largest))
+    filled = torch.nan_to_num(values, float("-inf") if largest else float("inf"), float("inf"), float("-inf"))
+    return _extremes(filled, int(ranks.max()) + 1, largest).gather(1, ranks)
 
 
 def _pick(values: torch.Tensor, ranks: np.ndarray, largest: bool) -> np.ndarray:
@@ -170,10 +201,9 @@ class _Buffers:
         self.pair = empty(2, n)  # projections onto the stain plane, then the concentrations
         self.stained = empty(n)
         self.key = empty(n)
-        self.tail = empty(n)  # each pixel's brightest channel (``brightest``), then a tail of the keys
+        self.brightest = empty(n, dtype=torch.int32)  # each pixel's brightest channel
         # int32 views of float32 memory not in use at the time: fewer bytes to keep in the caches
         self.intensities = self.kept.view(torch.int32)
-        self.brightest = self.tail.view(torch.int32)
         self.rebuilt = self.od.view(torch.int32)
         self.rebuilt_bytes = self.od.view(-1).view(torch.uint8)[: size * 3 * n].view(size, 3, n)
 
@@ -272,9 +302,8 @@ def _fit(images: torch.Tensor, io: float, alpha: float, beta: float, buf: _Buffe
     last = np.maximum(count - 1, 0)
     lo, hi, frac = _percentile_ranks(count, alpha)  # the alpha-th percentile of phi: from the top of the key
     lo_max, hi_max, frac_max = _percentile_ranks(count, 100 - alpha)
-    inf, tail = float("inf"), buf.tail[:b]
-    low_key = _pick(torch.nan_to_num(key, -inf, inf, -inf, out=tail), np.stack([lo, hi], 1), largest=True)
-    high_key = _pick(torch.nan_to_num(key, inf, inf, -inf, out=tail), np.stack([last - lo_max, last - hi_max], 1), largest=False)
+    low_key = _pick(key, np.stack([lo, hi], 1), largest=True)  # transparent pixels' NaN ranks last
+    high_key = _pick(key, np.stack([last - lo_max, last - hi_max], 1), largest=False)
     side = np.where(largest[:, 0] > 0, 0.5, -0.5)[:, None] * np.pi
     with np.errstate(invalid="ignore"):
         low_phi, high_phi = (np.where(one_sided[:, None], side - np.arctan(k), -k) for k in (low_key, high_key))
