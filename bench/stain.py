@@ -12,8 +12,9 @@ comes: one patch after another, numpy with its BLAS at its default threads. The 
 at a time, each timed on its own: on a shared machine the load changes over minutes, and taking turns exposes both
 to the same changes (one method's whole run, then the other's, does not).
 
-Needs only numpy, torch and torchstain (pure numpy). ``--reference-patches`` times the reference on the first N
-patches only (its time is scaled to all of them) and compares those N; by default it runs on every patch.
+Needs only numpy, torch, numba (the CPU's fused passes, ``core/slides/stain_cpu.py``) and torchstain (pure numpy).
+``--reference-patches`` times the reference on the first N patches only (its time is scaled to all of them) and
+compares those N; by default it runs on every patch.
 """
 
 from __future__ import annotations

@@ -14,12 +14,16 @@ from torchstain.numpy.normalizers.reinhard import NumpyReinhardNormalizer
 from core.errors import ModelLoadError
 from core.heatmaps.inference import classify_patches
 from core.models.manifest import InputSpec, StainTarget, read_manifest
+from core.slides import stain_cpu
 from core.slides.slide_stain import bound_to_slide, estimate_stain, sample_indices
 from core.slides.stain import (
     _SAMPLE_STRIDE,
+    MACENKO_BETA,
+    MACENKO_IO,
     REFERENCE_MAX_CONCENTRATIONS,
     REFERENCE_STAIN_MATRIX,
     _extremes,
+    _stained_limit,
     fit_macenko,
     fit_reinhard,
     macenko_normalise,
@@ -107,6 +111,44 @@ def test_the_cuda_selection_picks_what_the_cpu_selection_picks():
         filled = values if largest else torch.nan_to_num(values, neginf=float("inf"))
         k = int(ranks.max()) + 1
         assert torch.equal(_extremes(filled, k, largest).gather(1, ranks), order_statistics(filled, ranks, largest))
+
+
+def test_the_cpus_fused_passes_write_what_the_passes_one_by_one_write(patches):
+    b, n = len(patches), patches.shape[1] * patches.shape[2]
+    pixels = patches.reshape(b, n, 3)
+    table = -np.log((np.arange(256) + 1.0) / MACENKO_IO)  # float64, as the reference's logarithm
+    limit = _stained_limit(MACENKO_IO, MACENKO_BETA)
+    od, kept = np.empty((b, 3, n), np.float32), np.empty((b, 3, n), np.float32)
+    stained, sums = np.empty((b, n), np.float32), np.empty((b, 10))
+    stain_cpu.od_and_moments(pixels, table.astype(np.float32), limit, od, kept, stained, sums)
+    expected_od = table[pixels.transpose(0, 2, 1)]
+    assert np.array_equal(od, expected_od.astype(np.float32))
+    # stained: the reference's ODhat, no channel's OD below beta (the integer limit decides exactly that)
+    is_stained = (expected_od >= MACENKO_BETA).all(1)
+    assert 0.05 < is_stained.mean() < 0.95  # both kinds of pixel
+    assert np.array_equal(stained, is_stained.astype(np.float32))
+    assert np.array_equal(kept, od * stained[:, None])
+    held = kept.astype(np.float64)
+    gram = np.einsum("bin,bjn->bij", held, held)
+    assert sums[:, :6] == pytest.approx(gram[:, [0, 0, 0, 1, 1, 2], [0, 1, 2, 1, 2, 2]], rel=1e-12)
+    assert sums[:, 6:9] == pytest.approx(held.sum(2), rel=1e-12)
+    assert sums[:, 9].tolist() == is_stained.sum(1).tolist()
+
+    plane = np.random.default_rng(4).normal(size=(b, 2, 3)).astype(np.float32)
+    key = np.empty((b, n), np.float32)
+    stain_cpu.projection_ratio(kept, plane, key)
+    # in float32, the terms summed in the order written: That_0 / That_1
+    projected = [sum(plane[:, row, c, None] * kept[:, c] for c in range(3)) for row in (0, 1)]
+    with np.errstate(invalid="ignore"):
+        assert np.array_equal(key, projected[0] / projected[1], equal_nan=True)
+    assert np.array_equal(np.isnan(key), ~is_stained)  # 0 / 0 where transparent
+
+    rebuilt = np.random.default_rng(5).uniform(0, 400, (2, 3, 1000)).astype(np.float32)
+    rebuilt[1, 2, 7] = np.nan  # an image that could not be fitted
+    interleaved = np.empty((2, 1000, 3), np.uint8)
+    stain_cpu.interleaved_bytes(rebuilt, interleaved)
+    expected = np.minimum(np.nan_to_num(rebuilt, nan=255), 255).astype(np.uint8).transpose(0, 2, 1)
+    assert np.array_equal(interleaved, expected)
 
 
 def test_macenko_matches_the_reference_on_the_same_images(patches):

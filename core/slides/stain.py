@@ -28,10 +28,12 @@ CPU, the values past a threshold sampled from the row, ``_host_order_statistics`
 ``_extremes``) and interpolates them as numpy does; the few numbers per image between the per-pixel steps are
 worked out in numpy float64, as the reference does; the image is rebuilt as 2 ** (log2 Io - log2(e) HE C), the
 same number as Io exp(-HE C) up to float rounding; on the CPU a batch goes a few images at a time through
-working memory allocated once per call. On the CPU the exact steps also run in numpy where its kernels were measured
-faster than torch's on one thread: the split of the channels, the stained-pixel mask, the zeroing of transparent
-pixels, the percentiles' selection (``np.partition``, ``np.flatnonzero``) and the final truncation to uint8;
-none of them rounds, so the output is the same number for number as with torch's kernels.
+working memory allocated once per call. On the CPU, where each torch kernel is a pass over the batch's memory, the
+per-pixel steps that need no more than the pixel itself run fused, one compiled loop each (``core/slides/stain_cpu.py``):
+the optical densities with the stained-pixel mask and the covariance's sums (in float64); the projections onto the stain
+plane with their ratio; the clip, truncation to uint8 and interleaving of the rebuilt channels. The percentiles'
+selection runs in numpy there (``np.partition``, ``np.flatnonzero``), exact as torch's. The CPU's output therefore
+equals torch's step-by-step path (CUDA's) up to float rounding, and the reference's within the same 2/255.
 """
 
 from __future__ import annotations
@@ -44,7 +46,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-if TYPE_CHECKING:  # only the type: this module runs with torch and numpy alone (bench/stain.py)
+from core.slides import stain_cpu
+
+if TYPE_CHECKING:  # only the type: this module runs with torch, numpy and numba alone (bench/stain.py)
     from core.models.manifest import InputSpec
 
 MACENKO_IO = 240.0  # transmitted light intensity
@@ -118,24 +122,30 @@ def _host_order_statistics(values: np.ndarray, ranks: np.ndarray, largest: bool)
     b, n = values.shape
     k = int(ranks.max()) + 1
     fill = -np.inf if largest else np.inf
-    sample = np.nan_to_num(values[:, ::_SAMPLE_STRIDE], nan=fill, posinf=np.inf, neginf=-np.inf)
+    sample = values[:, ::_SAMPLE_STRIDE].copy()
+    sample[np.isnan(sample)] = fill
     width = sample.shape[1]
     m = min(width - 1, -(-k * 3 // (2 * _SAMPLE_STRIDE)) + _SAMPLE_SLACK)  # ceil(1.5 k / stride) + slack
     if largest:
-        threshold = np.partition(sample, width - 1 - m, axis=1)[:, width - 1 - m]
-        chosen = np.flatnonzero(values >= threshold[:, None])
+        sample.partition(width - 1 - m, axis=1)
+        chosen = np.flatnonzero(values >= sample[:, width - 1 - m, None])
     else:
-        threshold = np.partition(sample, m, axis=1)[:, m]
-        chosen = np.flatnonzero(values <= threshold[:, None])
+        sample.partition(m, axis=1)
+        chosen = np.flatnonzero(values <= sample[:, m, None])
     bounds = np.searchsorted(chosen, np.arange(b + 1) * n)  # each row's candidates, in order of the rows
-    candidates = values.ravel()[chosen]
+    counts = np.diff(bounds)
+    candidates = values.ravel()[chosen]  # a copy: partitioned in place below
+    at = counts[:, None] - 1 - ranks if largest else ranks  # the ranks' places among each row's candidates
     out = np.empty(ranks.shape, values.dtype)
-    for row in range(b):
-        among = candidates[bounds[row] : bounds[row + 1]]
-        if len(among) < k:
+    # Python ints: numpy's scalars cost more per row than the selection itself
+    for row, (start, end, places) in enumerate(zip(bounds[:-1].tolist(), bounds[1:].tolist(), at.tolist(), strict=True)):
+        if end - start >= k:
+            among = candidates[start:end]
+        else:
             among = np.nan_to_num(values[row], nan=fill, posinf=np.inf, neginf=-np.inf)
-        at = len(among) - 1 - ranks[row] if largest else ranks[row]
-        out[row] = np.partition(among, at)[at]
+            places = (n - 1 - ranks[row] if largest else ranks[row]).tolist()
+        among.partition(places)
+        out[row] = among[places]
     return out
 
 
@@ -196,7 +206,7 @@ class _Buffers:
         def empty(*shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
             return torch.empty(size, *shape, dtype=dtype, device=device)
 
-        self.od = empty(3, n)  # optical densities, then the rebuilt image's integers (``rebuilt``, ``rebuilt_bytes``)
+        self.od = empty(3, n)  # optical densities, then the rebuilt image's integers on CUDA (``rebuilt``)
         self.kept = empty(3, n)  # the intensities (``intensities``), the stained pixels' OD, then the rebuilt image
         self.pair = empty(2, n)  # projections onto the stain plane, then the concentrations
         self.stained = empty(n)
@@ -205,7 +215,6 @@ class _Buffers:
         # int32 views of float32 memory not in use at the time: fewer bytes to keep in the caches
         self.intensities = self.kept.view(torch.int32)
         self.rebuilt = self.od.view(torch.int32)
-        self.rebuilt_bytes = self.od.view(-1).view(torch.uint8)[: size * 3 * n].view(size, 3, n)
 
 
 def _intensities(images: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -227,18 +236,17 @@ def optical_density(images: torch.Tensor, io: float = MACENKO_IO) -> torch.Tenso
     return _od(_intensities(images, buf.intensities), io, buf.od)
 
 
+def _stained_limit(io: float, beta: float) -> int:
+    """The largest intensity whose OD -log((I + 1) / Io) is at least beta: I <= Io exp(-beta) - 1."""
+    return int(np.floor(io * np.exp(-beta) - 1.0))
+
+
 def _stained_pixels(intensities: torch.Tensor, io: float, beta: float, brightest: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     """(B, N) float 1 for the reference's ODhat pixels (no channel's OD below beta), else 0, computed on the integer
-    intensities: -log((I + 1) / Io) >= beta exactly when I <= Io exp(-beta) - 1. On the CPU in numpy (a comparison
-    written straight into floats, a third of torch's time there); elsewhere arithmetic rather than a comparison."""
-    limit = int(np.floor(io * np.exp(-beta) - 1.0))
-    if intensities.device.type == "cpu":
-        channels, top = intensities.numpy(), brightest.numpy()
-        np.maximum(np.maximum(channels[:, 0], channels[:, 1], out=top), channels[:, 2], out=top)
-        np.less_equal(top, limit, out=out.numpy(), casting="unsafe")
-        return out
+    intensities (``_stained_limit``), by arithmetic rather than a comparison. The CPU's is fused into
+    ``stain_cpu.od_and_moments``."""
     torch.amax(intensities, 1, out=brightest)
-    return out.copy_(brightest.neg_().add_(limit + 1).clamp_(0, 1))
+    return out.copy_(brightest.neg_().add_(_stained_limit(io, beta) + 1).clamp_(0, 1))
 
 
 @dataclass(frozen=True)
@@ -269,17 +277,23 @@ def _fit(images: torch.Tensor, io: float, alpha: float, beta: float, buf: _Buffe
     b, n, device = len(images), _channels(images).shape[1], images.device
     if b == 0:
         return _Fit(np.zeros((0, 3, 2)), np.zeros((0, 2)), np.zeros(0, bool), buf.pair[:0])
-    intensities = _intensities(images, buf.intensities[:b])
-    od = _od(intensities, io, buf.od[:b])  # (B, 3, N) optical density
-    stained = _stained_pixels(intensities, io, beta, buf.brightest[:b], buf.stained[:b])  # (B, N) 1 or 0
-    kept = buf.kept[:b]  # transparent pixels zeroed (numpy on the CPU: faster there)
-    if device.type == "cpu":
-        np.multiply(od.numpy(), stained.numpy()[:, None], out=kept.numpy())
+    # (B, 3, N) optical densities; the stained pixels' (transparent ones zeroed); (B, N) 1 where stained, else 0
+    od, kept, stained = buf.od[:b], buf.kept[:b], buf.stained[:b]
+    if device.type == "cpu":  # one fused pass (core/slides/stain_cpu.py)
+        sums_of = np.empty((b, 10))
+        pixels = np.ascontiguousarray(_channels(images).numpy())
+        stain_cpu.od_and_moments(pixels if pixels.dtype == np.uint8 else pixels.astype(np.int32), _od_table(float(io), device).numpy(),
+                                 _stained_limit(io, beta), od.numpy(), kept.numpy(), stained.numpy(), sums_of)
+        second = sums_of[:, [0, 1, 2, 1, 3, 4, 2, 4, 5]].reshape(b, 3, 3)
+        sums, count = sums_of[:, 6:9], np.rint(sums_of[:, 9]).astype(np.int64)
     else:
+        intensities = _intensities(images, buf.intensities[:b])
+        _od(intensities, io, od)
+        _stained_pixels(intensities, io, beta, buf.brightest[:b], stained)
         torch.mul(od, stained[:, None], out=kept)
-    # sums of products, sums and counts over the stained pixels
-    moments = torch.cat([(kept @ kept.transpose(1, 2)).view(b, 9), kept.sum(2), stained.sum(1, keepdim=True)], 1).double().cpu().numpy()
-    second, sums, count = moments[:, :9].reshape(b, 3, 3), moments[:, 9:12], np.rint(moments[:, 12]).astype(np.int64)
+        # sums of products, sums and counts over the stained pixels
+        moments = torch.cat([(kept @ kept.transpose(1, 2)).view(b, 9), kept.sum(2), stained.sum(1, keepdim=True)], 1).double().cpu().numpy()
+        second, sums, count = moments[:, :9].reshape(b, 3, 3), moments[:, 9:12], np.rint(moments[:, 12]).astype(np.int64)
     fitted = count >= max(2, int(np.ceil(MIN_STAINED_FRACTION * n)))
     c = np.maximum(count, 2)[:, None, None].astype(np.float64)
     cov = (second - sums[:, :, None] * sums[:, None, :] / c) / (c - 1)  # np.cov: unbiased
@@ -287,17 +301,22 @@ def _fit(images: torch.Tensor, io: float, alpha: float, beta: float, buf: _Buffe
     eigvecs = np.linalg.eigh(cov)[1]  # ascending eigenvalues: the reference's own routine
     plane = eigvecs[:, :, 1:3]  # (B, 3, 2) the two largest
     plane_t = torch.from_numpy(plane.transpose(0, 2, 1).astype(np.float32)).to(device)
-    projected = torch.bmm(plane_t, kept, out=buf.pair[:b])  # (B, 2, N); (0, 0) where transparent
     # phi = atan2(That_1, That_0) is ranked through a key that falls as phi rises. When the largest eigenvector's
     # components share a sign s, every stained OD vector (all components >= beta > 0) projects onto it with sign s,
     # so phi = s pi / 2 - atan(That_0 / That_1): the ratio is the key (0 / 0, NaN, where transparent) and no
     # arctangent is taken per pixel. Otherwise (not seen on H&E) the key is -phi.
     largest = eigvecs[:, :, 2]
     one_sided = (largest > 0).all(1) | (largest < 0).all(1) | ~fitted  # unfitted: no estimate to make
-    key = torch.div(projected[:, 0], projected[:, 1], out=buf.key[:b])
+    if device.type == "cpu":  # projections and their ratio in one fused pass (core/slides/stain_cpu.py)
+        key = buf.key[:b]
+        stain_cpu.projection_ratio(kept.numpy(), plane_t.numpy(), key.numpy())
+    else:
+        projected = torch.bmm(plane_t, kept, out=buf.pair[:b])  # (B, 2, N); (0, 0) where transparent
+        key = torch.div(projected[:, 0], projected[:, 1], out=buf.key[:b])
     if not one_sided.all():
         other = torch.from_numpy(np.flatnonzero(~one_sided)).to(device)
-        angles = torch.atan2(projected[other, 1], projected[other, 0]).neg_()
+        projected_other = torch.bmm(plane_t[other], kept[other])
+        angles = torch.atan2(projected_other[:, 1], projected_other[:, 0]).neg_()
         key[other] = torch.where(stained[other] > 0, angles, float("nan"))
     last = np.maximum(count - 1, 0)
     lo, hi, frac = _percentile_ranks(count, alpha)  # the alpha-th percentile of phi: from the top of the key
@@ -339,13 +358,14 @@ def _pseudo_inverse(matrices: np.ndarray) -> np.ndarray:
 
 
 def _rebuild(fit: _Fit, stain_matrix: np.ndarray, max_concentrations: np.ndarray, io: float, work: torch.Tensor) -> torch.Tensor:
-    """(B, 3, N) channels Io exp(-HE_target C / scale), clipped to 255, into ``work``, (B, 3, N) float32 room."""
+    """(B, 3, N) channels Io exp(-HE_target C / scale), into ``work``, (B, 3, N) float32 room (clipped at 255 by the
+    caller)."""
     scale = np.where(fit.fitted[:, None], fit.max_concentrations / max_concentrations, 1.0)  # (B, 2)
     mixing = stain_matrix[None] / scale[:, None, :] * np.log2(np.e)  # (B, 3, 2), in base 2
     mixing_t = torch.from_numpy(mixing.astype(np.float32)).to(work.device)
     # log2(Io) - mixing C in one batched product: 2 to that is Io exp(-HE C / scale) (exp2: faster than exp)
     torch.baddbmm(work.new_full((1, 1, 1), float(np.log2(io))), mixing_t, fit.concentrations, alpha=-1, out=work)
-    return torch.exp2(work, out=work).clamp_max_(255)
+    return torch.exp2(work, out=work)
 
 
 def _given(images: torch.Tensor, stain_matrix: np.ndarray, max_concentrations: np.ndarray, io: float, buf: _Buffers) -> _Fit:
@@ -373,17 +393,11 @@ def _rebuilt_images(images: torch.Tensor, estimate: Callable[[torch.Tensor, _Buf
         chunk, into = images[s : s + step], _channels(out[s : s + step])
         fit = estimate(chunk, buf)
         rebuilt = _rebuild(fit, target, target_max, io, buf.kept[: len(chunk)])
-        # truncated to integers as the reference's astype(np.uint8), then one strided copy per channel (faster than
-        # one transposing copy); on the CPU in numpy, whose float to uint8 cast and byte copies are several times
-        # faster than torch's there
-        if images.device.type == "cpu":
-            planes, pixels = buf.rebuilt_bytes[: len(chunk)].numpy(), into.numpy()
-            with np.errstate(invalid="ignore"):  # an unfitted image's NaN, replaced below
-                np.copyto(planes, rebuilt.numpy(), casting="unsafe")
-            for channel in range(3):
-                pixels[:, :, channel] = planes[:, channel]
-        else:  # float to int32 then to uint8: faster than float to uint8
-            integers = buf.rebuilt[: len(chunk)].copy_(rebuilt)
+        # clipped at 255 and truncated to integers as the reference's astype(np.uint8), channels interleaved
+        if images.device.type == "cpu":  # one fused pass (core/slides/stain_cpu.py)
+            stain_cpu.interleaved_bytes(rebuilt.numpy(), into.numpy())
+        else:  # float to int32 then to uint8 (faster than float to uint8), then one strided copy per channel
+            integers = buf.rebuilt[: len(chunk)].copy_(rebuilt.clamp_max_(255))
             for channel in range(3):
                 into[:, :, channel].copy_(integers[:, channel])
         if not fit.fitted.all():
