@@ -113,6 +113,17 @@ def test_the_cuda_selection_picks_what_the_cpu_selection_picks():
         assert torch.equal(_extremes(filled, k, largest).gather(1, ranks), order_statistics(filled, ranks, largest))
 
 
+def test_intensities_outside_a_byte_are_refused_not_read_past_the_od_table():
+    target = torch.tensor(REFERENCE_STAIN_MATRIX), torch.tensor(REFERENCE_MAX_CONCENTRATIONS)
+    with pytest.raises(ValueError, match="0 to 255"):
+        macenko_normalise(torch.full((1, 8, 8, 3), 300, dtype=torch.int32), *target)
+    with pytest.raises(ValueError, match="0 to 255"):
+        macenko_normalise(torch.full((1, 8, 8, 3), 100.5), *target)
+    # integer intensities of another type are normalised as the same bytes
+    image = torch.from_numpy(he_patch(np.random.default_rng(6), 64))[None]
+    assert torch.equal(macenko_normalise(image.to(torch.int64), *target), macenko_normalise(image, *target))
+
+
 def test_the_cpus_fused_passes_write_what_the_passes_one_by_one_write(patches):
     b, n = len(patches), patches.shape[1] * patches.shape[2]
     pixels = patches.reshape(b, n, 3)

@@ -236,6 +236,17 @@ def optical_density(images: torch.Tensor, io: float = MACENKO_IO) -> torch.Tenso
     return _od(_intensities(images, buf.intensities), io, buf.od)
 
 
+def _pixel_bytes(images: torch.Tensor) -> np.ndarray:
+    """(B, N, 3) uint8 pixels of (B, H, W, 3) uint8-valued CPU images, contiguous, for the compiled loops (which index
+    the OD table with them unchecked)."""
+    pixels = _channels(images).numpy()
+    if pixels.dtype != np.uint8:
+        if pixels.size and (pixels.min() < 0 or pixels.max() > 255 or not np.array_equal(pixels, np.round(pixels))):
+            raise ValueError("images must hold integer intensities 0 to 255")
+        pixels = pixels.astype(np.uint8)
+    return np.ascontiguousarray(pixels)
+
+
 def _stained_limit(io: float, beta: float) -> int:
     """The largest intensity whose OD -log((I + 1) / Io) is at least beta: I <= Io exp(-beta) - 1."""
     return int(np.floor(io * np.exp(-beta) - 1.0))
@@ -281,9 +292,8 @@ def _fit(images: torch.Tensor, io: float, alpha: float, beta: float, buf: _Buffe
     od, kept, stained = buf.od[:b], buf.kept[:b], buf.stained[:b]
     if device.type == "cpu":  # one fused pass (core/slides/stain_cpu.py)
         sums_of = np.empty((b, 10))
-        pixels = np.ascontiguousarray(_channels(images).numpy())
-        stain_cpu.od_and_moments(pixels if pixels.dtype == np.uint8 else pixels.astype(np.int32), _od_table(float(io), device).numpy(),
-                                 _stained_limit(io, beta), od.numpy(), kept.numpy(), stained.numpy(), sums_of)
+        stain_cpu.od_and_moments(_pixel_bytes(images), _od_table(float(io), device).numpy(), _stained_limit(io, beta),
+                                 od.numpy(), kept.numpy(), stained.numpy(), sums_of)
         second = sums_of[:, [0, 1, 2, 1, 3, 4, 2, 4, 5]].reshape(b, 3, 3)
         sums, count = sums_of[:, 6:9], np.rint(sums_of[:, 9]).astype(np.int64)
     else:
