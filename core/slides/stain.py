@@ -46,9 +46,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from core.slides import stain_cpu
-
 if TYPE_CHECKING:  # only the type: this module runs with torch, numpy and numba alone (bench/stain.py)
+    from types import ModuleType
+
     from core.models.manifest import InputSpec
 
 MACENKO_IO = 240.0  # transmitted light intensity
@@ -236,6 +236,15 @@ def optical_density(images: torch.Tensor, io: float = MACENKO_IO) -> torch.Tenso
     return _od(_intensities(images, buf.intensities), io, buf.od)
 
 
+def _cpu_loops() -> ModuleType:
+    """The CPU's compiled loops (``core/slides/stain_cpu.py``), imported on first use: numba and its LLVM cost a
+    fraction of a second to load, which every importer of this module (the tile server, the command line) would pay
+    though most never normalise stain on the CPU."""
+    from core.slides import stain_cpu
+
+    return stain_cpu
+
+
 def _pixel_bytes(images: torch.Tensor) -> np.ndarray:
     """(B, N, 3) uint8 pixels of (B, H, W, 3) uint8-valued CPU images, contiguous, for the compiled loops (which index
     the OD table with them unchecked)."""
@@ -292,7 +301,7 @@ def _fit(images: torch.Tensor, io: float, alpha: float, beta: float, buf: _Buffe
     od, kept, stained = buf.od[:b], buf.kept[:b], buf.stained[:b]
     if device.type == "cpu":  # one fused pass (core/slides/stain_cpu.py)
         sums_of = np.empty((b, 10))
-        stain_cpu.od_and_moments(_pixel_bytes(images), _od_table(float(io), device).numpy(), _stained_limit(io, beta),
+        _cpu_loops().od_and_moments(_pixel_bytes(images), _od_table(float(io), device).numpy(), _stained_limit(io, beta),
                                  od.numpy(), kept.numpy(), stained.numpy(), sums_of)
         second = sums_of[:, [0, 1, 2, 1, 3, 4, 2, 4, 5]].reshape(b, 3, 3)
         sums, count = sums_of[:, 6:9], np.rint(sums_of[:, 9]).astype(np.int64)
@@ -319,7 +328,7 @@ def _fit(images: torch.Tensor, io: float, alpha: float, beta: float, buf: _Buffe
     one_sided = (largest > 0).all(1) | (largest < 0).all(1) | ~fitted  # unfitted: no estimate to make
     if device.type == "cpu":  # projections and their ratio in one fused pass (core/slides/stain_cpu.py)
         key = buf.key[:b]
-        stain_cpu.projection_ratio(kept.numpy(), plane_t.numpy(), key.numpy())
+        _cpu_loops().projection_ratio(kept.numpy(), plane_t.numpy(), key.numpy())
     else:
         projected = torch.bmm(plane_t, kept, out=buf.pair[:b])  # (B, 2, N); (0, 0) where transparent
         key = torch.div(projected[:, 0], projected[:, 1], out=buf.key[:b])
@@ -405,7 +414,7 @@ def _rebuilt_images(images: torch.Tensor, estimate: Callable[[torch.Tensor, _Buf
         rebuilt = _rebuild(fit, target, target_max, io, buf.kept[: len(chunk)])
         # clipped at 255 and truncated to integers as the reference's astype(np.uint8), channels interleaved
         if images.device.type == "cpu":  # one fused pass (core/slides/stain_cpu.py)
-            stain_cpu.interleaved_bytes(rebuilt.numpy(), into.numpy())
+            _cpu_loops().interleaved_bytes(rebuilt.numpy(), into.numpy())
         else:  # float to int32 then to uint8 (faster than float to uint8), then one strided copy per channel
             integers = buf.rebuilt[: len(chunk)].copy_(rebuilt.clamp_max_(255))
             for channel in range(3):
